@@ -1,0 +1,5 @@
+"""``python -m imagenet_cli``: the same program as the ``imagenet`` command."""
+
+from .cli.app import main
+
+main()

@@ -1,0 +1,95 @@
+"""``imagenet classes``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .. import catalogue
+from ..class_files import class_file, write_class_file
+from .common import DebugOption, JsonOption, QuietOption, VerboseOption, print_json, print_table, session
+
+EXAMPLES = """\
+Examples:
+
+\b
+  imagenet classes crane                  both cranes: the bird and the machine
+  imagenet classes n01440764              by WNID
+  imagenet classes 0                      by sorted index (torchvision, Kaggle, timm)
+  imagenet classes --devkit-id 449        by ILSVRC2012_ID (devkit, meta.mat)
+  imagenet classes ILSVRC2012_val_00000001.JPEG   the label of a val image
+  imagenet classes --export keras --out imagenet_class_index.json
+"""
+
+
+class ExportFormat(str, Enum):
+    synsets = "synsets"
+    loc = "loc"
+    keras = "keras"
+    devkit = "devkit"
+
+
+def classes(
+    query: Annotated[
+        str | None,
+        typer.Argument(help="A WNID, a sorted index 0–999, a val file name, or words from the class names.",
+        show_default=False,
+        metavar="QUERY",),
+    ] = None,
+    devkit_id: Annotated[
+        int | None,
+        typer.Option("--devkit-id", help="Look up by the devkit's ILSVRC2012_ID (1–1000).", show_default=False, metavar="N"),
+    ] = None,
+    export: Annotated[
+        ExportFormat | None,
+        typer.Option(
+            help="Write a whole class file: synsets (sorted WNIDs), loc (Kaggle LOC_synset_mapping.txt), "
+            "keras (imagenet_class_index.json), devkit (map_clsloc.txt).",
+            show_default=False,
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="With --export: the file to write (default: stdout).", dir_okay=False, show_default=False, metavar="FILE"),
+    ] = None,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Look up classes; export class files.
+
+    Shows the sorted index (0-based: torchvision, Kaggle, timm) and the devkit ILSVRC2012_ID
+    (1-based: meta.mat, val ground truth) of each class, or writes a whole class table in the
+    format another tool expects.
+    """
+    if export is not None and (query is not None or devkit_id is not None or json_output):
+        raise typer.BadParameter("--export writes the whole table; drop QUERY, --devkit-id and --json", param_hint="'--export'")
+    if out is not None and export is None:
+        raise typer.BadParameter("--out needs --export FORMAT", param_hint="'--out'")
+    if query is not None and devkit_id is not None:
+        raise typer.BadParameter("give either QUERY or --devkit-id", param_hint="'--devkit-id'")
+    with session(quiet, verbose, debug):
+        if export is not None:
+            if out is None:
+                typer.echo(class_file(export.value), nl=False)
+            else:
+                typer.echo(f"wrote {write_class_file(export.value, out)}", err=True)
+            return
+        if devkit_id is not None:
+            found = [catalogue.by_devkit_id(devkit_id)]
+        elif query is not None:
+            found = catalogue.find(query)
+        else:
+            found = list(catalogue.classes())
+        if json_output:
+            print_json([{**_as_dict(c)} for c in found])
+        else:
+            print_table(("index", "wnid", "devkit_id", "name"), [(c.index, c.wnid, c.devkit_id, ", ".join(c.names)) for c in found])
+
+
+def _as_dict(c: catalogue.ImageNetClass) -> dict:
+    return {"index": c.index, "wnid": c.wnid, "devkit_id": c.devkit_id, "short_name": c.short_name, "names": list(c.names)}

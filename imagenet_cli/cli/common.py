@@ -1,0 +1,123 @@
+"""What every command shares: the common options, error reporting, logging and output helpers."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..progress import Progress
+from .errors import message_for, rule_for
+from .progress import progress_for
+
+DEFAULT_ROOT = Path("imagenet")
+
+RootOption = Annotated[
+    Path,
+    typer.Option(
+        "--root",
+        envvar="IMAGENET_ROOT",
+        help="Data root: downloads/, prepared trees and subsets/ live here.",
+        metavar="DIR",
+        file_okay=False,
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, for scripts.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes; results and errors only.")]
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step, on stderr.")]
+DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")]
+
+
+@dataclass(frozen=True)
+class Session:
+    """What a command needs from the common options while it runs."""
+
+    progress: Progress
+
+
+@contextmanager
+def session(quiet: bool, verbose: bool, debug: bool) -> Iterator[Session]:
+    """Run a command's body: set up logging and progress, turn errors into one line and an exit code."""
+    if quiet and verbose:
+        raise typer.BadParameter("choose one of --quiet and --verbose", param_hint="'--quiet'")
+    _configure_logging(logging.ERROR if quiet else logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
+    try:
+        yield Session(progress=progress_for(quiet))
+    except typer.Exit:
+        raise
+    except (Exception, KeyboardInterrupt) as error:
+        if debug:
+            raise
+        typer.echo(message_for(error), err=True)
+        raise typer.Exit(rule_for(error).exit_code) from None
+
+
+class _StderrHandler(logging.Handler):
+    """Log lines on whatever stderr is now (tests and redirections swap it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"imagenet: {record.getMessage()}", err=True)
+
+
+def _configure_logging(level: int) -> None:
+    logger = logging.getLogger("imagenet_cli")
+    logger.setLevel(level)
+    logger.propagate = False
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+
+
+def jsonable(value: Any) -> Any:
+    """Result objects (dataclasses, paths, tuples) as plain JSON values."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+def print_json(value: Any) -> None:
+    typer.echo(json.dumps(jsonable(value), indent=2, ensure_ascii=False))
+
+
+def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """A plain aligned table on stdout; numbers are right-aligned."""
+    cells = [[str(c) for c in row] for row in rows]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(headers)]
+    numeric = [all(isinstance(row[i], int) for row in rows) and rows for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    typer.echo(line(headers))
+    for row in cells:
+        typer.echo(line(row))
+
+
+def human_bytes(count: int) -> str:
+    size = float(count)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+def comma_list(value: str | None) -> list[str] | None:
+    """``a,b, c`` as ``["a", "b", "c"]``; None stays None."""
+    if value is None:
+        return None
+    return [item.strip() for item in value.split(",") if item.strip()]

@@ -1,0 +1,66 @@
+"""Every error a user can meet, mapped in one table to an exit code and what to try next.
+
+A message reads ``imagenet: error: <what happened> — try <what to do>``, on one line of stderr.
+Tracebacks appear only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import errno
+from dataclasses import dataclass
+
+from ..errors import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    ArchiveError,
+    ImagenetError,
+    InsufficientSpaceError,
+    InvalidArgumentError,
+    MissingInputError,
+    OverwriteRefusedError,
+    UnknownClassError,
+)
+
+
+@dataclass(frozen=True)
+class ErrorRule:
+    kind: type[BaseException]
+    exit_code: int
+    hint: str
+    errno: int | None = None  # for OSError: match only this errno
+
+
+# First matching row wins: narrow kinds before broad ones.
+ERROR_TABLE = (
+    ErrorRule(UnknownClassError, EXIT_USAGE, "`imagenet classes WORDS` to search the class names"),
+    ErrorRule(InvalidArgumentError, EXIT_USAGE, "`imagenet COMMAND --help` for the accepted values"),
+    ErrorRule(MissingInputError, EXIT_ERROR, "`imagenet info` to see what the root holds, or another --root"),
+    ErrorRule(OverwriteRefusedError, EXIT_ERROR, "another --root, or move that file elsewhere first"),
+    ErrorRule(ArchiveError, EXIT_ERROR, "deleting the file and downloading it again"),
+    ErrorRule(InsufficientSpaceError, EXIT_ERROR, "freeing disk space or another --root"),
+    ErrorRule(ImagenetError, EXIT_ERROR, "`--debug` for details"),
+    ErrorRule(OSError, EXIT_ERROR, "freeing disk space, then the same command: finished work is kept", errno.ENOSPC),
+    ErrorRule(PermissionError, EXIT_ERROR, "checking the permissions of that path, or another --root"),
+    ErrorRule(OSError, EXIT_ERROR, "checking that path and the disk it is on"),
+    ErrorRule(KeyboardInterrupt, EXIT_INTERRUPTED, "the same command again: finished work is kept"),
+    ErrorRule(Exception, EXIT_ERROR, "`--debug` and report the traceback: this is a bug"),
+)
+
+
+def rule_for(error: BaseException) -> ErrorRule:
+    for rule in ERROR_TABLE:
+        if isinstance(error, rule.kind) and (rule.errno is None or getattr(error, "errno", None) == rule.errno):
+            return rule
+    raise error  # not an Exception (SystemExit and the like): let it through
+
+
+def message_for(error: BaseException) -> str:
+    """The one line the user sees for ``error``."""
+    rule = rule_for(error)
+    if isinstance(error, KeyboardInterrupt):
+        return f"imagenet: interrupted — try {rule.hint}"
+    what = str(error) or type(error).__name__
+    if not isinstance(error, (ImagenetError, OSError)):
+        what = f"unexpected {type(error).__name__}: {what}"
+    return f"imagenet: error: {what} — try {rule.hint}"

@@ -1,0 +1,91 @@
+"""``imagenet info``."""
+
+from __future__ import annotations
+
+import typer
+
+from ..info import RootState, TreeState, describe_root
+from .common import (
+    DEFAULT_ROOT,
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    RootOption,
+    VerboseOption,
+    human_bytes,
+    print_json,
+    print_table,
+    session,
+)
+
+EXAMPLES = """\
+Examples:
+
+\b
+  imagenet info
+  imagenet info --root /data/imagenet --json
+"""
+
+# The command that starts each stage. A stage appears here once its command exists.
+NEXT_COMMANDS = {
+    "download": "imagenet download --source sample",
+}
+
+
+def info(
+    root: RootOption = DEFAULT_ROOT,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Show what the root holds and what to run next.
+
+    Archives in downloads/ (size, source, whether their checksums are recorded), prepared trees and
+    subsets (images per split, size on disk), and the free disk.
+    """
+    with session(quiet, verbose, debug):
+        state = describe_root(root)
+        if json_output:
+            print_json(_as_json(state))
+        else:
+            _print_state(state)
+
+
+def _as_json(state: RootState) -> dict:
+    return {
+        "root": str(state.root),
+        "exists": state.exists,
+        "free_bytes": state.free_bytes,
+        "archives": state.archives,
+        "trees": [_tree_json(t) for t in state.trees],
+        "subsets": [_tree_json(t) for t in state.subsets],
+        "next_step": state.next_step,
+        "next_command": NEXT_COMMANDS.get(state.next_step or ""),
+    }
+
+
+def _tree_json(tree: TreeState) -> dict:
+    return {"name": tree.name, "path": tree.path, "images": tree.images, "bytes": tree.bytes, "splits": tree.splits}
+
+
+def _print_state(state: RootState) -> None:
+    typer.echo(f"root: {state.root} ({human_bytes(state.free_bytes)} free)")
+    if not state.archives and not state.trees and not state.subsets:
+        typer.echo("nothing here yet; start with `imagenet download`")
+    if state.archives:
+        typer.echo("\narchives (downloads/):")
+        record_words = {"ok": "recorded", "stale": "changed since recorded", "none": "not recorded"}
+        rows = [(a.name, human_bytes(a.bytes), a.source or "-", record_words[a.record]) for a in state.archives]
+        print_table(("archive", "size", "source", "checksums"), rows)
+    for title, trees in (("prepared trees", state.trees), ("subsets (subsets/)", state.subsets)):
+        if trees:
+            typer.echo(f"\n{title}:")
+            rows = [
+                (t.name, *(t.splits[s].images if s in t.splits else "-" for s in ("train", "val", "test")), human_bytes(t.bytes))
+                for t in trees
+            ]
+            print_table(("tree", "train", "val", "test", "size"), rows)
+    next_command = NEXT_COMMANDS.get(state.next_step or "")
+    if next_command:
+        typer.echo(f"\nnext: {next_command}")

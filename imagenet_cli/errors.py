@@ -1,0 +1,43 @@
+"""The one exception hierarchy of the library, and the process exit codes the CLI uses.
+
+Library code raises these with a message that says what happened, naming the file or value.
+The CLI (``imagenet_cli.cli.errors``) maps each class to an exit code and a hint saying what to
+do next, in one table.
+"""
+
+from __future__ import annotations
+
+# Exit codes, documented in the README ("Exit codes"); scripts rely on them.
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PROBLEMS = 3  # the command ran to the end and found problems (bad images, bad checksums)
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+class ImagenetError(Exception):
+    """Base of every error the library raises on purpose."""
+
+
+class InvalidArgumentError(ImagenetError):
+    """A value passed in (an option, a class name, a size) cannot be used."""
+
+
+class UnknownClassError(InvalidArgumentError):
+    """A WNID, index, ILSVRC2012_ID or name that matches no ILSVRC-2012 class."""
+
+
+class MissingInputError(ImagenetError):
+    """Something the command needs to read is not where it should be."""
+
+
+class OverwriteRefusedError(ImagenetError):
+    """Writing would replace a file this tool did not make (or made differently)."""
+
+
+class ArchiveError(ImagenetError):
+    """An archive is unreadable, truncated, or holds something it must not."""
+
+
+class InsufficientSpaceError(ImagenetError):
+    """Not enough free disk for what the command is about to write."""

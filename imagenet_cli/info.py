@@ -1,0 +1,81 @@
+"""``imagenet info``: what a data root holds, and what to run next."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .layout import SPLITS, Root, SplitCount, count_split, free_bytes
+from .records import archives_in, read_record
+
+
+@dataclass(frozen=True)
+class ArchiveState:
+    name: str
+    bytes: int
+    source: str | None  # from its record; None when nothing recorded it
+    record: str  # "ok": hashes recorded and the file unchanged since; "stale": it changed; "none"
+
+
+@dataclass(frozen=True)
+class TreeState:
+    name: str
+    path: Path
+    splits: dict[str, SplitCount]
+
+    @property
+    def images(self) -> int:
+        return sum(s.images for s in self.splits.values())
+
+    @property
+    def bytes(self) -> int:
+        return sum(s.bytes for s in self.splits.values())
+
+
+@dataclass(frozen=True)
+class RootState:
+    root: Path
+    exists: bool
+    free_bytes: int
+    archives: list[ArchiveState] = field(default_factory=list)
+    trees: list[TreeState] = field(default_factory=list)
+    subsets: list[TreeState] = field(default_factory=list)
+
+    @property
+    def next_step(self) -> str | None:
+        """The stage the root is ready for: download, prepare, subset — or None when all are done."""
+        if not self.archives and not self.trees:
+            return "download"
+        if not self.trees:
+            return "prepare"
+        if not self.subsets:
+            return "subset"
+        return None
+
+
+def describe_root(root: Path) -> RootState:
+    layout = Root(root)
+    if not root.is_dir():
+        return RootState(root, exists=False, free_bytes=free_bytes(root))
+    return RootState(
+        root,
+        exists=True,
+        free_bytes=free_bytes(root),
+        archives=[_archive_state(path) for path in archives_in(layout.downloads)],
+        trees=[_tree_state(path) for path in layout.trees()],
+        subsets=[_tree_state(path) for path in layout.subset_trees()],
+    )
+
+
+def _archive_state(path: Path) -> ArchiveState:
+    record = read_record(path)
+    if record is None:
+        state = "none"
+    else:
+        state = "ok" if record.matches(path) else "stale"
+    return ArchiveState(path.name, path.stat().st_size, record.source if record else None, state)
+
+
+def _tree_state(path: Path) -> TreeState:
+    splits = {split: count_split(path / split) for split in SPLITS if (path / split).is_dir()}
+    return TreeState(path.name, path, splits)

@@ -1,0 +1,82 @@
+"""The data root: where downloads, prepared trees and subsets live.
+
+    ROOT/downloads/                 archives exactly as fetched, each with <name>.record.json
+    ROOT/<size>/{train,val}/<wnid>/ prepared ImageFolder trees, e.g. ROOT/224, ROOT/full
+    ROOT/subsets/<name>/            subsets of a prepared tree
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+SPLITS = ("train", "val", "test")
+DOWNLOADS = "downloads"
+SUBSETS = "subsets"
+
+
+@dataclass(frozen=True)
+class Root:
+    path: Path
+
+    @property
+    def downloads(self) -> Path:
+        return self.path / DOWNLOADS
+
+    @property
+    def subsets(self) -> Path:
+        return self.path / SUBSETS
+
+    def tree(self, name: str) -> Path:
+        """A prepared tree, named for its size (``224``, ``full``) and any non-default mode."""
+        return self.path / name
+
+    def trees(self) -> list[Path]:
+        """Prepared trees: folders of the root that hold a split folder."""
+        return _image_trees(self.path, exclude={DOWNLOADS, SUBSETS})
+
+    def subset_trees(self) -> list[Path]:
+        return _image_trees(self.subsets, exclude=set())
+
+
+def _image_trees(parent: Path, exclude: set[str]) -> list[Path]:
+    if not parent.is_dir():
+        return []
+    return [
+        child
+        for child in sorted(parent.iterdir())
+        if child.is_dir() and child.name not in exclude and any((child / s).is_dir() for s in SPLITS)
+    ]
+
+
+def free_bytes(path: Path) -> int:
+    """Free disk where ``path`` is or would be created (its nearest existing ancestor)."""
+    path = path.absolute()
+    while not path.exists():
+        path = path.parent
+    return shutil.disk_usage(path).free
+
+
+@dataclass(frozen=True)
+class SplitCount:
+    classes: int
+    images: int
+    bytes: int
+
+
+def count_split(split_dir: Path) -> SplitCount:
+    """Class folders, files and bytes of one split of an ImageFolder tree, streaming the listing."""
+    classes = images = size = 0
+    with os.scandir(split_dir) as class_entries:
+        for class_entry in class_entries:
+            if not class_entry.is_dir():
+                continue
+            classes += 1
+            with os.scandir(class_entry.path) as files:
+                for file in files:
+                    if file.is_file():  # follows symlinks, as subsets are made of them
+                        images += 1
+                        size += file.stat().st_size
+    return SplitCount(classes, images, size)

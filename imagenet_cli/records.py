@@ -1,0 +1,88 @@
+"""The record kept beside every archive in ``ROOT/downloads/``.
+
+``<archive>.record.json`` says where the archive came from and what its bytes hash to, as computed
+when it was written. ``verify`` and ``info`` read it; a record whose size or mtime no longer match
+the file is stale (the file changed since it was recorded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import atomic
+from .errors import ArchiveError
+
+RECORD_SUFFIX = ".record.json"
+
+
+@dataclass(frozen=True)
+class DownloadRecord:
+    name: str
+    size: int
+    md5: str
+    xxh3_64: str
+    source: str  # "sample", "official", "kaggle"
+    mtime_ns: int  # of the file when it was recorded: a cheap "unchanged since" check
+    recorded_at: str  # UTC, ISO 8601
+    url: str | None = None  # without the query string (signed URLs expire)
+    etag: str | None = None
+    last_modified: str | None = None
+    details: dict = field(default_factory=dict)  # source-specific, e.g. the sample's parameters
+
+    def matches(self, path: Path) -> bool:
+        """True when the file still has the size and mtime it had when it was recorded."""
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return False
+        return stat.st_size == self.size and stat.st_mtime_ns == self.mtime_ns
+
+
+def record_path(archive: Path) -> Path:
+    return archive.with_name(archive.name + RECORD_SUFFIX)
+
+
+def is_record(path: Path) -> bool:
+    return path.name.endswith(RECORD_SUFFIX)
+
+
+def write_record(archive: Path, digests: dict[str, str], source: str, **extra) -> DownloadRecord:
+    stat = archive.stat()
+    record = DownloadRecord(
+        name=archive.name,
+        size=stat.st_size,
+        md5=digests["md5"],
+        xxh3_64=digests["xxh3_64"],
+        source=source,
+        mtime_ns=stat.st_mtime_ns,
+        recorded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **extra,
+    )
+    atomic.write_text(record_path(archive), json.dumps(dataclasses.asdict(record), indent=2) + "\n")
+    return record
+
+
+def read_record(archive: Path) -> DownloadRecord | None:
+    path = record_path(archive)
+    try:
+        data = json.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ArchiveError(f"cannot read the record {path}: {error}") from error
+    known = {f.name for f in dataclasses.fields(DownloadRecord)}
+    return DownloadRecord(**{k: v for k, v in data.items() if k in known})
+
+
+def archives_in(downloads: Path) -> Iterator[Path]:
+    """The archive files in a downloads folder (not records, not temporary files), sorted by name."""
+    if not downloads.is_dir():
+        return
+    for path in sorted(downloads.iterdir()):
+        if path.is_file() and not path.name.startswith(".") and not is_record(path):
+            yield path

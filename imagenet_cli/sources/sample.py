@@ -1,0 +1,366 @@
+"""The built-in sample: a miniature ILSVRC-2012 with the exact shapes of the real archives.
+
+Official form (what image-net.org serves):
+
+* ``ILSVRC2012_img_train.tar`` — GNU tar of uncompressed ``<wnid>.tar`` in unsorted order, each
+  holding flat ``<wnid>_<n>.JPEG`` with unpadded, non-consecutive ``n``;
+* ``ILSVRC2012_img_val.tar`` — flat ``ILSVRC2012_val_<8 digits>.JPEG``, unsorted, using the real
+  file names of the chosen classes so the real ground truth labels them;
+* ``ILSVRC2012_img_test_v10102019.tar`` — flat, unlabelled ``ILSVRC2012_test_<8 digits>.JPEG``;
+* ``ILSVRC2012_devkit_t12.tar.gz`` — ``ILSVRC2012_devkit_t12/`` with the real 50,000-line
+  ``data/ILSVRC2012_validation_ground_truth.txt`` (ILSVRC2012_IDs, devkit order).
+
+Kaggle form: ``imagenet-object-localization-challenge.zip`` with the four ``LOC_*`` files and the
+``ILSVRC/`` tree (flat val folder, PASCAL-VOC box annotations, ImageSets lists).
+
+The real quirks appear under their real names where their class is chosen: the PNG
+``n02105855_2933.JPEG``, the CMYK ``n01739381_1309.JPEG`` and ``ILSVRC2012_val_00019877.JPEG``;
+grayscale and progressive JPEGs, one huge and one 500×33 image are spread over the rest.
+
+Same options, same bytes: archive metadata (mtimes, owners, gzip headers, member order) is fixed
+or drawn from the seeded RNG.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import random
+import tarfile
+import zipfile
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .. import catalogue
+from ..atomic import atomic_writer
+from ..class_files import class_file
+from ..errors import InvalidArgumentError
+from ..progress import SILENT, Advance, Progress
+from .sample_images import CMYK, GRAY, PNG, PROGRESSIVE, RGB, ImageSpec, render
+
+TRAIN_TAR = "ILSVRC2012_img_train.tar"
+VAL_TAR = "ILSVRC2012_img_val.tar"
+TEST_TAR = "ILSVRC2012_img_test_v10102019.tar"
+DEVKIT = "ILSVRC2012_devkit_t12.tar.gz"
+KAGGLE_ZIP = "imagenet-object-localization-challenge.zip"
+LAYOUTS = ("official", "kaggle")
+OFFICIAL_FILES = (TRAIN_TAR, VAL_TAR, TEST_TAR, DEVKIT)
+
+# The real quirk files, by name, and the class each belongs to.
+PNG_TRAIN_FILE = ("n02105855", 2933)  # n02105855_2933.JPEG is a PNG
+CMYK_TRAIN_FILE = ("n01739381", 1309)  # n01739381_1309.JPEG is CMYK
+CMYK_VAL_NUMBER = 19877  # ILSVRC2012_val_00019877.JPEG is CMYK (class n13133613)
+
+ARCHIVE_MTIME = 1_336_608_000  # 2012-05-10: every member gets it, so archives are reproducible
+ZIP_DATE = (2019, 4, 1, 0, 0, 0)
+HUGE_SIZE = (2592, 3888)  # the largest ImageNet image
+THIN_SIZE = (500, 33)  # the most extreme aspect ratio
+COMMON_SIZES = [(500, 375)] * 6 + [(375, 500)] * 2 + [(500, 333), (500, 500), (400, 300), (640, 480)]
+
+
+def default_classes() -> tuple[str, ...]:
+    """Imagenette's 10 classes plus the classes of the real quirk files, sorted."""
+    quirk_classes = {PNG_TRAIN_FILE[0], CMYK_TRAIN_FILE[0], catalogue.val_labels()[CMYK_VAL_NUMBER - 1]}
+    return tuple(sorted(set(catalogue.named_subset("imagenette")) | quirk_classes))
+
+
+@dataclass(frozen=True)
+class SampleOptions:
+    classes: tuple[str, ...] = field(default_factory=default_classes)
+    train_per_class: int = 10
+    val_per_class: int = 5
+    test_images: int = 10
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for wnid in self.classes:
+            catalogue.by_wnid(wnid)
+        if not self.classes:
+            raise InvalidArgumentError("the sample needs at least one class")
+        if len(set(self.classes)) != len(self.classes):
+            raise InvalidArgumentError("the sample's classes repeat a WNID")
+        if not 1 <= self.train_per_class <= 1300:
+            raise InvalidArgumentError("train images per class must be within 1–1300, as in ImageNet")
+        if not 0 <= self.val_per_class <= catalogue.VAL_IMAGES_PER_CLASS:
+            raise InvalidArgumentError("val images per class must be within 0–50, as in ImageNet")
+        if not 0 <= self.test_images <= 100_000:
+            raise InvalidArgumentError("test images must be within 0–100000")
+
+
+@dataclass(frozen=True)
+class SampleImage:
+    split: str  # train, val, test
+    wnid: str | None  # None for test images: they are unlabelled
+    name: str  # file name, e.g. n01440764_10026.JPEG
+    spec: ImageSpec
+
+    @property
+    def stem(self) -> str:
+        return self.name.removesuffix(".JPEG")
+
+
+def plan(options: SampleOptions) -> list[SampleImage]:
+    """Every image of the sample, in a fixed order (archives shuffle it themselves)."""
+    rng = random.Random(f"imagenet-sample:{options.seed}")
+    train = [image for wnid in sorted(options.classes) for image in _plan_train(wnid, options, rng)]
+    val = [image for wnid in sorted(options.classes) for image in _plan_val(wnid, options, rng)]
+    test = _plan_test(options, rng)
+    train = _spread_quirks(train, rng, huge=1, thin=1, gray=2, progressive=2)
+    val = _spread_quirks(val, rng, huge=0, thin=0, gray=1, progressive=1)
+    return train + val + test
+
+
+def _spec(name: str, kind: str, rng: random.Random, options: SampleOptions) -> ImageSpec:
+    width, height = rng.choice(COMMON_SIZES)
+    return ImageSpec(width, height, kind, f"{options.seed}:{name}")
+
+
+def _plan_train(wnid: str, options: SampleOptions, rng: random.Random) -> Iterator[SampleImage]:
+    real_quirks = {PNG_TRAIN_FILE: PNG, CMYK_TRAIN_FILE: CMYK}
+    forced = {number: kind for (quirk_wnid, number), kind in real_quirks.items() if quirk_wnid == wnid}
+    # Real numbers are unpadded and sparse (n01440764_10026, n09399592_115824).
+    numbers = list(forced)[: options.train_per_class]
+    pool = [n for n in rng.sample(range(1, 40_000), options.train_per_class + len(forced)) if n not in forced]
+    numbers += pool[: options.train_per_class - len(numbers)]
+    for number in sorted(numbers):
+        name = f"{wnid}_{number}.JPEG"
+        yield SampleImage("train", wnid, name, _spec(name, forced.get(number, RGB), rng, options))
+
+
+def _plan_val(wnid: str, options: SampleOptions, rng: random.Random) -> Iterator[SampleImage]:
+    labels = catalogue.val_labels()
+    mine = [k for k in range(1, catalogue.NUM_VAL_IMAGES + 1) if labels[k - 1] == wnid]
+    chosen = [k for k in mine if k == CMYK_VAL_NUMBER][: options.val_per_class]
+    chosen += rng.sample([k for k in mine if k not in chosen], options.val_per_class - len(chosen))
+    for number in sorted(chosen):
+        name = catalogue.val_file_name(number)
+        kind = CMYK if number == CMYK_VAL_NUMBER else RGB
+        yield SampleImage("val", wnid, name, _spec(name, kind, rng, options))
+
+
+def _plan_test(options: SampleOptions, rng: random.Random) -> list[SampleImage]:
+    numbers = sorted(rng.sample(range(1, 100_001), options.test_images))
+    names = [f"ILSVRC2012_test_{n:08d}.JPEG" for n in numbers]
+    return [SampleImage("test", None, name, _spec(name, RGB, rng, options)) for name in names]
+
+
+def _spread_quirks(
+    images: list[SampleImage], rng: random.Random, *, huge: int, thin: int, gray: int, progressive: int
+) -> list[SampleImage]:
+    """Turn some plain RGB images into the other shapes real ImageNet has."""
+    plain = [i for i, image in enumerate(images) if image.spec.kind == RGB]
+    rng.shuffle(plain)
+    changes = [("size", HUGE_SIZE)] * huge + [("size", THIN_SIZE)] * thin
+    changes += [("kind", GRAY)] * gray + [("kind", PROGRESSIVE)] * progressive
+    result = list(images)
+    for i, (what, value) in zip(plain, changes):
+        spec = result[i].spec
+        if what == "size":
+            spec = ImageSpec(*value, spec.kind, spec.seed)
+        else:
+            spec = ImageSpec(spec.width, spec.height, value, spec.seed)
+        result[i] = SampleImage(result[i].split, result[i].wnid, result[i].name, spec)
+    return result
+
+
+# --- writing archives -------------------------------------------------------------------------
+
+
+def write_sample(
+    downloads: Path, layout: str, options: SampleOptions, progress: Progress = SILENT
+) -> list[Path]:
+    """Generate the sample's archives in ``downloads``; returns their paths (each written atomically)."""
+    if layout not in LAYOUTS:
+        raise InvalidArgumentError(f"unknown sample layout {layout!r} (known: {', '.join(LAYOUTS)})")
+    images = plan(options)
+    rng = random.Random(f"imagenet-sample-archives:{options.seed}")
+    with progress.task("generating sample images", total=len(images), unit="img") as advance:
+        if layout == "official":
+            return _write_official(downloads, images, rng, advance)
+        return [_write_kaggle(downloads / KAGGLE_ZIP, images, rng, advance)]
+
+
+def _rendered(images: Iterable[SampleImage], advance: Advance) -> Iterator[tuple[SampleImage, bytes]]:
+    for image in images:
+        data = render(image.spec)
+        advance(1)
+        yield image, data
+
+
+def _shuffled(items: Iterable, rng: random.Random) -> list:
+    items = list(items)
+    rng.shuffle(items)
+    return items
+
+
+def _tar_info(name: str, size: int, directory: bool = False) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = 0 if directory else size
+    info.type = tarfile.DIRTYPE if directory else tarfile.REGTYPE
+    info.mode = 0o755 if directory else 0o644
+    info.mtime = ARCHIVE_MTIME
+    info.uname = info.gname = "imagenet"
+    return info
+
+
+def _tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
+    buffer = io.BytesIO()
+    _write_tar(buffer, members)
+    return buffer.getvalue()
+
+
+def _write_tar(file, members: Iterable[tuple[str, bytes]]) -> None:
+    """A GNU tar of regular files; names ending in ``/`` become directories."""
+    with tarfile.open(fileobj=file, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in members:
+            if name.endswith("/"):
+                tar.addfile(_tar_info(name.rstrip("/"), 0, directory=True))
+            else:
+                tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
+
+
+def _write_official(downloads: Path, images: list[SampleImage], rng: random.Random, advance: Advance) -> list[Path]:
+    by_split: dict[str, list[SampleImage]] = {"train": [], "val": [], "test": []}
+    for image in images:
+        by_split[image.split].append(image)
+
+    def inner_tars() -> Iterator[tuple[str, bytes]]:
+        wnids = _shuffled(sorted({image.wnid for image in by_split["train"]}), rng)
+        for wnid in wnids:
+            members = _shuffled((i for i in by_split["train"] if i.wnid == wnid), rng)
+            inner = _tar_bytes((image.name, data) for image, data in _rendered(members, advance))
+            yield f"{wnid}.tar", inner
+
+    def flat(split: str) -> Iterator[tuple[str, bytes]]:
+        for image, data in _rendered(_shuffled(by_split[split], rng), advance):
+            yield image.name, data
+
+    written = []
+    for name, members in ((TRAIN_TAR, inner_tars()), (VAL_TAR, flat("val")), (TEST_TAR, flat("test"))):
+        with atomic_writer(downloads / name) as file:
+            _write_tar(file, members)
+        written.append(downloads / name)
+    with atomic_writer(downloads / DEVKIT) as file:
+        file.write(devkit_bytes())
+    written.append(downloads / DEVKIT)
+    return written
+
+
+def devkit_ground_truth() -> str:
+    """The devkit's validation ground truth: line k is the ILSVRC2012_ID of ILSVRC2012_val_<k>."""
+    return "".join(f"{catalogue.by_wnid(wnid).devkit_id}\n" for wnid in catalogue.val_labels())
+
+
+def devkit_bytes() -> bytes:
+    """``ILSVRC2012_devkit_t12.tar.gz`` in the real folder layout (gzip header without a timestamp).
+
+    The real devkit's ``data/meta.mat`` is left out: the package ships the class table and never
+    reads MATLAB files.
+    """
+    top = "ILSVRC2012_devkit_t12"
+    readme = (
+        "Sample ILSVRC2012 devkit, generated by the imagenet command-line tool.\n"
+        "Only the layout and data/ILSVRC2012_validation_ground_truth.txt match the real devkit;\n"
+        "get the real one from https://image-net.org/.\n"
+    )
+    members = [
+        (f"{top}/", b""),
+        (f"{top}/readme.txt", readme.encode()),
+        (f"{top}/data/", b""),
+        (f"{top}/data/ILSVRC2012_validation_ground_truth.txt", devkit_ground_truth().encode()),
+    ]
+    tar = _tar_bytes(members)
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as gz:
+        gz.write(tar)
+    return buffer.getvalue()
+
+
+# --- Kaggle ------------------------------------------------------------------------------------
+
+
+def _box(image: SampleImage, rng: random.Random) -> tuple[int, int, int, int]:
+    width, height = image.spec.width, image.spec.height
+    x0, x1 = sorted(rng.sample(range(width), 2))
+    y0, y1 = sorted(rng.sample(range(height), 2))
+    return x0, y0, x1, y1
+
+
+def _prediction_string(wnid: str, boxes: list[tuple[int, int, int, int]]) -> str:
+    # Kaggle's files end the string with a space after the last box.
+    return "".join(f"{wnid} {x0} {y0} {x1} {y1} " for x0, y0, x1, y1 in boxes)
+
+
+def _voc_xml(folder: str, image: SampleImage, boxes: list[tuple[int, int, int, int]]) -> bytes:
+    objects = "".join(
+        f"\t<object>\n\t\t<name>{image.wnid}</name>\n\t\t<pose>Unspecified</pose>\n"
+        f"\t\t<truncated>0</truncated>\n\t\t<difficult>0</difficult>\n\t\t<bndbox>\n"
+        f"\t\t\t<xmin>{x0}</xmin>\n\t\t\t<ymin>{y0}</ymin>\n\t\t\t<xmax>{x1}</xmax>\n\t\t\t<ymax>{y1}</ymax>\n"
+        f"\t\t</bndbox>\n\t</object>\n"
+        for x0, y0, x1, y1 in boxes
+    )
+    depth = 1 if image.spec.kind == GRAY else 3
+    return (
+        f"<annotation>\n\t<folder>{folder}</folder>\n\t<filename>{image.stem}</filename>\n"
+        f"\t<source>\n\t\t<database>ILSVRC_2012</database>\n\t</source>\n"
+        f"\t<size>\n\t\t<width>{image.spec.width}</width>\n\t\t<height>{image.spec.height}</height>\n"
+        f"\t\t<depth>{depth}</depth>\n\t</size>\n\t<segmented>0</segmented>\n{objects}</annotation>\n"
+    ).encode()
+
+
+def _write_kaggle(path: Path, images: list[SampleImage], rng: random.Random, advance: Advance) -> Path:
+    data_dir, boxes_dir, sets_dir = "ILSVRC/Data/CLS-LOC", "ILSVRC/Annotations/CLS-LOC", "ILSVRC/ImageSets/CLS-LOC"
+    train = [i for i in images if i.split == "train"]
+    val = [i for i in images if i.split == "val"]
+    test = [i for i in images if i.split == "test"]
+    # About 40% of train images have boxes (544,546 of 1,281,167 in the real set); all val do.
+    boxed_train = [i for i in train if rng.random() < 0.4]
+    boxes = {i.name: [_box(i, rng) for _ in range(rng.randint(1, 3))] for i in boxed_train + val}
+
+    with atomic_writer(path) as file, zipfile.ZipFile(file, "w") as archive:
+
+        def add(name: str, data: bytes, compress: bool = True) -> None:
+            info = zipfile.ZipInfo(name, ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            archive.writestr(info, data)
+
+        add("LOC_synset_mapping.txt", class_file("loc").encode())
+        add("LOC_train_solution.csv", _solution_csv(boxed_train, boxes, rng))
+        add("LOC_val_solution.csv", _solution_csv(val, boxes, rng))
+        add("LOC_sample_submission.csv", _sample_submission(test))
+        for image, data in _rendered(train, advance):
+            add(f"{data_dir}/train/{image.wnid}/{image.name}", data, compress=False)
+        for image, data in _rendered(val, advance):
+            add(f"{data_dir}/val/{image.name}", data, compress=False)
+        for image, data in _rendered(test, advance):
+            add(f"{data_dir}/test/{image.name}", data, compress=False)
+        for image in boxed_train:
+            add(f"{boxes_dir}/train/{image.wnid}/{image.stem}.xml", _voc_xml(image.wnid, image, boxes[image.name]))
+        for image in val:
+            add(f"{boxes_dir}/val/{image.stem}.xml", _voc_xml("val", image, boxes[image.name]))
+        add(f"{sets_dir}/train_cls.txt", _lines(f"{i.wnid}/{i.stem} {n}" for n, i in enumerate(train, 1)))
+        add(f"{sets_dir}/train_loc.txt", _lines(f"{i.wnid}/{i.stem} {n}" for n, i in enumerate(boxed_train, 1)))
+        add(f"{sets_dir}/val.txt", _lines(f"{i.stem} {n}" for n, i in enumerate(val, 1)))
+        add(f"{sets_dir}/test.txt", _lines(f"{i.stem} {n}" for n, i in enumerate(test, 1)))
+    return path
+
+
+def _lines(lines: Iterable[str]) -> bytes:
+    return "".join(f"{line}\n" for line in lines).encode()
+
+
+def _solution_csv(images: list[SampleImage], boxes: dict, rng: random.Random) -> bytes:
+    rows = (f"{i.stem},{_prediction_string(i.wnid, boxes[i.name])}" for i in _shuffled(images, rng))
+    return _lines(["ImageId,PredictionString", *rows])
+
+
+def _sample_submission(test: list[SampleImage]) -> bytes:
+    first = catalogue.classes()[0].wnid
+    return _lines(["ImageId,PredictionString", *(f"{i.stem},{first} 0 0 0 0" for i in test)])
+
+
+def options_record(layout: str, options: SampleOptions) -> dict:
+    """What the download record keeps about a sample, to recognise it on a re-run."""
+    return {"layout": layout, **asdict(options), "classes": list(options.classes)}

@@ -1,0 +1,82 @@
+"""Photo-like images for the built-in sample, in every encoding that trips up naive ImageNet code.
+
+Content is a smooth colour field with blurred shapes and sensor-like noise, so JPEG sizes and
+decode costs resemble real photographs (flat colour would compress to nothing and hide bugs).
+Everything is drawn from a seeded RNG: the same image spec gives the same pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+from dataclasses import dataclass
+
+# What an image is encoded as; the quirks are the ones found in the real ILSVRC-2012 files.
+RGB = "rgb"  # baseline JPEG, 4:4:4, quality ~90–96, like most of ImageNet
+GRAY = "gray"  # single-channel JPEG
+PROGRESSIVE = "progressive"  # progressive JPEG
+CMYK = "cmyk"  # Adobe CMYK JPEG (22 train files and one val file)
+PNG = "png"  # a PNG file named .JPEG (n02105855_2933.JPEG)
+KINDS = (RGB, GRAY, PROGRESSIVE, CMYK, PNG)
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    width: int
+    height: int
+    kind: str
+    seed: str  # any string; images with the same spec are identical
+
+
+def render(spec: ImageSpec) -> bytes:
+    """The encoded file for ``spec``."""
+    picture = _paint(spec.width, spec.height, random.Random(spec.seed))
+    return _encode(picture, spec.kind, random.Random(spec.seed + ":encode"))
+
+
+def _paint(width: int, height: int, rng: random.Random):
+    from PIL import Image, ImageDraw, ImageFilter
+
+    # A colour field: each channel a gradient at its own angle, stretched to the frame.
+    channels = []
+    for _ in range(3):
+        gradient = Image.linear_gradient("L").rotate(rng.uniform(0, 360), resample=Image.BILINEAR)
+        low, high = sorted(rng.randrange(256) for _ in range(2))
+        channels.append(gradient.resize((width, height)).point(lambda v, lo=low, hi=high: lo + v * (hi - lo) // 255))
+    picture = Image.merge("RGB", channels)
+
+    # Objects: overlapping shapes, softened like an out-of-focus photograph.
+    draw = ImageDraw.Draw(picture)
+    for _ in range(rng.randint(6, 18)):
+        box = sorted(rng.randrange(width) for _ in range(2)), sorted(rng.randrange(height) for _ in range(2))
+        (x0, x1), (y0, y1) = box
+        colour = tuple(rng.randrange(256) for _ in range(3))
+        if rng.random() < 0.5:
+            draw.ellipse((x0, y0, x1, y1), fill=colour)
+        else:
+            points = [(rng.randrange(width), rng.randrange(height)) for _ in range(rng.randint(3, 6))]
+            draw.polygon(points, fill=colour)
+    picture = picture.filter(ImageFilter.GaussianBlur(rng.uniform(0.8, 2.5)))
+
+    # Grain, as camera sensors add, so the JPEG has real detail to encode. Drawn from our own
+    # RNG: Pillow's effect_noise uses the C library's unseeded rand().
+    grain = Image.frombytes("L", (width, height), rng.randbytes(width * height)).convert("RGB")
+    return Image.blend(picture, grain, rng.uniform(0.10, 0.22))
+
+
+def _encode(picture, kind: str, rng: random.Random) -> bytes:
+    out = io.BytesIO()
+    quality = rng.randint(88, 96)
+    if kind == PNG:
+        picture.save(out, "PNG")
+    elif kind == GRAY:
+        picture.convert("L").save(out, "JPEG", quality=quality)
+    elif kind == CMYK:
+        picture.convert("CMYK").save(out, "JPEG", quality=quality)
+    elif kind == PROGRESSIVE:
+        picture.save(out, "JPEG", quality=quality, progressive=True, subsampling="4:2:0")
+    elif kind == RGB:
+        picture.save(out, "JPEG", quality=quality, subsampling="4:4:4")
+    else:
+        raise ValueError(f"unknown image kind {kind!r}")
+    return out.getvalue()
