@@ -1,0 +1,1 @@
+complete --command imagenet --no-files --arguments "(env _IMAGENET_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=get-args _TYPER_COMPLETE_ARGS=(commandline -cp) imagenet)" --condition "env _IMAGENET_COMPLETE=complete_fish _TYPER_COMPLETE_FISH_ACTION=is-args _TYPER_COMPLETE_ARGS=(commandline -cp) imagenet"

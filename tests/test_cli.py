@@ -1,0 +1,251 @@
+"""The real CLI: commands, output streams, the error table and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imagenet_cli.cli.app import app
+from imagenet_cli.cli.errors import ERROR_TABLE, message_for, rule_for
+from imagenet_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ImagenetError
+
+from .docs import command_names
+
+runner = CliRunner()
+
+
+def run(*args: str, **env: str):
+    return runner.invoke(app, list(args), prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1", **env})
+
+
+def test_help_lists_every_command_with_a_summary():
+    result = run("--help")
+    assert result.exit_code == 0
+    assert command_names() == ["download", "info", "classes"]
+    for name in command_names():
+        line = next(line for line in result.output.splitlines() if line.startswith(f"  {name} "))
+        assert len(line.split(None, 1)[1]) > 10 and not line.endswith("...")
+
+
+@pytest.mark.parametrize("name", ["download", "info", "classes"])
+def test_every_command_help_has_examples(name):
+    result = run(name, "--help")
+    assert result.exit_code == 0
+    examples = result.output.split("Examples:", 1)[1]
+    assert f"imagenet {name}" in examples
+    for option in ("--root", "--quiet", "--verbose", "--debug"):
+        if name != "classes" or option != "--root":
+            assert option in result.output
+
+
+def test_no_arguments_shows_help():
+    result = run()
+    assert "Usage: imagenet" in result.output
+
+
+def test_startup_imports_no_heavy_library():
+    code = "import sys, imagenet_cli.cli.app; print(sorted(m for m in ('PIL', 'httpx', 'kaggle', 'tqdm') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_python_dash_m_runs_the_same_program():
+    completed = subprocess.run([sys.executable, "-m", "imagenet_cli", "classes", "0"], capture_output=True, text=True)
+    assert completed.returncode == 0 and "n01440764" in completed.stdout
+
+
+# --- classes ---------------------------------------------------------------------------------
+
+
+def test_classes_finds_both_cranes():
+    result = run("classes", "crane")
+    assert result.exit_code == 0
+    assert "n02012849" in result.stdout and "n03126707" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "wnid"),
+    [
+        (["n01440764"], "n01440764"),
+        (["0"], "n01440764"),
+        (["--devkit-id", "1"], "n02119789"),
+        (["ILSVRC2012_val_00000001.JPEG"], "n01751748"),
+    ],
+)
+def test_classes_json(args, wnid):
+    result = run("classes", *args, "--json")
+    assert result.exit_code == 0
+    [found] = json.loads(result.stdout)
+    assert found["wnid"] == wnid
+    assert set(found) == {"index", "wnid", "devkit_id", "short_name", "names"}
+
+
+def test_classes_without_query_lists_all():
+    result = run("classes", "--json")
+    assert len(json.loads(result.stdout)) == 1000
+
+
+@pytest.mark.parametrize("form", ["synsets", "loc", "keras", "devkit"])
+def test_classes_export_to_stdout_and_file(form, tmp_path):
+    to_stdout = run("classes", "--export", form)
+    assert to_stdout.exit_code == 0
+    out = tmp_path / "labels.txt"
+    to_file = run("classes", "--export", form, "--out", str(out))
+    assert to_file.exit_code == 0 and to_file.stdout == ""
+    assert out.read_text() == to_stdout.stdout
+    if form == "keras":
+        assert json.loads(out.read_text())["0"] == ["n01440764", "tench"]
+    else:
+        assert len(out.read_text().splitlines()) == 1000
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["classes", "--export", "loc", "tench"],
+        ["classes", "--out", "x.txt"],
+        ["classes", "tench", "--devkit-id", "3"],
+        ["info", "--quiet", "--verbose"],
+        ["download"],  # --source is required
+        ["download", "--source", "nowhere"],
+    ],
+)
+def test_usage_errors_exit_2(args, tmp_path):
+    result = run(*args, "--root", str(tmp_path)) if args[0] != "classes" else run(*args)
+    assert result.exit_code == EXIT_USAGE
+    assert "Traceback" not in result.output
+
+
+# --- the error table ---------------------------------------------------------------------------
+
+
+def test_unknown_class_is_one_line_with_a_hint():
+    result = run("classes", "n00000000")
+    assert result.exit_code == EXIT_USAGE
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("imagenet: error: 'n00000000' is not one of the 1000") and " — try " in line
+
+
+def test_debug_shows_the_traceback():
+    result = run("classes", "n00000000", "--debug")
+    assert result.exit_code == EXIT_ERROR  # the exception escapes, as Python reports it
+    assert isinstance(result.exception, ImagenetError)
+
+
+def _subclasses(kind):
+    for sub in kind.__subclasses__():
+        yield sub
+        yield from _subclasses(sub)
+
+
+@pytest.mark.parametrize("kind", [ImagenetError, *_subclasses(ImagenetError)])
+def test_every_library_error_has_its_own_row(kind):
+    rule = rule_for(kind("something happened"))
+    assert rule.kind is kind, f"{kind.__name__} falls through to {rule.kind.__name__}"
+    line = message_for(kind("something happened"))
+    assert "\n" not in line and line.startswith("imagenet: error: something happened — try ")
+
+
+def test_os_errors_and_bugs_are_one_line_too():
+    import errno
+
+    assert "freeing disk space" in message_for(OSError(errno.ENOSPC, "No space left on device"))
+    assert "permissions" in message_for(PermissionError(13, "Permission denied"))
+    assert "this is a bug" in message_for(ZeroDivisionError("division by zero"))
+    assert rule_for(KeyboardInterrupt()).exit_code == EXIT_INTERRUPTED
+    assert len({rule.kind for rule in ERROR_TABLE if rule.errno is None}) == len([r for r in ERROR_TABLE if r.errno is None])
+
+
+def test_overwrite_refusal_through_the_cli(tmp_path):
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / "ILSVRC2012_img_train.tar").write_bytes(b"real data")
+    result = run("download", "--source", "sample", "--root", str(tmp_path), "--classes", "tench")
+    assert result.exit_code == EXIT_ERROR
+    assert "is not a sample this tool generated" in result.stderr and "Traceback" not in result.output
+    assert (downloads / "ILSVRC2012_img_train.tar").read_bytes() == b"real data"
+
+
+def test_bad_class_for_the_sample_is_a_usage_error(tmp_path):
+    result = run("download", "--source", "sample", "--root", str(tmp_path), "--classes", "crane")
+    assert result.exit_code == EXIT_USAGE
+    assert "matches 2 classes" in result.stderr
+
+
+# --- download and info -------------------------------------------------------------------------
+
+
+def test_info_on_a_missing_root_is_friendly(tmp_path):
+    result = run("info", "--root", str(tmp_path / "nothing"))
+    assert result.exit_code == 0
+    assert "nothing here yet; start with `imagenet download`" in result.stdout
+
+
+def test_root_from_the_environment(tmp_path):
+    result = run("info", "--json", IMAGENET_ROOT=str(tmp_path))
+    assert json.loads(result.stdout)["root"] == str(tmp_path)
+
+
+def test_download_sample_then_info(tmp_path):
+    args = ["--source", "sample", "--root", str(tmp_path), "--classes", "imagenette", "--per-class", "2"]
+    result = run("download", *args, "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["source"] == "sample"
+    assert [f["name"] for f in summary["files"]] == [
+        "ILSVRC2012_img_train.tar",
+        "ILSVRC2012_img_val.tar",
+        "ILSVRC2012_img_test_v10102019.tar",
+        "ILSVRC2012_devkit_t12.tar.gz",
+    ]
+    again = run("download", *args)
+    assert again.exit_code == 0 and again.stdout.count("kept") == 4
+
+    info = json.loads(run("info", "--root", str(tmp_path), "--json").stdout)
+    assert [a["record"] for a in info["archives"]] == ["ok"] * 4
+    assert info["next_step"] == "prepare"
+    text = run("info", "--root", str(tmp_path))
+    assert "ILSVRC2012_img_train.tar" in text.stdout and "recorded" in text.stdout
+
+    (tmp_path / "downloads" / "ILSVRC2012_img_val.tar").write_bytes(b"changed")
+    info = json.loads(run("info", "--root", str(tmp_path), "--json").stdout)
+    assert {a["name"]: a["record"] for a in info["archives"]}["ILSVRC2012_img_val.tar"] == "stale"
+
+
+def test_info_counts_a_prepared_tree(tmp_path):
+    for split, count in (("train", 3), ("val", 2)):
+        folder = tmp_path / "224" / split / "n01440764"
+        folder.mkdir(parents=True)
+        for i in range(count):
+            (folder / f"{i}.JPEG").write_bytes(b"x" * 10)
+    info = json.loads(run("info", "--root", str(tmp_path), "--json").stdout)
+    [tree] = info["trees"]
+    assert (tree["name"], tree["images"], tree["bytes"]) == ("224", 5, 50)
+    assert tree["splits"]["train"] == {"classes": 1, "images": 3, "bytes": 30}
+    assert info["next_step"] == "subset"
+
+
+def test_ctrl_c_exits_130_and_leaves_no_partial_archive(tmp_path):
+    env = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
+    command = [sys.executable, "-m", "imagenet_cli", "download", "--source", "sample", "--root", str(tmp_path),
+               "--per-class", "300", "--classes", "imagenette"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    downloads = tmp_path / "downloads"
+    deadline = time.monotonic() + 60
+    while not (downloads.is_dir() and any(downloads.iterdir())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == EXIT_INTERRUPTED, stderr
+    assert stderr.strip().startswith("imagenet: interrupted — try the same command again")
+    assert "Traceback" not in stderr
+    assert [p.name for p in downloads.iterdir()] == [], "no temporary or half-written file is left"
