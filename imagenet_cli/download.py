@@ -6,6 +6,7 @@ it. A re-run skips what is already there and recorded.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from .layout import Root
 from .progress import SILENT, Progress
 from .records import DownloadRecord, read_record, write_record
 from .sources import sample
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -68,8 +71,10 @@ def download_sample(
 
     records = {path: _existing_sample_record(path) for path in paths}
     if all(r is not None and r.details == wanted and r.matches(p) for p, r in records.items()):
+        log.info("the sample in %s was generated with these options already: keeping it", downloads)
         return DownloadResult("sample", downloads, [_fetched(p, r, skipped=True) for p, r in records.items()])
 
+    log.info("generating a %s-layout sample of %d classes in %s", layout, len(options.classes), downloads)
     files = []
     for path in sample.write_sample(downloads, layout, options, progress):
         digests = hashing.hash_file(path, progress=progress)
