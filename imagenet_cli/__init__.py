@@ -4,6 +4,8 @@ The library behind the ``imagenet`` command. Each command is one function here t
 values and returning a result object; nothing in the library prints.
 """
 
+__version__ = "0.1.0.dev0"
+
 from . import catalogue
 from .download import DownloadResult, download_sample
 from .errors import ImagenetError

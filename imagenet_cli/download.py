@@ -1,33 +1,53 @@
 """``imagenet download``: fetch archives into ``ROOT/downloads/``, recording their checksums.
 
-Every archive lands under its final name only when complete, with ``<name>.record.json`` beside
-it. A re-run skips what is already there and recorded.
+Three sources, one outcome: every archive lands under its final name only when complete (and, where
+a checksum is published, checked), with ``<name>.record.json`` beside it. A re-run skips what is
+already there and recorded, without touching the network, and resumes what is half done.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import catalogue, hashing
 from .errors import OverwriteRefusedError
-from .layout import Root
+from .layout import Root, free_bytes
 from .progress import SILENT, Progress
 from .records import DownloadRecord, read_record, write_record
-from .sources import sample
+from .sources import kaggle, official, sample
+from .transfer import Endpoint, Plan, Remote, RetryPolicy, check_free_space, plan_transfer, run_transfer
+
+if TYPE_CHECKING:
+    import http.cookiejar
+
+    import httpx
 
 log = logging.getLogger(__name__)
+
+DEFAULT_CONNECTIONS = 4
+
+# What happened to each file.
+KEPT = "kept"  # already complete and recorded: nothing fetched
+WRITTEN = "written"  # generated (the sample)
+DOWNLOADED = "downloaded"
+RESUMED = "resumed"  # completed from an earlier run's partial file
+WOULD_FETCH = "would fetch"  # --dry-run
+WOULD_RESUME = "would resume"  # --dry-run
 
 
 @dataclass(frozen=True)
 class FetchedFile:
     name: str
     path: Path
-    bytes: int
-    md5: str
-    xxh3_64: str
-    skipped: bool  # already complete and recorded: nothing was written
+    bytes: int | None
+    status: str
+    md5: str | None = None
+    xxh3_64: str | None = None
+    transferred: int = 0  # bytes received in this run
 
 
 @dataclass(frozen=True)
@@ -35,10 +55,20 @@ class DownloadResult:
     source: str
     downloads: Path
     files: list[FetchedFile]
+    free_bytes: int = 0
+    dry_run: bool = False
+    to_fetch_bytes: int = field(init=False, default=0)
+
+    def __post_init__(self) -> None:
+        pending = (f.bytes or 0 for f in self.files if f.status in (WOULD_FETCH, WOULD_RESUME))
+        object.__setattr__(self, "to_fetch_bytes", sum(pending))
 
 
-def _fetched(path: Path, record: DownloadRecord, skipped: bool) -> FetchedFile:
-    return FetchedFile(path.name, path, record.size, record.md5, record.xxh3_64, skipped)
+def _recorded(path: Path, record: DownloadRecord, status: str, transferred: int = 0) -> FetchedFile:
+    return FetchedFile(path.name, path, record.size, status, record.md5, record.xxh3_64, transferred)
+
+
+# --- the sample --------------------------------------------------------------------------------
 
 
 def download_sample(
@@ -54,8 +84,8 @@ def download_sample(
     """Write the built-in miniature ILSVRC-2012 (see :mod:`imagenet_cli.sources.sample`).
 
     ``classes`` takes WNIDs, named lists (``imagenette``) or unambiguous class names; the default
-    is Imagenette plus the classes of the real quirk files. Files a previous run made with the same options are kept as they are; files this tool did
-    not make are never overwritten.
+    is Imagenette plus the classes of the real quirk files. Files a previous run made with the same
+    options are kept as they are; files this tool did not make are never overwritten.
     """
     options = sample.SampleOptions(
         **({"classes": catalogue.resolve_classes(classes)} if classes else {}),
@@ -72,14 +102,14 @@ def download_sample(
     records = {path: _existing_sample_record(path) for path in paths}
     if all(r is not None and r.details == wanted and r.matches(p) for p, r in records.items()):
         log.info("the sample in %s was generated with these options already: keeping it", downloads)
-        return DownloadResult("sample", downloads, [_fetched(p, r, skipped=True) for p, r in records.items()])
+        return DownloadResult("sample", downloads, [_recorded(p, r, KEPT) for p, r in records.items()])
 
     log.info("generating a %s-layout sample of %d classes in %s", layout, len(options.classes), downloads)
     files = []
     for path in sample.write_sample(downloads, layout, options, progress):
         digests = hashing.hash_file(path, progress=progress)
         record = write_record(path, digests, source="sample", details=wanted)
-        files.append(_fetched(path, record, skipped=False))
+        files.append(_recorded(path, record, WRITTEN))
     return DownloadResult("sample", downloads, files)
 
 
@@ -93,3 +123,151 @@ def _existing_sample_record(path: Path) -> DownloadRecord | None:
             f"{path} exists and is not a sample this tool generated; the sample will not overwrite it"
         )
     return record
+
+
+# --- over HTTP ---------------------------------------------------------------------------------
+
+
+def download_official(
+    root: Path,
+    files: list[str] | None = None,
+    base_url: str = official.BASE_URL,
+    headers: list[str] | None = None,
+    cookies: Path | None = None,
+    checksums: Path | None = None,
+    connections: int = DEFAULT_CONNECTIONS,
+    dry_run: bool = False,
+    progress: Progress = SILENT,
+    retry: RetryPolicy = RetryPolicy(),
+) -> DownloadResult:
+    """Fetch official archives (default: train, val, devkit) from image-net.org or a mirror.
+
+    ``headers`` are ``"Name: value"`` strings and ``cookies`` a Netscape cookies.txt, for servers
+    that want a login. Each archive's size and MD5 are checked against the published ones, or
+    against ``checksums`` (an md5sum-style file) for the files it names.
+    """
+    sums = hashing.read_checksums(checksums) if checksums else None
+    remotes = official.official_remotes(base_url, files, sums)
+    extra_headers = dict(official.parse_header(h) for h in headers or [])
+    jar = official.load_cookies(cookies) if cookies else None
+    with _http_client(connections, extra_headers, jar) as client:
+        return _fetch_all(
+            "official",
+            Root(root).downloads,
+            remotes,
+            lambda remote: Endpoint(client, remote.url, policy=retry),
+            connections,
+            dry_run,
+            progress,
+        )
+
+
+def download_kaggle(
+    root: Path,
+    connections: int = DEFAULT_CONNECTIONS,
+    dry_run: bool = False,
+    progress: Progress = SILENT,
+    retry: RetryPolicy = RetryPolicy(),
+) -> DownloadResult:
+    """Fetch the Kaggle competition bundle (~155 GB) through a signed URL from Kaggle's API.
+
+    A bundle already complete and recorded is kept without asking Kaggle anything.
+    """
+    downloads = Root(root).downloads
+    path = downloads / kaggle.ZIP_NAME
+    record = read_record(path) if path.exists() else None
+    if record is not None and record.matches(path):
+        return DownloadResult("kaggle", downloads, [_recorded(path, record, KEPT)], free_bytes(downloads), dry_run)
+    credentials = kaggle.find_credentials()
+    url = kaggle.signed_url(credentials, retry)
+    remote = Remote(kaggle.ZIP_NAME, url)
+    with _http_client(connections, {}, None) as client:
+        return _fetch_all(
+            "kaggle",
+            downloads,
+            [remote],
+            lambda r: Endpoint(client, r.url, renew=lambda: kaggle.signed_url(credentials, retry), policy=retry),
+            connections,
+            dry_run,
+            progress,
+        )
+
+
+def _http_client(connections: int, headers: dict[str, str], cookies: http.cookiejar.CookieJar | None) -> httpx.Client:
+    import httpx
+
+    from . import __version__
+
+    return httpx.Client(
+        headers={"User-Agent": f"imagenet-cli/{__version__}", **headers},
+        cookies=cookies,
+        follow_redirects=True,
+        timeout=httpx.Timeout(60.0, connect=30.0),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
+
+
+def _fetch_all(
+    source: str,
+    downloads: Path,
+    remotes: list[Remote],
+    endpoint_for: Callable[[Remote], Endpoint],
+    connections: int,
+    dry_run: bool,
+    progress: Progress,
+) -> DownloadResult:
+    kept: dict[str, FetchedFile] = {}
+    plans: list[tuple[Plan, Endpoint]] = []
+    for remote in remotes:
+        already = _already_complete(downloads / remote.name, remote, source, progress)
+        if already is not None:
+            kept[remote.name] = already
+            continue
+        endpoint = endpoint_for(remote)
+        plans.append((plan_transfer(remote, downloads, endpoint, connections), endpoint))
+    check_free_space([plan for plan, _ in plans], downloads)
+
+    results = dict(kept)
+    for plan, endpoint in plans:
+        if dry_run:
+            status = WOULD_RESUME if plan.done else WOULD_FETCH
+            results[plan.remote.name] = FetchedFile(plan.remote.name, plan.path, plan.identity.size, status)
+            continue
+        outcome = run_transfer(plan, endpoint, connections, progress)
+        record = write_record(
+            outcome.path,
+            outcome.digests,
+            source=source,
+            url=plan.identity.url,
+            etag=plan.identity.etag,
+            last_modified=plan.identity.last_modified,
+        )
+        status = RESUMED if outcome.resumed else DOWNLOADED
+        results[plan.remote.name] = _recorded(outcome.path, record, status, outcome.transferred)
+    files = [results[remote.name] for remote in remotes]
+    return DownloadResult(source, downloads, files, free_bytes(downloads), dry_run)
+
+
+def _already_complete(path: Path, remote: Remote, source: str, progress: Progress) -> FetchedFile | None:
+    """A file already under its final name: kept if recorded (or provably the expected file)."""
+    if not path.exists():
+        return None
+    record = read_record(path)
+    if record is not None and record.matches(path):
+        if _agrees({"md5": record.md5, "xxh3_64": record.xxh3_64}, remote.expected):
+            return _recorded(path, record, KEPT)
+    if remote.expected and (remote.size is None or path.stat().st_size == remote.size):
+        log.info("%s is here but not recorded; checking it against the expected checksum", path.name)
+        algorithms = tuple(dict.fromkeys(hashing.DEFAULT_ALGORITHMS + tuple(remote.expected)))
+        digests = hashing.hash_file(path, algorithms, progress=progress)
+        if _agrees(digests, remote.expected):
+            return _recorded(path, write_record(path, digests, source=source, url=remote.url), KEPT)
+    partial = path.with_name(path.name + ".kaggle-partial")
+    why = " (the kaggle tool left it half-downloaded)" if partial.exists() else ""
+    raise OverwriteRefusedError(
+        f"{path} exists{why} but is not a complete, recorded download of it; it will not be overwritten"
+    )
+
+
+def _agrees(digests: dict[str, str], expected: dict[str, str]) -> bool:
+    return all(digests.get(algorithm) == hexdigest for algorithm, hexdigest in expected.items())

@@ -41,3 +41,31 @@ class ArchiveError(ImagenetError):
 
 class InsufficientSpaceError(ImagenetError):
     """Not enough free disk for what the command is about to write."""
+
+
+class DownloadError(ImagenetError):
+    """A transfer could not complete; what was fetched so far is kept for the next run."""
+
+
+class RemoteNotFoundError(DownloadError):
+    """The server has no file at that URL (HTTP 404/410)."""
+
+
+class AccessDeniedError(DownloadError):
+    """The server refused the request (HTTP 401/403): a login, cookie or header is needed."""
+
+
+class RemoteChangedError(DownloadError):
+    """The file on the server is not the one recorded or published (size or validator differ)."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """A complete download does not hash to its published checksum."""
+
+
+class KaggleCredentialsError(DownloadError):
+    """No Kaggle credentials were found, or Kaggle rejected them (HTTP 401)."""
+
+
+class KaggleRulesError(DownloadError):
+    """Kaggle answers 403 until the competition's rules are accepted in a browser."""

@@ -7,16 +7,19 @@ for quick re-verification. Reading once and feeding every digest keeps hashing I
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
 import xxhash
 
+from .errors import InvalidArgumentError
 from .progress import SILENT, Progress
 
 ALGORITHMS = {
     "md5": hashlib.md5,
     "xxh3_64": xxhash.xxh3_64,
+    "sha256": hashlib.sha256,  # only when a checksum file asks for it
 }
 DEFAULT_ALGORITHMS = ("md5", "xxh3_64")
 CHUNK_BYTES = 4 << 20  # large enough that per-call overhead vanishes, small enough for the cache
@@ -44,3 +47,30 @@ def hash_file(
 
 def hash_bytes(data: bytes, algorithm: str = "xxh3_64") -> str:
     return ALGORITHMS[algorithm](data).hexdigest()
+
+
+# The length of a hex digest says which algorithm made it; xxh3-64 is what `xxhsum -H3` prints.
+ALGORITHM_BY_HEX_LENGTH = {32: "md5", 16: "xxh3_64", 64: "sha256"}
+_CHECKSUM_LINE = re.compile(r"(?:XXH3_)?([0-9a-fA-F]+) [ *](.+)")
+
+
+def read_checksums(path: Path, algorithm: str | None = None) -> dict[str, tuple[str, str]]:
+    """``{file name: (algorithm, hex)}`` from a file in the form md5sum, sha256sum or xxhsum print.
+
+    Lines look like ``<hex>  <name>`` (``*<name>`` in binary mode); ``#`` lines and blanks are
+    skipped. The algorithm comes from the digest's length unless given.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as error:
+        raise InvalidArgumentError(f"cannot read the checksum file {path}: {error.strerror or error}") from None
+    sums = {}
+    for number, line in enumerate(lines, 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = _CHECKSUM_LINE.fullmatch(line.rstrip("\r"))
+        found = algorithm or (ALGORITHM_BY_HEX_LENGTH.get(len(match.group(1))) if match else None)
+        if not match or found is None:
+            raise InvalidArgumentError(f"{path}:{number} is not a '<hex>  <name>' checksum line")
+        sums[Path(match.group(2)).name] = (found, match.group(1).lower())
+    return sums

@@ -114,8 +114,11 @@ def test_classes_export_to_stdout_and_file(form, tmp_path):
         ["classes", "--out", "x.txt"],
         ["classes", "tench", "--devkit-id", "3"],
         ["info", "--quiet", "--verbose"],
-        ["download"],  # --source is required
         ["download", "--source", "nowhere"],
+        ["download", "--source", "kaggle", "--files", "ILSVRC2012_img_val.tar"],
+        ["download", "--source", "official", "--per-class", "3"],
+        ["download", "--source", "sample", "--dry-run"],
+        ["download", "--source", "official", "--connections", "0"],
     ],
 )
 def test_usage_errors_exit_2(args, tmp_path):

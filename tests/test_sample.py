@@ -190,10 +190,10 @@ def test_rerun_with_the_same_options_keeps_the_files(tmp_path):
     options = {"classes": ["n01440764"], "train_per_class": 2, "val_per_class": 1, "test_images": 0}
     first = download_sample(tmp_path, **options)
     second = download_sample(tmp_path, **options)
-    assert not any(f.skipped for f in first.files) and all(f.skipped for f in second.files)
+    assert {f.status for f in first.files} == {"written"} and {f.status for f in second.files} == {"kept"}
     assert [f.md5 for f in first.files] == [f.md5 for f in second.files]
     third = download_sample(tmp_path, **{**options, "seed": 1})
-    assert not any(f.skipped for f in third.files)
+    assert {f.status for f in third.files} == {"written"}
 
 
 def test_never_overwrites_a_file_it_did_not_make(tmp_path):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from enum import Enum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..download import DownloadResult, download_sample
+from ..download import DEFAULT_CONNECTIONS, DownloadResult, download_kaggle, download_official, download_sample
+from ..sources.official import BASE_URL
 from .common import (
     DEFAULT_ROOT,
     DebugOption,
@@ -26,13 +28,19 @@ EXAMPLES = """\
 Examples:
 
 \b
-  imagenet download --source sample
-  imagenet download --source sample --layout kaggle
-  imagenet download --source sample --classes imagewoof --per-class 20 --seed 1
+  imagenet download                                   the Kaggle bundle (~155 GB)
+  imagenet download --source official                 train, val and devkit from image-net.org
+  imagenet download --source official --files ILSVRC2012_img_val.tar,ILSVRC2012_devkit_t12.tar.gz
+  imagenet download --source official --base-url https://mirror.example.org/imagenet/ --dry-run
+  imagenet download --source official --cookies cookies.txt --connections 8
+  imagenet download --source sample                   a miniature ImageNet, offline, in seconds
+  imagenet download --source sample --layout kaggle --classes imagewoof --per-class 20
 """
 
 
 class Source(str, Enum):
+    kaggle = "kaggle"
+    official = "official"
     sample = "sample"
 
 
@@ -44,25 +52,72 @@ class Layout(str, Enum):
 def download(
     source: Annotated[
         Source,
-        typer.Option(help="Where the archives come from. sample: a miniature ILSVRC-2012 generated offline."),
-    ],
-    layout: Annotated[
-        Layout,
-        typer.Option(help="sample: the official archives (train/val/test tars, devkit) or Kaggle's zip."),
-    ] = Layout.official,
-    classes: Annotated[
+        typer.Option(
+            help="kaggle: the competition bundle, via Kaggle's API. official: image-net.org or a mirror. "
+            "sample: a miniature ILSVRC-2012 generated offline."
+        ),
+    ] = Source.kaggle,
+    base_url: Annotated[
         str | None,
         typer.Option(
-            help="sample: classes to include, comma-separated WNIDs, names or lists (imagenette, imagewoof, "
-            "imagenet100). Default: Imagenette plus the classes of the known-bad files.",
+            envvar="IMAGENET_BASE_URL",
+            help=f"official: where the archives are (default {BASE_URL}).",
+            show_default=False,
+            metavar="URL",
+        ),
+    ] = None,
+    files: Annotated[
+        str | None,
+        typer.Option(
+            help="official: archives to fetch, comma-separated (default: train tar, val tar, devkit).",
             show_default=False,
             metavar="LIST",
         ),
     ] = None,
-    per_class: Annotated[int, typer.Option(help="sample: train images per class (1–1300).", min=1, max=1300, metavar="N")] = 10,
-    val_per_class: Annotated[int, typer.Option(help="sample: val images per class (0–50).", min=0, max=50, metavar="N")] = 5,
-    test_images: Annotated[int, typer.Option(help="sample: unlabelled test images.", min=0, max=100_000, metavar="N")] = 10,
-    seed: Annotated[int, typer.Option(help="sample: the same seed gives the same bytes.", metavar="N")] = 0,
+    cookies: Annotated[
+        Path | None,
+        typer.Option(help="official: a Netscape cookies.txt to send, for a logged-in session.", dir_okay=False, show_default=False, metavar="FILE"),
+    ] = None,
+    header: Annotated[
+        list[str] | None,
+        typer.Option(help="official: an extra request header 'Name: value' (repeatable).", show_default=False, metavar="TEXT"),
+    ] = None,
+    checksums: Annotated[
+        Path | None,
+        typer.Option(
+            help="official: a mirror's md5sum-style file; its sums replace the published ones for the files it names.",
+            dir_okay=False,
+            show_default=False,
+            metavar="FILE",
+        ),
+    ] = None,
+    connections: Annotated[
+        int, typer.Option(help="Parallel ranged connections per file.", min=1, max=16, metavar="N")
+    ] = DEFAULT_CONNECTIONS,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be fetched, its size and the free disk; fetch nothing.")] = False,
+    layout: Annotated[
+        Layout | None,
+        typer.Option(help="sample: the official archives or Kaggle's zip [default: official].", show_default=False),
+    ] = None,
+    classes: Annotated[
+        str | None,
+        typer.Option(
+            help="sample: classes, comma-separated WNIDs, names or lists (imagenette, imagewoof, imagenet100) "
+            "[default: Imagenette plus the classes of the known-bad files].",
+            show_default=False,
+            metavar="LIST",
+        ),
+    ] = None,
+    per_class: Annotated[
+        int | None, typer.Option(help="sample: train images per class, 1–1300 [default: 10].", min=1, max=1300, show_default=False, metavar="N")
+    ] = None,
+    val_per_class: Annotated[
+        int | None, typer.Option(help="sample: val images per class, 0–50 [default: 5].", min=0, max=50, show_default=False, metavar="N")
+    ] = None,
+    test_images: Annotated[
+        int | None, typer.Option(help="sample: unlabelled test images [default: 10].", min=0, max=100_000, show_default=False, metavar="N")
+    ] = None,
+    seed: Annotated[int | None, typer.Option(help="sample: the same seed gives the same bytes [default: 0].", show_default=False, metavar="N")] = None,
     root: RootOption = DEFAULT_ROOT,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -71,27 +126,66 @@ def download(
 ) -> None:
     """Fetch the archives into ROOT/downloads/.
 
-    Each archive appears under its final name only when complete, beside a record of its size and
-    checksums (NAME.record.json) that `info` reads. A re-run keeps what is already there.
+    Each archive appears under its final name only when complete and checked against its published
+    MD5, beside a record of its size and checksums (NAME.record.json). Interrupted downloads
+    resume where they stopped; a re-run keeps what is already complete.
     """
+    official_only = {"--files": files, "--cookies": cookies, "--header": header, "--checksums": checksums}
+    sample_only = {
+        "--layout": layout, "--classes": classes, "--per-class": per_class,
+        "--val-per-class": val_per_class, "--test-images": test_images, "--seed": seed,
+    }  # fmt: skip
+    _refuse_options_of_other_sources(source, official_only, Source.official)
+    _refuse_options_of_other_sources(source, sample_only, Source.sample)
+    if source is Source.sample and dry_run:
+        raise typer.BadParameter("the sample is generated, not fetched: drop --dry-run", param_hint="'--dry-run'")
+
     with session(quiet, verbose, debug) as ui:
-        result = download_sample(
-            root,
-            layout=layout.value,
-            classes=comma_list(classes),
-            train_per_class=per_class,
-            val_per_class=val_per_class,
-            test_images=test_images,
-            seed=seed,
-            progress=ui.progress,
-        )
+        if source is Source.sample:
+            given = {"train_per_class": per_class, "val_per_class": val_per_class, "test_images": test_images, "seed": seed}
+            result = download_sample(
+                root,
+                layout=(layout or Layout.official).value,
+                classes=comma_list(classes),
+                progress=ui.progress,
+                **{k: v for k, v in given.items() if v is not None},
+            )
+        elif source is Source.official:
+            result = download_official(
+                root,
+                files=comma_list(files),
+                base_url=base_url or BASE_URL,
+                headers=header,
+                cookies=cookies,
+                checksums=checksums,
+                connections=connections,
+                dry_run=dry_run,
+                progress=ui.progress,
+            )
+        else:
+            result = download_kaggle(root, connections=connections, dry_run=dry_run, progress=ui.progress)
         if json_output:
             print_json(result)
         else:
             _print_result(result)
 
 
+def _refuse_options_of_other_sources(source: Source, options: dict, owner: Source) -> None:
+    given = [name for name, value in options.items() if value is not None]
+    if source is not owner and given:
+        raise typer.BadParameter(f"{', '.join(given)} only apply to --source {owner.value}", param_hint=f"'{given[0]}'")
+
+
 def _print_result(result: DownloadResult) -> None:
-    rows = [(f.name, human_bytes(f.bytes), f.md5, "kept" if f.skipped else "written") for f in result.files]
-    print_table(("archive", "size", "md5", "status"), rows)
-    typer.echo(f"\n{len(result.files)} archives in {result.downloads}")
+    rows = [
+        (f.name, human_bytes(f.bytes) if f.bytes is not None else "?", f.status, human_bytes(f.transferred), f.md5 or "-")
+        for f in result.files
+    ]
+    print_table(("archive", "size", "status", "fetched now", "md5"), rows)
+    if result.dry_run:
+        typer.echo(
+            f"\nwould fetch {human_bytes(result.to_fetch_bytes)} into {result.downloads}; "
+            f"{human_bytes(result.free_bytes)} free there"
+        )
+    else:
+        typer.echo(f"\n{len(result.files)} archives in {result.downloads}")

@@ -14,12 +14,15 @@ NO_PROGRESS_ENV = "IMAGENET_NO_PROGRESS"
 
 class TqdmProgress(Progress):
     @contextmanager
-    def task(self, description: str, total: int | None = None, unit: str = "it") -> Iterator[Advance]:
+    def task(
+        self, description: str, total: int | None = None, unit: str = "it", initial: int = 0
+    ) -> Iterator[Advance]:
         from tqdm import tqdm  # imported here: most invocations never draw a bar
 
         in_bytes = unit == "B"
         bar = tqdm(
             total=total,
+            initial=initial,
             desc=description,
             unit=unit,
             unit_scale=in_bytes,

@@ -1,0 +1,316 @@
+"""``imagenet download`` end to end through the real CLI, against servers on 127.0.0.1."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imagenet_cli.cli.app import app
+from imagenet_cli.errors import EXIT_ERROR, EXIT_USAGE
+from imagenet_cli.records import read_record
+from imagenet_cli.sources import kaggle, sample
+from imagenet_cli.sources.kaggle import find_credentials
+
+from .servers import FakeKaggle, FileServer
+
+runner = CliRunner()
+OFFICIAL_DEFAULT = [sample.TRAIN_TAR, sample.VAL_TAR, sample.DEVKIT]
+
+
+def run(*args: str, env: dict | None = None):
+    return runner.invoke(app, list(args), prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1", **(env or {})})
+
+
+@pytest.fixture(scope="module")
+def official_files(official_root) -> dict[str, bytes]:
+    """The sample's official archives: what a mirror of the real ones would serve."""
+    return {name: (official_root / "downloads" / name).read_bytes() for name in sample.OFFICIAL_FILES}
+
+
+@pytest.fixture
+def checksums(official_files, tmp_path) -> Path:
+    """The mirror's own MD5SUMS: the sample is not the published ImageNet, so its sums are its own."""
+    path = tmp_path / "MD5SUMS"
+    path.write_text("".join(f"{hashlib.md5(d).hexdigest()}  {n}\n" for n, d in official_files.items()))
+    return path
+
+
+def test_official_from_a_static_mirror_is_exact(official_files, checksums, tmp_path):
+    root = tmp_path / "root"
+    with FileServer(official_files) as server:
+        result = run("download", "--source", "official", "--base-url", server.base_url,
+                     "--checksums", str(checksums), "--root", str(root), "--json")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        summary = json.loads(result.stdout)
+        assert [f["name"] for f in summary["files"]] == OFFICIAL_DEFAULT
+        assert {f["status"] for f in summary["files"]} == {"downloaded"}
+        for name in OFFICIAL_DEFAULT:
+            path = root / "downloads" / name
+            assert path.read_bytes() == official_files[name]
+            record = read_record(path)
+            assert record.source == "official" and record.md5 == hashlib.md5(official_files[name]).hexdigest()
+            assert record.etag == server.etags[name] and record.url == server.url(name)
+
+        requests_before = len(server.requests)
+        again = run("download", "--source", "official", "--base-url", server.base_url,
+                    "--checksums", str(checksums), "--root", str(root))  # fmt: skip
+        assert again.exit_code == 0 and again.stdout.count("kept") == 3
+        assert len(server.requests) == requests_before, "complete, recorded files are kept without any request"
+
+    info = json.loads(run("info", "--root", str(root), "--json").stdout)
+    assert {a["name"]: a["record"] for a in info["archives"]} == dict.fromkeys(OFFICIAL_DEFAULT, "ok")
+
+
+def test_published_md5_is_checked_by_default(official_files, tmp_path):
+    """Without the mirror's sums the catalogue's published MD5 applies, and the sample fails it."""
+    with FileServer(official_files) as server:
+        result = run("download", "--source", "official", "--base-url", server.base_url,
+                     "--files", sample.DEVKIT, "--root", str(tmp_path))  # fmt: skip
+    assert result.exit_code == EXIT_ERROR
+    [line] = result.stderr.splitlines()
+    assert "published" not in line or "md5" in line
+    assert "ILSVRC2012_devkit_t12.tar.gz has md5" in line and "fa75699e90414af021442c21a62c3abf" in line
+    assert not (tmp_path / "downloads" / sample.DEVKIT).exists()
+    assert (tmp_path / "downloads" / f"{sample.DEVKIT}.md5-mismatch").exists()
+
+
+def test_published_size_mismatch_through_the_cli(official_files, tmp_path):
+    with FileServer(official_files) as server:
+        result = run("download", "--source", "official", "--base-url", server.base_url,
+                     "--files", sample.VAL_TAR, "--root", str(tmp_path))  # fmt: skip
+    assert result.exit_code == EXIT_ERROR
+    assert "the published ILSVRC2012_img_val.tar is 6,744,924,160 bytes" in result.stderr
+    assert "--checksums" in result.stderr
+
+
+def test_dry_run_fetches_nothing(official_files, checksums, tmp_path):
+    with FileServer(official_files) as server:
+        result = run("download", "--source", "official", "--base-url", server.base_url,
+                     "--checksums", str(checksums), "--root", str(tmp_path), "--dry-run")  # fmt: skip
+        assert all(r[2] == "bytes=0-0" for r in server.requests), "only probes"
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("would fetch") == 4  # three rows and the summary
+    assert "free there" in result.stdout
+    assert not (tmp_path / "downloads").exists() or not any((tmp_path / "downloads").iterdir())
+
+
+def test_headers_and_cookies_are_sent(official_files, checksums, tmp_path):
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsessionid\tabc123\n")
+    seen = []
+
+    class Recording(FileServer):
+        def handle_other(self, handler):
+            seen.append((handler.headers.get("X-Token"), handler.headers.get("Cookie")))
+            return False
+
+    with Recording(official_files) as server:
+        result = run("download", "--source", "official", "--base-url", server.base_url, "--files", sample.DEVKIT,
+                     "--checksums", str(checksums), "--cookies", str(cookies), "--header", "X-Token: t0k",
+                     "--root", str(tmp_path))  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert seen and all(s == ("t0k", "sessionid=abc123") for s in seen)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--header", "no colon"], "is not in the form 'Name: value'"),
+        (["--files", "ILSVRC2012_img_everything.tar"], "not official ILSVRC-2012 archives"),
+        (["--base-url", "ftp://example.org/"], "is not an http(s) URL"),
+        (["--cookies", "/nonexistent/cookies.txt"], "no such file"),
+    ],
+)
+def test_bad_official_options_are_usage_errors(args, message, tmp_path):
+    result = run("download", "--source", "official", "--root", str(tmp_path), *args)
+    assert result.exit_code == EXIT_USAGE
+    assert message in result.stderr
+
+
+def test_404_says_to_check_the_base_url(official_files, tmp_path):
+    with FileServer(official_files, path_prefix="/other/") as server:
+        result = run("download", "--source", "official", "--base-url", server.base_url.replace("/other/", "/"),
+                     "--files", sample.DEVKIT, "--root", str(tmp_path))  # fmt: skip
+    assert result.exit_code == EXIT_ERROR
+    assert "HTTP 404" in result.stderr and "try checking --base-url" in result.stderr
+
+
+def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksums, tmp_path):
+    files = {sample.TRAIN_TAR: official_files[sample.TRAIN_TAR]}
+    size = len(files[sample.TRAIN_TAR])
+    command = [sys.executable, "-m", "imagenet_cli", "download", "--source", "official", "--files", sample.TRAIN_TAR,
+               "--checksums", str(checksums), "--root", str(tmp_path), "--connections", "2"]  # fmt: skip
+    journal = tmp_path / "downloads" / f"{sample.TRAIN_TAR}.part.json"
+    with FileServer(files) as server:
+        server.faults.rate = 2 << 20  # per connection: the first run takes several seconds
+        env = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
+        process = subprocess.Popen([*command, "--base-url", server.base_url], env=env)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if journal.exists() and len(json.loads(journal.read_text())["done"]) >= 2:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=30)
+        done = json.loads(journal.read_text())
+        assert done["done"] and not (tmp_path / "downloads" / sample.TRAIN_TAR).exists()
+        sent_first = server.sent_bytes
+
+        server.faults.rate = None
+        completed = subprocess.run([*command, "--base-url", server.base_url, "--json"], env=env,
+                                   capture_output=True, text=True, timeout=120)  # fmt: skip
+        assert completed.returncode == 0, completed.stderr
+        [fetched] = json.loads(completed.stdout)["files"]
+
+    assert (tmp_path / "downloads" / sample.TRAIN_TAR).read_bytes() == files[sample.TRAIN_TAR]
+    assert fetched["status"] == "resumed"
+    have = sum(min((i + 1) * done["chunk_size"], size) - i * done["chunk_size"] for i in done["done"])
+    assert fetched["transferred"] == size - have
+    # The server sent the rest once: what the journal lacked, plus the probe's byte.
+    assert server.sent_bytes - sent_first == size - have + 1
+
+
+# --- Kaggle ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def kaggle_zip(kaggle_root) -> bytes:
+    return (kaggle_root / "downloads" / kaggle.ZIP_NAME).read_bytes()
+
+
+@pytest.fixture
+def fake_kaggle(kaggle_zip, monkeypatch, tmp_path):
+    """The real kagglesdk client, pointed at a fake Kaggle API on 127.0.0.1; a clean HOME."""
+    from kagglesdk.kaggle_env import KaggleEnv, _env_to_endpoint
+
+    with FakeKaggle({kaggle.ZIP_NAME: kaggle_zip}) as server:
+        monkeypatch.setenv("KAGGLE_API_ENVIRONMENT", "LOCALHOST")
+        monkeypatch.setitem(_env_to_endpoint, KaggleEnv.LOCAL, server.api_endpoint)
+        monkeypatch.setenv("HOME", str(tmp_path / "home"))
+        for name in ("KAGGLE_API_TOKEN", "KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_CONFIG_DIR"):
+            monkeypatch.delenv(name, raising=False)
+        yield server
+
+
+def kaggle_json(home: Path, username="alice", key="secret") -> None:
+    (home / ".kaggle").mkdir(parents=True)
+    (home / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": username, "key": key}))
+
+
+def test_kaggle_end_to_end(fake_kaggle, kaggle_zip, tmp_path):
+    kaggle_json(tmp_path / "home")
+    result = run("download", "--root", str(tmp_path / "root"), "--json")
+    assert result.exit_code == 0, result.output
+    [fetched] = json.loads(result.stdout)["files"]
+    path = tmp_path / "root" / "downloads" / kaggle.ZIP_NAME
+    assert path.read_bytes() == kaggle_zip
+    assert fetched["md5"] == hashlib.md5(kaggle_zip).hexdigest()
+    record = read_record(path)
+    assert record.source == "kaggle" and "?" not in record.url, "the signature is not recorded"
+
+    calls = fake_kaggle.api_calls
+    again = run("download", "--root", str(tmp_path / "root"))
+    assert again.exit_code == 0 and "kept" in again.stdout
+    assert fake_kaggle.api_calls == calls, "a recorded bundle needs no API call"
+
+
+def test_kaggle_credentials_from_the_environment(fake_kaggle, monkeypatch, tmp_path):
+    monkeypatch.setenv("KAGGLE_USERNAME", "alice")
+    monkeypatch.setenv("KAGGLE_KEY", "secret")
+    assert run("download", "--root", str(tmp_path)).exit_code == 0
+
+
+def test_kaggle_api_token_as_a_bearer(fake_kaggle, monkeypatch, tmp_path):
+    token = tmp_path / "token"
+    token.write_text("secret\n")
+    monkeypatch.setenv("KAGGLE_API_TOKEN", str(token))  # a file holding the token
+    assert run("download", "--root", str(tmp_path)).exit_code == 0
+
+
+def test_kaggle_without_credentials_is_one_line(fake_kaggle, tmp_path):
+    result = run("download", "--root", str(tmp_path))
+    assert result.exit_code == EXIT_ERROR
+    assert result.stdout == ""
+    [line] = result.stderr.splitlines()
+    assert line.startswith("imagenet: error: no Kaggle credentials") and "kaggle.json" in line
+    assert fake_kaggle.api_calls == 0
+
+
+def test_kaggle_rules_not_accepted(fake_kaggle, tmp_path):
+    kaggle_json(tmp_path / "home")
+    fake_kaggle.rules_accepted = False
+    result = run("download", "--root", str(tmp_path))
+    assert result.exit_code == EXIT_ERROR
+    [line] = result.stderr.splitlines()
+    assert kaggle.RULES_URL in line and "accept" in line
+
+
+def test_kaggle_bad_credentials(fake_kaggle, tmp_path):
+    kaggle_json(tmp_path / "home", key="wrong")
+    result = run("download", "--root", str(tmp_path))
+    assert result.exit_code == EXIT_ERROR
+    [line] = result.stderr.splitlines()
+    assert "Kaggle rejected the credentials" in line and "HTTP 401" in line
+
+
+def test_kaggle_429_waits_and_asks_again(fake_kaggle, tmp_path):
+    kaggle_json(tmp_path / "home")
+    fake_kaggle.api_queue = [429]
+    assert run("download", "--root", str(tmp_path)).exit_code == 0
+    assert fake_kaggle.api_calls == 2
+
+
+def test_kaggle_expired_url_gets_a_fresh_one(fake_kaggle, kaggle_zip, tmp_path):
+    kaggle_json(tmp_path / "home")
+    fake_kaggle.faults.expire_after = 0.3
+    fake_kaggle.faults.rate = 8 << 20
+    result = run("download", "--root", str(tmp_path), "--connections", "2")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "downloads" / kaggle.ZIP_NAME).read_bytes() == kaggle_zip
+    assert fake_kaggle.api_calls >= 2
+
+
+def test_kaggle_storage_md5_mismatch_is_caught(fake_kaggle, tmp_path):
+    kaggle_json(tmp_path / "home")
+    fake_kaggle.extra_headers = lambda name, data: {"x-goog-hash": "md5=AAAAAAAAAAAAAAAAAAAAAA=="}
+    result = run("download", "--root", str(tmp_path))
+    assert result.exit_code == EXIT_ERROR
+    assert "expected md5 is 00000000000000000000000000000000" in result.stderr
+
+
+def test_credentials_order(tmp_path):
+    home = tmp_path / "home"
+    kaggle_json(home, username="from-file")
+    config = tmp_path / "config"
+    config.mkdir()
+    (config / "kaggle.json").write_text(json.dumps({"username": "from-config-dir", "key": "k"}))
+    env = {"KAGGLE_API_TOKEN": "tok", "KAGGLE_USERNAME": "u", "KAGGLE_KEY": "k", "KAGGLE_CONFIG_DIR": str(config)}
+    assert find_credentials(env, home).token == "tok"
+    del env["KAGGLE_API_TOKEN"]
+    assert find_credentials(env, home).username == "u"
+    del env["KAGGLE_KEY"]
+    assert find_credentials(env, home).username == "from-config-dir"
+    del env["KAGGLE_CONFIG_DIR"]
+    assert find_credentials(env, home).username == "from-file"
+    assert "secret" not in repr(find_credentials({}, home)) and "k" != repr(find_credentials(env, home))
+
+
+def test_kaggle_partial_file_is_never_overwritten(fake_kaggle, tmp_path):
+    kaggle_json(tmp_path / "home")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    (downloads / kaggle.ZIP_NAME).write_bytes(b"half")
+    (downloads / f"{kaggle.ZIP_NAME}.kaggle-partial").write_bytes(b"")
+    result = run("download", "--root", str(tmp_path))
+    assert result.exit_code == EXIT_ERROR
+    assert "the kaggle tool left it half-downloaded" in result.stderr
+    assert (downloads / kaggle.ZIP_NAME).read_bytes() == b"half"
