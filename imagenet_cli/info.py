@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .layout import SPLITS, Root, SplitCount, count_split, free_bytes
-from .records import archives_in, read_record
+from .records import archives_in, partial_downloads_in, read_record
+from .transfer import JOURNAL_SUFFIX, Journal, Plan, Remote
 
 
 @dataclass(frozen=True)
@@ -15,6 +16,13 @@ class ArchiveState:
     bytes: int
     source: str | None  # from its record; None when nothing recorded it
     record: str  # "ok": hashes recorded and the file unchanged since; "stale": it changed; "none"
+
+
+@dataclass(frozen=True)
+class PartialDownload:
+    name: str
+    have_bytes: int  # chunks the journal says are done
+    total_bytes: int | None
 
 
 @dataclass(frozen=True)
@@ -38,13 +46,14 @@ class RootState:
     exists: bool
     free_bytes: int
     archives: list[ArchiveState] = field(default_factory=list)
+    partial: list[PartialDownload] = field(default_factory=list)
     trees: list[TreeState] = field(default_factory=list)
     subsets: list[TreeState] = field(default_factory=list)
 
     @property
     def next_step(self) -> str | None:
         """The stage the root is ready for: download, prepare, subset — or None when all are done."""
-        if not self.archives and not self.trees:
+        if (not self.archives and not self.trees) or self.partial:
             return "download"
         if not self.trees:
             return "prepare"
@@ -62,6 +71,7 @@ def describe_root(root: Path) -> RootState:
         exists=True,
         free_bytes=free_bytes(root),
         archives=[_archive_state(path) for path in archives_in(layout.downloads)],
+        partial=[_partial_state(path) for path in partial_downloads_in(layout.downloads)],
         trees=[_tree_state(path) for path in layout.trees()],
         subsets=[_tree_state(path) for path in layout.subset_trees()],
     )
@@ -74,6 +84,14 @@ def _archive_state(path: Path) -> ArchiveState:
     else:
         state = "ok" if record.matches(path) else "stale"
     return ArchiveState(path.name, path.stat().st_size, record.source if record else None, state)
+
+
+def _partial_state(path: Path) -> PartialDownload:
+    journal = Journal.load(path.with_name(path.name + JOURNAL_SUFFIX))
+    if journal is None:
+        return PartialDownload(path.name, 0, None)
+    plan = Plan(Remote(path.name, journal.identity.url), path, journal.identity, journal.chunk_size, journal.done)
+    return PartialDownload(path.name, plan.have_bytes, journal.identity.size)
 
 
 def _tree_state(path: Path) -> TreeState:

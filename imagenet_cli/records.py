@@ -79,10 +79,23 @@ def read_record(archive: Path) -> DownloadRecord | None:
     return DownloadRecord(**{k: v for k, v in data.items() if k in known})
 
 
+# Files beside the archives that are not archives: partial downloads, their journals, bytes kept
+# aside after a checksum mismatch, and the marker the kaggle tool leaves on a half-finished zip.
+NOT_ARCHIVES = (RECORD_SUFFIX, ".part", ".part.json", ".md5-mismatch", ".kaggle-partial")
+
+
 def archives_in(downloads: Path) -> Iterator[Path]:
     """The archive files in a downloads folder (not records, not temporary files), sorted by name."""
     if not downloads.is_dir():
         return
     for path in sorted(downloads.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and not is_record(path):
+        if path.is_file() and not path.name.startswith(".") and not path.name.endswith(NOT_ARCHIVES):
             yield path
+
+
+def partial_downloads_in(downloads: Path) -> Iterator[Path]:
+    """Final paths of downloads that were started and not finished (``NAME.part`` exists)."""
+    if not downloads.is_dir():
+        return
+    for path in sorted(downloads.glob("*.part")):
+        yield path.with_name(path.name.removesuffix(".part"))

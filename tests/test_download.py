@@ -164,6 +164,10 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
         done = json.loads(journal.read_text())
         assert done["done"] and not (tmp_path / "downloads" / sample.TRAIN_TAR).exists()
         sent_first = server.sent_bytes
+        info = json.loads(run("info", "--root", str(tmp_path), "--json").stdout)
+        [partial] = info["partial"]
+        assert partial["name"] == sample.TRAIN_TAR and 0 < partial["have_bytes"] < size == partial["total_bytes"]
+        assert info["next_step"] == "download" and info["archives"] == []
 
         server.faults.rate = None
         completed = subprocess.run([*command, "--base-url", server.base_url, "--json"], env=env,
@@ -177,6 +181,26 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
     assert fetched["transferred"] == size - have
     # The server sent the rest once: what the journal lacked, plus the probe's byte.
     assert server.sent_bytes - sent_first == size - have + 1
+
+
+def test_ctrl_c_stops_cleanly_keeps_the_state_and_exits_130(official_files, checksums, tmp_path):
+    files = {sample.TRAIN_TAR: official_files[sample.TRAIN_TAR]}
+    journal = tmp_path / "downloads" / f"{sample.TRAIN_TAR}.part.json"
+    with FileServer(files) as server:
+        server.faults.rate = 2 << 20
+        command = [sys.executable, "-m", "imagenet_cli", "download", "--source", "official", "--files", sample.TRAIN_TAR,
+                   "--checksums", str(checksums), "--root", str(tmp_path), "--base-url", server.base_url]  # fmt: skip
+        process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while not (journal.exists() and json.loads(journal.read_text())["done"]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept"
+    assert json.loads(journal.read_text())["done"]
+    assert (tmp_path / "downloads" / f"{sample.TRAIN_TAR}.part").exists()
 
 
 # --- Kaggle ------------------------------------------------------------------------------------

@@ -28,7 +28,7 @@ Examples:
 
 # The command that starts each stage. A stage appears here once its command exists.
 NEXT_COMMANDS = {
-    "download": "imagenet download --source sample",
+    "download": "imagenet download  (Kaggle; --source official for image-net.org, --source sample to try it offline)",
 }
 
 
@@ -58,6 +58,7 @@ def _as_json(state: RootState) -> dict:
         "exists": state.exists,
         "free_bytes": state.free_bytes,
         "archives": state.archives,
+        "partial": state.partial,
         "trees": [_tree_json(t) for t in state.trees],
         "subsets": [_tree_json(t) for t in state.subsets],
         "next_step": state.next_step,
@@ -78,6 +79,13 @@ def _print_state(state: RootState) -> None:
         record_words = {"ok": "recorded", "stale": "changed since recorded", "none": "not recorded"}
         rows = [(a.name, human_bytes(a.bytes), a.source or "-", record_words[a.record]) for a in state.archives]
         print_table(("archive", "size", "source", "checksums"), rows)
+    if state.partial:
+        typer.echo("\nunfinished downloads (run `imagenet download` again to resume):")
+        rows = [
+            (p.name, human_bytes(p.have_bytes), human_bytes(p.total_bytes) if p.total_bytes is not None else "?")
+            for p in state.partial
+        ]
+        print_table(("archive", "have", "of"), rows)
     for title, trees in (("prepared trees", state.trees), ("subsets (subsets/)", state.subsets)):
         if trees:
             typer.echo(f"\n{title}:")
