@@ -295,9 +295,15 @@ class Journal:
     identity: Identity
     chunk_size: int
     done: set[int] = field(default_factory=set)
+    expected: dict[str, str] = field(default_factory=dict)  # published digests, for the reader's benefit
 
     def save(self, path: Path) -> None:
-        data = {"identity": dataclasses.asdict(self.identity), "chunk_size": self.chunk_size, "done": sorted(self.done)}
+        data = {
+            "identity": dataclasses.asdict(self.identity),
+            "expected": self.expected,
+            "chunk_size": self.chunk_size,
+            "done": sorted(self.done),
+        }
         atomic.write_text(path, json.dumps(data) + "\n")
 
     @classmethod
@@ -429,7 +435,7 @@ def run_transfer(plan: Plan, endpoint: Endpoint, connections: int, progress: Pro
 
 
 def _fetch(plan: Plan, endpoint: Endpoint, connections: int, progress: Progress) -> tuple[dict[str, str], int]:
-    journal = Journal(plan.identity, plan.chunk_size, set(plan.done))
+    journal = Journal(plan.identity, plan.chunk_size, set(plan.done), plan.expected)
     if not plan.done:
         plan.part.unlink(missing_ok=True)
     journal.save(plan.journal)  # the identity is on disk before byte one
