@@ -60,11 +60,22 @@ def write_record(archive: Path, digests: dict[str, str], source: str, **extra) -
         xxh3_64=digests["xxh3_64"],
         source=source,
         mtime_ns=stat.st_mtime_ns,
-        recorded_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        recorded_at=_now(),
         **extra,
     )
     atomic.write_text(record_path(archive), json.dumps(dataclasses.asdict(record), indent=2) + "\n")
     return record
+
+
+def refresh_record(archive: Path, record: DownloadRecord) -> DownloadRecord:
+    """The same record, re-stamped with the file's current mtime after its content was re-checked."""
+    fresh = dataclasses.replace(record, mtime_ns=archive.stat().st_mtime_ns, recorded_at=_now())
+    atomic.write_text(record_path(archive), json.dumps(dataclasses.asdict(fresh), indent=2) + "\n")
+    return fresh
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
 def read_record(archive: Path) -> DownloadRecord | None:

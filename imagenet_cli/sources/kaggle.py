@@ -14,13 +14,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..archives import KAGGLE_ZIP
 from ..errors import DownloadError, KaggleCredentialsError, KaggleRulesError, RemoteNotFoundError
 from ..transfer import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 COMPETITION = "imagenet-object-localization-challenge"
-ZIP_NAME = f"{COMPETITION}.zip"
+ZIP_NAME = KAGGLE_ZIP  # f"{COMPETITION}.zip", as Kaggle names it
 RULES_URL = f"https://www.kaggle.com/competitions/{COMPETITION}/rules"
 TOKEN_URL = "https://www.kaggle.com/settings"
 

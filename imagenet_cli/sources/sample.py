@@ -33,17 +33,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import catalogue
+from ..archives import DEVKIT, KAGGLE_ZIP, TEST_TAR, TRAIN_TAR, VAL_TAR
 from ..atomic import atomic_writer
 from ..class_files import class_file
 from ..errors import InvalidArgumentError
 from ..progress import SILENT, Advance, Progress
 from .sample_images import CMYK, GRAY, PNG, PROGRESSIVE, RGB, ImageSpec, render
 
-TRAIN_TAR = "ILSVRC2012_img_train.tar"
-VAL_TAR = "ILSVRC2012_img_val.tar"
-TEST_TAR = "ILSVRC2012_img_test_v10102019.tar"
-DEVKIT = "ILSVRC2012_devkit_t12.tar.gz"
-KAGGLE_ZIP = "imagenet-object-localization-challenge.zip"
 LAYOUTS = ("official", "kaggle")
 OFFICIAL_FILES = (TRAIN_TAR, VAL_TAR, TEST_TAR, DEVKIT)
 

@@ -1,0 +1,281 @@
+"""Checks of one archive: its bytes against expected digests, its structure against ILSVRC-2012.
+
+Expected digests, first match wins: a ``--checksums`` file, the record ``download`` wrote, the
+published MD5s in the catalogue. Without any, the archive's content is "unknown", not good.
+Structure is read from headers (tar) or the central directory (zip); ``--deep`` also reads every
+member: each inner tar, each zip member's CRC-32, each image decoded.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Iterator
+from pathlib import Path
+
+from . import archives, catalogue, hashing
+from .findings import Check
+from .images import decode_problem
+from .progress import SILENT, Progress
+from .records import DownloadRecord, read_record, refresh_record, write_record
+
+FULL_COUNTS = {"train": 1_281_167, "val": 50_000, "test": 100_000}
+TRAIN_PER_CLASS = (732, 1300)
+
+
+def check_archive(
+    path: Path,
+    checksums: dict[str, tuple[str, str]] | None = None,
+    deep: bool = False,
+    rehash: bool = False,
+    progress: Progress = SILENT,
+) -> Check:
+    check = Check(path, "archive")
+    record = read_record(path)
+    _check_bytes(check, path, record, checksums or {}, rehash, progress)
+    expected = _expected_contents(record)
+    kind = archives.kind_of(path)
+    structure = {
+        "train": _check_train_tar,
+        "val": _check_flat_tar,
+        "test": _check_flat_tar,
+        "devkit": _check_devkit,
+        "kaggle": _check_kaggle_zip,
+    }.get(kind)
+    if structure is not None:
+        try:
+            structure(check, path, expected, deep)
+        except archives.ArchiveError as error:
+            check.add("structure", path.name, str(error))
+    return check
+
+
+# --- bytes -------------------------------------------------------------------------------------
+
+
+def _expected_digests(path: Path, record: DownloadRecord | None, checksums: dict) -> tuple[dict[str, str], str]:
+    if path.name in checksums:
+        algorithm, hexdigest = checksums[path.name]
+        return {algorithm: hexdigest}, "the --checksums file"
+    if record is not None:
+        return {"md5": record.md5, "xxh3_64": record.xxh3_64}, f"its {record.source} download record"
+    published = catalogue.official_archives().get(path.name)
+    if published is not None:
+        return {"md5": published.md5}, "the published MD5"
+    return {}, ""
+
+
+def _check_bytes(check: Check, path: Path, record, checksums: dict, rehash: bool, progress: Progress) -> None:
+    expected, source = _expected_digests(path, record, checksums)
+    size = path.stat().st_size
+    check.counts["bytes"] = size
+    published = catalogue.official_archives().get(path.name)
+    if source == "the published MD5" and published.size is not None and size != published.size:
+        check.add("size", path.name, f"{size:,} bytes; the published file is {published.size:,} bytes")
+        return  # hashing a file of the wrong size can only fail, slowly
+    if record is not None and not record.matches(path) and source.endswith("download record"):
+        if size != record.size:
+            check.add("size", path.name, f"{size:,} bytes; {record.size:,} when it was downloaded")
+            return
+    recorded = {"md5": record.md5, "xxh3_64": record.xxh3_64} if record is not None else {}
+    if record is not None and record.matches(path) and not rehash and set(expected) <= set(recorded):
+        digests = recorded  # unchanged since its digests were taken: no need to read it again
+        check.note(f"digests as recorded (size and mtime unchanged) against {source}" if source else "recorded digests")
+    else:
+        algorithms = tuple(dict.fromkeys(hashing.DEFAULT_ALGORITHMS + tuple(expected)))
+        digests = hashing.hash_file(path, algorithms, progress)
+        check.note(f"{', '.join(expected) or 'digests'} against {source}" if source else "hashed")
+    if not expected:
+        check.unknown = True
+        return
+    wrong = [a for a, h in expected.items() if digests.get(a) != h.lower()]
+    for algorithm in wrong:
+        check.add("checksum", path.name, f"{algorithm} is {digests[algorithm]}; {source} says {expected[algorithm]}")
+    if not wrong and (record is None or not record.matches(path)):
+        # Remember the successful check, so the next verify of an unchanged file is instant.
+        if record is None:
+            write_record(path, digests, source="local")
+        else:
+            refresh_record(path, record)
+
+
+# --- structure ---------------------------------------------------------------------------------
+
+
+def _expected_contents(record: DownloadRecord | None) -> dict:
+    """What the archive should hold: the real dataset, or what the sample was generated with."""
+    if record is not None and record.source == "sample":
+        details = record.details
+        return {
+            "full": False,
+            "classes": set(details["classes"]),
+            "train_per_class": details["train_per_class"],
+            "val": details["val_per_class"] * len(details["classes"]),
+            "test": details["test_images"],
+        }
+    return {"full": True, "classes": set(catalogue.wnids()), "val": FULL_COUNTS["val"], "test": FULL_COUNTS["test"]}
+
+
+def _refuser(check: Check):
+    return lambda where, why: check.add("refused", where, f"refused: {why}")
+
+
+def _check_train_tar(check: Check, path: Path, expected: dict, deep: bool) -> None:
+    refuse = _refuser(check)
+    found = set()
+    for name, _ in archives.list_tar(path, refuse):
+        wnid = name.removesuffix(".tar")
+        if name.endswith(".tar") and catalogue.is_wnid(wnid):
+            found.add(wnid)
+        else:
+            check.add("structure", f"{path.name}:{name}", "not a <wnid>.tar of an ILSVRC-2012 class")
+    for wnid in sorted(expected["classes"] - found):
+        check.add("missing", f"{path.name}:{wnid}.tar", "class tar missing")
+    for wnid in sorted(found - expected["classes"]):
+        check.add("extra", f"{path.name}:{wnid}.tar", "a class this archive should not hold")
+    check.counts["classes"] = len(found)
+    check.note(f"{len(found)} class tars present")
+    if deep:
+        per_class = _check_members(check, archives.train_members(path, refuse))
+        low, high = TRAIN_PER_CLASS if expected["full"] else (expected["train_per_class"],) * 2
+        for wnid, count in sorted(per_class.items()):
+            if not low <= count <= high:
+                check.add("count", f"{path.name}:{wnid}.tar", f"{count} images; expected {low}–{high}")
+        if expected["full"] and sum(per_class.values()) != FULL_COUNTS["train"]:
+            check.add("count", path.name, f"{sum(per_class.values()):,} images; ILSVRC-2012 has {FULL_COUNTS['train']:,}")
+
+
+def _check_flat_tar(check: Check, path: Path, expected: dict, deep: bool) -> None:
+    split = archives.kind_of(path)
+    pattern = archives.VAL_NAME if split == "val" else archives.TEST_NAME
+    refuse = _refuser(check)
+    count = 0
+    for name, _ in archives.list_tar(path, refuse):
+        count += 1
+        base = name.rsplit("/", 1)[-1]
+        if not pattern.fullmatch(base):
+            check.add("structure", f"{path.name}:{name}", f"not an ILSVRC2012 {split} file name")
+        elif split == "val" and catalogue.val_labels()[int(pattern.fullmatch(base).group(1)) - 1] not in expected["classes"]:
+            check.add("extra", f"{path.name}:{name}", "an image of a class this archive should not hold")
+    check.counts["images"] = count
+    if count != expected[split]:
+        check.add("count", path.name, f"{count:,} images; expected {expected[split]:,}")
+    check.note(f"{count:,} {split} images named as ILSVRC-2012 names them")
+    if deep:
+        _check_members(check, archives.flat_members(path, split, refuse))
+
+
+def _check_members(check: Check, members: Iterator[archives.Member]) -> dict[str, int]:
+    """Decode every image; count train images per class."""
+    per_class: collections.Counter[str] = collections.Counter()
+    decoded = 0
+    for member in members:
+        if member.damage:
+            check.add("damaged", member.origin, member.damage)
+            continue
+        if member.split == "train":
+            match = archives.TRAIN_NAME.fullmatch(member.name)
+            if not match or match.group(1) != member.wnid:
+                check.add("misplaced", member.origin, f"not an image of class {member.wnid}")
+            per_class[member.wnid] += 1
+        problem = decode_problem(member.data)
+        if problem:
+            check.add("undecodable", member.origin, problem)
+        decoded += 1
+    check.counts["decoded"] = decoded
+    check.note(f"{decoded:,} images decoded")
+    return per_class
+
+
+def _check_devkit(check: Check, path: Path, expected: dict, deep: bool) -> None:
+    truth = archives.devkit_ground_truth(path)
+    if len(truth) != catalogue.NUM_VAL_IMAGES:
+        check.add("count", f"{path.name}:{archives.GROUND_TRUTH}", f"{len(truth):,} lines; expected 50,000")
+    _compare_val_labels(check, f"{path.name}:{archives.GROUND_TRUTH}", _devkit_labels(truth), "line")
+    check.note("validation ground truth against the catalogue, line by line")
+
+
+def _devkit_labels(truth: list[int]) -> Iterator[tuple[int, str]]:
+    for number, devkit_id in enumerate(truth, 1):
+        try:
+            yield number, catalogue.by_devkit_id(devkit_id).wnid
+        except catalogue.UnknownClassError:
+            yield number, f"ILSVRC2012_ID {devkit_id}"
+
+
+def _compare_val_labels(check: Check, where: str, labels, unit: str) -> None:
+    known = catalogue.val_labels()
+    for number, wnid in labels:
+        if not 1 <= number <= catalogue.NUM_VAL_IMAGES:
+            check.add("label", where, f"{unit} {number}: no such val image")
+        elif wnid != known[number - 1]:
+            ours = catalogue.by_wnid(known[number - 1])
+            check.add(
+                "label",
+                where,
+                f"{unit} {number} (ILSVRC2012_val_{number:08d}) says {wnid}; the catalogue says {ours.wnid} ({ours.name})",
+            )
+
+
+def _check_kaggle_zip(check: Check, path: Path, expected: dict, deep: bool) -> None:
+    refuse = _refuser(check)
+    with archives.open_zip(path) as archive:
+        inner = archives.kaggle_inner_tar(archive)
+        if inner is None:
+            _check_kaggle_listing(check, path, archive, expected, refuse)
+        else:
+            check.note(f"the 2019 layout: {inner}")
+    for name in archives.LOC_FILES:
+        if archives.kaggle_text_file(path, name) is None:
+            check.add("missing", f"{path.name}:{name}", "missing from the bundle")
+    solution = archives.kaggle_text_file(path, "LOC_val_solution.csv")
+    if solution is not None:
+        labels = archives.val_solution_labels(solution)
+        _compare_val_labels(check, f"{path.name}:LOC_val_solution.csv", sorted(labels.items()), "val image")
+        check.note(f"{len(labels):,} val labels in LOC_val_solution.csv against the catalogue")
+    mapping = archives.kaggle_text_file(path, "LOC_synset_mapping.txt")
+    if mapping is not None and [line.split(" ", 1)[0] for line in mapping.splitlines()] != list(catalogue.wnids()):
+        check.add("label", f"{path.name}:LOC_synset_mapping.txt", "its class order is not the sorted WNID order")
+    if deep:
+        counted = _check_members(check, archives.kaggle_members(path, refuse))
+        check.note("every member read: CRC-32 checked")
+        if inner is not None:
+            _check_class_counts(check, path, expected, counted)
+
+
+def _check_kaggle_listing(check: Check, path: Path, archive, expected: dict, refuse) -> None:
+    per_class: collections.Counter[str] = collections.Counter()
+    splits: collections.Counter[str] = collections.Counter()
+    for info in archive.infolist():
+        why = archives.zip_member_refusal(info)
+        if why:
+            refuse(f"{path.name}:{info.filename}", why)
+            continue
+        where = archives.kaggle_image_split(info.filename)
+        if where is None or info.is_dir():
+            continue
+        split, wnid, name = where
+        splits[split] += 1
+        if split == "train":
+            per_class[wnid] += 1
+            match = archives.TRAIN_NAME.fullmatch(name)
+            if not match or match.group(1) != wnid:
+                check.add("misplaced", f"{path.name}:{info.filename}", f"not an image of class {wnid}")
+        elif not (archives.VAL_NAME if split == "val" else archives.TEST_NAME).fullmatch(name):
+            check.add("structure", f"{path.name}:{info.filename}", f"not an ILSVRC2012 {split} file name")
+    check.counts.update({f"{s}_images": n for s, n in splits.items()})
+    _check_class_counts(check, path, expected, per_class)
+    for split in ("val", "test"):
+        if splits[split] != expected[split]:
+            check.add("count", f"{path.name}:{archives.KAGGLE_DATA}{split}/", f"{splits[split]:,} images; expected {expected[split]:,}")
+    check.note(f"{sum(splits.values()):,} images listed: {', '.join(f'{n:,} {s}' for s, n in sorted(splits.items()))}")
+
+
+def _check_class_counts(check: Check, path: Path, expected: dict, per_class: collections.Counter) -> None:
+    for wnid in sorted(expected["classes"] - set(per_class)):
+        check.add("missing", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "class folder missing")
+    low, high = TRAIN_PER_CLASS if expected["full"] else (expected["train_per_class"],) * 2
+    for wnid, count in sorted(per_class.items()):
+        if wnid not in expected["classes"]:
+            check.add("extra", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "a class this archive should not hold")
+        elif not low <= count <= high:
+            check.add("count", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", f"{count} images; expected {low}–{high}")

@@ -1,0 +1,287 @@
+"""Reading the real archives as streams, never unpacking them to disk.
+
+Every input becomes one stream of :class:`Member` records — (split, wnid, name, bytes) — whether it
+is the official train tar of per-class tars, the flat val or test tar, or the Kaggle zip in either
+of its historic layouts. Members are read in archive order with constant memory: tar headers are
+never collected (``for m in tar``, not ``getmembers()``).
+
+Every member name is checked before use: absolute paths, ``..`` parts, links and devices are
+refused and reported through ``refuse`` — CPython 3.11's tarfile filters do not catch them all.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import posixpath
+import re
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from . import catalogue
+from .errors import ArchiveError
+
+TRAIN_TAR = "ILSVRC2012_img_train.tar"
+VAL_TAR = "ILSVRC2012_img_val.tar"
+TEST_TAR = "ILSVRC2012_img_test_v10102019.tar"
+DEVKIT = "ILSVRC2012_devkit_t12.tar.gz"
+KAGGLE_ZIP = "imagenet-object-localization-challenge.zip"
+KAGGLE_INNER_TAR = "imagenet_object_localization_patched2019.tar.gz"
+GROUND_TRUTH = "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt"
+LOC_FILES = ("LOC_synset_mapping.txt", "LOC_val_solution.csv", "LOC_train_solution.csv", "LOC_sample_submission.csv")
+
+TRAIN_NAME = re.compile(r"(n\d{8})_(\d+)\.JPEG")
+VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})\.JPEG")
+TEST_NAME = re.compile(r"ILSVRC2012_test_(\d{8})\.JPEG")
+KAGGLE_DATA = "ILSVRC/Data/CLS-LOC/"
+
+Refuse = Callable[[str, str], None]  # (member, why)
+
+
+@dataclass(frozen=True)
+class Member:
+    split: str  # train, val, test
+    wnid: str | None  # None for test images, and for val until labelled
+    name: str  # the image's file name, e.g. n01440764_10026.JPEG
+    data: bytes
+    origin: str  # where it came from, for messages: "ILSVRC2012_img_train.tar:n01440764.tar:n01440764_10026.JPEG"
+    damage: str | None = None  # why its bytes could not be read (a zip member failing its CRC); data is then empty
+
+
+def kind_of(path: Path) -> str:
+    """What an archive is, from its name: train, val, test, devkit, kaggle — or unknown."""
+    name = path.name
+    if name == TRAIN_TAR:
+        return "train"
+    if name == VAL_TAR:
+        return "val"
+    if name.startswith("ILSVRC2012_img_test") and name.endswith(".tar"):
+        return "test"
+    if name.startswith("ILSVRC2012_devkit_t12") and name.endswith((".tar.gz", ".tar")):
+        return "devkit"
+    if name == KAGGLE_ZIP:
+        return "kaggle"
+    return "unknown"
+
+
+# --- member safety -----------------------------------------------------------------------------
+
+
+def unsafe_name(name: str) -> str | None:
+    """Why a member name must not be used as a path, or None when it is safe."""
+    if not name or "\x00" in name:
+        return "an empty or NUL-containing name"
+    if name.startswith(("/", "\\")) or re.match(r"[A-Za-z]:", name):
+        return "an absolute path"
+    parts = name.replace("\\", "/").split("/")
+    if ".." in parts:
+        return "a '..' component"
+    normal = posixpath.normpath(name)
+    if normal.startswith("../") or normal == "..":
+        return "a path leaving the archive"
+    return None
+
+
+def tar_member_refusal(member: tarfile.TarInfo) -> str | None:
+    """Why a tar member is refused: links, devices, FIFOs and unsafe names; None for files and dirs."""
+    if not (member.isfile() or member.isdir()):
+        kind = "a symlink" if member.issym() else "a hard link" if member.islnk() else "a device or FIFO"
+        return f"{kind}, not a regular file"
+    return unsafe_name(member.name)
+
+
+def zip_member_refusal(info: zipfile.ZipInfo) -> str | None:
+    mode = info.external_attr >> 16
+    if mode and (mode & 0o170000) not in (0, 0o100000, 0o040000):
+        return "a symlink or special file, not a regular file"
+    return unsafe_name(info.filename)
+
+
+def _tar_files(tar: tarfile.TarFile, origin: str, refuse: Refuse) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
+    """Regular files of a tar opened as a stream, in order; anything else is refused or skipped."""
+    try:
+        for member in tar:
+            why = tar_member_refusal(member)
+            if why:
+                refuse(f"{origin}:{member.name}", why)
+                continue
+            if member.isfile():
+                yield member, tar.extractfile(member)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
+        raise ArchiveError(f"{origin} is damaged or truncated ({error})") from error
+
+
+# --- the official tars -------------------------------------------------------------------------
+
+
+def list_tar(path: Path, refuse: Refuse) -> Iterator[tuple[str, int]]:
+    """(name, size) of each regular file in a tar, reading headers only (members are skipped over)."""
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for member in tar:
+                why = tar_member_refusal(member)
+                if why:
+                    refuse(f"{path.name}:{member.name}", why)
+                elif member.isfile():
+                    yield member.name, member.size
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
+
+
+def train_members(path: Path, refuse: Refuse) -> Iterator[Member]:
+    """Every image of the train tar, through its per-class tars, read as streams."""
+    with _open_tar_stream(path) as outer:
+        for inner_info, inner_file in _tar_files(outer, path.name, refuse):
+            wnid = inner_info.name.removesuffix(".tar")
+            origin = f"{path.name}:{inner_info.name}"
+            if not inner_info.name.endswith(".tar") or not catalogue.is_wnid(wnid):
+                refuse(origin, "not a <wnid>.tar of an ILSVRC-2012 class")
+                continue
+            try:
+                inner = tarfile.open(fileobj=inner_file, mode="r|")
+            except tarfile.TarError as error:
+                raise ArchiveError(f"{origin} is not a readable tar ({error})") from error
+            with inner:
+                for member, data in _tar_files(inner, origin, refuse):
+                    name = posixpath.basename(member.name)
+                    yield Member("train", wnid, name, data.read(), f"{origin}:{member.name}")
+
+
+def flat_members(path: Path, split: str, refuse: Refuse) -> Iterator[Member]:
+    """Every image of a flat tar (val or test)."""
+    with _open_tar_stream(path) as tar:
+        for member, data in _tar_files(tar, path.name, refuse):
+            yield Member(split, None, posixpath.basename(member.name), data.read(), f"{path.name}:{member.name}")
+
+
+def _open_tar_stream(path: Path) -> tarfile.TarFile:
+    try:
+        return tarfile.open(path, mode="r|*")
+    except (tarfile.TarError, OSError) as error:
+        raise ArchiveError(f"{path.name} is not a readable tar ({error})") from error
+
+
+def devkit_ground_truth(path: Path) -> list[int]:
+    """The devkit's 50,000 val labels (ILSVRC2012_IDs, devkit order), line k for val image k."""
+    try:
+        with tarfile.open(path, mode="r:*") as tar:
+            for member in tar:
+                if member.isfile() and member.name.lstrip("./") == GROUND_TRUTH:
+                    text = tar.extractfile(member).read().decode("ascii")
+                    break
+            else:
+                raise ArchiveError(f"{path.name} has no {GROUND_TRUTH}")
+    except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as error:
+        raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
+    try:
+        return [int(line) for line in text.split()]
+    except ValueError as error:
+        raise ArchiveError(f"{path.name}: the ground truth holds a line that is not a number ({error})") from None
+
+
+# --- the Kaggle zip ----------------------------------------------------------------------------
+
+
+def open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError) as error:
+        raise ArchiveError(f"{path.name} is not a readable zip ({error})") from error
+
+
+def kaggle_inner_tar(archive: zipfile.ZipFile) -> str | None:
+    """The 2019 layout's single inner tar.gz, or None for the layout with the tree in the zip."""
+    names = [n for n in archive.namelist() if n.rstrip("/").endswith(KAGGLE_INNER_TAR)]
+    return names[0] if names else None
+
+
+def kaggle_image_split(member: str) -> tuple[str, str | None, str] | None:
+    """(split, wnid, file name) of an image under ILSVRC/Data/CLS-LOC/, else None."""
+    if not member.startswith(KAGGLE_DATA):
+        return None
+    parts = member[len(KAGGLE_DATA) :].split("/")
+    if len(parts) == 3 and parts[0] == "train" and parts[2]:
+        return "train", parts[1], parts[2]
+    if len(parts) == 2 and parts[0] in ("val", "test") and parts[1]:
+        return parts[0], None, parts[1]
+    return None
+
+
+def kaggle_members(path: Path, refuse: Refuse) -> Iterator[Member]:
+    """Every image of the Kaggle zip, either layout; zip members are read (and CRC-checked) one at a time."""
+    archive = open_zip(path)
+    with archive:
+        inner = kaggle_inner_tar(archive)
+        if inner is not None:
+            yield from _kaggle_inner_tar_members(archive, inner, path, refuse)
+            return
+        for info in archive.infolist():
+            why = zip_member_refusal(info)
+            if why:
+                refuse(f"{path.name}:{info.filename}", why)
+                continue
+            where = kaggle_image_split(info.filename)
+            if where is None or info.is_dir():
+                continue
+            split, wnid, name = where
+            origin = f"{path.name}:{info.filename}"
+            try:
+                yield Member(split, wnid, name, read_zip_member(archive, info, path), origin)
+            except ArchiveError as error:  # one bad member: name it and go on with the rest
+                yield Member(split, wnid, name, b"", origin, damage=str(error.__cause__ or error))
+
+
+def read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
+    """A member's bytes; zipfile checks its CRC-32 as the last byte is read."""
+    try:
+        with archive.open(info) as member:
+            return member.read()
+    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
+        raise ArchiveError(f"{path.name}:{info.filename} is damaged ({error})") from error
+
+
+def _kaggle_inner_tar_members(archive: zipfile.ZipFile, inner: str, path: Path, refuse: Refuse) -> Iterator[Member]:
+    origin = f"{path.name}:{inner}"
+    with archive.open(inner) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+        for member, data in _tar_files(tar, origin, refuse):
+            where = kaggle_image_split(member.name.lstrip("./"))
+            if where is not None:
+                split, wnid, name = where
+                yield Member(split, wnid, name, data.read(), f"{origin}:{member.name}")
+
+
+def kaggle_text_file(path: Path, name: str) -> str | None:
+    """A top-level LOC_* file of the Kaggle bundle, from either layout; None when absent."""
+    archive = open_zip(path)
+    with archive:
+        if name in archive.namelist():
+            return read_zip_member(archive, archive.getinfo(name), path).decode("utf-8")
+        inner = kaggle_inner_tar(archive)
+        if inner is None:
+            return None
+        with archive.open(inner) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+            for member in tar:
+                if member.isfile() and member.name.lstrip("./") == name:
+                    return tar.extractfile(member).read().decode("utf-8")
+    return None
+
+
+def val_solution_labels(text: str) -> dict[int, str]:
+    """``LOC_val_solution.csv`` as {val number: WNID}: the first WNID of each prediction string."""
+    labels = {}
+    rows = csv.reader(io.StringIO(text))
+    header = next(rows, None)
+    if header != ["ImageId", "PredictionString"]:
+        raise ArchiveError(f"LOC_val_solution.csv starts with {header}, not ImageId,PredictionString")
+    for row in rows:
+        if not row:
+            continue
+        if len(row) != 2 or not row[1].split():
+            raise ArchiveError(f"LOC_val_solution.csv has a malformed row: {','.join(row)[:80]}")
+        labels[catalogue.val_number(row[0])] = row[1].split()[0]
+    return labels

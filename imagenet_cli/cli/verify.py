@@ -1,0 +1,121 @@
+"""``imagenet verify``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import EXIT_PROBLEMS
+from ..verify import VerifyReport, verify
+from .common import (
+    DEFAULT_ROOT,
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    RootOption,
+    VerboseOption,
+    human_bytes,
+    jsonable,
+    print_json,
+    print_table,
+    session,
+)
+
+EXAMPLES = """\
+Examples:
+
+\b
+  imagenet verify                                  every archive and tree under the root
+  imagenet verify imagenet/downloads/ILSVRC2012_img_val.tar --deep
+  imagenet verify --checksums MD5SUMS              a mirror's own md5sum list
+  imagenet verify imagenet/224 --json              one tree, as JSON for a script
+"""
+SHOWN_PROBLEMS = 50  # in the text output; --json lists every kept problem
+
+
+class Algorithm(str, Enum):
+    md5 = "md5"
+    sha256 = "sha256"
+    xxh3_64 = "xxh3_64"
+
+
+def verify_command(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Archives or trees to check (default: everything under the root).", show_default=False, metavar="[PATH]..."),
+    ] = None,
+    checksums: Annotated[
+        Path | None,
+        typer.Option(
+            help="Expected digests as md5sum/sha256sum/xxhsum print them ('<hex>  <name>'); they take precedence.",
+            dir_okay=False,
+            show_default=False,
+            metavar="FILE",
+        ),
+    ] = None,
+    algo: Annotated[
+        Algorithm | None,
+        typer.Option(help="The algorithm of --checksums, when the digest length does not tell it.", show_default=False),
+    ] = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Also read every archive member and decode every image.")] = False,
+    rehash: Annotated[bool, typer.Option("--rehash", help="Re-read archives even when unchanged since their last check.")] = False,
+    root: RootOption = DEFAULT_ROOT,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Check archives and trees are intact and labelled right.
+
+    Archives against their expected digests (a --checksums file, the download record, or the
+    published MD5) and the real archives' structure; trees against their manifest, their class
+    folders and the val labels. Exit code 3 when anything is wrong; every problem names its file.
+    """
+    with session(quiet, verbose, debug) as ui:
+        report = verify(
+            root,
+            paths=paths or None,
+            checksums=checksums,
+            algorithm=algo.value if algo else None,
+            deep=deep,
+            rehash=rehash,
+            progress=ui.progress,
+        )
+        if json_output:
+            checks = [{"status": check.status, **jsonable(check)} for check in report.checks]
+            print_json({"ok": report.ok, "problem_count": report.problem_count, "checks": checks})
+        else:
+            _print_report(report)
+    if not report.ok:
+        raise typer.Exit(EXIT_PROBLEMS)
+
+
+def _print_report(report: VerifyReport) -> None:
+    rows = []
+    for check in report.checks:
+        size = human_bytes(check.counts["bytes"]) if "bytes" in check.counts else _images(check)
+        rows.append((str(check.path), check.kind, size, check.status, check.problem_count))
+    print_table(("path", "kind", "size", "status", "problems"), rows)
+    shown = 0
+    for check in report.checks:
+        for problem in check.problems:
+            if shown == SHOWN_PROBLEMS:
+                break
+            if shown == 0:
+                typer.echo("\nproblems:")
+            typer.echo(f"  {check.path.name}: {problem.kind}: {problem.where}: {problem.detail}")
+            shown += 1
+    if report.problem_count > shown:
+        typer.echo(f"  … and {report.problem_count - shown:,} more (--json lists up to 1,000 per check)")
+    unknown = [c for c in report.checks if c.status == "unknown"]
+    if unknown:
+        typer.echo(f"\n{len(unknown)} checked for structure only: nothing to compare their bytes with (try --checksums)")
+    typer.echo(f"\n{'all good' if report.ok else f'{report.problem_count:,} problems'} in {len(report.checks)} checked")
+
+
+def _images(check) -> str:
+    images = sum(v for k, v in check.counts.items() if k.endswith("_images"))
+    return f"{images:,} images"

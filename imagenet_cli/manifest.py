@@ -1,0 +1,115 @@
+"""The manifest every tree this project writes carries, and how to read it back.
+
+``TREE/manifest.tsv`` lists every file of the tree, sorted by path, one per line::
+
+    # imagenet-manifest 1	path	bytes	xxh3_64	wnid
+    train/n01440764/n01440764_10026.JPEG	110592	9c1a3f0b2d4e5f60	n01440764
+
+``TREE/tree.json`` says how the tree was made and what it holds: the format version, the command
+and options that made it, image counts per split, and the images that could not be written
+(``failures``). ``verify`` checks a tree against both; ``info`` reads ``tree.json``.
+
+Both are read and written as streams: a tree of 1.3 M files never sits in memory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import groupby
+from pathlib import Path
+
+from . import atomic
+from .errors import ArchiveError
+
+MANIFEST = "manifest.tsv"
+TREE_INFO = "tree.json"
+FORMAT = 1
+HEADER = f"# imagenet-manifest {FORMAT}\tpath\tbytes\txxh3_64\twnid\n"
+
+
+@dataclass(frozen=True)
+class Entry:
+    path: str  # relative to the tree, '/'-separated: split/wnid/name
+    bytes: int
+    xxh3_64: str
+    wnid: str
+
+    @property
+    def directory(self) -> str:
+        return self.path.rsplit("/", 1)[0]
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[1]
+
+
+@dataclass
+class TreeInfo:
+    made_by: dict  # the command and options that wrote the tree
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)  # {"train": {"images": n, "classes": k}}
+    failures: list[dict] = field(default_factory=list)  # [{"split", "wnid", "name", "error"}]
+    format: int = FORMAT
+    created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+
+def write_manifest(tree: Path, entries: Iterable[Entry]) -> int:
+    """Write ``manifest.tsv`` atomically from entries given in path order; returns how many."""
+    count, previous = 0, ""
+    with atomic.atomic_writer(tree / MANIFEST) as file:
+        file.write(HEADER.encode())
+        for entry in entries:
+            if entry.path <= previous:
+                raise ValueError(f"manifest entries out of order: {entry.path!r} after {previous!r}")
+            file.write(f"{entry.path}\t{entry.bytes}\t{entry.xxh3_64}\t{entry.wnid}\n".encode())
+            previous, count = entry.path, count + 1
+    return count
+
+
+def has_manifest(tree: Path) -> bool:
+    return (tree / MANIFEST).is_file()
+
+
+def read_manifest(tree: Path) -> Iterator[Entry]:
+    """The manifest's entries in path order, streamed."""
+    path = tree / MANIFEST
+    with open(path, encoding="utf-8") as file:
+        header = file.readline()
+        if not header.startswith("# imagenet-manifest "):
+            raise ArchiveError(f"{path} is not an imagenet manifest (first line {header[:40]!r})")
+        version = header.split("\t", 1)[0].rsplit(" ", 1)[1]
+        if version != str(FORMAT):
+            raise ArchiveError(f"{path} is manifest format {version}; this version reads format {FORMAT}")
+        for number, line in enumerate(file, 2):
+            fields = line.rstrip("\n").split("\t")
+            if len(fields) != 4 or not fields[1].isdigit():
+                raise ArchiveError(f"{path}:{number} is not a manifest line")
+            yield Entry(fields[0], int(fields[1]), fields[2], fields[3])
+
+
+def manifest_by_directory(tree: Path) -> Iterator[tuple[str, dict[str, Entry]]]:
+    """(``split/wnid``, {file name: entry}) for each directory, in order: one class in memory at a time."""
+    for directory, entries in groupby(read_manifest(tree), key=lambda e: e.directory):
+        yield directory, {entry.name: entry for entry in entries}
+
+
+def write_tree_info(tree: Path, info: TreeInfo) -> None:
+    atomic.write_text(tree / TREE_INFO, json.dumps(asdict(info), indent=2) + "\n")
+
+
+def read_tree_info(tree: Path) -> TreeInfo | None:
+    path = tree / TREE_INFO
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise ArchiveError(f"cannot read {path}: {error}") from error
+    return TreeInfo(**{k: v for k, v in data.items() if k in TreeInfo.__dataclass_fields__})
+
+
+def relative(tree: Path, path: Path) -> str:
+    return os.path.relpath(path, tree).replace(os.sep, "/")

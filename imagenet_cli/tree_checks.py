@@ -1,0 +1,209 @@
+"""Checks of one ImageFolder tree (``split/wnid/file``) against its manifest and against ILSVRC-2012.
+
+With a manifest: missing, extra, changed (size or xxh3) and misplaced files. Always: class folders
+are real WNIDs, val images sit in the folder of their catalogue label, train images in the folder
+of their own WNID, counts per split (and, for a full tree, the real ones), links resolve, and with
+``--deep`` every image decodes.
+
+Work goes one class folder at a time: folders are hashed in parallel threads (reading, xxh3 and
+decoding release the GIL) while the manifest is read alongside as a stream, so memory stays flat
+however large the tree.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import catalogue, manifest
+from .findings import Check
+from .hashing import hash_bytes
+from .images import decode_problem
+from .layout import SPLITS
+from .progress import SILENT, Progress
+
+FULL_TREE = {"train": 1_281_167, "val": 50_000}
+TRAIN_PER_CLASS = (732, 1300)
+_VAL_STEM = re.compile(r"ILSVRC2012_val_(\d{8})")
+_TRAIN_STEM = re.compile(r"(n\d{8})_\d+")
+
+
+@dataclass(frozen=True)
+class Seen:
+    """One file as found on disk."""
+
+    name: str
+    bytes: int
+    xxh3_64: str | None  # None for a broken link
+    problem: str | None  # why it does not decode (deep), or that it is a broken link
+
+
+def check_tree(tree: Path, deep: bool = False, workers: int | None = None, progress: Progress = SILENT) -> Check:
+    check = Check(tree, "tree")
+    has_manifest = manifest.has_manifest(tree)
+    directories = _class_directories(tree, check)
+    expected = manifest.manifest_by_directory(tree) if has_manifest else iter(())
+    missing: dict[str, tuple[str, manifest.Entry]] = {}  # name -> (directory, entry), to pair with extras
+    extra: dict[str, tuple[str, Seen]] = {}
+    per_class: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    listed = 0
+
+    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool, progress.task(
+        f"checking {tree.name}", total=len(directories), unit="class"
+    ) as advance:
+        scanned = _scan_in_parallel(pool, tree, directories, deep, workers or os.cpu_count() or 1)
+        wanted = next(expected, None)
+        for directory, seen in scanned:
+            # Manifest folders that sort before this one are missing from disk entirely.
+            while wanted is not None and wanted[0] < directory:
+                missing.update((name, (wanted[0], entry)) for name, entry in wanted[1].items())
+                listed += len(wanted[1])
+                wanted = next(expected, None)
+            entries: dict[str, manifest.Entry] = {}
+            if wanted is not None and wanted[0] == directory:
+                entries = wanted[1]
+                listed += len(entries)
+                wanted = next(expected, None)
+            _compare_directory(check, directory, seen, entries, has_manifest, missing, extra)
+            split, wnid = directory.split("/")
+            per_class[split][wnid] = len(seen)
+            advance(1)
+        while wanted is not None:
+            missing.update((name, (wanted[0], entry)) for name, entry in wanted[1].items())
+            listed += len(wanted[1])
+            wanted = next(expected, None)
+
+    _pair_misplaced(check, missing, extra)
+    _check_counts(check, tree, per_class, listed if has_manifest else None)
+    check.note(
+        ("against manifest.tsv (size, xxh3)" if has_manifest else "no manifest: structure, names and labels only")
+        + (", every image decoded" if deep else "")
+    )
+    return check
+
+
+def _class_directories(tree: Path, check: Check) -> list[str]:
+    """``split/wnid`` of every class folder, sorted as the manifest sorts its paths."""
+    found = []
+    for split in sorted(SPLITS):  # the manifest's path order: test, train, val
+        split_dir = tree / split
+        if not split_dir.is_dir():
+            continue
+        with os.scandir(split_dir) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                if not entry.is_dir():
+                    check.add("extra", f"{split}/{entry.name}", "a file outside any class folder")
+                elif not catalogue.is_wnid(entry.name):
+                    check.add("structure", f"{split}/{entry.name}/", "not a WNID: ImageFolder would make it a class")
+                else:
+                    found.append(f"{split}/{entry.name}")
+    if not found:
+        check.add("structure", str(tree), "no split folder (train/, val/, test/) with class folders")
+    return found
+
+
+def _scan_in_parallel(pool, tree: Path, directories: list[str], deep: bool, window: int) -> Iterator[tuple[str, dict[str, Seen]]]:
+    """Scanned folders in order, with at most ``2 * window`` in flight: memory stays bounded."""
+    pending: collections.deque[tuple[str, Future]] = collections.deque()
+    for directory in directories:
+        pending.append((directory, pool.submit(_scan_directory, tree / directory, deep)))
+        if len(pending) >= 2 * window:
+            name, future = pending.popleft()
+            yield name, future.result()
+    while pending:
+        name, future = pending.popleft()
+        yield name, future.result()
+
+
+def _scan_directory(directory: Path, deep: bool) -> dict[str, Seen]:
+    seen = {}
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_symlink() and not os.path.exists(entry.path):
+                seen[entry.name] = Seen(entry.name, 0, None, f"broken link to {os.readlink(entry.path)}")
+                continue
+            if not entry.is_file():
+                continue
+            with open(entry.path, "rb") as file:
+                data = file.read()
+            problem = decode_problem(data) if deep else None
+            seen[entry.name] = Seen(entry.name, len(data), hash_bytes(data), problem)
+    return seen
+
+
+def _compare_directory(check, directory, seen, entries, has_manifest, missing, extra) -> None:
+    split, wnid = directory.split("/")
+    for name, found in seen.items():
+        where = f"{directory}/{name}"
+        if found.xxh3_64 is None:
+            check.add("missing", where, found.problem)
+            continue
+        if found.problem:
+            check.add("undecodable", where, found.problem)
+        _check_label(check, split, wnid, name, where)
+        entry = entries.get(name)
+        if entry is None:
+            if has_manifest:
+                extra[name] = (directory, found)
+        elif entry.bytes != found.bytes:
+            check.add("changed", where, f"{found.bytes:,} bytes; the manifest says {entry.bytes:,}")
+        elif entry.xxh3_64 != found.xxh3_64:
+            check.add("changed", where, f"xxh3 {found.xxh3_64}; the manifest says {entry.xxh3_64}")
+        elif entry.wnid != wnid:
+            check.add("misplaced", where, f"the manifest files it under {entry.wnid}")
+    for name, entry in entries.items():
+        if name not in seen:
+            missing[name] = (directory, entry)
+
+
+def _check_label(check: Check, split: str, wnid: str, name: str, where: str) -> None:
+    stem = name.rsplit(".", 1)[0]
+    if split == "val" and (match := _VAL_STEM.fullmatch(stem)):
+        number = int(match.group(1))
+        if 1 <= number <= catalogue.NUM_VAL_IMAGES and catalogue.val_labels()[number - 1] != wnid:
+            label = catalogue.by_wnid(catalogue.val_labels()[number - 1])
+            check.add("misplaced", where, f"its label is {label.wnid} ({label.name}), not {wnid}")
+    elif split == "train" and (match := _TRAIN_STEM.fullmatch(stem)) and match.group(1) != wnid:
+        check.add("misplaced", where, f"a {match.group(1)} image in the {wnid} folder")
+
+
+def _pair_misplaced(check: Check, missing: dict, extra: dict) -> None:
+    """A file missing from one folder and extra in another, with the same bytes, was moved."""
+    for name, (directory, found) in sorted(extra.items()):
+        moved_from = missing.get(name)
+        if moved_from is not None and moved_from[1].xxh3_64 == found.xxh3_64:
+            del missing[name]
+            check.add("misplaced", f"{directory}/{name}", f"the manifest has it in {moved_from[0]}/")
+        else:
+            check.add("extra", f"{directory}/{name}", "not in the manifest")
+    for name, (directory, _) in sorted(missing.items()):
+        check.add("missing", f"{directory}/{name}", "in the manifest, not on disk")
+
+
+def _check_counts(check: Check, tree: Path, per_class: dict, listed: int | None) -> None:
+    info = manifest.read_tree_info(tree)
+    for split, counts in sorted(per_class.items()):
+        images = sum(counts.values())
+        check.counts[f"{split}_images"] = images
+        check.counts[f"{split}_classes"] = len(counts)
+        if info is not None and split in info.splits and info.splits[split].get("images") != images:
+            check.add("count", f"{split}/", f"{images:,} images; {manifest.TREE_INFO} says {info.splits[split]['images']:,}")
+        if len(counts) == catalogue.NUM_CLASSES and split in FULL_TREE:
+            _check_full_split(check, split, counts, images)
+    if listed is not None:
+        check.counts["manifest_entries"] = listed
+
+
+def _check_full_split(check: Check, split: str, counts: collections.Counter, images: int) -> None:
+    """All 1000 classes present: hold the split to the real dataset's numbers."""
+    if images != FULL_TREE[split]:
+        check.add("count", f"{split}/", f"{images:,} images; ILSVRC-2012 has {FULL_TREE[split]:,}")
+    low, high = TRAIN_PER_CLASS if split == "train" else (catalogue.VAL_IMAGES_PER_CLASS,) * 2
+    for wnid, count in sorted(counts.items()):
+        if not low <= count <= high:
+            check.add("count", f"{split}/{wnid}/", f"{count} images; expected {low}–{high}")

@@ -1,0 +1,89 @@
+"""``imagenet verify``: are the archives intact, and the trees complete and correctly labelled?
+
+With no paths, everything under the root: each archive in ``downloads/``, each prepared tree and
+each subset. Archives are checked in parallel (hashing releases the GIL), trees one after another
+with their folders spread over all cores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import hashing
+from .archive_checks import check_archive
+from .errors import InvalidArgumentError, MissingInputError
+from .findings import Check
+from .layout import Root
+from .progress import SILENT, Progress
+from .records import archives_in
+from .tree_checks import check_tree
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    checks: list[Check]
+
+    @property
+    def ok(self) -> bool:
+        return all(check.problem_count == 0 for check in self.checks)
+
+    @property
+    def problem_count(self) -> int:
+        return sum(check.problem_count for check in self.checks)
+
+
+def verify(
+    root: Path,
+    paths: list[Path] | None = None,
+    checksums: Path | None = None,
+    algorithm: str | None = None,
+    deep: bool = False,
+    rehash: bool = False,
+    workers: int | None = None,
+    progress: Progress = SILENT,
+) -> VerifyReport:
+    """Check archives and trees; problems come back in the report, never as exceptions.
+
+    ``checksums`` is an md5sum/sha256sum/xxhsum-style file whose digests take precedence for the
+    archives it names; ``algorithm`` overrides what the digest lengths suggest.
+    """
+    if algorithm is not None and algorithm not in hashing.ALGORITHMS:
+        raise InvalidArgumentError(f"unknown algorithm {algorithm!r} (known: {', '.join(hashing.ALGORITHMS)})")
+    sums = hashing.read_checksums(checksums, algorithm) if checksums else None
+    archive_paths, tree_paths = _targets(root, paths)
+    if not archive_paths and not tree_paths:
+        raise MissingInputError(f"nothing to verify under {root}: no archives in downloads/ and no trees")
+    workers = workers or os.cpu_count() or 1
+
+    def archive_check(path: Path) -> Check:
+        return check_archive(path, sums, deep, rehash, progress)
+
+    checks = _in_parallel(archive_check, archive_paths, workers)
+    checks += [check_tree(path, deep, workers, progress) for path in tree_paths]
+    return VerifyReport(checks)
+
+
+def _targets(root: Path, paths: list[Path] | None) -> tuple[list[Path], list[Path]]:
+    if not paths:
+        layout = Root(root)
+        return list(archives_in(layout.downloads)), layout.trees() + layout.subset_trees()
+    archive_paths, tree_paths = [], []
+    for path in paths:
+        if path.is_file():
+            archive_paths.append(path)
+        elif path.is_dir():
+            tree_paths.append(path)
+        else:
+            raise MissingInputError(f"{path} does not exist")
+    return archive_paths, tree_paths
+
+
+def _in_parallel(function: Callable[[Path], Check], paths: list[Path], workers: int) -> list[Check]:
+    if len(paths) <= 1 or workers == 1:
+        return [function(path) for path in paths]
+    with ThreadPoolExecutor(max_workers=min(workers, len(paths))) as pool:
+        return list(pool.map(function, paths))

@@ -1,0 +1,302 @@
+"""``imagenet verify``: every kind of damage is named and gives the problems exit code."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imagenet_cli import hashing, manifest
+from imagenet_cli.cli.app import app
+from imagenet_cli.errors import EXIT_PROBLEMS, EXIT_USAGE
+from imagenet_cli.records import read_record
+from imagenet_cli.sources import sample
+from imagenet_cli.verify import verify
+
+from .trees import tree_from_official
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, ["verify", *args], prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1"})
+
+
+@pytest.fixture
+def root(official_root, tmp_path) -> Path:
+    """A private copy of the official-form sample, to damage."""
+    shutil.copytree(official_root / "downloads", tmp_path / "downloads")
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def clean_tree(official_root, tmp_path_factory) -> Path:
+    return tree_from_official(official_root / "downloads", tmp_path_factory.mktemp("tree") / "full")
+
+
+@pytest.fixture
+def tree(clean_tree, tmp_path) -> Path:
+    return Path(shutil.copytree(clean_tree, tmp_path / "full"))
+
+
+def problems(report, kind: str | None = None) -> list[tuple[str, str, str]]:
+    return [(p.kind, p.where, p.detail) for c in report.checks for p in c.problems if kind in (None, p.kind)]
+
+
+def flip_byte(path: Path, offset: int, keep_mtime: bool = False) -> None:
+    stat = path.stat()
+    with open(path, "r+b") as file:
+        file.seek(offset)
+        byte = file.read(1)
+        file.seek(offset)
+        file.write(bytes([byte[0] ^ 0xFF]))
+    if keep_mtime:
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+
+# --- archives ----------------------------------------------------------------------------------
+
+
+def test_the_sample_passes_clean(root):
+    result = run("--root", str(root), "--deep")
+    assert result.exit_code == 0, result.output
+    assert "all good in 4 checked" in result.stdout
+
+
+def test_the_kaggle_sample_passes_clean(kaggle_root):
+    report = verify(kaggle_root, deep=True)
+    assert report.ok, problems(report)
+    [check] = report.checks
+    assert any("val labels in LOC_val_solution.csv" in c for c in check.checked)
+
+
+def test_flipped_byte_in_the_middle_of_an_archive(root):
+    val = root / "downloads" / sample.VAL_TAR
+    flip_byte(val, val.stat().st_size // 2)
+    result = run("--root", str(root))
+    assert result.exit_code == EXIT_PROBLEMS
+    assert "ILSVRC2012_img_val.tar: checksum: ILSVRC2012_img_val.tar: md5 is" in result.stdout
+
+
+def test_flipped_byte_with_the_mtime_kept_needs_rehash(root):
+    val = root / "downloads" / sample.VAL_TAR
+    flip_byte(val, val.stat().st_size // 2, keep_mtime=True)
+    assert verify(root).ok, "unchanged size and mtime: the recorded digests are trusted"
+    assert not verify(root, rehash=True).ok
+
+
+def test_truncated_archive(root):
+    train = root / "downloads" / sample.TRAIN_TAR
+    with open(train, "r+b") as file:
+        file.truncate(train.stat().st_size // 2)
+    report = verify(root)
+    [(kind, where, detail)] = problems(report, "size")
+    assert where == sample.TRAIN_TAR and "when it was downloaded" in detail
+
+
+def test_archive_without_expected_value_is_unknown_not_good(root, tmp_path):
+    other = tmp_path / "something.tar"
+    shutil.copy(root / "downloads" / sample.TEST_TAR, other)
+    result = run(str(other), "--json")
+    assert result.exit_code == 0
+    [check] = json.loads(result.stdout)["checks"]
+    assert check["status"] == "unknown"
+    assert "nothing to compare" in run(str(other)).stdout
+
+
+def test_checksums_file_with_mixed_algorithms_and_a_missing_entry(root, tmp_path):
+    downloads = root / "downloads"
+    val, devkit = downloads / sample.VAL_TAR, downloads / sample.DEVKIT
+    sums = tmp_path / "SUMS"
+    sums.write_text(
+        f"{hashing.hash_file(val)['md5']}  {val.name}\n"
+        f"{hashing.hash_file(devkit, ['sha256'])['sha256']} *{devkit.name}\n"
+        f"{hashing.hash_file(downloads / sample.TEST_TAR)['xxh3_64']}  {sample.TEST_TAR}\n"
+    )  # nothing for the train tar: its download record applies
+    report = verify(root, checksums=sums)
+    assert report.ok, problems(report)
+    by_name = {c.path.name: c.checked[0] for c in report.checks}
+    assert "the --checksums file" in by_name[sample.DEVKIT] and "sha256" in by_name[sample.DEVKIT]
+    assert "download record" in by_name[sample.TRAIN_TAR]
+
+    sums.write_text(f"{'0' * 32}  {val.name}\n")
+    result = run("--root", str(root), "--checksums", str(sums))
+    assert result.exit_code == EXIT_PROBLEMS
+    assert "the --checksums file says 00000000000000000000000000000000" in result.stdout
+
+
+def test_bad_checksums_file_is_a_usage_error(root, tmp_path):
+    sums = tmp_path / "SUMS"
+    sums.write_text("not a checksum line\n")
+    result = run("--root", str(root), "--checksums", str(sums))
+    assert result.exit_code == EXIT_USAGE
+    assert "is not a '<hex>  <name>' checksum line" in result.stderr
+
+
+def test_devkit_ground_truth_differing_on_one_line(root):
+    import gzip
+    import io
+    import tarfile
+
+    devkit = root / "downloads" / sample.DEVKIT
+    with tarfile.open(devkit) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for member, data in members:
+            if member.name.endswith("ground_truth.txt"):
+                lines = data.decode().splitlines()
+                lines[2] = "1"  # val 3 is a Shetland sheepdog, not a kit fox
+                data = ("\n".join(lines) + "\n").encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    devkit.write_bytes(gzip.compress(out.getvalue()))
+    [label] = problems(verify(root), "label")
+    assert "line 3 (ILSVRC2012_val_00000003) says n02119789" in label[2] and "Shetland sheepdog" in label[2]
+
+
+def test_kaggle_zip_with_a_corrupt_member(kaggle_root, tmp_path):
+    path = tmp_path / "downloads" / sample.KAGGLE_ZIP
+    shutil.copytree(kaggle_root / "downloads", path.parent)
+    with zipfile.ZipFile(path) as archive:
+        info = next(i for i in archive.infolist() if i.filename.endswith(".JPEG"))
+    # Past the 30-byte local header and its name: inside the stored JPEG's bytes.
+    flip_byte(path, info.header_offset + 30 + len(info.filename) + 500)
+    report = verify(tmp_path, deep=True)
+    kinds = {p[0] for p in problems(report)}
+    assert "checksum" in kinds
+    [(_, where, detail)] = problems(report, "damaged")
+    assert where == f"{sample.KAGGLE_ZIP}:{info.filename}" and "Bad CRC-32" in detail
+    assert report.checks[0].counts["decoded"] == 13 * (3 + 2) + 3 - 1, "the other members were still read"
+
+
+def test_hostile_members_are_refused_and_named(tmp_path):
+    import io
+    import tarfile
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    with tarfile.open(downloads / sample.VAL_TAR, "w") as tar:
+        for name in ("../../etc/evil.JPEG", "/abs.JPEG"):
+            info = tarfile.TarInfo(name)
+            info.size = 1
+            tar.addfile(info, io.BytesIO(b"x"))
+        link = tarfile.TarInfo("ILSVRC2012_val_00000001.JPEG")
+        link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tar.addfile(link)
+    refused = problems(verify(tmp_path), "refused")
+    assert {w.split(":", 1)[1] for _, w, _ in refused} == {"../../etc/evil.JPEG", "/abs.JPEG", "ILSVRC2012_val_00000001.JPEG"}
+
+
+def test_reverify_trusts_recorded_digests_and_records_a_local_check(root, tmp_path):
+    copy = tmp_path / "elsewhere" / sample.DEVKIT  # checked for its content, which the sample's matches
+    copy.parent.mkdir()
+    shutil.copy(root / "downloads" / sample.DEVKIT, copy)
+    sums = tmp_path / "SUMS"
+    sums.write_text(f"{hashing.hash_file(copy)['md5']}  {copy.name}\n")
+    first = verify(root, paths=[copy], checksums=sums)
+    assert first.ok and read_record(copy).source == "local"
+    second = verify(root, paths=[copy])
+    assert second.ok and "recorded" in second.checks[0].checked[0]
+
+
+# --- trees -------------------------------------------------------------------------------------
+
+
+def test_a_clean_tree_passes(tree):
+    report = verify(tree.parent, paths=[tree], deep=True)
+    assert report.ok, problems(report)
+    [check] = report.checks
+    assert check.counts["train_images"] == 13 * 3 and check.counts["val_images"] == 13 * 2
+
+
+def test_file_renamed_into_the_wrong_class_folder(tree):
+    source = next((tree / "train" / "n01440764").iterdir())
+    target = tree / "train" / "n02102040" / source.name
+    source.rename(target)
+    found = problems(verify(tree.parent, paths=[tree]))
+    assert ("misplaced", f"train/n02102040/{source.name}", "a n01440764 image in the n02102040 folder") in found
+    assert ("misplaced", f"train/n02102040/{source.name}", "the manifest has it in train/n01440764/") in found
+    assert not [p for p in found if p[0] in ("missing", "extra")]
+
+
+def test_val_image_in_the_wrong_class(tree):
+    source = next((tree / "val" / "n01440764").iterdir())
+    source.rename(tree / "val" / "n02102040" / source.name)
+    found = problems(verify(tree.parent, paths=[tree]), "misplaced")
+    assert any("its label is n01440764 (tench), not n02102040" in detail for _, _, detail in found)
+
+
+def test_extra_and_missing_files(tree):
+    (tree / "train" / "n01440764" / "n01440764_99999999.JPEG").write_bytes(b"stray")
+    gone = next((tree / "val" / "n03000684").iterdir())
+    gone.unlink()
+    found = problems(verify(tree.parent, paths=[tree]))
+    assert ("extra", "train/n01440764/n01440764_99999999.JPEG", "not in the manifest") in found
+    assert ("missing", f"val/n03000684/{gone.name}", "in the manifest, not on disk") in found
+    assert ("count", "val/", f"{13 * 2 - 1} images; tree.json says {13 * 2}") in found
+
+
+def test_truncated_and_zero_byte_jpegs(tree):
+    truncated, empty = sorted((tree / "train" / "n02979186").iterdir())[:2]
+    truncated.write_bytes(truncated.read_bytes()[:5000])
+    empty.write_bytes(b"")
+    report = verify(tree.parent, paths=[tree], deep=True)
+    changed = {w for _, w, _ in problems(report, "changed")}
+    assert {f"train/n02979186/{truncated.name}", f"train/n02979186/{empty.name}"} <= changed
+    undecodable = dict((w, d) for _, w, d in problems(report, "undecodable"))
+    assert undecodable[f"train/n02979186/{empty.name}"] == "empty file (0 bytes)"
+    assert f"train/n02979186/{truncated.name}" in undecodable
+
+
+def test_a_manifest_that_lies(tree):
+    lines = (tree / manifest.MANIFEST).read_text().splitlines()
+    fields = lines[1].split("\t")
+    fields[2] = "0123456789abcdef"
+    lines[1] = "\t".join(fields)
+    (tree / manifest.MANIFEST).write_text("\n".join(lines) + "\n")
+    [(kind, where, detail)] = problems(verify(tree.parent, paths=[tree]))
+    assert kind == "changed" and where == fields[0] and "the manifest says 0123456789abcdef" in detail
+
+
+def test_a_tree_without_manifest_gets_structure_and_labels(tree):
+    (tree / manifest.MANIFEST).unlink()
+    (tree / "train" / "not-a-wnid").mkdir()
+    empty = next((tree / "val" / "n01440764").iterdir())
+    empty.write_bytes(b"")
+    report = verify(tree.parent, paths=[tree], deep=True)
+    found = problems(report)
+    assert ("structure", "train/not-a-wnid/", "not a WNID: ImageFolder would make it a class") in found
+    assert ("undecodable", f"val/n01440764/{empty.name}", "empty file (0 bytes)") in found
+    assert "no manifest" in report.checks[0].checked[0]
+
+
+def test_broken_link_in_a_subset(tree):
+    link = tree / "train" / "n01440764" / "n01440764_1.JPEG"
+    link.symlink_to(tree / "nowhere.JPEG")
+    found = problems(verify(tree.parent, paths=[tree]), "missing")
+    assert any(w == "train/n01440764/n01440764_1.JPEG" and "broken link" in d for _, w, d in found)
+
+
+def test_verify_everything_under_the_root_through_the_cli(root, clean_tree):
+    shutil.copytree(clean_tree, root / "full")
+    result = run("--root", str(root))
+    assert result.exit_code == 0, result.output
+    assert "all good in 5 checked" in result.stdout
+    (root / "full" / "val" / "n01440764" / "stray.JPEG").write_bytes(b"x")
+    result = run("--root", str(root), "--json")
+    assert result.exit_code == EXIT_PROBLEMS
+    report = json.loads(result.stdout)
+    assert not report["ok"] and report["problem_count"] == 2  # the extra file, and the count
+    assert [c["status"] for c in report["checks"]] == ["ok"] * 4 + ["problems"]
+
+
+def test_nothing_to_verify(tmp_path):
+    result = run("--root", str(tmp_path))
+    assert result.exit_code == 1
+    assert "nothing to verify" in result.stderr
