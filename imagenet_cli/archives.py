@@ -102,7 +102,7 @@ def zip_member_refusal(info: zipfile.ZipInfo) -> str | None:
     return unsafe_name(info.filename)
 
 
-def _tar_files(tar: tarfile.TarFile, origin: str, refuse: Refuse) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
+def tar_files(tar: tarfile.TarFile, origin: str, refuse: Refuse) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
     """Regular files of a tar opened as a stream, in order; anything else is refused or skipped."""
     try:
         for member in tar:
@@ -136,7 +136,7 @@ def list_tar(path: Path, refuse: Refuse) -> Iterator[tuple[str, int]]:
 def train_members(path: Path, refuse: Refuse) -> Iterator[Member]:
     """Every image of the train tar, through its per-class tars, read as streams."""
     with _open_tar_stream(path) as outer:
-        for inner_info, inner_file in _tar_files(outer, path.name, refuse):
+        for inner_info, inner_file in tar_files(outer, path.name, refuse):
             wnid = inner_info.name.removesuffix(".tar")
             origin = f"{path.name}:{inner_info.name}"
             if not inner_info.name.endswith(".tar") or not catalogue.is_wnid(wnid):
@@ -147,7 +147,7 @@ def train_members(path: Path, refuse: Refuse) -> Iterator[Member]:
             except tarfile.TarError as error:
                 raise ArchiveError(f"{origin} is not a readable tar ({error})") from error
             with inner:
-                for member, data in _tar_files(inner, origin, refuse):
+                for member, data in tar_files(inner, origin, refuse):
                     name = posixpath.basename(member.name)
                     yield Member("train", wnid, name, data.read(), f"{origin}:{member.name}")
 
@@ -155,7 +155,7 @@ def train_members(path: Path, refuse: Refuse) -> Iterator[Member]:
 def flat_members(path: Path, split: str, refuse: Refuse) -> Iterator[Member]:
     """Every image of a flat tar (val or test)."""
     with _open_tar_stream(path) as tar:
-        for member, data in _tar_files(tar, path.name, refuse):
+        for member, data in tar_files(tar, path.name, refuse):
             yield Member(split, None, posixpath.basename(member.name), data.read(), f"{path.name}:{member.name}")
 
 
@@ -248,7 +248,7 @@ def read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path)
 def _kaggle_inner_tar_members(archive: zipfile.ZipFile, inner: str, path: Path, refuse: Refuse) -> Iterator[Member]:
     origin = f"{path.name}:{inner}"
     with archive.open(inner) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
-        for member, data in _tar_files(tar, origin, refuse):
+        for member, data in tar_files(tar, origin, refuse):
             where = kaggle_image_split(member.name.lstrip("./"))
             if where is not None:
                 split, wnid, name = where

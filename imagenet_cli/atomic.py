@@ -15,22 +15,27 @@ def temporary_name(path: Path) -> Path:
 
 
 @contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
-    """Open ``path`` for binary writing; the name appears only when the block ends without error."""
+def atomic_writer(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
+    """Open ``path`` for binary writing; the name appears only when the block ends without error.
+
+    ``durable=False`` skips the fsync, for callers that make a whole batch durable at once (one
+    fsync per image would dominate writing a million small files).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_name(path)
     try:
         with open(temporary, "wb") as file:
             yield file
-            file.flush()
-            os.fsync(file.fileno())
+            if durable:
+                file.flush()
+                os.fsync(file.fileno())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def write_bytes(path: Path, data: bytes) -> None:
-    with atomic_writer(path) as file:
+def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:
+    with atomic_writer(path, durable) as file:
         file.write(data)
 
 

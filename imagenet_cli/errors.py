@@ -39,6 +39,10 @@ class ArchiveError(ImagenetError):
     """An archive is unreadable, truncated, or holds something it must not."""
 
 
+class LabelConflictError(ArchiveError):
+    """Two sources of val labels (the devkit, Kaggle's LOC_val_solution.csv) disagree."""
+
+
 class InsufficientSpaceError(ImagenetError):
     """Not enough free disk for what the command is about to write."""
 

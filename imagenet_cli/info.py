@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .manifest import read_tree_info
 from .layout import SPLITS, Root, SplitCount, count_split, free_bytes
 from .records import archives_in, partial_downloads_in, read_record
 from .transfer import JOURNAL_SUFFIX, Journal, Plan, Remote
@@ -30,6 +31,7 @@ class TreeState:
     name: str
     path: Path
     splits: dict[str, SplitCount]
+    made_by: dict | None = None  # from tree.json, for trees this tool wrote
 
     @property
     def images(self) -> int:
@@ -96,4 +98,5 @@ def _partial_state(path: Path) -> PartialDownload:
 
 def _tree_state(path: Path) -> TreeState:
     splits = {split: count_split(path / split) for split in SPLITS if (path / split).is_dir()}
-    return TreeState(path.name, path, splits)
+    info = read_tree_info(path)
+    return TreeState(path.name, path, splits, info.made_by if info else None)

@@ -18,7 +18,7 @@ from imagenet_cli.records import read_record
 from imagenet_cli.sources import sample
 from imagenet_cli.verify import verify
 
-from .trees import tree_from_official
+from .builders import set_devkit_line, tree_from_official
 
 runner = CliRunner()
 
@@ -139,23 +139,7 @@ def test_bad_checksums_file_is_a_usage_error(root, tmp_path):
 
 
 def test_devkit_ground_truth_differing_on_one_line(root):
-    import gzip
-    import io
-    import tarfile
-
-    devkit = root / "downloads" / sample.DEVKIT
-    with tarfile.open(devkit) as tar:
-        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]
-    out = io.BytesIO()
-    with tarfile.open(fileobj=out, mode="w") as tar:
-        for member, data in members:
-            if member.name.endswith("ground_truth.txt"):
-                lines = data.decode().splitlines()
-                lines[2] = "1"  # val 3 is a Shetland sheepdog, not a kit fox
-                data = ("\n".join(lines) + "\n").encode()
-                member.size = len(data)
-            tar.addfile(member, io.BytesIO(data) if data is not None else None)
-    devkit.write_bytes(gzip.compress(out.getvalue()))
+    set_devkit_line(root / "downloads" / sample.DEVKIT, 3, "1")  # val 3 is a Shetland sheepdog, not a kit fox
     [label] = problems(verify(root), "label")
     assert "line 3 (ILSVRC2012_val_00000003) says n02119789" in label[2] and "Shetland sheepdog" in label[2]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import classes, download, info, verify
+from . import classes, download, info, prepare, verify
 
 app = typer.Typer(
     name="imagenet",
@@ -20,6 +20,7 @@ app = typer.Typer(
 # In the order of the pipeline; each command's Examples block is its help epilog.
 app.command("download", epilog=download.EXAMPLES)(download.download)
 app.command("verify", epilog=verify.EXAMPLES)(verify.verify_command)
+app.command("prepare", epilog=prepare.EXAMPLES)(prepare.prepare_command)
 app.command("info", epilog=info.EXAMPLES)(info.info)
 app.command("classes", epilog=classes.EXAMPLES)(classes.classes)
 

@@ -29,6 +29,7 @@ Examples:
 # The command that starts each stage. A stage appears here once its command exists.
 NEXT_COMMANDS = {
     "download": "imagenet download  (Kaggle; --source official for image-net.org, --source sample to try it offline)",
+    "prepare": "imagenet prepare --size 224",
 }
 
 
@@ -67,7 +68,19 @@ def _as_json(state: RootState) -> dict:
 
 
 def _tree_json(tree: TreeState) -> dict:
-    return {"name": tree.name, "path": tree.path, "images": tree.images, "bytes": tree.bytes, "splits": tree.splits}
+    return {
+        "name": tree.name, "path": tree.path, "images": tree.images, "bytes": tree.bytes,
+        "splits": tree.splits, "made_by": tree.made_by,
+    }  # fmt: skip
+
+
+def _how_made(tree: TreeState) -> str:
+    made = tree.made_by
+    if not made:
+        return "-"
+    if made.get("command") == "prepare":
+        return f"{made['mode']} {made['size']}, {made['format']} q{made['quality']}, {made['filter']} filter"
+    return str(made.get("command", "-"))
 
 
 def _print_state(state: RootState) -> None:
@@ -90,10 +103,10 @@ def _print_state(state: RootState) -> None:
         if trees:
             typer.echo(f"\n{title}:")
             rows = [
-                (t.name, *(t.splits[s].images if s in t.splits else "-" for s in ("train", "val", "test")), human_bytes(t.bytes))
+                (t.name, *(t.splits[s].images if s in t.splits else "-" for s in ("train", "val")), human_bytes(t.bytes), _how_made(t))
                 for t in trees
             ]
-            print_table(("tree", "train", "val", "test", "size"), rows)
+            print_table(("tree", "train", "val", "size", "made"), rows)
     next_command = NEXT_COMMANDS.get(state.next_step or "")
     if next_command:
         typer.echo(f"\nnext: {next_command}")

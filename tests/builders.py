@@ -1,4 +1,4 @@
-"""Build ImageFolder trees with manifests from the sample's archives, for the tree checks."""
+"""Test data built from the sample: ImageFolder trees with manifests, damaged devkits."""
 
 from __future__ import annotations
 
@@ -25,3 +25,23 @@ def tree_from_official(downloads: Path, tree: Path, with_manifest: bool = True) 
         splits = {s: {"images": sum(e.path.startswith(s + "/") for e in entries)} for s in ("train", "val")}
         manifest.write_tree_info(tree, manifest.TreeInfo(made_by={"test": "tree_from_official"}, splits=splits))
     return tree
+
+
+def set_devkit_line(devkit: Path, number: int, value: str) -> None:
+    """Rewrite line ``number`` of the devkit's ground truth (1-based), keeping everything else."""
+    import gzip
+    import io
+    import tarfile
+
+    with tarfile.open(devkit) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar]
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for member, data in members:
+            if member.name.endswith("ground_truth.txt"):
+                lines = data.decode().splitlines()
+                lines[number - 1] = value
+                data = ("\n".join(lines) + "\n").encode()
+                member.size = len(data)
+            tar.addfile(member, io.BytesIO(data) if data is not None else None)
+    devkit.write_bytes(gzip.compress(out.getvalue()))

@@ -1,0 +1,137 @@
+"""``imagenet prepare``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import EXIT_PROBLEMS
+from ..prepare import PrepareResult, prepare
+from .common import (
+    DEFAULT_ROOT,
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    RootOption,
+    VerboseOption,
+    comma_list,
+    print_json,
+    print_table,
+    session,
+)
+
+EXAMPLES = """\
+Examples:
+
+\b
+  imagenet prepare --size 224                        ROOT/224/{train,val}/<wnid>/
+  imagenet prepare --size 64 --size 224              both from one decode of each image
+  imagenet prepare --size full                       originals, repaired where needed
+  imagenet prepare --size 32 --resize squash         as Downsampled ImageNet (ROOT/32-squash)
+  imagenet prepare --size 224 --from /data/ILSVRC    an already extracted Kaggle tree
+"""
+
+
+class Resize(str, Enum):
+    shorter = "shorter"
+    center_crop = "center-crop"
+    squash = "squash"
+    longer = "longer"
+
+
+class Format(str, Enum):
+    jpeg = "jpeg"
+    png = "png"
+    webp = "webp"
+
+
+class Filter(str, Enum):
+    fast = "fast"
+    lanczos = "lanczos"
+
+
+def prepare_command(
+    size: Annotated[
+        list[str] | None,
+        typer.Option(help="Output size in pixels, or 'full' for the originals (repeatable) [default: 224].", show_default=False, metavar="N|full"),
+    ] = None,
+    resize: Annotated[
+        Resize,
+        typer.Option(
+            help="shorter: shorter side N, aspect kept; center-crop: NxN from the centre; squash: NxN, box "
+            "filter (Downsampled ImageNet); longer: longer side N (FFCV)."
+        ),
+    ] = Resize.shorter,
+    no_upscale: Annotated[bool, typer.Option("--no-upscale", help="Leave images smaller than N as they are.")] = False,
+    quality: Annotated[int, typer.Option(help="JPEG/WebP quality (JPEG at 4:2:0).", min=1, max=100, metavar="Q")] = 90,
+    format: Annotated[Format, typer.Option(help="Output format.")] = Format.jpeg,
+    filter: Annotated[Filter, typer.Option(help="fast: reduced decode + bilinear; lanczos: full decode, reference quality.")] = Filter.fast,
+    splits: Annotated[str, typer.Option(help="Splits to prepare, comma-separated.", metavar="LIST")] = "train,val",
+    workers: Annotated[int | None, typer.Option(help="Worker processes [default: all cores].", min=1, show_default=False, metavar="N")] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="Where the trees go: OUT/<size>/ [default: the root].", file_okay=False, show_default=False, metavar="DIR"),
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="Read an extracted Kaggle ILSVRC/ tree or an ImageFolder tree instead of ROOT/downloads/.",
+            file_okay=False,
+            exists=True,
+            show_default=False,
+            metavar="PATH",
+        ),
+    ] = None,
+    root: RootOption = DEFAULT_ROOT,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Make training-ready ImageFolder trees from the archives.
+
+    Reads the archives in ROOT/downloads/ as streams (nothing is unpacked), sorts val into class
+    folders, repairs the PNG, CMYK and grayscale files, resizes, and writes ROOT/<size>/ with a
+    manifest and label files (sorted-WNID indices). Interrupted runs resume; exit code 3 when some
+    images could not be read (they are named).
+    """
+    with session(quiet, verbose, debug) as ui:
+        result = prepare(
+            root,
+            sizes=size or ["224"],
+            mode=resize.value,
+            quality=quality,
+            format=format.value,
+            filter=filter.value,
+            upscale=not no_upscale,
+            splits=comma_list(splits),
+            workers=workers,
+            out=out,
+            source=source,
+            progress=ui.progress,
+        )
+        if json_output:
+            print_json(result)
+        else:
+            _print_result(result)
+    if result.failed:
+        raise typer.Exit(EXIT_PROBLEMS)
+
+
+def _print_result(result: PrepareResult) -> None:
+    rows = [
+        (str(t.path), t.images.get("train", 0), t.images.get("val", 0), sum(t.repaired.values()), len(t.failures))
+        for t in result.trees
+    ]
+    print_table(("tree", "train", "val", "repaired", "failed"), rows)
+    for failure in result.trees[0].failures[:50] if result.trees else []:
+        typer.echo(f"  failed: {failure['split']}/{failure['wnid']}/{failure['name']}: {failure['error']}")
+    typer.echo(
+        f"\nfrom {result.source}; val labels from {result.label_source}; "
+        f"{result.images_processed:,} images in {result.seconds:.1f} s ({result.images_per_second:,.0f}/s)"
+        + (f"; {result.shards_done_before} shards were already done" if result.shards_done_before else "")
+    )

@@ -1,0 +1,353 @@
+"""``imagenet prepare``: archives to training-ready ImageFolder trees, one streaming pass, in parallel.
+
+Input, found automatically in ``ROOT/downloads/``: the official archives (train tar of per-class
+tars, val tar, and the devkit for labels) or the Kaggle zip; or, with ``source``, an extracted
+Kaggle ``ILSVRC/`` tree or an existing ImageFolder tree. Output: ``OUT/<size>/{train,val}/<wnid>/``
+for each size, with ``manifest.tsv``, ``tree.json``, ``classes.txt``, ``train.txt`` and ``val.txt``.
+
+Val images go into the folder of their label: from the devkit's ground truth, else Kaggle's
+``LOC_val_solution.csv``, else the catalogue; when two sources are present they must agree.
+Class folders are WNIDs and every label file uses the sorted-WNID index, never the devkit's.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import archives, atomic, catalogue, manifest
+from .errors import ArchiveError, InvalidArgumentError, LabelConflictError, MissingInputError, OverwriteRefusedError
+from .images import FILTERS, FORMATS, FULL, MODES, Recipe
+from .layout import Root
+from .progress import SILENT, Progress
+from .shard_sources import Files, TarMembers, TarRegion, ZipMembers
+from .shards import MARKERS, Shard, ShardResult, is_done, marker_path, read_marker, run_shards
+
+SPLITS = ("train", "val")
+RECIPE_FILE = "recipe.json"
+
+
+@dataclass
+class TreeSummary:
+    size: str
+    path: Path
+    images: dict[str, int]  # per split, written
+    failures: list[dict]
+    repaired: dict[str, int]  # what was wrong -> how many
+
+
+@dataclass
+class PrepareResult:
+    source: str  # what was read, in words
+    label_source: str
+    trees: list[TreeSummary] = field(default_factory=list)
+    shards_done_before: int = 0
+    shards_run: int = 0
+    seconds: float = 0.0
+    images_processed: int = 0
+
+    @property
+    def failed(self) -> int:
+        return max((len(t.failures) for t in self.trees), default=0)
+
+    @property
+    def images_per_second(self) -> float:
+        return self.images_processed / self.seconds if self.seconds else 0.0
+
+
+def tree_name(size: str, recipe: Recipe) -> str:
+    """``224``, ``full``; a non-default mode or format is part of the name: ``64-squash``, ``224-png``."""
+    parts = [size]
+    if recipe.mode != "shorter" and size != FULL:
+        parts.append(recipe.mode)
+    if recipe.format != "jpeg":
+        parts.append(recipe.format)
+    return "-".join(parts)
+
+
+def prepare(
+    root: Path,
+    sizes: list[str],
+    mode: str = "shorter",
+    quality: int = 90,
+    format: str = "jpeg",
+    filter: str = "fast",
+    upscale: bool = True,
+    splits: list[str] | None = None,
+    workers: int | None = None,
+    out: Path | None = None,
+    source: Path | None = None,
+    progress: Progress = SILENT,
+) -> PrepareResult:
+    recipe = _recipe(sizes, mode, quality, format, filter, upscale)
+    splits = _splits(splits)
+    started = time.monotonic()
+    out = out or root
+    labels, label_source = _val_labels(Root(root).downloads, source)
+    described, shards = _plan(Root(root).downloads, source, splits, labels)
+    trees = {size: out / tree_name(size, recipe) for size in recipe.sizes}
+    for tree in trees.values():
+        _claim(tree, recipe)
+
+    pending = [s for s in shards if not all(is_done(tree, s) for tree in trees.values())]
+    result = PrepareResult(described, label_source, shards_done_before=len(shards) - len(pending))
+    total = sum(s.images for s in pending)
+    with progress.task("preparing images", total=total, unit="img") as advance:
+
+        def on_done(shard: Shard, handled: int) -> None:
+            result.shards_run += 1
+            result.images_processed += handled
+            advance(handled)
+
+        for shard in pending:  # a shard finished in some trees only is redone for the others
+            sizes_left = tuple(size for size, tree in trees.items() if not is_done(tree, shard))
+            if sizes_left != recipe.sizes:
+                run_shards([shard], _with_sizes(recipe, sizes_left), {s: trees[s] for s in sizes_left}, 1, on_done)
+        full_pending = [s for s in pending if not any(is_done(tree, s) for tree in trees.values())]
+        run_shards(full_pending, recipe, trees, workers or os.cpu_count() or 1, on_done)
+
+    for size, tree in trees.items():
+        result.trees.append(_finish_tree(tree, size, shards, recipe, described, label_source))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _with_sizes(recipe: Recipe, sizes: tuple[str, ...]) -> Recipe:
+    return Recipe(sizes, recipe.mode, recipe.quality, recipe.format, recipe.filter, recipe.upscale)
+
+
+# --- options -----------------------------------------------------------------------------------
+
+
+def _recipe(sizes, mode, quality, format, filter, upscale) -> Recipe:
+    if not sizes:
+        raise InvalidArgumentError("give at least one --size (a number of pixels, or 'full')")
+    for size in sizes:
+        if size != FULL and not (size.isdigit() and 8 <= int(size) <= 4096):
+            raise InvalidArgumentError(f"--size {size!r} is neither 'full' nor a number of pixels within 8–4096")
+    checks = ((mode, MODES, "--resize"), (format, tuple(FORMATS), "--format"), (filter, FILTERS, "--filter"))
+    for value, allowed, option in checks:
+        if value not in allowed:
+            raise InvalidArgumentError(f"{option} {value!r} is not one of {', '.join(allowed)}")
+    if not 1 <= quality <= 100:
+        raise InvalidArgumentError(f"--quality {quality} is outside 1–100")
+    return Recipe(tuple(dict.fromkeys(sizes)), mode, quality, format, filter, upscale)
+
+
+def _splits(splits: list[str] | None) -> tuple[str, ...]:
+    chosen = tuple(dict.fromkeys(splits or SPLITS))
+    unknown = [s for s in chosen if s not in SPLITS]
+    if unknown:
+        raise InvalidArgumentError(f"--splits {', '.join(unknown)}: prepare makes train and val trees")
+    return chosen
+
+
+def _claim(tree: Path, recipe: Recipe) -> None:
+    """Tie the tree folder to one recipe: different options never mix in one tree."""
+    path = tree / MARKERS / RECIPE_FILE
+    wanted = {k: v for k, v in asdict(recipe).items() if k != "sizes"}
+    if path.is_file():
+        existing = json.loads(path.read_text())
+        if existing != wanted:
+            changed = ", ".join(f"{k} {existing.get(k)!r} → {v!r}" for k, v in wanted.items() if existing.get(k) != v)
+            raise OverwriteRefusedError(f"{tree} was prepared with other options ({changed}); it will not be mixed")
+        return
+    if tree.exists() and any(tree.iterdir()):
+        raise OverwriteRefusedError(f"{tree} exists and was not made by prepare; it will not be written into")
+    atomic.write_text(path, json.dumps(wanted) + "\n")
+
+
+# --- val labels --------------------------------------------------------------------------------
+
+
+def _val_labels(downloads: Path, source: Path | None) -> tuple[tuple[str, ...], str]:
+    """The WNID of every val image, and where it came from; two sources present must agree."""
+    found: list[tuple[str, dict[int, str]]] = []
+    devkit = downloads / archives.DEVKIT
+    if source is None and devkit.is_file():
+        truth = archives.devkit_ground_truth(devkit)
+        found.append(("the devkit's ground truth", {k: catalogue.by_devkit_id(i).wnid for k, i in enumerate(truth, 1)}))
+    kaggle_text = _loc_val_solution(downloads, source)
+    if kaggle_text is not None:
+        found.append(("Kaggle's LOC_val_solution.csv", archives.val_solution_labels(kaggle_text)))
+    if len(found) == 2:
+        (first_name, first), (second_name, second) = found
+        for number in sorted(set(first) & set(second)):
+            if first[number] != second[number]:
+                raise LabelConflictError(
+                    f"{catalogue.val_file_name(number)}: {first_name} says {first[number]}, "
+                    f"{second_name} says {second[number]}"
+                )
+    if not found:
+        return catalogue.val_labels(), "the catalogue"
+    name, labels = found[0]
+    merged = list(catalogue.val_labels())
+    for number, wnid in labels.items():
+        merged[number - 1] = wnid
+    return tuple(merged), name
+
+
+def _loc_val_solution(downloads: Path, source: Path | None) -> str | None:
+    if source is not None:
+        for candidate in (source / "LOC_val_solution.csv", source.parent / "LOC_val_solution.csv"):
+            if candidate.is_file():
+                return candidate.read_text()
+        return None
+    zip_path = downloads / archives.KAGGLE_ZIP
+    return archives.kaggle_text_file(zip_path, "LOC_val_solution.csv") if zip_path.is_file() else None
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+
+def _plan(downloads: Path, source: Path | None, splits, labels) -> tuple[str, list[Shard]]:
+    if source is not None:
+        return _plan_tree(source, splits, labels)
+    train, val = downloads / archives.TRAIN_TAR, downloads / archives.VAL_TAR
+    if ("train" not in splits or train.is_file()) and ("val" not in splits or val.is_file()):
+        return "the official archives", _plan_official(train, val, splits, labels)
+    zip_path = downloads / archives.KAGGLE_ZIP
+    if zip_path.is_file():
+        return "the Kaggle zip", _plan_kaggle(zip_path, splits, labels)
+    raise MissingInputError(
+        f"no archives to prepare in {downloads}: it needs {archives.TRAIN_TAR} and {archives.VAL_TAR}, "
+        f"or {archives.KAGGLE_ZIP}"
+    )
+
+
+def _refuse_listing(where: str, why: str) -> None:
+    raise ArchiveError(f"{where}: refused: {why}")
+
+
+def _plan_official(train: Path, val: Path, splits, labels) -> list[Shard]:
+    shards = []
+    if "train" in splits:
+        for member in _tar_headers(train):
+            wnid = member.name.removesuffix(".tar")
+            if not (member.name.endswith(".tar") and catalogue.is_wnid(wnid)):
+                raise ArchiveError(f"{train.name}:{member.name} is not a <wnid>.tar of an ILSVRC-2012 class")
+            # ~1/1000 of the outer tar is one class: an estimate good enough for a progress bar.
+            estimate = max(1, member.size // 110_000)
+            shards.append(Shard("train", wnid, estimate, TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}")))
+    if "val" in splits:
+        by_class = collections.defaultdict(list)
+        for member in _tar_headers(val):
+            name = member.name.rsplit("/", 1)[-1]
+            by_class[labels[catalogue.val_number(name) - 1]].append((name, member.offset_data, member.size))
+        shards += [Shard("val", w, len(m), TarMembers(val, tuple(m))) for w, m in by_class.items()]
+    return sorted(shards, key=lambda s: (s.split, s.wnid))
+
+
+def _tar_headers(path: Path):
+    """Regular members of a tar with their data offsets, reading headers only."""
+    import tarfile
+
+    try:
+        with tarfile.open(path, mode="r:") as tar:
+            for member in tar:
+                why = archives.tar_member_refusal(member)
+                if why:
+                    _refuse_listing(f"{path.name}:{member.name}", why)
+                if member.isfile():
+                    yield member
+    except (tarfile.TarError, EOFError, OSError) as error:
+        raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
+
+
+def _plan_kaggle(path: Path, splits, labels) -> list[Shard]:
+    by_shard = collections.defaultdict(list)
+    with archives.open_zip(path) as archive:
+        if archives.kaggle_inner_tar(archive) is not None:
+            raise ArchiveError(
+                f"{path.name} holds the 2019 inner {archives.KAGGLE_INNER_TAR}: prepare reads it once it is "
+                "extracted (unzip, tar xzf, then --from ILSVRC)"
+            )
+        for info in archive.infolist():
+            where = archives.kaggle_image_split(info.filename)
+            if where is None or info.is_dir() or where[0] not in splits:
+                continue
+            why = archives.zip_member_refusal(info)
+            if why:
+                _refuse_listing(f"{path.name}:{info.filename}", why)
+            split, wnid, name = where
+            if split == "val":
+                wnid = labels[catalogue.val_number(name) - 1]
+            by_shard[split, wnid].append((name, info.header_offset, info.compress_type, info.compress_size, info.CRC))
+    return [Shard(s, w, len(m), ZipMembers(path, tuple(m))) for (s, w), m in sorted(by_shard.items())]
+
+
+def _plan_tree(source: Path, splits, labels) -> tuple[str, list[Shard]]:
+    """An extracted Kaggle ``ILSVRC/`` tree (flat val) or an ImageFolder tree (val in class folders)."""
+    base = next((p for p in (source / "Data" / "CLS-LOC", source / "ILSVRC" / "Data" / "CLS-LOC", source) if (p / "train").is_dir() or (p / "val").is_dir()), None)
+    if base is None:
+        raise MissingInputError(f"{source} has neither train/ nor val/ (nor ILSVRC/Data/CLS-LOC/)")
+    shards = []
+    for split in splits:
+        by_class = collections.defaultdict(list)
+        split_dir = base / split
+        if not split_dir.is_dir():
+            raise MissingInputError(f"{source} has no {split}/ folder")
+        for dirpath, _, names in os.walk(split_dir):
+            for name in sorted(names):
+                if split == "val":
+                    wnid = labels[catalogue.val_number(name) - 1]
+                else:
+                    wnid = Path(dirpath).name
+                    if not catalogue.is_wnid(wnid):
+                        raise ArchiveError(f"{dirpath} is not a class folder named by WNID")
+                by_class[wnid].append((name, os.path.join(dirpath, name)))
+        shards += [Shard(split, w, len(p), Files(tuple(p))) for w, p in sorted(by_class.items())]
+    kind = "an extracted Kaggle tree" if base != source else "an ImageFolder tree"
+    return f"{kind} at {source}", shards
+
+
+# --- finishing a tree --------------------------------------------------------------------------
+
+
+def _finish_tree(tree: Path, size: str, shards: list[Shard], recipe: Recipe, described: str, label_source: str) -> TreeSummary:
+    """Merge the shard markers, in path order, into manifest.tsv, tree.json and the label files."""
+    images: collections.Counter[str] = collections.Counter()
+    classes: dict[str, set[str]] = collections.defaultdict(set)
+    failures: list[dict] = []
+    repaired: collections.Counter[str] = collections.Counter()
+
+    def entries():
+        for shard in sorted(shards, key=lambda s: (s.split, s.wnid)):
+            result: ShardResult = read_marker(marker_path(tree, shard.split, shard.wnid))
+            failures.extend(result.failures)
+            repaired.update(result.repaired.values())
+            images[shard.split] += len(result.entries)
+            if result.entries:
+                classes[shard.split].add(shard.wnid)
+            yield from result.entries
+
+    _write_labels_and_manifest(tree, entries())
+    info = manifest.TreeInfo(
+        made_by={"command": "prepare", "source": described, "val_labels": label_source, "size": size, **asdict(recipe)},
+        splits={split: {"images": images[split], "classes": len(classes[split])} for split in sorted(images)},
+        failures=failures,
+    )
+    info.made_by["repaired"] = dict(repaired)
+    manifest.write_tree_info(tree, info)
+    return TreeSummary(size, tree, dict(images), failures, dict(repaired))
+
+
+def _write_labels_and_manifest(tree: Path, entries) -> None:
+    """manifest.tsv and train.txt/val.txt in one pass over the entries; classes.txt beside them."""
+    with contextlib.ExitStack() as stack:
+        label_files = {split: stack.enter_context(atomic.atomic_writer(tree / f"{split}.txt")) for split in SPLITS}
+
+        def labelled():
+            for entry in entries:
+                split = entry.path.split("/", 1)[0]
+                label_files[split].write(f"{entry.path} {catalogue.by_wnid(entry.wnid).index}\n".encode())
+                yield entry
+
+        manifest.write_manifest(tree, labelled())
+    classes = "".join(f"{c.index}\t{c.wnid}\t{c.name}\n" for c in catalogue.classes())
+    atomic.write_text(tree / "classes.txt", classes)

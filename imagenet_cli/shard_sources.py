@@ -1,0 +1,135 @@
+"""Where each shard's images come from, small enough to send to a worker process.
+
+A shard is one class of one split. Planning (in the parent) lists the input once — tar headers,
+the zip's central directory, or a directory — and gives every shard a source that a worker can
+read on its own, straight from the archive on disk: a region of the train tar (one inner tar),
+members of the val tar at known offsets, zip members at known offsets, or plain files. No worker
+receives the whole listing, and no archive is ever unpacked to disk.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import struct
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import archives
+
+# (file name, bytes or None, why it could not be read or None)
+Item = tuple[str, bytes | None, str | None]
+
+
+@dataclass(frozen=True)
+class TarRegion:
+    """An inner tar inside the train tar: ``size`` bytes at ``offset``."""
+
+    path: Path
+    offset: int
+    size: int
+    origin: str
+
+    def items(self) -> Iterator[Item]:
+        refused: list[tuple[str, str]] = []
+        with open(self.path, "rb") as file:
+            file.seek(self.offset)
+            region = _Window(file, self.size)
+            try:
+                with tarfile.open(fileobj=region, mode="r|") as tar:
+                    for member, data in archives.tar_files(tar, self.origin, lambda w, why: refused.append((w, why))):
+                        yield posixpath.basename(member.name), data.read(), None
+                        while refused:
+                            where, why = refused.pop()
+                            yield where.rsplit(":", 1)[-1], None, f"refused: {why}"
+            except (tarfile.TarError, archives.ArchiveError) as error:
+                yield self.origin, None, f"unreadable inner tar ({error})"
+        for where, why in refused:
+            yield where.rsplit(":", 1)[-1], None, f"refused: {why}"
+
+
+class _Window:
+    """A read-only view of ``size`` bytes of an open file, from its current position."""
+
+    def __init__(self, file, size: int) -> None:
+        self.file, self.left = file, size
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.left if n is None or n < 0 else min(n, self.left)
+        data = self.file.read(n)
+        self.left -= len(data)
+        return data
+
+
+@dataclass(frozen=True)
+class TarMembers:
+    """Members of a flat tar (val) by offset and size, read with pread."""
+
+    path: Path
+    members: tuple[tuple[str, int, int], ...]  # (name, offset of data, size)
+
+    def items(self) -> Iterator[Item]:
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            for name, offset, size in self.members:
+                data = os.pread(fd, size, offset)
+                yield (name, data, None) if len(data) == size else (name, None, "truncated archive")
+        finally:
+            os.close(fd)
+
+
+@dataclass(frozen=True)
+class ZipMembers:
+    """Members of the Kaggle zip by local header offset; the CRC-32 of each is checked."""
+
+    path: Path
+    members: tuple[tuple[str, int, int, int, int], ...]  # (name, header offset, method, compressed, crc)
+
+    def items(self) -> Iterator[Item]:
+        with open(self.path, "rb") as file:
+            for name, header_offset, method, compressed, crc in self.members:
+                try:
+                    yield name, _read_zip_member(file, header_offset, method, compressed, crc), None
+                except (OSError, ValueError, zlib.error) as error:
+                    yield name, None, f"damaged zip member ({error})"
+
+
+def _read_zip_member(file, header_offset: int, method: int, compressed: int, crc: int) -> bytes:
+    file.seek(header_offset)
+    header = file.read(30)
+    if len(header) != 30 or header[:4] != b"PK\x03\x04":
+        raise ValueError("no local file header where the central directory says")
+    name_length, extra_length = struct.unpack("<HH", header[26:30])
+    file.seek(name_length + extra_length, os.SEEK_CUR)
+    raw = file.read(compressed)
+    if method == zipfile.ZIP_STORED:
+        data = raw
+    elif method == zipfile.ZIP_DEFLATED:
+        data = zlib.decompress(raw, -15)
+    else:
+        raise ValueError(f"compression method {method} is not supported")
+    if zlib.crc32(data) != crc:
+        raise ValueError("bad CRC-32")
+    return data
+
+
+@dataclass(frozen=True)
+class Files:
+    """Plain files of an extracted tree."""
+
+    paths: tuple[tuple[str, str], ...]  # (name, path)
+
+    def items(self) -> Iterator[Item]:
+        for name, path in self.paths:
+            try:
+                with open(path, "rb") as file:
+                    yield name, file.read(), None
+            except OSError as error:
+                yield name, None, f"unreadable: {error.strerror or error}"
+
+
+Source = TarRegion | TarMembers | ZipMembers | Files

@@ -1,0 +1,140 @@
+"""Shards: the unit of work, of parallelism and of restart for ``prepare``.
+
+A shard is one class of one split. A worker process reads the shard's images from its source,
+writes every output file atomically, makes them durable, and only then writes the shard's
+completion marker — ``TREE/.shards/<split>-<wnid>.json``, holding the shard's manifest entries and
+failures. A re-run skips shards whose marker exists and redoes the rest, so a run killed at any
+moment and re-run leaves the same tree as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from . import atomic
+from .hashing import hash_bytes
+from .images import ImageError, Recipe, process
+from .manifest import Entry
+from .shard_sources import Source
+
+MARKERS = ".shards"
+
+
+@dataclass(frozen=True)
+class Shard:
+    split: str
+    wnid: str
+    images: int  # as listed; what the progress bar counts
+    source: Source
+
+    @property
+    def key(self) -> str:
+        return f"{self.split}-{self.wnid}"
+
+
+@dataclass
+class ShardResult:
+    split: str
+    wnid: str
+    entries: list[Entry] = field(default_factory=list)
+    failures: list[dict] = field(default_factory=list)  # {"split", "wnid", "name", "error"}
+    repaired: dict[str, str] = field(default_factory=dict)  # file name -> what was wrong
+
+
+def marker_path(tree: Path, split: str, wnid: str) -> Path:
+    return tree / MARKERS / f"{split}-{wnid}.json"
+
+
+def is_done(tree: Path, shard: Shard) -> bool:
+    return marker_path(tree, shard.split, shard.wnid).is_file()
+
+
+def read_marker(path: Path) -> ShardResult:
+    data = json.loads(path.read_text())
+    return ShardResult(
+        data["split"], data["wnid"], [Entry(**e) for e in data["entries"]], data["failures"], data["repaired"]
+    )
+
+
+def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
+    """Make every size of one shard; runs in a worker process. Returns the images handled."""
+    results = {size: ShardResult(shard.split, shard.wnid) for size in recipe.sizes}
+    for tree in trees.values():
+        _remove_leftovers(Path(tree) / shard.split / shard.wnid)
+    handled = 0
+    for name, data, problem in shard.source.items():
+        handled += 1
+        if problem is None:
+            try:
+                processed = process(data, recipe)
+            except ImageError as error:
+                problem = str(error)
+        if problem is not None:
+            for result in results.values():
+                result.failures.append({"split": shard.split, "wnid": shard.wnid, "name": name, "error": problem})
+            continue
+        relative = f"{shard.split}/{shard.wnid}/{recipe.output_name(name)}"
+        for size, encoded in processed.outputs.items():
+            atomic.write_bytes(Path(trees[size]) / relative, encoded, durable=False)
+            results[size].entries.append(Entry(relative, len(encoded), hash_bytes(encoded), shard.wnid))
+            if processed.repaired:
+                results[size].repaired[name] = processed.repaired
+    os.sync()  # the images are on disk before any marker says so
+    for size, result in results.items():
+        result.entries.sort(key=lambda e: e.path)
+        marker = marker_path(Path(trees[size]), shard.split, shard.wnid)
+        atomic.write_text(marker, json.dumps(asdict(result)))
+    return handled
+
+
+def _remove_leftovers(directory: Path) -> None:
+    """Temporary files of a run that was killed mid-write: never part of the tree."""
+    if directory.is_dir():
+        for leftover in directory.glob(".*.tmp"):
+            leftover.unlink(missing_ok=True)
+
+
+def run_shards(
+    shards: list[Shard],
+    recipe: Recipe,
+    trees: dict[str, Path],
+    workers: int,
+    on_done: Callable[[Shard, int], None],
+) -> None:
+    """Run shards over ``workers`` processes, at most two per worker queued, calling ``on_done`` for each."""
+    paths = {size: str(path) for size, path in trees.items()}
+    if workers == 1:
+        for shard in shards:
+            on_done(shard, run_shard(shard, recipe, paths))
+        return
+    queue: Iterator[Shard] = iter(shards)
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        running: dict[Future, Shard] = {}
+        try:
+            for shard in _take(queue, 2 * workers):
+                running[pool.submit(run_shard, shard, recipe, paths)] = shard
+            while running:
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    shard = running.pop(future)
+                    on_done(shard, future.result())
+                    for following in _take(queue, 1):
+                        running[pool.submit(run_shard, following, recipe, paths)] = following
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+
+
+def _take(iterator: Iterator[Shard], count: int) -> list[Shard]:
+    taken = []
+    for shard in iterator:
+        taken.append(shard)
+        if len(taken) == count:
+            break
+    return taken

@@ -1,0 +1,281 @@
+"""``imagenet prepare`` on the sample in both forms: labels, geometry, repairs, restarts."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from imagenet_cli import catalogue, manifest
+from imagenet_cli.cli.app import app
+from imagenet_cli.errors import EXIT_PROBLEMS, LabelConflictError, OverwriteRefusedError
+from imagenet_cli.prepare import prepare
+from imagenet_cli.sources import sample
+from imagenet_cli.verify import verify
+
+from .builders import set_devkit_line
+from .conftest import SMALL
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, ["prepare", *args], prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1"})
+
+
+def copy_downloads(source_root: Path, root: Path) -> Path:
+    shutil.copytree(source_root / "downloads", root / "downloads", dirs_exist_ok=True)
+    return root
+
+
+@pytest.fixture(scope="module")
+def prepared_official(official_root, tmp_path_factory) -> Path:
+    root = copy_downloads(official_root, tmp_path_factory.mktemp("prepared"))
+    prepare(root, ["224"], workers=2)
+    return root / "224"
+
+
+def tree_files(tree: Path) -> dict[str, Path]:
+    return {str(p.relative_to(tree)): p for p in sorted(tree.glob("*/*/*")) if p.is_file()}
+
+
+def test_every_image_lands_under_its_true_wnid(prepared_official):
+    files = tree_files(prepared_official)
+    train = [k for k in files if k.startswith("train/")]
+    val = [k for k in files if k.startswith("val/")]
+    classes = sample.default_classes()
+    assert len(train) == len(classes) * SMALL["train_per_class"]
+    assert len(val) == len(classes) * SMALL["val_per_class"]
+    for relative in train:
+        _, wnid, name = relative.split("/")
+        assert name.startswith(wnid + "_")
+    for relative in val:
+        _, wnid, name = relative.split("/")
+        assert catalogue.val_class(name).wnid == wnid
+
+
+def test_outputs_are_rgb_jpegs_with_shorter_side_224(prepared_official):
+    for relative, path in tree_files(prepared_official).items():
+        with Image.open(path) as image:
+            assert image.format == "JPEG" and image.mode == "RGB", relative
+            assert min(image.size) == 224, (relative, image.size)
+
+
+def test_quirk_files_come_out_repaired(prepared_official):
+    info = manifest.read_tree_info(prepared_official)
+    assert info.made_by["repaired"] == {"png": 1, "cmyk": 2, "grayscale": 3}
+    for relative in ("train/n02105855/n02105855_2933.JPEG", "train/n01739381/n01739381_1309.JPEG",
+                     "val/n13133613/ILSVRC2012_val_00019877.JPEG"):  # fmt: skip
+        with Image.open(prepared_official / relative) as image:
+            assert (image.format, image.mode) == ("JPEG", "RGB")
+
+
+def test_label_files_use_the_sorted_index_and_imagefolder_agrees(prepared_official):
+    # torchvision's ImageFolder: sorted class folders, enumerated. For a full tree that is the
+    # catalogue's index; for any subset of classes the order must at least be the catalogue's.
+    folders = sorted(p.name for p in (prepared_official / "train").iterdir())
+    assert [catalogue.by_wnid(w).index for w in folders] == sorted(catalogue.by_wnid(w).index for w in folders)
+    for line in (prepared_official / "train.txt").read_text().splitlines() + (prepared_official / "val.txt").read_text().splitlines():
+        relative, label = line.rsplit(" ", 1)
+        assert catalogue.by_wnid(relative.split("/")[1]).index == int(label)
+    classes = (prepared_official / "classes.txt").read_text().splitlines()
+    assert classes[0] == "0\tn01440764\ttench" and len(classes) == 1000
+
+
+def test_the_tree_verifies_clean(prepared_official):
+    report = verify(prepared_official.parent, paths=[prepared_official], deep=True)
+    assert report.ok, [p for c in report.checks for p in c.problems]
+
+
+def test_kaggle_form_gives_the_same_tree(prepared_official, kaggle_root, tmp_path):
+    root = copy_downloads(kaggle_root, tmp_path)
+    result = prepare(root, ["224"], workers=2)
+    assert result.source == "the Kaggle zip" and result.label_source == "Kaggle's LOC_val_solution.csv"
+    assert (root / "224" / manifest.MANIFEST).read_text() == (prepared_official / manifest.MANIFEST).read_text()
+
+
+def test_second_run_is_a_no_op(prepared_official):
+    before = {k: p.stat().st_mtime_ns for k, p in tree_files(prepared_official).items()}
+    result = prepare(prepared_official.parent, ["224"], workers=2)
+    assert result.shards_run == 0 and result.shards_done_before == 2 * len(sample.default_classes())
+    assert {k: p.stat().st_mtime_ns for k, p in tree_files(prepared_official).items()} == before
+
+
+def test_several_sizes_in_one_run_equal_separate_runs(official_root, tmp_path):
+    together = copy_downloads(official_root, tmp_path / "together")
+    prepare(together, ["64", "full"], workers=2)
+    apart = copy_downloads(official_root, tmp_path / "apart")
+    prepare(apart, ["64"], workers=1)
+    prepare(apart, ["full"], workers=1)
+    for size in ("64", "full"):
+        assert (together / size / manifest.MANIFEST).read_text() == (apart / size / manifest.MANIFEST).read_text()
+
+
+def test_full_keeps_clean_files_byte_identical(official_root, tmp_path):
+    from .test_sample import official_images
+
+    root = copy_downloads(official_root, tmp_path)
+    prepare(root, ["full"], workers=2)
+    originals = official_images(official_root)
+    repaired = {"n02105855_2933.JPEG", "n01739381_1309.JPEG", "ILSVRC2012_val_00019877.JPEG"}
+    for relative, path in tree_files(root / "full").items():
+        name = relative.rsplit("/", 1)[1]
+        with Image.open(io.BytesIO(originals[name])) as image:
+            clean = image.format == "JPEG" and image.mode == "RGB"
+        assert (path.read_bytes() == originals[name]) == clean, name
+        assert clean or name in repaired or Image.open(path).mode == "RGB"
+
+
+@pytest.mark.parametrize(
+    ("mode", "size", "check"),
+    [
+        ("center-crop", "96", lambda w, h: (w, h) == (96, 96)),
+        ("squash", "32", lambda w, h: (w, h) == (32, 32)),
+        ("longer", "128", lambda w, h: max(w, h) == 128),
+    ],
+)
+def test_resize_modes(official_root, tmp_path, mode, size, check):
+    root = copy_downloads(official_root, tmp_path)
+    result = prepare(root, [size], mode=mode, workers=2)
+    tree = result.trees[0].path
+    assert tree.name == f"{size}-{mode}"
+    for relative, path in tree_files(tree).items():
+        with Image.open(path) as image:
+            assert check(*image.size), (relative, image.size)
+
+
+def test_no_upscale_leaves_small_images_small(official_root, tmp_path):
+    from .test_sample import official_images
+
+    root = copy_downloads(official_root, tmp_path)
+    prepare(root, ["1024"], upscale=False, workers=2)
+    originals = {name: Image.open(io.BytesIO(data)).size for name, data in official_images(official_root).items()}
+    for relative, path in tree_files(root / "1024").items():
+        original = originals[relative.rsplit("/", 1)[1]]
+        with Image.open(path) as image:
+            if min(original) <= 1024:
+                assert image.size == original, relative
+            else:  # the 2592x3888 one
+                assert min(image.size) == 1024, relative
+
+
+def test_changed_options_never_mix_into_a_tree(prepared_official):
+    with pytest.raises(OverwriteRefusedError, match="quality 90 → 80"):
+        prepare(prepared_official.parent, ["224"], quality=80)
+
+
+def image_folder(tmp_path: Path, official_root: Path) -> Path:
+    from .builders import tree_from_official
+
+    return tree_from_official(official_root / "downloads", tmp_path / "source", with_manifest=False)
+
+
+def test_truncated_jpeg_is_named_and_the_run_finishes(official_root, tmp_path):
+    source = image_folder(tmp_path, official_root)
+    victim = sorted((source / "train" / "n02979186").iterdir())[0]
+    victim.write_bytes(victim.read_bytes()[:4000])
+    result = run("--root", str(tmp_path / "root"), "--from", str(source), "--size", "64")
+    assert result.exit_code == EXIT_PROBLEMS, result.output
+    assert f"failed: train/n02979186/{victim.name}: OSError: image file is truncated" in result.stdout
+    info = manifest.read_tree_info(tmp_path / "root" / "64")
+    assert [f["name"] for f in info.failures] == [victim.name]
+    assert info.splits["train"]["images"] == len(sample.default_classes()) * SMALL["train_per_class"] - 1
+
+
+def test_image_folder_and_kaggle_tree_inputs(official_root, tmp_path, prepared_official):
+    source = image_folder(tmp_path, official_root)
+    result = prepare(tmp_path / "root", ["224"], source=source, workers=2)
+    assert result.source.startswith("an ImageFolder tree")
+    assert (tmp_path / "root" / "224" / manifest.MANIFEST).read_text() == (prepared_official / manifest.MANIFEST).read_text()
+
+
+def test_hostile_members_write_nothing_outside(tmp_path):
+    downloads = tmp_path / "root" / "downloads"
+    downloads.mkdir(parents=True)
+    good = io.BytesIO()
+    Image.new("RGB", (300, 200), "red").save(good, "JPEG")
+    inner = io.BytesIO()
+    with tarfile.open(fileobj=inner, mode="w") as tar:
+        for name in ("../../../escaped.JPEG", "/tmp/absolute.JPEG", "n01440764_1.JPEG"):
+            info = tarfile.TarInfo(name)
+            info.size = len(good.getvalue())
+            tar.addfile(info, io.BytesIO(good.getvalue()))
+    with tarfile.open(downloads / sample.TRAIN_TAR, "w") as tar:
+        info = tarfile.TarInfo("n01440764.tar")
+        info.size = len(inner.getvalue())
+        tar.addfile(info, io.BytesIO(inner.getvalue()))
+    result = prepare(tmp_path / "root", ["64"], splits=["train"], workers=1)
+    failures = {f["name"]: f["error"] for f in result.trees[0].failures}
+    assert set(failures) == {"../../../escaped.JPEG", "/tmp/absolute.JPEG"}
+    assert all(e.startswith("refused:") for e in failures.values())
+    written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.JPEG"))
+    assert written == ["root/64/train/n01440764/n01440764_1.JPEG"]
+
+
+def test_val_label_sources_must_agree(official_root, kaggle_root, tmp_path):
+    root = copy_downloads(official_root, tmp_path)
+    copy_downloads(kaggle_root, tmp_path)
+    number = catalogue.val_number(tree_files_names(root)[0])
+    other = "1" if catalogue.val_class(catalogue.val_file_name(number)).devkit_id != 1 else "2"
+    set_devkit_line(root / "downloads" / sample.DEVKIT, number, other)
+    with pytest.raises(LabelConflictError, match=f"ILSVRC2012_val_{number:08d}.JPEG: the devkit's ground truth says"):
+        prepare(root, ["64"])
+
+
+def tree_files_names(root: Path) -> list[str]:
+    with tarfile.open(root / "downloads" / sample.VAL_TAR) as tar:
+        return sorted(m.name for m in tar)
+
+
+def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
+    from imagenet_cli.download import download_sample
+
+    options = {"classes": ["imagenette"], "train_per_class": 40, "val_per_class": 5, "test_images": 0}
+    source = tmp_path / "source"
+    download_sample(source, **options)
+    clean = copy_downloads(source, tmp_path / "clean")
+    prepare(clean, ["64"], workers=2)
+
+    killed = copy_downloads(source, tmp_path / "killed")
+    markers = killed / "64" / ".shards"
+    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(killed), "--size", "64", "--workers", "1"]
+    process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(markers.glob("train-*.json"))) < 3:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    assert 3 <= len(list(markers.glob("*-*.json"))) < 20, "killed midway"
+
+    result = prepare(killed, ["64"], workers=2)
+    assert result.shards_done_before >= 3
+    assert (killed / "64" / manifest.MANIFEST).read_text() == (clean / "64" / manifest.MANIFEST).read_text()
+    assert not list((killed / "64").rglob(".*.tmp")), "no leftovers of the killed run"
+    assert verify(killed, paths=[killed / "64"]).ok
+
+
+def test_cli_prepare_on_the_sample(official_root, tmp_path):
+    root = copy_downloads(official_root, tmp_path)
+    result = run("--root", str(root), "--size", "32", "--resize", "squash", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["trees"][0]["path"] == str(root / "32-squash")
+    assert summary["trees"][0]["images"] == {"train": 39, "val": 26}
+    again = run("--root", str(root), "--size", "32", "--resize", "squash")
+    assert again.exit_code == 0 and "shards were already done" in again.stdout
+
+
+def test_cli_bad_size_is_a_usage_error(tmp_path):
+    result = run("--root", str(tmp_path), "--size", "huge")
+    assert result.exit_code == 2 and "neither 'full' nor a number" in result.stderr
