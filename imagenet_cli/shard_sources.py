@@ -40,7 +40,8 @@ class TarRegion:
             file.seek(self.offset)
             region = _Window(file, self.size)
             try:
-                with tarfile.open(fileobj=region, mode="r|") as tar:
+                # A large buffer: the default 10 KiB reads cost ~10% of a shard's time in Python calls.
+                with tarfile.open(fileobj=region, mode="r|", bufsize=1 << 20) as tar:
                     for member, data in archives.tar_files(tar, self.origin, lambda w, why: refused.append((w, why))):
                         yield posixpath.basename(member.name), data.read(), None
                         while refused:
