@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from . import classes, download, info, prepare, verify
+from . import classes, download, info, prepare, subset, verify
 
 app = typer.Typer(
     name="imagenet",
@@ -21,6 +21,7 @@ app = typer.Typer(
 app.command("download", epilog=download.EXAMPLES)(download.download)
 app.command("verify", epilog=verify.EXAMPLES)(verify.verify_command)
 app.command("prepare", epilog=prepare.EXAMPLES)(prepare.prepare_command)
+app.command("subset", epilog=subset.EXAMPLES)(subset.subset_command)
 app.command("info", epilog=info.EXAMPLES)(info.info)
 app.command("classes", epilog=classes.EXAMPLES)(classes.classes)
 

@@ -30,6 +30,7 @@ Examples:
 NEXT_COMMANDS = {
     "download": "imagenet download  (Kaggle; --source official for image-net.org, --source sample to try it offline)",
     "prepare": "imagenet prepare --size 224",
+    "subset": "imagenet subset --classes 100",
 }
 
 

@@ -1,0 +1,371 @@
+"""``imagenet subset``: class-balanced, reproducible subsets of a prepared tree.
+
+Every choice is a sort by a keyed hash — xxh3-64 of the class or file name, seeded with the seed —
+never by ``random``'s algorithm or by directory listing order. So a subset depends only on the
+tree, the arguments and the seed, on any machine and Python version, and subsets nest: for one
+seed, the 10-class subset's classes are the first 10 of the 100-class subset's, and K=10 images
+per class are the first 10 of K=50.
+
+A subset is a tree of links (or copies) under ``ROOT/subsets/<name>/`` with ``subset.json`` (the
+arguments, the seed, the source tree and its manifest's hash), ``classes.txt``, ``train.txt``,
+``val.txt``, ``manifest.tsv`` and ``tree.json``. It is built in a temporary folder and renamed into
+place when complete.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import math
+import os
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import xxhash
+
+from . import atomic, catalogue, hashing, manifest
+from .errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
+from .layout import Root
+from .progress import SILENT, Progress
+
+LINKS = ("symlink", "hardlink", "copy")
+SUBSET_FILE = "subset.json"
+
+
+@dataclass
+class SubsetResult:
+    path: Path
+    source: Path
+    classes: int
+    images: dict[str, int]
+    status: str  # "written", "kept" (the same subset was already there), "dry run"
+    missing: list[str] = field(default_factory=list)  # files a named list wants that the tree lacks
+    short_classes: dict[str, int] = field(default_factory=dict)  # WNID -> images, when fewer than asked
+
+
+def rank(seed: int, name: str) -> int:
+    """The sort key of a class or file name for a seed: stable everywhere, independent of order."""
+    return xxhash.xxh3_64_intdigest(name.encode(), seed=seed % 2**64)
+
+
+def choose(names, seed: int, count: int | None) -> list[str]:
+    """The first ``count`` names by rank (all of them when count is None), in rank order."""
+    ordered = sorted(names, key=lambda n: (rank(seed, n), n))
+    return ordered if count is None else ordered[:count]
+
+
+def fraction_count(fraction: float, available: int) -> int:
+    """round(F × count), halves rounding up (Python's round() would send 0.5 to 0)."""
+    return math.floor(fraction * available + 0.5)
+
+
+def subset(
+    root: Path,
+    classes: str | None = None,
+    per_class: int | None = None,
+    fraction: float | None = None,
+    images: str | None = None,
+    val_per_class: int | None = None,
+    seed: int = 0,
+    source: Path | None = None,
+    out: Path | None = None,
+    link: str = "symlink",
+    allow_short: bool = False,
+    dry_run: bool = False,
+    progress: Progress = SILENT,
+) -> SubsetResult:
+    """Make a subset; ``classes`` is a count ("100"), a named list, a file of WNIDs, or WNIDs/names."""
+    _check_options(per_class, fraction, images, val_per_class, link)
+    tree = source or _the_prepared_tree(root)
+    present = _classes_in(tree)
+    chosen = _choose_classes(classes, present, seed)
+    arguments = {
+        "classes": classes, "per_class": per_class, "fraction": fraction, "images": images,
+        "val_per_class": val_per_class, "seed": seed, "link": link, "allow_short": allow_short,
+    }  # fmt: skip
+    name = subset_name(arguments)
+    destination = out or Root(root).subsets / name
+    record = {
+        "arguments": arguments,
+        "source": str(tree.resolve()),
+        "source_manifest_xxh3": _manifest_hash(tree),
+        "classes": chosen,
+    }
+    existing = _existing_subset(destination)
+    if existing is not None:
+        if existing != record:
+            raise OverwriteRefusedError(f"{destination} holds a different subset; choose another --out or delete it")
+        info = manifest.read_tree_info(destination)
+        counts = {s: v["images"] for s, v in info.splits.items()} if info else {}
+        return SubsetResult(destination, tree, len(chosen), counts, "kept")
+
+    selection = _Selection(tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short)
+    if dry_run:
+        for _ in selection.files():
+            pass
+        selection.check_shortfalls()
+        return SubsetResult(destination, tree, len(chosen), dict(selection.counts), "dry run", selection.missing, selection.short)
+    _write(destination, tree, selection, record, link, progress)
+    return SubsetResult(destination, tree, len(chosen), dict(selection.counts), "written", selection.missing, selection.short)
+
+
+def subset_name(arguments: dict) -> str:
+    """A folder name that says what the subset is: ``imagenette``, ``classes100-k260-seed0``, ``1percent``."""
+    parts = []
+    classes = arguments["classes"]
+    if classes is not None:
+        if classes.isdigit():
+            parts.append(f"classes{classes}")
+        elif classes in catalogue.NAMED_SUBSETS:
+            parts.append(classes)
+        else:
+            parts.append(f"classes-{xxhash.xxh3_64_hexdigest(classes.encode())[:8]}")
+    if arguments["images"]:
+        parts.append(arguments["images"])
+    if arguments["per_class"] is not None:
+        parts.append(f"k{arguments['per_class']}")
+    if arguments["fraction"] is not None:
+        parts.append(f"f{arguments['fraction']:g}")
+    if arguments["val_per_class"] is not None:
+        parts.append(f"val{arguments['val_per_class']}")
+    if arguments["link"] != "symlink":
+        parts.append(arguments["link"])
+    random = classes is not None and classes.isdigit() or arguments["per_class"] or arguments["fraction"] or arguments["val_per_class"]
+    if random:
+        parts.append(f"seed{arguments['seed']}")
+    return "-".join(parts) or "all"
+
+
+# --- options and inputs ------------------------------------------------------------------------
+
+
+def _check_options(per_class, fraction, images, val_per_class, link) -> None:
+    if sum(x is not None for x in (per_class, fraction, images)) > 1:
+        raise InvalidArgumentError("choose one of --per-class, --fraction and --images")
+    if per_class is not None and per_class < 1:
+        raise InvalidArgumentError("--per-class must be at least 1")
+    if fraction is not None and not 0 < fraction <= 1:
+        raise InvalidArgumentError("--fraction must be within (0, 1]")
+    if images is not None and images not in catalogue.LABEL_FRACTIONS:
+        raise InvalidArgumentError(f"--images {images!r} is not one of {', '.join(catalogue.LABEL_FRACTIONS)}")
+    if val_per_class is not None and val_per_class < 0:
+        raise InvalidArgumentError("--val-per-class must be at least 0")
+    if link not in LINKS:
+        raise InvalidArgumentError(f"--link {link!r} is not one of {', '.join(LINKS)}")
+
+
+def _the_prepared_tree(root: Path) -> Path:
+    trees = Root(root).trees()
+    if not trees:
+        raise MissingInputError(f"no prepared tree under {root}: run `imagenet prepare` first, or pass --from TREE")
+    if len(trees) > 1:
+        names = ", ".join(t.name for t in trees)
+        raise InvalidArgumentError(f"{root} holds several prepared trees ({names}); pick one with --from")
+    return trees[0]
+
+
+def _classes_in(tree: Path) -> list[str]:
+    train = tree / "train"
+    if not train.is_dir():
+        raise MissingInputError(f"{tree} has no train/ folder: it is not an ImageFolder tree")
+    return sorted(p.name for p in train.iterdir() if p.is_dir() and catalogue.is_wnid(p.name))
+
+
+def _choose_classes(classes: str | None, present: list[str], seed: int) -> list[str]:
+    if classes is None:
+        return present
+    if classes.strip().isdigit():
+        count = int(classes)
+        if not 1 <= count <= len(present):
+            raise InvalidArgumentError(f"--classes {count}: the tree has {len(present)} classes")
+        return sorted(choose(present, seed, count))
+    path = Path(classes)
+    items = path.read_text().split() if path.is_file() else [c.strip() for c in classes.split(",")]
+    wanted = catalogue.resolve_classes(items)
+    absent = [w for w in wanted if w not in present]
+    if absent:
+        raise MissingInputError(f"the tree has no folder for {len(absent)} chosen classes: {', '.join(absent[:5])}")
+    return sorted(wanted)
+
+
+def _manifest_hash(tree: Path) -> str | None:
+    return hashing.hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"] if manifest.has_manifest(tree) else None
+
+
+def _existing_subset(destination: Path) -> dict | None:
+    path = destination / SUBSET_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    if destination.exists() and any(destination.iterdir()):
+        raise OverwriteRefusedError(f"{destination} exists and is not a subset; choose another --out")
+    return None
+
+
+# --- choosing files ----------------------------------------------------------------------------
+
+
+class _Selection:
+    """Streams the chosen files, one class folder at a time, from the source manifest or a scan."""
+
+    def __init__(self, tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short) -> None:
+        self.tree, self.chosen, self.seed = tree, set(chosen), seed
+        self.per_class, self.fraction, self.val_per_class = per_class, fraction, val_per_class
+        self.allow_short = allow_short
+        self.listed = _label_fraction(images, self.chosen) if images else None
+        self.counts: dict[str, int] = {"train": 0, "val": 0}
+        self.missing: list[str] = []
+        self.short: dict[str, int] = {}
+
+    def files(self) -> Iterator[manifest.Entry]:
+        for directory, entries in _directories(self.tree):
+            split, wnid = directory.split("/")
+            if wnid not in self.chosen or split not in self.counts:
+                continue
+            for entry in self._choose(split, wnid, entries):
+                self.counts[split] += 1
+                yield entry
+        if self.listed is not None:
+            self.missing = sorted(f for names in self.listed.values() for f in names)
+
+    def _choose(self, split: str, wnid: str, entries: dict[str, manifest.Entry]) -> list[manifest.Entry]:
+        names = sorted(entries)
+        if split == "val":
+            picked = choose(names, self.seed, self.val_per_class)
+        elif self.listed is not None:
+            wanted = self.listed.pop(wnid, set())
+            by_stem = {n.rsplit(".", 1)[0]: n for n in names}
+            picked = [by_stem[s] for s in sorted(wanted) if s in by_stem]
+            self.listed[wnid] = {s for s in wanted if s not in by_stem}
+            if not self.listed[wnid]:
+                del self.listed[wnid]
+        else:
+            count = fraction_count(self.fraction, len(names)) if self.fraction is not None else self.per_class
+            picked = choose(names, self.seed, count)
+            if self.per_class is not None and len(names) < self.per_class:
+                self.short[wnid] = len(names)
+        return [entries[n] for n in sorted(picked)]
+
+    def check_shortfalls(self) -> None:
+        if self.allow_short:
+            return
+        if self.short:
+            listed = ", ".join(f"{w} ({n})" for w, n in sorted(self.short.items())[:5])
+            raise MissingInputError(
+                f"{len(self.short)} classes have fewer than {self.per_class} train images: {listed} "
+                "(--allow-short takes them as they are)"
+            )
+        if self.missing:
+            raise MissingInputError(
+                f"the tree lacks {len(self.missing):,} files of the list, e.g. {', '.join(self.missing[:3])} "
+                "(--allow-short makes the subset without them)"
+            )
+
+
+def _label_fraction(name: str, classes: set[str]) -> dict[str, set[str]]:
+    """The list's file stems by class, for the chosen classes only."""
+    wanted: dict[str, set[str]] = {}
+    for file in catalogue.label_fraction(name):
+        wnid = file.split("_", 1)[0]
+        if wnid in classes:
+            wanted.setdefault(wnid, set()).add(file.rsplit(".", 1)[0])
+    return wanted
+
+
+def _directories(tree: Path) -> Iterator[tuple[str, dict[str, manifest.Entry]]]:
+    """(``split/wnid``, {name: entry}) for each class folder, from the manifest or by scanning."""
+    if manifest.has_manifest(tree):
+        yield from manifest.manifest_by_directory(tree)
+        return
+    for split in ("train", "val"):
+        split_dir = tree / split
+        if not split_dir.is_dir():
+            continue
+        for class_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            entries = {}
+            for path in sorted(class_dir.iterdir()):
+                if path.is_file():
+                    data = path.read_bytes()
+                    entries[path.name] = manifest.Entry(
+                        f"{split}/{class_dir.name}/{path.name}", len(data), hashing.hash_bytes(data), class_dir.name
+                    )
+            yield f"{split}/{class_dir.name}", entries
+
+
+# --- writing -----------------------------------------------------------------------------------
+
+
+def _write(destination: Path, tree: Path, selection: _Selection, record: dict, link: str, progress: Progress) -> None:
+    staging = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
+    for stale in destination.parent.glob(f".{destination.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run
+    staging.mkdir(parents=True)
+    try:
+        subset_index = {wnid: i for i, wnid in enumerate(record["classes"])}
+        relative = _resolved(destination).is_relative_to(tree.resolve().parent)
+        with progress.task(f"linking {destination.name}", unit="file") as advance:
+
+            def linked() -> Iterator[manifest.Entry]:
+                for entry in selection.files():
+                    _place(tree / entry.path, staging / entry.path, destination / entry.path, link, relative)
+                    advance(1)
+                    yield entry
+
+            with atomic.atomic_writer(staging / "train.txt") as train_txt, atomic.atomic_writer(staging / "val.txt") as val_txt:
+                label_files = {"train": train_txt, "val": val_txt}
+
+                def labelled() -> Iterator[manifest.Entry]:
+                    for entry in linked():
+                        label_files[entry.path.split("/", 1)[0]].write(f"{entry.path} {subset_index[entry.wnid]}\n".encode())
+                        yield entry
+
+                manifest.write_manifest(staging, labelled())
+        selection.check_shortfalls()
+        _write_descriptions(staging, selection, record)
+        if destination.exists():
+            destination.rmdir()  # an empty folder someone made for us
+        os.replace(staging, destination)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _place(source: Path, staged: Path, final: Path, link: str, relative: bool) -> None:
+    staged.parent.mkdir(parents=True, exist_ok=True)
+    if link == "symlink":
+        # Relative (computed from the final place) when source and subset share the root, so the
+        # root can be moved as a whole; absolute otherwise, so the subset can be moved alone.
+        target = source.resolve()
+        os.symlink(os.path.relpath(target, _resolved(final.parent)) if relative else target, staged)
+    elif link == "hardlink":
+        try:
+            os.link(source, staged)
+        except OSError as error:
+            if error.errno == errno.EXDEV:
+                raise InvalidArgumentError(
+                    f"{source} and {staged.parent} are on different filesystems: hard links cannot cross them "
+                    "(use --link symlink or --link copy)"
+                ) from None
+            raise
+    else:
+        shutil.copyfile(source, staged)
+
+
+def _resolved(path: Path) -> Path:
+    """Like ``resolve()`` for a path that does not exist yet: resolve its nearest existing ancestor."""
+    existing, rest = path, []
+    while not existing.exists():
+        rest.append(existing.name)
+        existing = existing.parent
+    return existing.resolve().joinpath(*reversed(rest))
+
+
+def _write_descriptions(staging: Path, selection: _Selection, record: dict) -> None:
+    atomic.write_text(staging / SUBSET_FILE, json.dumps(record, indent=2) + "\n")
+    rows = [(i, catalogue.by_wnid(w)) for i, w in enumerate(record["classes"])]
+    atomic.write_text(staging / "classes.txt", "".join(f"{i}\t{c.wnid}\t{c.name}\t{c.index}\n" for i, c in rows))
+    info = manifest.TreeInfo(
+        made_by={"command": "subset", **record["arguments"], "source": record["source"]},
+        splits={s: {"images": n, "classes": len(record["classes"])} for s, n in selection.counts.items() if n},
+    )
+    manifest.write_tree_info(staging, info)
