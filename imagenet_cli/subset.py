@@ -303,12 +303,12 @@ def _write(destination: Path, tree: Path, selection: _Selection, record: dict, l
     staging.mkdir(parents=True)
     try:
         subset_index = {wnid: i for i, wnid in enumerate(record["classes"])}
-        relative = _resolved(destination).is_relative_to(tree.resolve().parent)
+        placer = _Placer(tree.resolve(), staging, _resolved(destination), link)
         with progress.task(f"linking {destination.name}", unit="file") as advance:
 
             def linked() -> Iterator[manifest.Entry]:
                 for entry in selection.files():
-                    _place(tree / entry.path, staging / entry.path, destination / entry.path, link, relative)
+                    placer.place(entry.path)
                     advance(1)
                     yield entry
 
@@ -330,25 +330,41 @@ def _write(destination: Path, tree: Path, selection: _Selection, record: dict, l
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _place(source: Path, staged: Path, final: Path, link: str, relative: bool) -> None:
-    staged.parent.mkdir(parents=True, exist_ok=True)
-    if link == "symlink":
-        # Relative (computed from the final place) when source and subset share the root, so the
-        # root can be moved as a whole; absolute otherwise, so the subset can be moved alone.
-        target = source.resolve()
-        os.symlink(os.path.relpath(target, _resolved(final.parent)) if relative else target, staged)
-    elif link == "hardlink":
-        try:
-            os.link(source, staged)
-        except OSError as error:
-            if error.errno == errno.EXDEV:
-                raise InvalidArgumentError(
-                    f"{source} and {staged.parent} are on different filesystems: hard links cannot cross them "
-                    "(use --link symlink or --link copy)"
-                ) from None
-            raise
-    else:
-        shutil.copyfile(source, staged)
+class _Placer:
+    """Puts one file of the source tree into the staged subset, by link or copy.
+
+    Paths are resolved once per run and folders created once each: per-file ``resolve()`` and
+    ``mkdir()`` calls would cost more system calls than the links themselves.
+    """
+
+    def __init__(self, source: Path, staging: Path, destination: Path, link: str) -> None:
+        self.source, self.staging, self.destination, self.link = source, staging, destination, link
+        # Relative links (computed from the final place) when source and subset share the root, so
+        # the root can be moved as a whole; absolute otherwise, so the subset can be moved alone.
+        self.relative = destination.is_relative_to(source.parent)
+        self.made: set[str] = set()
+
+    def place(self, relative_path: str) -> None:
+        folder = relative_path.rsplit("/", 1)[0]
+        if folder not in self.made:
+            (self.staging / folder).mkdir(parents=True, exist_ok=True)
+            self.made.add(folder)
+        source, staged = self.source / relative_path, self.staging / relative_path
+        if self.link == "symlink":
+            target = os.path.relpath(source, self.destination / folder) if self.relative else source
+            os.symlink(target, staged)
+        elif self.link == "hardlink":
+            try:
+                os.link(source, staged)
+            except OSError as error:
+                if error.errno == errno.EXDEV:
+                    raise InvalidArgumentError(
+                        f"{source} and {self.destination} are on different filesystems: hard links cannot cross "
+                        "them (use --link symlink or --link copy)"
+                    ) from None
+                raise
+        else:
+            shutil.copyfile(source, staged)
 
 
 def _resolved(path: Path) -> Path:
