@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import heapq
 import json
+import tarfile
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -25,7 +27,7 @@ from .errors import ArchiveError, InvalidArgumentError, LabelConflictError, Miss
 from .images import FILTERS, FORMATS, FULL, MODES, Recipe
 from .layout import Root
 from .progress import SILENT, Progress
-from .shard_sources import Files, TarMembers, TarRegion, ZipMembers
+from .shard_sources import Blobs, Files, TarMembers, TarRegion, ZipMembers
 from .shards import MARKERS, Shard, ShardResult, is_done, marker_path, read_marker, run_shards
 
 SPLITS = ("train", "val")
@@ -94,26 +96,41 @@ def prepare(
     for tree in trees.values():
         _claim(tree, recipe)
 
+    workers = workers or os.cpu_count() or 1
+    if isinstance(shards, _StreamedShards):
+        result = PrepareResult(described, label_source)
+        with progress.task("preparing images", total=None, unit="img") as advance:
+            run_shards(shards.pending(trees), recipe, trees, workers, _counting(result, advance))
+        shards = shards.seen
+        result.shards_done_before = len(shards) - result.shards_run
+    else:
+        result = _run_listed(shards, recipe, trees, workers, progress, described, label_source)
+    for size, tree in trees.items():
+        result.trees.append(_finish_tree(tree, size, shards, recipe, described, label_source))
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _counting(result: PrepareResult, advance):
+    def on_done(shard: Shard, handled: int) -> None:
+        result.shards_run += 1
+        result.images_processed += handled
+        advance(handled)
+
+    return on_done
+
+
+def _run_listed(shards, recipe, trees, workers, progress, described, label_source) -> PrepareResult:
     pending = [s for s in shards if not all(is_done(tree, s) for tree in trees.values())]
     result = PrepareResult(described, label_source, shards_done_before=len(shards) - len(pending))
-    total = sum(s.images for s in pending)
-    with progress.task("preparing images", total=total, unit="img") as advance:
-
-        def on_done(shard: Shard, handled: int) -> None:
-            result.shards_run += 1
-            result.images_processed += handled
-            advance(handled)
-
+    with progress.task("preparing images", total=sum(s.images for s in pending), unit="img") as advance:
+        on_done = _counting(result, advance)
         for shard in pending:  # a shard finished in some trees only is redone for the others
             sizes_left = tuple(size for size, tree in trees.items() if not is_done(tree, shard))
             if sizes_left != recipe.sizes:
                 run_shards([shard], _with_sizes(recipe, sizes_left), {s: trees[s] for s in sizes_left}, 1, on_done)
         full_pending = [s for s in pending if not any(is_done(tree, s) for tree in trees.values())]
-        run_shards(full_pending, recipe, trees, workers or os.cpu_count() or 1, on_done)
-
-    for size, tree in trees.items():
-        result.trees.append(_finish_tree(tree, size, shards, recipe, described, label_source))
-    result.seconds = time.monotonic() - started
+        run_shards(full_pending, recipe, trees, workers, on_done)
     return result
 
 
@@ -245,8 +262,6 @@ def _plan_official(train: Path, val: Path, splits, labels) -> list[Shard]:
 
 def _tar_headers(path: Path):
     """Regular members of a tar with their data offsets, reading headers only."""
-    import tarfile
-
     try:
         with tarfile.open(path, mode="r:") as tar:
             for member in tar:
@@ -259,14 +274,12 @@ def _tar_headers(path: Path):
         raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
 
 
-def _plan_kaggle(path: Path, splits, labels) -> list[Shard]:
+def _plan_kaggle(path: Path, splits, labels) -> list[Shard] | _StreamedShards:
     by_shard = collections.defaultdict(list)
     with archives.open_zip(path) as archive:
-        if archives.kaggle_inner_tar(archive) is not None:
-            raise ArchiveError(
-                f"{path.name} holds the 2019 inner {archives.KAGGLE_INNER_TAR}: prepare reads it once it is "
-                "extracted (unzip, tar xzf, then --from ILSVRC)"
-            )
+        inner = archives.kaggle_inner_tar(archive)
+        if inner is not None:
+            return _StreamedShards(path, inner, splits, labels)
         for info in archive.infolist():
             where = archives.kaggle_image_split(info.filename)
             if where is None or info.is_dir() or where[0] not in splits:
@@ -279,6 +292,65 @@ def _plan_kaggle(path: Path, splits, labels) -> list[Shard]:
                 wnid = labels[catalogue.val_number(name) - 1]
             by_shard[split, wnid].append((name, info.header_offset, info.compress_type, info.compress_size, info.CRC))
     return [Shard(s, w, len(m), ZipMembers(path, tuple(m))) for (s, w), m in sorted(by_shard.items())]
+
+
+class _StreamedShards:
+    """Shards cut from the 2019 layout's inner tar.gz, which can only be read from start to end.
+
+    The parent reads it once: a train class becomes a shard when its members end (the tar holds
+    each class folder together), val becomes shards of ``VAL_PART`` images in stream order. Shards
+    done in an earlier run are read past, not redone. Memory holds the shards in flight only.
+    """
+
+    VAL_PART = 500
+
+    def __init__(self, path: Path, inner: str, splits, labels) -> None:
+        self.path, self.inner, self.splits, self.labels = path, inner, splits, labels
+        self.seen: list[Shard] = []
+
+    def pending(self, trees: dict[str, Path]):
+        for shard in self._cut():
+            self.seen.append(shard)
+            if not all(is_done(tree, shard) for tree in trees.values()):
+                yield shard
+
+    def _cut(self):
+        origin = f"{self.path.name}:{self.inner}"
+        train_class, train_items, finished = None, [], set()
+        val_items, part = [], 0
+        refused: list = []
+        with archives.open_zip(self.path) as archive, archive.open(self.inner) as raw:
+            with tarfile.open(fileobj=raw, mode="r|gz") as tar:
+                for member, data in archives.tar_files(tar, origin, lambda where, why: refused.append((where, why))):
+                    where = archives.kaggle_image_split(member.name.lstrip("./"))
+                    if where is None or where[0] not in self.splits:
+                        continue
+                    split, wnid, name = where
+                    if split == "train":
+                        if wnid != train_class:
+                            if train_class is not None:
+                                yield self._shard("train", train_class, train_items)
+                                finished.add(train_class)
+                            if wnid in finished:
+                                raise ArchiveError(f"{origin}: the images of {wnid} are not stored together")
+                            train_class, train_items = wnid, []
+                        train_items.append((name, None, data.read(), None))
+                    else:
+                        wnid = self.labels[catalogue.val_number(name) - 1]
+                        val_items.append((name, wnid, data.read(), None))
+                        if len(val_items) == self.VAL_PART:
+                            yield self._shard("val", None, val_items, part)
+                            val_items, part = [], part + 1
+        if train_class is not None:
+            yield self._shard("train", train_class, train_items)
+        if val_items:
+            yield self._shard("val", None, val_items, part)
+        if refused:
+            raise ArchiveError(f"{refused[0][0]}: refused: {refused[0][1]} ({len(refused)} members refused)")
+
+    @staticmethod
+    def _shard(split: str, wnid: str | None, items: list, part: int | None = None) -> Shard:
+        return Shard(split, wnid, len(items), Blobs(tuple(items)), part)
 
 
 def _plan_tree(source: Path, splits, labels) -> tuple[str, list[Shard]]:
@@ -316,15 +388,23 @@ def _finish_tree(tree: Path, size: str, shards: list[Shard], recipe: Recipe, des
     failures: list[dict] = []
     repaired: collections.Counter[str] = collections.Counter()
 
-    def entries():
-        for shard in sorted(shards, key=lambda s: (s.split, s.wnid)):
-            result: ShardResult = read_marker(marker_path(tree, shard.split, shard.wnid))
+    def results(split_shards):
+        for shard in split_shards:
+            result: ShardResult = read_marker(marker_path(tree, shard))
             failures.extend(result.failures)
             repaired.update(result.repaired.values())
             images[shard.split] += len(result.entries)
-            if result.entries:
-                classes[shard.split].add(shard.wnid)
-            yield from result.entries
+            classes[shard.split].update(e.wnid for e in result.entries)
+            yield result.entries
+
+    def entries():
+        for split in sorted({s.split for s in shards}):
+            split_shards = sorted((s for s in shards if s.split == split), key=lambda s: s.key)
+            if all(s.wnid is not None for s in split_shards):
+                for shard_entries in results(split_shards):  # one class at a time, already in order
+                    yield from shard_entries
+            else:  # stretches of a streamed split hold several classes each: merge them by path
+                yield from heapq.merge(*results(split_shards), key=lambda e: e.path)
 
     _write_labels_and_manifest(tree, entries())
     info = manifest.TreeInfo(

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from . import archives
 
-# (file name, bytes or None, why it could not be read or None)
-Item = tuple[str, bytes | None, str | None]
+# (file name, its WNID or None for the shard's, bytes or None, why it could not be read or None)
+Item = tuple[str, str | None, bytes | None, str | None]
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,14 @@ class TarRegion:
                 # A large buffer: the default 10 KiB reads cost ~10% of a shard's time in Python calls.
                 with tarfile.open(fileobj=region, mode="r|", bufsize=1 << 20) as tar:
                     for member, data in archives.tar_files(tar, self.origin, lambda w, why: refused.append((w, why))):
-                        yield posixpath.basename(member.name), data.read(), None
+                        yield posixpath.basename(member.name), None, data.read(), None
                         while refused:
                             where, why = refused.pop()
-                            yield where.rsplit(":", 1)[-1], None, f"refused: {why}"
+                            yield where.rsplit(":", 1)[-1], None, None, f"refused: {why}"
             except (tarfile.TarError, archives.ArchiveError) as error:
-                yield self.origin, None, f"unreadable inner tar ({error})"
+                yield self.origin, None, None, f"unreadable inner tar ({error})"
         for where, why in refused:
-            yield where.rsplit(":", 1)[-1], None, f"refused: {why}"
+            yield where.rsplit(":", 1)[-1], None, None, f"refused: {why}"
 
 
 class _Window:
@@ -78,7 +78,7 @@ class TarMembers:
         try:
             for name, offset, size in self.members:
                 data = os.pread(fd, size, offset)
-                yield (name, data, None) if len(data) == size else (name, None, "truncated archive")
+                yield (name, None, data, None) if len(data) == size else (name, None, None, "truncated archive")
         finally:
             os.close(fd)
 
@@ -94,9 +94,9 @@ class ZipMembers:
         with open(self.path, "rb") as file:
             for name, header_offset, method, compressed, crc in self.members:
                 try:
-                    yield name, _read_zip_member(file, header_offset, method, compressed, crc), None
+                    yield name, None, _read_zip_member(file, header_offset, method, compressed, crc), None
                 except (OSError, ValueError, zlib.error) as error:
-                    yield name, None, f"damaged zip member ({error})"
+                    yield name, None, None, f"damaged zip member ({error})"
 
 
 def _read_zip_member(file, header_offset: int, method: int, compressed: int, crc: int) -> bytes:
@@ -128,9 +128,19 @@ class Files:
         for name, path in self.paths:
             try:
                 with open(path, "rb") as file:
-                    yield name, file.read(), None
+                    yield name, None, file.read(), None
             except OSError as error:
-                yield name, None, f"unreadable: {error.strerror or error}"
+                yield name, None, None, f"unreadable: {error.strerror or error}"
 
 
-Source = TarRegion | TarMembers | ZipMembers | Files
+@dataclass(frozen=True)
+class Blobs:
+    """Images already read, for inputs that can only be streamed (the 2019 Kaggle tar.gz)."""
+
+    images: tuple[Item, ...]
+
+    def items(self) -> Iterator[Item]:
+        yield from self.images
+
+
+Source = TarRegion | TarMembers | ZipMembers | Files | Blobs

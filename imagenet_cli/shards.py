@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,30 +28,31 @@ MARKERS = ".shards"
 @dataclass(frozen=True)
 class Shard:
     split: str
-    wnid: str
+    wnid: str | None  # None: images of several classes (a stretch of a streamed val split)
     images: int  # as listed; what the progress bar counts
     source: Source
+    part: int | None = None  # numbers the stretches of a streamed split
 
     @property
     def key(self) -> str:
-        return f"{self.split}-{self.wnid}"
+        return f"{self.split}-{self.wnid}" if self.part is None else f"{self.split}-part{self.part:06d}"
 
 
 @dataclass
 class ShardResult:
     split: str
-    wnid: str
+    wnid: str | None
     entries: list[Entry] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)  # {"split", "wnid", "name", "error"}
     repaired: dict[str, str] = field(default_factory=dict)  # file name -> what was wrong
 
 
-def marker_path(tree: Path, split: str, wnid: str) -> Path:
-    return tree / MARKERS / f"{split}-{wnid}.json"
+def marker_path(tree: Path, shard: Shard) -> Path:
+    return tree / MARKERS / f"{shard.key}.json"
 
 
 def is_done(tree: Path, shard: Shard) -> bool:
-    return marker_path(tree, shard.split, shard.wnid).is_file()
+    return marker_path(tree, shard).is_file()
 
 
 def read_marker(path: Path) -> ShardResult:
@@ -64,11 +65,15 @@ def read_marker(path: Path) -> ShardResult:
 def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
     """Make every size of one shard; runs in a worker process. Returns the images handled."""
     results = {size: ShardResult(shard.split, shard.wnid) for size in recipe.sizes}
-    for tree in trees.values():
-        _remove_leftovers(Path(tree) / shard.split / shard.wnid)
+    cleaned: set[str] = set()
     handled = 0
-    for name, data, problem in shard.source.items():
+    for name, item_wnid, data, problem in shard.source.items():
         handled += 1
+        wnid = item_wnid or shard.wnid
+        if wnid not in cleaned:
+            for tree in trees.values():
+                _remove_leftovers(Path(tree) / shard.split / wnid)
+            cleaned.add(wnid)
         if problem is None:
             try:
                 processed = process(data, recipe)
@@ -76,18 +81,18 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
                 problem = str(error)
         if problem is not None:
             for result in results.values():
-                result.failures.append({"split": shard.split, "wnid": shard.wnid, "name": name, "error": problem})
+                result.failures.append({"split": shard.split, "wnid": wnid, "name": name, "error": problem})
             continue
-        relative = f"{shard.split}/{shard.wnid}/{recipe.output_name(name)}"
+        relative = f"{shard.split}/{wnid}/{recipe.output_name(name)}"
         for size, encoded in processed.outputs.items():
             atomic.write_bytes(Path(trees[size]) / relative, encoded, durable=False)
-            results[size].entries.append(Entry(relative, len(encoded), hash_bytes(encoded), shard.wnid))
+            results[size].entries.append(Entry(relative, len(encoded), hash_bytes(encoded), wnid))
             if processed.repaired:
                 results[size].repaired[name] = processed.repaired
     os.sync()  # the images are on disk before any marker says so
     for size, result in results.items():
         result.entries.sort(key=lambda e: e.path)
-        marker = marker_path(Path(trees[size]), shard.split, shard.wnid)
+        marker = marker_path(Path(trees[size]), shard)
         atomic.write_text(marker, json.dumps(asdict(result)))
     return handled
 
@@ -100,7 +105,7 @@ def _remove_leftovers(directory: Path) -> None:
 
 
 def run_shards(
-    shards: list[Shard],
+    shards: Iterable[Shard],
     recipe: Recipe,
     trees: dict[str, Path],
     workers: int,

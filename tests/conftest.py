@@ -24,3 +24,11 @@ def kaggle_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kaggle")
     download_sample(root, layout="kaggle", **SMALL)
     return root
+
+
+@pytest.fixture(scope="session")
+def kaggle2019_root(tmp_path_factory) -> Path:
+    """The older Kaggle bundle: a zip holding one imagenet_object_localization_patched2019.tar.gz."""
+    root = tmp_path_factory.mktemp("kaggle2019")
+    download_sample(root, layout="kaggle-2019", **SMALL)
+    return root

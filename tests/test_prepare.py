@@ -279,3 +279,12 @@ def test_cli_prepare_on_the_sample(official_root, tmp_path):
 def test_cli_bad_size_is_a_usage_error(tmp_path):
     result = run("--root", str(tmp_path), "--size", "huge")
     assert result.exit_code == 2 and "neither 'full' nor a number" in result.stderr
+
+
+def test_kaggle_2019_layout_gives_the_same_tree(prepared_official, kaggle2019_root, tmp_path):
+    root = copy_downloads(kaggle2019_root, tmp_path)
+    result = prepare(root, ["224"], workers=2)
+    assert result.source == "the Kaggle zip" and result.label_source == "Kaggle's LOC_val_solution.csv"
+    assert (root / "224" / manifest.MANIFEST).read_text() == (prepared_official / manifest.MANIFEST).read_text()
+    again = prepare(root, ["224"], workers=2)
+    assert again.shards_run == 0 and again.shards_done_before == result.shards_run

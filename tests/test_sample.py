@@ -213,3 +213,15 @@ def test_never_overwrites_a_file_it_did_not_make(tmp_path):
 def test_invalid_sample_options(options):
     with pytest.raises(InvalidArgumentError):
         sample.SampleOptions(**options)
+
+
+def test_kaggle_2019_zip_holds_one_tar_gz_with_the_same_files(kaggle_root, kaggle2019_root):
+    import tarfile
+
+    with zipfile.ZipFile(kaggle2019_root / "downloads" / sample.KAGGLE_ZIP) as archive:
+        assert archive.namelist() == ["imagenet_object_localization_patched2019.tar.gz"]
+        with archive.open(archive.namelist()[0]) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+            inner = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
+    with zipfile.ZipFile(kaggle_root / "downloads" / sample.KAGGLE_ZIP) as archive:
+        current = {name: archive.read(name) for name in archive.namelist()}
+    assert inner == current

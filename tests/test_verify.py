@@ -284,3 +284,9 @@ def test_nothing_to_verify(tmp_path):
     result = run("--root", str(tmp_path))
     assert result.exit_code == 1
     assert "nothing to verify" in result.stderr
+
+
+def test_the_kaggle_2019_sample_passes_clean(kaggle2019_root):
+    report = verify(kaggle2019_root, deep=True)
+    assert report.ok, problems(report)
+    assert any("2019 layout" in c for c in report.checks[0].checked)

@@ -47,6 +47,7 @@ class Source(str, Enum):
 class Layout(str, Enum):
     official = "official"
     kaggle = "kaggle"
+    kaggle_2019 = "kaggle-2019"
 
 
 def download(
@@ -97,7 +98,10 @@ def download(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be fetched, its size and the free disk; fetch nothing.")] = False,
     layout: Annotated[
         Layout | None,
-        typer.Option(help="sample: the official archives or Kaggle's zip [default: official].", show_default=False),
+        typer.Option(
+            help="sample: the official archives, Kaggle's zip, or Kaggle's older zip of one tar.gz [default: official].",
+            show_default=False,
+        ),
     ] = None,
     classes: Annotated[
         str | None,

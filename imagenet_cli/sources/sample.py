@@ -33,14 +33,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import catalogue
-from ..archives import DEVKIT, KAGGLE_ZIP, TEST_TAR, TRAIN_TAR, VAL_TAR
+from ..archives import DEVKIT, KAGGLE_INNER_TAR, KAGGLE_ZIP, TEST_TAR, TRAIN_TAR, VAL_TAR
 from ..atomic import atomic_writer
 from ..class_files import class_file
 from ..errors import InvalidArgumentError
 from ..progress import SILENT, Advance, Progress
 from .sample_images import CMYK, GRAY, PNG, PROGRESSIVE, RGB, ImageSpec, render
 
-LAYOUTS = ("official", "kaggle")
+LAYOUTS = ("official", "kaggle", "kaggle-2019")
 OFFICIAL_FILES = (TRAIN_TAR, VAL_TAR, TEST_TAR, DEVKIT)
 
 # The real quirk files, by name, and the class each belongs to.
@@ -174,7 +174,8 @@ def write_sample(
     with progress.task("generating sample images", total=len(images), unit="img") as advance:
         if layout == "official":
             return _write_official(downloads, images, rng, advance)
-        return [_write_kaggle(downloads / KAGGLE_ZIP, images, rng, advance)]
+        write = _write_kaggle if layout == "kaggle" else _write_kaggle_2019
+        return [write(downloads / KAGGLE_ZIP, images, rng, advance)]
 
 
 def _rendered(images: Iterable[SampleImage], advance: Advance) -> Iterator[tuple[SampleImage, bytes]]:
@@ -305,7 +306,8 @@ def _voc_xml(folder: str, image: SampleImage, boxes: list[tuple[int, int, int, i
     ).encode()
 
 
-def _write_kaggle(path: Path, images: list[SampleImage], rng: random.Random, advance: Advance) -> Path:
+def _kaggle_members(images: list[SampleImage], rng: random.Random, advance: Advance) -> Iterator[tuple[str, bytes, bool]]:
+    """(name, bytes, worth compressing) of every file of the Kaggle bundle, in the bundle's order."""
     data_dir, boxes_dir, sets_dir = "ILSVRC/Data/CLS-LOC", "ILSVRC/Annotations/CLS-LOC", "ILSVRC/ImageSets/CLS-LOC"
     train = [i for i in images if i.split == "train"]
     val = [i for i in images if i.split == "val"]
@@ -314,32 +316,49 @@ def _write_kaggle(path: Path, images: list[SampleImage], rng: random.Random, adv
     boxed_train = [i for i in train if rng.random() < 0.4]
     boxes = {i.name: [_box(i, rng) for _ in range(rng.randint(1, 3))] for i in boxed_train + val}
 
+    yield "LOC_synset_mapping.txt", class_file("loc").encode(), True
+    yield "LOC_train_solution.csv", _solution_csv(boxed_train, boxes, rng), True
+    yield "LOC_val_solution.csv", _solution_csv(val, boxes, rng), True
+    yield "LOC_sample_submission.csv", _sample_submission(test), True
+    for image, data in _rendered(train, advance):
+        yield f"{data_dir}/train/{image.wnid}/{image.name}", data, False
+    for image, data in _rendered(val, advance):
+        yield f"{data_dir}/val/{image.name}", data, False
+    for image, data in _rendered(test, advance):
+        yield f"{data_dir}/test/{image.name}", data, False
+    for image in boxed_train:
+        yield f"{boxes_dir}/train/{image.wnid}/{image.stem}.xml", _voc_xml(image.wnid, image, boxes[image.name]), True
+    for image in val:
+        yield f"{boxes_dir}/val/{image.stem}.xml", _voc_xml("val", image, boxes[image.name]), True
+    yield f"{sets_dir}/train_cls.txt", _lines(f"{i.wnid}/{i.stem} {n}" for n, i in enumerate(train, 1)), True
+    yield f"{sets_dir}/train_loc.txt", _lines(f"{i.wnid}/{i.stem} {n}" for n, i in enumerate(boxed_train, 1)), True
+    yield f"{sets_dir}/val.txt", _lines(f"{i.stem} {n}" for n, i in enumerate(val, 1)), True
+    yield f"{sets_dir}/test.txt", _lines(f"{i.stem} {n}" for n, i in enumerate(test, 1)), True
+
+
+def _add_to_zip(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool) -> None:
+    info = zipfile.ZipInfo(name, ZIP_DATE)
+    info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
+    info.external_attr = 0o644 << 16
+    archive.writestr(info, data)
+
+
+def _write_kaggle(path: Path, images: list[SampleImage], rng: random.Random, advance: Advance) -> Path:
+    """The current layout: the tree and the LOC files directly in the zip."""
     with atomic_writer(path) as file, zipfile.ZipFile(file, "w") as archive:
+        for name, data, compress in _kaggle_members(images, rng, advance):
+            _add_to_zip(archive, name, data, compress)
+    return path
 
-        def add(name: str, data: bytes, compress: bool = True) -> None:
-            info = zipfile.ZipInfo(name, ZIP_DATE)
-            info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
-            info.external_attr = 0o644 << 16
-            archive.writestr(info, data)
 
-        add("LOC_synset_mapping.txt", class_file("loc").encode())
-        add("LOC_train_solution.csv", _solution_csv(boxed_train, boxes, rng))
-        add("LOC_val_solution.csv", _solution_csv(val, boxes, rng))
-        add("LOC_sample_submission.csv", _sample_submission(test))
-        for image, data in _rendered(train, advance):
-            add(f"{data_dir}/train/{image.wnid}/{image.name}", data, compress=False)
-        for image, data in _rendered(val, advance):
-            add(f"{data_dir}/val/{image.name}", data, compress=False)
-        for image, data in _rendered(test, advance):
-            add(f"{data_dir}/test/{image.name}", data, compress=False)
-        for image in boxed_train:
-            add(f"{boxes_dir}/train/{image.wnid}/{image.stem}.xml", _voc_xml(image.wnid, image, boxes[image.name]))
-        for image in val:
-            add(f"{boxes_dir}/val/{image.stem}.xml", _voc_xml("val", image, boxes[image.name]))
-        add(f"{sets_dir}/train_cls.txt", _lines(f"{i.wnid}/{i.stem} {n}" for n, i in enumerate(train, 1)))
-        add(f"{sets_dir}/train_loc.txt", _lines(f"{i.wnid}/{i.stem} {n}" for n, i in enumerate(boxed_train, 1)))
-        add(f"{sets_dir}/val.txt", _lines(f"{i.stem} {n}" for n, i in enumerate(val, 1)))
-        add(f"{sets_dir}/test.txt", _lines(f"{i.stem} {n}" for n, i in enumerate(test, 1)))
+def _write_kaggle_2019(path: Path, images: list[SampleImage], rng: random.Random, advance: Advance) -> Path:
+    """The older layout: one imagenet_object_localization_patched2019.tar.gz inside the zip."""
+    tar = _tar_bytes((name, data) for name, data, _ in _kaggle_members(images, rng, advance))
+    buffer = io.BytesIO()
+    with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as gz:
+        gz.write(tar)
+    with atomic_writer(path) as file, zipfile.ZipFile(file, "w") as archive:
+        _add_to_zip(archive, KAGGLE_INNER_TAR, buffer.getvalue(), compress=False)
     return path
 
 
