@@ -122,7 +122,8 @@ def _refuser(check: Check):
 def _check_train_tar(check: Check, path: Path, expected: dict, deep: bool) -> None:
     refuse = _refuser(check)
     found = set()
-    for name, _ in archives.list_tar(path, refuse):
+    for member in archives.tar_headers(path, refuse):
+        name = member.name
         wnid = name.removesuffix(".tar")
         if name.endswith(".tar") and catalogue.is_wnid(wnid):
             found.add(wnid)
@@ -149,7 +150,8 @@ def _check_flat_tar(check: Check, path: Path, expected: dict, deep: bool) -> Non
     pattern = archives.VAL_NAME if split == "val" else archives.TEST_NAME
     refuse = _refuser(check)
     count = 0
-    for name, _ in archives.list_tar(path, refuse):
+    for member in archives.tar_headers(path, refuse):
+        name = member.name
         count += 1
         base = name.rsplit("/", 1)[-1]
         if not pattern.fullmatch(base):

@@ -119,8 +119,8 @@ def tar_files(tar: tarfile.TarFile, origin: str, refuse: Refuse) -> Iterator[tup
 # --- the official tars -------------------------------------------------------------------------
 
 
-def list_tar(path: Path, refuse: Refuse) -> Iterator[tuple[str, int]]:
-    """(name, size) of each regular file in a tar, reading headers only (members are skipped over)."""
+def tar_headers(path: Path, refuse: Refuse) -> Iterator[tarfile.TarInfo]:
+    """Each regular file of an uncompressed tar — name, size, data offset — reading headers only."""
     try:
         with tarfile.open(path, mode="r:") as tar:
             for member in tar:
@@ -128,7 +128,7 @@ def list_tar(path: Path, refuse: Refuse) -> Iterator[tuple[str, int]]:
                 if why:
                     refuse(f"{path.name}:{member.name}", why)
                 elif member.isfile():
-                    yield member.name, member.size
+                    yield member
     except (tarfile.TarError, EOFError, OSError) as error:
         raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
 

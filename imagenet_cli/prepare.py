@@ -244,7 +244,7 @@ def _refuse_listing(where: str, why: str) -> None:
 def _plan_official(train: Path, val: Path, splits, labels) -> list[Shard]:
     shards = []
     if "train" in splits:
-        for member in _tar_headers(train):
+        for member in archives.tar_headers(train, _refuse_listing):
             wnid = member.name.removesuffix(".tar")
             if not (member.name.endswith(".tar") and catalogue.is_wnid(wnid)):
                 raise ArchiveError(f"{train.name}:{member.name} is not a <wnid>.tar of an ILSVRC-2012 class")
@@ -253,25 +253,11 @@ def _plan_official(train: Path, val: Path, splits, labels) -> list[Shard]:
             shards.append(Shard("train", wnid, estimate, TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}")))
     if "val" in splits:
         by_class = collections.defaultdict(list)
-        for member in _tar_headers(val):
+        for member in archives.tar_headers(val, _refuse_listing):
             name = member.name.rsplit("/", 1)[-1]
             by_class[labels[catalogue.val_number(name) - 1]].append((name, member.offset_data, member.size))
         shards += [Shard("val", w, len(m), TarMembers(val, tuple(m))) for w, m in by_class.items()]
     return sorted(shards, key=lambda s: (s.split, s.wnid))
-
-
-def _tar_headers(path: Path):
-    """Regular members of a tar with their data offsets, reading headers only."""
-    try:
-        with tarfile.open(path, mode="r:") as tar:
-            for member in tar:
-                why = archives.tar_member_refusal(member)
-                if why:
-                    _refuse_listing(f"{path.name}:{member.name}", why)
-                if member.isfile():
-                    yield member
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
 
 
 def _plan_kaggle(path: Path, splits, labels) -> list[Shard] | _StreamedShards:

@@ -325,7 +325,8 @@ def test_credentials_order(tmp_path):
     assert find_credentials(env, home).username == "from-config-dir"
     del env["KAGGLE_CONFIG_DIR"]
     assert find_credentials(env, home).username == "from-file"
-    assert "secret" not in repr(find_credentials({}, home)) and "k" != repr(find_credentials(env, home))
+    assert "secret" not in repr(find_credentials({}, home)), "kaggle.json's key never shows in a repr"
+    assert "s3cr3t" not in repr(find_credentials({"KAGGLE_USERNAME": "u", "KAGGLE_KEY": "s3cr3t"}, home))
 
 
 def test_kaggle_partial_file_is_never_overwritten(fake_kaggle, tmp_path):

@@ -44,7 +44,7 @@ def official_images(root: Path) -> dict[str, bytes]:
     """Every image of the official-form sample by file name (train, val and test)."""
     downloads = root / "downloads"
     images = {}
-    for inner, data in tar_members(downloads / sample.TRAIN_TAR):
+    for _, data in tar_members(downloads / sample.TRAIN_TAR):
         images.update((m.name, d) for m, d in tar_members(data))
     for tar_name in (sample.VAL_TAR, sample.TEST_TAR):
         images.update((m.name, d) for m, d in tar_members(downloads / tar_name))

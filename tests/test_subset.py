@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
-from imagenet_cli import catalogue, manifest
+from imagenet_cli import catalogue
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
 from imagenet_cli.prepare import prepare
