@@ -31,6 +31,7 @@ sys.path.insert(0, str(REPO))
 
 from imagenet_cli.download import _http_client  # noqa: E402
 from imagenet_cli.transfer import Endpoint, Remote, plan_transfer, run_transfer  # noqa: E402
+from tests.benchmarks.measure import run_cli  # noqa: E402
 from tests.servers import FileServer  # noqa: E402
 
 NAME = "ILSVRC2012_img_val.tar"
@@ -99,17 +100,9 @@ def peak_rss_of_cli(base_url: str, data: bytes, directory: Path) -> int:
     directory.mkdir(parents=True)
     sums = directory / "MD5SUMS"
     sums.write_text(f"{hashlib.md5(data).hexdigest()}  {NAME}\n")
-    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across exec from this (large) parent process.
-    code = (
-        "import re, sys; from imagenet_cli.cli.app import main\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "status = open('/proc/self/status').read()\n"
-        "print(re.search(r'VmHWM:\\s+(\\d+)', status).group(1), file=sys.stderr)"
-    )
-    command = [sys.executable, "-c", code, "download", "--source", "official", "--files", NAME, "--base-url", base_url,
-               "--checksums", str(sums), "--root", str(directory / "root"), "--quiet"]  # fmt: skip
-    completed = subprocess.run(command, capture_output=True, text=True, check=True, cwd=REPO)
-    return int(completed.stderr.strip().splitlines()[-1])
+    _, peak = run_cli("download", "--source", "official", "--files", NAME, "--base-url", base_url,
+                      "--checksums", str(sums), "--root", str(directory / "root"), "--quiet")  # fmt: skip
+    return peak
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ with a manifest, so that only the subset's own work is measured.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,6 +22,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from imagenet_cli import catalogue, hashing, manifest  # noqa: E402
+from tests.benchmarks.measure import run_cli  # noqa: E402
 
 
 def build_tree(tree: Path) -> int:
@@ -45,15 +45,7 @@ def build_tree(tree: Path) -> int:
 
 def run(root: Path, *args: str) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of `imagenet subset` in a fresh process."""
-    code = (
-        "import re, sys; from imagenet_cli.cli.app import main\n"
-        "try:\n    main()\nexcept SystemExit as e:\n    assert not e.code, e.code\n"
-        "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1), file=sys.stderr)"
-    )
-    start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, "subset", "--root", str(root), "--quiet", *args],
-                          capture_output=True, text=True, check=True, cwd=REPO)  # fmt: skip
-    return time.perf_counter() - start, int(done.stderr.split()[-1])
+    return run_cli("subset", "--root", str(root), "--quiet", *args)
 
 
 def main() -> None:
