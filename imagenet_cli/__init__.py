@@ -6,18 +6,38 @@ values and returning a result object; nothing in the library prints.
 
 __version__ = "0.1.0.dev0"
 
-from . import catalogue
-from .download import DownloadResult, download_sample
-from .errors import ImagenetError
-from .info import RootState, describe_root
-from .progress import Progress
+# The public API, imported on first use (PEP 562): `imagenet --help` and tab completion import
+# this package too, and must not pay for modules they do not run.
+_EXPORTS = {
+    "catalogue": ("catalogue", None),
+    "DownloadResult": ("download", "DownloadResult"),
+    "download_kaggle": ("download", "download_kaggle"),
+    "download_official": ("download", "download_official"),
+    "download_sample": ("download", "download_sample"),
+    "ImagenetError": ("errors", "ImagenetError"),
+    "RootState": ("info", "RootState"),
+    "describe_root": ("info", "describe_root"),
+    "PrepareResult": ("prepare", "PrepareResult"),
+    "prepare": ("prepare", "prepare"),
+    "Progress": ("progress", "Progress"),
+    "SubsetResult": ("subset", "SubsetResult"),
+    "subset": ("subset", "subset"),
+    "VerifyReport": ("verify", "VerifyReport"),
+    "verify": ("verify", "verify"),
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "DownloadResult",
-    "ImagenetError",
-    "Progress",
-    "RootState",
-    "catalogue",
-    "describe_root",
-    "download_sample",
-]
+
+def __getattr__(name: str):
+    try:
+        module_name, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'imagenet_cli' has no attribute {name!r}") from None
+    import importlib
+
+    module = importlib.import_module(f".{module_name}", __name__)
+    return module if attribute is None else getattr(module, attribute)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import http.cookiejar
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .. import catalogue
 from ..errors import InvalidArgumentError
 from ..transfer import Remote
+
+if TYPE_CHECKING:
+    import http.cookiejar
 
 BASE_URL = "https://image-net.org/data/ILSVRC/2012/"
 DEFAULT_FILES = ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz")
@@ -53,6 +56,8 @@ def parse_header(text: str) -> tuple[str, str]:
 
 def load_cookies(path: Path) -> http.cookiejar.CookieJar:
     """A Netscape ``cookies.txt``, as browsers' export extensions and curl/wget write it."""
+    import http.cookiejar
+
     jar = http.cookiejar.MozillaCookieJar(str(path))
     try:
         jar.load(ignore_discard=True, ignore_expires=True)
