@@ -17,7 +17,7 @@ from . import catalogue, hashing
 from .errors import OverwriteRefusedError
 from .layout import Root, free_bytes
 from .progress import SILENT, Progress
-from .records import DownloadRecord, read_record, write_record
+from .records import KAGGLE_PARTIAL_SUFFIX, DownloadRecord, read_record, write_record
 from .sources import kaggle, official, sample
 from .transfer import Endpoint, Plan, Remote, RetryPolicy, check_free_space, plan_transfer, run_transfer
 
@@ -262,7 +262,7 @@ def _already_complete(path: Path, remote: Remote, source: str, progress: Progres
         digests = hashing.hash_file(path, algorithms, progress=progress)
         if _agrees(digests, remote.expected):
             return _recorded(path, write_record(path, digests, source=source, url=remote.url), KEPT)
-    partial = path.with_name(path.name + ".kaggle-partial")
+    partial = path.with_name(path.name + KAGGLE_PARTIAL_SUFFIX)
     why = " (the kaggle tool left it half-downloaded)" if partial.exists() else ""
     raise OverwriteRefusedError(
         f"{path} exists{why} but is not a complete, recorded download of it; it will not be overwritten"

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from .manifest import read_tree_info
 from .layout import SPLITS, Root, SplitCount, count_split, free_bytes
-from .records import archives_in, partial_downloads_in, read_record
-from .transfer import JOURNAL_SUFFIX, Journal, Plan, Remote
+from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
+from .transfer import Journal, Plan, Remote
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import heapq
 import json
 import tarfile
@@ -86,6 +87,11 @@ def prepare(
     source: Path | None = None,
     progress: Progress = SILENT,
 ) -> PrepareResult:
+    """Write one tree per size under ``out`` (default: the root); see the module docstring.
+
+    Re-running with the same options finishes what an interrupted run left and does nothing when
+    all is done. Unreadable images are listed in the result's trees (``failures``), not raised.
+    """
     recipe = _recipe(sizes, mode, quality, format, filter, upscale)
     splits = _splits(splits)
     started = time.monotonic()
@@ -135,7 +141,7 @@ def _run_listed(shards, recipe, trees, workers, progress, described, label_sourc
 
 
 def _with_sizes(recipe: Recipe, sizes: tuple[str, ...]) -> Recipe:
-    return Recipe(sizes, recipe.mode, recipe.quality, recipe.format, recipe.filter, recipe.upscale)
+    return dataclasses.replace(recipe, sizes=sizes)
 
 
 # --- options -----------------------------------------------------------------------------------

@@ -92,7 +92,11 @@ def read_record(archive: Path) -> DownloadRecord | None:
 
 # Files beside the archives that are not archives: partial downloads, their journals, bytes kept
 # aside after a checksum mismatch, and the marker the kaggle tool leaves on a half-finished zip.
-NOT_ARCHIVES = (RECORD_SUFFIX, ".part", ".part.json", ".md5-mismatch", ".kaggle-partial")
+PART_SUFFIX = ".part"
+JOURNAL_SUFFIX = ".part.json"
+MISMATCH_SUFFIX = ".md5-mismatch"
+KAGGLE_PARTIAL_SUFFIX = ".kaggle-partial"
+NOT_ARCHIVES = (RECORD_SUFFIX, PART_SUFFIX, JOURNAL_SUFFIX, MISMATCH_SUFFIX, KAGGLE_PARTIAL_SUFFIX)
 
 
 def archives_in(downloads: Path) -> Iterator[Path]:
@@ -108,5 +112,5 @@ def partial_downloads_in(downloads: Path) -> Iterator[Path]:
     """Final paths of downloads that were started and not finished (``NAME.part`` exists)."""
     if not downloads.is_dir():
         return
-    for path in sorted(downloads.glob("*.part")):
-        yield path.with_name(path.name.removesuffix(".part"))
+    for path in sorted(downloads.glob("*" + PART_SUFFIX)):
+        yield path.with_name(path.name.removesuffix(PART_SUFFIX))

@@ -48,6 +48,7 @@ from .errors import (
 from .hashing import ALGORITHMS, DEFAULT_ALGORITHMS
 from .layout import free_bytes
 from .progress import SILENT, Advance, Progress
+from .records import JOURNAL_SUFFIX, MISMATCH_SUFFIX, PART_SUFFIX
 
 if TYPE_CHECKING:
     import httpx
@@ -58,9 +59,6 @@ MIN_CHUNK = 1 << 20
 MAX_CHUNK = 64 << 20
 HASH_READ_BYTES = 4 << 20
 SPACE_MARGIN = 256 << 20  # left free beyond the download itself: logs, temp files, the journal
-PART_SUFFIX = ".part"
-JOURNAL_SUFFIX = ".part.json"
-MISMATCH_SUFFIX = ".md5-mismatch"
 RETRYABLE_STATUS = {408, 429, 500, 502, 503, 504}
 
 
