@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .manifest import read_tree_info
+from .manifest import has_manifest, read_manifest, read_tree_info
 from .layout import SPLITS, Root, SplitCount, count_split, free_bytes
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
 from .transfer import Journal, Plan, Remote
@@ -97,6 +97,21 @@ def _partial_state(path: Path) -> PartialDownload:
 
 
 def _tree_state(path: Path) -> TreeState:
-    splits = {split: count_split(path / split) for split in SPLITS if (path / split).is_dir()}
     info = read_tree_info(path)
+    if has_manifest(path):
+        splits = _counts_from_manifest(path)  # one streamed file instead of a stat per image
+    else:
+        splits = {split: count_split(path / split) for split in SPLITS if (path / split).is_dir()}
     return TreeState(path.name, path, splits, info.made_by if info else None)
+
+
+def _counts_from_manifest(tree: Path) -> dict[str, SplitCount]:
+    classes: dict[str, set[str]] = {}
+    images: dict[str, int] = {}
+    size: dict[str, int] = {}
+    for entry in read_manifest(tree):
+        split = entry.path.split("/", 1)[0]
+        classes.setdefault(split, set()).add(entry.wnid)
+        images[split] = images.get(split, 0) + 1
+        size[split] = size.get(split, 0) + entry.bytes
+    return {split: SplitCount(len(classes[split]), images[split], size[split]) for split in sorted(images)}

@@ -274,6 +274,11 @@ def test_cli_prepare_on_the_sample(official_root, tmp_path):
     assert summary["trees"][0]["images"] == {"train": 39, "val": 26}
     again = run("--root", str(root), "--size", "32", "--resize", "squash")
     assert again.exit_code == 0 and "shards were already done" in again.stdout
+    info = runner.invoke(app, ["info", "--root", str(root), "--json"])
+    [tree] = json.loads(info.stdout)["trees"]
+    assert tree["images"] == 65 and tree["splits"]["val"]["classes"] == 13
+    assert (tree["made_by"]["mode"], tree["made_by"]["size"]) == ("squash", "32")
+    assert "squash 32, jpeg q90" in runner.invoke(app, ["info", "--root", str(root)]).stdout
 
 
 def test_cli_bad_size_is_a_usage_error(tmp_path):
