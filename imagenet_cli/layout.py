@@ -47,7 +47,9 @@ def _image_trees(parent: Path, exclude: set[str]) -> list[Path]:
     return [
         child
         for child in sorted(parent.iterdir())
-        if child.is_dir() and child.name not in exclude and any((child / s).is_dir() for s in SPLITS)
+        # Hidden folders are work in progress (a subset being staged), never a finished tree.
+        if child.is_dir() and not child.name.startswith(".") and child.name not in exclude
+        and any((child / s).is_dir() for s in SPLITS)
     ]
 
 

@@ -180,6 +180,15 @@ def test_moving_the_root_keeps_the_links(root, tmp_path):
     assert verify(moved, paths=[moved / "subsets" / "classes3-seed0"], deep=True).ok
 
 
+def test_an_interrupted_subset_leaves_nothing_that_counts(root):
+    staged = root / "subsets" / ".classes3-seed0.999.tmp" / "train" / "n01440764"
+    staged.mkdir(parents=True)  # what a run killed while linking leaves behind
+    assert verify(root).ok and len(verify(root).checks) == 5  # 4 archives and the 64 tree, no staging
+    result = subset(root, classes="3")
+    assert not staged.parent.parent.exists(), "the next run clears it"
+    assert verify(root, paths=[result.path]).ok
+
+
 def test_subset_of_a_subset(root):
     outer = subset(root, classes="6")
     inner = subset(root, classes="3", source=outer.path, out=root / "subsets" / "inner")
