@@ -243,6 +243,14 @@ def _plan(downloads: Path, source: Path | None, splits, labels) -> tuple[str, li
     )
 
 
+def _val_label(labels: tuple[str, ...], name: str, where: str) -> str:
+    """The WNID of a val image from its file name; anything else in a val folder is an input error."""
+    try:
+        return labels[catalogue.val_number(name) - 1]
+    except InvalidArgumentError:
+        raise ArchiveError(f"{where}: not an ILSVRC2012_val_<8 digits>.JPEG file, so it has no label") from None
+
+
 def _refuse_listing(where: str, why: str) -> None:
     raise ArchiveError(f"{where}: refused: {why}")
 
@@ -261,7 +269,7 @@ def _plan_official(train: Path, val: Path, splits, labels) -> list[Shard]:
         by_class = collections.defaultdict(list)
         for member in archives.tar_headers(val, _refuse_listing):
             name = member.name.rsplit("/", 1)[-1]
-            by_class[labels[catalogue.val_number(name) - 1]].append((name, member.offset_data, member.size))
+            by_class[_val_label(labels, name, f"{val.name}:{member.name}")].append((name, member.offset_data, member.size))
         shards += [Shard("val", w, len(m), TarMembers(val, tuple(m))) for w, m in by_class.items()]
     return sorted(shards, key=lambda s: (s.split, s.wnid))
 
@@ -281,7 +289,9 @@ def _plan_kaggle(path: Path, splits, labels) -> list[Shard] | _StreamedShards:
                 _refuse_listing(f"{path.name}:{info.filename}", why)
             split, wnid, name = where
             if split == "val":
-                wnid = labels[catalogue.val_number(name) - 1]
+                wnid = _val_label(labels, name, f"{path.name}:{info.filename}")
+            elif not catalogue.is_wnid(wnid):
+                raise ArchiveError(f"{path.name}:{info.filename} is not in a class folder named by WNID")
             by_shard[split, wnid].append((name, info.header_offset, info.compress_type, info.compress_size, info.CRC))
     return [Shard(s, w, len(m), ZipMembers(path, tuple(m))) for (s, w), m in sorted(by_shard.items())]
 
@@ -328,7 +338,7 @@ class _StreamedShards:
                             train_class, train_items = wnid, []
                         train_items.append((name, None, data.read(), None))
                     else:
-                        wnid = self.labels[catalogue.val_number(name) - 1]
+                        wnid = _val_label(self.labels, name, f"{origin}:{member.name}")
                         val_items.append((name, wnid, data.read(), None))
                         if len(val_items) == self.VAL_PART:
                             yield self._shard("val", None, val_items, part)
@@ -359,7 +369,7 @@ def _plan_tree(source: Path, splits, labels) -> tuple[str, list[Shard]]:
         for dirpath, _, names in os.walk(split_dir):
             for name in sorted(names):
                 if split == "val":
-                    wnid = labels[catalogue.val_number(name) - 1]
+                    wnid = _val_label(labels, name, os.path.join(dirpath, name))
                 else:
                     wnid = Path(dirpath).name
                     if not catalogue.is_wnid(wnid):

@@ -293,3 +293,12 @@ def test_kaggle_2019_layout_gives_the_same_tree(prepared_official, kaggle2019_ro
     assert (root / "224" / manifest.MANIFEST).read_text() == (prepared_official / manifest.MANIFEST).read_text()
     again = prepare(root, ["224"], workers=2)
     assert again.shards_run == 0 and again.shards_done_before == result.shards_run
+
+
+def test_a_stray_file_in_val_is_named(official_root, tmp_path):
+    source = image_folder(tmp_path, official_root)
+    (source / "val" / "n01440764" / "notes.txt").write_text("not an image")
+    result = run("--root", str(tmp_path / "root"), "--from", str(source), "--size", "64")
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert "val/n01440764/notes.txt: not an ILSVRC2012_val_<8 digits>.JPEG file" in line
