@@ -12,7 +12,7 @@ import collections
 from collections.abc import Iterator
 from pathlib import Path
 
-from . import archives, catalogue, hashing
+from . import archives, catalogue, hashing, zip_entries
 from .findings import Check
 from .images import decode_problem
 from .progress import SILENT, Progress
@@ -220,40 +220,41 @@ def _compare_val_labels(check: Check, where: str, labels, unit: str) -> None:
 
 def _check_kaggle_zip(check: Check, path: Path, expected: dict, deep: bool) -> None:
     refuse = _refuser(check)
-    with archives.open_zip(path) as archive:
-        inner = archives.kaggle_inner_tar(archive)
-        if inner is None:
-            _check_kaggle_listing(check, path, archive, expected, refuse)
-        else:
-            check.note(f"the 2019 layout: {inner}")
-    for name in archives.LOC_FILES:
-        if archives.kaggle_text_file(path, name) is None:
+    bundle = archives.kaggle_bundle(path)
+    if bundle.inner is None:
+        _check_kaggle_listing(check, path, expected, refuse)
+    else:
+        check.note(f"the 2019 layout: {bundle.inner.name}")
+    texts = {name: archives.kaggle_text(bundle, name) for name in archives.LOC_FILES}
+    for name, text in texts.items():
+        if text is None:
             check.add("missing", f"{path.name}:{name}", "missing from the bundle")
-    solution = archives.kaggle_text_file(path, "LOC_val_solution.csv")
+    solution = texts["LOC_val_solution.csv"]
     if solution is not None:
         labels = archives.val_solution_labels(solution)
         _compare_val_labels(check, f"{path.name}:LOC_val_solution.csv", sorted(labels.items()), "val image")
         check.note(f"{len(labels):,} val labels in LOC_val_solution.csv against the catalogue")
-    mapping = archives.kaggle_text_file(path, "LOC_synset_mapping.txt")
+    mapping = texts["LOC_synset_mapping.txt"]
     if mapping is not None and [line.split(" ", 1)[0] for line in mapping.splitlines()] != list(catalogue.wnids()):
         check.add("label", f"{path.name}:LOC_synset_mapping.txt", "its class order is not the sorted WNID order")
     if deep:
-        counted = _check_members(check, archives.kaggle_members(path, refuse))
+        counted = _check_members(check, archives.kaggle_members(bundle, refuse))
         check.note("every member read: CRC-32 checked")
-        if inner is not None:
+        if bundle.inner is not None:
             _check_class_counts(check, path, expected, counted)
 
 
-def _check_kaggle_listing(check: Check, path: Path, archive, expected: dict, refuse) -> None:
+def _check_kaggle_listing(check: Check, path: Path, expected: dict, refuse) -> None:
+    """Counts per split and class from the central directory, read as a stream."""
     per_class: collections.Counter[str] = collections.Counter()
     splits: collections.Counter[str] = collections.Counter()
-    for info in archive.infolist():
-        why = archives.zip_member_refusal(info)
+    for entry in zip_entries.entries(path):
+        why = archives.zip_member_refusal(entry)
         if why:
-            refuse(f"{path.name}:{info.filename}", why)
+            refuse(f"{path.name}:{entry.name}", why)
             continue
-        where = archives.kaggle_image_split(info.filename)
-        if where is None or info.is_dir():
+        where = archives.kaggle_image_split(entry.name)
+        if where is None or entry.is_dir:
             continue
         split, wnid, name = where
         splits[split] += 1
@@ -261,9 +262,9 @@ def _check_kaggle_listing(check: Check, path: Path, archive, expected: dict, ref
             per_class[wnid] += 1
             match = archives.TRAIN_NAME.fullmatch(name)
             if not match or match.group(1) != wnid:
-                check.add("misplaced", f"{path.name}:{info.filename}", f"not an image of class {wnid}")
+                check.add("misplaced", f"{path.name}:{entry.name}", f"not an image of class {wnid}")
         elif not (archives.VAL_NAME if split == "val" else archives.TEST_NAME).fullmatch(name):
-            check.add("structure", f"{path.name}:{info.filename}", f"not an ILSVRC2012 {split} file name")
+            check.add("structure", f"{path.name}:{entry.name}", f"not an ILSVRC2012 {split} file name")
     check.counts.update({f"{s}_images": n for s, n in splits.items()})
     _check_class_counts(check, path, expected, per_class)
     for split in ("val", "test"):

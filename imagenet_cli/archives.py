@@ -16,14 +16,13 @@ import io
 import posixpath
 import re
 import tarfile
-import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from . import catalogue
+from . import catalogue, zip_entries
 from .errors import ArchiveError
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -95,11 +94,10 @@ def tar_member_refusal(member: tarfile.TarInfo) -> str | None:
     return unsafe_name(member.name)
 
 
-def zip_member_refusal(info: zipfile.ZipInfo) -> str | None:
-    mode = info.external_attr >> 16
-    if mode and (mode & 0o170000) not in (0, 0o100000, 0o040000):
+def zip_member_refusal(entry: zip_entries.ZipEntry) -> str | None:
+    if entry.mode and (entry.mode & 0o170000) not in (0, 0o100000, 0o040000):
         return "a symlink or special file, not a regular file"
-    return unsafe_name(info.filename)
+    return unsafe_name(entry.name)
 
 
 def tar_files(tar: tarfile.TarFile, origin: str, refuse: Refuse) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
@@ -187,17 +185,23 @@ def devkit_ground_truth(path: Path) -> list[int]:
 # --- the Kaggle zip ----------------------------------------------------------------------------
 
 
-def open_zip(path: Path) -> zipfile.ZipFile:
-    try:
-        return zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as error:
-        raise ArchiveError(f"{path.name} is not a readable zip ({error})") from error
+@dataclass(frozen=True)
+class KaggleBundle:
+    """What one pass over the Kaggle zip's central directory finds: its layout and its LOC files."""
+
+    path: Path
+    inner: zip_entries.ZipEntry | None  # the 2019 layout's single tar.gz; None: the tree is in the zip
+    loc_files: dict[str, zip_entries.ZipEntry]
 
 
-def kaggle_inner_tar(archive: zipfile.ZipFile) -> str | None:
-    """The 2019 layout's single inner tar.gz, or None for the layout with the tree in the zip."""
-    names = [n for n in archive.namelist() if n.rstrip("/").endswith(KAGGLE_INNER_TAR)]
-    return names[0] if names else None
+def kaggle_bundle(path: Path) -> KaggleBundle:
+    inner, loc_files = None, {}
+    for entry in zip_entries.entries(path):
+        if entry.name.rstrip("/").endswith(KAGGLE_INNER_TAR):
+            inner = entry
+        elif entry.name in LOC_FILES:
+            loc_files[entry.name] = entry
+    return KaggleBundle(path, inner, loc_files)
 
 
 def kaggle_image_split(member: str) -> tuple[str, str | None, str] | None:
@@ -212,60 +216,50 @@ def kaggle_image_split(member: str) -> tuple[str, str | None, str] | None:
     return None
 
 
-def kaggle_members(path: Path, refuse: Refuse) -> Iterator[Member]:
-    """Every image of the Kaggle zip, either layout; zip members are read (and CRC-checked) one at a time."""
-    archive = open_zip(path)
-    with archive:
-        inner = kaggle_inner_tar(archive)
-        if inner is not None:
-            yield from _kaggle_inner_tar_members(archive, inner, path, refuse)
-            return
-        for info in archive.infolist():
-            why = zip_member_refusal(info)
+def kaggle_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[Member]:
+    """Every image of the Kaggle zip, either layout, read (and CRC-checked) one at a time."""
+    if bundle.inner is not None:
+        yield from kaggle_inner_tar_members(bundle, refuse)
+        return
+    path = bundle.path
+    with open(path, "rb") as file:
+        for entry in zip_entries.entries(path):
+            why = zip_member_refusal(entry)
             if why:
-                refuse(f"{path.name}:{info.filename}", why)
+                refuse(f"{path.name}:{entry.name}", why)
                 continue
-            where = kaggle_image_split(info.filename)
-            if where is None or info.is_dir():
+            where = kaggle_image_split(entry.name)
+            if where is None or entry.is_dir:
                 continue
             split, wnid, name = where
-            origin = f"{path.name}:{info.filename}"
+            origin = f"{path.name}:{entry.name}"
             try:
-                yield Member(split, wnid, name, read_zip_member(archive, info, path), origin)
+                yield Member(split, wnid, name, zip_entries.read(file, entry), origin)
             except ArchiveError as error:  # one bad member: name it and go on with the rest
-                yield Member(split, wnid, name, b"", origin, damage=str(error.__cause__ or error))
+                yield Member(split, wnid, name, b"", origin, damage=str(error))
 
 
-def read_zip_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: Path) -> bytes:
-    """A member's bytes; zipfile checks its CRC-32 as the last byte is read."""
-    try:
-        with archive.open(info) as member:
-            return member.read()
-    except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as error:
-        raise ArchiveError(f"{path.name}:{info.filename} is damaged ({error})") from error
+def kaggle_inner_tar_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[Member]:
+    """The 2019 layout's images, streamed through the inner tar.gz from start to end."""
+    origin = f"{bundle.path.name}:{bundle.inner.name}"
+    with open(bundle.path, "rb") as file, zip_entries.open_member(file, bundle.inner) as raw:
+        with tarfile.open(fileobj=raw, mode="r|gz") as tar:
+            for member, data in tar_files(tar, origin, refuse):
+                where = kaggle_image_split(member.name.lstrip("./"))
+                if where is not None:
+                    split, wnid, name = where
+                    yield Member(split, wnid, name, data.read(), f"{origin}:{member.name}")
 
 
-def _kaggle_inner_tar_members(archive: zipfile.ZipFile, inner: str, path: Path, refuse: Refuse) -> Iterator[Member]:
-    origin = f"{path.name}:{inner}"
-    with archive.open(inner) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
-        for member, data in tar_files(tar, origin, refuse):
-            where = kaggle_image_split(member.name.lstrip("./"))
-            if where is not None:
-                split, wnid, name = where
-                yield Member(split, wnid, name, data.read(), f"{origin}:{member.name}")
-
-
-def kaggle_text_file(path: Path, name: str) -> str | None:
+def kaggle_text(bundle: KaggleBundle, name: str) -> str | None:
     """A top-level LOC_* file of the Kaggle bundle, from either layout; None when absent."""
-    archive = open_zip(path)
-    with archive:
-        if name in archive.namelist():
-            return read_zip_member(archive, archive.getinfo(name), path).decode("utf-8")
-        inner = kaggle_inner_tar(archive)
-        if inner is None:
+    with open(bundle.path, "rb") as file:
+        if name in bundle.loc_files:
+            return zip_entries.read(file, bundle.loc_files[name]).decode("utf-8")
+        if bundle.inner is None:
             return None
-        with archive.open(inner) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
-            for member in tar:
+        with zip_entries.open_member(file, bundle.inner) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
+            for member in tar:  # the LOC files come first in the real tar: this stops early
                 if member.isfile() and member.name.lstrip("./") == name:
                     return tar.extractfile(member).read().decode("utf-8")
     return None

@@ -17,13 +17,12 @@ import contextlib
 import dataclasses
 import heapq
 import json
-import tarfile
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import archives, atomic, catalogue, manifest
+from . import archives, atomic, catalogue, manifest, zip_entries
 from .errors import ArchiveError, InvalidArgumentError, LabelConflictError, MissingInputError, OverwriteRefusedError
 from .images import FILTERS, FORMATS, FULL, MODES, Recipe
 from .layout import Root
@@ -103,7 +102,7 @@ def prepare(
         _claim(tree, recipe)
 
     workers = workers or os.cpu_count() or 1
-    if isinstance(shards, _StreamedShards):
+    if isinstance(shards, _ShardStream):
         result = PrepareResult(described, label_source)
         with progress.task("preparing images", total=None, unit="img") as advance:
             run_shards(shards.pending(trees), recipe, trees, workers, _counting(result, advance))
@@ -222,7 +221,7 @@ def _loc_val_solution(downloads: Path, source: Path | None) -> str | None:
                 return candidate.read_text()
         return None
     zip_path = downloads / archives.KAGGLE_ZIP
-    return archives.kaggle_text_file(zip_path, "LOC_val_solution.csv") if zip_path.is_file() else None
+    return archives.kaggle_text(archives.kaggle_bundle(zip_path), "LOC_val_solution.csv") if zip_path.is_file() else None
 
 
 # --- planning ----------------------------------------------------------------------------------
@@ -274,77 +273,115 @@ def _plan_official(train: Path, val: Path, splits, labels) -> list[Shard]:
     return sorted(shards, key=lambda s: (s.split, s.wnid))
 
 
-def _plan_kaggle(path: Path, splits, labels) -> list[Shard] | _StreamedShards:
-    by_shard = collections.defaultdict(list)
-    with archives.open_zip(path) as archive:
-        inner = archives.kaggle_inner_tar(archive)
-        if inner is not None:
-            return _StreamedShards(path, inner, splits, labels)
-        for info in archive.infolist():
-            where = archives.kaggle_image_split(info.filename)
-            if where is None or info.is_dir() or where[0] not in splits:
-                continue
-            why = archives.zip_member_refusal(info)
-            if why:
-                _refuse_listing(f"{path.name}:{info.filename}", why)
-            split, wnid, name = where
-            if split == "val":
-                wnid = _val_label(labels, name, f"{path.name}:{info.filename}")
-            elif not catalogue.is_wnid(wnid):
-                raise ArchiveError(f"{path.name}:{info.filename} is not in a class folder named by WNID")
-            by_shard[split, wnid].append((name, info.header_offset, info.compress_type, info.compress_size, info.CRC))
-    return [Shard(s, w, len(m), ZipMembers(path, tuple(m))) for (s, w), m in sorted(by_shard.items())]
+def _plan_kaggle(path: Path, splits, labels) -> _ShardStream:
+    bundle = archives.kaggle_bundle(path)
+    if bundle.inner is not None:
+        return _KaggleTarGzShards(bundle, splits, labels)
+    return _KaggleZipShards(bundle, splits, labels)
 
 
-class _StreamedShards:
-    """Shards cut from the 2019 layout's inner tar.gz, which can only be read from start to end.
+class _ShardStream:
+    """Shards cut while the input is read, for inputs too large to list in memory first.
 
-    The parent reads it once: a train class becomes a shard when its members end (the tar holds
-    each class folder together), val becomes shards of ``VAL_PART`` images in stream order. Shards
-    done in an earlier run are read past, not redone. Memory holds the shards in flight only.
+    The Kaggle bundle has ~2 M members: its central directory (or, in the 2019 layout, its inner
+    tar.gz) is read once, as a stream. A train class becomes a shard when its members end — the
+    bundle keeps each class folder together — so memory holds one class at a time.
     """
 
-    VAL_PART = 500
-
-    def __init__(self, path: Path, inner: str, splits, labels) -> None:
-        self.path, self.inner, self.splits, self.labels = path, inner, splits, labels
+    def __init__(self, bundle: archives.KaggleBundle, splits, labels) -> None:
+        self.bundle, self.splits, self.labels = bundle, splits, labels
         self.seen: list[Shard] = []
 
     def pending(self, trees: dict[str, Path]):
+        """The shards not yet done in every tree; all of them are remembered in ``seen``."""
         for shard in self._cut():
             self.seen.append(shard)
             if not all(is_done(tree, shard) for tree in trees.values()):
                 yield shard
 
     def _cut(self):
-        origin = f"{self.path.name}:{self.inner}"
-        train_class, train_items, finished = None, [], set()
-        val_items, part = [], 0
+        raise NotImplementedError
+
+
+class _ClassRuns:
+    """Collects train items class by class; a class that comes back after another is an error."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin, self.current, self.items, self.finished = origin, None, [], set()
+
+    def add(self, wnid: str, item) -> tuple[str, list] | None:
+        """Adds an item; returns the previous class's (wnid, items) when this one starts a new run."""
+        done = None
+        if wnid != self.current:
+            if wnid in self.finished:
+                raise ArchiveError(f"{self.origin}: the images of {wnid} are not stored together")
+            done = self.flush()
+            self.current, self.items = wnid, []
+        self.items.append(item)
+        return done
+
+    def flush(self) -> tuple[str, list] | None:
+        if self.current is None:
+            return None
+        self.finished.add(self.current)
+        run, self.current = (self.current, self.items), None
+        return run
+
+
+class _KaggleZipShards(_ShardStream):
+    """The current layout: zip members listed from the central directory, read by offset."""
+
+    def _cut(self):
+        path = self.bundle.path
+        runs, val = _ClassRuns(path.name), collections.defaultdict(list)
+        for entry in zip_entries.entries(path):
+            where = archives.kaggle_image_split(entry.name)
+            if where is None or entry.is_dir or where[0] not in self.splits:
+                continue
+            why = archives.zip_member_refusal(entry)
+            if why:
+                _refuse_listing(f"{path.name}:{entry.name}", why)
+            split, wnid, name = where
+            if split == "val":
+                val[_val_label(self.labels, name, f"{path.name}:{entry.name}")].append((name, entry))
+                continue
+            if not catalogue.is_wnid(wnid):
+                raise ArchiveError(f"{path.name}:{entry.name} is not in a class folder named by WNID")
+            finished = runs.add(wnid, (name, entry))
+            if finished:
+                yield Shard("train", finished[0], len(finished[1]), ZipMembers(path, tuple(finished[1])))
+        finished = runs.flush()
+        if finished:
+            yield Shard("train", finished[0], len(finished[1]), ZipMembers(path, tuple(finished[1])))
+        for wnid, members in sorted(val.items()):  # 50,000 small records at most
+            yield Shard("val", wnid, len(members), ZipMembers(path, tuple(members)))
+
+
+class _KaggleTarGzShards(_ShardStream):
+    """The 2019 layout: one inner tar.gz, read from start to end; val cut in stretches of VAL_PART."""
+
+    VAL_PART = 500
+
+    def _cut(self):
+        origin = f"{self.bundle.path.name}:{self.bundle.inner.name}"
+        runs, val_items, part = _ClassRuns(origin), [], 0
         refused: list = []
-        with archives.open_zip(self.path) as archive, archive.open(self.inner) as raw:
-            with tarfile.open(fileobj=raw, mode="r|gz") as tar:
-                for member, data in archives.tar_files(tar, origin, lambda where, why: refused.append((where, why))):
-                    where = archives.kaggle_image_split(member.name.lstrip("./"))
-                    if where is None or where[0] not in self.splits:
-                        continue
-                    split, wnid, name = where
-                    if split == "train":
-                        if wnid != train_class:
-                            if train_class is not None:
-                                yield self._shard("train", train_class, train_items)
-                                finished.add(train_class)
-                            if wnid in finished:
-                                raise ArchiveError(f"{origin}: the images of {wnid} are not stored together")
-                            train_class, train_items = wnid, []
-                        train_items.append((name, None, data.read(), None))
-                    else:
-                        wnid = _val_label(self.labels, name, f"{origin}:{member.name}")
-                        val_items.append((name, wnid, data.read(), None))
-                        if len(val_items) == self.VAL_PART:
-                            yield self._shard("val", None, val_items, part)
-                            val_items, part = [], part + 1
-        if train_class is not None:
-            yield self._shard("train", train_class, train_items)
+        for member in archives.kaggle_inner_tar_members(self.bundle, lambda where, why: refused.append((where, why))):
+            if member.split not in self.splits:
+                continue
+            if member.split == "train":
+                finished = runs.add(member.wnid, (member.name, None, member.data, None))
+                if finished:
+                    yield self._shard("train", *finished)
+            else:
+                wnid = _val_label(self.labels, member.name, member.origin)
+                val_items.append((member.name, wnid, member.data, None))
+                if len(val_items) == self.VAL_PART:
+                    yield self._shard("val", None, val_items, part)
+                    val_items, part = [], part + 1
+        finished = runs.flush()
+        if finished:
+            yield self._shard("train", *finished)
         if val_items:
             yield self._shard("val", None, val_items, part)
         if refused:

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import os
 import posixpath
-import struct
 import tarfile
-import zipfile
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import archives
+from . import archives, zip_entries
 
 # (file name, its WNID or None for the shard's, bytes or None, why it could not be read or None)
 Item = tuple[str, str | None, bytes | None, str | None]
@@ -85,37 +82,18 @@ class TarMembers:
 
 @dataclass(frozen=True)
 class ZipMembers:
-    """Members of the Kaggle zip by local header offset; the CRC-32 of each is checked."""
+    """Members of the Kaggle zip, read from their local headers; the CRC-32 of each is checked."""
 
     path: Path
-    members: tuple[tuple[str, int, int, int, int], ...]  # (name, header offset, method, compressed, crc)
+    members: tuple[tuple[str, zip_entries.ZipEntry], ...]  # (file name, entry)
 
     def items(self) -> Iterator[Item]:
         with open(self.path, "rb") as file:
-            for name, header_offset, method, compressed, crc in self.members:
+            for name, entry in self.members:
                 try:
-                    yield name, None, _read_zip_member(file, header_offset, method, compressed, crc), None
-                except (OSError, ValueError, zlib.error) as error:
+                    yield name, None, zip_entries.read(file, entry), None
+                except archives.ArchiveError as error:
                     yield name, None, None, f"damaged zip member ({error})"
-
-
-def _read_zip_member(file, header_offset: int, method: int, compressed: int, crc: int) -> bytes:
-    file.seek(header_offset)
-    header = file.read(30)
-    if len(header) != 30 or header[:4] != b"PK\x03\x04":
-        raise ValueError("no local file header where the central directory says")
-    name_length, extra_length = struct.unpack("<HH", header[26:30])
-    file.seek(name_length + extra_length, os.SEEK_CUR)
-    raw = file.read(compressed)
-    if method == zipfile.ZIP_STORED:
-        data = raw
-    elif method == zipfile.ZIP_DEFLATED:
-        data = zlib.decompress(raw, -15)
-    else:
-        raise ValueError(f"compression method {method} is not supported")
-    if zlib.crc32(data) != crc:
-        raise ValueError("bad CRC-32")
-    return data
 
 
 @dataclass(frozen=True)
