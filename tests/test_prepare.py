@@ -302,3 +302,23 @@ def test_a_stray_file_in_val_is_named(official_root, tmp_path):
     assert result.exit_code == 1
     [line] = result.stderr.splitlines()
     assert "val/n01440764/notes.txt: not an ILSVRC2012_val_<8 digits>.JPEG file" in line
+
+
+def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
+    from imagenet_cli.download import download_sample
+
+    download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
+    markers = tmp_path / "64" / ".shards"
+    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--size", "64", "--workers", "2"]
+    # A session of its own, so the signal goes to the whole group, as a terminal's Ctrl-C does.
+    process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and len(list(markers.glob("*.json"))) < 2:
+        time.sleep(0.02)
+    os.killpg(process.pid, signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept"
+    result = prepare(tmp_path, ["64"], workers=2)
+    assert result.shards_done_before >= 2 and verify(tmp_path, paths=[tmp_path / "64"]).ok
