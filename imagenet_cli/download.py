@@ -47,7 +47,7 @@ class FetchedFile:
     status: str
     md5: str | None = None
     xxh3_64: str | None = None
-    transferred: int = 0  # bytes received in this run
+    transferred: int = 0  # bytes received in this run (with --dry-run: that would be received)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class DownloadResult:
     to_fetch_bytes: int = field(init=False, default=0)
 
     def __post_init__(self) -> None:
-        pending = (f.bytes or 0 for f in self.files if f.status in (WOULD_FETCH, WOULD_RESUME))
+        pending = (f.transferred for f in self.files if f.status in (WOULD_FETCH, WOULD_RESUME))
         object.__setattr__(self, "to_fetch_bytes", sum(pending))
 
 
@@ -231,7 +231,8 @@ def _fetch_all(
     for plan, endpoint in plans:
         if dry_run:
             status = WOULD_RESUME if plan.done else WOULD_FETCH
-            results[plan.remote.name] = FetchedFile(plan.remote.name, plan.path, plan.identity.size, status)
+            missing = plan.missing_bytes or 0
+            results[plan.remote.name] = FetchedFile(plan.remote.name, plan.path, plan.identity.size, status, transferred=missing)
             continue
         outcome = run_transfer(plan, endpoint, connections, progress)
         record = write_record(

@@ -47,10 +47,6 @@ def record_path(archive: Path) -> Path:
     return archive.with_name(archive.name + RECORD_SUFFIX)
 
 
-def is_record(path: Path) -> bool:
-    return path.name.endswith(RECORD_SUFFIX)
-
-
 def write_record(archive: Path, digests: dict[str, str], source: str, **extra) -> DownloadRecord:
     stat = archive.stat()
     record = DownloadRecord(

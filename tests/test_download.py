@@ -170,6 +170,11 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
         assert info["next_step"] == "download" and info["archives"] == []
 
         server.faults.rate = None
+        have = sum(min((i + 1) * done["chunk_size"], size) - i * done["chunk_size"] for i in done["done"])
+        dry = run(*command[3:], "--base-url", server.base_url, "--dry-run", "--json")
+        [planned] = json.loads(dry.stdout)["files"]
+        assert (planned["status"], planned["transferred"]) == ("would resume", size - have)
+        sent_first = server.sent_bytes  # the dry run's probe
         completed = subprocess.run([*command, "--base-url", server.base_url, "--json"], env=env,
                                    capture_output=True, text=True, timeout=120)  # fmt: skip
         assert completed.returncode == 0, completed.stderr
@@ -177,7 +182,6 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
 
     assert (tmp_path / "downloads" / sample.TRAIN_TAR).read_bytes() == files[sample.TRAIN_TAR]
     assert fetched["status"] == "resumed"
-    have = sum(min((i + 1) * done["chunk_size"], size) - i * done["chunk_size"] for i in done["done"])
     assert fetched["transferred"] == size - have
     # The server sent the rest once: what the journal lacked, plus the probe's byte.
     assert server.sent_bytes - sent_first == size - have + 1

@@ -17,7 +17,6 @@ GRAY = "gray"  # single-channel JPEG
 PROGRESSIVE = "progressive"  # progressive JPEG
 CMYK = "cmyk"  # Adobe CMYK JPEG (22 train files and one val file)
 PNG = "png"  # a PNG file named .JPEG (n02105855_2933.JPEG)
-KINDS = (RGB, GRAY, PROGRESSIVE, CMYK, PNG)
 
 
 @dataclass(frozen=True)
