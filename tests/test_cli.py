@@ -45,6 +45,13 @@ def test_every_command_help_has_examples(name):
             assert option in result.output
 
 
+def test_version():
+    from imagenet_cli import __version__
+
+    result = run("--version")
+    assert result.exit_code == 0 and result.stdout == f"imagenet {__version__}\n"
+
+
 def test_no_arguments_shows_help():
     result = run()
     assert "Usage: imagenet" in result.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from . import classes, download, info, prepare, subset, verify
@@ -16,6 +18,23 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"imagenet {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", callback=_print_version, is_eager=True)
+    ] = False,
+) -> None:
+    """ImageNet ILSVRC-2012 from its sources to a training-ready tree: fast, verified, nothing lost."""
+
 
 # In the order of the pipeline; each command's Examples block is its help epilog.
 app.command("download", epilog=download.EXAMPLES)(download.download)
