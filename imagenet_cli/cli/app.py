@@ -10,7 +10,6 @@ from . import classes, download, info, prepare, subset, verify
 
 app = typer.Typer(
     name="imagenet",
-    help="ImageNet ILSVRC-2012 from its sources to a training-ready tree: fast, verified, nothing lost.",
     epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 problems found, 130 interrupted.",
     no_args_is_help=True,
     add_completion=True,  # --install-completion; the same scripts ship in completions/
