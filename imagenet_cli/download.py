@@ -104,7 +104,7 @@ def download_sample(
         log.info("the sample in %s was generated with these options already: keeping it", downloads)
         return DownloadResult("sample", downloads, [_recorded(p, r, KEPT) for p, r in records.items()])
 
-    log.info("generating a %s-layout sample of %d classes in %s", layout, len(options.classes), downloads)
+    log.info("generating the sample (%s layout, %d classes) in %s", layout, len(options.classes), downloads)
     files = []
     for path in sample.write_sample(downloads, layout, options, progress):
         digests = hashing.hash_file(path, progress=progress)

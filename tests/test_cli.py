@@ -258,3 +258,15 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_archive(tmp_path):
     assert stderr.strip().startswith("imagenet: interrupted — try the same command again")
     assert "Traceback" not in stderr
     assert [p.name for p in downloads.iterdir()] == [], "no temporary or half-written file is left"
+
+
+def test_verbose_says_more_on_stderr_and_quiet_says_nothing(tmp_path):
+    args = ["download", "--source", "sample", "--root", str(tmp_path), "--classes", "tench", "--per-class", "1",
+            "--val-per-class", "1", "--test-images", "0"]  # fmt: skip
+    first = run(*args, "-v")
+    assert first.exit_code == 0 and "imagenet: generating the sample (official layout, 1 classes)" in first.stderr
+    again = run(*args, "-v")
+    assert "was generated with these options already: keeping it" in again.stderr
+    assert "archive" in again.stdout, "results stay on stdout"
+    quiet = run(*args, "-q")
+    assert quiet.stderr == ""
