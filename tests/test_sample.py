@@ -225,3 +225,19 @@ def test_kaggle_2019_zip_holds_one_tar_gz_with_the_same_files(kaggle_root, kaggl
     with zipfile.ZipFile(kaggle_root / "downloads" / sample.KAGGLE_ZIP) as archive:
         current = {name: archive.read(name) for name in archive.namelist()}
     assert inner == current
+
+
+def test_devkit_meta_mat_reads_as_torchvision_reads_it(official_root):
+    """torchvision's ImageNet loader: loadmat(squeeze_me=True), leaves by num_children, then ID/WNID/words."""
+    import scipy.io
+
+    members = {m.name: d for m, d in tar_members(official_root / "downloads" / sample.DEVKIT)}
+    meta = scipy.io.loadmat(io.BytesIO(members["ILSVRC2012_devkit_t12/data/meta.mat"]), squeeze_me=True)["synsets"]
+    assert meta.dtype.names == sample.META_FIELDS
+    nums_children = list(zip(*meta))[4]
+    leaves = [meta[i] for i, n in enumerate(nums_children) if n == 0]
+    ids, wnids, words = list(zip(*leaves))[:3]
+    assert len(leaves) == 1000 and list(ids) == list(range(1, 1001))
+    assert wnids[0] == "n02119789" and words[0] == "kit fox, Vulpes macrotis"
+    assert all(catalogue.by_devkit_id(int(i)).wnid == w for i, w in zip(ids, wnids))
+    assert all(tuple(w.split(", ")) == catalogue.by_wnid(n).names for n, w in zip(wnids, words))
