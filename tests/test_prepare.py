@@ -245,11 +245,12 @@ def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
     source = tmp_path / "source"
     download_sample(source, **options)
     clean = copy_downloads(source, tmp_path / "clean")
-    prepare(clean, ["64"], workers=2)
+    prepare(clean, ["64"], filter="lanczos", workers=2)
 
     killed = copy_downloads(source, tmp_path / "killed")
     markers = killed / "64" / ".shards"
-    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(killed), "--size", "64", "--workers", "1"]
+    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(killed), "--size", "64",
+               "--filter", "lanczos", "--workers", "1"]  # fmt: skip
     process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(markers.glob("train-*.json"))) < 3:
@@ -258,7 +259,7 @@ def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
     process.wait(timeout=30)
     assert 3 <= len(list(markers.glob("*-*.json"))) < 20, "killed midway"
 
-    result = prepare(killed, ["64"], workers=2)
+    result = prepare(killed, ["64"], filter="lanczos", workers=2)
     assert result.shards_done_before >= 3
     assert (killed / "64" / manifest.MANIFEST).read_text() == (clean / "64" / manifest.MANIFEST).read_text()
     assert not list((killed / "64").rglob(".*.tmp")), "no leftovers of the killed run"
@@ -309,7 +310,9 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
 
     download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
     markers = tmp_path / "64" / ".shards"
-    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--size", "64", "--workers", "2"]
+    # Lanczos from a full decode: slow enough per image that the run is still going when signalled.
+    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--size", "64",
+               "--filter", "lanczos", "--workers", "2"]  # fmt: skip
     # A session of its own, so the signal goes to the whole group, as a terminal's Ctrl-C does.
     process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, start_new_session=True,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -320,5 +323,5 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept"
-    result = prepare(tmp_path, ["64"], workers=2)
+    result = prepare(tmp_path, ["64"], filter="lanczos", workers=2)
     assert result.shards_done_before >= 2 and verify(tmp_path, paths=[tmp_path / "64"]).ok
