@@ -32,3 +32,11 @@ def kaggle2019_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kaggle2019")
     download_sample(root, layout="kaggle-2019", **SMALL)
     return root
+
+
+def default_sigint() -> None:
+    """``preexec_fn`` for subprocesses that are sent SIGINT: a test run started in the background
+    inherits SIGINT ignored, and a child that starts with it ignored never sees Ctrl-C."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

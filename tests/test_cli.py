@@ -16,6 +16,7 @@ from imagenet_cli.cli.app import app
 from imagenet_cli.cli.errors import ERROR_TABLE, message_for, rule_for
 from imagenet_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ImagenetError
 
+from .conftest import default_sigint
 from .docs import command_names
 
 runner = CliRunner()
@@ -247,7 +248,8 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_archive(tmp_path):
     env = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
     command = [sys.executable, "-m", "imagenet_cli", "download", "--source", "sample", "--root", str(tmp_path),
                "--per-class", "300", "--classes", "imagenette"]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=default_sigint)  # fmt: skip
     downloads = tmp_path / "downloads"
     deadline = time.monotonic() + 60
     while not (downloads.is_dir() and any(downloads.iterdir())) and time.monotonic() < deadline:

@@ -20,6 +20,7 @@ from imagenet_cli.records import read_record
 from imagenet_cli.sources import kaggle, sample
 from imagenet_cli.sources.kaggle import find_credentials
 
+from .conftest import default_sigint
 from .servers import FakeKaggle, FileServer
 
 runner = CliRunner()
@@ -203,7 +204,7 @@ def test_ctrl_c_stops_cleanly_keeps_the_state_and_exits_130(official_files, chec
         server.faults.rate = 2 << 20
         command = [sys.executable, "-m", "imagenet_cli", "download", "--source", "official", "--files", sample.TRAIN_TAR,
                    "--checksums", str(checksums), "--root", str(tmp_path), "--base-url", server.base_url]  # fmt: skip
-        process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+        process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, preexec_fn=default_sigint,
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         deadline = time.monotonic() + 60
         while not (journal.exists() and json.loads(journal.read_text())["done"]) and time.monotonic() < deadline:

@@ -25,7 +25,7 @@ from imagenet_cli.sources import sample
 from imagenet_cli.verify import verify
 
 from .builders import set_devkit_line
-from .conftest import SMALL
+from .conftest import SMALL, default_sigint
 
 runner = CliRunner()
 
@@ -315,7 +315,7 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
                "--filter", "lanczos", "--workers", "2"]  # fmt: skip
     # A session of its own, so the signal goes to the whole group, as a terminal's Ctrl-C does.
     process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               preexec_fn=default_sigint, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(markers.glob("*.json"))) < 2:
         time.sleep(0.02)
