@@ -101,7 +101,10 @@ def subset(
         counts = {s: v["images"] for s, v in info.splits.items()} if info else {}
         return SubsetResult(destination, tree, len(chosen), counts, "kept")
 
-    selection = _Selection(tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short)
+    # A label-fraction list asked for on its own is the whole list: files of classes the tree lacks
+    # are missing too. With --classes, only those classes' part of the list is wanted.
+    listed_classes = set(chosen) if classes is not None else set(catalogue.wnids())
+    selection = _Selection(tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short, listed_classes)
     if dry_run:
         for _ in selection.files():
             pass
@@ -209,11 +212,11 @@ def _existing_subset(destination: Path) -> dict | None:
 class _Selection:
     """Streams the chosen files, one class folder at a time, from the source manifest or a scan."""
 
-    def __init__(self, tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short) -> None:
+    def __init__(self, tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short, listed_classes) -> None:
         self.tree, self.chosen, self.seed = tree, set(chosen), seed
         self.per_class, self.fraction, self.val_per_class = per_class, fraction, val_per_class
         self.allow_short = allow_short
-        self.listed = _label_fraction(images, self.chosen) if images else None
+        self.listed = _label_fraction(images, listed_classes) if images else None
         self.counts: dict[str, int] = {"train": 0, "val": 0}
         self.missing: list[str] = []
         self.short: dict[str, int] = {}

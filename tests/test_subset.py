@@ -120,11 +120,15 @@ def test_label_fraction_list_on_a_tree_with_only_some_of_its_files(tmp_path):
         path = tree / "train" / name.split("_")[0] / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(pixel.getvalue())
+    two = "n01440764,n01443537"
     with pytest.raises(MissingInputError, match=f"lacks 1 files of the list, e.g. {listed[0].removesuffix('.JPEG')}"):
-        subset(tmp_path / "root", images="1percent")
-    result = subset(tmp_path / "root", images="1percent", allow_short=True)
+        subset(tmp_path / "root", images="1percent", classes=two)
+    result = subset(tmp_path / "root", images="1percent", classes=two, allow_short=True)
     assert result.missing == [listed[0].removesuffix(".JPEG")]
     assert sum(len(v) for v in files(result.path).values()) == len(listed) - 1
+    # Asked for on its own, the list is all 1000 classes: the other 998 classes' files are missing too.
+    whole = subset(tmp_path / "root", images="1percent", allow_short=True)
+    assert len(whole.missing) == 12811 - (len(listed) - 1)
 
 
 def test_link_modes(root):

@@ -1,0 +1,92 @@
+"""Every option not exercised elsewhere, through the real CLI, with its effect checked."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from imagenet_cli import hashing
+from imagenet_cli.cli.app import app
+from imagenet_cli.records import read_record
+from imagenet_cli.sources import sample
+
+runner = CliRunner()
+
+
+def run(*args: str):
+    result = runner.invoke(app, list(args), prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1"})
+    return result
+
+
+@pytest.fixture
+def root(official_root, tmp_path) -> Path:
+    shutil.copytree(official_root / "downloads", tmp_path / "downloads")
+    return tmp_path
+
+
+def test_download_sample_layout_and_seed(tmp_path):
+    result = run("download", "--source", "sample", "--root", str(tmp_path), "--layout", "kaggle-2019", "--seed", "3",
+                 "--classes", "tench", "--per-class", "1", "--val-per-class", "1", "--test-images", "0")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    path = tmp_path / "downloads" / sample.KAGGLE_ZIP
+    with zipfile.ZipFile(path) as archive:
+        assert archive.namelist() == ["imagenet_object_localization_patched2019.tar.gz"]
+    assert read_record(path).details["seed"] == 3 and read_record(path).details["layout"] == "kaggle-2019"
+
+
+def test_verify_algo_and_rehash(root, tmp_path):
+    val = root / "downloads" / sample.VAL_TAR
+    sums = tmp_path / "SUMS"
+    sums.write_text(f"{hashing.hash_file(val, ['sha256'])['sha256']}  {val.name}\n")
+    result = run("verify", str(val), "--checksums", str(sums), "--algo", "sha256", "--json")
+    assert result.exit_code == 0, result.output
+    assert "sha256 against the --checksums file" in json.loads(result.stdout)["checks"][0]["checked"][0]
+    wrong = run("verify", str(val), "--checksums", str(sums), "--algo", "md5")
+    assert wrong.exit_code == 3 and "md5 is" in wrong.stdout  # the sha256 digest read as an md5 cannot match
+    trusted = json.loads(run("verify", str(val), "--json").stdout)["checks"][0]["checked"][0]
+    reread = json.loads(run("verify", str(val), "--rehash", "--json").stdout)["checks"][0]["checked"][0]
+    assert trusted.startswith("digests as recorded") and not reread.startswith("digests as recorded")
+
+
+def test_prepare_format_quality_no_upscale_splits_out(root, tmp_path):
+    out = tmp_path / "elsewhere"
+    result = run("prepare", "--root", str(root), "--size", "600", "--format", "png", "--no-upscale",
+                 "--splits", "val", "--out", str(out), "--workers", "1")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tree = out / "600-png"
+    files = sorted(tree.glob("*/*/*"))
+    assert files and {p.parts[-3] for p in files} == {"val"} and all(p.suffix == ".png" for p in files)
+    with Image.open(files[0]) as image:
+        assert image.format == "PNG" and min(image.size) < 600  # small images kept their size
+    low = run("prepare", "--root", str(root), "--size", "64", "--quality", "20", "--splits", "val", "--workers", "1")
+    high = run("prepare", "--root", str(root), "--size", "64", "--quality", "95", "--splits", "val", "--workers", "1",
+               "--out", str(tmp_path / "high"))  # fmt: skip
+    assert low.exit_code == high.exit_code == 0
+    size = lambda tree: sum(p.stat().st_size for p in tree.glob("val/*/*"))  # noqa: E731
+    assert size(root / "64") < size(tmp_path / "high" / "64") / 2
+
+
+def test_subset_options(root, tmp_path):
+    assert run("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
+    out = tmp_path / "mine"
+    result = run("subset", "--root", str(root), "--from", str(root / "32"), "--classes", "3", "--per-class", "5",
+                 "--allow-short", "--val-per-class", "1", "--seed", "2", "--link", "copy", "--out", str(out), "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["images"] == {"train": 9, "val": 3} and len(summary["short_classes"]) == 3
+    assert all(not p.is_symlink() for p in out.glob("*/*/*"))
+    assert json.loads((out / "subset.json").read_text())["arguments"]["seed"] == 2
+
+
+def test_subset_label_fraction_on_a_tree_without_those_files(root):
+    assert run("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
+    refused = run("subset", "--root", str(root), "--images", "1percent")
+    assert refused.exit_code == 1 and "the tree lacks 12,811 files of the list" in refused.stderr
+    allowed = run("subset", "--root", str(root), "--images", "1percent", "--allow-short")
+    assert allowed.exit_code == 0 and "12,811 listed files are not in the tree" in allowed.stdout
