@@ -10,7 +10,9 @@ moment and re-run leaves the same tree as an uninterrupted one.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
+import signal
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -118,7 +120,7 @@ def run_shards(
             on_done(shard, run_shard(shard, recipe, paths))
         return
     queue: Iterator[Shard] = iter(shards)
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=_leave_ctrl_c_to_the_parent) as pool:
         running: dict[Future, Shard] = {}
         try:
             for shard in _take(queue, 2 * workers):
@@ -130,10 +132,20 @@ def run_shards(
                     on_done(shard, future.result())
                     for following in _take(queue, 1):
                         running[pool.submit(run_shard, following, recipe, paths)] = following
-        except BaseException:
+        except BaseException as error:
             for future in running:
                 future.cancel()
+            if isinstance(error, KeyboardInterrupt):
+                # Stop now rather than after the shards in flight: their files are written
+                # atomically and their markers last, so a re-run simply redoes them.
+                for worker in multiprocessing.active_children():
+                    worker.terminate()
             raise
+
+
+def _leave_ctrl_c_to_the_parent() -> None:
+    """Workers ignore SIGINT: Ctrl-C reaches the whole process group, and the parent alone decides."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _take(iterator: Iterator[Shard], count: int) -> list[Shard]:
