@@ -311,28 +311,50 @@ class _ShardStream:
 
 
 class _ClassRuns:
-    """Collects train items class by class; a class that comes back after another is an error."""
+    """Cuts a stream of train items into runs of one class, each run a shard.
 
-    def __init__(self, origin: str) -> None:
-        self.origin, self.current, self.items, self.finished = origin, None, [], set()
+    The bundle keeps each class folder together, so a class is normally one run; should a class
+    come back later, its later runs become shards of their own (numbered, so a re-run cuts the same
+    ones) and the tree's manifest merges them by path.
+    """
 
-    def add(self, wnid: str, item) -> tuple[str, list] | None:
-        """Adds an item; returns the previous class's (wnid, items) when this one starts a new run."""
-        done = None
+    def __init__(self) -> None:
+        self.current, self.items = None, []
+        self.runs: collections.Counter[str] = collections.Counter()
+
+    def add(self, wnid: str, item) -> Shard | None:
+        """Adds an item; returns the previous run's shard when this item starts a new run."""
+        done = self.flush() if wnid != self.current else None
         if wnid != self.current:
-            if wnid in self.finished:
-                raise ArchiveError(f"{self.origin}: the images of {wnid} are not stored together")
-            done = self.flush()
             self.current, self.items = wnid, []
         self.items.append(item)
         return done
 
-    def flush(self) -> tuple[str, list] | None:
+    def flush(self) -> Shard | None:
         if self.current is None:
             return None
-        self.finished.add(self.current)
-        run, self.current = (self.current, self.items), None
-        return run
+        earlier = self.runs[self.current]
+        self.runs[self.current] += 1
+        shard = Shard("train", self.current, len(self.items), self.source(tuple(self.items)), earlier or None)
+        self.current = None
+        return shard
+
+    def source(self, items: tuple):
+        raise NotImplementedError
+
+
+class _ZipRuns(_ClassRuns):
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+
+    def source(self, items: tuple) -> ZipMembers:
+        return ZipMembers(self.path, items)
+
+
+class _BlobRuns(_ClassRuns):
+    def source(self, items: tuple) -> Blobs:
+        return Blobs(items)
 
 
 class _KaggleZipShards(_ShardStream):
@@ -348,7 +370,7 @@ class _KaggleZipShards(_ShardStream):
 
     def _cut(self):
         path = self.bundle.path
-        runs, val = _ClassRuns(path.name), collections.defaultdict(list)
+        runs, val = _ZipRuns(path), collections.defaultdict(list)
         for entry in zip_entries.entries(path):
             where = archives.kaggle_image_split(entry.name)
             if where is None or entry.is_dir or where[0] not in self.splits:
@@ -362,12 +384,10 @@ class _KaggleZipShards(_ShardStream):
                 continue
             if not catalogue.is_wnid(wnid):
                 raise ArchiveError(f"{path.name}:{entry.name} is not in a class folder named by WNID")
-            finished = runs.add(wnid, (name, entry))
-            if finished:
-                yield Shard("train", finished[0], len(finished[1]), ZipMembers(path, tuple(finished[1])))
-        finished = runs.flush()
-        if finished:
-            yield Shard("train", finished[0], len(finished[1]), ZipMembers(path, tuple(finished[1])))
+            if finished := runs.add(wnid, (name, entry)):
+                yield finished
+        if finished := runs.flush():
+            yield finished
         for wnid, members in sorted(val.items()):  # 50,000 small records at most
             yield Shard("val", wnid, len(members), ZipMembers(path, tuple(members)))
 
@@ -378,33 +398,26 @@ class _KaggleTarGzShards(_ShardStream):
     VAL_PART = 500
 
     def _cut(self):
-        origin = f"{self.bundle.path.name}:{self.bundle.inner.name}"
-        runs, val_items, part = _ClassRuns(origin), [], 0
+        runs, val_items, part = _BlobRuns(), [], 0
         refused: list = []
         for member in archives.kaggle_inner_tar_members(self.bundle, lambda where, why: refused.append((where, why))):
             if member.split not in self.splits:
                 continue
             if member.split == "train":
-                finished = runs.add(member.wnid, (member.name, None, member.data, None))
-                if finished:
-                    yield self._shard("train", *finished)
+                if finished := runs.add(member.wnid, (member.name, None, member.data, None)):
+                    yield finished
             else:
                 wnid = _val_label(self.labels, member.name, member.origin)
                 val_items.append((member.name, wnid, member.data, None))
                 if len(val_items) == self.VAL_PART:
-                    yield self._shard("val", None, val_items, part)
+                    yield Shard("val", None, len(val_items), Blobs(tuple(val_items)), part)
                     val_items, part = [], part + 1
-        finished = runs.flush()
-        if finished:
-            yield self._shard("train", *finished)
+        if finished := runs.flush():
+            yield finished
         if val_items:
-            yield self._shard("val", None, val_items, part)
+            yield Shard("val", None, len(val_items), Blobs(tuple(val_items)), part)
         if refused:
             raise ArchiveError(f"{refused[0][0]}: refused: {refused[0][1]} ({len(refused)} members refused)")
-
-    @staticmethod
-    def _shard(split: str, wnid: str | None, items: list, part: int | None = None) -> Shard:
-        return Shard(split, wnid, len(items), Blobs(tuple(items)), part)
 
 
 def _plan_tree(source: Path, splits, labels) -> tuple[str, list[Shard]]:
@@ -454,10 +467,10 @@ def _finish_tree(tree: Path, size: str, shards: list[Shard], recipe: Recipe, des
     def entries():
         for split in sorted({s.split for s in shards}):
             split_shards = sorted((s for s in shards if s.split == split), key=lambda s: s.key)
-            if all(s.wnid is not None for s in split_shards):
+            if all(s.wnid is not None and s.part is None for s in split_shards):
                 for shard_entries in results(split_shards):  # one class at a time, already in order
                     yield from shard_entries
-            else:  # stretches of a streamed split hold several classes each: merge them by path
+            else:  # shards that share classes (streamed stretches, a class's later runs): merge by path
                 yield from heapq.merge(*results(split_shards), key=lambda e: e.path)
 
     _write_labels_and_manifest(tree, entries())

@@ -33,11 +33,13 @@ class Shard:
     wnid: str | None  # None: images of several classes (a stretch of a streamed val split)
     images: int  # as listed; what the progress bar counts
     source: Source
-    part: int | None = None  # numbers the stretches of a streamed split
+    part: int | None = None  # numbers the stretches of a streamed split, or a class's later runs
 
     @property
     def key(self) -> str:
-        return f"{self.split}-{self.wnid}" if self.part is None else f"{self.split}-part{self.part:06d}"
+        if self.part is None:
+            return f"{self.split}-{self.wnid}"
+        return f"{self.split}-{self.wnid or 'part'}-{self.part:06d}"
 
 
 @dataclass

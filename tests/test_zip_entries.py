@@ -13,6 +13,7 @@ from PIL import Image
 from imagenet_cli import zip_entries
 from imagenet_cli.errors import ArchiveError
 from imagenet_cli.prepare import prepare
+from imagenet_cli.verify import verify
 
 
 def make_zip(path: Path, files: dict[str, bytes], zip64: bool, monkeypatch) -> None:
@@ -65,7 +66,7 @@ def test_not_a_zip(tmp_path):
         list(zip_entries.entries(path))
 
 
-def test_a_kaggle_zip_with_a_class_split_in_two_is_refused(tmp_path):
+def test_a_kaggle_zip_with_a_class_split_in_two_still_prepares(tmp_path):
     pixel = io.BytesIO()
     Image.new("RGB", (16, 16), "blue").save(pixel, "JPEG")
     downloads = tmp_path / "downloads"
@@ -73,5 +74,11 @@ def test_a_kaggle_zip_with_a_class_split_in_two_is_refused(tmp_path):
     with zipfile.ZipFile(downloads / "imagenet-object-localization-challenge.zip", "w") as archive:
         for wnid, n in (("n01440764", 1), ("n01443537", 2), ("n01440764", 3)):
             archive.writestr(f"ILSVRC/Data/CLS-LOC/train/{wnid}/{wnid}_{n}.JPEG", pixel.getvalue())
-    with pytest.raises(ArchiveError, match="the images of n01440764 are not stored together"):
-        prepare(tmp_path, ["16"], splits=["train"], workers=1)
+    result = prepare(tmp_path, ["16"], splits=["train"], workers=1)
+    assert result.trees[0].images == {"train": 3}
+    paths = [line.split("\t")[0] for line in (tmp_path / "16" / "manifest.tsv").read_text().splitlines()[1:]]
+    assert paths == sorted(paths) == [
+        "train/n01440764/n01440764_1.JPEG", "train/n01440764/n01440764_3.JPEG", "train/n01443537/n01443537_2.JPEG",
+    ]  # fmt: skip
+    assert verify(tmp_path, paths=[tmp_path / "16"]).ok
+    assert prepare(tmp_path, ["16"], splits=["train"], workers=1).shards_run == 0  # the runs are cut alike again
