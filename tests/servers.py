@@ -94,6 +94,15 @@ class FileServer:
                 return self.faults.cut_at
         return None
 
+    def settled_bytes(self) -> int:
+        """Bytes sent, once sending has stopped: a handler counts a chunk only after writing it, so
+        a client can be done before the count is, and handlers of a killed client write on a while."""
+        previous = -1
+        while self.sent_bytes != previous:
+            previous = self.sent_bytes
+            time.sleep(0.2)
+        return previous
+
     def _broken(self) -> bool:
         with self.lock:
             if self.faults.break_after is None:

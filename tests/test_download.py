@@ -145,14 +145,6 @@ def test_404_says_to_check_the_base_url(official_files, tmp_path):
     assert "HTTP 404" in result.stderr and "try checking --base-url" in result.stderr
 
 
-def settle(server: FileServer) -> None:
-    """Wait until the server has stopped sending (its handlers notice dead clients only on write)."""
-    previous = -1
-    while server.sent_bytes != previous:
-        previous = server.sent_bytes
-        time.sleep(0.3)
-
-
 def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksums, tmp_path):
     files = {sample.TRAIN_TAR: official_files[sample.TRAIN_TAR]}
     size = len(files[sample.TRAIN_TAR])
@@ -170,10 +162,9 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
             time.sleep(0.05)
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=30)
-        settle(server)  # handlers still writing to the dead client's sockets must not count later
+        server.settled_bytes()  # handlers still writing to the dead client's sockets must not count later
         done = json.loads(journal.read_text())
         assert done["done"] and not (tmp_path / "downloads" / sample.TRAIN_TAR).exists()
-        sent_first = server.sent_bytes
         info = json.loads(run("info", "--root", str(tmp_path), "--json").stdout)
         [partial] = info["partial"]
         assert partial["name"] == sample.TRAIN_TAR and 0 < partial["have_bytes"] < size == partial["total_bytes"]
@@ -184,17 +175,18 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
         dry = run(*command[3:], "--base-url", server.base_url, "--dry-run", "--json")
         [planned] = json.loads(dry.stdout)["files"]
         assert (planned["status"], planned["transferred"]) == ("would resume", size - have)
-        sent_first = server.sent_bytes  # the dry run's probe
+        sent_first = server.settled_bytes()  # the dry run's probe included
         completed = subprocess.run([*command, "--base-url", server.base_url, "--json"], env=env,
                                    capture_output=True, text=True, timeout=120)  # fmt: skip
         assert completed.returncode == 0, completed.stderr
         [fetched] = json.loads(completed.stdout)["files"]
+        sent_total = server.settled_bytes()
 
     assert (tmp_path / "downloads" / sample.TRAIN_TAR).read_bytes() == files[sample.TRAIN_TAR]
     assert fetched["status"] == "resumed"
     assert fetched["transferred"] == size - have
     # The server sent the rest once: what the journal lacked, plus the probe's byte.
-    assert server.sent_bytes - sent_first == size - have + 1
+    assert sent_total - sent_first == size - have + 1
 
 
 def test_ctrl_c_stops_cleanly_keeps_the_state_and_exits_130(official_files, checksums, tmp_path):
