@@ -19,7 +19,15 @@ from .layout import Root, free_bytes
 from .progress import SILENT, Progress
 from .records import KAGGLE_PARTIAL_SUFFIX, DownloadRecord, read_record, write_record
 from .sources import kaggle, official, sample
-from .transfer import Endpoint, Plan, Remote, RetryPolicy, check_free_space, plan_transfer, run_transfer
+from .transfer import (
+    Endpoint,
+    Plan,
+    Remote,
+    RetryPolicy,
+    check_free_space,
+    plan_transfer,
+    run_transfer,
+)
 
 if TYPE_CHECKING:
     import http.cookiejar

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .manifest import has_manifest, read_manifest, read_tree_info
 from .layout import SPLITS, Root, SplitCount, count_split, free_bytes
+from .manifest import has_manifest, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
 from .transfer import Journal, Plan, Remote
 

@@ -23,12 +23,26 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import archives, atomic, catalogue, manifest, zip_entries
-from .errors import ArchiveError, InvalidArgumentError, LabelConflictError, MissingInputError, OverwriteRefusedError
+from .errors import (
+    ArchiveError,
+    InvalidArgumentError,
+    LabelConflictError,
+    MissingInputError,
+    OverwriteRefusedError,
+)
 from .images import FILTERS, FORMATS, FULL, MODES, Recipe
 from .layout import Root
 from .progress import SILENT, Progress
 from .shard_sources import Blobs, Files, TarMembers, TarRegion, ZipMembers
-from .shards import MARKERS, Shard, ShardResult, is_done, marker_path, read_marker, run_shards
+from .shards import (
+    MARKERS,
+    Shard,
+    ShardResult,
+    is_done,
+    marker_path,
+    read_marker,
+    run_shards,
+)
 
 SPLITS = ("train", "val")
 RECIPE_FILE = "recipe.json"

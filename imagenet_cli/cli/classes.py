@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from .. import catalogue
-from ..class_files import class_file, write_class_file
-from .common import DebugOption, JsonOption, QuietOption, VerboseOption, print_json, print_table, session
+from ..class_files import FORMATS, class_file, write_class_file
+from .common import (
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    VerboseOption,
+    choices,
+    print_json,
+    print_table,
+    session,
+)
 
 EXAMPLES = """\
 Examples:
@@ -25,11 +33,7 @@ Examples:
 """
 
 
-class ExportFormat(str, Enum):
-    synsets = "synsets"
-    loc = "loc"
-    keras = "keras"
-    devkit = "devkit"
+ExportFormat = choices("ExportFormat", FORMATS)
 
 
 def classes(

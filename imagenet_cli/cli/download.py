@@ -8,7 +8,14 @@ from typing import Annotated
 
 import typer
 
-from ..download import DEFAULT_CONNECTIONS, DownloadResult, download_kaggle, download_official, download_sample
+from ..download import (
+    DEFAULT_CONNECTIONS,
+    DownloadResult,
+    download_kaggle,
+    download_official,
+    download_sample,
+)
+from ..sources import sample
 from ..sources.official import BASE_URL
 from .common import (
     DEFAULT_ROOT,
@@ -17,6 +24,7 @@ from .common import (
     QuietOption,
     RootOption,
     VerboseOption,
+    choices,
     comma_list,
     human_bytes,
     print_json,
@@ -44,10 +52,7 @@ class Source(str, Enum):
     sample = "sample"
 
 
-class Layout(str, Enum):
-    official = "official"
-    kaggle = "kaggle"
-    kaggle_2019 = "kaggle-2019"
+Layout = choices("Layout", sample.LAYOUTS)
 
 
 def download(
@@ -149,7 +154,7 @@ def download(
             given = {"train_per_class": per_class, "val_per_class": val_per_class, "test_images": test_images, "seed": seed}
             result = download_sample(
                 root,
-                layout=(layout or Layout.official).value,
+                layout=layout.value if layout else "official",
                 classes=comma_list(classes),
                 progress=ui.progress,
                 **{k: v for k, v in given.items() if v is not None},

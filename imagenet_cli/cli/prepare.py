@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..errors import EXIT_PROBLEMS
+from ..images import FILTERS, FORMATS, MODES
 from ..prepare import PrepareResult, prepare
 from .common import (
     DEFAULT_ROOT,
@@ -17,6 +17,7 @@ from .common import (
     QuietOption,
     RootOption,
     VerboseOption,
+    choices,
     comma_list,
     print_json,
     print_table,
@@ -35,22 +36,9 @@ Examples:
 """
 
 
-class Resize(str, Enum):
-    shorter = "shorter"
-    center_crop = "center-crop"
-    squash = "squash"
-    longer = "longer"
-
-
-class Format(str, Enum):
-    jpeg = "jpeg"
-    png = "png"
-    webp = "webp"
-
-
-class Filter(str, Enum):
-    fast = "fast"
-    lanczos = "lanczos"
+Resize = choices("Resize", MODES)
+Format = choices("Format", FORMATS)
+Filter = choices("Filter", FILTERS)
 
 
 def prepare_command(
@@ -64,11 +52,11 @@ def prepare_command(
             help="shorter: shorter side N, aspect kept; center-crop: NxN from the centre; squash: NxN, box "
             "filter (Downsampled ImageNet); longer: longer side N (FFCV)."
         ),
-    ] = Resize.shorter,
+    ] = Resize("shorter"),
     no_upscale: Annotated[bool, typer.Option("--no-upscale", help="Leave images smaller than N as they are.")] = False,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality (JPEG at 4:2:0).", min=1, max=100, metavar="Q")] = 90,
-    format: Annotated[Format, typer.Option(help="Output format.")] = Format.jpeg,
-    filter: Annotated[Filter, typer.Option(help="fast: reduced decode + bilinear; lanczos: full decode, reference quality.")] = Filter.fast,
+    format: Annotated[Format, typer.Option(help="Output format.")] = Format("jpeg"),
+    filter: Annotated[Filter, typer.Option(help="fast: reduced decode + bilinear; lanczos: full decode, reference quality.")] = Filter("fast"),
     splits: Annotated[str, typer.Option(help="Splits to prepare, comma-separated.", metavar="LIST")] = "train,val",
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: all cores].", min=1, show_default=False, metavar="N")] = None,
     out: Annotated[

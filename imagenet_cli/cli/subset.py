@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from ..subset import SubsetResult, subset
-from .common import DEFAULT_ROOT, DebugOption, JsonOption, QuietOption, RootOption, VerboseOption, print_json, session
+from ..catalogue import LABEL_FRACTIONS
+from ..subset import LINKS, SubsetResult, subset
+from .common import (
+    DEFAULT_ROOT,
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    RootOption,
+    VerboseOption,
+    choices,
+    print_json,
+    session,
+)
 
 EXAMPLES = """\
 Examples:
@@ -24,15 +34,8 @@ Examples:
 """
 
 
-class Link(str, Enum):
-    symlink = "symlink"
-    hardlink = "hardlink"
-    copy = "copy"
-
-
-class LabelFraction(str, Enum):
-    one = "1percent"
-    ten = "10percent"
+Link = choices("Link", LINKS)
+LabelFraction = choices("LabelFraction", LABEL_FRACTIONS)
 
 
 def subset_command(
@@ -64,7 +67,7 @@ def subset_command(
         Path | None,
         typer.Option(help="Where the subset goes [default: ROOT/subsets/<a name from the arguments>].", file_okay=False, show_default=False, metavar="DIR"),
     ] = None,
-    link: Annotated[Link, typer.Option(help="How files get into the subset.")] = Link.symlink,
+    link: Annotated[Link, typer.Option(help="How files get into the subset.")] = Link("symlink"),
     allow_short: Annotated[bool, typer.Option("--allow-short", help="Accept classes with fewer than K images, and lists the tree only partly has.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what the subset would hold; write nothing.")] = False,
     root: RootOption = DEFAULT_ROOT,

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ..errors import EXIT_PROBLEMS
+from ..hashing import ALGORITHMS
 from ..verify import VerifyReport, verify
 from .common import (
     DEFAULT_ROOT,
@@ -17,6 +17,7 @@ from .common import (
     QuietOption,
     RootOption,
     VerboseOption,
+    choices,
     human_bytes,
     jsonable,
     print_json,
@@ -36,10 +37,7 @@ Examples:
 SHOWN_PROBLEMS = 50  # in the text output; --json lists every kept problem
 
 
-class Algorithm(str, Enum):
-    md5 = "md5"
-    sha256 = "sha256"
-    xxh3_64 = "xxh3_64"
+Algorithm = choices("Algorithm", ALGORITHMS)
 
 
 def verify_command(

@@ -15,7 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..archives import KAGGLE_ZIP
-from ..errors import DownloadError, KaggleCredentialsError, KaggleRulesError, RemoteNotFoundError
+from ..errors import (
+    DownloadError,
+    KaggleCredentialsError,
+    KaggleRulesError,
+    RemoteNotFoundError,
+)
 from ..transfer import RetryPolicy
 
 log = logging.getLogger(__name__)
@@ -78,7 +83,9 @@ def signed_url(credentials: KaggleCredentials, policy: RetryPolicy = RetryPolicy
     """Ask Kaggle's API for the bundle; it answers with a redirect to a signed storage URL."""
     import requests  # a dependency of kagglesdk
     from kagglesdk import KaggleClient
-    from kagglesdk.competitions.types.competition_api_service import ApiDownloadDataFilesRequest
+    from kagglesdk.competitions.types.competition_api_service import (
+        ApiDownloadDataFilesRequest,
+    )
 
     from .. import __version__
 

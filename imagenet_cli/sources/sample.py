@@ -33,7 +33,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .. import catalogue
-from ..archives import DEVKIT, KAGGLE_INNER_TAR, KAGGLE_ZIP, TEST_TAR, TRAIN_TAR, VAL_TAR
+from ..archives import (
+    DEVKIT,
+    KAGGLE_INNER_TAR,
+    KAGGLE_ZIP,
+    TEST_TAR,
+    TRAIN_TAR,
+    VAL_TAR,
+)
 from ..atomic import atomic_writer
 from ..class_files import class_file
 from ..errors import InvalidArgumentError
