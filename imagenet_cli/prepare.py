@@ -109,8 +109,12 @@ def prepare(
     splits = _splits(splits)
     started = time.monotonic()
     out = out or root
-    labels, label_source = _val_labels(Root(root).downloads, source)
-    described, shards = _plan(Root(root).downloads, source, splits, labels)
+    downloads = Root(root).downloads
+    # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
+    zip_path = downloads / archives.KAGGLE_ZIP
+    kaggle = archives.kaggle_bundle(zip_path) if source is None and zip_path.is_file() else None
+    labels, label_source = _val_labels(downloads, source, kaggle)
+    described, shards = _plan(downloads, source, splits, labels, kaggle)
     trees = {size: out / tree_name(size, recipe) for size in recipe.sizes}
     for tree in trees.values():
         _claim(tree, recipe)
@@ -202,14 +206,14 @@ def _claim(tree: Path, recipe: Recipe) -> None:
 # --- val labels --------------------------------------------------------------------------------
 
 
-def _val_labels(downloads: Path, source: Path | None) -> tuple[tuple[str, ...], str]:
+def _val_labels(downloads: Path, source: Path | None, kaggle: archives.KaggleBundle | None) -> tuple[tuple[str, ...], str]:
     """The WNID of every val image, and where it came from; two sources present must agree."""
     found: list[tuple[str, dict[int, str]]] = []
     devkit = downloads / archives.DEVKIT
     if source is None and devkit.is_file():
         truth = archives.devkit_ground_truth(devkit)
         found.append(("the devkit's ground truth", {k: catalogue.by_devkit_id(i).wnid for k, i in enumerate(truth, 1)}))
-    kaggle_text = _loc_val_solution(downloads, source)
+    kaggle_text = _loc_val_solution(source, kaggle)
     if kaggle_text is not None:
         found.append(("Kaggle's LOC_val_solution.csv", archives.val_solution_labels(kaggle_text)))
     if len(found) == 2:
@@ -229,28 +233,26 @@ def _val_labels(downloads: Path, source: Path | None) -> tuple[tuple[str, ...], 
     return tuple(merged), name
 
 
-def _loc_val_solution(downloads: Path, source: Path | None) -> str | None:
+def _loc_val_solution(source: Path | None, kaggle: archives.KaggleBundle | None) -> str | None:
     if source is not None:
         for candidate in (source / "LOC_val_solution.csv", source.parent / "LOC_val_solution.csv"):
             if candidate.is_file():
                 return candidate.read_text()
         return None
-    zip_path = downloads / archives.KAGGLE_ZIP
-    return archives.kaggle_text(archives.kaggle_bundle(zip_path), "LOC_val_solution.csv") if zip_path.is_file() else None
+    return archives.kaggle_text(kaggle, "LOC_val_solution.csv") if kaggle is not None else None
 
 
 # --- planning ----------------------------------------------------------------------------------
 
 
-def _plan(downloads: Path, source: Path | None, splits, labels) -> tuple[str, list[Shard]]:
+def _plan(downloads: Path, source: Path | None, splits, labels, kaggle) -> tuple[str, list[Shard] | _ShardStream]:
     if source is not None:
         return _plan_tree(source, splits, labels)
     train, val = downloads / archives.TRAIN_TAR, downloads / archives.VAL_TAR
     if ("train" not in splits or train.is_file()) and ("val" not in splits or val.is_file()):
         return "the official archives", _plan_official(train, val, splits, labels)
-    zip_path = downloads / archives.KAGGLE_ZIP
-    if zip_path.is_file():
-        return "the Kaggle zip", _plan_kaggle(zip_path, splits, labels)
+    if kaggle is not None:
+        return "the Kaggle zip", _plan_kaggle(kaggle, splits, labels)
     raise MissingInputError(
         f"no archives to prepare in {downloads}: it needs {archives.TRAIN_TAR} and {archives.VAL_TAR}, "
         f"or {archives.KAGGLE_ZIP}"
@@ -288,8 +290,7 @@ def _plan_official(train: Path, val: Path, splits, labels) -> list[Shard]:
     return sorted(shards, key=lambda s: (s.split, s.wnid))
 
 
-def _plan_kaggle(path: Path, splits, labels) -> _ShardStream:
-    bundle = archives.kaggle_bundle(path)
+def _plan_kaggle(bundle: archives.KaggleBundle, splits, labels) -> _ShardStream:
     if bundle.inner is not None:
         return _KaggleTarGzShards(bundle, splits, labels)
     return _KaggleZipShards(bundle, splits, labels)
