@@ -29,10 +29,6 @@ class Root:
     def subsets(self) -> Path:
         return self.path / SUBSETS
 
-    def tree(self, name: str) -> Path:
-        """A prepared tree, named for its size (``224``, ``full``) and any non-default mode."""
-        return self.path / name
-
     def trees(self) -> list[Path]:
         """Prepared trees: folders of the root that hold a split folder."""
         return _image_trees(self.path, exclude={DOWNLOADS, SUBSETS})
