@@ -29,11 +29,15 @@ def check_archive(
     checksums: dict[str, tuple[str, str]] | None = None,
     deep: bool = False,
     rehash: bool = False,
+    remember: bool = False,
     progress: Progress = SILENT,
 ) -> Check:
+    """Check one archive; with ``remember``, a successful hash is written down as its record
+    (``NAME.record.json``) so the next check of the unchanged file is instant. Otherwise nothing
+    is written: a read-only root gets its full report."""
     check = Check(path, "archive")
     record = read_record(path)
-    _check_bytes(check, path, record, checksums or {}, rehash, progress)
+    _check_bytes(check, path, record, checksums or {}, rehash, remember, progress)
     expected = _expected_contents(record)
     kind = archives.kind_of(path)
     structure = {
@@ -66,7 +70,7 @@ def _expected_digests(path: Path, record: DownloadRecord | None, checksums: dict
     return {}, ""
 
 
-def _check_bytes(check: Check, path: Path, record, checksums: dict, rehash: bool, progress: Progress) -> None:
+def _check_bytes(check: Check, path: Path, record, checksums: dict, rehash: bool, remember: bool, progress: Progress) -> None:
     expected, source = _expected_digests(path, record, checksums)
     size = path.stat().st_size
     check.counts["bytes"] = size
@@ -93,7 +97,9 @@ def _check_bytes(check: Check, path: Path, record, checksums: dict, rehash: bool
     for algorithm in wrong:
         check.add("checksum", path.name, f"{algorithm} is {digests[algorithm]}; {source} says {expected[algorithm]}")
     if not wrong and (record is None or not record.matches(path)):
-        # Remember the successful check, so the next verify of an unchanged file is instant.
+        if not remember:
+            check.note("not recorded (--record makes the next check of the unchanged file instant)")
+            return
         if record is None:
             write_record(path, digests, source="local")
         else:

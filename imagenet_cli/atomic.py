@@ -3,23 +3,43 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import secrets
+import socket
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
 
+TEMPORARY_SUFFIX = ".tmp"
+
+
 def temporary_name(path: Path) -> Path:
-    """Where ``path`` is written before it is complete (same directory, so ``os.replace`` is atomic)."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Where ``path`` is written before it is complete (same directory, so ``os.replace`` is atomic).
+
+    Unique across processes and hosts (host, pid and a random part): two writers on a shared
+    filesystem never write into one temporary file.
+    """
+    unique = f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}"
+    return path.with_name(f".{path.name}.{unique}{TEMPORARY_SUFFIX}")
+
+
+def is_temporary(name: str) -> bool:
+    """A file name :func:`temporary_name` made: a write that never finished if nobody holds the lock."""
+    return name.startswith(".") and name.endswith(TEMPORARY_SUFFIX)
+
+
+Finish = Callable[[Path, Path], None]
 
 
 @contextmanager
-def atomic_writer(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
+def atomic_writer(path: Path, durable: bool = True, before_rename: Finish | None = None) -> Iterator[BinaryIO]:
     """Open ``path`` for binary writing; the name appears only when the block ends without error.
 
     ``durable=False`` skips the fsync, for callers that make a whole batch durable at once (one
-    fsync per image would dominate writing a million small files).
+    fsync per image would dominate writing a million small files). ``before_rename(temporary,
+    path)`` runs once the bytes are complete and durable, before the final name appears: what
+    must exist before a file counts as done (its record) is written there.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_name(path)
@@ -29,9 +49,20 @@ def atomic_writer(path: Path, durable: bool = True) -> Iterator[BinaryIO]:
             if durable:
                 file.flush()
                 os.fsync(file.fileno())
+        if before_rename is not None:
+            before_rename(temporary, path)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def sweep_temporaries(path: Path) -> int:
+    """Remove what killed writers of ``path`` left (call it holding ``path``'s lock); returns how many."""
+    removed = 0
+    for leftover in path.parent.glob(f".{path.name}.*{TEMPORARY_SUFFIX}"):
+        leftover.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:

@@ -13,11 +13,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import catalogue, hashing
+from . import atomic, catalogue, hashing, locks
 from .errors import OverwriteRefusedError
 from .layout import Root, free_bytes
 from .progress import SILENT, Progress
-from .records import KAGGLE_PARTIAL_SUFFIX, DownloadRecord, read_record, write_record
+from .records import (
+    JOURNAL_SUFFIX,
+    KAGGLE_PARTIAL_SUFFIX,
+    PART_SUFFIX,
+    DownloadRecord,
+    read_record,
+    write_record,
+)
 from .sources import kaggle, official, sample
 from .transfer import (
     Endpoint,
@@ -27,6 +34,7 @@ from .transfer import (
     check_free_space,
     plan_transfer,
     run_transfer,
+    url_without_query,
 )
 
 if TYPE_CHECKING:
@@ -87,13 +95,15 @@ def download_sample(
     val_per_class: int = 5,
     test_images: int = 10,
     seed: int = 0,
+    wait: bool = True,
     progress: Progress = SILENT,
 ) -> DownloadResult:
     """Write the built-in miniature ILSVRC-2012 (see :mod:`imagenet_cli.sources.sample`).
 
     ``classes`` takes WNIDs, named lists (``imagenette``) or unambiguous class names; the default
     is Imagenette plus the classes of the real quirk files. Files a previous run made with the same
-    options are kept as they are; files this tool did not make are never overwritten.
+    options are kept as they are; files this tool did not make are never overwritten. Each archive
+    appears under its name only with its record, so a full disk or a kill leaves nothing half-made.
     """
     options = sample.SampleOptions(
         **({"classes": catalogue.resolve_classes(classes)} if classes else {}),
@@ -107,18 +117,24 @@ def download_sample(
     names = sample.OFFICIAL_FILES if layout == "official" else (sample.KAGGLE_ZIP,)
     paths = [downloads / name for name in names]
 
-    records = {path: _existing_sample_record(path) for path in paths}
-    if all(r is not None and r.details == wanted and r.matches(p) for p, r in records.items()):
-        log.info("the sample in %s was generated with these options already: keeping it", downloads)
-        return DownloadResult("sample", downloads, [_recorded(p, r, KEPT) for p, r in records.items()])
+    with locks.writing_all(paths, wait):
+        for path in paths:
+            atomic.sweep_temporaries(path)  # a killed or disk-full run's bytes, never under a final name
+        records = {path: _existing_sample_record(path) for path in paths}
+        if all(r is not None and r.details == wanted and r.matches(p) for p, r in records.items()):
+            log.info("the sample in %s was generated with these options already: keeping it", downloads)
+            return DownloadResult("sample", downloads, [_recorded(p, r, KEPT) for p, r in records.items()])
 
-    log.info("generating the sample (%s layout, %d classes) in %s", layout, len(options.classes), downloads)
-    files = []
-    for path in sample.write_sample(downloads, layout, options, progress):
-        digests = hashing.hash_file(path, progress=progress)
-        record = write_record(path, digests, source="sample", details=wanted)
-        files.append(_recorded(path, record, WRITTEN))
-    return DownloadResult("sample", downloads, files)
+        log.info("generating the sample (%s layout, %d classes) in %s", layout, len(options.classes), downloads)
+        written: dict[Path, DownloadRecord] = {}
+
+        def record(temporary: Path, final: Path) -> None:
+            # The record comes first: an archive under its final name always has one.
+            digests = hashing.hash_file(temporary, progress=progress)
+            written[final] = write_record(final, digests, source="sample", content=temporary, details=wanted)
+
+        paths = sample.write_sample(downloads, layout, options, progress, before_rename=record)
+    return DownloadResult("sample", downloads, [_recorded(p, written[p], WRITTEN) for p in paths])
 
 
 def _existing_sample_record(path: Path) -> DownloadRecord | None:
@@ -145,6 +161,7 @@ def download_official(
     checksums: Path | None = None,
     connections: int = DEFAULT_CONNECTIONS,
     dry_run: bool = False,
+    wait: bool = True,
     progress: Progress = SILENT,
     retry: RetryPolicy = RetryPolicy(),
 ) -> DownloadResult:
@@ -166,6 +183,7 @@ def download_official(
             lambda remote: Endpoint(client, remote.url, policy=retry),
             connections,
             dry_run,
+            wait,
             progress,
         )
 
@@ -174,6 +192,7 @@ def download_kaggle(
     root: Path,
     connections: int = DEFAULT_CONNECTIONS,
     dry_run: bool = False,
+    wait: bool = True,
     progress: Progress = SILENT,
     retry: RetryPolicy = RetryPolicy(),
 ) -> DownloadResult:
@@ -197,6 +216,7 @@ def download_kaggle(
             lambda r: Endpoint(client, r.url, renew=lambda: kaggle.signed_url(credentials, retry), policy=retry),
             connections,
             dry_run,
+            wait,
             progress,
         )
 
@@ -222,39 +242,48 @@ def _fetch_all(
     endpoint_for: Callable[[Remote], Endpoint],
     connections: int,
     dry_run: bool,
+    wait: bool,
     progress: Progress,
 ) -> DownloadResult:
-    kept: dict[str, FetchedFile] = {}
-    plans: list[tuple[Plan, Endpoint]] = []
-    for remote in remotes:
-        already = _already_complete(downloads / remote.name, remote, source, progress)
-        if already is not None:
-            kept[remote.name] = already
-            continue
-        endpoint = endpoint_for(remote)
-        plans.append((plan_transfer(remote, downloads, endpoint, connections), endpoint))
-    check_free_space([plan for plan, _ in plans], downloads)
+    """Fetch each remote not already complete; holds every file's lock while it works on it, so a
+    second download of the same files waits, then finds them complete (a dry run locks nothing)."""
+    paths = [] if dry_run else [downloads / remote.name for remote in remotes]
+    with locks.writing_all(paths, wait):
+        for path in paths:
+            atomic.sweep_temporaries(path)
+        kept: dict[str, FetchedFile] = {}
+        plans: list[tuple[Plan, Endpoint]] = []
+        for remote in remotes:
+            already = _already_complete(downloads / remote.name, remote, source, progress)
+            if already is not None:
+                kept[remote.name] = already
+                continue
+            endpoint = endpoint_for(remote)
+            plans.append((plan_transfer(remote, downloads, endpoint, connections), endpoint))
+        check_free_space([plan for plan, _ in plans], downloads)
 
-    results = dict(kept)
-    for plan, endpoint in plans:
-        if dry_run:
-            status = WOULD_RESUME if plan.done else WOULD_FETCH
-            missing = plan.missing_bytes or 0
-            results[plan.remote.name] = FetchedFile(plan.remote.name, plan.path, plan.identity.size, status, transferred=missing)
-            continue
-        outcome = run_transfer(plan, endpoint, connections, progress)
-        record = write_record(
-            outcome.path,
-            outcome.digests,
-            source=source,
-            url=plan.identity.url,
-            etag=plan.identity.etag,
-            last_modified=plan.identity.last_modified,
-        )
-        status = RESUMED if outcome.resumed else DOWNLOADED
-        results[plan.remote.name] = _recorded(outcome.path, record, status, outcome.transferred)
-    files = [results[remote.name] for remote in remotes]
-    return DownloadResult(source, downloads, files, free_bytes(downloads), dry_run)
+        results = dict(kept)
+        for plan, endpoint in plans:
+            if dry_run:
+                status = WOULD_RESUME if plan.done else WOULD_FETCH
+                missing = plan.missing_bytes or 0
+                results[plan.remote.name] = FetchedFile(plan.remote.name, plan.path, plan.identity.size, status, transferred=missing)
+                continue
+            written: list[DownloadRecord] = []
+
+            def record(done: Plan, digests: dict[str, str]) -> None:
+                # The record comes first: an archive under its final name always has one.
+                identity = done.identity
+                written.append(write_record(
+                    done.path, digests, source=source, content=done.part,
+                    url=identity.url, etag=identity.etag, last_modified=identity.last_modified,
+                ))  # fmt: skip
+
+            outcome = run_transfer(plan, endpoint, connections, progress, before_rename=record)
+            status = RESUMED if outcome.resumed else DOWNLOADED
+            results[plan.remote.name] = _recorded(outcome.path, written[-1], status, outcome.transferred)
+        files = [results[remote.name] for remote in remotes]
+        return DownloadResult(source, downloads, files, free_bytes(downloads), dry_run)
 
 
 def _already_complete(path: Path, remote: Remote, source: str, progress: Progress) -> FetchedFile | None:
@@ -263,19 +292,31 @@ def _already_complete(path: Path, remote: Remote, source: str, progress: Progres
         return None
     record = read_record(path)
     if record is not None and record.matches(path):
-        if _agrees({"md5": record.md5, "xxh3_64": record.xxh3_64}, remote.expected):
+        # Recorded from this very URL (a mirror checked against its own --checksums, say): it is
+        # complete whatever this run expects; verify still holds it to its checksums.
+        same_place = record.url is not None and record.url == url_without_query(remote.url)
+        if same_place or _agrees({"md5": record.md5, "xxh3_64": record.xxh3_64}, remote.expected):
+            _remove_leftovers_of(path)
             return _recorded(path, record, KEPT)
     if remote.expected and (remote.size is None or path.stat().st_size == remote.size):
         log.info("%s is here but not recorded; checking it against the expected checksum", path.name)
         algorithms = tuple(dict.fromkeys(hashing.DEFAULT_ALGORITHMS + tuple(remote.expected)))
         digests = hashing.hash_file(path, algorithms, progress=progress)
         if _agrees(digests, remote.expected):
-            return _recorded(path, write_record(path, digests, source=source, url=remote.url), KEPT)
+            return _recorded(path, write_record(path, digests, source=source, url=url_without_query(remote.url)), KEPT)
     partial = path.with_name(path.name + KAGGLE_PARTIAL_SUFFIX)
     why = " (the kaggle tool left it half-downloaded)" if partial.exists() else ""
     raise OverwriteRefusedError(
         f"{path} exists{why} but is not a complete, recorded download of it; it will not be overwritten"
     )
+
+
+def _remove_leftovers_of(path: Path) -> None:
+    """A partial file and journal beside a complete, recorded one are a concurrent run's leftovers."""
+    for leftover in (path.with_name(path.name + PART_SUFFIX), path.with_name(path.name + JOURNAL_SUFFIX)):
+        if leftover.exists():
+            log.info("removing %s: %s is complete", leftover.name, path.name)
+            leftover.unlink()
 
 
 def _agrees(digests: dict[str, str], expected: dict[str, str]) -> bool:

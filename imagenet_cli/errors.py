@@ -12,7 +12,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PROBLEMS = 3  # the command ran to the end and found problems (bad images, bad checksums)
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT; SIGTERM 143 and SIGHUP 129 likewise (128 + signal)
 
 
 class ImagenetError(Exception):
@@ -41,6 +41,19 @@ class ArchiveError(ImagenetError):
 
 class LabelConflictError(ArchiveError):
     """Two sources of val labels (the devkit, Kaggle's LOC_val_solution.csv) disagree."""
+
+
+class LockHeldError(ImagenetError):
+    """Another process is writing the same file or tree (and we were told not to wait)."""
+
+
+class Stopped(KeyboardInterrupt):
+    """The process was asked to stop by a signal (SIGTERM from a scheduler, SIGHUP from a closed
+    terminal): handled like Ctrl-C, so finished work is kept and workers are stopped."""
+
+    def __init__(self, signal_number: int, signal_name: str) -> None:
+        super().__init__(signal_name)
+        self.signal_number, self.signal_name = signal_number, signal_name
 
 
 class InsufficientSpaceError(ImagenetError):

@@ -6,8 +6,8 @@
     train/n01440764/n01440764_10026.JPEG	110592	9c1a3f0b2d4e5f60	n01440764
 
 ``TREE/tree.json`` says how the tree was made and what it holds: the format version, the command
-and options that made it, image counts per split, and the images that could not be written
-(``failures``). ``verify`` checks a tree against both; ``info`` reads ``tree.json``.
+and options that made it, image counts per split, the images that could not be written
+(``failures``), and the files each split was made from (``inputs``, see :mod:`imagenet_cli.inputs`). ``verify`` checks a tree against both; ``info`` reads ``tree.json``.
 
 Both are read and written as streams: a tree of 1.3 M files never sits in memory.
 """
@@ -52,6 +52,7 @@ class TreeInfo:
     made_by: dict  # the command and options that wrote the tree
     splits: dict[str, dict[str, int]] = field(default_factory=dict)  # {"train": {"images": n, "classes": k}}
     failures: list[dict] = field(default_factory=list)  # [{"split", "wnid", "name", "error"}]
+    inputs: dict[str, list[dict]] = field(default_factory=dict)  # per split: what it was made from (inputs.InputFile)
     format: int = FORMAT
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 

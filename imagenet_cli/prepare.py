@@ -17,12 +17,14 @@ import contextlib
 import dataclasses
 import heapq
 import json
+import logging
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import archives, atomic, catalogue, manifest, zip_entries
+from . import archives, atomic, catalogue, locks, manifest, zip_entries
 from .errors import (
     ArchiveError,
     InvalidArgumentError,
@@ -31,18 +33,22 @@ from .errors import (
     OverwriteRefusedError,
 )
 from .images import FILTERS, FORMATS, FULL, MODES, Recipe
+from .inputs import InputFile, describe, fingerprint
 from .layout import Root
 from .progress import SILENT, Progress
 from .shard_sources import Blobs, Files, TarMembers, TarRegion, ZipMembers
 from .shards import (
     MARKERS,
+    NEW,
     Shard,
     ShardResult,
-    is_done,
     marker_path,
     read_marker,
     run_shards,
+    shard_state,
 )
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("train", "val")
 RECIPE_FILE = "recipe.json"
@@ -98,39 +104,54 @@ def prepare(
     workers: int | None = None,
     out: Path | None = None,
     source: Path | None = None,
+    redo: bool = False,
+    wait: bool = True,
     progress: Progress = SILENT,
 ) -> PrepareResult:
     """Write one tree per size under ``out`` (default: the root); see the module docstring.
 
-    Re-running with the same options finishes what an interrupted run left and does nothing when
-    all is done. Unreadable images are listed in the result's trees (``failures``), not raised.
+    Re-running converges to the tree the current inputs give: finished shards are kept, shards
+    whose input changed or that had failed images or lost files are redone, and files no longer in
+    the inputs are removed. ``redo`` redoes every shard of the splits asked for. Each tree is
+    locked while it is written: a second run waits (or, with ``wait=False``, raises
+    :class:`~imagenet_cli.errors.LockHeldError`). Unreadable images are listed in the result's
+    trees (``failures``), not raised.
     """
     recipe = _recipe(sizes, mode, quality, format, filter, upscale)
     splits = _splits(splits)
     started = time.monotonic()
     out = out or root
+    trees = {size: out / tree_name(size, recipe) for size in recipe.sizes}
+    with locks.writing_all(trees.values(), wait):
+        for tree in trees.values():
+            _claim(tree, recipe)
+        return _prepare_locked(root, recipe, splits, trees, workers, source, redo, progress, started)
+
+
+def _prepare_locked(root, recipe, splits, trees, workers, source, redo, progress, started) -> PrepareResult:
     downloads = Root(root).downloads
     # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
     zip_path = downloads / archives.KAGGLE_ZIP
     kaggle = archives.kaggle_bundle(zip_path) if source is None and zip_path.is_file() else None
     labels, label_source = _val_labels(downloads, source, kaggle)
-    described, shards = _plan(downloads, source, splits, labels, kaggle)
-    trees = {size: out / tree_name(size, recipe) for size in recipe.sizes}
-    for tree in trees.values():
-        _claim(tree, recipe)
+    plan = _plan(downloads, source, splits, labels, kaggle, next(iter(trees.values())))
+    reasons = _Reasons(trees, redo, plan.inputs)
 
     workers = workers or os.cpu_count() or 1
-    if isinstance(shards, _ShardStream):
-        result = PrepareResult(described, label_source)
-        with progress.task("preparing images", total=shards.total(), unit="img") as advance:
+    if isinstance(plan.shards, _ShardStream):
+        result = PrepareResult(plan.described, label_source)
+        stream = plan.shards
+        with progress.task("preparing images", total=stream.total(), unit="img") as advance:
             skipped = lambda shard: advance(shard.images)  # noqa: E731 - done before: the bar moves on
-            run_shards(shards.pending(trees, skipped), recipe, trees, workers, _counting(result, advance))
-        shards = shards.seen
+            run_shards(stream.pending(reasons.needed, skipped), recipe, trees, workers, _counting(result, advance))
+        shards = stream.seen
         result.shards_done_before = len(shards) - result.shards_run
     else:
-        result = _run_listed(shards, recipe, trees, workers, progress, described, label_source)
+        shards = plan.shards
+        result = _run_listed(shards, recipe, trees, workers, progress, plan.described, label_source, reasons)
+    reasons.announce()
     for size, tree in trees.items():
-        result.trees.append(_finish_tree(tree, size, shards, recipe, described, label_source))
+        result.trees.append(_finish_tree(tree, size, shards, splits, recipe, plan, label_source))
     result.seconds = time.monotonic() - started
     return result
 
@@ -144,22 +165,78 @@ def _counting(result: PrepareResult, advance):
     return on_done
 
 
-def _run_listed(shards, recipe, trees, workers, progress, described, label_source) -> PrepareResult:
-    pending = [s for s in shards if not all(is_done(tree, s) for tree in trees.values())]
+def _run_listed(shards, recipe, trees, workers, progress, described, label_source, reasons) -> PrepareResult:
+    sizes_left = {shard: reasons.sizes_needing(shard) for shard in shards}
+    reasons.announce()  # before the work: the whole plan is known
+    pending = [s for s in shards if sizes_left[s]]
     result = PrepareResult(described, label_source, shards_done_before=len(shards) - len(pending))
     with progress.task("preparing images", total=sum(s.images for s in pending), unit="img") as advance:
         on_done = _counting(result, advance)
         for shard in pending:  # a shard finished in some trees only is redone for the others
-            sizes_left = tuple(size for size, tree in trees.items() if not is_done(tree, shard))
-            if sizes_left != recipe.sizes:
-                run_shards([shard], _with_sizes(recipe, sizes_left), {s: trees[s] for s in sizes_left}, 1, on_done)
-        full_pending = [s for s in pending if not any(is_done(tree, s) for tree in trees.values())]
+            if sizes_left[shard] != recipe.sizes:
+                sizes = sizes_left[shard]
+                run_shards([shard], _with_sizes(recipe, sizes), {s: trees[s] for s in sizes}, 1, on_done)
+        full_pending = [s for s in pending if sizes_left[s] == recipe.sizes]
         run_shards(full_pending, recipe, trees, workers, on_done)
     return result
 
 
 def _with_sizes(recipe: Recipe, sizes: tuple[str, ...]) -> Recipe:
     return dataclasses.replace(recipe, sizes=sizes)
+
+
+class _Reasons:
+    """Decides which shards each tree needs, and tells in one line per cause why shards are redone."""
+
+    def __init__(self, trees: dict[str, Path], redo: bool, inputs: dict[str, list[InputFile]]) -> None:
+        self.trees, self.redo = trees, redo
+        self.counts: collections.Counter[tuple[Path, str, str]] = collections.Counter()
+        self.changed = {tree: _changed_inputs(tree, inputs) for tree in trees.values()}
+
+    def sizes_needing(self, shard: Shard) -> tuple[str, ...]:
+        needing = []
+        for size, tree in self.trees.items():
+            why = shard_state(tree, shard)
+            if why is None and self.redo:
+                why = "--redo"
+            if why is None:
+                continue
+            needing.append(size)
+            changed = self.changed[tree].get(shard.split)
+            if changed:  # new inputs: every shard of the split run is theirs, new classes too
+                self.counts[(tree, shard.split, f"{changed} changed")] += 1
+            elif why != NEW:
+                self.counts[(tree, shard.split, why)] += 1
+        return tuple(needing)
+
+    def needed(self, shard: Shard) -> bool:
+        return bool(self.sizes_needing(shard))
+
+    def announce(self) -> None:
+        for (tree, split, why), count in sorted(self.counts.items()):
+            shards = f"{count} {split} shard{'s' if count != 1 else ''}"
+            if why.endswith(" changed"):
+                log.warning("%s since %s was made: redoing %s", why, tree, shards)
+            else:
+                log.warning("%s: redoing %s (%s)", tree, shards, why)
+        self.counts.clear()
+
+
+def _changed_inputs(tree: Path, inputs: dict[str, list[InputFile]]) -> dict[str, str]:
+    """Per split, the names of the inputs that differ from those ``tree.json`` recorded, in words."""
+    info = manifest.read_tree_info(tree) if (tree / manifest.TREE_INFO).is_file() else None
+    if info is None:
+        return {}
+    changed = {}
+    for split, current in inputs.items():
+        before = {i["name"]: InputFile.from_dict(i) for i in info.inputs.get(split, [])}
+        if not before:
+            continue
+        names = [i.name for i in current if i.name not in before or not before[i.name].same_content(i)]
+        names += [name for name in before if name not in {i.name for i in current}]
+        if names:
+            changed[split] = " and ".join(names)
+    return changed
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -245,14 +322,27 @@ def _loc_val_solution(source: Path | None, kaggle: archives.KaggleBundle | None)
 # --- planning ----------------------------------------------------------------------------------
 
 
-def _plan(downloads: Path, source: Path | None, splits, labels, kaggle) -> tuple[str, list[Shard] | _ShardStream]:
+@dataclass
+class _Plan:
+    described: str  # what is read, in words
+    shards: list[Shard] | _ShardStream
+    inputs: dict[str, list[InputFile]]  # per split: the files its shards are made from
+
+
+def _plan(downloads: Path, source: Path | None, splits, labels, kaggle, tree: Path) -> _Plan:
+    """``tree``: any of the trees being made (they share a parent), to record inputs relative to."""
     if source is not None:
-        return _plan_tree(source, splits, labels)
+        return _plan_tree(source, splits, labels, tree)
     train, val = downloads / archives.TRAIN_TAR, downloads / archives.VAL_TAR
     if ("train" not in splits or train.is_file()) and ("val" not in splits or val.is_file()):
-        return "the official archives", _plan_official(train, val, splits, labels)
+        inputs = {"train": [describe(train, tree)] if "train" in splits else [], "val": []}
+        if "val" in splits:
+            devkit = downloads / archives.DEVKIT
+            inputs["val"] = [describe(val, tree)] + ([describe(devkit, tree)] if devkit.is_file() else [])
+        return _Plan("the official archives", _plan_official(train, val, splits, labels, inputs), inputs)
     if kaggle is not None:
-        return "the Kaggle zip", _plan_kaggle(kaggle, splits, labels)
+        bundle = describe(kaggle.path, tree)
+        return _Plan("the Kaggle zip", _plan_kaggle(kaggle, splits, labels, bundle), {s: [bundle] for s in splits})
     raise MissingInputError(
         f"no archives to prepare in {downloads}: it needs {archives.TRAIN_TAR} and {archives.VAL_TAR}, "
         f"or {archives.KAGGLE_ZIP}"
@@ -271,29 +361,35 @@ def _refuse_listing(where: str, why: str) -> None:
     raise ArchiveError(f"{where}: refused: {why}")
 
 
-def _plan_official(train: Path, val: Path, splits, labels) -> list[Shard]:
+def _plan_official(train: Path, val: Path, splits, labels, inputs: dict[str, list[InputFile]]) -> list[Shard]:
     shards = []
     if "train" in splits:
+        read = (inputs["train"][0],)
         for member in archives.tar_headers(train, _refuse_listing):
             wnid = member.name.removesuffix(".tar")
             if not (member.name.endswith(".tar") and catalogue.is_wnid(wnid)):
                 raise ArchiveError(f"{train.name}:{member.name} is not a <wnid>.tar of an ILSVRC-2012 class")
             # ~1/1000 of the outer tar is one class: an estimate good enough for a progress bar.
             estimate = max(1, member.size // 110_000)
-            shards.append(Shard("train", wnid, estimate, TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}")))
+            region = TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}")
+            listing = fingerprint((member.name, member.offset_data, member.size))
+            shards.append(Shard("train", wnid, estimate, region, inputs=read, listing=listing))
     if "val" in splits:
         by_class = collections.defaultdict(list)
         for member in archives.tar_headers(val, _refuse_listing):
             name = member.name.rsplit("/", 1)[-1]
             by_class[_val_label(labels, name, f"{val.name}:{member.name}")].append((name, member.offset_data, member.size))
-        shards += [Shard("val", w, len(m), TarMembers(val, tuple(m))) for w, m in by_class.items()]
+        read = (inputs["val"][0],)
+        shards += [
+            Shard("val", w, len(m), TarMembers(val, tuple(m)), inputs=read, listing=fingerprint(m)) for w, m in by_class.items()
+        ]
     return sorted(shards, key=lambda s: (s.split, s.wnid))
 
 
-def _plan_kaggle(bundle: archives.KaggleBundle, splits, labels) -> _ShardStream:
+def _plan_kaggle(bundle: archives.KaggleBundle, splits, labels, identity: InputFile) -> _ShardStream:
     if bundle.inner is not None:
-        return _KaggleTarGzShards(bundle, splits, labels)
-    return _KaggleZipShards(bundle, splits, labels)
+        return _KaggleTarGzShards(bundle, splits, labels, identity)
+    return _KaggleZipShards(bundle, splits, labels, identity)
 
 
 class _ShardStream:
@@ -304,18 +400,19 @@ class _ShardStream:
     bundle keeps each class folder together — so memory holds one class at a time.
     """
 
-    def __init__(self, bundle: archives.KaggleBundle, splits, labels) -> None:
+    def __init__(self, bundle: archives.KaggleBundle, splits, labels, identity: InputFile) -> None:
         self.bundle, self.splits, self.labels = bundle, splits, labels
+        self.inputs = (identity,)
         self.seen: list[Shard] = []
 
-    def pending(self, trees: dict[str, Path], on_skip=lambda shard: None):
-        """The shards not yet done in every tree; all of them are remembered in ``seen``."""
+    def pending(self, needed, on_skip=lambda shard: None):
+        """The shards ``needed`` says some tree needs; all of them are remembered in ``seen``."""
         for shard in self._cut():
             self.seen.append(shard)
-            if all(is_done(tree, shard) for tree in trees.values()):
-                on_skip(shard)
-            else:
+            if needed(shard):
                 yield shard
+            else:
+                on_skip(shard)
 
     def _cut(self):
         raise NotImplementedError
@@ -333,7 +430,8 @@ class _ClassRuns:
     ones) and the tree's manifest merges them by path.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, inputs: tuple[InputFile, ...]) -> None:
+        self.inputs = inputs
         self.current, self.items = None, []
         self.runs: collections.Counter[str] = collections.Counter()
 
@@ -350,7 +448,10 @@ class _ClassRuns:
             return None
         earlier = self.runs[self.current]
         self.runs[self.current] += 1
-        shard = Shard("train", self.current, len(self.items), self.source(tuple(self.items)), earlier or None)
+        items = tuple(self.items)
+        shard = Shard(
+            "train", self.current, len(items), self.source(items), earlier or None, self.inputs, _listing_of(items)
+        )
         self.current = None
         return shard
 
@@ -358,9 +459,14 @@ class _ClassRuns:
         raise NotImplementedError
 
 
+def _listing_of(items) -> str:
+    """A shard's listing: the members' names and where they are (never their bytes)."""
+    return fingerprint((item[0], item[1]) for item in items)
+
+
 class _ZipRuns(_ClassRuns):
-    def __init__(self, path: Path) -> None:
-        super().__init__()
+    def __init__(self, path: Path, inputs: tuple[InputFile, ...]) -> None:
+        super().__init__(inputs)
         self.path = path
 
     def source(self, items: tuple) -> ZipMembers:
@@ -385,7 +491,7 @@ class _KaggleZipShards(_ShardStream):
 
     def _cut(self):
         path = self.bundle.path
-        runs, val = _ZipRuns(path), collections.defaultdict(list)
+        runs, val = _ZipRuns(path, self.inputs), collections.defaultdict(list)
         for entry in zip_entries.entries(path):
             where = archives.kaggle_image_split(entry.name)
             if where is None or entry.is_dir or where[0] not in self.splits:
@@ -404,7 +510,8 @@ class _KaggleZipShards(_ShardStream):
         if finished := runs.flush():
             yield finished
         for wnid, members in sorted(val.items()):  # 50,000 small records at most
-            yield Shard("val", wnid, len(members), ZipMembers(path, tuple(members)))
+            items = tuple(members)
+            yield Shard("val", wnid, len(items), ZipMembers(path, items), None, self.inputs, _listing_of(items))
 
 
 class _KaggleTarGzShards(_ShardStream):
@@ -413,7 +520,7 @@ class _KaggleTarGzShards(_ShardStream):
     VAL_PART = 500
 
     def _cut(self):
-        runs, val_items, part = _BlobRuns(), [], 0
+        runs, val_items, part = _BlobRuns(self.inputs), [], 0
         refused: list = []
         for member in archives.kaggle_inner_tar_members(self.bundle, lambda where, why: refused.append((where, why))):
             if member.split not in self.splits:
@@ -425,17 +532,21 @@ class _KaggleTarGzShards(_ShardStream):
                 wnid = _val_label(self.labels, member.name, member.origin)
                 val_items.append((member.name, wnid, member.data, None))
                 if len(val_items) == self.VAL_PART:
-                    yield Shard("val", None, len(val_items), Blobs(tuple(val_items)), part)
+                    yield self._val_part(val_items, part)
                     val_items, part = [], part + 1
         if finished := runs.flush():
             yield finished
         if val_items:
-            yield Shard("val", None, len(val_items), Blobs(tuple(val_items)), part)
+            yield self._val_part(val_items, part)
         if refused:
             raise ArchiveError(f"{refused[0][0]}: refused: {refused[0][1]} ({len(refused)} members refused)")
 
+    def _val_part(self, items: list, part: int) -> Shard:
+        listing = fingerprint((name, wnid) for name, wnid, _, _ in items)
+        return Shard("val", None, len(items), Blobs(tuple(items)), part, self.inputs, listing)
 
-def _plan_tree(source: Path, splits, labels) -> tuple[str, list[Shard]]:
+
+def _plan_tree(source: Path, splits, labels, tree: Path) -> _Plan:
     """An extracted Kaggle ``ILSVRC/`` tree (flat val) or an ImageFolder tree (val in class folders)."""
     base = next((p for p in (source / "Data" / "CLS-LOC", source / "ILSVRC" / "Data" / "CLS-LOC", source) if (p / "train").is_dir() or (p / "val").is_dir()), None)
     if base is None:
@@ -455,48 +566,153 @@ def _plan_tree(source: Path, splits, labels) -> tuple[str, list[Shard]]:
                     if not catalogue.is_wnid(wnid):
                         raise ArchiveError(f"{dirpath} is not a class folder named by WNID")
                 by_class[wnid].append((name, os.path.join(dirpath, name)))
-        shards += [Shard(split, w, len(p), Files(tuple(p))) for w, p in sorted(by_class.items())]
+        shards += [Shard(split, w, len(p), Files(tuple(p)), listing=_files_listing(p)) for w, p in sorted(by_class.items())]
     kind = "an extracted Kaggle tree" if base != source else "an ImageFolder tree"
-    return f"{kind} at {source}", shards
+    # A tree this tool made is known by its manifest; loose files by the listing of each shard.
+    recorded = [describe(source / manifest.MANIFEST, tree)] if manifest.has_manifest(source) else []
+    return _Plan(f"{kind} at {source}", shards, {split: recorded for split in splits})
+
+
+def _files_listing(paths: list[tuple[str, str]]) -> str:
+    """Loose files are known by name, size and mtime: a stat each, no read."""
+    def identity(name: str, path: str) -> tuple:
+        try:
+            stat = os.stat(path)
+        except OSError:  # the shard names it as a failure when it reads it
+            return name, None
+        return name, stat.st_size, stat.st_mtime_ns
+
+    return fingerprint(identity(name, path) for name, path in paths)
 
 
 # --- finishing a tree --------------------------------------------------------------------------
 
 
-def _finish_tree(tree: Path, size: str, shards: list[Shard], recipe: Recipe, described: str, label_source: str) -> TreeSummary:
-    """Merge the shard markers, in path order, into manifest.tsv, tree.json and the label files."""
+def _finish_tree(tree: Path, size: str, shards: list[Shard], splits, recipe: Recipe, plan: _Plan, label_source: str) -> TreeSummary:
+    """Merge the shard markers, in path order, into manifest.tsv, tree.json and the label files.
+
+    The splits this run made come from its shards: markers of shards the inputs no longer give are
+    removed, and so are files and class folders no manifest row names. Splits not asked for this
+    time keep their markers, rows, labels and recorded inputs.
+    """
     images: collections.Counter[str] = collections.Counter()
     classes: dict[str, set[str]] = collections.defaultdict(set)
     failures: list[dict] = []
     repaired: collections.Counter[str] = collections.Counter()
+    markers = _markers_by_split(tree, shards, splits)
 
-    def results(split_shards):
-        for shard in split_shards:
-            result: ShardResult = read_marker(marker_path(tree, shard))
+    def results(paths: list[Path]):
+        for path in paths:
+            result: ShardResult = read_marker(path)
             failures.extend(result.failures)
             repaired.update(result.repaired.values())
-            images[shard.split] += len(result.entries)
-            classes[shard.split].update(e.wnid for e in result.entries)
+            images[result.split] += len(result.entries)
+            classes[result.split].update(e.wnid for e in result.entries)
             yield result.entries
 
     def entries():
-        for split in sorted({s.split for s in shards}):
-            split_shards = sorted((s for s in shards if s.split == split), key=lambda s: s.key)
-            if all(s.wnid is not None and s.part is None for s in split_shards):
-                for shard_entries in results(split_shards):  # one class at a time, already in order
+        for split in sorted(markers):
+            paths = sorted(markers[split], key=lambda p: p.name)
+            if all(p.stem.count("-") == 1 for p in paths):  # one marker per class: already in order
+                for shard_entries in results(paths):
                     yield from shard_entries
             else:  # shards that share classes (streamed stretches, a class's later runs): merge by path
-                yield from heapq.merge(*results(split_shards), key=lambda e: e.path)
+                yield from heapq.merge(*results(paths), key=lambda e: e.path)
 
-    _write_labels_and_manifest(tree, entries())
+    sweep = _Sweep(tree, splits)
+    _write_labels_and_manifest(tree, sweep.alongside(entries()))
+    sweep.finish()
+    previous = manifest.read_tree_info(tree)
+    inputs = dict(previous.inputs) if previous is not None else {}
+    inputs.update({split: [i.as_dict() for i in plan.inputs.get(split, [])] for split in splits})
     info = manifest.TreeInfo(
-        made_by={"command": "prepare", "source": described, "val_labels": label_source, "size": size, **asdict(recipe)},
+        made_by={"command": "prepare", "source": plan.described, "val_labels": label_source, "size": size, **asdict(recipe)},
         splits={split: {"images": images[split], "classes": len(classes[split])} for split in sorted(images)},
         failures=failures,
+        inputs={split: inputs[split] for split in sorted(inputs) if split in images},
     )
     info.made_by["repaired"] = dict(repaired)
     manifest.write_tree_info(tree, info)
     return TreeSummary(size, tree, dict(images), failures, dict(repaired))
+
+
+def _markers_by_split(tree: Path, shards: list[Shard], splits) -> dict[str, list[Path]]:
+    """The markers the tree is made of: this run's shards, and whatever the other splits hold.
+
+    Markers of this run's splits that no current shard has (a class the new inputs lack) are
+    deleted: what they list is swept as no longer in the inputs.
+    """
+    current = {marker_path(tree, shard) for shard in shards}
+    by_split: dict[str, list[Path]] = collections.defaultdict(list)
+    for path in (tree / MARKERS).glob("*-*.json"):
+        split = path.name.split("-", 1)[0]
+        if split not in splits:
+            by_split[split].append(path)
+        elif path not in current:
+            log.info("%s: %s is no longer in the inputs", tree, path.stem)
+            path.unlink()
+    for path in current:
+        by_split[path.name.split("-", 1)[0]].append(path)
+    return by_split
+
+
+class _Sweep:
+    """Removes what no manifest row names from the splits a run made: files of classes redone with
+    fewer images, class folders the inputs no longer have, temporary files of killed runs.
+
+    It follows the manifest as it is written (rows come in path order, one folder after another),
+    so it holds one folder's names at a time.
+    """
+
+    def __init__(self, tree: Path, splits) -> None:
+        self.tree, self.splits = tree, set(splits)
+        self.folders: dict[str, set[str]] = collections.defaultdict(set)  # split -> class folders kept
+        self.removed_files = self.removed_folders = 0
+
+    def alongside(self, entries):
+        folder, names = None, set()
+        for entry in entries:
+            if entry.directory != folder:
+                self._sweep_folder(folder, names)
+                folder, names = entry.directory, set()
+            names.add(entry.name)
+            yield entry
+        self._sweep_folder(folder, names)
+
+    def _sweep_folder(self, folder: str | None, names: set[str]) -> None:
+        if folder is None:
+            return
+        split, wnid = folder.split("/", 1)
+        if split not in self.splits:
+            return
+        self.folders[split].add(wnid)
+        with os.scandir(self.tree / folder) as listing:
+            for item in listing:
+                if item.name not in names:
+                    self._remove(item)
+
+    def finish(self) -> None:
+        for split in self.splits:
+            split_dir = self.tree / split
+            if split_dir.is_dir():
+                with os.scandir(split_dir) as listing:
+                    for item in listing:
+                        if item.name not in self.folders[split]:
+                            self._remove(item)
+        if self.removed_files or self.removed_folders:
+            log.warning(
+                "%s: removed %d files and %d class folders that the inputs no longer give",
+                self.tree, self.removed_files, self.removed_folders,
+            )
+
+    def _remove(self, item: os.DirEntry) -> None:
+        if item.is_dir(follow_symlinks=False):
+            shutil.rmtree(item.path)
+            self.removed_folders += 1
+        else:
+            os.unlink(item.path)
+            if not atomic.is_temporary(item.name):  # a killed run's leftover is no news
+                self.removed_files += 1
 
 
 def _write_labels_and_manifest(tree: Path, entries) -> None:

@@ -2,9 +2,11 @@
 
 A shard is one class of one split. A worker process reads the shard's images from its source,
 writes every output file atomically, makes them durable, and only then writes the shard's
-completion marker — ``TREE/.shards/<split>-<wnid>.json``, holding the shard's manifest entries and
-failures. A re-run skips shards whose marker exists and redoes the rest, so a run killed at any
-moment and re-run leaves the same tree as an uninterrupted one.
+completion marker — ``TREE/.shards/<split>-<wnid>.json``, holding the shard's manifest entries,
+failures, and the inputs it was made from. A re-run skips a shard only when its marker is there,
+names the same inputs and listing, records no failures, and all its files are on disk; it redoes
+every other shard, so a run killed at any moment and re-run leaves the same tree as an
+uninterrupted one, and new inputs give the tree they make.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import json
 import multiprocessing
 import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -21,6 +25,7 @@ from pathlib import Path
 from . import atomic
 from .hashing import hash_bytes
 from .images import ImageError, Recipe, process
+from .inputs import InputFile
 from .manifest import Entry
 from .shard_sources import Source
 
@@ -34,6 +39,8 @@ class Shard:
     images: int  # as listed; what the progress bar counts
     source: Source
     part: int | None = None  # numbers the stretches of a streamed split, or a class's later runs
+    inputs: tuple[InputFile, ...] = ()  # the files it reads (none for loose files: see listing)
+    listing: str = ""  # fingerprint of what it reads from them: members, offsets, labels
 
     @property
     def key(self) -> str:
@@ -49,26 +56,74 @@ class ShardResult:
     entries: list[Entry] = field(default_factory=list)
     failures: list[dict] = field(default_factory=list)  # {"split", "wnid", "name", "error"}
     repaired: dict[str, str] = field(default_factory=dict)  # file name -> what was wrong
+    inputs: list[dict] = field(default_factory=list)  # InputFile.as_dict() of each input read
+    listing: str = ""
 
 
 def marker_path(tree: Path, shard: Shard) -> Path:
     return tree / MARKERS / f"{shard.key}.json"
 
 
-def is_done(tree: Path, shard: Shard) -> bool:
-    return marker_path(tree, shard).is_file()
+# Why a shard is not done (None: it is).
+NEW = "new"
+FAILED = "it had failed images"
+MISSING = "files of it were missing"
+LISTING = "the images it holds changed"
+
+
+def shard_state(tree: Path, shard: Shard) -> str | None:
+    """None when ``shard`` is done in ``tree`` for the current inputs; else why it must be (re)done:
+    one of the constants above, or ``"<input name> changed"``."""
+    try:
+        result = read_marker(marker_path(tree, shard))
+    except FileNotFoundError:
+        return NEW
+    recorded = {i["name"]: InputFile.from_dict(i) for i in result.inputs}
+    for current in shard.inputs:
+        before = recorded.get(current.name)
+        if before is None or not before.same_content(current):
+            return f"{current.name} changed"
+    if result.listing != shard.listing:
+        return LISTING
+    if result.failures:
+        return FAILED
+    if not _all_on_disk(tree, result.entries):
+        return MISSING
+    return None
+
+
+def _all_on_disk(tree: Path, entries: list[Entry]) -> bool:
+    """One directory listing per class folder, not a stat per file."""
+    listed: dict[str, set[str]] = {}
+    for entry in entries:
+        directory = entry.directory
+        if directory not in listed:
+            try:
+                listed[directory] = set(os.listdir(tree / directory))
+            except FileNotFoundError:
+                return False
+        if entry.name not in listed[directory]:
+            return False
+    return True
 
 
 def read_marker(path: Path) -> ShardResult:
     data = json.loads(path.read_text())
     return ShardResult(
-        data["split"], data["wnid"], [Entry(**e) for e in data["entries"]], data["failures"], data["repaired"]
+        data["split"],
+        data["wnid"],
+        [Entry(**e) for e in data["entries"]],
+        data["failures"],
+        data["repaired"],
+        data.get("inputs", []),
+        data.get("listing", ""),
     )
 
 
 def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
     """Make every size of one shard; runs in a worker process. Returns the images handled."""
-    results = {size: ShardResult(shard.split, shard.wnid) for size in recipe.sizes}
+    inputs = [i.as_dict() for i in shard.inputs]
+    results = {size: ShardResult(shard.split, shard.wnid, inputs=inputs, listing=shard.listing) for size in recipe.sizes}
     cleaned: set[str] = set()
     handled = 0
     for name, item_wnid, data, problem in shard.source.items():
@@ -137,17 +192,29 @@ def run_shards(
         except BaseException as error:
             for future in running:
                 future.cancel()
-            if isinstance(error, KeyboardInterrupt):
+            if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
                 # Stop now rather than after the shards in flight: their files are written
-                # atomically and their markers last, so a re-run simply redoes them.
+                # atomically and their markers last, so a re-run simply redoes them. SIGKILL,
+                # because workers ignore the stop signals (the parent alone decides).
                 for worker in multiprocessing.active_children():
-                    worker.terminate()
+                    worker.kill()
             raise
 
 
 def _leave_ctrl_c_to_the_parent() -> None:
-    """Workers ignore SIGINT: Ctrl-C reaches the whole process group, and the parent alone decides."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    """Workers ignore the stop signals: a Ctrl-C or a scheduler's SIGTERM reaches the whole process
+    group, and the parent alone decides. Should the parent die without stopping them (SIGKILL),
+    they notice within half a second and exit: no worker outlives its run."""
+    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(number, signal.SIG_IGN)
+    parent = os.getppid()
+
+    def exit_with_the_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_the_parent, name="parent-watcher", daemon=True).start()
 
 
 def _take(iterator: Iterator[Shard], count: int) -> list[Shard]:

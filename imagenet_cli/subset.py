@@ -25,7 +25,7 @@ from pathlib import Path
 
 import xxhash
 
-from . import atomic, catalogue, hashing, manifest
+from . import atomic, catalogue, hashing, locks, manifest
 from .errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
 from .layout import Root
 from .progress import SILENT, Progress
@@ -74,44 +74,48 @@ def subset(
     link: str = "symlink",
     allow_short: bool = False,
     dry_run: bool = False,
+    wait: bool = True,
     progress: Progress = SILENT,
 ) -> SubsetResult:
-    """Make a subset; ``classes`` is a count ("100"), a named list, a file of WNIDs, or WNIDs/names."""
+    """Make a subset; ``classes`` is a count ("100"), a named list, a file of WNIDs, or WNIDs/names.
+
+    The subset folder is locked while it is made (a second run waits, or with ``wait=False``
+    raises), and its source tree is read-locked: no ``prepare`` rewrites it meanwhile.
+    """
     _check_options(per_class, fraction, images, val_per_class, link)
     tree = source or _the_prepared_tree(root)
-    present = _classes_in(tree)
-    chosen = _choose_classes(classes, present, seed)
     arguments = {
         "classes": classes, "per_class": per_class, "fraction": fraction, "images": images,
         "val_per_class": val_per_class, "seed": seed, "link": link, "allow_short": allow_short,
     }  # fmt: skip
-    name = subset_name(arguments)
-    destination = out or Root(root).subsets / name
-    record = {
-        "arguments": arguments,
-        "source": str(tree.resolve()),
-        "source_manifest_xxh3": _manifest_hash(tree),
-        "classes": chosen,
-    }
-    existing = _existing_subset(destination)
-    if existing is not None:
-        if existing != record:
-            raise OverwriteRefusedError(f"{destination} holds a different subset; choose another --out or delete it")
-        info = manifest.read_tree_info(destination)
-        counts = {s: v["images"] for s, v in info.splits.items()} if info else {}
-        return SubsetResult(destination, tree, len(chosen), counts, "kept")
+    destination = out or Root(root).subsets / subset_name(arguments)
+    with locks.writing(destination, wait), locks.reading(tree, wait):
+        chosen = _choose_classes(classes, _classes_in(tree), seed)
+        record = {
+            "arguments": arguments,
+            "source": _source_name(tree, root),
+            "source_manifest_xxh3": _manifest_hash(tree),
+            "classes": chosen,
+        }
+        existing = _existing_subset(destination)
+        if existing is not None:
+            if not _same_subset(existing, record, root):
+                raise OverwriteRefusedError(f"{destination} holds a different subset; choose another --out or delete it")
+            info = manifest.read_tree_info(destination)
+            counts = {s: v["images"] for s, v in info.splits.items()} if info else {}
+            return SubsetResult(destination, tree, len(chosen), counts, "kept")
 
-    # A label-fraction list asked for on its own is the whole list: files of classes the tree lacks
-    # are missing too. With --classes, only those classes' part of the list is wanted.
-    listed_classes = set(chosen) if classes is not None else set(catalogue.wnids())
-    selection = _Selection(tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short, listed_classes)
-    if dry_run:
-        for _ in selection.files():
-            pass
-        selection.check_shortfalls()
-        return SubsetResult(destination, tree, len(chosen), dict(selection.counts), "dry run", selection.missing, selection.short)
-    _write(destination, tree, selection, record, link, progress)
-    return SubsetResult(destination, tree, len(chosen), dict(selection.counts), "written", selection.missing, selection.short)
+        # A label-fraction list asked for on its own is the whole list: files of classes the tree
+        # lacks are missing too. With --classes, only those classes' part of the list is wanted.
+        listed_classes = set(chosen) if classes is not None else set(catalogue.wnids())
+        selection = _Selection(tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short, listed_classes)
+        if dry_run:
+            for _ in selection.files():
+                pass
+            selection.check_shortfalls()
+            return SubsetResult(destination, tree, len(chosen), dict(selection.counts), "dry run", selection.missing, selection.short)
+        _write(destination, tree, selection, record, link, progress)
+        return SubsetResult(destination, tree, len(chosen), dict(selection.counts), "written", selection.missing, selection.short)
 
 
 def subset_name(arguments: dict) -> str:
@@ -195,6 +199,23 @@ def _choose_classes(classes: str | None, present: list[str], seed: int) -> list[
 
 def _manifest_hash(tree: Path) -> str | None:
     return hashing.hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"] if manifest.has_manifest(tree) else None
+
+
+def _source_name(tree: Path, root: Path) -> str:
+    """The source tree as ``subset.json`` names it: relative to the root when inside it, so a moved
+    root keeps its subsets valid."""
+    resolved, base = tree.resolve(), root.resolve()
+    return resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else str(resolved)
+
+
+def _same_subset(existing: dict, wanted: dict, root: Path) -> bool:
+    """The same arguments, classes and source content; the source compared as a place, however
+    it is written (subsets made before names were relative hold absolute paths)."""
+    def place(record: dict) -> Path:
+        return (root / record["source"]).resolve()
+
+    others = lambda record: {k: v for k, v in record.items() if k != "source"}  # noqa: E731
+    return others(existing) == others(wanted) and place(existing) == place(wanted)
 
 
 def _existing_subset(destination: Path) -> dict | None:
@@ -300,9 +321,9 @@ def _directories(tree: Path) -> Iterator[tuple[str, dict[str, manifest.Entry]]]:
 
 
 def _write(destination: Path, tree: Path, selection: _Selection, record: dict, link: str, progress: Progress) -> None:
-    staging = destination.with_name(f".{destination.name}.{os.getpid()}.tmp")
-    for stale in destination.parent.glob(f".{destination.name}.*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run
+    staging = atomic.temporary_name(destination)
+    for stale in destination.parent.glob(f".{destination.name}.*{atomic.TEMPORARY_SUFFIX}"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run (we hold the lock)
     staging.mkdir(parents=True)
     try:
         subset_index = {wnid: i for i, wnid in enumerate(record["classes"])}

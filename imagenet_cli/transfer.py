@@ -412,8 +412,19 @@ class TransferResult:
     resumed: bool
 
 
-def run_transfer(plan: Plan, endpoint: Endpoint, connections: int, progress: Progress = SILENT) -> TransferResult:
-    """Fetch what is missing, check it, and give the file its final name."""
+def run_transfer(
+    plan: Plan,
+    endpoint: Endpoint,
+    connections: int,
+    progress: Progress = SILENT,
+    before_rename: Callable[[Plan, dict[str, str]], None] | None = None,
+) -> TransferResult:
+    """Fetch what is missing, check it, and give the file its final name.
+
+    ``before_rename(plan, digests)`` runs when the bytes in ``plan.part`` are complete and checked,
+    before the final name appears (``plan`` as it ended: a restart after the file changed on the
+    server has a new identity), so the caller's record exists whenever the file does.
+    """
     plan.path.parent.mkdir(parents=True, exist_ok=True)
     resumed = bool(plan.done)
     for attempt in (1, 2):
@@ -427,6 +438,8 @@ def run_transfer(plan: Plan, endpoint: Endpoint, connections: int, progress: Pro
             plan = dataclasses.replace(plan, identity=probe(endpoint), done=set())
             resumed = False
     _check_expected(plan, digests)
+    if before_rename is not None:
+        before_rename(plan, digests)
     os.replace(plan.part, plan.path)
     plan.journal.unlink(missing_ok=True)
     return TransferResult(plan.path, digests, transferred, resumed)

@@ -24,6 +24,7 @@ from . import catalogue, manifest
 from .findings import Check
 from .hashing import hash_bytes
 from .images import decode_problem
+from .inputs import InputFile, changed_since
 from .layout import SPLITS
 from .progress import SILENT, Progress
 
@@ -185,8 +186,29 @@ def _pair_misplaced(check: Check, missing: dict, extra: dict) -> None:
         check.add("missing", f"{directory}/{name}", "in the manifest, not on disk")
 
 
+def _check_inputs(check: Check, tree: Path, info: manifest.TreeInfo | None) -> None:
+    """A tree whose recorded inputs have changed since is stale: it no longer matches them."""
+    if info is None:
+        return
+    for split, recorded in sorted(info.inputs.items()):
+        for data in recorded:
+            before = InputFile.from_dict(data)
+            now = changed_since(before, tree)
+            if now is not None:
+                check.add(
+                    "stale", f"{split}/",
+                    f"{before.name} changed since the tree was made ({_identity(before)} then, {_identity(now)} now); "
+                    "the same prepare command brings the tree up to date",
+                )
+
+
+def _identity(file: InputFile) -> str:
+    return f"{file.size:,} bytes, xxh3 {file.xxh3_64}" if file.xxh3_64 else f"{file.size:,} bytes, mtime {file.mtime_ns}"
+
+
 def _check_counts(check: Check, tree: Path, per_class: dict, listed: int | None) -> None:
     info = manifest.read_tree_info(tree)
+    _check_inputs(check, tree, info)
     for split, counts in sorted(per_class.items()):
         images = sum(counts.values())
         check.counts[f"{split}_images"] = images

@@ -44,12 +44,14 @@ def verify(
     deep: bool = False,
     rehash: bool = False,
     workers: int | None = None,
+    record: bool = False,
     progress: Progress = SILENT,
 ) -> VerifyReport:
     """Check archives and trees; problems come back in the report, never as exceptions.
 
     ``checksums`` is an md5sum/sha256sum/xxhsum-style file whose digests take precedence for the
-    archives it names; ``algorithm`` overrides what the digest lengths suggest.
+    archives it names; ``algorithm`` overrides what the digest lengths suggest. Read-only unless
+    ``record``: then archives hashed without a valid record get one.
     """
     if algorithm is not None and algorithm not in hashing.ALGORITHMS:
         raise InvalidArgumentError(f"unknown algorithm {algorithm!r} (known: {', '.join(hashing.ALGORITHMS)})")
@@ -60,7 +62,7 @@ def verify(
     workers = workers or os.cpu_count() or 1
 
     def archive_check(path: Path) -> Check:
-        return check_archive(path, sums, deep, rehash, progress)
+        return check_archive(path, sums, deep, rehash, record, progress)
 
     checks = _in_parallel(archive_check, archive_paths, workers)
     checks += [check_tree(path, deep, workers, progress) for path in tree_paths]

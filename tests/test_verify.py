@@ -183,7 +183,10 @@ def test_reverify_trusts_recorded_digests_and_records_a_local_check(root, tmp_pa
     shutil.copy(root / "downloads" / sample.DEVKIT, copy)
     sums = tmp_path / "SUMS"
     sums.write_text(f"{hashing.hash_file(copy)['md5']}  {copy.name}\n")
-    first = verify(root, paths=[copy], checksums=sums)
+    unrecorded = verify(root, paths=[copy], checksums=sums)
+    assert unrecorded.ok and read_record(copy) is None, "verify writes nothing unless asked"
+    assert any("--record" in what for what in unrecorded.checks[0].checked)
+    first = verify(root, paths=[copy], checksums=sums, record=True)
     assert first.ok and read_record(copy).source == "local"
     second = verify(root, paths=[copy])
     assert second.ok and "recorded" in second.checks[0].checked[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import signal
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -15,7 +16,8 @@ from typing import Annotated, Any
 import typer
 
 from ..progress import Progress
-from .errors import message_for, rule_for
+from ..errors import Stopped
+from .errors import exit_code_for, message_for
 from .progress import progress_for
 
 DEFAULT_ROOT = Path("imagenet")
@@ -39,6 +41,10 @@ RootOption = Annotated[
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, for scripts.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes; results and errors only.")]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step, on stderr.")]
+NoWaitOption = Annotated[
+    bool,
+    typer.Option("--no-wait", help="When another process is writing the same files, exit 1 at once instead of waiting."),
+]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")]
 
 
@@ -56,14 +62,34 @@ def session(quiet: bool, verbose: bool, debug: bool) -> Iterator[Session]:
         raise typer.BadParameter("choose one of --quiet and --verbose", param_hint="'--quiet'")
     _configure_logging(logging.ERROR if quiet else logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
     try:
-        yield Session(progress=progress_for(quiet))
+        with _stop_signals_as_interrupts():
+            yield Session(progress=progress_for(quiet))
     except typer.Exit:
         raise
     except (Exception, KeyboardInterrupt) as error:
         if debug:
             raise
         typer.echo(message_for(error), err=True)
-        raise typer.Exit(rule_for(error).exit_code) from None
+        raise typer.Exit(exit_code_for(error)) from None
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextmanager
+def _stop_signals_as_interrupts() -> Iterator[None]:
+    """SIGTERM (a batch scheduler) and SIGHUP (a closed terminal) stop a command as Ctrl-C does:
+    workers are stopped, finished work is kept, one line is printed, the exit code is 128 + signal."""
+
+    def stop(number: int, _frame) -> None:
+        raise Stopped(number, signal.Signals(number).name)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 class _StderrHandler(logging.Handler):

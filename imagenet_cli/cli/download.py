@@ -21,6 +21,7 @@ from .common import (
     DEFAULT_ROOT,
     DebugOption,
     JsonOption,
+    NoWaitOption,
     QuietOption,
     RootOption,
     VerboseOption,
@@ -127,6 +128,7 @@ def download(
         int | None, typer.Option(help="sample: unlabelled test images [default: 10].", min=0, max=100_000, show_default=False, metavar="N")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="sample: the same seed gives the same bytes [default: 0].", show_default=False, metavar="N")] = None,
+    no_wait: NoWaitOption = False,
     root: RootOption = DEFAULT_ROOT,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -137,7 +139,8 @@ def download(
 
     Each archive appears under its final name only when complete and checked against its published
     MD5, beside a record of its size and checksums (NAME.record.json). Interrupted downloads
-    resume where they stopped; a re-run keeps what is already complete.
+    resume where they stopped; a re-run keeps what is already complete. Two downloads of one
+    file never both fetch it: the second waits, then finds it complete.
     """
     official_only = {"--files": files, "--cookies": cookies, "--header": header, "--checksums": checksums}
     sample_only = {
@@ -156,6 +159,7 @@ def download(
                 root,
                 layout=layout.value if layout else "official",
                 classes=comma_list(classes),
+                wait=not no_wait,
                 progress=ui.progress,
                 **{k: v for k, v in given.items() if v is not None},
             )
@@ -169,10 +173,11 @@ def download(
                 checksums=checksums,
                 connections=connections,
                 dry_run=dry_run,
+                wait=not no_wait,
                 progress=ui.progress,
             )
         else:
-            result = download_kaggle(root, connections=connections, dry_run=dry_run, progress=ui.progress)
+            result = download_kaggle(root, connections=connections, dry_run=dry_run, wait=not no_wait, progress=ui.progress)
         if json_output:
             print_json(result)
         else:

@@ -23,10 +23,12 @@ from ..errors import (
     KaggleCredentialsError,
     KaggleRulesError,
     LabelConflictError,
+    LockHeldError,
     MissingInputError,
     OverwriteRefusedError,
     RemoteChangedError,
     RemoteNotFoundError,
+    Stopped,
     UnknownClassError,
 )
 
@@ -47,6 +49,7 @@ ERROR_TABLE = (
     ErrorRule(OverwriteRefusedError, EXIT_ERROR, "another --root, or move that file elsewhere first"),
     ErrorRule(LabelConflictError, EXIT_ERROR, "`imagenet verify --deep` on the devkit and the Kaggle zip to find the damaged one"),
     ErrorRule(ArchiveError, EXIT_ERROR, "deleting the file and downloading it again"),
+    ErrorRule(LockHeldError, EXIT_ERROR, "again once it has finished, or without --no-wait to wait for it"),
     ErrorRule(InsufficientSpaceError, EXIT_ERROR, "freeing disk space or another --root"),
     ErrorRule(KaggleCredentialsError, EXIT_ERROR, "saving your token as ~/.kaggle/kaggle.json (chmod 600) or setting KAGGLE_API_TOKEN"),
     ErrorRule(KaggleRulesError, EXIT_ERROR, "accepting the rules in a browser while logged in, then the same command"),
@@ -71,9 +74,18 @@ def rule_for(error: BaseException) -> ErrorRule:
     raise error  # not an Exception (SystemExit and the like): let it through
 
 
+def exit_code_for(error: BaseException) -> int:
+    """The process exit code for ``error``: 128 + the signal for a stop by signal, as shells report it."""
+    if isinstance(error, Stopped):
+        return 128 + error.signal_number
+    return rule_for(error).exit_code
+
+
 def message_for(error: BaseException) -> str:
     """The one line the user sees for ``error``."""
     rule = rule_for(error)
+    if isinstance(error, Stopped):
+        return f"imagenet: stopped by {error.signal_name} — try {rule.hint}"
     if isinstance(error, KeyboardInterrupt):
         return f"imagenet: interrupted — try {rule.hint}"
     what = str(error) or type(error).__name__

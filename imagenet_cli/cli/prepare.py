@@ -14,6 +14,7 @@ from .common import (
     DEFAULT_ROOT,
     DebugOption,
     JsonOption,
+    NoWaitOption,
     QuietOption,
     RootOption,
     VerboseOption,
@@ -74,6 +75,8 @@ def prepare_command(
             metavar="PATH",
         ),
     ] = None,
+    redo: Annotated[bool, typer.Option("--redo", help="Redo every shard of the splits asked for, even those already done.")] = False,
+    no_wait: NoWaitOption = False,
     root: RootOption = DEFAULT_ROOT,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -84,8 +87,10 @@ def prepare_command(
 
     Reads the archives in ROOT/downloads/ as streams (nothing is unpacked), sorts val into class
     folders, repairs the PNG, CMYK and grayscale files, resizes, and writes ROOT/<size>/ with a
-    manifest and label files (sorted-WNID indices). Interrupted runs resume; exit code 3 when some
-    images could not be read (they are named).
+    manifest and label files (sorted-WNID indices). A re-run converges to what the current inputs
+    give: finished shards are kept; shards whose archive changed, that had failed images or lost
+    files are redone; files no longer in the inputs are removed. One run writes a tree at a time
+    (others wait). Exit code 3 when some images could not be read (they are named).
     """
     with session(quiet, verbose, debug) as ui:
         result = prepare(
@@ -100,6 +105,8 @@ def prepare_command(
             workers=workers,
             out=out,
             source=source,
+            redo=redo,
+            wait=not no_wait,
             progress=ui.progress,
         )
         if json_output:

@@ -13,6 +13,7 @@ from .common import (
     DEFAULT_ROOT,
     DebugOption,
     JsonOption,
+    NoWaitOption,
     QuietOption,
     RootOption,
     VerboseOption,
@@ -70,6 +71,7 @@ def subset_command(
     link: Annotated[Link, typer.Option(help="How files get into the subset.")] = Link("symlink"),
     allow_short: Annotated[bool, typer.Option("--allow-short", help="Accept classes with fewer than K images, and lists the tree only partly has.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what the subset would hold; write nothing.")] = False,
+    no_wait: NoWaitOption = False,
     root: RootOption = DEFAULT_ROOT,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -96,6 +98,7 @@ def subset_command(
             link=link.value,
             allow_short=allow_short,
             dry_run=dry_run,
+            wait=not no_wait,
             progress=ui.progress,
         )
         if json_output:

@@ -60,6 +60,10 @@ def verify_command(
     ] = None,
     deep: Annotated[bool, typer.Option("--deep", help="Also read every archive member and decode every image.")] = False,
     rehash: Annotated[bool, typer.Option("--rehash", help="Re-read archives even when unchanged since their last check.")] = False,
+    record: Annotated[
+        bool,
+        typer.Option("--record", help="Write a record (NAME.record.json) for archives hashed without one, so the next check is instant."),
+    ] = False,
     root: RootOption = DEFAULT_ROOT,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -80,6 +84,7 @@ def verify_command(
             algorithm=algo.value if algo else None,
             deep=deep,
             rehash=rehash,
+            record=record,
             progress=ui.progress,
         )
         if json_output:

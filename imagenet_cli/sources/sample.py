@@ -41,7 +41,7 @@ from ..archives import (
     TRAIN_TAR,
     VAL_TAR,
 )
-from ..atomic import atomic_writer
+from ..atomic import Finish, atomic_writer
 from ..class_files import class_file
 from ..errors import InvalidArgumentError
 from ..progress import SILENT, Advance, Progress
@@ -172,18 +172,19 @@ def _spread_quirks(
 
 
 def write_sample(
-    downloads: Path, layout: str, options: SampleOptions, progress: Progress = SILENT
+    downloads: Path, layout: str, options: SampleOptions, progress: Progress = SILENT, before_rename: Finish | None = None
 ) -> list[Path]:
-    """Generate the sample's archives in ``downloads``; returns their paths (each written atomically)."""
+    """Generate the sample's archives in ``downloads``; returns their paths (each written atomically,
+    ``before_rename`` called for each when its bytes are complete, before its name appears)."""
     if layout not in LAYOUTS:
         raise InvalidArgumentError(f"unknown sample layout {layout!r} (known: {', '.join(LAYOUTS)})")
     images = plan(options)
     rng = random.Random(f"imagenet-sample-archives:{options.seed}")
     with progress.task("generating sample images", total=len(images), unit="img") as advance:
         if layout == "official":
-            return _write_official(downloads, images, rng, advance)
+            return _write_official(downloads, images, rng, advance, before_rename)
         write = _write_kaggle if layout == "kaggle" else _write_kaggle_2019
-        return [write(downloads / KAGGLE_ZIP, images, rng, advance)]
+        return [write(downloads / KAGGLE_ZIP, images, rng, advance, before_rename)]
 
 
 def _rendered(images: Iterable[SampleImage], advance: Advance) -> Iterator[tuple[SampleImage, bytes]]:
@@ -225,7 +226,9 @@ def _write_tar(file, members: Iterable[tuple[str, bytes]]) -> None:
                 tar.addfile(_tar_info(name, len(data)), io.BytesIO(data))
 
 
-def _write_official(downloads: Path, images: list[SampleImage], rng: random.Random, advance: Advance) -> list[Path]:
+def _write_official(
+    downloads: Path, images: list[SampleImage], rng: random.Random, advance: Advance, before_rename: Finish | None
+) -> list[Path]:
     by_split: dict[str, list[SampleImage]] = {"train": [], "val": [], "test": []}
     for image in images:
         by_split[image.split].append(image)
@@ -243,10 +246,10 @@ def _write_official(downloads: Path, images: list[SampleImage], rng: random.Rand
 
     written = []
     for name, members in ((TRAIN_TAR, inner_tars()), (VAL_TAR, flat("val")), (TEST_TAR, flat("test"))):
-        with atomic_writer(downloads / name) as file:
+        with atomic_writer(downloads / name, before_rename=before_rename) as file:
             _write_tar(file, members)
         written.append(downloads / name)
-    with atomic_writer(downloads / DEVKIT) as file:
+    with atomic_writer(downloads / DEVKIT, before_rename=before_rename) as file:
         file.write(devkit_bytes())
     written.append(downloads / DEVKIT)
     return written
@@ -369,21 +372,21 @@ def _add_to_zip(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool
     archive.writestr(info, data)
 
 
-def _write_kaggle(path: Path, images: list[SampleImage], rng: random.Random, advance: Advance) -> Path:
+def _write_kaggle(path: Path, images: list[SampleImage], rng: random.Random, advance: Advance, before_rename: Finish | None) -> Path:
     """The current layout: the tree and the LOC files directly in the zip."""
-    with atomic_writer(path) as file, zipfile.ZipFile(file, "w") as archive:
+    with atomic_writer(path, before_rename=before_rename) as file, zipfile.ZipFile(file, "w") as archive:
         for name, data, compress in _kaggle_members(images, rng, advance):
             _add_to_zip(archive, name, data, compress)
     return path
 
 
-def _write_kaggle_2019(path: Path, images: list[SampleImage], rng: random.Random, advance: Advance) -> Path:
+def _write_kaggle_2019(path: Path, images: list[SampleImage], rng: random.Random, advance: Advance, before_rename: Finish | None) -> Path:
     """The older layout: one imagenet_object_localization_patched2019.tar.gz inside the zip."""
     tar = _tar_bytes((name, data) for name, data, _ in _kaggle_members(images, rng, advance))
     buffer = io.BytesIO()
     with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0, filename="") as gz:
         gz.write(tar)
-    with atomic_writer(path) as file, zipfile.ZipFile(file, "w") as archive:
+    with atomic_writer(path, before_rename=before_rename) as file, zipfile.ZipFile(file, "w") as archive:
         _add_to_zip(archive, KAGGLE_INNER_TAR, buffer.getvalue(), compress=False)
     return path
 

@@ -1,0 +1,80 @@
+"""What a tree was made from: the identity of each input file, and of each shard's share of it.
+
+A tree is a function of its recipe and its inputs. ``tree.json`` records the inputs of each split
+(``inputs``: the archives, or a ``--from`` tree's manifest) and every shard's completion marker
+records the inputs it read and a fingerprint of its listing (which members, at which offsets,
+under which label). A re-run compares both with the current inputs: a shard whose input changed
+is redone, and ``verify`` reports a tree whose recorded inputs changed as stale.
+
+An input's content is known by its xxh3-64: taken from its download record while the record still
+matches the file, else computed for files under 1 GiB (the devkit, a manifest). A large archive
+without a valid record is known by its size and mtime: hashing 150 GB is not a price a re-run pays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import xxhash
+
+from .hashing import hash_file
+from .records import read_record
+
+
+@dataclass(frozen=True)
+class InputFile:
+    name: str
+    path: str  # relative to the tree that records it, so a moved root still finds it
+    size: int
+    mtime_ns: int
+    xxh3_64: str | None = None  # from the download record, while it matches the file
+
+    def same_content(self, other: InputFile) -> bool:
+        if self.size != other.size:
+            return False
+        if self.xxh3_64 and other.xxh3_64:
+            return self.xxh3_64 == other.xxh3_64
+        return self.mtime_ns == other.mtime_ns
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> InputFile:
+        return cls(**{k: data[k] for k in ("name", "path", "size", "mtime_ns", "xxh3_64")})
+
+
+HASHED_BELOW = 1 << 30
+
+
+def describe(path: Path, tree: Path) -> InputFile:
+    """The identity of the input at ``path`` as seen from ``tree``."""
+    stat = path.stat()
+    record = read_record(path)
+    digest = record.xxh3_64 if record is not None and record.matches(path) else None
+    if digest is None and stat.st_size < HASHED_BELOW:
+        digest = hash_file(path, ("xxh3_64",))["xxh3_64"]
+    relative = os.path.relpath(path.absolute(), tree.absolute()).replace(os.sep, "/")
+    return InputFile(path.name, relative, stat.st_size, stat.st_mtime_ns, digest)
+
+
+def changed_since(recorded: InputFile, tree: Path) -> InputFile | None:
+    """The input as it is now, when it differs from what ``tree`` recorded; None when it is the
+    same or no longer there (archives are often deleted once a tree is made: that is not a change)."""
+    path = tree / recorded.path
+    if not path.is_file():
+        return None
+    now = describe(path, tree)
+    return None if recorded.same_content(now) else now
+
+
+def fingerprint(parts: Iterable[object]) -> str:
+    """A short, stable digest of a shard's listing (names, offsets, sizes, labels)."""
+    digest = xxhash.xxh3_64()
+    for part in parts:
+        digest.update(repr(part).encode())
+        digest.update(b"\0")
+    return digest.hexdigest()

@@ -1,0 +1,128 @@
+"""A tree always matches its inputs: the same ``prepare`` run again converges to what they give.
+
+Changed archives, images that failed, files deleted by hand, stray files, a run of one split on a
+complete tree, and ``--redo``: after each, the tree equals a clean run over the current inputs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from imagenet_cli import manifest
+from imagenet_cli.download import download_sample
+from imagenet_cli.prepare import prepare
+from imagenet_cli.verify import verify
+
+from .builders import tree_from_official
+from .conftest import SMALL
+
+
+def copy_downloads(source_root: Path, root: Path) -> Path:
+    shutil.copytree(source_root / "downloads", root / "downloads", dirs_exist_ok=True)
+    return root
+
+
+def tree_state(tree: Path) -> dict[str, str]:
+    """Everything a user trains from or checks: the label files, the manifest and the files on disk."""
+    state = {name: (tree / name).read_text() for name in ("manifest.tsv", "train.txt", "val.txt", "classes.txt")}
+    state["files"] = "\n".join(sorted(str(p.relative_to(tree)) for p in tree.glob("*/*/*")))
+    return state
+
+
+@pytest.fixture
+def prepared(official_root, tmp_path) -> Path:
+    root = copy_downloads(official_root, tmp_path / "root")
+    prepare(root, ["64"], workers=2)
+    return root
+
+
+def test_changed_archives_give_the_new_tree_and_drop_the_old_classes(prepared, tmp_path, caplog):
+    before = sorted(p.name for p in (prepared / "64" / "train").iterdir())
+    other = ["n01443537", "n01484850", "n01491361"]  # goldfish, great white shark, tiger shark
+    download_sample(prepared, classes=other, seed=7, **SMALL)  # replaces every archive
+    clean = copy_downloads(prepared, tmp_path / "clean")
+    prepare(clean, ["64"], workers=2)
+
+    with caplog.at_level(logging.WARNING, logger="imagenet_cli"):
+        result = prepare(prepared, ["64"], workers=2)
+    assert result.shards_done_before == 0 and result.shards_run == 6
+    assert tree_state(prepared / "64") == tree_state(clean / "64")
+    assert sorted(p.name for p in (prepared / "64" / "train").iterdir()) == other != before
+    said = caplog.text
+    assert f"ILSVRC2012_img_train.tar changed since {prepared / '64'} was made: redoing" in said
+    assert "class folders that the inputs no longer give" in said
+    assert verify(prepared, paths=[prepared / "64"]).ok
+
+
+def test_verify_names_a_tree_whose_archive_changed_as_stale(prepared):
+    download_sample(prepared, seed=3, **SMALL)  # the same classes, other images
+    report = verify(prepared, paths=[prepared / "64"])
+    stale = [p for p in report.checks[0].problems if p.kind == "stale"]
+    assert {p.detail.split(" ", 1)[0] for p in stale} >= {"ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar"}
+    prepare(prepared, ["64"], workers=2)
+    assert verify(prepared, paths=[prepared / "64"]).ok
+
+
+def test_a_deleted_class_folder_and_a_stray_file_are_put_right(prepared, official_root, tmp_path, caplog):
+    tree = prepared / "64"
+    expected = tree_state(tree)
+    victim = sorted((tree / "train").iterdir())[0]
+    shutil.rmtree(victim)
+    (tree / "val" / "n01440764" / "stray.JPEG").write_bytes(b"not ours")
+    with caplog.at_level(logging.WARNING, logger="imagenet_cli"):
+        result = prepare(prepared, ["64"], workers=2)
+    assert result.shards_run == 1 and result.images_processed == SMALL["train_per_class"]
+    assert "redoing 1 train shard (files of it were missing)" in caplog.text
+    assert tree_state(tree) == expected
+    assert verify(prepared, paths=[tree]).ok
+
+
+def test_failed_images_are_retried_once_the_input_is_good(official_root, tmp_path):
+    source = tree_from_official(official_root / "downloads", tmp_path / "source", with_manifest=False)
+    victim = sorted((source / "train" / "n02979186").iterdir())[0]
+    good = victim.read_bytes()
+    stat = victim.stat()
+    # Damaged in place: same size, same mtime once restored, so only the failure says "redo".
+    victim.write_bytes(bytes(64) + good[64:])  # no JPEG header: unreadable
+    root = tmp_path / "root"
+    first = prepare(root, ["64"], source=source, workers=2)
+    assert [f["name"] for f in first.trees[0].failures] == [victim.name]
+
+    victim.write_bytes(good)
+    os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    second = prepare(root, ["64"], source=source, workers=2)
+    assert second.shards_run == 1 and second.trees[0].failures == []
+    info = manifest.read_tree_info(root / "64")
+    assert info.failures == [] and info.splits["train"]["images"] == 39
+    assert verify(root, paths=[root / "64"]).ok
+
+
+def test_one_split_on_a_complete_tree_keeps_the_other(prepared):
+    tree = prepared / "64"
+    expected = tree_state(tree)
+    inputs = manifest.read_tree_info(tree).inputs
+    result = prepare(prepared, ["64"], splits=["val"], workers=2, redo=True)
+    assert result.shards_run == 13 and result.trees[0].images == {"train": 39, "val": 26}
+    assert tree_state(tree) == expected
+    assert manifest.read_tree_info(tree).inputs == inputs
+    assert verify(prepared, paths=[tree]).ok
+
+
+def test_redo_redoes_every_shard_and_changes_nothing(prepared):
+    tree = prepared / "64"
+    expected = tree_state(tree)
+    result = prepare(prepared, ["64"], workers=2, redo=True)
+    assert result.shards_done_before == 0 and result.shards_run == 26
+    assert tree_state(tree) == expected
+
+
+def test_tree_json_names_its_inputs_relative_to_the_tree(prepared):
+    inputs = manifest.read_tree_info(prepared / "64").inputs
+    assert [i["path"] for i in inputs["train"]] == ["../downloads/ILSVRC2012_img_train.tar"]
+    assert [i["name"] for i in inputs["val"]] == ["ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"]
+    assert all(i["xxh3_64"] for i in inputs["train"] + inputs["val"])

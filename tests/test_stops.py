@@ -1,0 +1,94 @@
+"""Every way a ``prepare`` can be stopped: SIGTERM and SIGHUP as Ctrl-C, and SIGKILL of the parent.
+
+Real processes and real signals; worker processes are found by PID in /proc and must be gone.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from imagenet_cli.download import download_sample
+from imagenet_cli.prepare import prepare
+from imagenet_cli.verify import verify
+
+from .conftest import default_sigint
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds worker PIDs in /proc (Linux)")
+
+
+def children(pid: int) -> set[int]:
+    found = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found |= {int(p) for p in (task / "children").read_text().split()}
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "\nState:\tZ" not in status  # a zombie has exited: only its exit status is left
+
+
+def start_prepare(root: Path) -> subprocess.Popen:
+    """A prepare slow enough (Lanczos from a full decode) to be stopped while its 2 workers run."""
+    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(root), "--size", "64",
+               "--filter", "lanczos", "--workers", "2"]  # fmt: skip
+    return subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, preexec_fn=default_sigint,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def wait_for_workers(process: subprocess.Popen, root: Path) -> set[int]:
+    markers = root / "64" / ".shards"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        workers = children(process.pid)
+        if len(workers) >= 2 and len(list(markers.glob("*-*.json"))) >= 1:
+            return workers
+        time.sleep(0.02)
+    raise AssertionError("the run never got going")
+
+
+def wait_until_gone(pids: set[int], seconds: float) -> set[int]:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(alive(pid) for pid in pids):
+        time.sleep(0.05)
+    return {pid for pid in pids if alive(pid)}
+
+
+@pytest.fixture
+def sample_root(tmp_path) -> Path:
+    download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
+    return tmp_path
+
+
+@pytest.mark.parametrize("number, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_sigterm_and_sighup_stop_workers_and_exit_128_plus_signal(sample_root, number, code):
+    process = start_prepare(sample_root)
+    workers = wait_for_workers(process, sample_root)
+    process.send_signal(number)  # to the main process only, as a scheduler does
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == code
+    name = signal.Signals(number).name
+    assert stderr.strip() == f"imagenet: stopped by {name} — try the same command again: finished work is kept"
+    assert wait_until_gone(workers, 5) == set(), "no worker outlives its run"
+    result = prepare(sample_root, ["64"], filter="lanczos", workers=2)
+    assert result.shards_done_before >= 1 and verify(sample_root, paths=[sample_root / "64"]).ok
+
+
+def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root):
+    process = start_prepare(sample_root)
+    workers = wait_for_workers(process, sample_root)
+    process.kill()
+    process.communicate(timeout=30)
+    assert wait_until_gone(workers, 5) == set(), "workers noticed their parent died"
+    prepare(sample_root, ["64"], filter="lanczos", workers=2)
+    assert verify(sample_root, paths=[sample_root / "64"]).ok
