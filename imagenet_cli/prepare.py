@@ -151,7 +151,8 @@ def _prepare_locked(root, recipe, splits, trees, workers, source, redo, progress
         result = _run_listed(shards, recipe, trees, workers, progress, plan.described, label_source, reasons)
     reasons.announce()
     for size, tree in trees.items():
-        result.trees.append(_finish_tree(tree, size, shards, splits, recipe, plan, label_source))
+        ran = result.shards_run > 0
+        result.trees.append(_finish_tree(tree, size, shards, splits, recipe, plan, label_source, ran))
     result.seconds = time.monotonic() - started
     return result
 
@@ -229,14 +230,17 @@ def _changed_inputs(tree: Path, inputs: dict[str, list[InputFile]]) -> dict[str,
         return {}
     changed = {}
     for split, current in inputs.items():
-        before = {i["name"]: InputFile.from_dict(i) for i in info.inputs.get(split, [])}
-        if not before:
-            continue
-        names = [i.name for i in current if i.name not in before or not before[i.name].same_content(i)]
-        names += [name for name in before if name not in {i.name for i in current}]
-        if names:
+        recorded = info.inputs.get(split, [])
+        if recorded and (names := _changed_names(recorded, current)):
             changed[split] = " and ".join(names)
     return changed
+
+
+def _changed_names(recorded: list[dict], current: list[InputFile]) -> list[str]:
+    """The inputs that are not what was recorded: changed, new, or gone."""
+    before = {i["name"]: InputFile.from_dict(i) for i in recorded}
+    names = [i.name for i in current if i.name not in before or not before[i.name].same_content(i)]
+    return names + [name for name in before if name not in {i.name for i in current}]
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -588,18 +592,28 @@ def _files_listing(paths: list[tuple[str, str]]) -> str:
 # --- finishing a tree --------------------------------------------------------------------------
 
 
-def _finish_tree(tree: Path, size: str, shards: list[Shard], splits, recipe: Recipe, plan: _Plan, label_source: str) -> TreeSummary:
+def _finish_tree(
+    tree: Path, size: str, shards: list[Shard], splits, recipe: Recipe, plan: _Plan, label_source: str, ran: bool
+) -> TreeSummary:
     """Merge the shard markers, in path order, into manifest.tsv, tree.json and the label files.
 
     The splits this run made come from its shards: markers of shards the inputs no longer give are
     removed, and so are files and class folders no manifest row names. Splits not asked for this
-    time keep their markers, rows, labels and recorded inputs.
+    time keep their markers, rows, labels and recorded inputs. When nothing ran and nothing
+    changed, nothing is rewritten: a finished tree on a read-only mount re-runs cleanly.
     """
     images: collections.Counter[str] = collections.Counter()
     classes: dict[str, set[str]] = collections.defaultdict(set)
     failures: list[dict] = []
     repaired: collections.Counter[str] = collections.Counter()
-    markers = _markers_by_split(tree, shards, splits)
+    markers, dropped = _markers_by_split(tree, shards, splits)
+    previous = manifest.read_tree_info(tree)
+    inputs = dict(previous.inputs) if previous is not None else {}
+    inputs.update({split: [i.as_dict() for i in plan.inputs.get(split, [])] for split in splits})
+    up_to_date = (
+        not ran and not dropped and manifest.has_manifest(tree) and previous is not None
+        and not any(_changed_names(previous.inputs.get(split, []), plan.inputs.get(split, [])) for split in splits if split in previous.splits)
+    )  # fmt: skip
 
     def results(paths: list[Path]):
         for path in paths:
@@ -620,11 +634,12 @@ def _finish_tree(tree: Path, size: str, shards: list[Shard], splits, recipe: Rec
                 yield from heapq.merge(*results(paths), key=lambda e: e.path)
 
     sweep = _Sweep(tree, splits)
+    if up_to_date:
+        collections.deque(sweep.alongside(entries()), maxlen=0)  # counts, and strays swept
+        sweep.finish()
+        return TreeSummary(size, tree, dict(images), failures, dict(repaired))
     _write_labels_and_manifest(tree, sweep.alongside(entries()))
     sweep.finish()
-    previous = manifest.read_tree_info(tree)
-    inputs = dict(previous.inputs) if previous is not None else {}
-    inputs.update({split: [i.as_dict() for i in plan.inputs.get(split, [])] for split in splits})
     info = manifest.TreeInfo(
         made_by={"command": "prepare", "source": plan.described, "val_labels": label_source, "size": size, **asdict(recipe)},
         splits={split: {"images": images[split], "classes": len(classes[split])} for split in sorted(images)},
@@ -636,14 +651,14 @@ def _finish_tree(tree: Path, size: str, shards: list[Shard], splits, recipe: Rec
     return TreeSummary(size, tree, dict(images), failures, dict(repaired))
 
 
-def _markers_by_split(tree: Path, shards: list[Shard], splits) -> dict[str, list[Path]]:
-    """The markers the tree is made of: this run's shards, and whatever the other splits hold.
-
-    Markers of this run's splits that no current shard has (a class the new inputs lack) are
-    deleted: what they list is swept as no longer in the inputs.
+def _markers_by_split(tree: Path, shards: list[Shard], splits) -> tuple[dict[str, list[Path]], int]:
+    """The markers the tree is made of (this run's shards, and whatever the other splits hold),
+    and how many were dropped: markers of this run's splits that no current shard has (a class the
+    new inputs lack) are deleted, and what they listed is swept as no longer in the inputs.
     """
     current = {marker_path(tree, shard) for shard in shards}
     by_split: dict[str, list[Path]] = collections.defaultdict(list)
+    dropped = 0
     for path in (tree / MARKERS).glob("*-*.json"):
         split = path.name.split("-", 1)[0]
         if split not in splits:
@@ -651,9 +666,10 @@ def _markers_by_split(tree: Path, shards: list[Shard], splits) -> dict[str, list
         elif path not in current:
             log.info("%s: %s is no longer in the inputs", tree, path.stem)
             path.unlink()
+            dropped += 1
     for path in current:
         by_split[path.name.split("-", 1)[0]].append(path)
-    return by_split
+    return by_split, dropped
 
 
 class _Sweep:

@@ -10,7 +10,7 @@ from . import classes, download, info, prepare, subset, verify
 
 app = typer.Typer(
     name="imagenet",
-    epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 problems found, 130 interrupted.",
+    epilog="Exit codes: 0 ok, 1 error, 2 usage, 3 problems found, 130 interrupted (143 SIGTERM, 129 SIGHUP).",
     no_args_is_help=True,
     add_completion=True,  # --install-completion; the same scripts ship in completions/
     rich_markup_mode=None,  # plain help: fast, stable, and what the README reference shows

@@ -1,0 +1,254 @@
+"""Two processes on one root, a full disk, a read-only mount: each leaves a state the next run repairs.
+
+Real processes, a real loopback server, and real mounts (a small tmpfs, a read-only bind mount)
+where the test may make them; skipped where it may not.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imagenet_cli import locks, manifest
+from imagenet_cli.cli.app import app
+from imagenet_cli.download import download_official, download_sample
+from imagenet_cli.errors import LockHeldError
+from imagenet_cli.prepare import prepare
+from imagenet_cli.records import read_record, record_path
+from imagenet_cli.sources import sample
+from imagenet_cli.subset import subset
+
+from .conftest import SMALL
+from .servers import FileServer
+
+runner = CliRunner()
+ENV = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
+
+
+def imagenet(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "imagenet_cli", *args], env=ENV,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def mount(*args: str) -> None:
+    if shutil.which("mount") is None:
+        pytest.skip("no mount command here")
+    completed = subprocess.run(["mount", *args], capture_output=True, text=True)
+    if completed.returncode != 0:
+        pytest.skip(f"cannot mount here: {completed.stderr.strip()}")
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 10 MiB tmpfs: the sample's train tar (9.3 MB) fits, the rest does not."""
+    point = tmp_path / "tmpfs"
+    point.mkdir()
+    mount("-t", "tmpfs", "-o", "size=10m", "tmpfs", str(point))
+    yield point
+    subprocess.run(["umount", str(point)], check=True)
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """``read_only(path)`` bind-mounts ``path`` read-only at a new place and returns that place."""
+    points = []
+
+    def make(path: Path) -> Path:
+        point = tmp_path / f"ro{len(points)}"
+        point.mkdir()
+        mount("--bind", str(path), str(point))
+        points.append(point)
+        mount("-o", "remount,ro,bind", str(point))
+        return point
+
+    yield make
+    for point in reversed(points):
+        subprocess.run(["umount", str(point)], check=True)
+
+
+# --- locks -----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def held_by_another_process(target: Path):
+    """Another process holding ``target``'s write lock until the block ends; yields its PID."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pathlib import Path; from imagenet_cli import locks\n"
+        f"with locks.writing(Path({str(target)!r})):\n print('held', flush=True); time.sleep(60)"
+    )], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield holder.pid
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_held_lock_names_its_holder_and_no_wait_refuses(tmp_path):
+    target = tmp_path / "224"
+    with held_by_another_process(target) as pid:
+        with pytest.raises(LockHeldError, match=f"PID {pid}, which is writing {target}"):
+            with locks.writing(target, wait=False):
+                pass
+        with pytest.raises(LockHeldError):
+            with locks.reading(target, wait=False):
+                pass
+    with locks.writing(target, wait=False):  # the kernel dropped the dead holder's lock
+        assert locks.holder(target) is not None
+
+
+def test_no_wait_on_the_cli_is_one_line_and_exit_1(official_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(official_root / "downloads", root / "downloads")
+    with held_by_another_process(root / "64") as pid:
+        result = runner.invoke(app, ["prepare", "--root", str(root), "--size", "64", "--no-wait"], env={"IMAGENET_NO_PROGRESS": "1"})
+    assert result.exit_code == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"imagenet: error: {root / '64'} is busy: PID {pid}, which is writing")
+
+
+def test_two_prepares_of_one_tree_make_it_once(official_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(official_root / "downloads", root / "downloads")
+    clean = tmp_path / "clean"
+    shutil.copytree(official_root / "downloads", clean / "downloads")
+    prepare(clean, ["64"], workers=2)
+
+    args = ("prepare", "--root", str(root), "--size", "64", "--workers", "1", "--json")
+    with locks.writing(root / "64"):  # both start while the tree is busy, so they surely overlap
+        first, second = imagenet(*args), imagenet(*args)
+        time.sleep(2)
+    outputs = [p.communicate(timeout=120) for p in (first, second)]
+    assert [p.returncode for p in (first, second)] == [0, 0], outputs
+    runs = sorted(json.loads(out)["shards_run"] for out, _ in outputs)
+    assert runs == [0, 26], "one made the tree, the other found it done"
+    assert all(f"waiting for PID {os.getpid()}, which is writing {root / '64'}" in err for _, err in outputs)
+    assert (root / "64" / "manifest.tsv").read_text() == (clean / "64" / "manifest.tsv").read_text()
+
+
+def test_a_subset_waits_for_the_prepare_writing_its_tree(official_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(official_root / "downloads", root / "downloads")
+    prepare(root, ["64"], workers=2)
+    with locks.writing(root / "64"):
+        with pytest.raises(LockHeldError):
+            subset(root, classes="3", wait=False)
+    assert subset(root, classes="3").images == {"train": 9, "val": 6}
+
+
+def test_two_identical_subsets_make_one(official_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(official_root / "downloads", root / "downloads")
+    prepare(root, ["64"], workers=2)
+    args = ("subset", "--root", str(root), "--classes", "5", "--json")
+    processes = [imagenet(*args), imagenet(*args)]
+    outputs = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], outputs
+    assert sorted(json.loads(out)["status"] for out, _ in outputs) == ["kept", "written"]
+
+
+# --- downloads -------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def train_tar(official_root) -> bytes:
+    return (official_root / "downloads" / sample.TRAIN_TAR).read_bytes()
+
+
+def sums_for(path: Path, files: dict[str, bytes]) -> Path:
+    path.write_text("".join(f"{hashlib.md5(d).hexdigest()}  {n}\n" for n, d in files.items()))
+    return path
+
+
+def test_two_downloads_of_one_file_fetch_it_once(train_tar, tmp_path):
+    files = {sample.TRAIN_TAR: train_tar}
+    sums = sums_for(tmp_path / "MD5SUMS", files)
+    with FileServer(files) as server:
+        args = ("download", "--source", "official", "--files", sample.TRAIN_TAR, "--checksums", str(sums),
+                "--root", str(tmp_path / "root"), "--base-url", server.base_url, "--json")  # fmt: skip
+        with locks.writing(tmp_path / "root" / "downloads" / sample.TRAIN_TAR):  # both start while it is busy
+            first, second = imagenet(*args), imagenet(*args)
+            time.sleep(2)
+        outputs = [p.communicate(timeout=120) for p in (first, second)]
+        sent = server.settled_bytes()
+    assert [p.returncode for p in (first, second)] == [0, 0], outputs
+    statuses = sorted(json.loads(out)["files"][0]["status"] for out, _ in outputs)
+    assert statuses == ["downloaded", "kept"]
+    assert all("waiting for PID" in err for _, err in outputs)
+    assert sent <= len(train_tar) + 2, "the bytes crossed the wire once (plus a probe byte)"
+    downloads = tmp_path / "root" / "downloads"
+    assert (downloads / sample.TRAIN_TAR).read_bytes() == train_tar
+    left = sorted(p.name for p in downloads.iterdir() if not p.name.startswith("."))
+    assert left == [sample.TRAIN_TAR, sample.TRAIN_TAR + ".record.json"], "no stale .part or .part.json"
+
+
+def test_a_mirror_download_is_kept_on_a_rerun_without_its_checksums(train_tar, tmp_path):
+    files = {sample.TRAIN_TAR: train_tar}
+    root = tmp_path / "root"
+    with FileServer(files) as server:
+        download_official(root, files=[sample.TRAIN_TAR], base_url=server.base_url,
+                          checksums=sums_for(tmp_path / "MD5SUMS", files))  # fmt: skip
+        before = server.settled_bytes()
+        again = download_official(root, files=[sample.TRAIN_TAR], base_url=server.base_url)
+        assert server.settled_bytes() == before, "nothing fetched"
+    assert [f.status for f in again.files] == ["kept"]
+
+
+# --- a full disk -------------------------------------------------------------------------------
+
+
+def test_a_full_disk_leaves_nothing_under_a_final_name_and_the_rerun_finishes(small_tmpfs, tmp_path):
+    with pytest.raises(OSError) as raised:
+        download_sample(small_tmpfs, **SMALL)
+    assert raised.value.errno == errno.ENOSPC
+    downloads = small_tmpfs / "downloads"
+    for path in downloads.iterdir():
+        if not path.name.startswith(".") and not path.name.endswith(".record.json"):
+            assert read_record(path) is not None and read_record(path).matches(path), f"{path.name} has its record"
+    assert not list(downloads.glob(".*.tmp")), "the partial archive is gone"
+    assert not (downloads / sample.VAL_TAR).exists()
+
+    subprocess.run(["mount", "-o", "remount,size=40m", str(small_tmpfs)], check=True)  # space freed
+    result = download_sample(small_tmpfs, **SMALL)
+    reference = tmp_path / "reference"
+    download_sample(reference, **SMALL)
+    for name in sample.OFFICIAL_FILES:
+        assert (downloads / name).read_bytes() == (reference / "downloads" / name).read_bytes()
+        assert read_record(downloads / name).matches(downloads / name)
+    assert {f.status for f in result.files} <= {"written", "kept"}
+
+
+# --- a read-only root --------------------------------------------------------------------------
+
+
+def test_verify_and_a_finished_prepare_on_a_read_only_root(official_root, tmp_path, read_only):
+    root = tmp_path / "root"
+    shutil.copytree(official_root / "downloads", root / "downloads")
+    prepare(root, ["64"], workers=2)
+    subset(root, classes="3")
+    devkit = root / "downloads" / sample.DEVKIT
+    os.utime(devkit, ns=(0, 10**18))  # a stale record: verify once re-stamped it, a write
+    recorded = record_path(devkit).read_text()
+    mounted = read_only(root)
+
+    result = runner.invoke(app, ["verify", "--root", str(mounted), "--json"], env={"IMAGENET_NO_PROGRESS": "1"})
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] and len(report["checks"]) == 6  # 4 archives, the tree, the subset
+    assert record_path(devkit).read_text() == recorded
+
+    again = runner.invoke(app, ["prepare", "--root", str(mounted), "--size", "64", "--json"], env={"IMAGENET_NO_PROGRESS": "1"})
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["shards_run"] == 0
+    assert manifest.read_tree_info(mounted / "64").splits["train"]["images"] == 39
