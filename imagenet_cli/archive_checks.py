@@ -134,6 +134,8 @@ def _check_train_tar(check: Check, path: Path, expected: dict, deep: bool) -> No
         name = member.name
         wnid = name.removesuffix(".tar")
         if name.endswith(".tar") and catalogue.is_wnid(wnid):
+            if wnid in found:
+                check.add("duplicate", f"{path.name}:{name}", f"a second {name}, at byte {member.offset:,}")
             found.add(wnid)
         else:
             check.add("structure", f"{path.name}:{name}", "not a <wnid>.tar of an ILSVRC-2012 class")
@@ -158,10 +160,14 @@ def _check_flat_tar(check: Check, path: Path, expected: dict, deep: bool) -> Non
     pattern = archives.VAL_NAME if split == "val" else archives.TEST_NAME
     refuse = _refuser(check)
     count = 0
+    names: set[str] = set()  # 100,000 at most
     for member in archives.tar_headers(path, refuse):
         name = member.name
         count += 1
         base = name.rsplit("/", 1)[-1]
+        if base in names:
+            check.add("duplicate", f"{path.name}:{name}", f"a second {base}, at byte {member.offset:,}")
+        names.add(base)
         if not pattern.fullmatch(base):
             check.add("structure", f"{path.name}:{name}", f"not an ILSVRC2012 {split} file name")
         elif split == "val" and catalogue.val_labels()[int(pattern.fullmatch(base).group(1)) - 1] not in expected["classes"]:
@@ -178,10 +184,18 @@ def _check_members(check: Check, members: Iterator[archives.Member]) -> dict[str
     """Decode every image (on all cores); count train images per class."""
     per_class: collections.Counter[str] = collections.Counter()
     decoded = 0
+    # Names within one class tar (or one run of a class in the zip): exact, and memory stays flat.
+    run, names = None, set()
     for member, problem in _decoded(members):
         if member.damage:
             check.add("damaged", member.origin, member.damage)
             continue
+        if member.split == "train":
+            if member.wnid != run:
+                run, names = member.wnid, set()
+            if member.name in names:
+                check.add("duplicate", member.origin, f"a second {member.name} in class {member.wnid}")
+            names.add(member.name)
         if member.split == "train":
             match = archives.TRAIN_NAME.fullmatch(member.name)
             if not match or match.group(1) != member.wnid:

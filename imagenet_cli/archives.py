@@ -41,6 +41,10 @@ KAGGLE_DATA = "ILSVRC/Data/CLS-LOC/"
 
 Refuse = Callable[[str, str], None]  # (member, why)
 
+# No ImageNet image is near this (the largest is a few tens of MB): a member claiming more is
+# refused without being read or inflated, so a hostile archive cannot exhaust memory or time.
+MAX_IMAGE_BYTES = 64 << 20
+
 
 @dataclass(frozen=True)
 class Member:
@@ -100,11 +104,18 @@ def zip_member_refusal(entry: zip_entries.ZipEntry) -> str | None:
     return unsafe_name(entry.name)
 
 
-def tar_files(tar: tarfile.TarFile, origin: str, refuse: Refuse) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
-    """Regular files of a tar opened as a stream, in order; anything else is refused or skipped."""
+def tar_files(
+    tar: tarfile.TarFile, origin: str, refuse: Refuse, max_size: int | None = MAX_IMAGE_BYTES
+) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
+    """Regular files of a tar opened as a stream, in order; anything else is refused or skipped.
+
+    Files over ``max_size`` (images, by default; None for a tar of tars) are refused unread.
+    """
     try:
         for member in tar:
             why = tar_member_refusal(member)
+            if not why and max_size is not None and member.size > max_size:
+                why = f"claims {member.size:,} bytes, over the {max_size:,}-byte cap for one image"
             if why:
                 refuse(f"{origin}:{member.name}", why)
                 continue
@@ -112,6 +123,38 @@ def tar_files(tar: tarfile.TarFile, origin: str, refuse: Refuse) -> Iterator[tup
                 yield member, tar.extractfile(member)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         raise ArchiveError(f"{origin} is damaged or truncated ({error})") from error
+
+
+def data_after_end(path: Path, start: int, end: int) -> int | None:
+    """Where a non-zero byte lies in ``path`` between ``start`` and ``end``, or None.
+
+    A tar ends with zero blocks; ``tarfile`` stops at the first zero block, and silently at a
+    header with a bad checksum. Zeros written over the middle of an archive, or one damaged
+    header, would so end it early without an error: its real end holds nothing but zeros.
+    """
+    with open(path, "rb") as file:
+        file.seek(start)
+        position = start
+        while position < end:
+            chunk = file.read(min(1 << 20, end - position))
+            if not chunk:
+                return None
+            stripped = chunk.lstrip(b"\0")
+            if stripped:
+                return position + len(chunk) - len(stripped)
+            position += len(chunk)
+    return None
+
+
+def ended_early(path: Path, stopped: int, end: int, what: str) -> str | None:
+    """Why a tar read from ``path`` up to ``stopped`` (``tar.offset``) ended before ``end``, or None."""
+    where = data_after_end(path, stopped, end)
+    if where is None:
+        return None
+    return (
+        f"{what} ends at byte {stopped:,} (zeros or a damaged header) but data follows at byte {where:,}: "
+        "the archive is damaged there"
+    )
 
 
 # --- the official tars -------------------------------------------------------------------------
@@ -127,14 +170,18 @@ def tar_headers(path: Path, refuse: Refuse) -> Iterator[tarfile.TarInfo]:
                     refuse(f"{path.name}:{member.name}", why)
                 elif member.isfile():
                     yield member
+            stopped = tar.offset
     except (tarfile.TarError, EOFError, OSError) as error:
         raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
+    damage = ended_early(path, stopped, path.stat().st_size, f"{path.name}'s listing")
+    if damage:
+        raise ArchiveError(damage)
 
 
 def train_members(path: Path, refuse: Refuse) -> Iterator[Member]:
     """Every image of the train tar, through its per-class tars, read as streams."""
     with _open_tar_stream(path) as outer:
-        for inner_info, inner_file in tar_files(outer, path.name, refuse):
+        for inner_info, inner_file in tar_files(outer, path.name, refuse, max_size=None):
             wnid = inner_info.name.removesuffix(".tar")
             origin = f"{path.name}:{inner_info.name}"
             if not inner_info.name.endswith(".tar") or not catalogue.is_wnid(wnid):
@@ -148,6 +195,11 @@ def train_members(path: Path, refuse: Refuse) -> Iterator[Member]:
                 for member, data in tar_files(inner, origin, refuse):
                     name = posixpath.basename(member.name)
                     yield Member("train", wnid, name, data.read(), f"{origin}:{member.name}")
+                start = inner_info.offset_data
+                damage = ended_early(path, start + inner.offset, start + inner_info.size, inner_info.name)
+            if damage:
+                yield Member("train", wnid, inner_info.name, b"", origin, damage=damage)
+        _check_stream_end(path, outer)
 
 
 def flat_members(path: Path, split: str, refuse: Refuse) -> Iterator[Member]:
@@ -155,6 +207,15 @@ def flat_members(path: Path, split: str, refuse: Refuse) -> Iterator[Member]:
     with _open_tar_stream(path) as tar:
         for member, data in tar_files(tar, path.name, refuse):
             yield Member(split, None, posixpath.basename(member.name), data.read(), f"{path.name}:{member.name}")
+        _check_stream_end(path, tar)
+
+
+def _check_stream_end(path: Path, tar: tarfile.TarFile) -> None:
+    """An uncompressed tar (the train, val and test tars) read as a stream must end where its bytes
+    end, but for zeros."""
+    damage = ended_early(path, tar.offset, path.stat().st_size, f"{path.name}'s listing")
+    if damage:
+        raise ArchiveError(damage)
 
 
 def _open_tar_stream(path: Path) -> tarfile.TarFile:
@@ -234,7 +295,7 @@ def kaggle_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[Member]:
             split, wnid, name = where
             origin = f"{path.name}:{entry.name}"
             try:
-                yield Member(split, wnid, name, zip_entries.read(file, entry), origin)
+                yield Member(split, wnid, name, zip_entries.read(file, entry, MAX_IMAGE_BYTES), origin)
             except ArchiveError as error:  # one bad member: name it and go on with the rest
                 yield Member(split, wnid, name, b"", origin, damage=str(error))
 

@@ -10,7 +10,7 @@ MAX_LISTED = 1000  # per check; beyond it problems are counted, not kept (a brok
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # checksum, size, missing, extra, changed, misplaced, undecodable, label, structure, count, refused, stale
+    kind: str  # checksum, size, missing, extra, changed, misplaced, undecodable, label, structure, count, refused, stale, duplicate, damaged
     where: str  # the file, archive member or tree-relative path
     detail: str
 

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+def describe_error(error: BaseException) -> str:
+    """An exception as one deterministic line: the same file gives the same words on every run
+    (Pillow names the stream it read, with its memory address: that part is left out)."""
+    return _ADDRESS.sub("", f"{type(error).__name__}: {error}")
 
 
 def decode_problem(data: bytes) -> str | None:
@@ -26,7 +35,7 @@ def decode_problem(data: bytes) -> str | None:
         except Image.DecompressionBombWarning as warning:
             return f"refused as a decompression bomb ({warning})"
         except Exception as error:  # Pillow raises many kinds for broken files; each is a finding
-            return f"{type(error).__name__}: {error}"
+            return describe_error(error)
     return None
 
 
@@ -79,7 +88,7 @@ def process(data: bytes, recipe: Recipe) -> Processed:
         except ImageError:
             raise
         except Exception as error:  # Pillow raises many kinds for broken files; each is a finding
-            raise ImageError(f"{type(error).__name__}: {error}") from None
+            raise ImageError(describe_error(error)) from None
 
 
 def _process(data: bytes, recipe: Recipe) -> Processed:
@@ -140,6 +149,9 @@ def _decode(data: bytes, scale: int, recipe: Recipe):
         width, height = image.size
         image.draft(mode, (width // scale, height // scale))
     image.load()  # a truncated file fails here: LOAD_TRUNCATED_IMAGES stays off
+    if image.mode.startswith("I;16") or image.mode == "I":
+        # 16-bit grey: scale to 8 bits (a plain convert would clip everything over 255 to white).
+        image = image.convert("I").point(lambda value: value * (1 / 256)).convert("L")
     if image.mode not in ("RGB", "YCbCr"):
         image = image.convert("RGB")  # CMYK (Adobe-inverted ones as Pillow reads them), L, P, RGBA
     return image

@@ -125,6 +125,7 @@ def prepare(
     with locks.writing_all(trees.values(), wait):
         for tree in trees.values():
             _claim(tree, recipe)
+            _remove_temporaries(tree)
         return _prepare_locked(root, recipe, splits, trees, workers, source, redo, progress, started)
 
 
@@ -284,6 +285,16 @@ def _claim(tree: Path, recipe: Recipe) -> None:
     atomic.write_text(path, json.dumps(wanted) + "\n")
 
 
+def _remove_temporaries(tree: Path) -> None:
+    """What killed runs left half-written beside the manifest and among the markers (the class
+    folders are swept when the tree is finished). Safe: we hold the tree's lock."""
+    for folder in (tree, tree / MARKERS):
+        if folder.is_dir():
+            for leftover in folder.iterdir():
+                if atomic.is_temporary(leftover.name):
+                    leftover.unlink(missing_ok=True)
+
+
 # --- val labels --------------------------------------------------------------------------------
 
 
@@ -369,6 +380,7 @@ def _plan_official(train: Path, val: Path, splits, labels, inputs: dict[str, lis
     shards = []
     if "train" in splits:
         read = (inputs["train"][0],)
+        copies: collections.Counter[str] = collections.Counter()
         for member in archives.tar_headers(train, _refuse_listing):
             wnid = member.name.removesuffix(".tar")
             if not (member.name.endswith(".tar") and catalogue.is_wnid(wnid)):
@@ -377,7 +389,11 @@ def _plan_official(train: Path, val: Path, splits, labels, inputs: dict[str, lis
             estimate = max(1, member.size // 110_000)
             region = TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}")
             listing = fingerprint((member.name, member.offset_data, member.size))
-            shards.append(Shard("train", wnid, estimate, region, inputs=read, listing=listing))
+            # A class tar that comes twice becomes a second shard of the class; its images then
+            # come twice, and the manifest names each as a failure (see _without_duplicates).
+            part = copies[wnid] or None
+            copies[wnid] += 1
+            shards.append(Shard("train", wnid, estimate, region, part, read, listing))
     if "val" in splits:
         by_class = collections.defaultdict(list)
         for member in archives.tar_headers(val, _refuse_listing):
@@ -496,13 +512,15 @@ class _KaggleZipShards(_ShardStream):
     def _cut(self):
         path = self.bundle.path
         runs, val = _ZipRuns(path, self.inputs), collections.defaultdict(list)
+        refused = []
         for entry in zip_entries.entries(path):
+            why = archives.zip_member_refusal(entry)
+            if why:  # named as a failure, never skipped: it may be where an image should be
+                refused.append((entry.name, None, None, f"refused: {why}"))
+                continue
             where = archives.kaggle_image_split(entry.name)
             if where is None or entry.is_dir or where[0] not in self.splits:
                 continue
-            why = archives.zip_member_refusal(entry)
-            if why:
-                _refuse_listing(f"{path.name}:{entry.name}", why)
             split, wnid, name = where
             if split == "val":
                 val[_val_label(self.labels, name, f"{path.name}:{entry.name}")].append((name, entry))
@@ -516,6 +534,9 @@ class _KaggleZipShards(_ShardStream):
         for wnid, members in sorted(val.items()):  # 50,000 small records at most
             items = tuple(members)
             yield Shard("val", wnid, len(items), ZipMembers(path, items), None, self.inputs, _listing_of(items))
+        if refused:
+            items = tuple(refused)
+            yield Shard(self.splits[0], None, len(items), Blobs(items), None, self.inputs, _listing_of(items))
 
 
 class _KaggleTarGzShards(_ShardStream):
@@ -634,11 +655,12 @@ def _finish_tree(
                 yield from heapq.merge(*results(paths), key=lambda e: e.path)
 
     sweep = _Sweep(tree, splits)
+    rows = sweep.alongside(_without_duplicates(tree, entries(), failures))
     if up_to_date:
-        collections.deque(sweep.alongside(entries()), maxlen=0)  # counts, and strays swept
+        collections.deque(rows, maxlen=0)  # counts, and strays swept
         sweep.finish()
         return TreeSummary(size, tree, dict(images), failures, dict(repaired))
-    _write_labels_and_manifest(tree, sweep.alongside(entries()))
+    _write_labels_and_manifest(tree, rows)
     sweep.finish()
     info = manifest.TreeInfo(
         made_by={"command": "prepare", "source": plan.described, "val_labels": label_source, "size": size, **asdict(recipe)},
@@ -649,6 +671,30 @@ def _finish_tree(
     info.made_by["repaired"] = dict(repaired)
     manifest.write_tree_info(tree, info)
     return TreeSummary(size, tree, dict(images), failures, dict(repaired))
+
+
+def _without_duplicates(tree: Path, entries, failures: list[dict]):
+    """Entries in path order, without any path that two shards both wrote (a class tar or class
+    run that comes twice): neither copy is kept, and the image is named as a failure."""
+    held, twice = None, False
+    for entry in entries:
+        if held is not None and entry.path == held.path:
+            twice = True
+            continue
+        if held is not None:
+            yield from _unless_twice(tree, held, twice, failures)
+        held, twice = entry, False
+    if held is not None:
+        yield from _unless_twice(tree, held, twice, failures)
+
+
+def _unless_twice(tree: Path, entry: manifest.Entry, twice: bool, failures: list[dict]):
+    if not twice:
+        yield entry
+        return
+    split = entry.path.split("/", 1)[0]
+    failures.append({"split": split, "wnid": entry.wnid, "name": entry.name, "error": "appears twice in the input: neither copy is used"})
+    (tree / entry.path).unlink(missing_ok=True)
 
 
 def _markers_by_split(tree: Path, shards: list[Shard], splits) -> tuple[dict[str, list[Path]], int]:

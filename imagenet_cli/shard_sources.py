@@ -44,6 +44,10 @@ class TarRegion:
                         while refused:
                             where, why = refused.pop()
                             yield where.rsplit(":", 1)[-1], None, None, f"refused: {why}"
+                    stopped = tar.offset
+                damage = archives.ended_early(self.path, self.offset + stopped, self.offset + self.size, "the class tar")
+                if damage:  # a short class is a failure, never a smaller class
+                    yield self.origin.rsplit(":", 1)[-1], None, None, damage
             except (tarfile.TarError, archives.ArchiveError) as error:
                 yield self.origin, None, None, f"unreadable inner tar ({error})"
         for where, why in refused:
@@ -91,7 +95,7 @@ class ZipMembers:
         with open(self.path, "rb") as file:
             for name, entry in self.members:
                 try:
-                    yield name, None, zip_entries.read(file, entry), None
+                    yield name, None, zip_entries.read(file, entry, archives.MAX_IMAGE_BYTES), None
                 except archives.ArchiveError as error:
                     yield name, None, None, f"damaged zip member ({error})"
 

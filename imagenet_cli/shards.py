@@ -35,7 +35,7 @@ MARKERS = ".shards"
 @dataclass(frozen=True)
 class Shard:
     split: str
-    wnid: str | None  # None: images of several classes (a stretch of a streamed val split)
+    wnid: str | None  # None: images of several classes (a stretch of a streamed val split), or refused members
     images: int  # as listed; what the progress bar counts
     source: Source
     part: int | None = None  # numbers the stretches of a streamed split, or a class's later runs
@@ -45,7 +45,7 @@ class Shard:
     @property
     def key(self) -> str:
         if self.part is None:
-            return f"{self.split}-{self.wnid}"
+            return f"{self.split}-{self.wnid or 'refused'}"
         return f"{self.split}-{self.wnid or 'part'}-{self.part:06d}"
 
 
@@ -121,18 +121,30 @@ def read_marker(path: Path) -> ShardResult:
 
 
 def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
-    """Make every size of one shard; runs in a worker process. Returns the images handled."""
+    """Make every size of one shard; runs in a worker process. Returns the images handled.
+
+    An item that cannot be used is a failure of the shard, never an error of the run: unreadable
+    or refused bytes, an image that does not decode, a name no filesystem takes, or a name that
+    appears twice (then neither copy is used: which one is right cannot be known).
+    """
     inputs = [i.as_dict() for i in shard.inputs]
     results = {size: ShardResult(shard.split, shard.wnid, inputs=inputs, listing=shard.listing) for size in recipe.sizes}
     cleaned: set[str] = set()
+    seen: set[str] = set()
     handled = 0
     for name, item_wnid, data, problem in shard.source.items():
         handled += 1
         wnid = item_wnid or shard.wnid
-        if wnid not in cleaned:
+        if wnid is not None and wnid not in cleaned:
             for tree in trees.values():
                 _remove_leftovers(Path(tree) / shard.split / wnid)
             cleaned.add(wnid)
+        relative = f"{shard.split}/{wnid}/{recipe.output_name(name)}"
+        problem = problem or unusable_name(name)
+        if problem is None and relative in seen:
+            problem = "appears twice in the input: neither copy is used"
+            _drop(results, trees, relative, name)
+        seen.add(relative)
         if problem is None:
             try:
                 processed = process(data, recipe)
@@ -142,7 +154,6 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
             for result in results.values():
                 result.failures.append({"split": shard.split, "wnid": wnid, "name": name, "error": problem})
             continue
-        relative = f"{shard.split}/{wnid}/{recipe.output_name(name)}"
         for size, encoded in processed.outputs.items():
             atomic.write_bytes(Path(trees[size]) / relative, encoded, durable=False)
             results[size].entries.append(Entry(relative, len(encoded), hash_bytes(encoded), wnid))
@@ -154,6 +165,26 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
         marker = marker_path(Path(trees[size]), shard)
         atomic.write_text(marker, json.dumps(asdict(result)))
     return handled
+
+
+MAX_NAME_BYTES = 255  # what ext4, XFS, NTFS and most others take
+
+
+def unusable_name(name: str) -> str | None:
+    """Why an image's file name cannot be written into a tree, or None."""
+    if len(name.encode()) > MAX_NAME_BYTES:
+        return f"a file name of {len(name.encode())} bytes: filesystems take at most {MAX_NAME_BYTES}"
+    if name.startswith(".") or "/" in name or "\\" in name:
+        return "a hidden or path-like file name"
+    return None
+
+
+def _drop(results: dict[str, ShardResult], trees: dict[str, str], relative: str, name: str) -> None:
+    """Take back an image written earlier in this shard (its name came again)."""
+    for size, result in results.items():
+        result.entries = [e for e in result.entries if e.path != relative]
+        result.repaired.pop(name, None)
+        (Path(trees[size]) / relative).unlink(missing_ok=True)
 
 
 def _remove_leftovers(directory: Path) -> None:

@@ -114,6 +114,7 @@ class RetryPolicy:
     """Capped exponential backoff with full jitter; the budget counts failures without progress."""
 
     attempts: int = 8
+    total_attempts: int = 64  # failures of one operation in all, progress or not: no endless retrying
     base_delay: float = 1.0
     max_delay: float = 60.0
     max_retry_after: float = 900.0
@@ -136,6 +137,10 @@ class _Expired(Exception):
 
 class _Stopped(Exception):
     """Another part of the transfer failed or was interrupted; this worker stops."""
+
+
+class _RangesRefused(Exception):
+    """A range request answered with the whole, unchanged file (some servers ignore If-Range)."""
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -175,6 +180,8 @@ class Endpoint:
                 yield response
         except httpx.TransportError as error:
             raise _Retryable(f"{type(error).__name__}: {error}") from error
+        except httpx.HTTPError as error:  # too many redirects, an invalid URL: retrying cannot help
+            raise DownloadError(f"{url_without_query(url)}: {error}") from error
 
     def _check_status(self, response: httpx.Response, url: str) -> None:
         status = response.status_code
@@ -195,7 +202,7 @@ class Endpoint:
         ``progressed`` tells whether bytes arrived since the last failure; if so the failure budget
         starts again, so a long download survives many brief outages but not a dead server.
         """
-        failures = renewals = 0
+        failures = renewals = total = 0
         while True:
             if self.stop.is_set():
                 raise _Stopped()
@@ -208,6 +215,11 @@ class Endpoint:
                 self.renew_url()
             except _Retryable as error:
                 failures = 1 if progressed() else failures + 1
+                total += 1
+                if total > self.policy.total_attempts:
+                    raise DownloadError(
+                        f"{url_without_query(self.url)}: gave up after {total - 1} failed attempts ({error})"
+                    ) from error
                 if failures > self.policy.attempts:
                     raise DownloadError(
                         f"{url_without_query(self.url)}: gave up after {self.policy.attempts} failed attempts "
@@ -437,6 +449,12 @@ def run_transfer(
             log.warning("%s changed on the server during the download; starting it over", plan.remote.name)
             plan = dataclasses.replace(plan, identity=probe(endpoint), done=set())
             resumed = False
+        except _RangesRefused:
+            if attempt == 2:
+                raise DownloadError(f"{plan.identity.url} refuses range requests") from None
+            log.warning("%s: the server answers range requests with the whole file; fetching it in one stream", plan.remote.name)
+            plan = dataclasses.replace(plan, identity=dataclasses.replace(plan.identity, ranges=False), done=set())
+            resumed = False
     _check_expected(plan, digests)
     if before_rename is not None:
         before_rename(plan, digests)
@@ -462,7 +480,7 @@ def _fetch(plan: Plan, endpoint: Endpoint, connections: int, progress: Progress)
             _preallocate(file.fileno(), plan.identity.size)
             digests = _fetch_chunks(plan, journal, endpoint, file.fileno(), connections, count)
         else:
-            digests = _fetch_stream(plan, endpoint, file, count, received)
+            digests = _fetch_stream(plan, endpoint, file, count)
     return digests, received.value
 
 
@@ -546,6 +564,8 @@ def _fetch_chunk(plan: Plan, endpoint: Endpoint, fd: int, index: int, advance: A
 
 def _check_ranged_response(response: httpx.Response, identity: Identity, first: int, last: int) -> None:
     where = identity.url
+    if response.status_code == 200 and _same_file(response, identity):
+        raise _RangesRefused(where)
     if response.status_code in (200, 416):
         # If-Range failed (200: the validator changed) or the range no longer exists (416).
         raise RemoteChangedError(f"{where} answered {response.status_code} to a range request: the file changed")
@@ -561,6 +581,15 @@ def _check_ranged_response(response: httpx.Response, identity: Identity, first: 
         raise RemoteChangedError(f"{where}: ETag changed from {identity.etag} to {etag}")
 
 
+def _same_file(response: httpx.Response, identity: Identity) -> bool:
+    """A whole-file answer that is still the probed file: same length and validators."""
+    length = response.headers.get("Content-Length")
+    if length is None or identity.size is None or int(length) != identity.size:
+        return False
+    etag, modified = response.headers.get("ETag"), response.headers.get("Last-Modified")
+    return (etag or None) == identity.etag and (modified or None) == identity.last_modified
+
+
 def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
     view = memoryview(data)
     while view:
@@ -568,16 +597,18 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-def _fetch_stream(plan: Plan, endpoint: Endpoint, file, advance: Advance, received: _Counter) -> dict[str, str]:
+def _fetch_stream(plan: Plan, endpoint: Endpoint, file, advance: Advance) -> dict[str, str]:
     """One plain GET for servers without Range support: nothing to resume, so any failure restarts."""
     digests: dict = {}
-    mark = received.value
+    furthest = best = 0  # bytes of the file reached: this attempt's, and the most of any before
 
     def attempt() -> None:
         digests.clear()
         digests.update({name: ALGORITHMS[name]() for name in plan.algorithms})
+        nonlocal furthest
         file.seek(0)
         file.truncate()
+        furthest = 0
         with endpoint.get({}) as response:
             if response.status_code != 200:
                 raise DownloadError(f"{plan.identity.url} answered HTTP {response.status_code}")
@@ -585,6 +616,7 @@ def _fetch_stream(plan: Plan, endpoint: Endpoint, file, advance: Advance, receiv
                 file.write(data)
                 for digest in digests.values():
                     digest.update(data)
+                furthest += len(data)
                 advance(len(data))
         file.flush()
         os.fsync(file.fileno())
@@ -592,8 +624,10 @@ def _fetch_stream(plan: Plan, endpoint: Endpoint, file, advance: Advance, receiv
             raise _Retryable(f"got {file.tell():,} of {plan.identity.size:,} bytes")
 
     def progressed() -> bool:
-        nonlocal mark
-        moved, mark = received.value > mark, received.value
+        # Each attempt starts over: only reaching further than ever before is progress, so a body
+        # that always ends short (a Content-Length it never meets) exhausts the budget.
+        nonlocal best
+        moved, best = furthest > best, max(best, furthest)
         return moved
 
     endpoint.retrying(attempt, progressed)

@@ -58,8 +58,13 @@ def entries(path: Path) -> Iterator[ZipEntry]:
         raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
 
 
-def read(file: BinaryIO, entry: ZipEntry) -> bytes:
-    """One member's bytes, from its local header; raises ArchiveError on a bad CRC-32."""
+def read(file: BinaryIO, entry: ZipEntry, max_size: int | None = None) -> bytes:
+    """One member's bytes, from its local header; raises ArchiveError on a bad CRC-32.
+
+    A member whose declared size is over ``max_size`` is refused before a byte is inflated.
+    """
+    if max_size is not None and entry.size > max_size:
+        raise ArchiveError(f"{entry.name}: claims {entry.size:,} bytes, over the {max_size:,}-byte cap for one image")
     with open_member(file, entry) as member:
         return member.read()
 
@@ -74,49 +79,64 @@ def open_member(file: BinaryIO, entry: ZipEntry) -> BinaryIO:
         raise ArchiveError(f"{entry.name}: compression method {entry.method} is not supported")
     name_length, extra_length = struct.unpack("<HH", header[26:30])
     file.seek(name_length + extra_length, os.SEEK_CUR)
-    return io.BufferedReader(_Member(file, entry), buffer_size=1 << 20)
+    return io.BufferedReader(_Member(file, entry), buffer_size=_CHUNK)
+
+
+_CHUNK = 1 << 20
 
 
 class _Member(io.RawIOBase):
-    """The bytes of one member, inflated if deflated, checked against its CRC-32 at the end."""
+    """The bytes of one member, inflated if deflated, checked against its CRC-32 at the end.
+
+    Linear time and bounded memory whatever the member holds: at most one chunk is inflated at a
+    time, and inflating past the declared size stops at once (a zip bomb is named, not inflated).
+    """
 
     def __init__(self, file: BinaryIO, entry: ZipEntry) -> None:
         self.raw = _Limited(file, entry.compressed)
         self.entry = entry
         self.inflate = zlib.decompressobj(-15) if entry.method == zipfile.ZIP_DEFLATED else None
         self.crc = self.length = 0
-        self.pending = b""
+        self.pending, self.taken = b"", 0  # inflated bytes not yet handed out start at pending[taken]
         self.finished = False
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        while not self.pending:
+        while self.taken == len(self.pending):
             if self.finished:
                 self._check_end()
                 return 0
-            chunk = self.raw.read(1 << 20)
-            try:
-                if chunk:
-                    self.pending = self.inflate.decompress(chunk) if self.inflate else chunk
-                else:
-                    self.pending, self.finished = (self.inflate.flush() if self.inflate else b""), True
-            except zlib.error as error:
-                raise ArchiveError(f"{self.entry.name}: damaged ({error})") from error
-        taken, self.pending = self.pending[: len(buffer)], self.pending[len(buffer) :]
+            self.pending, self.taken = self._next_chunk(), 0
+        taken = memoryview(self.pending)[self.taken : self.taken + len(buffer)]
         buffer[: len(taken)] = taken
+        self.taken += len(taken)
         self.crc = zlib.crc32(taken, self.crc)
         self.length += len(taken)
+        if self.length > self.entry.size:
+            raise ArchiveError(
+                f"{self.entry.name}: inflates past its declared {self.entry.size:,} bytes (a damaged member or a zip bomb)"
+            )
         return len(taken)
+
+    def _next_chunk(self) -> bytes:
+        try:
+            if self.inflate is None:
+                chunk = self.raw.read(_CHUNK)
+                self.finished = not chunk
+                return chunk
+            data = self.inflate.unconsumed_tail or self.raw.read(_CHUNK)
+            if not data:
+                self.finished = True
+                return self.inflate.flush()
+            return self.inflate.decompress(data, _CHUNK)
+        except zlib.error as error:
+            raise ArchiveError(f"{self.entry.name}: damaged ({error})") from error
 
     def _check_end(self) -> None:
         if self.length != self.entry.size or self.crc != self.entry.crc:
             raise ArchiveError(f"{self.entry.name}: bad CRC-32 or length: its bytes are damaged")
-
-
-def find(path: Path, name: str) -> ZipEntry | None:
-    return next((entry for entry in entries(path) if entry.name == name), None)
 
 
 def _central_directory(file: BinaryIO, path: Path) -> tuple[int, int, int]:

@@ -219,3 +219,58 @@ def test_free_disk_preflight_names_the_shortfall(tmp_path):
 @pytest.mark.parametrize(("size", "connections", "chunk"), [(1, 4, 1 << 20), (SIZE, 4, 1 << 20), (150 << 30, 8, 64 << 20), (100 << 20, 4, 8 << 20)])
 def test_chunk_size(size, connections, chunk):
     assert choose_chunk_size(size, connections) == chunk
+
+
+# --- servers that misbehave for good ------------------------------------------------------------
+
+
+class ShortBody(FileServer):
+    """Always says the file is 1 MiB longer than the body it sends, then closes."""
+
+    def handle_other(self, handler) -> bool:
+        data = self.files[NAME]
+        handler.send_response(200)
+        handler.send_header("Content-Length", str(len(data) + (1 << 20)))
+        handler.end_headers()
+        handler.wfile.write(data)
+        handler.close_connection = True
+        return True
+
+
+class WholeFileToRanges(FileServer):
+    """Honours a bare Range, but answers any request carrying If-Range with the whole, unchanged file
+    (as servers do that hold only weak validators)."""
+
+    def handle_other(self, handler) -> bool:
+        if handler.headers.get("If-Range") is None:
+            return False
+        del handler.headers["Range"]
+        return False
+
+
+class RedirectLoop(FileServer):
+    def handle_other(self, handler) -> bool:
+        handler.send_response(302)
+        handler.send_header("Location", handler.path)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
+
+
+def test_a_body_that_never_meets_its_content_length_fails_within_the_budget(payload, tmp_path):
+    with ShortBody({NAME: payload}) as server:
+        with pytest.raises(DownloadError, match=f"gave up after {FAST.attempts} failed attempts"):
+            fetch(server, tmp_path)
+        requests = len(server.requests)
+    assert requests <= 1 + FAST.attempts + 1, "a probe and the attempts: never an endless loop"
+
+
+def test_whole_file_answers_to_range_requests_fall_back_to_one_stream(payload, tmp_path):
+    with WholeFileToRanges({NAME: payload}) as server:
+        _, result = fetch(server, tmp_path)
+    assert result.path.read_bytes() == payload
+
+
+def test_a_redirect_loop_is_a_download_error(payload, tmp_path):
+    with RedirectLoop({NAME: payload}) as server, pytest.raises(DownloadError, match="redirect"):
+        fetch(server, tmp_path)

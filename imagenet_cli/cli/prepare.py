@@ -124,7 +124,8 @@ def _print_result(result: PrepareResult) -> None:
     ]
     print_table(("tree", "train", "val", "repaired", "failed"), rows)
     for failure in result.trees[0].failures[:50] if result.trees else []:
-        typer.echo(f"  failed: {failure['split']}/{failure['wnid']}/{failure['name']}: {failure['error']}")
+        where = "/".join(part for part in (failure["split"], failure["wnid"], failure["name"]) if part)
+        typer.echo(f"  failed: {where}: {failure['error']}")
     typer.echo(
         f"\nfrom {result.source}; val labels from {result.label_source}; "
         f"{result.images_processed:,} images in {result.seconds:.1f} s ({result.images_per_second:,.0f}/s)"
