@@ -56,6 +56,18 @@ class Stopped(KeyboardInterrupt):
         self.signal_number, self.signal_name = signal_number, signal_name
 
 
+class MissingExtraError(ImagenetError):
+    """A feature needs an optional extra that is not installed; the message names it."""
+
+
+class ClusterError(ImagenetError):
+    """A Dask cluster cannot be reached, or a worker cannot take shards (the message names it)."""
+
+
+class ShardCrashError(ClusterError):
+    """Shards kept killing the workers that ran them (Dask's KilledWorker); the rest are done."""
+
+
 class InsufficientSpaceError(ImagenetError):
     """Not enough free disk for what the command is about to write."""
 

@@ -21,10 +21,11 @@ import logging
 import os
 import shutil
 import time
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import archives, atomic, catalogue, locks, manifest, zip_entries
+from . import __version__, archives, atomic, catalogue, cluster, locks, manifest, zip_entries
 from .errors import (
     ArchiveError,
     InvalidArgumentError,
@@ -40,6 +41,7 @@ from .shard_sources import Blobs, Files, TarMembers, TarRegion, ZipMembers
 from .shards import (
     MARKERS,
     NEW,
+    Engine,
     Shard,
     ShardResult,
     marker_path,
@@ -106,6 +108,8 @@ def prepare(
     source: Path | None = None,
     redo: bool = False,
     wait: bool = True,
+    dask: str | None = None,
+    executor: Executor | None = None,
     progress: Progress = SILENT,
 ) -> PrepareResult:
     """Write one tree per size under ``out`` (default: the root); see the module docstring.
@@ -116,6 +120,10 @@ def prepare(
     locked while it is written: a second run waits (or, with ``wait=False``, raises
     :class:`~imagenet_cli.errors.LockHeldError`). Unreadable images are listed in the result's
     trees (``failures``), not raised.
+
+    Shards run on ``workers`` local processes, or on a Dask cluster: ``dask`` is ``local``,
+    ``local:N``, ``auto`` or a scheduler address (see :mod:`imagenet_cli.cluster`); or on any
+    ``executor`` (``concurrent.futures``) whose workers see the same paths.
     """
     recipe = _recipe(sizes, mode, quality, format, filter, upscale)
     splits = _splits(splits)
@@ -126,10 +134,43 @@ def prepare(
         for tree in trees.values():
             _claim(tree, recipe)
             _remove_temporaries(tree)
-        return _prepare_locked(root, recipe, splits, trees, workers, source, redo, progress, started)
+        with contextlib.ExitStack() as stack:
+            # The cluster is started before the inputs are read: a bad address fails at once.
+            client = stack.enter_context(cluster.connect(dask)) if dask else None
+            run = _Run(recipe, trees, workers or os.cpu_count() or 1, redo, progress, client, executor, source)
+            return _prepare_locked(root, splits, run, started)
 
 
-def _prepare_locked(root, recipe, splits, trees, workers, source, redo, progress, started) -> PrepareResult:
+@dataclass
+class _Run:
+    """How this run works: what it makes, where its shards run, and how it reports."""
+
+    recipe: Recipe
+    trees: dict[str, Path]
+    workers: int
+    redo: bool
+    progress: Progress
+    client: object | None  # a distributed.Client, with --dask
+    executor: Executor | None
+    source: Path | None
+
+    def engine(self, plan: _Plan) -> Engine | None:
+        if self.executor is not None:
+            return Engine(self.executor, self.workers)
+        if self.client is None:
+            return None
+        if isinstance(plan.shards, _KaggleTarGzShards):
+            log.warning("the older Kaggle layout (one tar.gz read from start to end) cannot be spread over a cluster: preparing it here")
+            return None
+        inputs = [tree / i.path for tree in self.trees.values() for files in plan.inputs.values() for i in files]
+        inputs += [self.source] if self.source is not None else []
+        count = cluster.check_workers(self.client, __version__, inputs, [tree / MARKERS for tree in self.trees.values()])
+        log.info("running the shards on %d Dask workers", count)
+        return cluster.engine(self.client)
+
+
+def _prepare_locked(root: Path, splits, run: _Run, started: float) -> PrepareResult:
+    recipe, trees, workers, redo, progress, source = run.recipe, run.trees, run.workers, run.redo, run.progress, run.source
     downloads = Root(root).downloads
     # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
     zip_path = downloads / archives.KAGGLE_ZIP
@@ -137,19 +178,19 @@ def _prepare_locked(root, recipe, splits, trees, workers, source, redo, progress
     labels, label_source = _val_labels(downloads, source, kaggle)
     plan = _plan(downloads, source, splits, labels, kaggle, next(iter(trees.values())))
     reasons = _Reasons(trees, redo, plan.inputs)
+    engine = run.engine(plan)
 
-    workers = workers or os.cpu_count() or 1
     if isinstance(plan.shards, _ShardStream):
         result = PrepareResult(plan.described, label_source)
         stream = plan.shards
         with progress.task("preparing images", total=stream.total(), unit="img") as advance:
             skipped = lambda shard: advance(shard.images)  # noqa: E731 - done before: the bar moves on
-            run_shards(stream.pending(reasons.needed, skipped), recipe, trees, workers, _counting(result, advance))
+            run_shards(stream.pending(reasons.needed, skipped), recipe, trees, workers, _counting(result, advance), engine)
         shards = stream.seen
         result.shards_done_before = len(shards) - result.shards_run
     else:
         shards = plan.shards
-        result = _run_listed(shards, recipe, trees, workers, progress, plan.described, label_source, reasons)
+        result = _run_listed(shards, recipe, trees, workers, progress, plan.described, label_source, reasons, engine)
     reasons.announce()
     for size, tree in trees.items():
         ran = result.shards_run > 0
@@ -167,7 +208,7 @@ def _counting(result: PrepareResult, advance):
     return on_done
 
 
-def _run_listed(shards, recipe, trees, workers, progress, described, label_source, reasons) -> PrepareResult:
+def _run_listed(shards, recipe, trees, workers, progress, described, label_source, reasons, engine) -> PrepareResult:
     sizes_left = {shard: reasons.sizes_needing(shard) for shard in shards}
     reasons.announce()  # before the work: the whole plan is known
     pending = [s for s in shards if sizes_left[s]]
@@ -177,9 +218,9 @@ def _run_listed(shards, recipe, trees, workers, progress, described, label_sourc
         for shard in pending:  # a shard finished in some trees only is redone for the others
             if sizes_left[shard] != recipe.sizes:
                 sizes = sizes_left[shard]
-                run_shards([shard], _with_sizes(recipe, sizes), {s: trees[s] for s in sizes}, 1, on_done)
+                run_shards([shard], _with_sizes(recipe, sizes), {s: trees[s] for s in sizes}, 1, on_done, engine)
         full_pending = [s for s in pending if sizes_left[s] == recipe.sizes]
-        run_shards(full_pending, recipe, trees, workers, on_done)
+        run_shards(full_pending, recipe, trees, workers, on_done, engine)
     return result
 
 

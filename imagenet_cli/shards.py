@@ -12,22 +12,26 @@ uninterrupted one, and new inputs give the tree they make.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import os
 import signal
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import atomic
+from .errors import ShardCrashError
 from .hashing import hash_bytes
 from .images import ImageError, Recipe, process
 from .inputs import InputFile
 from .manifest import Entry
 from .shard_sources import Source
+
+log = logging.getLogger(__name__)
 
 MARKERS = ".shards"
 
@@ -129,16 +133,13 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
     """
     inputs = [i.as_dict() for i in shard.inputs]
     results = {size: ShardResult(shard.split, shard.wnid, inputs=inputs, listing=shard.listing) for size in recipe.sizes}
-    cleaned: set[str] = set()
     seen: set[str] = set()
     handled = 0
+    # Temporaries of a killed attempt are not swept here: on a cluster, another host may still be
+    # writing this shard. The tree's finish sweeps them, when no shard runs any more.
     for name, item_wnid, data, problem in shard.source.items():
         handled += 1
         wnid = item_wnid or shard.wnid
-        if wnid is not None and wnid not in cleaned:
-            for tree in trees.values():
-                _remove_leftovers(Path(tree) / shard.split / wnid)
-            cleaned.add(wnid)
         relative = f"{shard.split}/{wnid}/{recipe.output_name(name)}"
         problem = problem or unusable_name(name)
         if problem is None and relative in seen:
@@ -187,11 +188,16 @@ def _drop(results: dict[str, ShardResult], trees: dict[str, str], relative: str,
         (Path(trees[size]) / relative).unlink(missing_ok=True)
 
 
-def _remove_leftovers(directory: Path) -> None:
-    """Temporary files of a run that was killed mid-write: never part of the tree."""
-    if directory.is_dir():
-        for leftover in directory.glob(".*.tmp"):
-            leftover.unlink(missing_ok=True)
+@dataclass(frozen=True)
+class Engine:
+    """Where shards run: any ``concurrent.futures.Executor`` (a process pool, Dask's), how many
+    shards it runs at once, which errors mean a shard killed the worker that ran it, and how to
+    stop everything at once on Ctrl-C."""
+
+    executor: Executor
+    slots: int
+    crashes: tuple[type[BaseException], ...] = ()
+    stop: Callable[[], None] = lambda: None
 
 
 def run_shards(
@@ -200,36 +206,66 @@ def run_shards(
     trees: dict[str, Path],
     workers: int,
     on_done: Callable[[Shard, int], None],
+    engine: Engine | None = None,
 ) -> None:
-    """Run shards over ``workers`` processes, at most two per worker queued, calling ``on_done`` for each."""
+    """Run shards on ``engine``, or on a pool of ``workers`` local processes (in this process when
+    1), calling ``on_done`` for each. At most two shards per slot are queued: the plan streams.
+
+    Shards that crash their workers (``engine.crashes``) do not stop the others: they are named
+    together at the end in a :class:`ShardCrashError`.
+    """
     paths = {size: str(path) for size, path in trees.items()}
-    if workers == 1:
+    if engine is not None:
+        _drive(engine, iter(shards), recipe, paths, on_done)
+    elif workers == 1:
         for shard in shards:
             on_done(shard, run_shard(shard, recipe, paths))
-        return
-    queue: Iterator[Shard] = iter(shards)
-    with ProcessPoolExecutor(max_workers=workers, initializer=_leave_ctrl_c_to_the_parent) as pool:
-        running: dict[Future, Shard] = {}
-        try:
-            for shard in _take(queue, 2 * workers):
-                running[pool.submit(run_shard, shard, recipe, paths)] = shard
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    shard = running.pop(future)
-                    on_done(shard, future.result())
-                    for following in _take(queue, 1):
-                        running[pool.submit(run_shard, following, recipe, paths)] = following
-        except BaseException as error:
-            for future in running:
-                future.cancel()
-            if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
-                # Stop now rather than after the shards in flight: their files are written
-                # atomically and their markers last, so a re-run simply redoes them. SIGKILL,
-                # because workers ignore the stop signals (the parent alone decides).
-                for worker in multiprocessing.active_children():
-                    worker.kill()
-            raise
+    else:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_leave_ctrl_c_to_the_parent) as pool:
+            _drive(Engine(pool, workers, stop=_kill_local_workers), iter(shards), recipe, paths, on_done)
+
+
+def _drive(engine: Engine, queue: Iterator[Shard], recipe: Recipe, paths: dict[str, str], on_done) -> None:
+    running: dict[Future, Shard] = {}
+    crashed: list[str] = []
+
+    def submit(count: int) -> None:
+        for shard in _take(queue, count):
+            running[engine.executor.submit(run_shard, shard, recipe, paths)] = shard
+
+    try:
+        submit(2 * engine.slots)
+        while running:
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                shard = running.pop(future)
+                try:
+                    handled = future.result()
+                except engine.crashes as error:
+                    log.warning("shard %s kept killing the workers that ran it (%s)", shard.key, error)
+                    crashed.append(shard.key)
+                else:
+                    on_done(shard, handled)
+                submit(1)
+    except BaseException as error:
+        for future in running:
+            future.cancel()
+        if isinstance(error, KeyboardInterrupt):  # Ctrl-C, or SIGTERM/SIGHUP (errors.Stopped)
+            # Stop now rather than after the shards in flight: their files are written
+            # atomically and their markers last, so a re-run simply redoes them.
+            engine.stop()
+        raise
+    if crashed:
+        raise ShardCrashError(
+            f"{len(crashed)} shard{'s' if len(crashed) != 1 else ''} kept killing the workers that ran "
+            f"{'them' if len(crashed) != 1 else 'it'}: {', '.join(crashed[:10])}; every other shard is done"
+        )
+
+
+def _kill_local_workers() -> None:
+    """SIGKILL, because workers ignore the stop signals (the parent alone decides)."""
+    for worker in multiprocessing.active_children():
+        worker.kill()
 
 
 def _leave_ctrl_c_to_the_parent() -> None:

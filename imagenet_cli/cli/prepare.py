@@ -34,6 +34,7 @@ Examples:
   imagenet prepare --size full                       originals, repaired where needed
   imagenet prepare --size 32 --resize squash         as Downsampled ImageNet (ROOT/32-squash)
   imagenet prepare --size 224 --from /data/ILSVRC    an already extracted Kaggle tree
+  imagenet prepare --size 224 --dask tcp://head:8786 on a Dask cluster (paths shared by all)
 """
 
 
@@ -75,6 +76,16 @@ def prepare_command(
             metavar="PATH",
         ),
     ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="Run the shards on a Dask cluster: local, local:N (N worker processes here), auto (the scheduler "
+            "Dask's config names), or a scheduler address such as tcp://host:8786. Needs imagenet-cli[dask].",
+            show_default=False,
+            metavar="ADDRESS",
+        ),
+    ] = None,
     redo: Annotated[bool, typer.Option("--redo", help="Redo every shard of the splits asked for, even those already done.")] = False,
     no_wait: NoWaitOption = False,
     root: RootOption = DEFAULT_ROOT,
@@ -107,6 +118,7 @@ def prepare_command(
             source=source,
             redo=redo,
             wait=not no_wait,
+            dask=dask,
             progress=ui.progress,
         )
         if json_output:

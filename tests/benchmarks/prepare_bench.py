@@ -8,6 +8,9 @@
    round, best round kept. PSNR of the resampled image against a full-decode Lanczos reference.
 2. Whole runs of `prepare` on a generated sample: 2 workers against 1, and reading the tar
    archives against reading the same images as loose files (`--from`).
+3. The same run on a Dask LocalCluster of 2 single-threaded workers (`--dask`) against the local
+   pool of 2, alternating, best round kept; and the cluster's cost per task (an empty task's round
+   trip), with `distributed` installed.
 
 Machines here are shared and noisy: read the ratios, not the absolute times.
 """
@@ -139,6 +142,37 @@ def whole_runs(work: Path) -> None:
     print(f"   from the tars {two:5.0f} img/s   from loose files {files:5.0f} img/s   = {two / files:.2f} x")
 
 
+def on_dask(work: Path, rounds: int) -> None:
+    try:
+        import distributed
+    except ImportError:
+        print("   (distributed is not installed: pip install '.[dask]')")
+        return
+    source = work / "source"
+
+    def run(**engine) -> float:
+        root = work / "run"
+        shutil.rmtree(root, ignore_errors=True)
+        shutil.copytree(source / "downloads", root / "downloads")
+        result = prepare(root, ["224"], **engine)
+        return result.images_processed / result.seconds, result.shards_run
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as local:
+        address = local.scheduler_address
+        pool = dask = 0.0
+        for _ in range(rounds):
+            pool = max(pool, run(workers=2)[0])
+            rate, shards = run(dask=address)
+            dask = max(dask, rate)
+        with distributed.Client(address) as client:
+            client.gather(client.map(abs, range(20)))  # warm
+            start = time.perf_counter()
+            client.gather(client.map(abs, range(1000, 1400)))
+            per_task = (time.perf_counter() - start) / 400
+    print(f"   local pool {pool:5.0f} img/s   --dask local:2 {dask:5.0f} img/s   = {dask / pool:.2f} x (target >= 0.85)")
+    print(f"   {shards} shards; an empty task's round trip {per_task * 1000:.1f} ms")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=200)
@@ -150,6 +184,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="imagenet-prepare-bench-"))
     try:
         whole_runs(work)
+        print("\n3. on a Dask cluster")
+        on_dask(work, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

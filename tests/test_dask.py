@@ -1,0 +1,159 @@
+"""``prepare --dask``: the same tree on a Dask cluster as on the local pool, on 127.0.0.1.
+
+A LocalCluster of two single-threaded worker processes for the equality tests; a scheduler and
+workers started as separate processes for the worker killed by PID.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from imagenet_cli import cluster, manifest  # noqa: E402
+from imagenet_cli.download import download_sample  # noqa: E402
+from imagenet_cli.errors import ClusterError, ShardCrashError  # noqa: E402
+from imagenet_cli.prepare import prepare  # noqa: E402
+
+from .builders import tree_from_official  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def scheduler():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=":0") as local:  # fmt: skip
+        yield local.scheduler_address
+
+
+def copy_downloads(source_root: Path, root: Path) -> Path:
+    shutil.copytree(source_root / "downloads", root / "downloads")
+    return root
+
+
+def same_trees(a: Path, b: Path, sizes=("64", "224")) -> None:
+    for size in sizes:
+        assert (a / size / manifest.MANIFEST).read_text() == (b / size / manifest.MANIFEST).read_text(), size
+        for labels in ("train.txt", "val.txt"):
+            assert (a / size / labels).read_text() == (b / size / labels).read_text()
+
+
+@pytest.mark.parametrize("layout", ["official", "kaggle"])
+def test_the_cluster_makes_the_local_pools_tree(layout, official_root, kaggle_root, scheduler, tmp_path):
+    source = official_root if layout == "official" else kaggle_root
+    local = copy_downloads(source, tmp_path / "local")
+    prepare(local, ["64", "224"], workers=2)
+    remote = copy_downloads(source, tmp_path / "dask")
+    result = prepare(remote, ["64", "224"], dask=scheduler)
+    assert result.shards_run == 26
+    same_trees(local, remote)
+    again = prepare(remote, ["64", "224"], dask=scheduler)
+    assert again.shards_run == 0 and again.shards_done_before == 26
+
+
+def test_the_cluster_prepares_from_an_image_folder(official_root, scheduler, tmp_path):
+    source = tree_from_official(official_root / "downloads", tmp_path / "source", with_manifest=False)
+    prepare(tmp_path / "local", ["64", "224"], source=source, workers=2)
+    prepare(tmp_path / "dask", ["64", "224"], source=source, dask=scheduler)
+    same_trees(tmp_path / "local", tmp_path / "dask")
+
+
+def test_a_worker_on_another_version_or_without_the_inputs_is_named(scheduler, tmp_path):
+    with distributed.Client(scheduler) as client:
+        with pytest.raises(ClusterError, match=r"Dask worker tcp://127\.0\.0\.1:\d+ \(on .+\) runs imagenet-cli .+, the client 0\.0\.0"):
+            cluster.check_workers(client, "0.0.0", [], [])
+        from imagenet_cli import __version__
+
+        missing = tmp_path / "not-mounted" / "ILSVRC2012_img_train.tar"
+        with pytest.raises(ClusterError, match=f"cannot read {missing}"):
+            cluster.check_workers(client, __version__, [missing], [])
+        assert cluster.check_workers(client, __version__, [], [tmp_path / "out"]) == 2
+
+
+def test_without_the_extra_dask_is_one_line_naming_it(official_root, tmp_path):
+    root = copy_downloads(official_root, tmp_path / "root")
+    program = ("import sys; sys.modules['distributed'] = None; sys.argv[0] = 'imagenet'\n"
+               "from imagenet_cli.cli.app import main; main()")  # fmt: skip
+    completed = subprocess.run([sys.executable, "-c", program, "prepare", "--root", str(root), "--dask", "local"],
+                               capture_output=True, text=True, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})  # fmt: skip
+    assert completed.returncode == 1
+    assert completed.stderr.strip().startswith("imagenet: error: --dask needs Dask's distributed package: "
+                                               "pip install 'imagenet-cli[dask]'")  # fmt: skip
+
+
+def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path):
+    options = {"classes": ["imagenette"], "train_per_class": 25, "val_per_class": 5, "test_images": 0}
+    download_sample(tmp_path / "source", **options)
+    local = copy_downloads(tmp_path / "source", tmp_path / "local")
+    prepare(local, ["64"], filter="lanczos", workers=2)
+
+    remote = copy_downloads(tmp_path / "source", tmp_path / "dask")
+    file = tmp_path / "scheduler.json"
+    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    processes = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                   "--port", "0", "--no-dashboard", "--scheduler-file", str(file)], **quiet)]  # fmt: skip
+    try:
+        while not file.exists():
+            time.sleep(0.1)
+        for _ in range(2):
+            processes.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
+                                               str(file), "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                                               "--host", "127.0.0.1"], **quiet))  # fmt: skip
+        address = json.loads(file.read_text())["address"]
+        with distributed.Client(address) as client:
+            client.wait_for_workers(2, timeout=60)
+            pids = list(client.run(os.getpid).values())
+        command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(remote), "--size", "64",
+                   "--filter", "lanczos", "--dask", address, "--json"]  # fmt: skip
+        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})  # fmt: skip
+        markers = remote / "64" / ".shards"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(list(markers.glob("*-*.json"))) < 3:
+            time.sleep(0.02)
+        os.kill(pids[0], signal.SIGKILL)
+        stdout, stderr = run.communicate(timeout=180)
+        assert run.returncode == 0, stderr
+        assert json.loads(stdout)["shards_run"] == 20
+    finally:
+        for process in processes:
+            process.kill()
+            process.wait()
+    assert (remote / "64" / manifest.MANIFEST).read_text() == (local / "64" / manifest.MANIFEST).read_text()
+
+
+def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official_root, tmp_path):
+    """An image whose decode needs more memory than a worker may use: the nanny kills each worker
+    that tries it, and Dask gives the task up (KilledWorker)."""
+    from PIL import Image
+
+    source = tree_from_official(official_root / "downloads", tmp_path / "source", with_manifest=False)
+    big = source / "train" / "n01440764" / "n01440764_99999.JPEG"
+    with io.BytesIO() as data:
+        Image.new("RGB", (9400, 9400), (90, 120, 30)).save(data, "PNG")  # 265 MB decoded, 260 KB stored
+        big.write_bytes(data.getvalue())
+    import dask
+
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                      dashboard_address=":0", memory_limit="250MiB") as local:  # fmt: skip
+            with pytest.raises(ShardCrashError) as raised:
+                prepare(tmp_path / "root", ["64"], source=source, dask=local.scheduler_address)
+    # Dask blames every task that was on a worker when it died, so a queued neighbour may be named too.
+    named = str(raised.value).split(": ", 1)[1].split(";")[0].split(", ")
+    assert "train-n01440764" in named and "every other shard is done" in str(raised.value)
+    markers = {p.stem for p in (tmp_path / "root" / "64" / ".shards").glob("*-*.json")}
+    assert len(markers) == 26 - len(named) and not markers & set(named)
+
+    big.unlink()
+    result = prepare(tmp_path / "root", ["64"], source=source, workers=2)
+    assert result.shards_run == len(named) and result.trees[0].failures == []
