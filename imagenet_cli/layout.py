@@ -36,6 +36,13 @@ class Root:
     def subset_trees(self) -> list[Path]:
         return _image_trees(self.subsets, exclude=set())
 
+    def is_data_root(self) -> bool:
+        """A root, not a tree: it has downloads/, subsets/ or prepared trees, and no split folder."""
+        path = self.path
+        if not path.is_dir() or any((path / split).is_dir() for split in SPLITS):
+            return False
+        return self.downloads.is_dir() or self.subsets.is_dir() or bool(self.trees())
+
 
 def _image_trees(parent: Path, exclude: set[str]) -> list[Path]:
     if not parent.is_dir():

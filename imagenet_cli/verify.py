@@ -77,6 +77,10 @@ def _targets(root: Path, paths: list[Path] | None) -> tuple[list[Path], list[Pat
     for path in paths:
         if path.is_file():
             archive_paths.append(path)
+        elif Root(path).is_data_root():  # everything under that root, as with no paths
+            archives, trees = _targets(path, None)
+            archive_paths += archives
+            tree_paths += trees
         elif path.is_dir():
             tree_paths.append(path)
         else:

@@ -273,3 +273,57 @@ def test_verbose_says_more_on_stderr_and_quiet_says_nothing(tmp_path):
     assert "archive" in again.stdout, "results stay on stdout"
     quiet = run(*args, "-q")
     assert quiet.stderr == ""
+
+
+def imagenet_process(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "imagenet_cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})  # fmt: skip
+
+
+@pytest.mark.parametrize("args, message", [
+    (["prepare", "--size"], "Option '--size' requires an argument."),
+    (["subset", "--per-class", "x"], "Invalid value for '--per-class'"),
+    (["prepare", "--bogus"], "No such option: --bogus"),
+])  # fmt: skip
+def test_usage_errors_are_one_line_naming_the_command(args, message):
+    completed = imagenet_process(*args)
+    assert completed.returncode == EXIT_USAGE
+    [line] = completed.stderr.splitlines()
+    assert line.startswith(f"imagenet: error: {message}") and line.endswith(f"— try `imagenet {args[0]} --help`")
+
+
+def test_a_library_usage_error_names_the_command_in_its_hint(tmp_path):
+    result = run("prepare", "--root", str(tmp_path), "--size", "huge")
+    assert result.exit_code == EXIT_USAGE and "— try `imagenet prepare --help`" in result.stderr
+
+
+def test_a_closed_stdout_ends_the_command_quietly():
+    process = subprocess.Popen([sys.executable, "-m", "imagenet_cli", "classes", "--json"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process.stdout.close()  # as `| head` does once it has its lines
+    stderr = process.stderr.read()
+    process.wait(timeout=30)
+    assert stderr == "" and process.returncode in (0, 1)
+
+
+def test_verify_and_info_take_a_data_root_as_the_root(official_root):
+    verified = run("verify", str(official_root))
+    assert verified.exit_code == 0, verified.output
+    assert "no split folder" not in verified.output and "4 checked" in verified.stdout
+    described = run("info", str(official_root), "--json")
+    assert described.exit_code == 0 and len(json.loads(described.stdout)["archives"]) == 4
+
+
+def test_problems_of_one_cause_are_one_line_and_json_keeps_each(tmp_path):
+    from imagenet_cli.download import download_sample
+    from imagenet_cli.records import record_path
+
+    download_sample(tmp_path, classes=["n01440764", "n01443537"], train_per_class=2, val_per_class=1, test_images=1)
+    train = tmp_path / "downloads" / "ILSVRC2012_img_train.tar"
+    record_path(train).unlink()  # now it is held to the real ILSVRC-2012: 998 class tars missing
+    result = run("verify", "--root", str(tmp_path), str(train))
+    assert result.exit_code == 3
+    lines = [line for line in result.stdout.splitlines() if "missing" in line]
+    assert len(lines) == 1 and "998 × missing: class tar missing: n01484850.tar" in lines[0]
+    report = json.loads(run("verify", "--root", str(tmp_path), str(train), "--json").stdout)
+    assert sum(p["kind"] == "missing" for p in report["checks"][0]["problems"]) == 998

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from typing import Annotated
 
 import typer
+
+from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 
 from . import classes, download, info, prepare, subset, verify
 
@@ -44,5 +48,38 @@ app.command("info", epilog=info.EXAMPLES)(info.info)
 app.command("classes", epilog=classes.EXAMPLES)(classes.classes)
 
 
-def main() -> None:
-    app(prog_name="imagenet")
+def main(argv: list[str] | None = None) -> None:
+    """The ``imagenet`` program: every outcome is one exit code, every error one line on stderr."""
+    try:
+        code = app(args=argv, prog_name="imagenet", standalone_mode=False)
+    except BrokenPipeError:
+        _stdout_closed()
+        code = EXIT_OK
+    except typer.Abort:
+        typer.echo("imagenet: interrupted", err=True)
+        code = EXIT_INTERRUPTED
+    except Exception as error:
+        code = _usage_error(error, sys.argv[1:] if argv is None else argv)
+    sys.exit(code or EXIT_OK)
+
+
+def _usage_error(error: Exception, argv: list[str]) -> int:
+    """Click's usage errors (a bad option or value, a missing argument) in our one-line form.
+
+    Typer exposes them only as exceptions carrying ``exit_code`` 2 and ``format_message()``;
+    anything else is not ours to format. The hint names the command the user typed.
+    """
+    if getattr(error, "exit_code", None) != EXIT_USAGE or not hasattr(error, "format_message"):
+        raise error
+    commands = {command.name for command in app.registered_commands}
+    command = next((arg for arg in argv if arg in commands), None)
+    where = f"imagenet {command}" if command else "imagenet"
+    typer.echo(f"imagenet: error: {error.format_message()} — try `{where} --help`", err=True)
+    return EXIT_USAGE
+
+
+def _stdout_closed() -> None:
+    """The reader of our stdout went away (``imagenet classes | head``): stop quietly, as Unix tools
+    do, and keep Python from complaining when it flushes stdout on the way out."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())

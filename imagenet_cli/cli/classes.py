@@ -76,7 +76,7 @@ def classes(
         raise typer.BadParameter("--out needs --export FORMAT", param_hint="'--out'")
     if query is not None and devkit_id is not None:
         raise typer.BadParameter("give either QUERY or --devkit-id", param_hint="'--devkit-id'")
-    with session(quiet, verbose, debug):
+    with session("classes", quiet, verbose, debug):
         if export is not None:
             if out is None:
                 typer.echo(class_file(export.value), nl=False)

@@ -56,20 +56,21 @@ class Session:
 
 
 @contextmanager
-def session(quiet: bool, verbose: bool, debug: bool) -> Iterator[Session]:
-    """Run a command's body: set up logging and progress, turn errors into one line and an exit code."""
+def session(command: str, quiet: bool, verbose: bool, debug: bool) -> Iterator[Session]:
+    """Run ``imagenet COMMAND``'s body: set up logging and progress, turn errors into one line
+    (whose hint names the command) and an exit code."""
     if quiet and verbose:
         raise typer.BadParameter("choose one of --quiet and --verbose", param_hint="'--quiet'")
     _configure_logging(logging.ERROR if quiet else logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
     try:
         with _stop_signals_as_interrupts():
             yield Session(progress=progress_for(quiet))
-    except typer.Exit:
+    except (typer.Exit, BrokenPipeError):  # a closed stdout ends the program quietly (app.main)
         raise
     except (Exception, KeyboardInterrupt) as error:
         if debug:
             raise
-        typer.echo(message_for(error), err=True)
+        typer.echo(message_for(error, command), err=True)
         raise typer.Exit(exit_code_for(error)) from None
 
 

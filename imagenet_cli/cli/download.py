@@ -152,7 +152,7 @@ def download(
     if source is Source.sample and dry_run:
         raise typer.BadParameter("the sample is generated, not fetched: drop --dry-run", param_hint="'--dry-run'")
 
-    with session(quiet, verbose, debug) as ui:
+    with session("download", quiet, verbose, debug) as ui:
         if source is Source.sample:
             given = {"train_per_class": per_class, "val_per_class": val_per_class, "test_images": test_images, "seed": seed}
             result = download_sample(

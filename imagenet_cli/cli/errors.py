@@ -87,8 +87,8 @@ def exit_code_for(error: BaseException) -> int:
     return rule_for(error).exit_code
 
 
-def message_for(error: BaseException) -> str:
-    """The one line the user sees for ``error``."""
+def message_for(error: BaseException, command: str = "COMMAND") -> str:
+    """The one line the user sees for ``error`` in ``imagenet COMMAND``."""
     rule = rule_for(error)
     if isinstance(error, Stopped):
         return f"imagenet: stopped by {error.signal_name} — try {rule.hint}"
@@ -97,4 +97,4 @@ def message_for(error: BaseException) -> str:
     what = str(error) or type(error).__name__
     if not isinstance(error, (ImagenetError, OSError)):
         what = f"unexpected {type(error).__name__}: {what}"
-    return f"imagenet: error: {what} — try {rule.hint}"
+    return f"imagenet: error: {what} — try {rule.hint.replace('COMMAND', command)}"

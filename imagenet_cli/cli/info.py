@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
 from ..info import RootState, TreeState, describe_root
@@ -35,6 +38,10 @@ NEXT_COMMANDS = {
 
 
 def info(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="The data root to describe (the same as --root).", show_default=False, metavar="[ROOT]"),
+    ] = None,
     root: RootOption = DEFAULT_ROOT,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
@@ -46,8 +53,8 @@ def info(
     Archives in downloads/ (size, source, whether their checksums are recorded), prepared trees and
     subsets (images per split, size on disk), and the free disk.
     """
-    with session(quiet, verbose, debug):
-        state = describe_root(root)
+    with session("info", quiet, verbose, debug):
+        state = describe_root(path or root)
         if json_output:
             print_json(_as_json(state))
         else:

@@ -103,7 +103,7 @@ def prepare_command(
     files are redone; files no longer in the inputs are removed. One run writes a tree at a time
     (others wait). Exit code 3 when some images could not be read (they are named).
     """
-    with session(quiet, verbose, debug) as ui:
+    with session("prepare", quiet, verbose, debug) as ui:
         result = prepare(
             root,
             sizes=size or ["224"],

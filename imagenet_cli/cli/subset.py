@@ -84,7 +84,7 @@ def subset_command(
     10 classes are among the 100 of the same seed, K=10 images among K=50. The subset holds links,
     subset.json, classes.txt, train.txt, val.txt and a manifest `verify` checks.
     """
-    with session(quiet, verbose, debug) as ui:
+    with session("subset", quiet, verbose, debug) as ui:
         result = subset(
             root,
             classes=classes,

@@ -43,7 +43,9 @@ Algorithm = choices("Algorithm", ALGORITHMS)
 def verify_command(
     paths: Annotated[
         list[Path] | None,
-        typer.Argument(help="Archives or trees to check (default: everything under the root).", show_default=False, metavar="[PATH]..."),
+        typer.Argument(
+            help="Archives, trees or data roots to check (default: everything under --root).", show_default=False, metavar="[PATH]..."
+        ),
     ] = None,
     checksums: Annotated[
         Path | None,
@@ -76,7 +78,7 @@ def verify_command(
     published MD5) and the real archives' structure; trees against their manifest, their class
     folders and the val labels. Exit code 3 when anything is wrong; every problem names its file.
     """
-    with session(quiet, verbose, debug) as ui:
+    with session("verify", quiet, verbose, debug) as ui:
         report = verify(
             root,
             paths=paths or None,
@@ -102,21 +104,33 @@ def _print_report(report: VerifyReport) -> None:
         size = human_bytes(check.counts["bytes"]) if "bytes" in check.counts else _images(check)
         rows.append((str(check.path), check.kind, size, check.status, check.problem_count))
     print_table(("path", "kind", "size", "status", "problems"), rows)
-    shown = 0
-    for check in report.checks:
-        for problem in check.problems:
-            if shown == SHOWN_PROBLEMS:
-                break
-            if shown == 0:
-                typer.echo("\nproblems:")
-            typer.echo(f"  {check.path.name}: {problem.kind}: {problem.where}: {problem.detail}")
-            shown += 1
-    if report.problem_count > shown:
-        typer.echo(f"  … and {report.problem_count - shown:,} more (--json lists up to 1,000 per check)")
+    groups = _grouped(report)
+    if groups:
+        typer.echo("\nproblems:")
+    for (name, kind, detail), wheres in groups[:SHOWN_PROBLEMS]:
+        if len(wheres) == 1:
+            typer.echo(f"  {name}: {kind}: {wheres[0]}: {detail}")
+        else:
+            listed = ", ".join(w.rsplit(":", 1)[-1] for w in wheres[:3])
+            typer.echo(f"  {name}: {len(wheres):,} × {kind}: {detail}: {listed}{', …' if len(wheres) > 3 else ''} (--json lists each)")
+    if len(groups) > SHOWN_PROBLEMS:
+        typer.echo(f"  … and {len(groups) - SHOWN_PROBLEMS:,} more kinds of problem (--json lists them)")
+    listed = sum(len(check.problems) for check in report.checks)
+    if report.problem_count > listed:
+        typer.echo(f"  (--json lists up to 1,000 per check; {report.problem_count - listed:,} more were counted)")
     unknown = [c for c in report.checks if c.status == "unknown"]
     if unknown:
         typer.echo(f"\n{len(unknown)} checked for structure only: nothing to compare their bytes with (try --checksums)")
     typer.echo(f"\n{'all good' if report.ok else f'{report.problem_count:,} problems'} in {len(report.checks)} checked")
+
+
+def _grouped(report: VerifyReport) -> list[tuple[tuple[str, str, str], list[str]]]:
+    """Problems of one cause together: one line for 992 missing class tars, not 992 lines."""
+    groups: dict[tuple[str, str, str], list[str]] = {}
+    for check in report.checks:
+        for problem in check.problems:
+            groups.setdefault((check.path.name, problem.kind, problem.detail), []).append(problem.where)
+    return list(groups.items())
 
 
 def _images(check) -> str:
