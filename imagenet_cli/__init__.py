@@ -10,6 +10,7 @@ __version__ = "0.1.0.dev0"
 # this package too, and must not pay for modules they do not run.
 _EXPORTS = {
     "catalogue": ("catalogue", None),
+    "class_index": ("class_files", "class_index"),
     "DownloadResult": ("download", "DownloadResult"),
     "download_kaggle": ("download", "download_kaggle"),
     "download_official": ("download", "download_official"),

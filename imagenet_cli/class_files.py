@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from . import atomic, catalogue
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, OverwriteRefusedError
 
 FORMATS = ("synsets", "loc", "keras", "devkit")
 
@@ -32,7 +32,29 @@ def class_file(form: str) -> str:
     raise InvalidArgumentError(f"unknown class file format {form!r} (known: {', '.join(FORMATS)})")
 
 
-def write_class_file(form: str, path: Path) -> Path:
-    """Write one class file format to ``path`` atomically."""
+def write_class_file(form: str, path: Path, force: bool = False) -> Path:
+    """Write one class file format to ``path`` atomically; an existing file only with ``force``."""
+    if path.exists() and not force:
+        raise OverwriteRefusedError(f"{path} exists; it is not replaced without --force")
     atomic.write_text(path, class_file(form))
     return path
+
+
+CLASS_MAP = "class_map.txt"
+
+
+def class_map_text() -> str:
+    """The 1000 WNIDs in the sorted order, one per line: line k is class k. timm's ``class_map=``
+    reads it as {name: line number}, so any tree's folders get their 1000-class index."""
+    return "".join(f"{c.wnid}\n" for c in catalogue.classes())
+
+
+def class_index(tree: Path) -> dict[str, int]:
+    """{WNID: index among the 1000 classes} for the class folders of ``tree`` (any split).
+
+    ImageFolder readers (torchvision, timm, ``datasets``) number the folders they find 0..k-1; on
+    a partial tree (the sample, a subset) that is not the index a 1000-class model predicts. Map
+    their labels through this instead.
+    """
+    present = sorted({p.name for split in ("train", "val") if (tree / split).is_dir() for p in (tree / split).iterdir() if p.is_dir()})
+    return {wnid: catalogue.by_wnid(wnid).index for wnid in present}

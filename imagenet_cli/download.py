@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import atomic, catalogue, hashing, locks
-from .errors import OverwriteRefusedError
+from .errors import InvalidArgumentError, OverwriteRefusedError
+from .selection import choose
 from .layout import Root, free_bytes
 from .progress import SILENT, Progress
 from .records import (
@@ -100,13 +101,14 @@ def download_sample(
 ) -> DownloadResult:
     """Write the built-in miniature ILSVRC-2012 (see :mod:`imagenet_cli.sources.sample`).
 
-    ``classes`` takes WNIDs, named lists (``imagenette``) or unambiguous class names; the default
+    ``classes`` takes a count (``["5"]``: five classes drawn with ``seed``, as ``subset`` draws
+    them), or WNIDs, indices, named lists (``imagenette``) and unambiguous class names; the default
     is Imagenette plus the classes of the real quirk files. Files a previous run made with the same
     options are kept as they are; files this tool did not make are never overwritten. Each archive
     appears under its name only with its record, so a full disk or a kill leaves nothing half-made.
     """
     options = sample.SampleOptions(
-        **({"classes": catalogue.resolve_classes(classes)} if classes else {}),
+        **({"classes": _sample_classes(classes, seed)} if classes else {}),
         train_per_class=train_per_class,
         val_per_class=val_per_class,
         test_images=test_images,
@@ -135,6 +137,20 @@ def download_sample(
 
         paths = sample.write_sample(downloads, layout, options, progress, before_rename=record)
     return DownloadResult("sample", downloads, [_recorded(p, written[p], WRITTEN) for p in paths])
+
+
+def _sample_classes(classes: list[str], seed: int) -> tuple[str, ...]:
+    """As ``subset --classes`` reads it: one number is a count of classes drawn with the seed;
+    otherwise WNIDs, indices, names and named lists."""
+    if len(classes) == 1 and classes[0].strip().isdigit():
+        count = int(classes[0])
+        if not 1 <= count <= catalogue.NUM_CLASSES:
+            raise InvalidArgumentError(f"--classes {count}: ILSVRC-2012 has {catalogue.NUM_CLASSES} classes")
+        return tuple(sorted(choose(catalogue.wnids(), seed, count)))
+    chosen = catalogue.resolve_classes(classes)
+    if not chosen:
+        raise InvalidArgumentError("--classes names no class")
+    return chosen
 
 
 def _existing_sample_record(path: Path) -> DownloadRecord | None:

@@ -2,7 +2,7 @@
 
 Input, found automatically in ``ROOT/downloads/``: the official archives (train tar of per-class
 tars, val tar, and the devkit for labels) or the Kaggle zip; or, with ``source``, an extracted
-Kaggle ``ILSVRC/`` tree or an existing ImageFolder tree. Output: ``OUT/<size>/{train,val}/<wnid>/``
+Kaggle ``ILSVRC/`` tree or an existing ImageFolder tree. Output: ``INTO/<size>/{train,val}/<wnid>/``
 for each size, with ``manifest.tsv``, ``tree.json``, ``classes.txt``, ``train.txt`` and ``val.txt``.
 
 Val images go into the folder of their label: from the devkit's ground truth, else Kaggle's
@@ -25,7 +25,7 @@ from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from . import __version__, archives, atomic, catalogue, cluster, locks, manifest, zip_entries
+from . import __version__, archives, atomic, catalogue, class_files, cluster, locks, manifest, zip_entries
 from .errors import (
     ArchiveError,
     InvalidArgumentError,
@@ -104,7 +104,7 @@ def prepare(
     upscale: bool = True,
     splits: list[str] | None = None,
     workers: int | None = None,
-    out: Path | None = None,
+    into: Path | None = None,
     source: Path | None = None,
     redo: bool = False,
     wait: bool = True,
@@ -112,7 +112,7 @@ def prepare(
     executor: Executor | None = None,
     progress: Progress = SILENT,
 ) -> PrepareResult:
-    """Write one tree per size under ``out`` (default: the root); see the module docstring.
+    """Write one tree per size into the folder ``into`` (default: the root); see the module docstring.
 
     Re-running converges to the tree the current inputs give: finished shards are kept, shards
     whose input changed or that had failed images or lost files are redone, and files no longer in
@@ -128,8 +128,7 @@ def prepare(
     recipe = _recipe(sizes, mode, quality, format, filter, upscale)
     splits = _splits(splits)
     started = time.monotonic()
-    out = out or root
-    trees = {size: out / tree_name(size, recipe) for size in recipe.sizes}
+    trees = {size: (into or root) / tree_name(size, recipe) for size in recipe.sizes}
     with locks.writing_all(trees.values(), wait):
         for tree in trees.values():
             _claim(tree, recipe)
@@ -832,3 +831,4 @@ def _write_labels_and_manifest(tree: Path, entries) -> None:
         manifest.write_manifest(tree, labelled())
     classes = "".join(f"{c.index}\t{c.wnid}\t{c.name}\n" for c in catalogue.classes())
     atomic.write_text(tree / "classes.txt", classes)
+    atomic.write_text(tree / class_files.CLASS_MAP, class_files.class_map_text())

@@ -25,10 +25,11 @@ from pathlib import Path
 
 import xxhash
 
-from . import atomic, catalogue, hashing, locks, manifest
+from . import atomic, catalogue, class_files, hashing, locks, manifest
 from .errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
 from .layout import Root
 from .progress import SILENT, Progress
+from .selection import choose, select_classes
 
 LINKS = ("symlink", "hardlink", "copy")
 SUBSET_FILE = "subset.json"
@@ -43,17 +44,6 @@ class SubsetResult:
     status: str  # "written", "kept" (the same subset was already there), "dry run"
     missing: list[str] = field(default_factory=list)  # files a named list wants that the tree lacks
     short_classes: dict[str, int] = field(default_factory=dict)  # WNID -> images, when fewer than asked
-
-
-def rank(seed: int, name: str) -> int:
-    """The sort key of a class or file name for a seed: stable everywhere, independent of order."""
-    return xxhash.xxh3_64_intdigest(name.encode(), seed=seed % 2**64)
-
-
-def choose(names, seed: int, count: int | None) -> list[str]:
-    """The first ``count`` names by rank (all of them when count is None), in rank order."""
-    ordered = sorted(names, key=lambda n: (rank(seed, n), n))
-    return ordered if count is None else ordered[:count]
 
 
 def fraction_count(fraction: float, available: int) -> int:
@@ -83,6 +73,8 @@ def subset(
     raises), and its source tree is read-locked: no ``prepare`` rewrites it meanwhile.
     """
     _check_options(per_class, fraction, images, val_per_class, link)
+    if classes is not None and not classes.replace(",", "").strip():
+        raise InvalidArgumentError(f"--classes {classes!r} names no class")
     tree = source or _the_prepared_tree(root)
     arguments = {
         "classes": classes, "per_class": per_class, "fraction": fraction, "images": images,
@@ -90,7 +82,7 @@ def subset(
     }  # fmt: skip
     destination = out or Root(root).subsets / subset_name(arguments)
     with locks.writing(destination, wait), locks.reading(tree, wait):
-        chosen = _choose_classes(classes, _classes_in(tree), seed)
+        chosen = select_classes(classes, _classes_in(tree), seed)
         record = {
             "arguments": arguments,
             "source": _source_name(tree, root),
@@ -178,23 +170,6 @@ def _classes_in(tree: Path) -> list[str]:
     if not train.is_dir():
         raise MissingInputError(f"{tree} has no train/ folder: it is not an ImageFolder tree")
     return sorted(p.name for p in train.iterdir() if p.is_dir() and catalogue.is_wnid(p.name))
-
-
-def _choose_classes(classes: str | None, present: list[str], seed: int) -> list[str]:
-    if classes is None:
-        return present
-    if classes.strip().isdigit():
-        count = int(classes)
-        if not 1 <= count <= len(present):
-            raise InvalidArgumentError(f"--classes {count}: the tree has {len(present)} classes")
-        return sorted(choose(present, seed, count))
-    path = Path(classes)
-    items = path.read_text().split() if path.is_file() else [c.strip() for c in classes.split(",")]
-    wanted = catalogue.resolve_classes(items)
-    absent = [w for w in wanted if w not in present]
-    if absent:
-        raise MissingInputError(f"the tree has no folder for {len(absent)} chosen classes: {', '.join(absent[:5])}")
-    return sorted(wanted)
 
 
 def _manifest_hash(tree: Path) -> str | None:
@@ -404,6 +379,7 @@ def _write_descriptions(staging: Path, selection: _Selection, record: dict) -> N
     atomic.write_text(staging / SUBSET_FILE, json.dumps(record, indent=2) + "\n")
     rows = [(i, catalogue.by_wnid(w)) for i, w in enumerate(record["classes"])]
     atomic.write_text(staging / "classes.txt", "".join(f"{i}\t{c.wnid}\t{c.name}\t{c.index}\n" for i, c in rows))
+    atomic.write_text(staging / class_files.CLASS_MAP, class_files.class_map_text())  # the 1000-class index
     info = manifest.TreeInfo(
         made_by={"command": "subset", **record["arguments"], "source": record["source"]},
         splits={s: {"images": n, "classes": len(record["classes"])} for s, n in selection.counts.items() if n},

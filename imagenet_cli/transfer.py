@@ -166,6 +166,7 @@ class Endpoint:
     renew: Callable[[], str] | None = None  # a fresh signed URL, for sources whose URLs expire
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     stop: threading.Event = field(default_factory=threading.Event)
+    answered: bool = False  # the server has answered once: from then on, connection errors are retried
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     @contextmanager
@@ -176,8 +177,14 @@ class Endpoint:
         url = self.url
         try:
             with self.client.stream("GET", url, headers={"Accept-Encoding": "identity", **headers}) as response:
+                self.answered = True
                 self._check_status(response, url)
                 yield response
+        except httpx.ConnectError as error:
+            if not self.answered:  # no such host, or nothing listening: retrying will not change that
+                host = urlsplit(url).netloc
+                raise DownloadError(f"cannot connect to {host} ({error or type(error).__name__})") from error
+            raise _Retryable(f"{type(error).__name__}: {error}") from error
         except httpx.TransportError as error:
             raise _Retryable(f"{type(error).__name__}: {error}") from error
         except httpx.HTTPError as error:  # too many redirects, an invalid URL: retrying cannot help

@@ -29,13 +29,13 @@ def run(*args: str, **env: str):
 def test_help_lists_every_command_with_a_summary():
     result = run("--help")
     assert result.exit_code == 0
-    assert command_names() == ["download", "verify", "prepare", "subset", "info", "classes"]
+    assert command_names() == ["download", "verify", "prepare", "subset", "show", "info", "classes"]
     for name in command_names():
         line = next(line for line in result.output.splitlines() if line.startswith(f"  {name} "))
         assert len(line.split(None, 1)[1]) > 10 and not line.endswith("...")
 
 
-@pytest.mark.parametrize("name", ["download", "verify", "prepare", "subset", "info", "classes"])
+@pytest.mark.parametrize("name", ["download", "verify", "prepare", "subset", "show", "info", "classes"])
 def test_every_command_help_has_examples(name):
     result = run(name, "--help")
     assert result.exit_code == 0
@@ -327,3 +327,47 @@ def test_problems_of_one_cause_are_one_line_and_json_keeps_each(tmp_path):
     assert len(lines) == 1 and "998 × missing: class tar missing: n01484850.tar" in lines[0]
     report = json.loads(run("verify", "--root", str(tmp_path), str(train), "--json").stdout)
     assert sum(p["kind"] == "missing" for p in report["checks"][0]["problems"]) == 998
+
+
+@pytest.mark.parametrize("args", [
+    ["prepare", "--splits", ""],
+    ["download", "--source", "official", "--files", ",", "--dry-run"],
+    ["download", "--source", "sample", "--classes", ""],
+    ["subset", "--classes", ""],
+])  # fmt: skip
+def test_lists_that_name_nothing_are_usage_errors(args, tmp_path):
+    completed = imagenet_process(*args, "--root", str(tmp_path))
+    assert completed.returncode == EXIT_USAGE, completed.stderr
+    [line] = completed.stderr.splitlines()
+    assert "names no" in line or "names nothing" in line
+
+
+def test_the_sample_reads_a_class_count_as_subset_does(tmp_path):
+    from imagenet_cli.download import download_sample
+    from imagenet_cli.selection import choose
+    from imagenet_cli import catalogue
+
+    result = download_sample(tmp_path, classes=["5"], seed=4, train_per_class=1, val_per_class=1, test_images=0)
+    details = json.loads((tmp_path / "downloads" / "ILSVRC2012_img_train.tar.record.json").read_text())["details"]
+    assert details["classes"] == sorted(choose(catalogue.wnids(), 4, 5)) and len(result.files) == 4
+
+
+def test_classes_export_never_replaces_a_file_without_force(tmp_path):
+    out = tmp_path / "mine.txt"
+    out.write_text("my notes")
+    refused = run("classes", "--export", "synsets", "--out", str(out))
+    assert refused.exit_code == 1 and out.read_text() == "my notes" and "--force" in refused.stderr
+    assert run("classes", "--export", "synsets", "--out", str(out), "--force").exit_code == 0
+    assert len(out.read_text().splitlines()) == 1000
+
+
+def test_info_suggests_a_command_that_works_on_the_root(official_root, tmp_path):
+    import shlex
+    import shutil
+
+    shutil.copytree(official_root / "downloads", tmp_path / "downloads")
+    assert run("prepare", "--root", str(tmp_path), "--size", "32").exit_code == 0
+    suggested = json.loads(run("info", "--root", str(tmp_path), "--json").stdout)["next_command"]
+    assert suggested == "imagenet subset --classes 6", "the sample has 13 classes, not 100"
+    result = run(*shlex.split(suggested)[1:], "--root", str(tmp_path))
+    assert result.exit_code == 0, result.output

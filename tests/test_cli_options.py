@@ -54,10 +54,10 @@ def test_verify_algo_and_rehash(root, tmp_path):
     assert trusted.startswith("digests as recorded") and not reread.startswith("digests as recorded")
 
 
-def test_prepare_format_quality_no_upscale_splits_out(root, tmp_path):
+def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
     out = tmp_path / "elsewhere"
     result = run("prepare", "--root", str(root), "--size", "600", "--format", "png", "--no-upscale",
-                 "--splits", "val", "--out", str(out), "--workers", "1")  # fmt: skip
+                 "--splits", "val", "--into", str(out), "--workers", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
     tree = out / "600-png"
     files = sorted(tree.glob("*/*/*"))
@@ -66,7 +66,7 @@ def test_prepare_format_quality_no_upscale_splits_out(root, tmp_path):
         assert image.format == "PNG" and min(image.size) < 600  # small images kept their size
     low = run("prepare", "--root", str(root), "--size", "64", "--quality", "20", "--splits", "val", "--workers", "1")
     high = run("prepare", "--root", str(root), "--size", "64", "--quality", "95", "--splits", "val", "--workers", "1",
-               "--out", str(tmp_path / "high"))  # fmt: skip
+               "--into", str(tmp_path / "high"))  # fmt: skip
     assert low.exit_code == high.exit_code == 0
     size = lambda tree: sum(p.stat().st_size for p in tree.glob("val/*/*"))  # noqa: E731
     assert size(root / "64") < size(tmp_path / "high" / "64") / 2

@@ -174,6 +174,6 @@ def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept"
+    assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept", stderr
     result = prepare(tmp_path, ["64"], filter="lanczos", workers=2)
     assert result.shards_done_before >= 2 and result.shards_done_before + result.shards_run == 20

@@ -345,3 +345,18 @@ def test_kaggle_partial_file_is_never_overwritten(fake_kaggle, tmp_path):
     assert result.exit_code == EXIT_ERROR
     assert "the kaggle tool left it half-downloaded" in result.stderr
     assert (downloads / kaggle.ZIP_NAME).read_bytes() == b"half"
+
+
+def test_a_host_that_refuses_connections_fails_in_seconds_with_one_line(tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    started = time.monotonic()
+    result = run("download", "--source", "official", "--root", str(tmp_path), "--dry-run",
+                 "--base-url", f"http://127.0.0.1:{port}/")  # fmt: skip
+    assert time.monotonic() - started < 10
+    assert result.exit_code == EXIT_ERROR
+    [line] = result.stderr.splitlines()
+    assert line.startswith(f"imagenet: error: cannot connect to 127.0.0.1:{port}")

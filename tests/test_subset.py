@@ -225,3 +225,20 @@ def test_cli(root):
     assert not (root / "subsets" / "classes7-seed0").exists()
     bad = runner.invoke(app, ["subset", "--root", str(root), "--per-class", "2", "--fraction", "0.5"])
     assert bad.exit_code == 2 and "choose one of --per-class, --fraction and --images" in bad.stderr
+
+
+def test_class_index_fixes_what_image_folder_readers_number(root):
+    """torchvision's ImageFolder, timm and datasets number the folders present 0..k-1; on a
+    subset that is wrong for a 1000-class model, and class_index / class_map.txt set it right."""
+    from imagenet_cli import class_index
+
+    made = subset(root, classes="3")
+    folders = sorted(p.name for p in (made.path / "val").iterdir() if p.is_dir())
+    image_folder = {wnid: label for label, wnid in enumerate(folders)}  # what ImageFolder does
+    true = {wnid: catalogue.by_wnid(wnid).index for wnid in folders}
+    assert image_folder != true, "the readers' own numbering is not the 1000-class index"
+    index = class_index(made.path)
+    assert {wnid: index[folders[label]] for wnid, label in image_folder.items()} == true
+    timm_map = {name: line for line, name in enumerate((made.path / "class_map.txt").read_text().split())}
+    assert {wnid: timm_map[wnid] for wnid in folders} == true
+    assert (root / "64" / "class_map.txt").read_text() == (made.path / "class_map.txt").read_text()

@@ -59,6 +59,7 @@ def classes(
         Path | None,
         typer.Option(help="With --export: the file to write (default: stdout).", dir_okay=False, show_default=False, metavar="FILE"),
     ] = None,
+    force: Annotated[bool, typer.Option("--force", help="With --out: replace the file if it exists.")] = False,
     json_output: JsonOption = False,
     quiet: QuietOption = False,
     verbose: VerboseOption = False,
@@ -74,6 +75,8 @@ def classes(
         raise typer.BadParameter("--export writes the whole table; drop QUERY, --devkit-id and --json", param_hint="'--export'")
     if out is not None and export is None:
         raise typer.BadParameter("--out needs --export FORMAT", param_hint="'--out'")
+    if force and out is None:
+        raise typer.BadParameter("--force applies to --out FILE", param_hint="'--force'")
     if query is not None and devkit_id is not None:
         raise typer.BadParameter("give either QUERY or --devkit-id", param_hint="'--devkit-id'")
     with session("classes", quiet, verbose, debug):
@@ -81,7 +84,7 @@ def classes(
             if out is None:
                 typer.echo(class_file(export.value), nl=False)
             else:
-                typer.echo(f"wrote {write_class_file(export.value, out)}", err=True)
+                typer.echo(f"wrote {write_class_file(export.value, out, force)}", err=True)
             return
         if devkit_id is not None:
             found = [catalogue.by_devkit_id(devkit_id)]

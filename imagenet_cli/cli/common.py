@@ -16,7 +16,7 @@ from typing import Annotated, Any
 import typer
 
 from ..progress import Progress
-from ..errors import Stopped
+from ..errors import EXIT_USAGE, Stopped
 from .errors import exit_code_for, message_for
 from .progress import progress_for
 
@@ -67,6 +67,9 @@ def session(command: str, quiet: bool, verbose: bool, debug: bool) -> Iterator[S
             yield Session(progress=progress_for(quiet))
     except (typer.Exit, BrokenPipeError):  # a closed stdout ends the program quietly (app.main)
         raise
+    except typer.BadParameter as error:  # a value only the command's body could judge
+        typer.echo(f"imagenet: error: {error.format_message()} — try `imagenet {command} --help`", err=True)
+        raise typer.Exit(EXIT_USAGE) from None
     except (Exception, KeyboardInterrupt) as error:
         if debug:
             raise
@@ -149,8 +152,12 @@ def human_bytes(count: int) -> str:
     raise AssertionError("unreachable")
 
 
-def comma_list(value: str | None) -> list[str] | None:
-    """``a,b, c`` as ``["a", "b", "c"]``; None stays None."""
+def comma_list(value: str | None, option: str) -> list[str] | None:
+    """``a,b, c`` as ``["a", "b", "c"]``; None stays None. A list that names nothing (``""``,
+    ``,``) is a usage error: it never silently means "all" or "none"."""
     if value is None:
         return None
-    return [item.strip() for item in value.split(",") if item.strip()]
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    if not items:
+        raise typer.BadParameter(f"{value!r} names nothing: give a comma-separated list", param_hint=f"'{option}'")
+    return items

@@ -78,7 +78,7 @@ def download(
         typer.Option(
             help="official: archives to fetch, comma-separated (default: train tar, val tar, devkit).",
             show_default=False,
-            metavar="LIST",
+            metavar="N|LIST",
         ),
     ] = None,
     cookies: Annotated[
@@ -112,8 +112,9 @@ def download(
     classes: Annotated[
         str | None,
         typer.Option(
-            help="sample: classes, comma-separated WNIDs, names or lists (imagenette, imagewoof, imagenet100) "
-            "[default: Imagenette plus the classes of the known-bad files].",
+            help="sample: as subset --classes: a count N (N classes drawn with --seed), or comma-separated WNIDs, "
+            "indices, names or lists (imagenette, imagewoof, imagenet100) [default: Imagenette plus the classes "
+            "of the known-bad files].",
             show_default=False,
             metavar="LIST",
         ),
@@ -158,7 +159,7 @@ def download(
             result = download_sample(
                 root,
                 layout=layout.value if layout else "official",
-                classes=comma_list(classes),
+                classes=comma_list(classes, "--classes"),
                 wait=not no_wait,
                 progress=ui.progress,
                 **{k: v for k, v in given.items() if v is not None},
@@ -166,7 +167,7 @@ def download(
         elif source is Source.official:
             result = download_official(
                 root,
-                files=comma_list(files),
+                files=comma_list(files, "--files"),
                 base_url=base_url or BASE_URL,
                 headers=header,
                 cookies=cookies,

@@ -29,14 +29,6 @@ Examples:
   imagenet info --root /data/imagenet --json
 """
 
-# The command that starts each stage. A stage appears here once its command exists.
-NEXT_COMMANDS = {
-    "download": "imagenet download  (Kaggle; --source official for image-net.org, --source sample to try it offline)",
-    "prepare": "imagenet prepare --size 224",
-    "subset": "imagenet subset --classes 100",
-}
-
-
 def info(
     path: Annotated[
         Path | None,
@@ -71,7 +63,7 @@ def _as_json(state: RootState) -> dict:
         "trees": [_tree_json(t) for t in state.trees],
         "subsets": [_tree_json(t) for t in state.subsets],
         "next_step": state.next_step,
-        "next_command": NEXT_COMMANDS.get(state.next_step or ""),
+        "next_command": state.next_command,
     }
 
 
@@ -115,6 +107,5 @@ def _print_state(state: RootState) -> None:
                 for t in trees
             ]
             print_table(("tree", "train", "val", "size", "made"), rows)
-    next_command = NEXT_COMMANDS.get(state.next_step or "")
-    if next_command:
-        typer.echo(f"\nnext: {next_command}")
+    if state.next_command:
+        typer.echo(f"\nnext: {state.next_command}")

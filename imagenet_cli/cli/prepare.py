@@ -61,9 +61,9 @@ def prepare_command(
     filter: Annotated[Filter, typer.Option(help="fast: reduced decode + bilinear; lanczos: full decode, reference quality.")] = Filter("fast"),
     splits: Annotated[str, typer.Option(help="Splits to prepare, comma-separated.", metavar="LIST")] = "train,val",
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: all cores].", min=1, show_default=False, metavar="N")] = None,
-    out: Annotated[
+    into: Annotated[
         Path | None,
-        typer.Option(help="Where the trees go: OUT/<size>/ [default: the root].", file_okay=False, show_default=False, metavar="DIR"),
+        typer.Option(help="The folder the trees go into: DIR/<size>/ [default: the root].", file_okay=False, show_default=False, metavar="DIR"),
     ] = None,
     source: Annotated[
         Path | None,
@@ -112,9 +112,9 @@ def prepare_command(
             format=format.value,
             filter=filter.value,
             upscale=not no_upscale,
-            splits=comma_list(splits),
+            splits=comma_list(splits, "--splits"),
             workers=workers,
-            out=out,
+            into=into,
             source=source,
             redo=redo,
             wait=not no_wait,

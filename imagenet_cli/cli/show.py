@@ -1,0 +1,77 @@
+"""``imagenet show``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..contact_sheet import SheetResult, show
+from .common import (
+    DEFAULT_ROOT,
+    DebugOption,
+    JsonOption,
+    QuietOption,
+    RootOption,
+    VerboseOption,
+    print_json,
+    session,
+)
+
+EXAMPLES = """\
+Examples:
+
+\b
+  imagenet show n01440764 --out tench.png              one class: is it all tench?
+  imagenet show --from ROOT/subsets/imagenette --per-class 6
+  imagenet show --classes 10 --split train             10 classes drawn with seed 0
+  imagenet show --failures                             what prepare repaired or could not read
+"""
+
+
+def show_command(
+    classes: Annotated[
+        str | None,
+        typer.Argument(
+            help="Classes to show, as subset --classes reads them: a count, or WNIDs, names or a named list, "
+            "comma-separated [default: every class of a small tree, else 10 drawn].",
+            show_default=False,
+            metavar="[CLASSES]",
+        ),
+    ] = None,
+    source: Annotated[
+        Path | None,
+        typer.Option("--from", help="The tree or subset to show [default: the only one under the root].",
+                     file_okay=False, exists=True, show_default=False, metavar="TREE"),  # fmt: skip
+    ] = None,
+    split: Annotated[str, typer.Option(help="train or val.", metavar="SPLIT")] = "val",
+    per_class: Annotated[int, typer.Option(help="Images per class (1–50).", metavar="N")] = 6,
+    failures: Annotated[bool, typer.Option("--failures", help="Show what prepare repaired and what it could not read.")] = False,
+    seed: Annotated[int, typer.Option(help="Which images (and classes) are drawn.", metavar="N")] = 0,
+    out: Annotated[
+        Path | None,
+        typer.Option(help="The PNG to write [default: ROOT/sheets/<tree>-<what>.png].", dir_okay=False, show_default=False, metavar="FILE"),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    root: RootOption = DEFAULT_ROOT,
+    json_output: JsonOption = False,
+    quiet: QuietOption = False,
+    verbose: VerboseOption = False,
+    debug: DebugOption = False,
+) -> None:
+    """Draw a contact sheet of a tree's images with their labels.
+
+    Thumbnails with their WNID, class name and file name, one row per class: a row of tench under
+    n01440764 is proof at a glance. The same arguments draw the same images.
+    """
+    with session("show", quiet, verbose, debug):
+        result = show(root, classes, source, split, per_class, failures, seed, out, force)
+        if json_output:
+            print_json(result)
+        else:
+            _print_result(result)
+
+
+def _print_result(result: SheetResult) -> None:
+    typer.echo(f"{result.path}  ({result.rows} rows × {result.columns} images of {result.tree})")
