@@ -176,6 +176,7 @@ def _prepare_locked(root: Path, splits, run: _Run, started: float) -> PrepareRes
     kaggle = archives.kaggle_bundle(zip_path) if source is None and zip_path.is_file() else None
     labels, label_source = _val_labels(downloads, source, kaggle)
     plan = _plan(downloads, source, splits, labels, kaggle, next(iter(trees.values())))
+    log.info("reading %s; val labels from %s", plan.described, label_source)
     reasons = _Reasons(trees, redo, plan.inputs)
     engine = run.engine(plan)
 
@@ -211,6 +212,7 @@ def _run_listed(shards, recipe, trees, workers, progress, described, label_sourc
     sizes_left = {shard: reasons.sizes_needing(shard) for shard in shards}
     reasons.announce()  # before the work: the whole plan is known
     pending = [s for s in shards if sizes_left[s]]
+    log.info("%d shards: %d to make, %d already done (skipped)", len(shards), len(pending), len(shards) - len(pending))
     result = PrepareResult(described, label_source, shards_done_before=len(shards) - len(pending))
     with progress.task("preparing images", total=sum(s.images for s in pending), unit="img") as advance:
         on_done = _counting(result, advance)

@@ -15,6 +15,7 @@ place when complete.
 from __future__ import annotations
 
 import errno
+import logging
 import json
 import math
 import os
@@ -30,6 +31,8 @@ from .errors import InvalidArgumentError, MissingInputError, OverwriteRefusedErr
 from .layout import Root
 from .progress import SILENT, Progress
 from .selection import choose, select_classes
+
+log = logging.getLogger(__name__)
 
 LINKS = ("symlink", "hardlink", "copy")
 SUBSET_FILE = "subset.json"
@@ -83,6 +86,7 @@ def subset(
     destination = out or Root(root).subsets / subset_name(arguments)
     with locks.writing(destination, wait), locks.reading(tree, wait):
         chosen = select_classes(classes, _classes_in(tree), seed)
+        log.info("from %s: %d classes chosen (%s%s)", tree, len(chosen), ", ".join(chosen[:5]), ", …" if len(chosen) > 5 else "")
         record = {
             "arguments": arguments,
             "source": _source_name(tree, root),

@@ -7,6 +7,7 @@ with their folders spread over all cores.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +22,9 @@ from .layout import Root
 from .progress import SILENT, Progress
 from .records import archives_in
 from .tree_checks import check_tree
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -60,6 +64,7 @@ def verify(
     if not archive_paths and not tree_paths:
         raise MissingInputError(f"nothing to verify under {root}: no archives in downloads/ and no trees")
     workers = workers or os.cpu_count() or 1
+    log.info("checking %d archives and %d trees%s", len(archive_paths), len(tree_paths), " (deep: every member decoded)" if deep else "")
 
     def archive_check(path: Path) -> Check:
         return check_archive(path, sums, deep, rehash, record, progress)

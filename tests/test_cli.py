@@ -371,3 +371,18 @@ def test_info_suggests_a_command_that_works_on_the_root(official_root, tmp_path)
     assert suggested == "imagenet subset --classes 6", "the sample has 13 classes, not 100"
     result = run(*shlex.split(suggested)[1:], "--root", str(tmp_path))
     assert result.exit_code == 0, result.output
+
+
+def test_quiet_prints_only_the_result_paths_and_verbose_tells_what_was_read(official_root, tmp_path):
+    import shutil
+
+    shutil.copytree(official_root / "downloads", tmp_path / "downloads")
+    quiet = imagenet_process("prepare", "-q", "--size", "32", "--root", str(tmp_path))
+    assert quiet.returncode == 0 and quiet.stdout == f"{tmp_path / '32'}\n" and quiet.stderr == ""
+    verbose = imagenet_process("prepare", "-v", "--size", "32", "--root", str(tmp_path))
+    assert "reading the official archives; val labels from the devkit's ground truth" in verbose.stderr
+    assert "26 shards: 0 to make, 26 already done (skipped)" in verbose.stderr
+    subset = imagenet_process("subset", "-q", "--classes", "3", "--root", str(tmp_path))
+    assert subset.stdout == f"{tmp_path / 'subsets' / 'classes3-seed0'}\n"
+    listed = imagenet_process("info", "-q", "--root", str(tmp_path)).stdout.splitlines()
+    assert listed == [str(tmp_path / "32"), str(tmp_path / "subsets" / "classes3-seed0")]

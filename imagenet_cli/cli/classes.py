@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -9,16 +10,7 @@ import typer
 
 from .. import catalogue
 from ..class_files import FORMATS, class_file, write_class_file
-from .common import (
-    DebugOption,
-    JsonOption,
-    QuietOption,
-    VerboseOption,
-    choices,
-    print_json,
-    print_table,
-    session,
-)
+from .common import Rendering, Session, choices, command, print_table
 
 EXAMPLES = """\
 Examples:
@@ -36,6 +28,37 @@ Examples:
 ExportFormat = choices("ExportFormat", FORMATS)
 
 
+@dataclass(frozen=True)
+class Exported:
+    format: str
+    path: Path | None  # written there; None: the text goes to stdout
+    text: str | None
+
+
+def _print(result: list[catalogue.ImageNetClass] | Exported) -> None:
+    if isinstance(result, Exported):
+        if result.text is not None:
+            typer.echo(result.text, nl=False)
+        else:
+            typer.echo(f"wrote {result.path}", err=True)
+        return
+    print_table(("index", "wnid", "devkit_id", "name"), [(c.index, c.wnid, c.devkit_id, ", ".join(c.names)) for c in result])
+
+
+def _as_json(result: list[catalogue.ImageNetClass] | Exported):
+    if isinstance(result, Exported):
+        return {"format": result.format, "path": result.path, "text": result.text}
+    return [_as_dict(c) for c in result]
+
+
+def _quiet(result: list[catalogue.ImageNetClass] | Exported) -> list[str]:
+    """WNIDs, one per line; an export is its own result (the file's path, or its text)."""
+    if isinstance(result, Exported):
+        return [str(result.path)] if result.path else [result.text.rstrip("\n")]
+    return [c.wnid for c in result]
+
+
+@command("classes", Rendering(text=_print, json=_as_json, quiet=_quiet), uses_root=False)
 def classes(
     query: Annotated[
         str | None,
@@ -60,42 +83,32 @@ def classes(
         typer.Option(help="With --export: the file to write (default: stdout).", dir_okay=False, show_default=False, metavar="FILE"),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="With --out: replace the file if it exists.")] = False,
-    json_output: JsonOption = False,
-    quiet: QuietOption = False,
-    verbose: VerboseOption = False,
-    debug: DebugOption = False,
-) -> None:
+    *,
+    ui: Session,
+) -> list[catalogue.ImageNetClass] | Exported:
     """Look up classes; export class files.
 
     Shows the sorted index (0-based: torchvision, Kaggle, timm) and the devkit ILSVRC2012_ID
     (1-based: meta.mat, val ground truth) of each class, or writes a whole class table in the
     format another tool expects.
     """
-    if export is not None and (query is not None or devkit_id is not None or json_output):
-        raise typer.BadParameter("--export writes the whole table; drop QUERY, --devkit-id and --json", param_hint="'--export'")
+    if export is not None and (query is not None or devkit_id is not None):
+        raise typer.BadParameter("--export writes the whole table; drop QUERY and --devkit-id", param_hint="'--export'")
     if out is not None and export is None:
         raise typer.BadParameter("--out needs --export FORMAT", param_hint="'--out'")
     if force and out is None:
         raise typer.BadParameter("--force applies to --out FILE", param_hint="'--force'")
     if query is not None and devkit_id is not None:
         raise typer.BadParameter("give either QUERY or --devkit-id", param_hint="'--devkit-id'")
-    with session("classes", quiet, verbose, debug):
-        if export is not None:
-            if out is None:
-                typer.echo(class_file(export.value), nl=False)
-            else:
-                typer.echo(f"wrote {write_class_file(export.value, out, force)}", err=True)
-            return
-        if devkit_id is not None:
-            found = [catalogue.by_devkit_id(devkit_id)]
-        elif query is not None:
-            found = catalogue.find(query)
-        else:
-            found = list(catalogue.classes())
-        if json_output:
-            print_json([{**_as_dict(c)} for c in found])
-        else:
-            print_table(("index", "wnid", "devkit_id", "name"), [(c.index, c.wnid, c.devkit_id, ", ".join(c.names)) for c in found])
+    if export is not None:
+        if out is None:
+            return Exported(export.value, None, class_file(export.value))
+        return Exported(export.value, write_class_file(export.value, out, force), None)
+    if devkit_id is not None:
+        return [catalogue.by_devkit_id(devkit_id)]
+    if query is not None:
+        return catalogue.find(query)
+    return list(catalogue.classes())
 
 
 def _as_dict(c: catalogue.ImageNetClass) -> dict:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import inspect
 import json
 import logging
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -16,7 +18,7 @@ from typing import Annotated, Any
 import typer
 
 from ..progress import Progress
-from ..errors import EXIT_USAGE, Stopped
+from ..errors import EXIT_PROBLEMS, EXIT_USAGE, Stopped
 from .errors import exit_code_for, message_for
 from .progress import progress_for
 
@@ -39,7 +41,9 @@ RootOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, for scripts.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars or notes; results and errors only.")]
+QuietOption = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Only the result's paths on stdout, one per line; no progress bars or notes.")
+]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step, on stderr.")]
 NoWaitOption = Annotated[
     bool,
@@ -53,10 +57,72 @@ class Session:
     """What a command needs from the common options while it runs."""
 
     progress: Progress
+    root: Path = DEFAULT_ROOT
+
+
+def _no_lines(result: Any) -> Iterable[str]:
+    return ()
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """How a command's result is shown: as text for people (the default), as JSON (``--json``),
+    or as its paths alone, one per line (``-q``: ``TREE=$(imagenet prepare -q --size 224)``)."""
+
+    text: Callable[[Any], None]
+    quiet: Callable[[Any], Iterable[str]] = _no_lines
+    json: Callable[[Any], Any] = lambda result: result
+    problems: Callable[[Any], bool] = lambda result: False  # True: exit 3 after showing it
+
+
+def command(name: str, rendering: Rendering, uses_root: bool = True) -> Callable[[Callable], Callable]:
+    """Give ``imagenet NAME``'s function the common options, declared and consumed here once.
+
+    The function takes its own options and ``ui`` (a :class:`Session`), runs inside the session
+    (errors become one line and an exit code) and returns its result; the result is shown as
+    ``rendering`` says. Typer sees the function's parameters followed by the common ones.
+    """
+
+    def decorate(function: Callable) -> Callable:
+        @functools.wraps(function)
+        def run(*args, root=DEFAULT_ROOT, json_output=False, quiet=False, verbose=False, debug=False, **options):
+            with session(name, quiet, verbose, debug, root) as ui:
+                result = function(*args, ui=ui, **options)
+                if json_output:
+                    print_json(rendering.json(result))
+                elif quiet:
+                    for line in rendering.quiet(result):
+                        typer.echo(line)
+                else:
+                    rendering.text(result)
+            if rendering.problems(result):
+                raise typer.Exit(EXIT_PROBLEMS)
+
+        common = _COMMON if uses_root else _COMMON[1:]
+        own = [p for p in inspect.signature(function, eval_str=True).parameters.values() if p.name != "ui"]
+        parameters = [*own, *(p for _, p in common)]
+        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        run.__annotations__ = {p.name: p.annotation for p in parameters}
+        return run
+
+    return decorate
+
+
+def _option(name: str, kind: Any, default: Any) -> tuple[Any, inspect.Parameter]:
+    return kind, inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+
+
+_COMMON = (
+    _option("root", RootOption, DEFAULT_ROOT),
+    _option("json_output", JsonOption, False),
+    _option("quiet", QuietOption, False),
+    _option("verbose", VerboseOption, False),
+    _option("debug", DebugOption, False),
+)
 
 
 @contextmanager
-def session(command: str, quiet: bool, verbose: bool, debug: bool) -> Iterator[Session]:
+def session(command: str, quiet: bool, verbose: bool, debug: bool, root: Path = DEFAULT_ROOT) -> Iterator[Session]:
     """Run ``imagenet COMMAND``'s body: set up logging and progress, turn errors into one line
     (whose hint names the command) and an exit code."""
     if quiet and verbose:
@@ -64,7 +130,7 @@ def session(command: str, quiet: bool, verbose: bool, debug: bool) -> Iterator[S
     _configure_logging(logging.ERROR if quiet else logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
     try:
         with _stop_signals_as_interrupts():
-            yield Session(progress=progress_for(quiet))
+            yield Session(progress=progress_for(quiet), root=root)
     except (typer.Exit, BrokenPipeError):  # a closed stdout ends the program quietly (app.main)
         raise
     except typer.BadParameter as error:  # a value only the command's body could judge

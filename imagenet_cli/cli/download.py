@@ -17,21 +17,7 @@ from ..download import (
 )
 from ..sources import sample
 from ..sources.official import BASE_URL
-from .common import (
-    DEFAULT_ROOT,
-    DebugOption,
-    JsonOption,
-    NoWaitOption,
-    QuietOption,
-    RootOption,
-    VerboseOption,
-    choices,
-    comma_list,
-    human_bytes,
-    print_json,
-    print_table,
-    session,
-)
+from .common import NoWaitOption, Rendering, Session, choices, comma_list, command, human_bytes, print_table
 
 EXAMPLES = """\
 Examples:
@@ -56,6 +42,10 @@ class Source(str, Enum):
 Layout = choices("Layout", sample.LAYOUTS)
 
 
+@command(
+    "download",
+    Rendering(text=lambda result: _print_result(result), quiet=lambda result: [str(f.path) for f in result.files]),
+)
 def download(
     source: Annotated[
         Source,
@@ -130,12 +120,9 @@ def download(
     ] = None,
     seed: Annotated[int | None, typer.Option(help="sample: the same seed gives the same bytes [default: 0].", show_default=False, metavar="N")] = None,
     no_wait: NoWaitOption = False,
-    root: RootOption = DEFAULT_ROOT,
-    json_output: JsonOption = False,
-    quiet: QuietOption = False,
-    verbose: VerboseOption = False,
-    debug: DebugOption = False,
-) -> None:
+    *,
+    ui: Session,
+) -> DownloadResult:
     """Fetch the archives into ROOT/downloads/.
 
     Each archive appears under its final name only when complete and checked against its published
@@ -153,36 +140,31 @@ def download(
     if source is Source.sample and dry_run:
         raise typer.BadParameter("the sample is generated, not fetched: drop --dry-run", param_hint="'--dry-run'")
 
-    with session("download", quiet, verbose, debug) as ui:
-        if source is Source.sample:
-            given = {"train_per_class": per_class, "val_per_class": val_per_class, "test_images": test_images, "seed": seed}
-            result = download_sample(
-                root,
-                layout=layout.value if layout else "official",
-                classes=comma_list(classes, "--classes"),
-                wait=not no_wait,
-                progress=ui.progress,
-                **{k: v for k, v in given.items() if v is not None},
-            )
-        elif source is Source.official:
-            result = download_official(
-                root,
-                files=comma_list(files, "--files"),
-                base_url=base_url or BASE_URL,
-                headers=header,
-                cookies=cookies,
-                checksums=checksums,
-                connections=connections,
-                dry_run=dry_run,
-                wait=not no_wait,
-                progress=ui.progress,
-            )
-        else:
-            result = download_kaggle(root, connections=connections, dry_run=dry_run, wait=not no_wait, progress=ui.progress)
-        if json_output:
-            print_json(result)
-        else:
-            _print_result(result)
+    root = ui.root
+    if source is Source.sample:
+        given = {"train_per_class": per_class, "val_per_class": val_per_class, "test_images": test_images, "seed": seed}
+        return download_sample(
+            root,
+            layout=layout.value if layout else "official",
+            classes=comma_list(classes, "--classes"),
+            wait=not no_wait,
+            progress=ui.progress,
+            **{k: v for k, v in given.items() if v is not None},
+        )
+    if source is Source.official:
+        return download_official(
+            root,
+            files=comma_list(files, "--files"),
+            base_url=base_url or BASE_URL,
+            headers=header,
+            cookies=cookies,
+            checksums=checksums,
+            connections=connections,
+            dry_run=dry_run,
+            wait=not no_wait,
+            progress=ui.progress,
+        )
+    return download_kaggle(root, connections=connections, dry_run=dry_run, wait=not no_wait, progress=ui.progress)
 
 
 def _refuse_options_of_other_sources(source: Source, options: dict, owner: Source) -> None:

@@ -8,18 +8,7 @@ from typing import Annotated
 import typer
 
 from ..info import RootState, TreeState, describe_root
-from .common import (
-    DEFAULT_ROOT,
-    DebugOption,
-    JsonOption,
-    QuietOption,
-    RootOption,
-    VerboseOption,
-    human_bytes,
-    print_json,
-    print_table,
-    session,
-)
+from .common import Rendering, Session, command, human_bytes, print_table
 
 EXAMPLES = """\
 Examples:
@@ -29,28 +18,28 @@ Examples:
   imagenet info --root /data/imagenet --json
 """
 
+@command(
+    "info",
+    Rendering(
+        text=lambda state: _print_state(state),
+        json=lambda state: _as_json(state),
+        quiet=lambda state: [str(tree.path) for tree in state.trees + state.subsets],
+    ),
+)
 def info(
     path: Annotated[
         Path | None,
         typer.Argument(help="The data root to describe (the same as --root).", show_default=False, metavar="[ROOT]"),
     ] = None,
-    root: RootOption = DEFAULT_ROOT,
-    json_output: JsonOption = False,
-    quiet: QuietOption = False,
-    verbose: VerboseOption = False,
-    debug: DebugOption = False,
-) -> None:
+    *,
+    ui: Session,
+) -> RootState:
     """Show what the root holds and what to run next.
 
     Archives in downloads/ (size, source, whether their checksums are recorded), prepared trees and
     subsets (images per split, size on disk), and the free disk.
     """
-    with session("info", quiet, verbose, debug):
-        state = describe_root(path or root)
-        if json_output:
-            print_json(_as_json(state))
-        else:
-            _print_state(state)
+    return describe_root(path or ui.root)
 
 
 def _as_json(state: RootState) -> dict:

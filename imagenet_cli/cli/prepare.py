@@ -7,23 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_PROBLEMS
 from ..images import FILTERS, FORMATS, MODES
 from ..prepare import PrepareResult, prepare
-from .common import (
-    DEFAULT_ROOT,
-    DebugOption,
-    JsonOption,
-    NoWaitOption,
-    QuietOption,
-    RootOption,
-    VerboseOption,
-    choices,
-    comma_list,
-    print_json,
-    print_table,
-    session,
-)
+from .common import NoWaitOption, Rendering, Session, choices, comma_list, command, print_table
 
 EXAMPLES = """\
 Examples:
@@ -43,6 +29,14 @@ Format = choices("Format", FORMATS)
 Filter = choices("Filter", FILTERS)
 
 
+@command(
+    "prepare",
+    Rendering(
+        text=lambda result: _print_result(result),
+        quiet=lambda result: [str(tree.path) for tree in result.trees],
+        problems=lambda result: bool(result.failed),
+    ),
+)
 def prepare_command(
     size: Annotated[
         list[str] | None,
@@ -88,12 +82,9 @@ def prepare_command(
     ] = None,
     redo: Annotated[bool, typer.Option("--redo", help="Redo every shard of the splits asked for, even those already done.")] = False,
     no_wait: NoWaitOption = False,
-    root: RootOption = DEFAULT_ROOT,
-    json_output: JsonOption = False,
-    quiet: QuietOption = False,
-    verbose: VerboseOption = False,
-    debug: DebugOption = False,
-) -> None:
+    *,
+    ui: Session,
+) -> PrepareResult:
     """Make training-ready ImageFolder trees from the archives.
 
     Reads the archives in ROOT/downloads/ as streams (nothing is unpacked), sorts val into class
@@ -103,30 +94,23 @@ def prepare_command(
     files are redone; files no longer in the inputs are removed. One run writes a tree at a time
     (others wait). Exit code 3 when some images could not be read (they are named).
     """
-    with session("prepare", quiet, verbose, debug) as ui:
-        result = prepare(
-            root,
-            sizes=size or ["224"],
-            mode=resize.value,
-            quality=quality,
-            format=format.value,
-            filter=filter.value,
-            upscale=not no_upscale,
-            splits=comma_list(splits, "--splits"),
-            workers=workers,
-            into=into,
-            source=source,
-            redo=redo,
-            wait=not no_wait,
-            dask=dask,
-            progress=ui.progress,
-        )
-        if json_output:
-            print_json(result)
-        else:
-            _print_result(result)
-    if result.failed:
-        raise typer.Exit(EXIT_PROBLEMS)
+    return prepare(
+        ui.root,
+        sizes=size or ["224"],
+        mode=resize.value,
+        quality=quality,
+        format=format.value,
+        filter=filter.value,
+        upscale=not no_upscale,
+        splits=comma_list(splits, "--splits"),
+        workers=workers,
+        into=into,
+        source=source,
+        redo=redo,
+        wait=not no_wait,
+        dask=dask,
+        progress=ui.progress,
+    )
 
 
 def _print_result(result: PrepareResult) -> None:

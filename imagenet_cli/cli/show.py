@@ -8,16 +8,7 @@ from typing import Annotated
 import typer
 
 from ..contact_sheet import SheetResult, show
-from .common import (
-    DEFAULT_ROOT,
-    DebugOption,
-    JsonOption,
-    QuietOption,
-    RootOption,
-    VerboseOption,
-    print_json,
-    session,
-)
+from .common import Rendering, Session, command
 
 EXAMPLES = """\
 Examples:
@@ -30,6 +21,7 @@ Examples:
 """
 
 
+@command("show", Rendering(text=lambda result: _print_result(result), quiet=lambda result: [str(result.path)]))
 def show_command(
     classes: Annotated[
         str | None,
@@ -54,23 +46,15 @@ def show_command(
         typer.Option(help="The PNG to write [default: ROOT/sheets/<tree>-<what>.png].", dir_okay=False, show_default=False, metavar="FILE"),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
-    root: RootOption = DEFAULT_ROOT,
-    json_output: JsonOption = False,
-    quiet: QuietOption = False,
-    verbose: VerboseOption = False,
-    debug: DebugOption = False,
-) -> None:
+    *,
+    ui: Session,
+) -> SheetResult:
     """Draw a contact sheet of a tree's images with their labels.
 
     Thumbnails with their WNID, class name and file name, one row per class: a row of tench under
     n01440764 is proof at a glance. The same arguments draw the same images.
     """
-    with session("show", quiet, verbose, debug):
-        result = show(root, classes, source, split, per_class, failures, seed, out, force)
-        if json_output:
-            print_json(result)
-        else:
-            _print_result(result)
+    return show(ui.root, classes, source, split, per_class, failures, seed, out, force)
 
 
 def _print_result(result: SheetResult) -> None:

@@ -9,18 +9,7 @@ import typer
 
 from ..catalogue import LABEL_FRACTIONS
 from ..subset import LINKS, SubsetResult, subset
-from .common import (
-    DEFAULT_ROOT,
-    DebugOption,
-    JsonOption,
-    NoWaitOption,
-    QuietOption,
-    RootOption,
-    VerboseOption,
-    choices,
-    print_json,
-    session,
-)
+from .common import NoWaitOption, Rendering, Session, choices, command
 
 EXAMPLES = """\
 Examples:
@@ -39,6 +28,7 @@ Link = choices("Link", LINKS)
 LabelFraction = choices("LabelFraction", LABEL_FRACTIONS)
 
 
+@command("subset", Rendering(text=lambda result: _print_result(result), quiet=lambda result: [str(result.path)]))
 def subset_command(
     classes: Annotated[
         str | None,
@@ -72,39 +62,31 @@ def subset_command(
     allow_short: Annotated[bool, typer.Option("--allow-short", help="Accept classes with fewer than K images, and lists the tree only partly has.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what the subset would hold; write nothing.")] = False,
     no_wait: NoWaitOption = False,
-    root: RootOption = DEFAULT_ROOT,
-    json_output: JsonOption = False,
-    quiet: QuietOption = False,
-    verbose: VerboseOption = False,
-    debug: DebugOption = False,
-) -> None:
+    *,
+    ui: Session,
+) -> SubsetResult:
     """Make a class-balanced, reproducible subset of a prepared tree.
 
     Choices sort by a hash of (seed, name), so subsets are the same on every machine and nest:
     10 classes are among the 100 of the same seed, K=10 images among K=50. The subset holds links,
     subset.json, classes.txt, train.txt, val.txt and a manifest `verify` checks.
     """
-    with session("subset", quiet, verbose, debug) as ui:
-        result = subset(
-            root,
-            classes=classes,
-            per_class=per_class,
-            fraction=fraction,
-            images=images.value if images else None,
-            val_per_class=val_per_class,
-            seed=seed,
-            source=source,
-            out=out,
-            link=link.value,
-            allow_short=allow_short,
-            dry_run=dry_run,
-            wait=not no_wait,
-            progress=ui.progress,
-        )
-        if json_output:
-            print_json(result)
-        else:
-            _print_result(result)
+    return subset(
+        ui.root,
+        classes=classes,
+        per_class=per_class,
+        fraction=fraction,
+        images=images.value if images else None,
+        val_per_class=val_per_class,
+        seed=seed,
+        source=source,
+        out=out,
+        link=link.value,
+        allow_short=allow_short,
+        dry_run=dry_run,
+        wait=not no_wait,
+        progress=ui.progress,
+    )
 
 
 def _print_result(result: SubsetResult) -> None:

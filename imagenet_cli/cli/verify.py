@@ -7,23 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ..errors import EXIT_PROBLEMS
 from ..hashing import ALGORITHMS
 from ..verify import VerifyReport, verify
-from .common import (
-    DEFAULT_ROOT,
-    DebugOption,
-    JsonOption,
-    QuietOption,
-    RootOption,
-    VerboseOption,
-    choices,
-    human_bytes,
-    jsonable,
-    print_json,
-    print_table,
-    session,
-)
+from .common import Rendering, Session, choices, command, human_bytes, jsonable, print_table
 
 EXAMPLES = """\
 Examples:
@@ -40,6 +26,15 @@ SHOWN_PROBLEMS = 50  # in the text output; --json lists every kept problem
 Algorithm = choices("Algorithm", ALGORITHMS)
 
 
+@command(
+    "verify",
+    Rendering(
+        text=lambda report: _print_report(report),
+        json=lambda report: _as_json(report),
+        quiet=lambda report: [str(check.path) for check in report.checks if check.problem_count],
+        problems=lambda report: not report.ok,
+    ),
+)
 def verify_command(
     paths: Annotated[
         list[Path] | None,
@@ -66,36 +61,30 @@ def verify_command(
         bool,
         typer.Option("--record", help="Write a record (NAME.record.json) for archives hashed without one, so the next check is instant."),
     ] = False,
-    root: RootOption = DEFAULT_ROOT,
-    json_output: JsonOption = False,
-    quiet: QuietOption = False,
-    verbose: VerboseOption = False,
-    debug: DebugOption = False,
-) -> None:
+    *,
+    ui: Session,
+) -> VerifyReport:
     """Check archives and trees are intact and labelled right.
 
     Archives against their expected digests (a --checksums file, the download record, or the
     published MD5) and the real archives' structure; trees against their manifest, their class
     folders and the val labels. Exit code 3 when anything is wrong; every problem names its file.
     """
-    with session("verify", quiet, verbose, debug) as ui:
-        report = verify(
-            root,
-            paths=paths or None,
-            checksums=checksums,
-            algorithm=algo.value if algo else None,
-            deep=deep,
-            rehash=rehash,
-            record=record,
-            progress=ui.progress,
-        )
-        if json_output:
-            checks = [{"status": check.status, **jsonable(check)} for check in report.checks]
-            print_json({"ok": report.ok, "problem_count": report.problem_count, "checks": checks})
-        else:
-            _print_report(report)
-    if not report.ok:
-        raise typer.Exit(EXIT_PROBLEMS)
+    return verify(
+        ui.root,
+        paths=paths or None,
+        checksums=checksums,
+        algorithm=algo.value if algo else None,
+        deep=deep,
+        rehash=rehash,
+        record=record,
+        progress=ui.progress,
+    )
+
+
+def _as_json(report: VerifyReport) -> dict:
+    checks = [{"status": check.status, **jsonable(check)} for check in report.checks]
+    return {"ok": report.ok, "problem_count": report.problem_count, "checks": checks}
 
 
 def _print_report(report: VerifyReport) -> None:
