@@ -49,7 +49,7 @@ def check_archive(
     }.get(kind)
     if structure is not None:
         try:
-            structure(check, path, expected, deep)
+            structure(check, path, expected, deep, progress)
         except archives.ArchiveError as error:
             check.add("structure", path.name, str(error))
     return check
@@ -127,7 +127,7 @@ def _refuser(check: Check):
     return lambda where, why: check.add("refused", where, f"refused: {why}")
 
 
-def _check_train_tar(check: Check, path: Path, expected: dict, deep: bool) -> None:
+def _check_train_tar(check: Check, path: Path, expected: dict, deep: bool, progress: Progress) -> None:
     refuse = _refuser(check)
     found = set()
     for member in archives.tar_headers(path, refuse):
@@ -146,7 +146,7 @@ def _check_train_tar(check: Check, path: Path, expected: dict, deep: bool) -> No
     check.counts["classes"] = len(found)
     check.note(f"{len(found)} class tars present")
     if deep:
-        per_class = _check_members(check, archives.train_members(path, refuse))
+        per_class = _check_members(check, archives.train_members(path, refuse), progress, path.name, None)
         low, high = TRAIN_PER_CLASS if expected["full"] else (expected["train_per_class"],) * 2
         for wnid, count in sorted(per_class.items()):
             if not low <= count <= high:
@@ -155,7 +155,7 @@ def _check_train_tar(check: Check, path: Path, expected: dict, deep: bool) -> No
             check.add("count", path.name, f"{sum(per_class.values()):,} images; ILSVRC-2012 has {FULL_COUNTS['train']:,}")
 
 
-def _check_flat_tar(check: Check, path: Path, expected: dict, deep: bool) -> None:
+def _check_flat_tar(check: Check, path: Path, expected: dict, deep: bool, progress: Progress) -> None:
     split = archives.kind_of(path)
     pattern = archives.VAL_NAME if split == "val" else archives.TEST_NAME
     refuse = _refuser(check)
@@ -177,16 +177,24 @@ def _check_flat_tar(check: Check, path: Path, expected: dict, deep: bool) -> Non
         check.add("count", path.name, f"{count:,} images; expected {expected[split]:,}")
     check.note(f"{count:,} {split} images named as ILSVRC-2012 names them")
     if deep:
-        _check_members(check, archives.flat_members(path, split, refuse))
+        _check_members(check, archives.flat_members(path, split, refuse), progress, path.name, count)
 
 
-def _check_members(check: Check, members: Iterator[archives.Member]) -> dict[str, int]:
+def _check_members(
+    check: Check, members: Iterator[archives.Member], progress: Progress, name: str, total: int | None
+) -> dict[str, int]:
     """Decode every image (on all cores); count train images per class."""
+    with progress.task(f"decoding {name}", total=total, unit="img") as advance:
+        return _decode_members(check, members, advance)
+
+
+def _decode_members(check: Check, members: Iterator[archives.Member], advance) -> dict[str, int]:
     per_class: collections.Counter[str] = collections.Counter()
     decoded = 0
     # Names within one class tar (or one run of a class in the zip): exact, and memory stays flat.
     run, names = None, set()
     for member, problem in _decoded(members):
+        advance(1)
         if member.damage:
             check.add("damaged", member.origin, member.damage)
             continue
@@ -228,7 +236,7 @@ def _decoded(members: Iterator[archives.Member]) -> Iterator[tuple[archives.Memb
             yield done, future.result() if future else None
 
 
-def _check_devkit(check: Check, path: Path, expected: dict, deep: bool) -> None:
+def _check_devkit(check: Check, path: Path, expected: dict, deep: bool, progress: Progress) -> None:
     truth = archives.devkit_ground_truth(path)
     if len(truth) != catalogue.NUM_VAL_IMAGES:
         check.add("count", f"{path.name}:{archives.GROUND_TRUTH}", f"{len(truth):,} lines; expected 50,000")
@@ -258,7 +266,7 @@ def _compare_val_labels(check: Check, where: str, labels, unit: str) -> None:
             )
 
 
-def _check_kaggle_zip(check: Check, path: Path, expected: dict, deep: bool) -> None:
+def _check_kaggle_zip(check: Check, path: Path, expected: dict, deep: bool, progress: Progress) -> None:
     refuse = _refuser(check)
     bundle = archives.kaggle_bundle(path)
     if bundle.inner is None:
@@ -278,7 +286,8 @@ def _check_kaggle_zip(check: Check, path: Path, expected: dict, deep: bool) -> N
     if mapping is not None and [line.split(" ", 1)[0] for line in mapping.splitlines()] != list(catalogue.wnids()):
         check.add("label", f"{path.name}:LOC_synset_mapping.txt", "its class order is not the sorted WNID order")
     if deep:
-        counted = _check_members(check, archives.kaggle_members(bundle, refuse))
+        listed = sum(v for k, v in check.counts.items() if k.endswith("_images")) or None
+        counted = _check_members(check, archives.kaggle_members(bundle, refuse), progress, path.name, listed)
         check.note("every member read: CRC-32 checked")
         if bundle.inner is not None:
             _check_class_counts(check, path, expected, counted)

@@ -184,7 +184,7 @@ def _prepare_locked(root: Path, splits, run: _Run, started: float) -> PrepareRes
         result = PrepareResult(plan.described, label_source)
         stream = plan.shards
         with progress.task("preparing images", total=stream.total(), unit="img") as advance:
-            skipped = lambda shard: advance(shard.images)  # noqa: E731 - done before: the bar moves on
+            skipped = lambda shard: advance(shard.images or 0)  # noqa: E731 - done before: the bar moves on
             run_shards(stream.pending(reasons.needed, skipped), recipe, trees, workers, _counting(result, advance), engine)
         shards = stream.seen
         result.shards_done_before = len(shards) - result.shards_run
@@ -214,7 +214,10 @@ def _run_listed(shards, recipe, trees, workers, progress, described, label_sourc
     pending = [s for s in shards if sizes_left[s]]
     log.info("%d shards: %d to make, %d already done (skipped)", len(shards), len(pending), len(shards) - len(pending))
     result = PrepareResult(described, label_source, shards_done_before=len(shards) - len(pending))
-    with progress.task("preparing images", total=sum(s.images for s in pending), unit="img") as advance:
+    counts = [s.images for s in pending]
+    # An exact total or none: a class tar's images are known only once it is read.
+    total = None if None in counts else sum(counts)
+    with progress.task("preparing images", total=total, unit="img") as advance:
         on_done = _counting(result, advance)
         for shard in pending:  # a shard finished in some trees only is redone for the others
             if sizes_left[shard] != recipe.sizes:
@@ -427,15 +430,13 @@ def _plan_official(train: Path, val: Path, splits, labels, inputs: dict[str, lis
             wnid = member.name.removesuffix(".tar")
             if not (member.name.endswith(".tar") and catalogue.is_wnid(wnid)):
                 raise ArchiveError(f"{train.name}:{member.name} is not a <wnid>.tar of an ILSVRC-2012 class")
-            # ~1/1000 of the outer tar is one class: an estimate good enough for a progress bar.
-            estimate = max(1, member.size // 110_000)
             region = TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}")
             listing = fingerprint((member.name, member.offset_data, member.size))
             # A class tar that comes twice becomes a second shard of the class; its images then
             # come twice, and the manifest names each as a failure (see _without_duplicates).
             part = copies[wnid] or None
             copies[wnid] += 1
-            shards.append(Shard("train", wnid, estimate, region, part, read, listing))
+            shards.append(Shard("train", wnid, None, region, part, read, listing))
     if "val" in splits:
         by_class = collections.defaultdict(list)
         for member in archives.tar_headers(val, _refuse_listing):

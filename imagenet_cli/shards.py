@@ -40,7 +40,7 @@ MARKERS = ".shards"
 class Shard:
     split: str
     wnid: str | None  # None: images of several classes (a stretch of a streamed val split), or refused members
-    images: int  # as listed; what the progress bar counts
+    images: int | None  # as listed; None where only reading the shard tells (a class tar's members)
     source: Source
     part: int | None = None  # numbers the stretches of a streamed split, or a class's later runs
     inputs: tuple[InputFile, ...] = ()  # the files it reads (none for loose files: see listing)

@@ -16,6 +16,7 @@ from imagenet_cli.cli.app import app
 from imagenet_cli.errors import EXIT_PROBLEMS, EXIT_USAGE
 from imagenet_cli.records import read_record
 from imagenet_cli.sources import sample
+from imagenet_cli.progress import Progress
 from imagenet_cli.verify import verify
 
 from .builders import set_devkit_line, tree_from_official
@@ -293,3 +294,46 @@ def test_the_kaggle_2019_sample_passes_clean(kaggle2019_root):
     report = verify(kaggle2019_root, deep=True)
     assert report.ok, problems(report)
     assert any("2019 layout" in c for c in report.checks[0].checked)
+
+
+class Recorder(Progress):
+    """A progress sink that keeps every task: (description, total, advanced)."""
+
+    def __init__(self) -> None:
+        self.tasks: list[list] = []
+
+    def task(self, description, total=None, unit="it", initial=0):
+        import contextlib
+
+        record = [description, total, initial]
+        self.tasks.append(record)
+
+        @contextlib.contextmanager
+        def running():
+            def advance(n: int) -> None:
+                record[2] += n
+
+            yield advance
+
+        return running()
+
+
+def test_deep_decoding_shows_progress_with_an_exact_total(root):
+    progress = Recorder()
+    verify(root, paths=[root / "downloads" / sample.VAL_TAR], deep=True, progress=progress)
+    assert ["decoding ILSVRC2012_img_val.tar", 26, 26] in progress.tasks
+
+
+def test_prepare_progress_totals_are_exact_or_absent(root, tmp_path):
+    import shutil
+
+    from imagenet_cli.prepare import prepare
+
+    work = tmp_path / "work"
+    shutil.copytree(root / "downloads", work / "downloads")
+    val_only = Recorder()
+    prepare(work, ["32"], splits=["val"], workers=1, progress=val_only)
+    assert ["preparing images", 26, 26] in val_only.tasks
+    both = Recorder()
+    prepare(work, ["48"], workers=1, progress=both)
+    assert ["preparing images", None, 65] in both.tasks, "a class tar's count is known only once read"
