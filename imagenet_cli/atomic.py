@@ -5,11 +5,10 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
-
 
 TEMPORARY_SUFFIX = ".tmp"
 
@@ -54,6 +53,25 @@ def atomic_writer(path: Path, durable: bool = True, before_rename: Finish | None
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def make_durable(paths: Iterable[Path]) -> None:
+    """Flush written files, and the folders that name them, to disk: the files of one shard, not
+    every disk of the machine as ``os.sync()`` would (which stalls every other writer there)."""
+    folders: set[Path] = set()
+    for path in paths:
+        _sync(path, os.fdatasync)
+        folders.add(path.parent)
+    for folder in sorted(folders):  # the renames that gave the files their names
+        _sync(folder, os.fsync)
+
+
+def _sync(path: Path, how: Callable[[int], None]) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        how(fd)
+    finally:
+        os.close(fd)
 
 
 def sweep_temporaries(path: Path) -> int:

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING
 
 from . import atomic, catalogue, hashing, locks
 from .errors import InvalidArgumentError, OverwriteRefusedError
-from .selection import choose
 from .layout import Root, free_bytes
 from .progress import SILENT, Progress
 from .records import (
@@ -26,6 +25,7 @@ from .records import (
     read_record,
     write_record,
 )
+from .selection import choose
 from .sources import kaggle, official, sample
 from .transfer import (
     Endpoint,
@@ -287,7 +287,7 @@ def _fetch_all(
                 continue
             written: list[DownloadRecord] = []
 
-            def record(done: Plan, digests: dict[str, str]) -> None:
+            def record(done: Plan, digests: dict[str, str], written: list[DownloadRecord] = written) -> None:
                 # The record comes first: an archive under its final name always has one.
                 identity = done.identity
                 written.append(write_record(

@@ -7,12 +7,21 @@ do next, in one table.
 
 from __future__ import annotations
 
-# Exit codes, documented in the README ("Exit codes"); scripts rely on them.
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_PROBLEMS = 3  # the command ran to the end and found problems (bad images, bad checksums)
-EXIT_INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT; SIGTERM 143 and SIGHUP 129 likewise (128 + signal)
+from enum import IntEnum
+
+
+class ExitStatus(IntEnum):
+    """The process exit codes, documented in the README ("Exit codes"); scripts rely on them."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    PROBLEMS = 3  # the command ran to the end and found problems (bad images, bad checksums)
+    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT; SIGTERM 143 and SIGHUP 129 likewise (128 + signal)
+
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = ExitStatus.OK, ExitStatus.ERROR, ExitStatus.USAGE
+EXIT_PROBLEMS, EXIT_INTERRUPTED = ExitStatus.PROBLEMS, ExitStatus.INTERRUPTED
 
 
 class ImagenetError(Exception):

@@ -7,7 +7,8 @@
 
 ``TREE/tree.json`` says how the tree was made and what it holds: the format version, the command
 and options that made it, image counts per split, the images that could not be written
-(``failures``), and the files each split was made from (``inputs``, see :mod:`imagenet_cli.inputs`). ``verify`` checks a tree against both; ``info`` reads ``tree.json``.
+(``failures``), and the files each split was made from (``inputs``, see :mod:`imagenet_cli.inputs`).
+``verify`` checks a tree against both; ``info`` reads ``tree.json``.
 
 Both are read and written as streams: a tree of 1.3 M files never sits in memory.
 """
@@ -15,7 +16,6 @@ Both are read and written as streams: a tree of 1.3 M files never sits in memory
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -110,7 +110,3 @@ def read_tree_info(tree: Path) -> TreeInfo | None:
     except (OSError, ValueError) as error:
         raise ArchiveError(f"cannot read {path}: {error}") from error
     return TreeInfo(**{k: v for k, v in data.items() if k in TreeInfo.__dataclass_fields__})
-
-
-def relative(tree: Path, path: Path) -> str:
-    return os.path.relpath(path, tree).replace(os.sep, "/")

@@ -616,7 +616,8 @@ class _KaggleTarGzShards(_ShardStream):
 
 def _plan_tree(source: Path, splits, labels, tree: Path) -> _Plan:
     """An extracted Kaggle ``ILSVRC/`` tree (flat val) or an ImageFolder tree (val in class folders)."""
-    base = next((p for p in (source / "Data" / "CLS-LOC", source / "ILSVRC" / "Data" / "CLS-LOC", source) if (p / "train").is_dir() or (p / "val").is_dir()), None)
+    candidates = (source / "Data" / "CLS-LOC", source / "ILSVRC" / "Data" / "CLS-LOC", source)
+    base = next((p for p in candidates if (p / "train").is_dir() or (p / "val").is_dir()), None)
     if base is None:
         raise MissingInputError(f"{source} has neither train/ nor val/ (nor ILSVRC/Data/CLS-LOC/)")
     shards = []

@@ -134,6 +134,7 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
     inputs = [i.as_dict() for i in shard.inputs]
     results = {size: ShardResult(shard.split, shard.wnid, inputs=inputs, listing=shard.listing) for size in recipe.sizes}
     seen: set[str] = set()
+    written: list[Path] = []
     handled = 0
     # Temporaries of a killed attempt are not swept here: on a cluster, another host may still be
     # writing this shard. The tree's finish sweeps them, when no shard runs any more.
@@ -156,11 +157,13 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
                 result.failures.append({"split": shard.split, "wnid": wnid, "name": name, "error": problem})
             continue
         for size, encoded in processed.outputs.items():
-            atomic.write_bytes(Path(trees[size]) / relative, encoded, durable=False)
+            written.append(Path(trees[size]) / relative)
+            atomic.write_bytes(written[-1], encoded, durable=False)
             results[size].entries.append(Entry(relative, len(encoded), hash_bytes(encoded), wnid))
             if processed.repaired:
                 results[size].repaired[name] = processed.repaired
-    os.sync()  # the images are on disk before any marker says so
+    # The images are on disk before any marker says so (a name taken back by _drop is gone).
+    atomic.make_durable(path for path in written if path.exists())
     for size, result in results.items():
         result.entries.sort(key=lambda e: e.path)
         marker = marker_path(Path(trees[size]), shard)

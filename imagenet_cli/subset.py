@@ -15,8 +15,8 @@ place when complete.
 from __future__ import annotations
 
 import errno
-import logging
 import json
+import logging
 import math
 import os
 import shutil

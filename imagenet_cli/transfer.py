@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -277,7 +278,7 @@ def probe(endpoint: Endpoint) -> Identity:
     def once() -> Identity:
         with endpoint.get({"Range": "bytes=0-0"}) as response:
             if response.status_code not in (200, 206):
-                raise DownloadError(f"{endpoint.url} answered HTTP {response.status_code} to a request for byte 0")
+                raise DownloadError(f"{url_without_query(endpoint.url)} answered HTTP {response.status_code} to a request for byte 0")
             ranges = response.status_code == 206
             if ranges:
                 size = _content_range(response)[2]
@@ -505,7 +506,7 @@ def _preallocate(fd: int, size: int) -> None:
     try:
         os.posix_fallocate(fd, 0, size)  # claims the disk now: ENOSPC at the start, not at 90%
     except OSError as error:
-        if error.errno == 28:  # ENOSPC
+        if error.errno == errno.ENOSPC:
             raise
         os.ftruncate(fd, size)  # filesystems without fallocate (some network ones)
 

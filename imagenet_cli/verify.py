@@ -23,7 +23,6 @@ from .progress import SILENT, Progress
 from .records import archives_in
 from .tree_checks import check_tree
 
-
 log = logging.getLogger(__name__)
 
 

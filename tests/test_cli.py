@@ -343,9 +343,9 @@ def test_lists_that_name_nothing_are_usage_errors(args, tmp_path):
 
 
 def test_the_sample_reads_a_class_count_as_subset_does(tmp_path):
+    from imagenet_cli import catalogue
     from imagenet_cli.download import download_sample
     from imagenet_cli.selection import choose
-    from imagenet_cli import catalogue
 
     result = download_sample(tmp_path, classes=["5"], seed=4, train_per_class=1, val_per_class=1, test_images=0)
     details = json.loads((tmp_path / "downloads" / "ILSVRC2012_img_train.tar.record.json").read_text())["details"]

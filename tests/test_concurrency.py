@@ -147,7 +147,7 @@ def test_two_prepares_with_other_options_never_mix_in_one_tree(official_root, tm
     outputs = [p.communicate(timeout=120) for p in processes]
     codes = sorted(p.returncode for p in processes)
     assert codes == [0, 1], outputs
-    refused = next(err for p, (_, err) in zip(processes, outputs) if p.returncode == 1)
+    refused = next(err for p, (_, err) in zip(processes, outputs, strict=True) if p.returncode == 1)
     assert "was prepared with other options" in refused
     quality = manifest.read_tree_info(root / "64").made_by["quality"]
     clean = tmp_path / "clean"

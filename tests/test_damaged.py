@@ -7,7 +7,6 @@ would: zeros over the middle, duplicate members, absurd sizes, over-long names, 
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import tarfile
 import zipfile

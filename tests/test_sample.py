@@ -71,7 +71,7 @@ def test_train_tar_is_a_gnu_tar_of_per_class_tars(official_root):
 
 def test_train_numbers_are_not_consecutive(official_root):
     numbers = sorted(int(TRAIN_NAME.fullmatch(n).group(2)) for n in official_images(official_root) if TRAIN_NAME.fullmatch(n))
-    assert any(b - a > 1 for a, b in zip(numbers, numbers[1:]))
+    assert any(b - a > 1 for a, b in zip(numbers, numbers[1:], strict=False))
 
 
 def test_val_tar_is_flat_unsorted_and_really_labelled(official_root):
@@ -97,7 +97,7 @@ def test_devkit_has_the_real_layout_and_ground_truth(official_root):
     truth = members[f"{top}/data/ILSVRC2012_validation_ground_truth.txt"].decode().splitlines()
     assert len(truth) == 50000 and truth[:3] == ["490", "361", "171"] and truth[-1] == "186"
     # Line k, read through the devkit order, is the label of ILSVRC2012_val_<k>.
-    assert all(catalogue.by_devkit_id(int(t)).wnid == w for t, w in zip(truth, catalogue.val_labels()))
+    assert all(catalogue.by_devkit_id(int(t)).wnid == w for t, w in zip(truth, catalogue.val_labels(), strict=True))
 
 
 def test_real_quirk_files_appear_under_their_real_names(official_root):
@@ -234,10 +234,10 @@ def test_devkit_meta_mat_reads_as_torchvision_reads_it(official_root):
     members = {m.name: d for m, d in tar_members(official_root / "downloads" / sample.DEVKIT)}
     meta = scipy.io.loadmat(io.BytesIO(members["ILSVRC2012_devkit_t12/data/meta.mat"]), squeeze_me=True)["synsets"]
     assert meta.dtype.names == sample.META_FIELDS
-    nums_children = list(zip(*meta))[4]
+    nums_children = list(zip(*meta, strict=True))[4]
     leaves = [meta[i] for i, n in enumerate(nums_children) if n == 0]
-    ids, wnids, words = list(zip(*leaves))[:3]
+    ids, wnids, words = list(zip(*leaves, strict=True))[:3]
     assert len(leaves) == 1000 and list(ids) == list(range(1, 1001))
     assert wnids[0] == "n02119789" and words[0] == "kit fox, Vulpes macrotis"
-    assert all(catalogue.by_devkit_id(int(i)).wnid == w for i, w in zip(ids, wnids))
-    assert all(tuple(w.split(", ")) == catalogue.by_wnid(n).names for n, w in zip(wnids, words))
+    assert all(catalogue.by_devkit_id(int(i)).wnid == w for i, w in zip(ids, wnids, strict=True))
+    assert all(tuple(w.split(", ")) == catalogue.by_wnid(n).names for n, w in zip(wnids, words, strict=True))

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-
 from . import classes, download, info, prepare, show, subset, verify
 
 app = typer.Typer(

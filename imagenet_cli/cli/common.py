@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..progress import Progress
 from ..errors import EXIT_PROBLEMS, EXIT_USAGE, Stopped
+from ..progress import Progress
 from .errors import exit_code_for, message_for
 from .progress import progress_for
 
@@ -201,7 +201,7 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     numeric = [bool(rows) and all(isinstance(row[i], int) for row in rows) for i in range(len(headers))]
 
     def line(values: Sequence[str]) -> str:
-        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
         return "  ".join(parts).rstrip()
 
     typer.echo(line(headers))

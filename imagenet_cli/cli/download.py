@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -33,7 +33,7 @@ Examples:
 """
 
 
-class Source(str, Enum):
+class Source(StrEnum):
     kaggle = "kaggle"
     official = "official"
     sample = "sample"

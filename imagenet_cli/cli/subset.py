@@ -52,7 +52,10 @@ def subset_command(
     seed: Annotated[int, typer.Option(help="The same tree, arguments and seed give the same files.", metavar="S")] = 0,
     source: Annotated[
         Path | None,
-        typer.Option("--from", help="The tree to draw from [default: the one prepared tree under the root].", file_okay=False, exists=True, show_default=False, metavar="TREE"),
+        typer.Option(
+            "--from", help="The tree to draw from [default: the one prepared tree under the root].",
+            file_okay=False, exists=True, show_default=False, metavar="TREE",
+        ),
     ] = None,
     out: Annotated[
         Path | None,

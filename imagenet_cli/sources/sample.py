@@ -158,7 +158,7 @@ def _spread_quirks(
     changes = [("size", HUGE_SIZE)] * huge + [("size", THIN_SIZE)] * thin
     changes += [("kind", GRAY)] * gray + [("kind", PROGRESSIVE)] * progressive
     result = list(images)
-    for i, (what, value) in zip(plain, changes):
+    for i, (what, value) in zip(plain, changes, strict=False):  # more plain images than changes
         spec = result[i].spec
         if what == "size":
             spec = ImageSpec(*value, spec.kind, spec.seed)
