@@ -55,7 +55,7 @@ def show(
     out: Path | None = None,
     force: bool = False,
 ) -> SheetResult:
-    """Draw a contact sheet of ``source`` (default: the only tree under the root) into ``out``.
+    """Draw a contact sheet of ``source`` (default: the only prepared tree under the root) into ``out``.
 
     ``classes`` reads as ``subset --classes`` does (a count, WNIDs, names, a named list); without
     it, every class of a tree of up to 20, else 10 drawn with ``seed``.
@@ -64,7 +64,7 @@ def show(
         raise InvalidArgumentError(f"--split {split!r}: a sheet shows train or val")
     if not 1 <= per_class <= 50:
         raise InvalidArgumentError(f"--per-class {per_class}: choose 1–50")
-    tree = source or _only_tree(root)
+    tree = source or Root(root).the_prepared_tree()
     if failures:
         rows = _failure_rows(tree)
         what = "failures"
@@ -79,15 +79,6 @@ def show(
         raise MissingInputError(f"nothing to show in {tree}" + (": prepare repaired and failed nothing" if failures else ""))
     atomic.write_bytes(destination, _draw(rows, columns))
     return SheetResult(destination, tree, len(rows), columns, [tile for row in rows for tile in row])
-
-
-def _only_tree(root: Path) -> Path:
-    layout = Root(root)
-    trees = layout.trees() + layout.subset_trees()
-    if len(trees) != 1:
-        found = ", ".join(str(t) for t in trees) or "none"
-        raise MissingInputError(f"pass --from TREE: {root} holds {len(trees)} trees ({found})")
-    return trees[0]
 
 
 def _class_rows(tree: Path, split: str, classes: str | None, per_class: int, seed: int) -> list[list[Tile]]:

@@ -12,6 +12,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import InvalidArgumentError, MissingInputError
+
 SPLITS = ("train", "val", "test")
 DOWNLOADS = "downloads"
 SUBSETS = "subsets"
@@ -35,6 +37,16 @@ class Root:
 
     def subset_trees(self) -> list[Path]:
         return _image_trees(self.subsets, exclude=set())
+
+    def the_prepared_tree(self) -> Path:
+        """The one prepared tree, which commands that read a tree default to (``--from`` picks another)."""
+        trees = self.trees()
+        if not trees:
+            raise MissingInputError(f"no prepared tree under {self.path}: run `imagenet prepare` first, or pass --from TREE")
+        if len(trees) > 1:
+            names = ", ".join(t.name for t in trees)
+            raise InvalidArgumentError(f"{self.path} holds several prepared trees ({names}); pick one with --from")
+        return trees[0]
 
     def is_data_root(self) -> bool:
         """A root, not a tree: it has downloads/, subsets/ or prepared trees, and no split folder."""

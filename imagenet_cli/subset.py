@@ -78,7 +78,7 @@ def subset(
     _check_options(per_class, fraction, images, val_per_class, link)
     if classes is not None and not classes.replace(",", "").strip():
         raise InvalidArgumentError(f"--classes {classes!r} names no class")
-    tree = source or _the_prepared_tree(root)
+    tree = source or Root(root).the_prepared_tree()
     arguments = {
         "classes": classes, "per_class": per_class, "fraction": fraction, "images": images,
         "val_per_class": val_per_class, "seed": seed, "link": link, "allow_short": allow_short,
@@ -157,16 +157,6 @@ def _check_options(per_class, fraction, images, val_per_class, link) -> None:
         raise InvalidArgumentError("--val-per-class must be at least 0")
     if link not in LINKS:
         raise InvalidArgumentError(f"--link {link!r} is not one of {', '.join(LINKS)}")
-
-
-def _the_prepared_tree(root: Path) -> Path:
-    trees = Root(root).trees()
-    if not trees:
-        raise MissingInputError(f"no prepared tree under {root}: run `imagenet prepare` first, or pass --from TREE")
-    if len(trees) > 1:
-        names = ", ".join(t.name for t in trees)
-        raise InvalidArgumentError(f"{root} holds several prepared trees ({names}); pick one with --from")
-    return trees[0]
 
 
 def _classes_in(tree: Path) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,15 @@ def kaggle2019_root(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("kaggle2019")
     download_sample(root, layout="kaggle-2019", **SMALL)
     return root
+
+
+def prepared_copy(official_root: Path, parent: Path, size: str) -> Path:
+    """A root of its own holding the official-form sample, prepared at ``size``."""
+    from imagenet_cli.prepare import prepare
+
+    shutil.copytree(official_root / "downloads", parent / "downloads")
+    prepare(parent, [size], workers=2)
+    return parent
 
 
 def default_sigint() -> None:

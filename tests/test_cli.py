@@ -29,13 +29,13 @@ def run(*args: str, **env: str):
 def test_help_lists_every_command_with_a_summary():
     result = run("--help")
     assert result.exit_code == 0
-    assert command_names() == ["download", "verify", "prepare", "subset", "show", "info", "classes"]
+    assert command_names() == ["download", "verify", "prepare", "subset", "export", "show", "info", "classes"]
     for name in command_names():
         line = next(line for line in result.output.splitlines() if line.startswith(f"  {name} "))
         assert len(line.split(None, 1)[1]) > 10 and not line.endswith("...")
 
 
-@pytest.mark.parametrize("name", ["download", "verify", "prepare", "subset", "show", "info", "classes"])
+@pytest.mark.parametrize("name", ["download", "verify", "prepare", "subset", "export", "show", "info", "classes"])
 def test_every_command_help_has_examples(name):
     result = run(name, "--help")
     assert result.exit_code == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -11,18 +10,16 @@ from typer.testing import CliRunner
 
 from imagenet_cli.cli.app import app
 from imagenet_cli.contact_sheet import CAPTION, GAP, TILE, Tile, show, thumbnail
-from imagenet_cli.prepare import prepare
 from imagenet_cli.selection import choose
+
+from .conftest import prepared_copy
 
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def root(official_root, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("show")
-    shutil.copytree(official_root / "downloads", root / "downloads")
-    prepare(root, ["224"], workers=2)
-    return root
+    return prepared_copy(official_root, tmp_path_factory.mktemp("show"), "224")
 
 
 def tile_at(sheet: Image.Image, row: int, column: int) -> Image.Image:

@@ -21,16 +21,15 @@ from imagenet_cli.prepare import prepare
 from imagenet_cli.subset import choose, fraction_count, subset
 from imagenet_cli.verify import verify
 
+from .conftest import prepared_copy
+
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
 def prepared_root(official_root, tmp_path_factory) -> Path:
     """A root with the sample (13 classes, 3 train and 2 val each) prepared at 64 px."""
-    root = tmp_path_factory.mktemp("subset-root")
-    shutil.copytree(official_root / "downloads", root / "downloads")
-    prepare(root, ["64"], workers=2)
-    return root
+    return prepared_copy(official_root, tmp_path_factory.mktemp("subset-root"), "64")
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from . import classes, download, info, prepare, show, subset, verify
+from . import classes, download, export, info, prepare, show, subset, verify
 
 app = typer.Typer(
     name="imagenet",
@@ -43,6 +43,7 @@ app.command("download", epilog=download.EXAMPLES)(download.download)
 app.command("verify", epilog=verify.EXAMPLES)(verify.verify_command)
 app.command("prepare", epilog=prepare.EXAMPLES)(prepare.prepare_command)
 app.command("subset", epilog=subset.EXAMPLES)(subset.subset_command)
+app.command("export", epilog=export.EXAMPLES)(export.export_command)
 app.command("show", epilog=show.EXAMPLES)(show.show_command)
 app.command("info", epilog=info.EXAMPLES)(info.info)
 app.command("classes", epilog=classes.EXAMPLES)(classes.classes)

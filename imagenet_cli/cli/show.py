@@ -34,7 +34,7 @@ def show_command(
     ] = None,
     source: Annotated[
         Path | None,
-        typer.Option("--from", help="The tree or subset to show [default: the only one under the root].",
+        typer.Option("--from", help="The tree or subset to show [default: the only prepared tree under the root].",
                      file_okay=False, exists=True, show_default=False, metavar="TREE"),  # fmt: skip
     ] = None,
     split: Annotated[str, typer.Option(help="train or val.", metavar="SPLIT")] = "val",

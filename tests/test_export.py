@@ -1,0 +1,89 @@
+"""``imagenet export webdataset``: read back by the real ``webdataset`` reader, with the right labels."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from imagenet_cli import catalogue, manifest
+from imagenet_cli.cli.app import app
+from imagenet_cli.errors import OverwriteRefusedError
+from imagenet_cli.export import export
+from imagenet_cli.subset import subset
+
+wds = pytest.importorskip("webdataset")
+from .conftest import prepared_copy  # noqa: E402
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def root(official_root, tmp_path_factory) -> Path:
+    return prepared_copy(official_root, tmp_path_factory.mktemp("export"), "64")
+
+
+def read_back(folder: Path, split: str) -> dict[str, tuple[bytes, int, dict]]:
+    """{key: (image bytes, cls, json)} through webdataset's own reader, shards from _info.json."""
+    info = json.loads((folder / "_info.json").read_text())["splits"][split]
+    urls = [str(folder / name) for name in info["filenames"]]
+    found = {}
+    for sample in wds.WebDataset(urls, shardshuffle=False):
+        assert sample["__key__"] not in found, "every image once"
+        found[sample["__key__"]] = (sample["jpg"], int(sample["cls"]), json.loads(sample["json"]))
+    assert len(found) == info["num_samples"] == sum(info["shard_lengths"])
+    return found
+
+
+def test_every_image_once_with_its_sorted_index_and_its_bytes(root, tmp_path):
+    result = export(root, out=tmp_path / "wds", shard_size=10)
+    assert result.samples == {"train": 39, "val": 26} and len(result.shards) == 4 + 3
+    for split, name in (("train", "train"), ("val", "validation")):
+        found = read_back(tmp_path / "wds", name)
+        rows = [e for e in manifest.read_manifest(root / "64") if e.path.startswith(split + "/")]
+        assert sorted(found) == sorted(e.name.split(".")[0] for e in rows)
+        for entry in rows:
+            image, label, meta = found[entry.name.split(".")[0]]
+            assert label == catalogue.by_wnid(entry.wnid).index == meta["label"]
+            assert image == (root / "64" / entry.path).read_bytes(), "copied, never re-encoded"
+            assert meta["filename"] == f"{entry.wnid}/{entry.name}" and meta["width"] > 0
+    train_shards = [s for s in result.shards if s.split == "train"]
+    assert all(len({w for w in _wnids(tmp_path / "wds" / s.file)}) > 1 for s in train_shards), "shards mix classes"
+
+
+def _wnids(shard: Path) -> set[str]:
+    return {json.loads(s["json"])["wnid"] for s in wds.WebDataset(str(shard), shardshuffle=False)}
+
+
+def test_a_subset_exports_its_own_index_and_keeps_the_1000_class_one(root, tmp_path):
+    made = subset(root, classes="3")
+    export(root, source=made.path, out=tmp_path / "wds")
+    own = {line.split("\t")[1]: int(line.split("\t")[0]) for line in (made.path / "classes.txt").read_text().splitlines()}
+    for _image, label, meta in read_back(tmp_path / "wds", "validation").values():
+        assert label == own[meta["wnid"]] and meta["label_1k"] == catalogue.by_wnid(meta["wnid"]).index
+
+
+def test_the_same_tree_and_seed_give_the_same_bytes_and_a_rerun_keeps_shards(root, tmp_path):
+    first = export(root, out=tmp_path / "a", shard_size=10, seed=3)
+    second = export(root, out=tmp_path / "b", shard_size=10, seed=3)
+    digest = lambda folder: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.tar")}  # noqa: E731
+    assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 7
+    victim = tmp_path / "a" / first.shards[2].file
+    victim.unlink()  # as a killed run leaves it: that shard never got its name
+    (tmp_path / "a" / f".{victim.name}.host.1.abcd.tmp").write_bytes(b"half")
+    again = export(root, out=tmp_path / "a", shard_size=10, seed=3)
+    assert again.written == 1 and digest(tmp_path / "a") == digest(tmp_path / "b")
+    with pytest.raises(OverwriteRefusedError):
+        export(root, out=tmp_path / "a", shard_size=10, seed=4)
+    assert second.written == 7
+
+
+def test_the_cli_writes_under_the_root_and_says_where(root):
+    result = runner.invoke(app, ["export", "webdataset", "--root", str(root), "-q"], env={"IMAGENET_NO_PROGRESS": "1"})
+    assert result.exit_code == 0, result.output
+    assert result.stdout == f"{root / 'exports' / 'webdataset-64'}\n"
+    record = json.loads((root / "exports" / "webdataset-64" / "export.json").read_text())
+    assert [s["samples"] for s in record["shards"]] == [39, 26]
