@@ -792,7 +792,11 @@ class _Sweep:
         if split not in self.splits:
             return
         self.folders[split].add(wnid)
-        with os.scandir(self.tree / folder) as listing:
+        try:
+            listing = os.scandir(self.tree / folder)
+        except FileNotFoundError:  # deleted while we ran: the next run finds its files missing
+            return
+        with listing:
             for item in listing:
                 if item.name not in names:
                     self._remove(item)
