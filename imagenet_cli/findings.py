@@ -18,7 +18,7 @@ class Problem:
 @dataclass
 class Check:
     path: Path
-    kind: str  # "archive" or "tree"
+    kind: str  # "archive", "tree" or "export"
     checked: list[str] = field(default_factory=list)  # what was checked, in words
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0

@@ -17,6 +17,7 @@ from .errors import InvalidArgumentError, MissingInputError
 SPLITS = ("train", "val", "test")
 DOWNLOADS = "downloads"
 SUBSETS = "subsets"
+EXPORTS = "exports"
 
 
 @dataclass(frozen=True)
@@ -33,10 +34,17 @@ class Root:
 
     def trees(self) -> list[Path]:
         """Prepared trees: folders of the root that hold a split folder."""
-        return _image_trees(self.path, exclude={DOWNLOADS, SUBSETS})
+        return _image_trees(self.path, exclude={DOWNLOADS, SUBSETS, EXPORTS})
 
     def subset_trees(self) -> list[Path]:
         return _image_trees(self.subsets, exclude=set())
+
+    def exports(self) -> list[Path]:
+        """Export folders (ROOT/exports/*), each with its export.json."""
+        folder = self.path / EXPORTS
+        if not folder.is_dir():
+            return []
+        return [child for child in sorted(folder.iterdir()) if (child / "export.json").is_file()]
 
     def the_prepared_tree(self) -> Path:
         """The one prepared tree, which commands that read a tree default to (``--from`` picks another)."""

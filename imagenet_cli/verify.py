@@ -17,6 +17,7 @@ from pathlib import Path
 from . import hashing
 from .archive_checks import check_archive
 from .errors import InvalidArgumentError, MissingInputError
+from .export_checks import check_export, is_export
 from .findings import Check
 from .layout import Root
 from .progress import SILENT, Progress
@@ -69,14 +70,15 @@ def verify(
         return check_archive(path, sums, deep, rehash, record, progress)
 
     checks = _in_parallel(archive_check, archive_paths, workers)
-    checks += [check_tree(path, deep, workers, progress) for path in tree_paths]
+    for path in tree_paths:
+        checks.append(check_export(path, deep, progress) if is_export(path) else check_tree(path, deep, workers, progress))
     return VerifyReport(checks)
 
 
 def _targets(root: Path, paths: list[Path] | None) -> tuple[list[Path], list[Path]]:
     if not paths:
         layout = Root(root)
-        return list(archives_in(layout.downloads)), layout.trees() + layout.subset_trees()
+        return list(archives_in(layout.downloads)), layout.trees() + layout.subset_trees() + layout.exports()
     archive_paths, tree_paths = [], []
     for path in paths:
         if path.is_file():

@@ -87,3 +87,30 @@ def test_the_cli_writes_under_the_root_and_says_where(root):
     assert result.stdout == f"{root / 'exports' / 'webdataset-64'}\n"
     record = json.loads((root / "exports" / "webdataset-64" / "export.json").read_text())
     assert [s["samples"] for s in record["shards"]] == [39, 26]
+
+
+def test_verify_checks_an_export_against_its_record(root, tmp_path):
+    from imagenet_cli.verify import verify
+
+    out = tmp_path / "wds"
+    result = export(root, out=out, shard_size=10)
+    assert verify(root, paths=[out], deep=True).ok
+    changed = out / result.shards[0].file
+    data = bytearray(changed.read_bytes())
+    data[600] ^= 0xFF  # a flipped byte inside the first sample
+    changed.write_bytes(bytes(data))
+    (out / result.shards[1].file).unlink()
+    (out / "imagenet1k-train-9999.tar").write_bytes(b"")
+    report = verify(root, paths=[out])
+    kinds = {(p.kind, p.where) for p in report.checks[0].problems}
+    assert kinds == {("checksum", result.shards[0].file), ("missing", result.shards[1].file),
+                     ("extra", "imagenet1k-train-9999.tar")}  # fmt: skip
+
+
+def test_verify_of_the_root_finds_its_exports(official_root, tmp_path):
+    from imagenet_cli.verify import verify
+
+    root = prepared_copy(official_root, tmp_path, "32")
+    made = export(root)
+    report = verify(root)
+    assert report.ok and [c.path for c in report.checks if c.kind == "export"] == [made.path]

@@ -21,7 +21,7 @@ from pathlib import Path
 from .. import atomic, catalogue, locks, manifest
 from ..errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
 from ..hashing import hash_file
-from ..layout import Root
+from ..layout import EXPORTS, Root
 from ..progress import SILENT, Progress
 from ..selection import rank
 
@@ -93,7 +93,7 @@ def export(
     tree = source or Root(root).the_prepared_tree()
     if not manifest.has_manifest(tree):
         raise MissingInputError(f"{tree} has no {manifest.MANIFEST}: export reads trees this tool made")
-    destination = out or Root(root).path / "exports" / f"{format}-{tree.name}"
+    destination = out or Root(root).path / EXPORTS / f"{format}-{tree.name}"
     options = {"format": format, "splits": list(chosen), "seed": seed, "shard_size": shard_size, "prefix": prefix}
     with locks.writing(destination, wait), locks.reading(tree, wait):
         wanted = {"options": options, "source_manifest_xxh3": hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"]}

@@ -1,0 +1,71 @@
+"""Checks of one export folder against its ``export.json``: every shard there, whole and unchanged.
+
+Each shard listed must exist with its recorded size and xxh3-64; a ``.tar`` not listed is extra;
+``_info.json`` must give the same shards and sample counts. With ``--deep`` every shard is read
+and its samples counted.
+"""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+from .export import RECORD
+from .findings import Check
+from .hashing import hash_file
+from .progress import SILENT, Progress
+
+
+def is_export(path: Path) -> bool:
+    return (path / RECORD).is_file()
+
+
+def check_export(folder: Path, deep: bool = False, progress: Progress = SILENT) -> Check:
+    check = Check(folder, "export")
+    record = json.loads((folder / RECORD).read_text())
+    shards = record["shards"]
+    with progress.task(f"checking {folder.name}", total=len(shards), unit="shard") as advance:
+        for shard in shards:
+            _check_shard(check, folder, shard, deep)
+            advance(1)
+    listed = {shard["file"] for shard in shards}
+    for extra in sorted(p.name for p in folder.glob("*.tar") if p.name not in listed):
+        check.add("extra", extra, f"not in {RECORD}")
+    _check_info(check, folder, shards)
+    check.counts["samples"] = sum(shard["samples"] for shard in shards)
+    check.counts["bytes"] = sum(shard["bytes"] for shard in shards)
+    check.note(f"{len(shards)} shards against {RECORD} (size, xxh3)" + ("; every sample counted" if deep else ""))
+    return check
+
+
+def _check_shard(check: Check, folder: Path, shard: dict, deep: bool) -> None:
+    path = folder / shard["file"]
+    if not path.is_file():
+        check.add("missing", shard["file"], f"in {RECORD}, not on disk")
+        return
+    if path.stat().st_size != shard["bytes"]:
+        check.add("size", shard["file"], f"{path.stat().st_size:,} bytes; {RECORD} says {shard['bytes']:,}")
+        return
+    digest = hash_file(path, ["xxh3_64"])["xxh3_64"]
+    if digest != shard["xxh3_64"]:
+        check.add("checksum", shard["file"], f"xxh3 is {digest}; {RECORD} says {shard['xxh3_64']}")
+    if deep:
+        with tarfile.open(path) as tar:
+            keys = {member.name.split(".", 1)[0] for member in tar if member.isfile()}
+        if len(keys) != shard["samples"]:
+            check.add("count", shard["file"], f"{len(keys):,} samples; {RECORD} says {shard['samples']:,}")
+
+
+def _check_info(check: Check, folder: Path, shards: list[dict]) -> None:
+    """timm reads sample counts from _info.json: they must be the ones export.json records."""
+    try:
+        info = json.loads((folder / "_info.json").read_text())
+    except FileNotFoundError:
+        check.add("missing", "_info.json", "the shard list timm's reader needs")
+        return
+    said = {name: count for split in info.get("splits", {}).values()
+            for name, count in zip(split["filenames"], split["shard_lengths"], strict=True)}  # fmt: skip
+    recorded = {shard["file"]: shard["samples"] for shard in shards}
+    if said != recorded:
+        check.add("count", "_info.json", f"its shards and counts differ from {RECORD}")
