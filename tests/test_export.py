@@ -114,3 +114,11 @@ def test_verify_of_the_root_finds_its_exports(official_root, tmp_path):
     made = export(root)
     report = verify(root)
     assert report.ok and [c.path for c in report.checks if c.kind == "export"] == [made.path]
+
+
+def test_max_shard_bytes_keeps_every_shard_under_it(root, tmp_path):
+    limit = 64 << 10
+    result = export(root, out=tmp_path / "wds", shard_size=1000, max_shard_bytes=limit, splits=["train"])
+    sizes = [s.bytes for s in result.shards]
+    assert len(sizes) > 1 and max(sizes) <= limit and result.samples == {"train": 39}
+    read_back(tmp_path / "wds", "train")

@@ -45,6 +45,10 @@ def export_command(
     splits: Annotated[str, typer.Option(help="Splits to export, comma-separated.", metavar="LIST")] = "train,val",
     seed: Annotated[int, typer.Option(help="The shuffle of train samples over shards.", metavar="N")] = 0,
     shard_size: Annotated[int, typer.Option(help="Samples per shard (1,250 makes 1,024 train shards).", min=1, metavar="N")] = 1250,
+    max_shard_bytes: Annotated[
+        int | None,
+        typer.Option(help="Start a new shard before one would pass this many bytes (at least 64 KiB).", show_default=False, metavar="N"),
+    ] = None,
     prefix: Annotated[str, typer.Option(help="Shard names: PREFIX-train-0000.tar, PREFIX-validation-00.tar.", metavar="NAME")] = "imagenet1k",
     no_wait: NoWaitOption = False,
     *,
@@ -64,6 +68,7 @@ def export_command(
         splits=comma_list(splits, "--splits"),
         seed=seed,
         shard_size=shard_size,
+        max_shard_bytes=max_shard_bytes,
         prefix=prefix,
         wait=not no_wait,
         progress=ui.progress,

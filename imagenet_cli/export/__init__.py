@@ -35,6 +35,7 @@ SPLIT_NAMES = {"train": "train", "val": "validation"}  # as timm's imagenet-1k-w
 @dataclass(frozen=True)
 class Sample:
     path: str  # relative to the tree: split/wnid/name
+    bytes: int
     wnid: str
     label: int  # the exported label: sorted-WNID index, or the subset's own
     label_1k: int  # the index among the 1000 classes
@@ -77,16 +78,20 @@ def export(
     splits: list[str] | None = None,
     seed: int = 0,
     shard_size: int = 1250,
+    max_shard_bytes: int | None = None,
     prefix: str = "imagenet1k",
     wait: bool = True,
     progress: Progress = SILENT,
 ) -> ExportResult:
     """Write ``source`` (default: the only prepared tree under the root) as ``format`` into ``out``
-    (default: ``ROOT/exports/<format>-<tree name>``)."""
+    (default: ``ROOT/exports/<format>-<tree name>``). A shard holds ``shard_size`` samples, or
+    fewer where ``max_shard_bytes`` would be passed."""
     if format not in FORMATS:
         raise InvalidArgumentError(f"export format {format!r} is not one of {', '.join(FORMATS)}")
     if shard_size < 1:
         raise InvalidArgumentError("--shard-size must be at least 1")
+    if max_shard_bytes is not None and max_shard_bytes < 64 << 10:
+        raise InvalidArgumentError("--max-shard-bytes must be at least 64 KiB")
     chosen = tuple(dict.fromkeys(splits or ("train", "val")))
     if unknown := [s for s in chosen if s not in SPLIT_NAMES]:
         raise InvalidArgumentError(f"--splits {', '.join(unknown)}: a tree has train and val")
@@ -94,7 +99,10 @@ def export(
     if not manifest.has_manifest(tree):
         raise MissingInputError(f"{tree} has no {manifest.MANIFEST}: export reads trees this tool made")
     destination = out or Root(root).path / EXPORTS / f"{format}-{tree.name}"
-    options = {"format": format, "splits": list(chosen), "seed": seed, "shard_size": shard_size, "prefix": prefix}
+    options = {
+        "format": format, "splits": list(chosen), "seed": seed, "shard_size": shard_size,
+        "max_shard_bytes": max_shard_bytes, "prefix": prefix,
+    }  # fmt: skip
     with locks.writing(destination, wait), locks.reading(tree, wait):
         wanted = {"options": options, "source_manifest_xxh3": hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"]}
         _claim(destination, wanted)
@@ -141,7 +149,7 @@ def _samples(tree: Path, split: str, seed: int) -> list[Sample]:
     """The split's samples from the manifest; train in a seeded shuffle (shards mix classes)."""
     labels = labels_of(tree)
     samples = [
-        Sample(entry.path, entry.wnid, *labels[entry.wnid])
+        Sample(entry.path, entry.bytes, entry.wnid, *labels[entry.wnid])
         for entry in _entries(tree, split)
     ]
     if split == "train":

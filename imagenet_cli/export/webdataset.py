@@ -29,8 +29,7 @@ def shard_names(prefix: str, split: str, count: int) -> list[str]:
 
 
 def write_split(tree: Path, out: Path, split: str, samples: list[Sample], options: dict, result: ExportResult, progress: Progress) -> None:
-    size = options["shard_size"]
-    groups = [samples[i : i + size] for i in range(0, len(samples), size)]
+    groups = list(_shards(samples, options["shard_size"], options["max_shard_bytes"]))
     names = shard_names(options["prefix"], split, len(groups))
     with progress.task(f"writing {split} shards", total=len(samples), unit="img") as advance:
         for name, group in zip(names, groups, strict=True):
@@ -43,6 +42,27 @@ def write_split(tree: Path, out: Path, split: str, samples: list[Sample], option
                 result.written += 1
             result.shards.append(ShardRecord(name, split, len(group), path.stat().st_size, digest))
             advance(len(group))
+
+
+_BLOCK, _RECORD = 512, 20 * 512
+# Per sample, besides the image: three headers, a .cls block, a .json under 1 KiB, the image's padding.
+_SAMPLE_OVERHEAD = 7 * _BLOCK
+
+
+def _shards(samples: list[Sample], size: int, max_bytes: int | None):
+    """Consecutive runs of at most ``size`` samples and at most ``max_bytes`` bytes each (a shard
+    of one sample excepted), counting the tar's end and its padding to a whole record."""
+    group: list[Sample] = []
+    total = _RECORD
+    for sample in samples:
+        cost = sample.bytes + _SAMPLE_OVERHEAD
+        if group and (len(group) == size or (max_bytes is not None and total + cost > max_bytes)):
+            yield group
+            group, total = [], _RECORD
+        group.append(sample)
+        total += cost
+    if group:
+        yield group
 
 
 class _Hashing:
@@ -74,8 +94,6 @@ def _write_tar(out: _Hashing, tree: Path, samples: list[Sample]) -> str:
     out.write(bytes(end + (-(written + end)) % _RECORD))
     return out.digest.hexdigest()
 
-
-_BLOCK, _RECORD = 512, 20 * 512
 
 
 def _member(out: _Hashing, name: str, data: bytes) -> int:
