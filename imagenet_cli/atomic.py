@@ -74,13 +74,10 @@ def _sync(path: Path, how: Callable[[int], None]) -> None:
         os.close(fd)
 
 
-def sweep_temporaries(path: Path) -> int:
-    """Remove what killed writers of ``path`` left (call it holding ``path``'s lock); returns how many."""
-    removed = 0
+def sweep_temporaries(path: Path) -> None:
+    """Remove what killed writers of ``path`` left (call it holding ``path``'s lock)."""
     for leftover in path.parent.glob(f".{path.name}.*{TEMPORARY_SUFFIX}"):
         leftover.unlink(missing_ok=True)
-        removed += 1
-    return removed
 
 
 def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:

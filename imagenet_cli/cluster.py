@@ -12,7 +12,6 @@ so a misconfigured node is named in one line before any work starts.
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import socket
@@ -122,6 +121,8 @@ def _undo_eager_trimming() -> None:
     gives the local pool's speed back."""
     if not sys.platform.startswith("linux"):
         return
+    import ctypes  # only on a worker, when a cluster is asked for
+
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:  # not glibc

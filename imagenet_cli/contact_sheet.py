@@ -10,7 +10,6 @@ so the same arguments give the same sheet, byte for byte. ``failures`` shows ins
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from . import atomic, catalogue, manifest
 from .errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
 from .layout import Root
 from .selection import choose, select_classes
-from .shards import MARKERS
+from .shards import MARKERS, read_marker
 
 TILE = 160  # pixels, square
 CAPTION = 42  # three lines of the default bitmap font
@@ -113,12 +112,12 @@ def _failure_rows(tree: Path) -> list[list[Tile]]:
     ]
     repaired = []
     for marker in sorted((tree / MARKERS).glob("*-*.json")):
-        data = json.loads(marker.read_text())
-        by_stem = {entry["path"].rsplit("/", 1)[1].rsplit(".", 1)[0]: entry for entry in data["entries"]}
-        for name, why in sorted(data["repaired"].items()):
+        result = read_marker(marker)
+        by_stem = {entry.name.rsplit(".", 1)[0]: entry for entry in result.entries}
+        for name, why in sorted(result.repaired.items()):
             entry = by_stem.get(name.rsplit(".", 1)[0])
             if entry is not None:
-                repaired.append(Tile(entry["wnid"], name, tree / entry["path"], f"repaired: {why}"))
+                repaired.append(Tile(entry.wnid, name, tree / entry.path, f"repaired: {why}"))
     return [row for row in (repaired, failed) if row]
 
 

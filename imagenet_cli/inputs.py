@@ -71,6 +71,14 @@ def changed_since(recorded: InputFile, tree: Path) -> InputFile | None:
     return None if recorded.same_content(now) else now
 
 
+def changed_names(recorded: list[dict], current: Iterable[InputFile]) -> list[str]:
+    """The inputs that are not what was recorded (``InputFile.as_dict()`` each): changed, new, or gone."""
+    before = {i["name"]: InputFile.from_dict(i) for i in recorded}
+    now = list(current)
+    names = [i.name for i in now if i.name not in before or not before[i.name].same_content(i)]
+    return names + [name for name in before if name not in {i.name for i in now}]
+
+
 def fingerprint(parts: Iterable[object]) -> str:
     """A short, stable digest of a shard's listing (names, offsets, sizes, labels)."""
     digest = xxhash.xxh3_64()

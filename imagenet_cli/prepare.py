@@ -16,6 +16,7 @@ import collections
 import contextlib
 import dataclasses
 import heapq
+import itertools
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from .errors import (
     OverwriteRefusedError,
 )
 from .images import FILTERS, FORMATS, FULL, MODES, Recipe
-from .inputs import InputFile, describe, fingerprint
+from .inputs import InputFile, changed_names, describe, fingerprint
 from .layout import Root
 from .progress import SILENT, Progress
 from .shard_sources import Blobs, Files, TarMembers, TarRegion, ZipMembers
@@ -192,8 +193,8 @@ def _prepare_locked(root: Path, splits, run: _Run, started: float) -> PrepareRes
         shards = plan.shards
         result = _run_listed(shards, recipe, trees, workers, progress, plan.described, label_source, reasons, engine)
     reasons.announce()
+    ran = result.shards_run > 0
     for size, tree in trees.items():
-        ran = result.shards_run > 0
         result.trees.append(_finish_tree(tree, size, shards, splits, recipe, plan, label_source, ran))
     result.seconds = time.monotonic() - started
     return result
@@ -277,16 +278,9 @@ def _changed_inputs(tree: Path, inputs: dict[str, list[InputFile]]) -> dict[str,
     changed = {}
     for split, current in inputs.items():
         recorded = info.inputs.get(split, [])
-        if recorded and (names := _changed_names(recorded, current)):
+        if recorded and (names := changed_names(recorded, current)):
             changed[split] = " and ".join(names)
     return changed
-
-
-def _changed_names(recorded: list[dict], current: list[InputFile]) -> list[str]:
-    """The inputs that are not what was recorded: changed, new, or gone."""
-    before = {i["name"]: InputFile.from_dict(i) for i in recorded}
-    names = [i.name for i in current if i.name not in before or not before[i.name].same_content(i)]
-    return names + [name for name in before if name not in {i.name for i in current}]
 
 
 # --- options -----------------------------------------------------------------------------------
@@ -677,7 +671,7 @@ def _finish_tree(
     inputs.update({split: [i.as_dict() for i in plan.inputs.get(split, [])] for split in splits})
     up_to_date = (
         not ran and not dropped and manifest.has_manifest(tree) and previous is not None
-        and not any(_changed_names(previous.inputs.get(split, []), plan.inputs.get(split, [])) for split in splits if split in previous.splits)
+        and not any(changed_names(previous.inputs.get(split, []), plan.inputs.get(split, [])) for split in splits if split in previous.splits)
     )  # fmt: skip
 
     def results(paths: list[Path]):
@@ -720,25 +714,14 @@ def _finish_tree(
 def _without_duplicates(tree: Path, entries, failures: list[dict]):
     """Entries in path order, without any path that two shards both wrote (a class tar or class
     run that comes twice): neither copy is kept, and the image is named as a failure."""
-    held, twice = None, False
-    for entry in entries:
-        if held is not None and entry.path == held.path:
-            twice = True
+    for path, same in itertools.groupby(entries, key=lambda e: e.path):
+        entry, *copies = same  # a path holds one entry, or two when the input had it twice
+        if not copies:
+            yield entry
             continue
-        if held is not None:
-            yield from _unless_twice(tree, held, twice, failures)
-        held, twice = entry, False
-    if held is not None:
-        yield from _unless_twice(tree, held, twice, failures)
-
-
-def _unless_twice(tree: Path, entry: manifest.Entry, twice: bool, failures: list[dict]):
-    if not twice:
-        yield entry
-        return
-    split = entry.path.split("/", 1)[0]
-    failures.append({"split": split, "wnid": entry.wnid, "name": entry.name, "error": "appears twice in the input: neither copy is used"})
-    (tree / entry.path).unlink(missing_ok=True)
+        split = path.split("/", 1)[0]
+        failures.append({"split": split, "wnid": entry.wnid, "name": entry.name, "error": "appears twice in the input: neither copy is used"})
+        (tree / path).unlink(missing_ok=True)
 
 
 def _markers_by_split(tree: Path, shards: list[Shard], splits) -> tuple[dict[str, list[Path]], int]:

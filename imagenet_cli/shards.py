@@ -27,7 +27,7 @@ from . import atomic
 from .errors import ShardCrashError
 from .hashing import hash_bytes
 from .images import ImageError, Recipe, process
-from .inputs import InputFile
+from .inputs import InputFile, changed_names
 from .manifest import Entry
 from .shard_sources import Source
 
@@ -82,11 +82,8 @@ def shard_state(tree: Path, shard: Shard) -> str | None:
         result = read_marker(marker_path(tree, shard))
     except FileNotFoundError:
         return NEW
-    recorded = {i["name"]: InputFile.from_dict(i) for i in result.inputs}
-    for current in shard.inputs:
-        before = recorded.get(current.name)
-        if before is None or not before.same_content(current):
-            return f"{current.name} changed"
+    if changed := changed_names(result.inputs, shard.inputs):
+        return f"{changed[0]} changed"
     if result.listing != shard.listing:
         return LISTING
     if result.failures:

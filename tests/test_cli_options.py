@@ -90,3 +90,36 @@ def test_subset_label_fraction_on_a_tree_without_those_files(root):
     assert refused.exit_code == 1 and "the tree lacks 12,811 files of the list" in refused.stderr
     allowed = run("subset", "--root", str(root), "--images", "1percent", "--allow-short")
     assert allowed.exit_code == 0 and "12,811 listed files are not in the tree" in allowed.stdout
+
+
+def test_prepare_redo_and_verify_record(root):
+    assert run("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
+    redo = json.loads(run("prepare", "--root", str(root), "--size", "32", "--redo", "--splits", "val", "--json").stdout)
+    assert (redo["shards_run"], redo["shards_done_before"]) == (13, 0)
+    devkit = root / "downloads" / sample.DEVKIT
+    (root / "downloads" / f"{sample.DEVKIT}.record.json").unlink()
+    sums = root / "SUMS"
+    sums.write_text(f"{hashing.hash_file(devkit)['md5']}  {devkit.name}\n")
+    assert run("verify", "--root", str(root), str(devkit), "--checksums", str(sums)).exit_code == 0
+    assert read_record(devkit) is None, "verify writes nothing by default"
+    assert run("verify", "--root", str(root), str(devkit), "--checksums", str(sums), "--record").exit_code == 0
+    assert read_record(devkit).source == "local"
+
+
+def test_export_and_show_options(root, tmp_path):
+    assert run("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
+    out = tmp_path / "wds"
+    result = run("export", "webdataset", "--root", str(root), "--out", str(out), "--splits", "val", "--seed", "2",
+                 "--shard-size", "20", "--max-shard-bytes", str(64 << 10), "--prefix", "in1k", "--json")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    shards = json.loads(result.stdout)["shards"]
+    assert all(s["file"].startswith("in1k-validation-") for s in shards) and len(shards) > 1
+    assert sum(s["samples"] for s in shards) == 26
+    assert all(s["samples"] <= 20 and s["bytes"] <= 64 << 10 for s in shards)
+    sheet = tmp_path / "sheet.png"
+    shown = run("show", "--root", str(root), "--split", "train", "--per-class", "2", "--seed", "1", "--out", str(sheet), "3")
+    assert shown.exit_code == 0, shown.output
+    with Image.open(sheet) as image:
+        assert image.format == "PNG"
+    failures = json.loads(run("show", "--root", str(root), "--failures", "--json").stdout)
+    assert failures["rows"] == 1 and {t["note"] for t in failures["tiles"]} >= {"repaired: png", "repaired: cmyk"}

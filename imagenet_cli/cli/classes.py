@@ -10,7 +10,7 @@ import typer
 
 from .. import catalogue
 from ..class_files import FORMATS, class_file, write_class_file
-from .common import Rendering, Session, choices, command, print_table
+from .common import ForceOption, Rendering, Session, choices, command, print_table
 
 EXAMPLES = """\
 Examples:
@@ -82,7 +82,7 @@ def classes(
         Path | None,
         typer.Option(help="With --export: the file to write (default: stdout).", dir_okay=False, show_default=False, metavar="FILE"),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="With --out: replace the file if it exists.")] = False,
+    force: ForceOption = False,
     *,
     ui: Session,
 ) -> list[catalogue.ImageNetClass] | Exported:

@@ -49,6 +49,14 @@ NoWaitOption = Annotated[
     bool,
     typer.Option("--no-wait", help="When another process is writing the same files, exit 1 at once instead of waiting."),
 ]
+FromTreeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--from", help="The prepared tree or subset to read [default: the only prepared tree under the root].",
+        file_okay=False, exists=True, show_default=False, metavar="TREE",
+    ),
+]  # fmt: skip
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace the --out file if it exists.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")]
 
 

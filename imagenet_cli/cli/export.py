@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..export import FORMATS, ExportResult, export
-from .common import NoWaitOption, Rendering, Session, choices, comma_list, command
+from .common import FromTreeOption, NoWaitOption, Rendering, Session, choices, comma_list, command
 
 EXAMPLES = """\
 Examples:
@@ -16,6 +16,7 @@ Examples:
 \b
   imagenet export webdataset                           ROOT/exports/webdataset-224/
   imagenet export webdataset --from ROOT/subsets/imagenette --shard-size 500
+  imagenet export webdataset --max-shard-bytes 1000000000 --prefix in1k --seed 1
 """
 
 Format = choices("Format", FORMATS)
@@ -33,11 +34,7 @@ def _print_result(result: ExportResult) -> None:
 @command("export", Rendering(text=lambda result: _print_result(result), quiet=lambda result: [str(result.path)]))
 def export_command(
     format: Annotated[Format, typer.Argument(help="The format to write.", show_default=False)],
-    source: Annotated[
-        Path | None,
-        typer.Option("--from", help="The tree or subset to export [default: the only prepared tree under the root].",
-                     file_okay=False, exists=True, show_default=False, metavar="TREE"),  # fmt: skip
-    ] = None,
+    source: FromTreeOption = None,
     out: Annotated[
         Path | None,
         typer.Option(help="The export folder [default: ROOT/exports/<format>-<tree>].", file_okay=False, show_default=False, metavar="DIR"),

@@ -21,6 +21,7 @@ Examples:
   imagenet prepare --size 32 --resize squash         as Downsampled ImageNet (ROOT/32-squash)
   imagenet prepare --size 224 --from /data/ILSVRC    an already extracted Kaggle tree
   imagenet prepare --size 224 --dask tcp://head:8786 on a Dask cluster (paths shared by all)
+  imagenet prepare --size 224 --redo --splits val    make val again, keep train
 """
 
 

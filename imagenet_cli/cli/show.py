@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..contact_sheet import SheetResult, show
-from .common import Rendering, Session, command
+from .common import ForceOption, FromTreeOption, Rendering, Session, command
 
 EXAMPLES = """\
 Examples:
@@ -32,11 +32,7 @@ def show_command(
             metavar="[CLASSES]",
         ),
     ] = None,
-    source: Annotated[
-        Path | None,
-        typer.Option("--from", help="The tree or subset to show [default: the only prepared tree under the root].",
-                     file_okay=False, exists=True, show_default=False, metavar="TREE"),  # fmt: skip
-    ] = None,
+    source: FromTreeOption = None,
     split: Annotated[str, typer.Option(help="train or val.", metavar="SPLIT")] = "val",
     per_class: Annotated[int, typer.Option(help="Images per class (1–50).", metavar="N")] = 6,
     failures: Annotated[bool, typer.Option("--failures", help="Show what prepare repaired and what it could not read.")] = False,
@@ -45,7 +41,7 @@ def show_command(
         Path | None,
         typer.Option(help="The PNG to write [default: ROOT/sheets/<tree>-<what>.png].", dir_okay=False, show_default=False, metavar="FILE"),
     ] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace --out if it exists.")] = False,
+    force: ForceOption = False,
     *,
     ui: Session,
 ) -> SheetResult:

@@ -9,7 +9,7 @@ import typer
 
 from ..catalogue import LABEL_FRACTIONS
 from ..subset import LINKS, SubsetResult, subset
-from .common import NoWaitOption, Rendering, Session, choices, command
+from .common import FromTreeOption, NoWaitOption, Rendering, Session, choices, command
 
 EXAMPLES = """\
 Examples:
@@ -50,13 +50,7 @@ def subset_command(
         int | None, typer.Option(help="Val images per class [default: all].", min=0, show_default=False, metavar="K")
     ] = None,
     seed: Annotated[int, typer.Option(help="The same tree, arguments and seed give the same files.", metavar="S")] = 0,
-    source: Annotated[
-        Path | None,
-        typer.Option(
-            "--from", help="The tree to draw from [default: the one prepared tree under the root].",
-            file_okay=False, exists=True, show_default=False, metavar="TREE",
-        ),
-    ] = None,
+    source: FromTreeOption = None,
     out: Annotated[
         Path | None,
         typer.Option(help="Where the subset goes [default: ROOT/subsets/<a name from the arguments>].", file_okay=False, show_default=False, metavar="DIR"),

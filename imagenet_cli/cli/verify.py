@@ -19,6 +19,7 @@ Examples:
   imagenet verify imagenet/downloads/ILSVRC2012_img_val.tar --deep
   imagenet verify --checksums MD5SUMS              a mirror's own md5sum list
   imagenet verify imagenet/224 --json              one tree, as JSON for a script
+  imagenet verify --record                         remember what it hashed: the next check is instant
 """
 SHOWN_PROBLEMS = 50  # in the text output; --json lists every kept problem
 
