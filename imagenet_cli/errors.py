@@ -44,6 +44,14 @@ class OverwriteRefusedError(ImagenetError):
     """Writing would replace a file this tool did not make (or made differently)."""
 
 
+class UnsuitableTreeError(ImagenetError):
+    """A tree cannot give what was asked of it (Downsampled ImageNet from resized images)."""
+
+
+class DamagedTreeError(ImagenetError):
+    """A file a tree's manifest lists is missing or unreadable."""
+
+
 class ArchiveError(ImagenetError):
     """An archive is unreadable, truncated, or holds something it must not."""
 

@@ -1,8 +1,8 @@
 """Checks of one export folder against its ``export.json``: every shard there, whole and unchanged.
 
-Each shard listed must exist with its recorded size and xxh3-64; a ``.tar`` not listed is extra;
-``_info.json`` must give the same shards and sample counts. With ``--deep`` every shard is read
-and its samples counted.
+Each file listed must exist with its recorded size and xxh3-64; a shard of the format not listed
+is extra; a WebDataset's ``_info.json`` must give the same shards and sample counts. With
+``--deep`` every file is read and its samples counted (tar members, Parquet rows, npz rows).
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 from .export import RECORD
 from .findings import Check
@@ -24,22 +25,27 @@ def is_export(path: Path) -> bool:
 def check_export(folder: Path, deep: bool = False, progress: Progress = SILENT) -> Check:
     check = Check(folder, "export")
     record = json.loads((folder / RECORD).read_text())
-    shards = record["shards"]
+    shards, kind = record["shards"], record["options"]["format"]
     with progress.task(f"checking {folder.name}", total=len(shards), unit="shard") as advance:
         for shard in shards:
-            _check_shard(check, folder, shard, deep)
+            _check_shard(check, folder, shard, deep and kind)
             advance(1)
     listed = {shard["file"] for shard in shards}
-    for extra in sorted(p.name for p in folder.glob("*.tar") if p.name not in listed):
-        check.add("extra", extra, f"not in {RECORD}")
-    _check_info(check, folder, shards)
+    for extra in sorted(p.relative_to(folder).as_posix() for p in folder.rglob(f"*{_SUFFIXES[kind]}") if not p.name.startswith(".")):
+        if extra not in listed:
+            check.add("extra", extra, f"not in {RECORD}")
+    if kind == "webdataset":
+        _check_info(check, folder, shards)
     check.counts["samples"] = sum(shard["samples"] for shard in shards)
     check.counts["bytes"] = sum(shard["bytes"] for shard in shards)
     check.note(f"{len(shards)} shards against {RECORD} (size, xxh3)" + ("; every sample counted" if deep else ""))
     return check
 
 
-def _check_shard(check: Check, folder: Path, shard: dict, deep: bool) -> None:
+_SUFFIXES = {"webdataset": ".tar", "parquet": ".parquet", "downsampled": ".npz"}
+
+
+def _check_shard(check: Check, folder: Path, shard: dict[str, Any], deep: str | bool) -> None:
     path = folder / shard["file"]
     if not path.is_file():
         check.add("missing", shard["file"], f"in {RECORD}, not on disk")
@@ -51,13 +57,26 @@ def _check_shard(check: Check, folder: Path, shard: dict, deep: bool) -> None:
     if digest != shard["xxh3_64"]:
         check.add("checksum", shard["file"], f"xxh3 is {digest}; {RECORD} says {shard['xxh3_64']}")
     if deep:
-        with tarfile.open(path) as tar:
-            keys = {member.name.split(".", 1)[0] for member in tar if member.isfile()}
-        if len(keys) != shard["samples"]:
-            check.add("count", shard["file"], f"{len(keys):,} samples; {RECORD} says {shard['samples']:,}")
+        counted = _count_samples(path, str(deep))
+        if counted != shard["samples"]:
+            check.add("count", shard["file"], f"{counted:,} samples; {RECORD} says {shard['samples']:,}")
 
 
-def _check_info(check: Check, folder: Path, shards: list[dict]) -> None:
+def _count_samples(path: Path, kind: str) -> int:
+    if kind == "parquet":
+        import pyarrow.parquet
+
+        return int(pyarrow.parquet.ParquetFile(path).metadata.num_rows)
+    if kind == "downsampled":
+        import numpy
+
+        with numpy.load(path) as arrays:
+            return len(arrays["labels"])
+    with tarfile.open(path) as tar:
+        return len({member.name.split(".", 1)[0] for member in tar if member.isfile()})
+
+
+def _check_info(check: Check, folder: Path, shards: list[dict[str, Any]]) -> None:
     """timm reads sample counts from _info.json: they must be the ones export.json records."""
     try:
         info = json.loads((folder / "_info.json").read_text())

@@ -13,11 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
-import signal
-import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -30,6 +26,7 @@ from .images import ImageError, Recipe, process
 from .inputs import InputFile, changed_names
 from .manifest import Entry
 from .shard_sources import Source
+from .workers import kill_local_workers, leave_stops_to_the_parent
 
 log = logging.getLogger(__name__)
 
@@ -221,8 +218,8 @@ def run_shards(
         for shard in shards:
             on_done(shard, run_shard(shard, recipe, paths))
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=_leave_ctrl_c_to_the_parent) as pool:
-            _drive(Engine(pool, workers, stop=_kill_local_workers), iter(shards), recipe, paths, on_done)
+        with ProcessPoolExecutor(max_workers=workers, initializer=leave_stops_to_the_parent) as pool:
+            _drive(Engine(pool, workers, stop=kill_local_workers), iter(shards), recipe, paths, on_done)
 
 
 def _drive(engine: Engine, queue: Iterator[Shard], recipe: Recipe, paths: dict[str, str], on_done) -> None:
@@ -260,28 +257,6 @@ def _drive(engine: Engine, queue: Iterator[Shard], recipe: Recipe, paths: dict[s
             f"{len(crashed)} shard{'s' if len(crashed) != 1 else ''} kept killing the workers that ran "
             f"{'them' if len(crashed) != 1 else 'it'}: {', '.join(crashed[:10])}; every other shard is done"
         )
-
-
-def _kill_local_workers() -> None:
-    """SIGKILL, because workers ignore the stop signals (the parent alone decides)."""
-    for worker in multiprocessing.active_children():
-        worker.kill()
-
-
-def _leave_ctrl_c_to_the_parent() -> None:
-    """Workers ignore the stop signals: a Ctrl-C or a scheduler's SIGTERM reaches the whole process
-    group, and the parent alone decides. Should the parent die without stopping them (SIGKILL),
-    they notice within half a second and exit: no worker outlives its run."""
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(number, signal.SIG_IGN)
-    parent = os.getppid()
-
-    def exit_with_the_parent() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=exit_with_the_parent, name="parent-watcher", daemon=True).start()
 
 
 def _take(iterator: Iterator[Shard], count: int) -> list[Shard]:

@@ -17,6 +17,7 @@ from ..errors import (
     ArchiveError,
     ChecksumMismatchError,
     ClusterError,
+    DamagedTreeError,
     DownloadError,
     ImagenetError,
     InsufficientSpaceError,
@@ -33,6 +34,7 @@ from ..errors import (
     ShardCrashError,
     Stopped,
     UnknownClassError,
+    UnsuitableTreeError,
 )
 
 
@@ -50,6 +52,8 @@ ERROR_TABLE = (
     ErrorRule(InvalidArgumentError, EXIT_USAGE, "`imagenet COMMAND --help` for the accepted values"),
     ErrorRule(MissingInputError, EXIT_ERROR, "`imagenet info` to see what the root holds, or another --root"),
     ErrorRule(OverwriteRefusedError, EXIT_ERROR, "another --root, or move that file elsewhere first"),
+    ErrorRule(UnsuitableTreeError, EXIT_ERROR, "`imagenet prepare --size full`, then export --from ROOT/full"),
+    ErrorRule(DamagedTreeError, EXIT_ERROR, "`imagenet verify` on that tree, then the command that made it again, to repair it"),
     ErrorRule(LabelConflictError, EXIT_ERROR, "`imagenet verify --deep` on the devkit and the Kaggle zip to find the damaged one"),
     ErrorRule(ArchiveError, EXIT_ERROR, "deleting the file and downloading it again"),
     ErrorRule(MissingExtraError, EXIT_ERROR, "the pip install the message names, then the same command"),

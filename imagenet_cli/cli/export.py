@@ -17,6 +17,8 @@ Examples:
   imagenet export webdataset                           ROOT/exports/webdataset-224/
   imagenet export webdataset --from ROOT/subsets/imagenette --shard-size 500
   imagenet export webdataset --max-shard-bytes 1000000000 --prefix in1k --seed 1
+  imagenet export parquet                              ROOT/exports/parquet-224/data/*.parquet
+  imagenet export downsampled --from ROOT/full --size 64   ROOT/exports/downsampled64-full/
 """
 
 Format = choices("Format", FORMATS)
@@ -26,7 +28,7 @@ def _print_result(result: ExportResult) -> None:
     counts = ", ".join(f"{n:,} {split}" for split, n in result.samples.items())
     kept = len(result.shards) - result.written
     typer.echo(
-        f"{result.path}: {len(result.shards)} {result.format} shards, {counts} samples"
+        f"{result.path}: {len(result.shards)} {result.format} files, {counts} samples"
         + (f" ({kept} were already complete)" if kept else "")
     )
 
@@ -41,12 +43,28 @@ def export_command(
     ] = None,
     splits: Annotated[str, typer.Option(help="Splits to export, comma-separated.", metavar="LIST")] = "train,val",
     seed: Annotated[int, typer.Option(help="The shuffle of train samples over shards.", metavar="N")] = 0,
-    shard_size: Annotated[int, typer.Option(help="Samples per shard (1,250 makes 1,024 train shards).", min=1, metavar="N")] = 1250,
+    shard_size: Annotated[
+        int | None,
+        typer.Option(
+            help="Samples per shard [default: 1,250 for webdataset (1,024 train shards), 5,000 for parquet].",
+            min=1, show_default=False, metavar="N",
+        ),
+    ] = None,
     max_shard_bytes: Annotated[
         int | None,
         typer.Option(help="Start a new shard before one would pass this many bytes (at least 64 KiB).", show_default=False, metavar="N"),
     ] = None,
-    prefix: Annotated[str, typer.Option(help="Shard names: PREFIX-train-0000.tar, PREFIX-validation-00.tar.", metavar="NAME")] = "imagenet1k",
+    prefix: Annotated[
+        str | None,
+        typer.Option(help="webdataset shard names: PREFIX-train-0000.tar, PREFIX-validation-00.tar [default: imagenet1k].", show_default=False, metavar="NAME"),
+    ] = None,
+    size: Annotated[
+        int | None,
+        typer.Option("--size", help="downsampled: the images' side in pixels, 8, 16, 32 or 64 [default: 32].", show_default=False, metavar="N"),
+    ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="downsampled: decoding processes [default: all cores].", min=1, show_default=False, metavar="N")
+    ] = None,
     no_wait: NoWaitOption = False,
     *,
     ui: Session,
@@ -54,8 +72,18 @@ def export_command(
     """Write a prepared tree or subset in a format people train from.
 
     webdataset: shards as timm's imagenet-1k-wds (KEY.jpg copied byte for byte, KEY.cls, KEY.json)
-    and _info.json with the sample counts. Labels come from the tree's label tables. Shards are
-    written atomically and deterministically; a re-run keeps the finished ones.
+    and _info.json with the sample counts.
+
+    parquet: data/train-00000-of-000NN.parquet with the features of Hugging Face's
+    ILSVRC/imagenet-1k (image bytes unchanged, label) and a README.md dataset card, for
+    datasets.load_dataset(DIR). Needs pip install 'imagenet-cli[parquet]'.
+
+    downsampled: Imagenet32/64 as published, train_data_batch_1..10.npz and val_data.npz (data,
+    labels as devkit IDs 1..1000, mean), a box resize of full-size images: export from a tree made
+    by prepare --size full. Needs pip install 'imagenet-cli[numpy]'.
+
+    Labels come from the tree's label tables. Files are written atomically and deterministically;
+    a re-run keeps the finished ones.
     """
     return export(
         ui.root,
@@ -67,6 +95,8 @@ def export_command(
         shard_size=shard_size,
         max_shard_bytes=max_shard_bytes,
         prefix=prefix,
+        size=size,
+        workers=workers,
         wait=not no_wait,
         progress=ui.progress,
     )

@@ -18,7 +18,7 @@ Examples:
   imagenet prepare --size 224                        ROOT/224/{train,val}/<wnid>/
   imagenet prepare --size 64 --size 224              both from one decode of each image
   imagenet prepare --size full                       originals, repaired where needed
-  imagenet prepare --size 32 --resize squash         as Downsampled ImageNet (ROOT/32-squash)
+  imagenet prepare --size 32 --resize squash         32x32 JPEGs (ROOT/32-squash); Imagenet32: export downsampled
   imagenet prepare --size 224 --from /data/ILSVRC    an already extracted Kaggle tree
   imagenet prepare --size 224 --dask tcp://head:8786 on a Dask cluster (paths shared by all)
   imagenet prepare --size 224 --redo --splits val    make val again, keep train
@@ -47,7 +47,7 @@ def prepare_command(
         Resize,
         typer.Option(
             help="shorter: shorter side N, aspect kept; center-crop: NxN from the centre; squash: NxN, box "
-            "filter (Downsampled ImageNet); longer: longer side N (FFCV)."
+            "filter (not the published Downsampled ImageNet pixels: see export downsampled); longer: longer side N (FFCV)."
         ),
     ] = Resize("shorter"),
     no_upscale: Annotated[bool, typer.Option("--no-upscale", help="Leave images smaller than N as they are.")] = False,

@@ -12,15 +12,19 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import BinaryIO
 
 import xxhash
 
 from .. import atomic
-from ..hashing import hash_file
-from ..progress import Progress
-from . import SPLIT_NAMES, ExportResult, Sample, ShardRecord
+from . import SPLIT_NAMES, Job, Sample, write_shards
 
 INFO = "_info.json"
+_BLOCK, _RECORD = 512, 20 * 512
+
+
+def check_source(tree: Path, root: Path) -> None:
+    """Any tree will do: its files are copied as they are."""
 
 
 def shard_names(prefix: str, split: str, count: int) -> list[str]:
@@ -28,47 +32,18 @@ def shard_names(prefix: str, split: str, count: int) -> list[str]:
     return [f"{prefix}-{SPLIT_NAMES[split]}-{i:0{width}d}.tar" for i in range(count)]
 
 
-def write_split(tree: Path, out: Path, split: str, samples: list[Sample], options: dict, result: ExportResult, progress: Progress) -> None:
-    groups = list(_shards(samples, options["shard_size"], options["max_shard_bytes"]))
-    names = shard_names(options["prefix"], split, len(groups))
-    with progress.task(f"writing {split} shards", total=len(samples), unit="img") as advance:
-        for name, group in zip(names, groups, strict=True):
-            path = out / name
-            if path.is_file():  # a shard under its final name is complete
-                digest = hash_file(path, ["xxh3_64"])["xxh3_64"]
-            else:
-                with atomic.atomic_writer(path) as file:
-                    digest = _write_tar(_Hashing(file), tree, group)
-                result.written += 1
-            result.shards.append(ShardRecord(name, split, len(group), path.stat().st_size, digest))
-            advance(len(group))
+def write_split(job: Job, split: str, samples: list[Sample]) -> None:
+    def write(path: Path, group: list[Sample]) -> str:
+        with atomic.atomic_writer(path) as file:
+            return _write_tar(_Hashing(file), job, group)
 
-
-_BLOCK, _RECORD = 512, 20 * 512
-# Per sample, besides the image: three headers, a .cls block, a .json under 1 KiB, the image's padding.
-_SAMPLE_OVERHEAD = 7 * _BLOCK
-
-
-def _shards(samples: list[Sample], size: int, max_bytes: int | None):
-    """Consecutive runs of at most ``size`` samples and at most ``max_bytes`` bytes each (a shard
-    of one sample excepted), counting the tar's end and its padding to a whole record."""
-    group: list[Sample] = []
-    total = _RECORD
-    for sample in samples:
-        cost = sample.bytes + _SAMPLE_OVERHEAD
-        if group and (len(group) == size or (max_bytes is not None and total + cost > max_bytes)):
-            yield group
-            group, total = [], _RECORD
-        group.append(sample)
-        total += cost
-    if group:
-        yield group
+    write_shards(job, split, samples, lambda count: shard_names(job.options["prefix"], split, count), write)
 
 
 class _Hashing:
     """A file that hashes what is written to it: the shard's xxh3 without reading it back."""
 
-    def __init__(self, file) -> None:
+    def __init__(self, file: BinaryIO) -> None:
         self.file, self.digest = file, xxhash.xxh3_64()
 
     def write(self, data: bytes) -> None:
@@ -76,43 +51,53 @@ class _Hashing:
         self.digest.update(data)
 
 
-def _write_tar(out: _Hashing, tree: Path, samples: list[Sample]) -> str:
-    """A plain ustar archive, written directly (tarfile's per-member overhead was most of the time)."""
+def _write_tar(out: _Hashing, job: Job, samples: list[Sample]) -> str:
+    """A plain ustar archive, written directly: one write per sample (tarfile's per-member
+    overhead, and then a write per header, were most of the time)."""
     written = 0
     for sample in samples:
-        image = (tree / sample.path).read_bytes()
+        image = job.read(sample)
         extension = sample.path.rsplit(".", 1)[1].lower()
         extension = "jpg" if extension in ("jpeg", "jpg") else extension
         width, height = image_size(image)
         meta = {
-            "filename": sample.path.split("/", 1)[1], "label": sample.label, "label_1k": sample.label_1k,
+            "filename": sample.filename, "label": sample.label, "label_1k": sample.label_1k,
             "wnid": sample.wnid, "width": width, "height": height,
         }  # fmt: skip
+        parts: list[bytes] = []
         for suffix, data in (("cls", str(sample.label).encode()), (extension, image), ("json", json.dumps(meta).encode())):
-            written += _member(out, f"{sample.key}.{suffix}", data)
+            parts += _member(f"{sample.key}.{suffix}", data)
+        block = b"".join(parts)
+        out.write(block)
+        written += len(block)
     end = 2 * _BLOCK  # two zero blocks, then padding to a whole record, as tar writes it
     out.write(bytes(end + (-(written + end)) % _RECORD))
     return out.digest.hexdigest()
 
 
-
-def _member(out: _Hashing, name: str, data: bytes) -> int:
-    """One regular file: mode 0644, uid/gid 0, mtime 0, no user names (the same bytes every time)."""
+def _header_template() -> bytes:
+    """A ustar header's constant fields: mode 0644, uid/gid 0, mtime 0, a regular file, no user
+    names (the same bytes every time); name, size and checksum are filled in per member."""
     header = bytearray(_BLOCK)
-    header[0:100] = name.encode().ljust(100, b"\0")
     header[100:108] = b"0000644\0"
     header[108:116] = header[116:124] = b"0000000\0"
-    header[124:136] = f"{len(data):011o}\0".encode()
     header[136:148] = b"00000000000\0"
-    header[148:156] = b" " * 8
+    header[148:156] = b" " * 8  # the checksum is summed with its own field as spaces
     header[156:157] = b"0"
     header[257:265] = b"ustar\x0000"
-    header[148:156] = f"{sum(header):06o}\0 ".encode()
-    out.write(bytes(header))
-    out.write(data)
-    padding = -len(data) % _BLOCK
-    out.write(bytes(padding))
-    return _BLOCK + len(data) + padding
+    return bytes(header)
+
+
+_TEMPLATE = _header_template()
+_TEMPLATE_SUM = sum(_TEMPLATE)
+
+
+def _member(name: str, data: bytes) -> tuple[bytes, bytes, bytes]:
+    """One regular file: its header, its data, and the padding to a whole block."""
+    encoded, size = name.encode(), f"{len(data):011o}\0".encode()
+    checksum = f"{_TEMPLATE_SUM + sum(encoded) + sum(size):06o}\0 ".encode()
+    header = encoded + _TEMPLATE[len(encoded) : 124] + size + _TEMPLATE[136:148] + checksum + _TEMPLATE[156:]
+    return header, data, bytes(-len(data) % _BLOCK)
 
 
 def image_size(image: bytes) -> tuple[int, int]:
@@ -129,7 +114,9 @@ def image_size(image: bytes) -> tuple[int, int]:
         return opened.size
 
 
-def write_info(out: Path, result: ExportResult) -> None:
+def finish(job: Job) -> None:
+    """``_info.json``: each split's shards and sample counts, as timm's wds reader reads them."""
+    result = job.result
     splits = {}
     for split, name in SPLIT_NAMES.items():
         shards = [s for s in result.shards if s.split == split]
@@ -141,4 +128,4 @@ def write_info(out: Path, result: ExportResult) -> None:
                 "shard_lengths": [s.samples for s in shards],
             }
     info = {"name": f"imagenet-cli {result.source.name}", "splits": splits}
-    atomic.write_text(out / INFO, json.dumps(info, indent=2) + "\n")
+    atomic.write_text(job.out / INFO, json.dumps(info, indent=2) + "\n")

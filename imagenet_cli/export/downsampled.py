@@ -1,0 +1,177 @@
+"""Downsampled ImageNet (Chrabaszcz, Loshchilov & Hutter 2017) as its published ``.npz`` files.
+
+``train_data_batch_1.npz`` … ``train_data_batch_10.npz`` and ``val_data.npz``, each holding
+``data`` (uint8, N × 3·s·s: every red value, then every green, then every blue, rows of the image
+top to bottom) and ``labels`` (the devkit's ILSVRC2012_ID, 1..1000, whatever the tree's own
+index); every train batch also holds ``mean`` (float64, the mean of all train rows). Train rows
+come in a seeded shuffle, N//10 per batch, the last taking the rest; val rows in file-name order.
+
+Pixels are a box resize of the full-resolution decode, ``Image.open(f).convert("RGB").resize((s,
+s), Image.BOX)``, which is how the published files were made, so only a tree of full-size images
+can give them. Decoding runs on every core.
+
+A train batch is written in two steps, because the mean needs every batch: its rows go to
+``.staging/NAME.npz`` with their per-pixel sum beside it, and once every batch is staged the mean
+is appended to each as it moves to its final name. A stopped run keeps what it staged.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import shutil
+import zipfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .. import atomic, catalogue
+from ..errors import DamagedTreeError, MissingExtraError, UnsuitableTreeError
+from ..workers import ordered_map
+from . import Job, Sample, made_by
+
+BATCHES = 10
+STAGING = ".staging"
+CHUNK = 64  # images per task: large enough to amortise the trip to a worker, small enough to stream
+_EPOCH = (1980, 1, 1, 0, 0, 0)  # zip member times: the same bytes on every run
+
+
+def _numpy() -> ModuleType:
+    try:
+        import numpy
+    except ImportError:
+        raise MissingExtraError("export downsampled needs numpy: pip install 'imagenet-cli[numpy]'") from None
+    return numpy
+
+
+def check_source(tree: Path, root: Path) -> None:
+    """Only full-size images give the published pixels: the originals (JPEG kept byte for byte) or
+    a lossless re-encoding of them (PNG)."""
+    _numpy()
+    recipe = made_by(tree, root)
+    size, kind = recipe.get("size"), recipe.get("format", "jpeg")
+    if recipe.get("command") != "prepare" or size != "full" or kind not in ("jpeg", "png"):
+        what = f"{size}-pixel {kind} images" if size else "images this tool did not prepare"
+        raise UnsuitableTreeError(
+            f"{tree} holds {what}; Downsampled ImageNet is a box resize of the full-size originals, "
+            "which a resized or lossy tree cannot give"
+        )
+
+
+def write_split(job: Job, split: str, samples: list[Sample]) -> None:
+    if split == "val":
+        samples = sorted(samples, key=lambda s: s.key)  # ILSVRC2012_val_00000001 first
+        if not (job.out / "val_data.npz").is_file():
+            data, labels, _ = _downsample(job, "val", samples)
+            _write_npz(job.out / "val_data.npz", {"data": data, "labels": labels})
+            job.result.written += 1
+        job.keep("val_data.npz", split, len(samples))
+        return
+    batches = list(_batches(samples))
+    for name, rows in batches:
+        _stage(job, name, rows)
+    mean = None
+    for name, rows in batches:
+        if not (job.out / f"{name}.npz").is_file():
+            mean = _mean(job, batches) if mean is None else mean
+            _finish_batch(job, name, mean)
+            job.result.written += 1
+        job.keep(f"{name}.npz", split, len(rows))
+
+
+def finish(job: Job) -> None:
+    """Every batch is under its final name: the staged sums have served."""
+    shutil.rmtree(job.out / STAGING, ignore_errors=True)
+
+
+def _batches(samples: list[Sample]) -> Iterator[tuple[str, list[Sample]]]:
+    per = len(samples) // BATCHES
+    for number in range(BATCHES):
+        end = len(samples) if number == BATCHES - 1 else (number + 1) * per
+        yield f"train_data_batch_{number + 1}", samples[number * per : end]
+
+
+def _stage(job: Job, name: str, rows: list[Sample]) -> None:
+    """Decode a batch's rows unless they are staged or final already; the sum is written first,
+    so a staged batch always has one."""
+    staged, total = job.out / STAGING / f"{name}.npz", job.out / STAGING / f"{name}.sum.npy"
+    if (job.out / f"{name}.npz").is_file() or (staged.is_file() and total.is_file()):
+        return
+    np = _numpy()
+    data, labels, pixel_sum = _downsample(job, name, rows)
+    with atomic.atomic_writer(total) as file:
+        np.lib.format.write_array(file, pixel_sum, allow_pickle=False)
+    _write_npz(staged, {"data": data, "labels": labels})
+
+
+def _mean(job: Job, batches: list[tuple[str, list[Sample]]]) -> Any:
+    """The mean train row, from the staged sums (exact integers, so any order gives the same)."""
+    np = _numpy()
+    total = sum(np.load(job.out / STAGING / f"{name}.sum.npy") for name, _ in batches)
+    count = sum(len(rows) for _, rows in batches)
+    return total.astype(np.float64) / max(count, 1)
+
+
+def _finish_batch(job: Job, name: str, mean: Any) -> None:
+    """Move the staged batch to a temporary name, add ``mean``, then give it its final name."""
+    final = job.out / f"{name}.npz"
+    temporary = atomic.temporary_name(final)
+    os.replace(job.out / STAGING / f"{name}.npz", temporary)
+    try:
+        with open(temporary, "r+b") as file:
+            with zipfile.ZipFile(file, "a") as archive:
+                _add_array(archive, "mean", mean)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, final)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _write_npz(path: Path, arrays: dict[str, Any]) -> None:
+    """What ``numpy.savez`` writes, but with fixed member times: the same arrays, the same bytes."""
+    with atomic.atomic_writer(path) as file, zipfile.ZipFile(file, "w") as archive:
+        for key, array in arrays.items():
+            _add_array(archive, key, array)
+
+
+def _add_array(archive: zipfile.ZipFile, key: str, array: Any) -> None:
+    np = _numpy()
+    info = zipfile.ZipInfo(f"{key}.npy", date_time=_EPOCH)
+    with archive.open(info, "w", force_zip64=True) as member:
+        np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
+
+
+def _downsample(job: Job, what: str, rows: list[Sample]) -> tuple[Any, Any, Any]:
+    """(data, labels, per-pixel sum) for ``rows``, decoded on ``job.workers`` processes."""
+    np = _numpy()
+    size = job.options["size"]
+    data = np.empty((len(rows), 3 * size * size), dtype=np.uint8)
+    chunks = [[str(job.tree / s.path) for s in rows[at : at + CHUNK]] for at in range(0, len(rows), CHUNK)]
+    with job.progress.task(f"downsampling {what}", total=len(rows), unit="img") as advance:
+        done = 0
+        for pixels in ordered_map(functools.partial(downsample_files, size=size), chunks, min(job.workers, max(1, len(chunks)))):
+            count = len(pixels) // data.shape[1]
+            data[done : done + count] = np.frombuffer(pixels, dtype=np.uint8).reshape(count, -1)
+            done += count
+            advance(count)
+    labels = np.array([catalogue.by_wnid(s.wnid).devkit_id for s in rows], dtype=np.int64)
+    return data, labels, data.sum(axis=0, dtype=np.uint64)
+
+
+def downsample_files(paths: Sequence[str], size: int) -> bytes:
+    """Each image as one row: a box resize of its RGB decode, planes red, green, blue."""
+    np = _numpy()
+    from PIL import Image
+
+    rows = []
+    for path in paths:
+        try:
+            with Image.open(io.BytesIO(Path(path).read_bytes())) as image:
+                small = image.convert("RGB").resize((size, size), Image.Resampling.BOX)
+        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            raise DamagedTreeError(f"cannot decode {path}: {error}") from None
+        rows.append(np.asarray(small, dtype=np.uint8).transpose(2, 0, 1).tobytes())
+    return b"".join(rows)

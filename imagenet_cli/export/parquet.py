@@ -1,0 +1,114 @@
+"""Parquet shards with the features of Hugging Face's ``ILSVRC/imagenet-1k``.
+
+``data/train-00000-of-000NN.parquet`` …, ``data/validation-…``; each row is ``image`` (a struct of
+the tree's file ``bytes``, unchanged, and its ``path``, ``wnid/name``) and ``label`` (int64: the
+sorted-WNID index, or a subset's own). The Arrow schema carries the ``datasets`` features (an
+``Image`` and a ``ClassLabel`` with unique class names), and ``README.md`` is a dataset card whose
+YAML names the features, splits and files, so ``datasets.load_dataset("parquet", data_dir=…)`` and
+``datasets.load_dataset(DIR)`` both give decoded, labelled images. Needs the ``[parquet]`` extra.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from .. import atomic
+from ..errors import MissingExtraError
+from . import SPLIT_NAMES, Job, Sample, class_names, write_shards
+
+CARD = "README.md"
+ROW_GROUP_BYTES = 128 << 20  # row groups of at most ~128 MB: readers stream a group at a time
+
+
+def _pyarrow() -> tuple[ModuleType, ModuleType]:
+    try:
+        import pyarrow
+        import pyarrow.parquet
+    except ImportError:
+        raise MissingExtraError("export parquet needs pyarrow: pip install 'imagenet-cli[parquet]'") from None
+    return pyarrow, pyarrow.parquet
+
+
+def check_source(tree: Path, root: Path) -> None:
+    """Any tree will do (the bytes are copied), once pyarrow is there to write them."""
+    _pyarrow()
+
+
+def shard_names(split: str, count: int) -> list[str]:
+    return [f"data/{SPLIT_NAMES[split]}-{i:05d}-of-{count:05d}.parquet" for i in range(count)]
+
+
+def features(names: list[str]) -> dict[str, Any]:
+    """The ``datasets`` features, as its own ``Features.to_dict()`` writes them."""
+    return {"image": {"_type": "Image"}, "label": {"names": names, "_type": "ClassLabel"}}
+
+
+def write_split(job: Job, split: str, samples: list[Sample]) -> None:
+    pa, pq = _pyarrow()
+    metadata = {"huggingface": json.dumps({"info": {"features": features(class_names(job.tree))}})}
+    schema = pa.schema(
+        [("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())], metadata=metadata
+    )
+
+    def write(path: Path, group: list[Sample]) -> None:
+        # JPEG does not compress: leaving compression off saves the time and changes nothing.
+        with atomic.atomic_writer(path) as file, pq.ParquetWriter(file, schema, compression="none") as writer:
+            for rows in _row_groups(group):
+                images = [{"bytes": job.read(sample), "path": sample.filename} for sample in rows]
+                writer.write_table(pa.table({"image": images, "label": [s.label for s in rows]}, schema=schema), row_group_size=len(rows))
+        return None  # read back for its xxh3: pyarrow writes through its own buffer
+
+    write_shards(job, split, samples, lambda count: shard_names(split, count), write)
+
+
+def _row_groups(samples: list[Sample]) -> list[list[Sample]]:
+    groups: list[list[Sample]] = [[]]
+    size = 0
+    for sample in samples:
+        if groups[-1] and size + sample.bytes > ROW_GROUP_BYTES:
+            groups.append([])
+            size = 0
+        groups[-1].append(sample)
+        size += sample.bytes
+    return groups
+
+
+def finish(job: Job) -> None:
+    """The dataset card: ``load_dataset(DIR)`` reads its YAML for the features and the files."""
+    names = class_names(job.tree)
+    label_names = "".join(f"          '{i}': {json.dumps(name)}\n" for i, name in enumerate(names))
+    splits = [(SPLIT_NAMES[split], count, sum(s.bytes for s in job.result.shards if s.split == split))
+              for split, count in job.result.samples.items()]  # fmt: skip
+    split_lines = "".join(f"  - name: {name}\n    num_bytes: {size}\n    num_examples: {count}\n" for name, count, size in splits)
+    file_lines = "".join(f"    - split: {name}\n      path: data/{name}-*\n" for name, _, _ in splits)
+    card = (
+        "---\n"
+        "dataset_info:\n"
+        "  features:\n"
+        "  - name: image\n"
+        "    dtype: image\n"
+        "  - name: label\n"
+        "    dtype:\n"
+        "      class_label:\n"
+        "        names:\n"
+        f"{label_names}"
+        "  splits:\n"
+        f"{split_lines}"
+        "configs:\n"
+        "  - config_name: default\n"
+        "    data_files:\n"
+        f"{file_lines}"
+        "---\n\n"
+        f"# {job.tree.name}, exported by imagenet-cli\n\n"
+        f"ImageNet ILSVRC-2012 images from `{job.tree.name}` with {len(names)} classes, as Parquet with the\n"
+        "features of `ILSVRC/imagenet-1k`: `image` (the JPEG bytes, unchanged, and the path `wnid/name`)\n"
+        "and `label`. Use is subject to the ImageNet terms of access.\n\n"
+        "```python\n"
+        "from datasets import load_dataset\n"
+        "dataset = load_dataset(\"path/to/this/folder\")\n"
+        "```\n"
+    )
+    atomic.write_text(job.out / CARD, card)
