@@ -14,14 +14,11 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import archives, catalogue, hashing, zip_entries
+from . import archives, catalogue, hashing
+from .decode_check import decode_problem
 from .findings import Check
-from .images import decode_problem
 from .progress import SILENT, Progress
 from .records import DownloadRecord, read_record, refresh_record, write_record
-
-FULL_COUNTS = {"train": 1_281_167, "val": 50_000, "test": 100_000}
-TRAIN_PER_CLASS = (732, 1300)
 
 
 def check_archive(
@@ -120,7 +117,7 @@ def _expected_contents(record: DownloadRecord | None) -> dict:
             "val": details["val_per_class"] * len(details["classes"]),
             "test": details["test_images"],
         }
-    return {"full": True, "classes": set(catalogue.wnids()), "val": FULL_COUNTS["val"], "test": FULL_COUNTS["test"]}
+    return {"full": True, "classes": set(catalogue.wnids()), "val": catalogue.SPLIT_IMAGES["val"], "test": catalogue.SPLIT_IMAGES["test"]}
 
 
 def _refuser(check: Check):
@@ -147,12 +144,12 @@ def _check_train_tar(check: Check, path: Path, expected: dict, deep: bool, progr
     check.note(f"{len(found)} class tars present")
     if deep:
         per_class = _check_members(check, archives.train_members(path, refuse), progress, path.name, None)
-        low, high = TRAIN_PER_CLASS if expected["full"] else (expected["train_per_class"],) * 2
+        low, high = catalogue.TRAIN_PER_CLASS if expected["full"] else (expected["train_per_class"],) * 2
         for wnid, count in sorted(per_class.items()):
             if not low <= count <= high:
                 check.add("count", f"{path.name}:{wnid}.tar", f"{count} images; expected {low}–{high}")
-        if expected["full"] and sum(per_class.values()) != FULL_COUNTS["train"]:
-            check.add("count", path.name, f"{sum(per_class.values()):,} images; ILSVRC-2012 has {FULL_COUNTS['train']:,}")
+        if expected["full"] and sum(per_class.values()) != catalogue.SPLIT_IMAGES["train"]:
+            check.add("count", path.name, f"{sum(per_class.values()):,} images; ILSVRC-2012 has {catalogue.SPLIT_IMAGES['train']:,}")
 
 
 def _check_flat_tar(check: Check, path: Path, expected: dict, deep: bool, progress: Progress) -> None:
@@ -297,15 +294,7 @@ def _check_kaggle_listing(check: Check, path: Path, expected: dict, refuse) -> N
     """Counts per split and class from the central directory, read as a stream."""
     per_class: collections.Counter[str] = collections.Counter()
     splits: collections.Counter[str] = collections.Counter()
-    for entry in zip_entries.entries(path):
-        why = archives.zip_member_refusal(entry)
-        if why:
-            refuse(f"{path.name}:{entry.name}", why)
-            continue
-        where = archives.kaggle_image_split(entry.name)
-        if where is None or entry.is_dir:
-            continue
-        split, wnid, name = where
+    for split, wnid, name, entry in archives.kaggle_zip_images(path, refuse):
         splits[split] += 1
         if split == "train":
             per_class[wnid] += 1
@@ -325,7 +314,7 @@ def _check_kaggle_listing(check: Check, path: Path, expected: dict, refuse) -> N
 def _check_class_counts(check: Check, path: Path, expected: dict, per_class: collections.Counter) -> None:
     for wnid in sorted(expected["classes"] - set(per_class)):
         check.add("missing", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "class folder missing")
-    low, high = TRAIN_PER_CLASS if expected["full"] else (expected["train_per_class"],) * 2
+    low, high = catalogue.TRAIN_PER_CLASS if expected["full"] else (expected["train_per_class"],) * 2
     for wnid, count in sorted(per_class.items()):
         if wnid not in expected["classes"]:
             check.add("extra", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "a class this archive should not hold")

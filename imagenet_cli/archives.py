@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, NamedTuple
 
 from . import catalogue, zip_entries
 from .errors import ArchiveError
@@ -277,6 +277,29 @@ def kaggle_image_split(member: str) -> tuple[str, str | None, str] | None:
     return None
 
 
+class ListedImage(NamedTuple):
+    """An image the Kaggle zip's central directory lists, not yet read."""
+
+    split: str
+    wnid: str | None  # None for val and test
+    name: str  # the file name
+    entry: zip_entries.ZipEntry
+
+
+def kaggle_zip_images(path: Path, refuse: Refuse) -> Iterator[ListedImage]:
+    """Every image the current Kaggle layout lists, from one streamed pass over its central
+    directory (~2 M records); hostile members go to ``refuse``. verify, prepare and the member
+    reader below all list the zip through this."""
+    for entry in zip_entries.entries(path):
+        why = zip_member_refusal(entry)
+        if why:
+            refuse(f"{path.name}:{entry.name}", why)
+            continue
+        where = kaggle_image_split(entry.name)
+        if where is not None and not entry.is_dir:
+            yield ListedImage(*where, entry)
+
+
 def kaggle_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[Member]:
     """Every image of the Kaggle zip, either layout, read (and CRC-checked) one at a time."""
     if bundle.inner is not None:
@@ -284,15 +307,7 @@ def kaggle_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[Member]:
         return
     path = bundle.path
     with open(path, "rb") as file:
-        for entry in zip_entries.entries(path):
-            why = zip_member_refusal(entry)
-            if why:
-                refuse(f"{path.name}:{entry.name}", why)
-                continue
-            where = kaggle_image_split(entry.name)
-            if where is None or entry.is_dir:
-                continue
-            split, wnid, name = where
+        for split, wnid, name, entry in kaggle_zip_images(path, refuse):
             origin = f"{path.name}:{entry.name}"
             try:
                 yield Member(split, wnid, name, zip_entries.read(file, entry, MAX_IMAGE_BYTES), origin)

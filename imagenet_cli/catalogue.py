@@ -20,6 +20,7 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import StrEnum
 from importlib import resources
 
 from .errors import InvalidArgumentError, UnknownClassError
@@ -27,6 +28,9 @@ from .errors import InvalidArgumentError, UnknownClassError
 NUM_CLASSES = 1000
 NUM_VAL_IMAGES = 50_000
 VAL_IMAGES_PER_CLASS = 50
+# ILSVRC-2012 in full: images per split, and the fewest and most train images of a class.
+SPLIT_IMAGES = {"train": 1_281_167, "val": NUM_VAL_IMAGES, "test": 100_000}
+TRAIN_PER_CLASS = (732, 1300)
 
 _WNID = re.compile(r"n\d{8}")
 _VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})(?:\.JPEG)?")
@@ -36,9 +40,16 @@ NAMED_SUBSETS = {
     "imagewoof": "imagewoof.txt",
     "imagenet100": "imagenet100_cmc.txt",
 }
+class LabelFraction(StrEnum):
+    """The SimCLR / TFDS label-fraction lists of train images."""
+
+    one_percent = "1percent"
+    ten_percent = "10percent"
+
+
 LABEL_FRACTIONS = {
-    "1percent": "simclr_1percent.txt.gz",
-    "10percent": "simclr_10percent.txt.gz",
+    LabelFraction.one_percent: "simclr_1percent.txt.gz",
+    LabelFraction.ten_percent: "simclr_10percent.txt.gz",
 }
 
 
@@ -91,8 +102,8 @@ def classes() -> tuple[ImageNetClass, ...]:
     """All 1000 classes in sorted-WNID order: ``classes()[i].index == i``."""
     devkit = {}
     for line in _data_text("map_clsloc.txt").splitlines():
-        wnid, devkit_id, short_name = line.split(" ", 2)
-        devkit[wnid] = (int(devkit_id), short_name)
+        wnid, number, short_name = line.split(" ", 2)
+        devkit[wnid] = (int(number), short_name)
     table = []
     for index, line in enumerate(_data_text("LOC_synset_mapping.txt").splitlines()):
         wnid, names = line.split(" ", 1)
@@ -264,8 +275,8 @@ def named_subset(name: str) -> tuple[str, ...]:
 def label_fraction(name: str) -> Iterator[str]:
     """Train file names of a SimCLR label-fraction subset ("1percent" or "10percent")."""
     try:
-        file = LABEL_FRACTIONS[name]
-    except KeyError:
+        file = LABEL_FRACTIONS[LabelFraction(name)]
+    except ValueError:
         known = ", ".join(LABEL_FRACTIONS)
         raise InvalidArgumentError(f"no label-fraction list {name!r} (known: {known})") from None
     for line in _data_text(file).splitlines():

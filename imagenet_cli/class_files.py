@@ -9,12 +9,21 @@
 from __future__ import annotations
 
 import json
+from enum import StrEnum
 from pathlib import Path
 
 from . import atomic, catalogue
 from .errors import InvalidArgumentError, OverwriteRefusedError
 
-FORMATS = ("synsets", "loc", "keras", "devkit")
+
+class ClassFileForm(StrEnum):
+    synsets = "synsets"
+    loc = "loc"
+    keras = "keras"
+    devkit = "devkit"
+
+
+FORMATS = tuple(ClassFileForm)
 
 
 def class_file(form: str) -> str:

@@ -108,7 +108,7 @@ def _failure_rows(tree: Path) -> list[list[Tile]]:
     """One row of what prepare repaired (from the shard markers), one of what it could not read."""
     info = manifest.read_tree_info(tree)
     failed = [
-        Tile(f.get("wnid"), f["name"], None, f["error"]) for f in (info.failures if info else [])
+        Tile(f.wnid, f.name, None, f.error) for f in (info.failures if info else [])
     ]
     repaired = []
     for marker in sorted((tree / MARKERS).glob("*-*.json")):

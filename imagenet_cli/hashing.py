@@ -9,12 +9,20 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from enum import StrEnum
 from pathlib import Path
 
 import xxhash
 
 from .errors import InvalidArgumentError
 from .progress import SILENT, Progress
+
+
+class Algorithm(StrEnum):
+    md5 = "md5"
+    xxh3_64 = "xxh3_64"
+    sha256 = "sha256"
+
 
 ALGORITHMS = {
     "md5": hashlib.md5,

@@ -15,17 +15,20 @@ Both are read and written as streams: a tree of 1.3 M files never sits in memory
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import groupby
 from pathlib import Path
+from typing import Any
 
 from . import atomic
 from .errors import ArchiveError
 
 MANIFEST = "manifest.tsv"
+LABELLED_SPLITS = ("train", "val")  # each has a label file, TREE/<split>.txt
 TREE_INFO = "tree.json"
 FORMAT = 1
 HEADER = f"# imagenet-manifest {FORMAT}\tpath\tbytes\txxh3_64\twnid\n"
@@ -47,14 +50,31 @@ class Entry:
         return self.path.rsplit("/", 1)[1]
 
 
+@dataclass(frozen=True)
+class Failure:
+    """An image that is not in the tree, and why: data for the summary, never an exception."""
+
+    split: str
+    wnid: str | None  # None where even the class is unknown (a refused member of a streamed input)
+    name: str
+    error: str
+
+    @property
+    def where(self) -> str:
+        return "/".join(part for part in (self.split, self.wnid, self.name) if part)
+
+
 @dataclass
 class TreeInfo:
-    made_by: dict  # the command and options that wrote the tree
+    made_by: dict[str, Any]  # the command and options that wrote the tree
     splits: dict[str, dict[str, int]] = field(default_factory=dict)  # {"train": {"images": n, "classes": k}}
-    failures: list[dict] = field(default_factory=list)  # [{"split", "wnid", "name", "error"}]
-    inputs: dict[str, list[dict]] = field(default_factory=dict)  # per split: what it was made from (inputs.InputFile)
+    failures: list[Failure] = field(default_factory=list)
+    inputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per split: what it was made from (inputs.InputFile)
     format: int = FORMAT
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+
+    def __post_init__(self) -> None:
+        self.failures = [f if isinstance(f, Failure) else Failure(**f) for f in self.failures]
 
 
 def write_manifest(tree: Path, entries: Iterable[Entry]) -> int:
@@ -68,6 +88,20 @@ def write_manifest(tree: Path, entries: Iterable[Entry]) -> int:
             file.write(f"{entry.path}\t{entry.bytes}\t{entry.xxh3_64}\t{entry.wnid}\n".encode())
             previous, count = entry.path, count + 1
     return count
+
+
+def write_labels_and_manifest(tree: Path, entries: Iterable[Entry], label_of: Callable[[Entry], int]) -> int:
+    """``manifest.tsv`` and the label files ``train.txt`` and ``val.txt`` (``relative/path label``),
+    in one pass over entries given in path order; returns how many."""
+    with contextlib.ExitStack() as stack:
+        label_files = {split: stack.enter_context(atomic.atomic_writer(tree / f"{split}.txt")) for split in LABELLED_SPLITS}
+
+        def labelled() -> Iterator[Entry]:
+            for entry in entries:
+                label_files[entry.path.split("/", 1)[0]].write(f"{entry.path} {label_of(entry)}\n".encode())
+                yield entry
+
+        return write_manifest(tree, labelled())
 
 
 def has_manifest(tree: Path) -> bool:

@@ -22,11 +22,13 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
-from . import __version__, archives, atomic, catalogue, class_files, cluster, locks, manifest, zip_entries
+from . import __version__, archives, atomic, catalogue, class_files, cluster, locks, manifest
 from .errors import (
     ArchiveError,
     InvalidArgumentError,
@@ -34,16 +36,18 @@ from .errors import (
     MissingInputError,
     OverwriteRefusedError,
 )
-from .images import FILTERS, FORMATS, FULL, MODES, Recipe
 from .inputs import InputFile, changed_names, describe, fingerprint
 from .layout import Root
+from .manifest import Entry, Failure
 from .progress import SILENT, Progress
-from .shard_sources import Blobs, Files, TarMembers, TarRegion, ZipMembers
+from .resize import FULL, Recipe
+from .shard_sources import Blobs, Files, Item, LooseFile, MemberAt, Source, TarMembers, TarRegion, ZipMember, ZipMembers
 from .shards import (
     MARKERS,
     NEW,
     Engine,
     Shard,
+    ShardJob,
     ShardResult,
     marker_path,
     read_marker,
@@ -62,7 +66,7 @@ class TreeSummary:
     size: str
     path: Path
     images: dict[str, int]  # per split, written
-    failures: list[dict]
+    failures: list[Failure]
     repaired: dict[str, int]  # what was wrong -> how many
 
 
@@ -97,13 +101,8 @@ def tree_name(size: str, recipe: Recipe) -> str:
 
 def prepare(
     root: Path,
-    sizes: list[str],
-    mode: str = "shorter",
-    quality: int = 90,
-    format: str = "jpeg",
-    filter: str = "fast",
-    upscale: bool = True,
-    splits: list[str] | None = None,
+    recipe: Recipe | Sequence[str],
+    splits: Sequence[str] | None = None,
     workers: int | None = None,
     into: Path | None = None,
     source: Path | None = None,
@@ -113,7 +112,9 @@ def prepare(
     executor: Executor | None = None,
     progress: Progress = SILENT,
 ) -> PrepareResult:
-    """Write one tree per size into the folder ``into`` (default: the root); see the module docstring.
+    """Write one tree per size of ``recipe`` into the folder ``into`` (default: the root); see the
+    module docstring. ``recipe`` is a :class:`~imagenet_cli.resize.Recipe`, or sizes alone
+    (``["224"]``) for the default one.
 
     Re-running converges to the tree the current inputs give: finished shards are kept, shards
     whose input changed or that had failed images or lost files are redone, and files no longer in
@@ -126,8 +127,8 @@ def prepare(
     ``local:N``, ``auto`` or a scheduler address (see :mod:`imagenet_cli.cluster`); or on any
     ``executor`` (``concurrent.futures``) whose workers see the same paths.
     """
-    recipe = _recipe(sizes, mode, quality, format, filter, upscale)
-    splits = _splits(splits)
+    recipe = Recipe.of(recipe)
+    chosen = _splits(splits)
     started = time.monotonic()
     trees = {size: (into or root) / tree_name(size, recipe) for size in recipe.sizes}
     with locks.writing_all(trees.values(), wait):
@@ -138,7 +139,7 @@ def prepare(
             # The cluster is started before the inputs are read: a bad address fails at once.
             client = stack.enter_context(cluster.connect(dask)) if dask else None
             run = _Run(recipe, trees, workers or os.cpu_count() or 1, redo, progress, client, executor, source)
-            return _prepare_locked(root, splits, run, started)
+            return _prepare_locked(root, chosen, run, started)
 
 
 @dataclass
@@ -150,7 +151,7 @@ class _Run:
     workers: int
     redo: bool
     progress: Progress
-    client: object | None  # a distributed.Client, with --dask
+    client: Any | None  # a distributed.Client, with --dask
     executor: Executor | None
     source: Path | None
 
@@ -159,7 +160,7 @@ class _Run:
             return Engine(self.executor, self.workers)
         if self.client is None:
             return None
-        if isinstance(plan.shards, _KaggleTarGzShards):
+        if not plan.shards.spreadable:
             log.warning("the older Kaggle layout (one tar.gz read from start to end) cannot be spread over a cluster: preparing it here")
             return None
         inputs = [tree / i.path for tree in self.trees.values() for files in plan.inputs.values() for i in files]
@@ -169,68 +170,58 @@ class _Run:
         return cluster.engine(self.client)
 
 
-def _prepare_locked(root: Path, splits, run: _Run, started: float) -> PrepareResult:
-    recipe, trees, workers, redo, progress, source = run.recipe, run.trees, run.workers, run.redo, run.progress, run.source
+def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, started: float) -> PrepareResult:
     downloads = Root(root).downloads
     # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
     zip_path = downloads / archives.KAGGLE_ZIP
-    kaggle = archives.kaggle_bundle(zip_path) if source is None and zip_path.is_file() else None
-    labels, label_source = _val_labels(downloads, source, kaggle)
-    plan = _plan(downloads, source, splits, labels, kaggle, next(iter(trees.values())))
+    kaggle = archives.kaggle_bundle(zip_path) if run.source is None and zip_path.is_file() else None
+    labels, label_source = _val_labels(downloads, run.source, kaggle)
+    plan = _plan(downloads, run.source, splits, labels, kaggle, next(iter(run.trees.values())))
     log.info("reading %s; val labels from %s", plan.described, label_source)
-    reasons = _Reasons(trees, redo, plan.inputs)
+    reasons = _Reasons(run.trees, run.redo, plan.inputs)
     engine = run.engine(plan)
+    result = PrepareResult(plan.described, label_source)
+    with run.progress.task("preparing images", total=plan.shards.total(), unit="img") as advance:
 
-    if isinstance(plan.shards, _ShardStream):
-        result = PrepareResult(plan.described, label_source)
-        stream = plan.shards
-        with progress.task("preparing images", total=stream.total(), unit="img") as advance:
-            skipped = lambda shard: advance(shard.images or 0)  # noqa: E731 - done before: the bar moves on
-            run_shards(stream.pending(reasons.needed, skipped), recipe, trees, workers, _counting(result, advance), engine)
-        shards = stream.seen
-        result.shards_done_before = len(shards) - result.shards_run
-    else:
-        shards = plan.shards
-        result = _run_listed(shards, recipe, trees, workers, progress, plan.described, label_source, reasons, engine)
-    reasons.announce()
-    ran = result.shards_run > 0
-    for size, tree in trees.items():
-        result.trees.append(_finish_tree(tree, size, shards, splits, recipe, plan, label_source, ran))
+        def on_done(shard: Shard, handled: int) -> None:
+            result.shards_run += 1
+            result.images_processed += handled
+            advance(handled)
+
+        def skipped(shard: Shard) -> None:  # done before: the bar moves on
+            advance(shard.images or 0)
+
+        work = plan.shards.pending(reasons.sizes_needing, skipped)
+        if plan.shards.listed:  # the whole plan is known before the work: say what is redone first
+            listed = list(work)
+            reasons.announce()
+            _log_plan(len(plan.shards.seen), len(listed))
+            work = iter(listed)
+        run_shards(_jobs(work, run.recipe, run.trees), run.workers, on_done, engine)
+    shards = plan.shards.seen
+    result.shards_done_before = len(shards) - result.shards_run
+    if not plan.shards.listed:
+        reasons.announce()
+        _log_plan(len(shards), result.shards_run)
+    for size, tree in run.trees.items():
+        result.trees.append(_finish_tree(tree, size, shards, splits, run.recipe, plan, label_source, result.shards_run > 0))
     result.seconds = time.monotonic() - started
     return result
 
 
-def _counting(result: PrepareResult, advance):
-    def on_done(shard: Shard, handled: int) -> None:
-        result.shards_run += 1
-        result.images_processed += handled
-        advance(handled)
-
-    return on_done
+def _log_plan(shards: int, to_make: int) -> None:
+    log.info("%d shards: %d to make, %d already done (skipped)", shards, to_make, shards - to_make)
 
 
-def _run_listed(shards, recipe, trees, workers, progress, described, label_source, reasons, engine) -> PrepareResult:
-    sizes_left = {shard: reasons.sizes_needing(shard) for shard in shards}
-    reasons.announce()  # before the work: the whole plan is known
-    pending = [s for s in shards if sizes_left[s]]
-    log.info("%d shards: %d to make, %d already done (skipped)", len(shards), len(pending), len(shards) - len(pending))
-    result = PrepareResult(described, label_source, shards_done_before=len(shards) - len(pending))
-    counts = [s.images for s in pending]
-    # An exact total or none: a class tar's images are known only once it is read.
-    total = None if None in counts else sum(counts)
-    with progress.task("preparing images", total=total, unit="img") as advance:
-        on_done = _counting(result, advance)
-        for shard in pending:  # a shard finished in some trees only is redone for the others
-            if sizes_left[shard] != recipe.sizes:
-                sizes = sizes_left[shard]
-                run_shards([shard], _with_sizes(recipe, sizes), {s: trees[s] for s in sizes}, 1, on_done, engine)
-        full_pending = [s for s in pending if sizes_left[s] == recipe.sizes]
-        run_shards(full_pending, recipe, trees, workers, on_done, engine)
-    return result
-
-
-def _with_sizes(recipe: Recipe, sizes: tuple[str, ...]) -> Recipe:
-    return dataclasses.replace(recipe, sizes=sizes)
+def _jobs(work: Iterable[tuple[Shard, tuple[str, ...]]], recipe: Recipe, trees: dict[str, Path]) -> Iterator[ShardJob]:
+    """Each pending shard with the sizes it lacks: a shard finished in some trees only is made
+    again for the others alone."""
+    paths = {size: str(path) for size, path in trees.items()}
+    for shard, sizes in work:
+        if sizes == recipe.sizes:
+            yield ShardJob(shard, recipe, paths)
+        else:
+            yield ShardJob(shard, dataclasses.replace(recipe, sizes=sizes), {s: paths[s] for s in sizes})
 
 
 class _Reasons:
@@ -256,9 +247,6 @@ class _Reasons:
             elif why != NEW:
                 self.counts[(tree, shard.split, why)] += 1
         return tuple(needing)
-
-    def needed(self, shard: Shard) -> bool:
-        return bool(self.sizes_needing(shard))
 
     def announce(self) -> None:
         for (tree, split, why), count in sorted(self.counts.items()):
@@ -286,22 +274,7 @@ def _changed_inputs(tree: Path, inputs: dict[str, list[InputFile]]) -> dict[str,
 # --- options -----------------------------------------------------------------------------------
 
 
-def _recipe(sizes, mode, quality, format, filter, upscale) -> Recipe:
-    if not sizes:
-        raise InvalidArgumentError("give at least one --size (a number of pixels, or 'full')")
-    for size in sizes:
-        if size != FULL and not (size.isdigit() and 8 <= int(size) <= 4096):
-            raise InvalidArgumentError(f"--size {size!r} is neither 'full' nor a number of pixels within 8–4096")
-    checks = ((mode, MODES, "--resize"), (format, tuple(FORMATS), "--format"), (filter, FILTERS, "--filter"))
-    for value, allowed, option in checks:
-        if value not in allowed:
-            raise InvalidArgumentError(f"{option} {value!r} is not one of {', '.join(allowed)}")
-    if not 1 <= quality <= 100:
-        raise InvalidArgumentError(f"--quality {quality} is outside 1–100")
-    return Recipe(tuple(dict.fromkeys(sizes)), mode, quality, format, filter, upscale)
-
-
-def _splits(splits: list[str] | None) -> tuple[str, ...]:
+def _splits(splits: Sequence[str] | None) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(splits or SPLITS))
     unknown = [s for s in chosen if s not in SPLITS]
     if unknown:
@@ -379,21 +352,23 @@ def _loc_val_solution(source: Path | None, kaggle: archives.KaggleBundle | None)
 @dataclass
 class _Plan:
     described: str  # what is read, in words
-    shards: list[Shard] | _ShardStream
+    shards: _Shards
     inputs: dict[str, list[InputFile]]  # per split: the files its shards are made from
 
 
-def _plan(downloads: Path, source: Path | None, splits, labels, kaggle, tree: Path) -> _Plan:
+def _plan(
+    downloads: Path, source: Path | None, splits: tuple[str, ...], labels: tuple[str, ...], kaggle: archives.KaggleBundle | None, tree: Path
+) -> _Plan:
     """``tree``: any of the trees being made (they share a parent), to record inputs relative to."""
     if source is not None:
         return _plan_tree(source, splits, labels, tree)
     train, val = downloads / archives.TRAIN_TAR, downloads / archives.VAL_TAR
     if ("train" not in splits or train.is_file()) and ("val" not in splits or val.is_file()):
-        inputs = {"train": [describe(train, tree)] if "train" in splits else [], "val": []}
+        inputs: dict[str, list[InputFile]] = {"train": [describe(train, tree)] if "train" in splits else [], "val": []}
         if "val" in splits:
             devkit = downloads / archives.DEVKIT
             inputs["val"] = [describe(val, tree)] + ([describe(devkit, tree)] if devkit.is_file() else [])
-        return _Plan("the official archives", _plan_official(train, val, splits, labels, inputs), inputs)
+        return _Plan("the official archives", _ListedShards(_plan_official(train, val, splits, labels, inputs)), inputs)
     if kaggle is not None:
         bundle = describe(kaggle.path, tree)
         return _Plan("the Kaggle zip", _plan_kaggle(kaggle, splits, labels, bundle), {s: [bundle] for s in splits})
@@ -415,7 +390,7 @@ def _refuse_listing(where: str, why: str) -> None:
     raise ArchiveError(f"{where}: refused: {why}")
 
 
-def _plan_official(train: Path, val: Path, splits, labels, inputs: dict[str, list[InputFile]]) -> list[Shard]:
+def _plan_official(train: Path, val: Path, splits: tuple[str, ...], labels: tuple[str, ...], inputs: dict[str, list[InputFile]]) -> list[Shard]:
     shards = []
     if "train" in splits:
         read = (inputs["train"][0],)
@@ -432,51 +407,82 @@ def _plan_official(train: Path, val: Path, splits, labels, inputs: dict[str, lis
             copies[wnid] += 1
             shards.append(Shard("train", wnid, None, region, part, read, listing))
     if "val" in splits:
-        by_class = collections.defaultdict(list)
+        by_class: dict[str, list[MemberAt]] = collections.defaultdict(list)
         for member in archives.tar_headers(val, _refuse_listing):
             name = member.name.rsplit("/", 1)[-1]
-            by_class[_val_label(labels, name, f"{val.name}:{member.name}")].append((name, member.offset_data, member.size))
+            by_class[_val_label(labels, name, f"{val.name}:{member.name}")].append(MemberAt(name, member.offset_data, member.size))
         read = (inputs["val"][0],)
         shards += [
             Shard("val", w, len(m), TarMembers(val, tuple(m)), inputs=read, listing=fingerprint(m)) for w, m in by_class.items()
         ]
-    return sorted(shards, key=lambda s: (s.split, s.wnid))
+    return sorted(shards, key=lambda s: (s.split, s.wnid or ""))
 
 
-def _plan_kaggle(bundle: archives.KaggleBundle, splits, labels, identity: InputFile) -> _ShardStream:
+def _plan_kaggle(bundle: archives.KaggleBundle, splits: tuple[str, ...], labels: tuple[str, ...], identity: InputFile) -> _Shards:
     if bundle.inner is not None:
         return _KaggleTarGzShards(bundle, splits, labels, identity)
     return _KaggleZipShards(bundle, splits, labels, identity)
 
 
-class _ShardStream:
-    """Shards cut while the input is read, for inputs too large to list in memory first.
+SizesNeeding = Callable[[Shard], tuple[str, ...]]
 
-    The Kaggle bundle has ~2 M members: its central directory (or, in the 2019 layout, its inner
-    tar.gz) is read once, as a stream. A train class becomes a shard when its members end — the
-    bundle keeps each class folder together — so memory holds one class at a time.
+
+class _Shards:
+    """A plan's shards, handed out as they are found, with the sizes each still lacks.
+
+    ``listed``: the whole list is known before any work (the official archives, a folder). The
+    Kaggle bundle has ~2 M members: its central directory (or, in the 2019 layout, its inner
+    tar.gz) is read once, as a stream, and a train class becomes a shard when its members end, so
+    memory holds one class at a time. ``spreadable``: shards can run on other hosts (a stretch of
+    a tar.gz read from its start cannot). Every shard handed out or skipped is kept in ``seen``.
     """
 
-    def __init__(self, bundle: archives.KaggleBundle, splits, labels, identity: InputFile) -> None:
-        self.bundle, self.splits, self.labels = bundle, splits, labels
-        self.inputs = (identity,)
+    listed = False
+    spreadable = True
+
+    def __init__(self) -> None:
         self.seen: list[Shard] = []
 
-    def pending(self, needed, on_skip=lambda shard: None):
-        """The shards ``needed`` says some tree needs; all of them are remembered in ``seen``."""
+    def pending(self, sizes_needing: SizesNeeding, on_skip: Callable[[Shard], None]) -> Iterator[tuple[Shard, tuple[str, ...]]]:
         for shard in self._cut():
             self.seen.append(shard)
-            if needed(shard):
-                yield shard
+            if sizes := sizes_needing(shard):
+                yield shard, sizes
             else:
                 on_skip(shard)
 
-    def _cut(self):
+    def _cut(self) -> Iterator[Shard]:
         raise NotImplementedError
 
     def total(self) -> int | None:
-        """How many images there are to go through, when that can be known cheaply."""
+        """How many images there are to go through, when that is known exactly and cheaply (a
+        class tar's images are known only once it is read)."""
         return None
+
+
+class _ListedShards(_Shards):
+    listed = True
+
+    def __init__(self, shards: list[Shard]) -> None:
+        super().__init__()
+        self.shards = shards
+
+    def _cut(self) -> Iterator[Shard]:
+        return iter(self.shards)
+
+    def total(self) -> int | None:
+        counts = [shard.images for shard in self.shards]
+        return None if None in counts else sum(c or 0 for c in counts)
+
+
+class _KaggleShards(_Shards):
+    def __init__(self, bundle: archives.KaggleBundle, splits: tuple[str, ...], labels: tuple[str, ...], identity: InputFile) -> None:
+        super().__init__()
+        self.bundle, self.splits, self.labels = bundle, splits, labels
+        self.inputs = (identity,)
+
+
+Listed = ZipMember | Item  # what a shard's listing is made of
 
 
 class _ClassRuns:
@@ -487,12 +493,13 @@ class _ClassRuns:
     ones) and the tree's manifest merges them by path.
     """
 
-    def __init__(self, inputs: tuple[InputFile, ...]) -> None:
-        self.inputs = inputs
-        self.current, self.items = None, []
+    def __init__(self, inputs: tuple[InputFile, ...], source: Callable[[tuple[Any, ...]], Source]) -> None:
+        self.inputs, self.source = inputs, source
+        self.current: str | None = None
+        self.items: list[Listed] = []
         self.runs: collections.Counter[str] = collections.Counter()
 
-    def add(self, wnid: str, item) -> Shard | None:
+    def add(self, wnid: str, item: Listed) -> Shard | None:
         """Adds an item; returns the previous run's shard when this item starts a new run."""
         done = self.flush() if wnid != self.current else None
         if wnid != self.current:
@@ -506,65 +513,41 @@ class _ClassRuns:
         earlier = self.runs[self.current]
         self.runs[self.current] += 1
         items = tuple(self.items)
-        shard = Shard(
-            "train", self.current, len(items), self.source(items), earlier or None, self.inputs, _listing_of(items)
-        )
+        shard = Shard("train", self.current, len(items), self.source(items), earlier or None, self.inputs, _listing_of(items))
         self.current = None
         return shard
 
-    def source(self, items: tuple):
-        raise NotImplementedError
 
-
-def _listing_of(items) -> str:
+def _listing_of(items: Iterable[Listed]) -> str:
     """A shard's listing: the members' names and where they are (never their bytes)."""
     return fingerprint((item[0], item[1]) for item in items)
 
 
-class _ZipRuns(_ClassRuns):
-    def __init__(self, path: Path, inputs: tuple[InputFile, ...]) -> None:
-        super().__init__(inputs)
-        self.path = path
-
-    def source(self, items: tuple) -> ZipMembers:
-        return ZipMembers(self.path, items)
-
-
-class _BlobRuns(_ClassRuns):
-    def source(self, items: tuple) -> Blobs:
-        return Blobs(items)
-
-
-class _KaggleZipShards(_ShardStream):
+class _KaggleZipShards(_KaggleShards):
     """The current layout: zip members listed from the central directory, read by offset."""
 
     def total(self) -> int:
         # One more pass over the central directory (~10 s for 2 M members) buys the progress bar an ETA.
-        return sum(
-            1
-            for entry in zip_entries.entries(self.bundle.path)
-            if not entry.is_dir and (where := archives.kaggle_image_split(entry.name)) and where[0] in self.splits
-        )
+        return sum(1 for image in archives.kaggle_zip_images(self.bundle.path, lambda where, why: None) if image.split in self.splits)
 
-    def _cut(self):
+    def _cut(self) -> Iterator[Shard]:
         path = self.bundle.path
-        runs, val = _ZipRuns(path, self.inputs), collections.defaultdict(list)
-        refused = []
-        for entry in zip_entries.entries(path):
-            why = archives.zip_member_refusal(entry)
-            if why:  # named as a failure, never skipped: it may be where an image should be
-                refused.append((entry.name, None, None, f"refused: {why}"))
+        runs = _ClassRuns(self.inputs, lambda items: ZipMembers(path, items))
+        val: dict[str, list[ZipMember]] = collections.defaultdict(list)
+        refused: list[Item] = []  # named as failures, never skipped: one may be where an image should be
+
+        def refuse(where: str, why: str) -> None:
+            refused.append(Item(where.split(":", 1)[1], None, None, f"refused: {why}"))
+
+        for split, wnid, name, entry in archives.kaggle_zip_images(path, refuse):
+            if split not in self.splits:
                 continue
-            where = archives.kaggle_image_split(entry.name)
-            if where is None or entry.is_dir or where[0] not in self.splits:
-                continue
-            split, wnid, name = where
             if split == "val":
-                val[_val_label(self.labels, name, f"{path.name}:{entry.name}")].append((name, entry))
+                val[_val_label(self.labels, name, f"{path.name}:{entry.name}")].append(ZipMember(name, entry))
                 continue
-            if not catalogue.is_wnid(wnid):
+            if wnid is None or not catalogue.is_wnid(wnid):
                 raise ArchiveError(f"{path.name}:{entry.name} is not in a class folder named by WNID")
-            if finished := runs.add(wnid, (name, entry)):
+            if finished := runs.add(wnid, ZipMember(name, entry)):
                 yield finished
         if finished := runs.flush():
             yield finished
@@ -572,27 +555,29 @@ class _KaggleZipShards(_ShardStream):
             items = tuple(members)
             yield Shard("val", wnid, len(items), ZipMembers(path, items), None, self.inputs, _listing_of(items))
         if refused:
-            items = tuple(refused)
-            yield Shard(self.splits[0], None, len(items), Blobs(items), None, self.inputs, _listing_of(items))
+            yield Shard(self.splits[0], None, len(refused), Blobs(tuple(refused)), None, self.inputs, _listing_of(refused))
 
 
-class _KaggleTarGzShards(_ShardStream):
+class _KaggleTarGzShards(_KaggleShards):
     """The 2019 layout: one inner tar.gz, read from start to end; val cut in stretches of VAL_PART."""
 
     VAL_PART = 500
+    spreadable = False
 
-    def _cut(self):
-        runs, val_items, part = _BlobRuns(self.inputs), [], 0
-        refused: list = []
+    def _cut(self) -> Iterator[Shard]:
+        runs = _ClassRuns(self.inputs, lambda items: Blobs(items))
+        val_items: list[Item] = []
+        part = 0
+        refused: list[tuple[str, str]] = []
         for member in archives.kaggle_inner_tar_members(self.bundle, lambda where, why: refused.append((where, why))):
             if member.split not in self.splits:
                 continue
-            if member.split == "train":
-                if finished := runs.add(member.wnid, (member.name, None, member.data, None)):
+            if member.split == "train" and member.wnid is not None:
+                if finished := runs.add(member.wnid, Item(member.name, None, member.data)):
                     yield finished
             else:
                 wnid = _val_label(self.labels, member.name, member.origin)
-                val_items.append((member.name, wnid, member.data, None))
+                val_items.append(Item(member.name, wnid, member.data))
                 if len(val_items) == self.VAL_PART:
                     yield self._val_part(val_items, part)
                     val_items, part = [], part + 1
@@ -603,12 +588,12 @@ class _KaggleTarGzShards(_ShardStream):
         if refused:
             raise ArchiveError(f"{refused[0][0]}: refused: {refused[0][1]} ({len(refused)} members refused)")
 
-    def _val_part(self, items: list, part: int) -> Shard:
-        listing = fingerprint((name, wnid) for name, wnid, _, _ in items)
+    def _val_part(self, items: list[Item], part: int) -> Shard:
+        listing = fingerprint((item.name, item.wnid) for item in items)
         return Shard("val", None, len(items), Blobs(tuple(items)), part, self.inputs, listing)
 
 
-def _plan_tree(source: Path, splits, labels, tree: Path) -> _Plan:
+def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], tree: Path) -> _Plan:
     """An extracted Kaggle ``ILSVRC/`` tree (flat val) or an ImageFolder tree (val in class folders)."""
     candidates = (source / "Data" / "CLS-LOC", source / "ILSVRC" / "Data" / "CLS-LOC", source)
     base = next((p for p in candidates if (p / "train").is_dir() or (p / "val").is_dir()), None)
@@ -616,7 +601,7 @@ def _plan_tree(source: Path, splits, labels, tree: Path) -> _Plan:
         raise MissingInputError(f"{source} has neither train/ nor val/ (nor ILSVRC/Data/CLS-LOC/)")
     shards = []
     for split in splits:
-        by_class = collections.defaultdict(list)
+        by_class: dict[str, list[LooseFile]] = collections.defaultdict(list)
         split_dir = base / split
         if not split_dir.is_dir():
             raise MissingInputError(f"{source} has no {split}/ folder")
@@ -628,17 +613,18 @@ def _plan_tree(source: Path, splits, labels, tree: Path) -> _Plan:
                     wnid = Path(dirpath).name
                     if not catalogue.is_wnid(wnid):
                         raise ArchiveError(f"{dirpath} is not a class folder named by WNID")
-                by_class[wnid].append((name, os.path.join(dirpath, name)))
+                by_class[wnid].append(LooseFile(name, os.path.join(dirpath, name)))
         shards += [Shard(split, w, len(p), Files(tuple(p)), listing=_files_listing(p)) for w, p in sorted(by_class.items())]
     kind = "an extracted Kaggle tree" if base != source else "an ImageFolder tree"
     # A tree this tool made is known by its manifest; loose files by the listing of each shard.
     recorded = [describe(source / manifest.MANIFEST, tree)] if manifest.has_manifest(source) else []
-    return _Plan(f"{kind} at {source}", shards, {split: recorded for split in splits})
+    return _Plan(f"{kind} at {source}", _ListedShards(shards), {split: recorded for split in splits})
 
 
-def _files_listing(paths: list[tuple[str, str]]) -> str:
+def _files_listing(paths: list[LooseFile]) -> str:
     """Loose files are known by name, size and mtime: a stat each, no read."""
-    def identity(name: str, path: str) -> tuple:
+
+    def identity(name: str, path: str) -> tuple[Any, ...]:
         try:
             stat = os.stat(path)
         except OSError:  # the shard names it as a failure when it reads it
@@ -652,7 +638,7 @@ def _files_listing(paths: list[tuple[str, str]]) -> str:
 
 
 def _finish_tree(
-    tree: Path, size: str, shards: list[Shard], splits, recipe: Recipe, plan: _Plan, label_source: str, ran: bool
+    tree: Path, size: str, shards: list[Shard], splits: tuple[str, ...], recipe: Recipe, plan: _Plan, label_source: str, ran: bool
 ) -> TreeSummary:
     """Merge the shard markers, in path order, into manifest.tsv, tree.json and the label files.
 
@@ -663,7 +649,7 @@ def _finish_tree(
     """
     images: collections.Counter[str] = collections.Counter()
     classes: dict[str, set[str]] = collections.defaultdict(set)
-    failures: list[dict] = []
+    failures: list[Failure] = []
     repaired: collections.Counter[str] = collections.Counter()
     markers, dropped = _markers_by_split(tree, shards, splits)
     previous = manifest.read_tree_info(tree)
@@ -674,7 +660,7 @@ def _finish_tree(
         and not any(changed_names(previous.inputs.get(split, []), plan.inputs.get(split, [])) for split in splits if split in previous.splits)
     )  # fmt: skip
 
-    def results(paths: list[Path]):
+    def results(paths: list[Path]) -> Iterator[list[Entry]]:
         for path in paths:
             result: ShardResult = read_marker(path)
             failures.extend(result.failures)
@@ -683,7 +669,7 @@ def _finish_tree(
             classes[result.split].update(e.wnid for e in result.entries)
             yield result.entries
 
-    def entries():
+    def entries() -> Iterator[Entry]:
         for split in sorted(markers):
             paths = sorted(markers[split], key=lambda p: p.name)
             if all(p.stem.count("-") == 1 for p in paths):  # one marker per class: already in order
@@ -711,7 +697,7 @@ def _finish_tree(
     return TreeSummary(size, tree, dict(images), failures, dict(repaired))
 
 
-def _without_duplicates(tree: Path, entries, failures: list[dict]):
+def _without_duplicates(tree: Path, entries: Iterable[Entry], failures: list[Failure]) -> Iterator[Entry]:
     """Entries in path order, without any path that two shards both wrote (a class tar or class
     run that comes twice): neither copy is kept, and the image is named as a failure."""
     for path, same in itertools.groupby(entries, key=lambda e: e.path):
@@ -720,11 +706,11 @@ def _without_duplicates(tree: Path, entries, failures: list[dict]):
             yield entry
             continue
         split = path.split("/", 1)[0]
-        failures.append({"split": split, "wnid": entry.wnid, "name": entry.name, "error": "appears twice in the input: neither copy is used"})
+        failures.append(Failure(split, entry.wnid, entry.name, "appears twice in the input: neither copy is used"))
         (tree / path).unlink(missing_ok=True)
 
 
-def _markers_by_split(tree: Path, shards: list[Shard], splits) -> tuple[dict[str, list[Path]], int]:
+def _markers_by_split(tree: Path, shards: list[Shard], splits: tuple[str, ...]) -> tuple[dict[str, list[Path]], int]:
     """The markers the tree is made of (this run's shards, and whatever the other splits hold),
     and how many were dropped: markers of this run's splits that no current shard has (a class the
     new inputs lack) are deleted, and what they listed is swept as no longer in the inputs.
@@ -753,13 +739,14 @@ class _Sweep:
     so it holds one folder's names at a time.
     """
 
-    def __init__(self, tree: Path, splits) -> None:
+    def __init__(self, tree: Path, splits: tuple[str, ...]) -> None:
         self.tree, self.splits = tree, set(splits)
         self.folders: dict[str, set[str]] = collections.defaultdict(set)  # split -> class folders kept
         self.removed_files = self.removed_folders = 0
 
-    def alongside(self, entries):
-        folder, names = None, set()
+    def alongside(self, entries: Iterable[Entry]) -> Iterator[Entry]:
+        folder: str | None = None
+        names: set[str] = set()
         for entry in entries:
             if entry.directory != folder:
                 self._sweep_folder(folder, names)
@@ -798,7 +785,7 @@ class _Sweep:
                 self.tree, self.removed_files, self.removed_folders,
             )
 
-    def _remove(self, item: os.DirEntry) -> None:
+    def _remove(self, item: os.DirEntry[str]) -> None:
         if item.is_dir(follow_symlinks=False):
             shutil.rmtree(item.path)
             self.removed_folders += 1
@@ -808,18 +795,9 @@ class _Sweep:
                 self.removed_files += 1
 
 
-def _write_labels_and_manifest(tree: Path, entries) -> None:
+def _write_labels_and_manifest(tree: Path, entries: Iterable[Entry]) -> None:
     """manifest.tsv and train.txt/val.txt in one pass over the entries; classes.txt beside them."""
-    with contextlib.ExitStack() as stack:
-        label_files = {split: stack.enter_context(atomic.atomic_writer(tree / f"{split}.txt")) for split in SPLITS}
-
-        def labelled():
-            for entry in entries:
-                split = entry.path.split("/", 1)[0]
-                label_files[split].write(f"{entry.path} {catalogue.by_wnid(entry.wnid).index}\n".encode())
-                yield entry
-
-        manifest.write_manifest(tree, labelled())
+    manifest.write_labels_and_manifest(tree, entries, lambda entry: catalogue.by_wnid(entry.wnid).index)
     classes = "".join(f"{c.index}\t{c.wnid}\t{c.name}\n" for c in catalogue.classes())
     atomic.write_text(tree / "classes.txt", classes)
     atomic.write_text(tree / class_files.CLASS_MAP, class_files.class_map_text())

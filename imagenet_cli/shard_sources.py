@@ -15,11 +15,37 @@ import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, BinaryIO, NamedTuple, cast
 
 from . import archives, zip_entries
+from .errors import ArchiveError
 
-# (file name, its WNID or None for the shard's, bytes or None, why it could not be read or None)
-Item = tuple[str, str | None, bytes | None, str | None]
+
+class Item(NamedTuple):
+    """One image of a shard as a worker reads it: its bytes, or why there are none."""
+
+    name: str  # the file name
+    wnid: str | None  # its class; None: the shard's
+    data: bytes | None
+    problem: str | None = None  # why it could not be read
+
+
+class MemberAt(NamedTuple):
+    """A member of a flat tar: its data's offset and size."""
+
+    name: str
+    offset: int
+    size: int
+
+
+class ZipMember(NamedTuple):
+    name: str  # the image's file name
+    entry: zip_entries.ZipEntry
+
+
+class LooseFile(NamedTuple):
+    name: str
+    path: str
 
 
 @dataclass(frozen=True)
@@ -38,29 +64,29 @@ class TarRegion:
             region = _Window(file, self.size)
             try:
                 # A large buffer: the default 10 KiB reads cost ~10% of a shard's time in Python calls.
-                with tarfile.open(fileobj=region, mode="r|", bufsize=1 << 20) as tar:
+                with tarfile.open(fileobj=cast(IO[bytes], region), mode="r|", bufsize=1 << 20) as tar:  # a stream reads only read()
                     for member, data in archives.tar_files(tar, self.origin, lambda w, why: refused.append((w, why))):
-                        yield posixpath.basename(member.name), None, data.read(), None
+                        yield Item(posixpath.basename(member.name), None, data.read())
                         while refused:
                             where, why = refused.pop()
-                            yield where.rsplit(":", 1)[-1], None, None, f"refused: {why}"
+                            yield Item(where.rsplit(":", 1)[-1], None, None, f"refused: {why}")
                     stopped = tar.offset
                 damage = archives.ended_early(self.path, self.offset + stopped, self.offset + self.size, "the class tar")
                 if damage:  # a short class is a failure, never a smaller class
-                    yield self.origin.rsplit(":", 1)[-1], None, None, damage
-            except (tarfile.TarError, archives.ArchiveError) as error:
-                yield self.origin, None, None, f"unreadable inner tar ({error})"
+                    yield Item(self.origin.rsplit(":", 1)[-1], None, None, damage)
+            except (tarfile.TarError, ArchiveError) as error:
+                yield Item(self.origin, None, None, f"unreadable inner tar ({error})")
         for where, why in refused:
-            yield where.rsplit(":", 1)[-1], None, None, f"refused: {why}"
+            yield Item(where.rsplit(":", 1)[-1], None, None, f"refused: {why}")
 
 
 class _Window:
     """A read-only view of ``size`` bytes of an open file, from its current position."""
 
-    def __init__(self, file, size: int) -> None:
+    def __init__(self, file: BinaryIO, size: int) -> None:
         self.file, self.left = file, size
 
-    def read(self, n: int = -1) -> bytes:
+    def read(self, n: int | None = -1) -> bytes:
         n = self.left if n is None or n < 0 else min(n, self.left)
         data = self.file.read(n)
         self.left -= len(data)
@@ -72,14 +98,14 @@ class TarMembers:
     """Members of a flat tar (val) by offset and size, read with pread."""
 
     path: Path
-    members: tuple[tuple[str, int, int], ...]  # (name, offset of data, size)
+    members: tuple[MemberAt, ...]
 
     def items(self) -> Iterator[Item]:
         fd = os.open(self.path, os.O_RDONLY)
         try:
             for name, offset, size in self.members:
                 data = os.pread(fd, size, offset)
-                yield (name, None, data, None) if len(data) == size else (name, None, None, "truncated archive")
+                yield Item(name, None, data) if len(data) == size else Item(name, None, None, "truncated archive")
         finally:
             os.close(fd)
 
@@ -89,30 +115,30 @@ class ZipMembers:
     """Members of the Kaggle zip, read from their local headers; the CRC-32 of each is checked."""
 
     path: Path
-    members: tuple[tuple[str, zip_entries.ZipEntry], ...]  # (file name, entry)
+    members: tuple[ZipMember, ...]
 
     def items(self) -> Iterator[Item]:
         with open(self.path, "rb") as file:
             for name, entry in self.members:
                 try:
-                    yield name, None, zip_entries.read(file, entry, archives.MAX_IMAGE_BYTES), None
-                except archives.ArchiveError as error:
-                    yield name, None, None, f"damaged zip member ({error})"
+                    yield Item(name, None, zip_entries.read(file, entry, archives.MAX_IMAGE_BYTES))
+                except ArchiveError as error:
+                    yield Item(name, None, None, f"damaged zip member ({error})")
 
 
 @dataclass(frozen=True)
 class Files:
     """Plain files of an extracted tree."""
 
-    paths: tuple[tuple[str, str], ...]  # (name, path)
+    paths: tuple[LooseFile, ...]
 
     def items(self) -> Iterator[Item]:
         for name, path in self.paths:
             try:
                 with open(path, "rb") as file:
-                    yield name, None, file.read(), None
+                    yield Item(name, None, file.read())
             except OSError as error:
-                yield name, None, None, f"unreadable: {error.strerror or error}"
+                yield Item(name, None, None, f"unreadable: {error.strerror or error}")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ uninterrupted one, and new inputs give the tree they make.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -18,13 +19,14 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, NamedTuple
 
 from . import atomic
 from .errors import ShardCrashError
 from .hashing import hash_bytes
-from .images import ImageError, Recipe, process
 from .inputs import InputFile, changed_names
-from .manifest import Entry
+from .manifest import Entry, Failure
+from .resize import ImageError, Recipe, process
 from .shard_sources import Source
 from .workers import kill_local_workers, leave_stops_to_the_parent
 
@@ -55,9 +57,9 @@ class ShardResult:
     split: str
     wnid: str | None
     entries: list[Entry] = field(default_factory=list)
-    failures: list[dict] = field(default_factory=list)  # {"split", "wnid", "name", "error"}
+    failures: list[Failure] = field(default_factory=list)
     repaired: dict[str, str] = field(default_factory=dict)  # file name -> what was wrong
-    inputs: list[dict] = field(default_factory=list)  # InputFile.as_dict() of each input read
+    inputs: list[dict[str, Any]] = field(default_factory=list)  # InputFile.as_dict() of each input read
     listing: str = ""
 
 
@@ -111,7 +113,7 @@ def read_marker(path: Path) -> ShardResult:
         data["split"],
         data["wnid"],
         [Entry(**e) for e in data["entries"]],
-        data["failures"],
+        [Failure(**f) for f in data["failures"]],
         data["repaired"],
         data.get("inputs", []),
         data.get("listing", ""),
@@ -141,14 +143,15 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
             problem = "appears twice in the input: neither copy is used"
             _drop(results, trees, relative, name)
         seen.add(relative)
-        if problem is None:
+        processed = None
+        if problem is None and data is not None and wnid is not None:  # a refused item has a problem instead
             try:
                 processed = process(data, recipe)
             except ImageError as error:
                 problem = str(error)
-        if problem is not None:
+        if processed is None or wnid is None:
             for result in results.values():
-                result.failures.append({"split": shard.split, "wnid": wnid, "name": name, "error": problem})
+                result.failures.append(Failure(shard.split, wnid, name, problem or "no bytes"))
             continue
         for size, encoded in processed.outputs.items():
             written.append(Path(trees[size]) / relative)
@@ -197,38 +200,42 @@ class Engine:
     stop: Callable[[], None] = lambda: None
 
 
-def run_shards(
-    shards: Iterable[Shard],
-    recipe: Recipe,
-    trees: dict[str, Path],
-    workers: int,
-    on_done: Callable[[Shard, int], None],
-    engine: Engine | None = None,
-) -> None:
-    """Run shards on ``engine``, or on a pool of ``workers`` local processes (in this process when
-    1), calling ``on_done`` for each. At most two shards per slot are queued: the plan streams.
+class ShardJob(NamedTuple):
+    """One shard to make, with the recipe and the trees (size -> path) to make it into."""
+
+    shard: Shard
+    recipe: Recipe
+    trees: dict[str, str]
+
+
+def run_job(job: ShardJob) -> int:
+    return run_shard(job.shard, job.recipe, job.trees)
+
+
+def run_shards(jobs: Iterable[ShardJob], workers: int, on_done: Callable[[Shard, int], None], engine: Engine | None = None) -> None:
+    """Run jobs on ``engine``, or on a pool of ``workers`` local processes (in this process when
+    1), calling ``on_done`` for each. At most two jobs per slot are queued: the plan streams.
 
     Shards that crash their workers (``engine.crashes``) do not stop the others: they are named
     together at the end in a :class:`ShardCrashError`.
     """
-    paths = {size: str(path) for size, path in trees.items()}
     if engine is not None:
-        _drive(engine, iter(shards), recipe, paths, on_done)
+        _drive(engine, iter(jobs), on_done)
     elif workers == 1:
-        for shard in shards:
-            on_done(shard, run_shard(shard, recipe, paths))
+        for job in jobs:
+            on_done(job.shard, run_job(job))
     else:
         with ProcessPoolExecutor(max_workers=workers, initializer=leave_stops_to_the_parent) as pool:
-            _drive(Engine(pool, workers, stop=kill_local_workers), iter(shards), recipe, paths, on_done)
+            _drive(Engine(pool, workers, stop=kill_local_workers), iter(jobs), on_done)
 
 
-def _drive(engine: Engine, queue: Iterator[Shard], recipe: Recipe, paths: dict[str, str], on_done) -> None:
-    running: dict[Future, Shard] = {}
+def _drive(engine: Engine, queue: Iterator[ShardJob], on_done: Callable[[Shard, int], None]) -> None:
+    running: dict[Future[int], Shard] = {}
     crashed: list[str] = []
 
     def submit(count: int) -> None:
-        for shard in _take(queue, count):
-            running[engine.executor.submit(run_shard, shard, recipe, paths)] = shard
+        for job in itertools.islice(queue, count):
+            running[engine.executor.submit(run_job, job)] = job.shard
 
     try:
         submit(2 * engine.slots)
@@ -257,12 +264,3 @@ def _drive(engine: Engine, queue: Iterator[Shard], recipe: Recipe, paths: dict[s
             f"{len(crashed)} shard{'s' if len(crashed) != 1 else ''} kept killing the workers that ran "
             f"{'them' if len(crashed) != 1 else 'it'}: {', '.join(crashed[:10])}; every other shard is done"
         )
-
-
-def _take(iterator: Iterator[Shard], count: int) -> list[Shard]:
-    taken = []
-    for shard in iterator:
-        taken.append(shard)
-        if len(taken) == count:
-            break
-    return taken

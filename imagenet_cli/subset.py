@@ -22,6 +22,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 import xxhash
@@ -34,7 +35,13 @@ from .selection import choose, select_classes
 
 log = logging.getLogger(__name__)
 
-LINKS = ("symlink", "hardlink", "copy")
+class LinkMode(StrEnum):
+    symlink = "symlink"
+    hardlink = "hardlink"
+    copy = "copy"
+
+
+LINKS = tuple(LinkMode)
 SUBSET_FILE = "subset.json"
 
 
@@ -305,15 +312,7 @@ def _write(destination: Path, tree: Path, selection: _Selection, record: dict, l
                     advance(1)
                     yield entry
 
-            with atomic.atomic_writer(staging / "train.txt") as train_txt, atomic.atomic_writer(staging / "val.txt") as val_txt:
-                label_files = {"train": train_txt, "val": val_txt}
-
-                def labelled() -> Iterator[manifest.Entry]:
-                    for entry in linked():
-                        label_files[entry.path.split("/", 1)[0]].write(f"{entry.path} {subset_index[entry.wnid]}\n".encode())
-                        yield entry
-
-                manifest.write_manifest(staging, labelled())
+            manifest.write_labels_and_manifest(staging, linked(), lambda entry: subset_index[entry.wnid])
         selection.check_shortfalls()
         _write_descriptions(staging, selection, record)
         if destination.exists():

@@ -21,15 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import catalogue, manifest
+from .decode_check import decode_problem
 from .findings import Check
 from .hashing import hash_bytes
-from .images import decode_problem
 from .inputs import InputFile, changed_since
 from .layout import SPLITS
 from .progress import SILENT, Progress
 
-FULL_TREE = {"train": 1_281_167, "val": 50_000}
-TRAIN_PER_CLASS = (732, 1300)
 _VAL_STEM = re.compile(r"ILSVRC2012_val_(\d{8})")
 _TRAIN_STEM = re.compile(r"(n\d{8})_\d+")
 
@@ -215,7 +213,7 @@ def _check_counts(check: Check, tree: Path, per_class: dict, listed: int | None)
         check.counts[f"{split}_classes"] = len(counts)
         if info is not None and split in info.splits and info.splits[split].get("images") != images:
             check.add("count", f"{split}/", f"{images:,} images; {manifest.TREE_INFO} says {info.splits[split]['images']:,}")
-        if len(counts) == catalogue.NUM_CLASSES and split in FULL_TREE:
+        if len(counts) == catalogue.NUM_CLASSES and split in ("train", "val"):
             _check_full_split(check, split, counts, images)
     if listed is not None:
         check.counts["manifest_entries"] = listed
@@ -223,9 +221,9 @@ def _check_counts(check: Check, tree: Path, per_class: dict, listed: int | None)
 
 def _check_full_split(check: Check, split: str, counts: collections.Counter, images: int) -> None:
     """All 1000 classes present: hold the split to the real dataset's numbers."""
-    if images != FULL_TREE[split]:
-        check.add("count", f"{split}/", f"{images:,} images; ILSVRC-2012 has {FULL_TREE[split]:,}")
-    low, high = TRAIN_PER_CLASS if split == "train" else (catalogue.VAL_IMAGES_PER_CLASS,) * 2
+    if images != catalogue.SPLIT_IMAGES[split]:
+        check.add("count", f"{split}/", f"{images:,} images; ILSVRC-2012 has {catalogue.SPLIT_IMAGES[split]:,}")
+    low, high = catalogue.TRAIN_PER_CLASS if split == "train" else (catalogue.VAL_IMAGES_PER_CLASS,) * 2
     for wnid, count in sorted(counts.items()):
         if not low <= count <= high:
             check.add("count", f"{split}/{wnid}/", f"{count} images; expected {low}–{high}")

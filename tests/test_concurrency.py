@@ -26,6 +26,7 @@ from imagenet_cli.download import download_official, download_sample
 from imagenet_cli.errors import LockHeldError
 from imagenet_cli.prepare import prepare
 from imagenet_cli.records import read_record, record_path
+from imagenet_cli.resize import Recipe
 from imagenet_cli.sources import sample
 from imagenet_cli.subset import subset
 
@@ -152,7 +153,7 @@ def test_two_prepares_with_other_options_never_mix_in_one_tree(official_root, tm
     quality = manifest.read_tree_info(root / "64").made_by["quality"]
     clean = tmp_path / "clean"
     shutil.copytree(official_root / "downloads", clean / "downloads")
-    prepare(clean, ["64"], quality=quality, workers=1)
+    prepare(clean, Recipe(("64",), quality=quality), workers=1)
     assert (root / "64" / "manifest.tsv").read_text() == (clean / "64" / "manifest.tsv").read_text()
 
 

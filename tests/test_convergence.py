@@ -91,7 +91,7 @@ def test_failed_images_are_retried_once_the_input_is_good(official_root, tmp_pat
     victim.write_bytes(bytes(64) + good[64:])  # no JPEG header: unreadable
     root = tmp_path / "root"
     first = prepare(root, ["64"], source=source, workers=2)
-    assert [f["name"] for f in first.trees[0].failures] == [victim.name]
+    assert [f.name for f in first.trees[0].failures] == [victim.name]
 
     victim.write_bytes(good)
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))

@@ -252,7 +252,7 @@ def test_a_member_inflating_past_its_declared_size_stops_at_once(tmp_path):
 def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped():
     from PIL import Image, ImageStat
 
-    from imagenet_cli.images import Recipe, process
+    from imagenet_cli.resize import Recipe, process
 
     image = Image.new("I;16", (256, 256))
     image.putdata([(x * 256) for _ in range(256) for x in range(256)])  # 0 … 65280, left to right
@@ -265,7 +265,8 @@ def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped():
 
 
 def test_failure_messages_are_the_same_on_every_run():
-    from imagenet_cli.images import ImageError, Recipe, decode_problem, process
+    from imagenet_cli.decode_check import decode_problem
+    from imagenet_cli.resize import ImageError, Recipe, process
 
     messages = set()
     for _ in range(2):

@@ -24,6 +24,7 @@ from imagenet_cli import cluster, manifest  # noqa: E402
 from imagenet_cli.download import download_sample  # noqa: E402
 from imagenet_cli.errors import ClusterError, ShardCrashError  # noqa: E402
 from imagenet_cli.prepare import prepare  # noqa: E402
+from imagenet_cli.resize import Recipe  # noqa: E402
 
 from .builders import tree_from_official  # noqa: E402
 
@@ -94,7 +95,7 @@ def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path):
     options = {"classes": ["imagenette"], "train_per_class": 25, "val_per_class": 5, "test_images": 0}
     download_sample(tmp_path / "source", **options)
     local = copy_downloads(tmp_path / "source", tmp_path / "local")
-    prepare(local, ["64"], filter="lanczos", workers=2)
+    prepare(local, Recipe(("64",), filter="lanczos"), workers=2)
 
     remote = copy_downloads(tmp_path / "source", tmp_path / "dask")
     file = tmp_path / "scheduler.json"
@@ -175,5 +176,5 @@ def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept", stderr
-    result = prepare(tmp_path, ["64"], filter="lanczos", workers=2)
+    result = prepare(tmp_path, Recipe(("64",), filter="lanczos"), workers=2)
     assert result.shards_done_before >= 2 and result.shards_done_before + result.shards_run == 20

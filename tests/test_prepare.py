@@ -21,6 +21,7 @@ from imagenet_cli import catalogue, manifest
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import EXIT_PROBLEMS, LabelConflictError, OverwriteRefusedError
 from imagenet_cli.prepare import prepare
+from imagenet_cli.resize import Recipe
 from imagenet_cli.sources import sample
 from imagenet_cli.verify import verify
 
@@ -147,7 +148,7 @@ def test_full_keeps_clean_files_byte_identical(official_root, tmp_path):
 )
 def test_resize_modes(official_root, tmp_path, mode, size, check):
     root = copy_downloads(official_root, tmp_path)
-    result = prepare(root, [size], mode=mode, workers=2)
+    result = prepare(root, Recipe((size,), mode=mode), workers=2)
     tree = result.trees[0].path
     assert tree.name == f"{size}-{mode}"
     for relative, path in tree_files(tree).items():
@@ -159,7 +160,7 @@ def test_no_upscale_leaves_small_images_small(official_root, tmp_path):
     from .test_sample import official_images
 
     root = copy_downloads(official_root, tmp_path)
-    prepare(root, ["1024"], upscale=False, workers=2)
+    prepare(root, Recipe(("1024",), upscale=False), workers=2)
     originals = {name: Image.open(io.BytesIO(data)).size for name, data in official_images(official_root).items()}
     for relative, path in tree_files(root / "1024").items():
         original = originals[relative.rsplit("/", 1)[1]]
@@ -172,7 +173,7 @@ def test_no_upscale_leaves_small_images_small(official_root, tmp_path):
 
 def test_changed_options_never_mix_into_a_tree(prepared_official):
     with pytest.raises(OverwriteRefusedError, match="quality 90 → 80"):
-        prepare(prepared_official.parent, ["224"], quality=80)
+        prepare(prepared_official.parent, Recipe(("224",), quality=80))
 
 
 def image_folder(tmp_path: Path, official_root: Path) -> Path:
@@ -189,7 +190,7 @@ def test_truncated_jpeg_is_named_and_the_run_finishes(official_root, tmp_path):
     assert result.exit_code == EXIT_PROBLEMS, result.output
     assert f"failed: train/n02979186/{victim.name}: OSError: image file is truncated" in result.stdout
     info = manifest.read_tree_info(tmp_path / "root" / "64")
-    assert [f["name"] for f in info.failures] == [victim.name]
+    assert [f.name for f in info.failures] == [victim.name]
     assert info.splits["train"]["images"] == len(sample.default_classes()) * SMALL["train_per_class"] - 1
 
 
@@ -216,7 +217,7 @@ def test_hostile_members_write_nothing_outside(tmp_path):
         info.size = len(inner.getvalue())
         tar.addfile(info, io.BytesIO(inner.getvalue()))
     result = prepare(tmp_path / "root", ["64"], splits=["train"], workers=1)
-    failures = {f["name"]: f["error"] for f in result.trees[0].failures}
+    failures = {f.name: f.error for f in result.trees[0].failures}
     assert set(failures) == {"../../../escaped.JPEG", "/tmp/absolute.JPEG"}
     assert all(e.startswith("refused:") for e in failures.values())
     written = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.JPEG"))
@@ -245,7 +246,7 @@ def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
     source = tmp_path / "source"
     download_sample(source, **options)
     clean = copy_downloads(source, tmp_path / "clean")
-    prepare(clean, ["64"], filter="lanczos", workers=2)
+    prepare(clean, Recipe(("64",), filter="lanczos"), workers=2)
 
     killed = copy_downloads(source, tmp_path / "killed")
     markers = killed / "64" / ".shards"
@@ -259,7 +260,7 @@ def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
     process.wait(timeout=30)
     assert 3 <= len(list(markers.glob("*-*.json"))) < 20, "killed midway"
 
-    result = prepare(killed, ["64"], filter="lanczos", workers=2)
+    result = prepare(killed, Recipe(("64",), filter="lanczos"), workers=2)
     assert result.shards_done_before >= 3
     assert (killed / "64" / manifest.MANIFEST).read_text() == (clean / "64" / manifest.MANIFEST).read_text()
     assert not list((killed / "64").rglob(".*.tmp")), "no leftovers of the killed run"
@@ -323,5 +324,5 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept"
-    result = prepare(tmp_path, ["64"], filter="lanczos", workers=2)
+    result = prepare(tmp_path, Recipe(("64",), filter="lanczos"), workers=2)
     assert result.shards_done_before >= 2 and verify(tmp_path, paths=[tmp_path / "64"]).ok

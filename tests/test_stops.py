@@ -16,6 +16,7 @@ import pytest
 
 from imagenet_cli.download import download_sample
 from imagenet_cli.prepare import prepare
+from imagenet_cli.resize import Recipe
 from imagenet_cli.verify import verify
 
 from .conftest import default_sigint
@@ -80,7 +81,7 @@ def test_sigterm_and_sighup_stop_workers_and_exit_128_plus_signal(sample_root, n
     name = signal.Signals(number).name
     assert stderr.strip() == f"imagenet: stopped by {name} — try the same command again: finished work is kept"
     assert wait_until_gone(workers, 5) == set(), "no worker outlives its run"
-    result = prepare(sample_root, ["64"], filter="lanczos", workers=2)
+    result = prepare(sample_root, Recipe(("64",), filter="lanczos"), workers=2)
     assert result.shards_done_before >= 1 and verify(sample_root, paths=[sample_root / "64"]).ok
 
 
@@ -90,5 +91,5 @@ def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root):
     process.kill()
     process.communicate(timeout=30)
     assert wait_until_gone(workers, 5) == set(), "workers noticed their parent died"
-    prepare(sample_root, ["64"], filter="lanczos", workers=2)
+    prepare(sample_root, Recipe(("64",), filter="lanczos"), workers=2)
     assert verify(sample_root, paths=[sample_root / "64"]).ok

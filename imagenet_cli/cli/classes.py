@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from .. import catalogue
-from ..class_files import FORMATS, class_file, write_class_file
-from .common import ForceOption, Rendering, Session, choices, command, print_table
+from ..class_files import ClassFileForm, class_file, write_class_file
+from .common import ForceOption, Rendering, Session, command, print_table
 
 EXAMPLES = """\
 Examples:
@@ -25,7 +25,6 @@ Examples:
 """
 
 
-ExportFormat = choices("ExportFormat", FORMATS)
 
 
 @dataclass(frozen=True)
@@ -71,7 +70,7 @@ def classes(
         typer.Option("--devkit-id", help="Look up by the devkit's ILSVRC2012_ID (1–1000).", show_default=False, metavar="N"),
     ] = None,
     export: Annotated[
-        ExportFormat | None,
+        ClassFileForm | None,
         typer.Option(
             help="Write a whole class file: synsets (sorted WNIDs), loc (Kaggle LOC_synset_mapping.txt), "
             "keras (imagenet_class_index.json), devkit (map_clsloc.txt).",

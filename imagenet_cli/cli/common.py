@@ -11,7 +11,6 @@ import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,11 +23,6 @@ from .progress import progress_for
 
 DEFAULT_ROOT = Path("imagenet")
 
-
-def choices(name: str, values) -> type[Enum]:
-    """An option's choices as the Enum Typer wants, made from the library's own tuple of values,
-    so the CLI never keeps a second list that could drift from what the library accepts."""
-    return Enum(name, [(value, value) for value in values], type=str)
 
 RootOption = Annotated[
     Path,

@@ -17,7 +17,7 @@ from ..download import (
 )
 from ..sources import sample
 from ..sources.official import BASE_URL
-from .common import NoWaitOption, Rendering, Session, choices, comma_list, command, human_bytes, print_table
+from .common import NoWaitOption, Rendering, Session, comma_list, command, human_bytes, print_table
 
 EXAMPLES = """\
 Examples:
@@ -39,7 +39,6 @@ class Source(StrEnum):
     sample = "sample"
 
 
-Layout = choices("Layout", sample.LAYOUTS)
 
 
 @command(
@@ -93,7 +92,7 @@ def download(
     ] = DEFAULT_CONNECTIONS,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be fetched, its size and the free disk; fetch nothing.")] = False,
     layout: Annotated[
-        Layout | None,
+        sample.Layout | None,
         typer.Option(
             help="sample: the official archives, Kaggle's zip, or Kaggle's older zip of one tar.gz [default: official].",
             show_default=False,

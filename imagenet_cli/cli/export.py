@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..export import FORMATS, ExportResult, export
-from .common import FromTreeOption, NoWaitOption, Rendering, Session, choices, comma_list, command
+from ..export import ExportFormat, ExportResult, export
+from .common import FromTreeOption, NoWaitOption, Rendering, Session, comma_list, command
 
 EXAMPLES = """\
 Examples:
@@ -21,9 +21,6 @@ Examples:
   imagenet export downsampled --from ROOT/full --size 64   ROOT/exports/downsampled64-full/
 """
 
-Format = choices("Format", FORMATS)
-
-
 def _print_result(result: ExportResult) -> None:
     counts = ", ".join(f"{n:,} {split}" for split, n in result.samples.items())
     kept = len(result.shards) - result.written
@@ -35,7 +32,7 @@ def _print_result(result: ExportResult) -> None:
 
 @command("export", Rendering(text=lambda result: _print_result(result), quiet=lambda result: [str(result.path)]))
 def export_command(
-    format: Annotated[Format, typer.Argument(help="The format to write.", show_default=False)],
+    format: Annotated[ExportFormat, typer.Argument(help="The format to write.", show_default=False)],
     source: FromTreeOption = None,
     out: Annotated[
         Path | None,
@@ -87,7 +84,7 @@ def export_command(
     """
     return export(
         ui.root,
-        format.value,
+        format,
         source=source,
         out=out,
         splits=comma_list(splits, "--splits"),

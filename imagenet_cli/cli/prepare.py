@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ..images import FILTERS, FORMATS, MODES
 from ..prepare import PrepareResult, prepare
-from .common import NoWaitOption, Rendering, Session, choices, comma_list, command, print_table
+from ..resize import Filter, ImageFormat, Mode, Recipe
+from .common import NoWaitOption, Rendering, Session, comma_list, command, print_table
 
 EXAMPLES = """\
 Examples:
@@ -23,11 +23,6 @@ Examples:
   imagenet prepare --size 224 --dask tcp://head:8786 on a Dask cluster (paths shared by all)
   imagenet prepare --size 224 --redo --splits val    make val again, keep train
 """
-
-
-Resize = choices("Resize", MODES)
-Format = choices("Format", FORMATS)
-Filter = choices("Filter", FILTERS)
 
 
 @command(
@@ -44,16 +39,16 @@ def prepare_command(
         typer.Option(help="Output size in pixels, or 'full' for the originals (repeatable) [default: 224].", show_default=False, metavar="N|full"),
     ] = None,
     resize: Annotated[
-        Resize,
+        Mode,
         typer.Option(
             help="shorter: shorter side N, aspect kept; center-crop: NxN from the centre; squash: NxN, box "
             "filter (not the published Downsampled ImageNet pixels: see export downsampled); longer: longer side N (FFCV)."
         ),
-    ] = Resize("shorter"),
+    ] = Mode.shorter,
     no_upscale: Annotated[bool, typer.Option("--no-upscale", help="Leave images smaller than N as they are.")] = False,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality (JPEG at 4:2:0).", min=1, max=100, metavar="Q")] = 90,
-    format: Annotated[Format, typer.Option(help="Output format.")] = Format("jpeg"),
-    filter: Annotated[Filter, typer.Option(help="fast: reduced decode + bilinear; lanczos: full decode, reference quality.")] = Filter("fast"),
+    format: Annotated[ImageFormat, typer.Option(help="Output format.")] = ImageFormat.jpeg,
+    filter: Annotated[Filter, typer.Option(help="fast: reduced decode + bilinear; lanczos: full decode, reference quality.")] = Filter.fast,
     splits: Annotated[str, typer.Option(help="Splits to prepare, comma-separated.", metavar="LIST")] = "train,val",
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: all cores].", min=1, show_default=False, metavar="N")] = None,
     into: Annotated[
@@ -97,12 +92,7 @@ def prepare_command(
     """
     return prepare(
         ui.root,
-        sizes=size or ["224"],
-        mode=resize.value,
-        quality=quality,
-        format=format.value,
-        filter=filter.value,
-        upscale=not no_upscale,
+        Recipe(tuple(size or ["224"]), resize, quality, format, filter, upscale=not no_upscale),
         splits=comma_list(splits, "--splits"),
         workers=workers,
         into=into,
@@ -121,8 +111,7 @@ def _print_result(result: PrepareResult) -> None:
     ]
     print_table(("tree", "train", "val", "repaired", "failed"), rows)
     for failure in result.trees[0].failures[:50] if result.trees else []:
-        where = "/".join(part for part in (failure["split"], failure["wnid"], failure["name"]) if part)
-        typer.echo(f"  failed: {where}: {failure['error']}")
+        typer.echo(f"  failed: {failure.where}: {failure.error}")
     typer.echo(
         f"\nfrom {result.source}; val labels from {result.label_source}; "
         f"{result.images_processed:,} images in {result.seconds:.1f} s ({result.images_per_second:,.0f}/s)"

@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ..catalogue import LABEL_FRACTIONS
-from ..subset import LINKS, SubsetResult, subset
-from .common import FromTreeOption, NoWaitOption, Rendering, Session, choices, command
+from ..catalogue import LabelFraction
+from ..subset import LinkMode, SubsetResult, subset
+from .common import FromTreeOption, NoWaitOption, Rendering, Session, command
 
 EXAMPLES = """\
 Examples:
@@ -24,8 +24,6 @@ Examples:
 """
 
 
-Link = choices("Link", LINKS)
-LabelFraction = choices("LabelFraction", LABEL_FRACTIONS)
 
 
 @command("subset", Rendering(text=lambda result: _print_result(result), quiet=lambda result: [str(result.path)]))
@@ -55,7 +53,7 @@ def subset_command(
         Path | None,
         typer.Option(help="Where the subset goes [default: ROOT/subsets/<a name from the arguments>].", file_okay=False, show_default=False, metavar="DIR"),
     ] = None,
-    link: Annotated[Link, typer.Option(help="How files get into the subset.")] = Link("symlink"),
+    link: Annotated[LinkMode, typer.Option(help="How files get into the subset.")] = LinkMode.symlink,
     allow_short: Annotated[bool, typer.Option("--allow-short", help="Accept classes with fewer than K images, and lists the tree only partly has.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what the subset would hold; write nothing.")] = False,
     no_wait: NoWaitOption = False,

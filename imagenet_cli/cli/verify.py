@@ -7,9 +7,9 @@ from typing import Annotated
 
 import typer
 
-from ..hashing import ALGORITHMS
+from ..hashing import Algorithm
 from ..verify import VerifyReport, verify
-from .common import Rendering, Session, choices, command, human_bytes, jsonable, print_table
+from .common import Rendering, Session, command, human_bytes, jsonable, print_table
 
 EXAMPLES = """\
 Examples:
@@ -24,7 +24,6 @@ Examples:
 SHOWN_PROBLEMS = 50  # in the text output; --json lists every kept problem
 
 
-Algorithm = choices("Algorithm", ALGORITHMS)
 
 
 @command(

@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,13 @@ from ..workers import ordered_map, thread_pool
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("webdataset", "parquet", "downsampled")
+class ExportFormat(StrEnum):
+    webdataset = "webdataset"  # timm's imagenet-1k-wds
+    parquet = "parquet"  # Hugging Face's ILSVRC/imagenet-1k
+    downsampled = "downsampled"  # Imagenet32/64 as published
+
+
+FORMATS = tuple(ExportFormat)
 SHARD_SIZES = {"webdataset": 1250, "parquet": 5000}  # 1,024 train shards; about 500 MB of full-size JPEGs
 DOWNSAMPLED_SIZES = (8, 16, 32, 64)
 SHARD_THREADS = 3

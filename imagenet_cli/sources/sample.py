@@ -30,6 +30,7 @@ import tarfile
 import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from .. import catalogue
@@ -48,7 +49,14 @@ from ..progress import SILENT, Advance, Progress
 from .matlab import struct_array_file
 from .sample_images import CMYK, GRAY, PNG, PROGRESSIVE, RGB, ImageSpec, render
 
-LAYOUTS = ("official", "kaggle", "kaggle-2019")
+
+class Layout(StrEnum):
+    official = "official"  # the archives of image-net.org
+    kaggle = "kaggle"  # the competition zip as Kaggle serves it now
+    kaggle_2019 = "kaggle-2019"  # the older zip: one inner tar.gz
+
+
+LAYOUTS = tuple(Layout)
 OFFICIAL_FILES = (TRAIN_TAR, VAL_TAR, TEST_TAR, DEVKIT)
 
 # The real quirk files, by name, and the class each belongs to.

@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO))
 
 from PIL import Image, ImageChops, ImageStat  # noqa: E402
 
-from imagenet_cli import images  # noqa: E402
+from imagenet_cli import resize as images  # noqa: E402
 from imagenet_cli.download import download_sample  # noqa: E402
 from imagenet_cli.prepare import prepare  # noqa: E402
 from imagenet_cli.sources.sample import COMMON_SIZES  # noqa: E402

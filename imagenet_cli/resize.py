@@ -1,49 +1,45 @@
-"""One image in, a verdict or new bytes out: the per-image work, pure and parallel-safe."""
+"""What ``prepare`` makes of one image: decode once, repair to RGB, resize and encode every size.
+
+Pure and parallel-safe: the hot path of ``prepare``, run in worker processes.
+"""
 
 from __future__ import annotations
 
 import io
-import re
-import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING
 
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+from .decode_check import bomb_warnings_raised, describe_error
+from .errors import InvalidArgumentError
 
-
-def describe_error(error: BaseException) -> str:
-    """An exception as one deterministic line: the same file gives the same words on every run
-    (Pillow names the stream it read, with its memory address: that part is left out)."""
-    return _ADDRESS.sub("", f"{type(error).__name__}: {error}")
-
-
-def decode_problem(data: bytes) -> str | None:
-    """Why ``data`` does not decode as a complete image, or None when it does.
-
-    Truncated files are failures (``LOAD_TRUNCATED_IMAGES`` stays off) and decompression bombs are
-    refused; the harmless "(Possibly) corrupt EXIF data" warning is silenced.
-    """
-    from PIL import Image
-
-    if not data:
-        return "empty file (0 bytes)"
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*orrupt EXIF data.*")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(io.BytesIO(data)) as image:
-                image.load()
-        except Image.DecompressionBombWarning as warning:
-            return f"refused as a decompression bomb ({warning})"
-        except Exception as error:  # Pillow raises many kinds for broken files; each is a finding
-            return describe_error(error)
-    return None
+if TYPE_CHECKING:  # Pillow is imported where images are made, never at startup
+    from PIL.Image import Image as Picture
 
 
-# --- resizing and repairing: the hot path of `prepare` ------------------------------------------
+class Mode(StrEnum):
+    """How an image is fitted to N pixels."""
 
-MODES = ("shorter", "center-crop", "squash", "longer")
-FORMATS = {"jpeg": ".JPEG", "png": ".png", "webp": ".webp"}
-FILTERS = ("fast", "lanczos")
+    shorter = "shorter"  # the shorter side is N, aspect kept
+    center_crop = "center-crop"  # N x N from the centre
+    squash = "squash"  # N x N, box filter
+    longer = "longer"  # the longer side is N (FFCV's way)
+
+
+class ImageFormat(StrEnum):
+    jpeg = "jpeg"
+    png = "png"
+    webp = "webp"
+
+
+class Filter(StrEnum):
+    fast = "fast"  # a reduced-scale JPEG decode, then bilinear
+    lanczos = "lanczos"  # a full decode, then Lanczos: reference quality
+
+
+MODES, FILTERS = tuple(Mode), tuple(Filter)
+FORMATS = {ImageFormat.jpeg: ".JPEG", ImageFormat.png: ".png", ImageFormat.webp: ".webp"}
 FULL = "full"
 
 
@@ -56,11 +52,35 @@ class Recipe:
     """What to make of every image: one or more sizes, all from a single decode."""
 
     sizes: tuple[str, ...]  # "224", "64", … or "full"
-    mode: str = "shorter"
+    mode: Mode = Mode.shorter
     quality: int = 90
-    format: str = "jpeg"
-    filter: str = "fast"
+    format: ImageFormat = ImageFormat.jpeg
+    filter: Filter = Filter.fast
     upscale: bool = True
+
+    def __post_init__(self) -> None:
+        """Checked when made: a recipe that exists can be carried out."""
+        if not self.sizes:
+            raise InvalidArgumentError("give at least one --size (a number of pixels, or 'full')")
+        for size in self.sizes:
+            if size != FULL and not (size.isdigit() and 8 <= int(size) <= 4096):
+                raise InvalidArgumentError(f"--size {size!r} is neither 'full' nor a number of pixels within 8–4096")
+        checks = ((self.mode, MODES, "--resize"), (self.format, tuple(FORMATS), "--format"), (self.filter, FILTERS, "--filter"))
+        for value, allowed, option in checks:
+            if value not in allowed:
+                raise InvalidArgumentError(f"{option} {value!r} is not one of {', '.join(allowed)}")
+        if not 1 <= self.quality <= 100:
+            raise InvalidArgumentError(f"--quality {self.quality} is outside 1–100")
+        # Each size once, in the order given; the choices as enums, however they were spelled.
+        object.__setattr__(self, "sizes", tuple(dict.fromkeys(self.sizes)))
+        object.__setattr__(self, "mode", Mode(self.mode))
+        object.__setattr__(self, "format", ImageFormat(self.format))
+        object.__setattr__(self, "filter", Filter(self.filter))
+
+    @classmethod
+    def of(cls, sizes: Recipe | Sequence[str]) -> Recipe:
+        """A recipe as given, or the default recipe at ``sizes``."""
+        return sizes if isinstance(sizes, Recipe) else cls(tuple(sizes))
 
     def output_name(self, name: str) -> str:
         """``n01440764_10026.JPEG`` keeps its name as JPEG; other formats change the extension."""
@@ -78,9 +98,7 @@ def process(data: bytes, recipe: Recipe) -> Processed:
     """Decode once, repair to RGB, and encode every requested size."""
     from PIL import Image
 
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*orrupt EXIF data.*")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
+    with bomb_warnings_raised():
         try:
             return _process(data, recipe)
         except Image.DecompressionBombWarning as warning:
@@ -100,14 +118,14 @@ def _process(data: bytes, recipe: Recipe) -> Processed:
     repaired = _repair_reason(header)
     width, height = header.size
     keep_original = repaired is None and recipe.format == "jpeg"
-    decoded = {}  # DCT scale -> decoded image: sizes that share a scale share one decode
+    decoded: dict[int, Picture] = {}  # DCT scale -> decoded image: sizes that share a scale share one decode
 
-    def decode(scale: int):
+    def decode(scale: int) -> Picture:
         if scale not in decoded:
             decoded[scale] = _decode(data, scale, recipe)
         return decoded[scale]
 
-    outputs = {}
+    outputs: dict[str, bytes] = {}
     for size in recipe.sizes:
         if size == FULL:
             image = decode(1)  # decoded even when kept: a truncated original is a failure
@@ -118,7 +136,7 @@ def _process(data: bytes, recipe: Recipe) -> Processed:
     return Processed(outputs, repaired)
 
 
-def _dct_scale(header, width: int, height: int, size: int, recipe: Recipe) -> int:
+def _dct_scale(header: Picture, width: int, height: int, size: int, recipe: Recipe) -> int:
     """The power-of-two scale libjpeg may decode at for one output size, leaving >= 2x its pixels.
 
     Chosen per size, never from the other sizes of the run, so that several sizes made together
@@ -139,10 +157,10 @@ def _covering(width: int, height: int, size: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _decode(data: bytes, scale: int, recipe: Recipe):
+def _decode(data: bytes, scale: int, recipe: Recipe) -> Picture:
     from PIL import Image
 
-    image = Image.open(io.BytesIO(data))  # a fresh parser per decode: draft() applies once
+    image: Picture = Image.open(io.BytesIO(data))  # a fresh parser per decode: draft() applies once
     if image.format == "JPEG" and recipe.filter == "fast":
         # Straight to YCbCr when the output is JPEG: skips two colour conversions.
         mode = "YCbCr" if image.mode == "RGB" and recipe.format == "jpeg" else image.mode
@@ -157,7 +175,7 @@ def _decode(data: bytes, scale: int, recipe: Recipe):
     return image
 
 
-def _repair_reason(image) -> str | None:
+def _repair_reason(image: Picture) -> str | None:
     if image.format != "JPEG":
         return (image.format or "unknown format").lower()
     return {"RGB": None, "CMYK": "cmyk", "L": "grayscale"}.get(image.mode, image.mode.lower())
@@ -173,7 +191,7 @@ def _target_size(width: int, height: int, size: int, recipe: Recipe) -> tuple[in
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _resized(image, width: int, height: int, size: int, recipe: Recipe):
+def _resized(image: Picture, width: int, height: int, size: int, recipe: Recipe) -> Picture:
     from PIL import Image
 
     # Coordinates are in the original image; draft() may have decoded it smaller.
@@ -186,7 +204,7 @@ def _resized(image, width: int, height: int, size: int, recipe: Recipe):
         left, top = (width - side) / 2, (height - side) / 2
         box = (left * factor, top * factor, (left + side) * factor, (top + side) * factor)
         if side < size and not recipe.upscale:
-            return image.crop(tuple(round(v) for v in box))
+            return image.crop((round(box[0]), round(box[1]), round(box[2]), round(box[3])))
         return image.resize((size, size), resample, box=box)
     target = _target_size(width, height, size, recipe)
     if target == image.size:
@@ -194,7 +212,7 @@ def _resized(image, width: int, height: int, size: int, recipe: Recipe):
     return image.resize(target, resample)
 
 
-def _encode(image, recipe: Recipe, quality_floor: int = 0) -> bytes:
+def _encode(image: Picture, recipe: Recipe, quality_floor: int = 0) -> bytes:
     out = io.BytesIO()
     if recipe.format == "jpeg":
         image.save(out, "JPEG", quality=max(recipe.quality, quality_floor), subsampling="4:2:0")
