@@ -28,13 +28,12 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, archives, atomic, catalogue, class_files, cluster, locks, manifest
+from . import __version__, archives, atomic, catalogue, class_files, cluster, locks, manifest, owned
 from .errors import (
     ArchiveError,
     InvalidArgumentError,
     LabelConflictError,
     MissingInputError,
-    OverwriteRefusedError,
 )
 from .inputs import InputFile, changed_names, describe, fingerprint
 from .layout import Root
@@ -284,17 +283,13 @@ def _splits(splits: Sequence[str] | None) -> tuple[str, ...]:
 
 def _claim(tree: Path, recipe: Recipe) -> None:
     """Tie the tree folder to one recipe: different options never mix in one tree."""
-    path = tree / MARKERS / RECIPE_FILE
-    wanted = {k: v for k, v in asdict(recipe).items() if k != "sizes"}
-    if path.is_file():
-        existing = json.loads(path.read_text())
-        if existing != wanted:
-            changed = ", ".join(f"{k} {existing.get(k)!r} → {v!r}" for k, v in wanted.items() if existing.get(k) != v)
-            raise OverwriteRefusedError(f"{tree} was prepared with other options ({changed}); it will not be mixed")
-        return
-    if tree.exists() and any(tree.iterdir()):
-        raise OverwriteRefusedError(f"{tree} exists and was not made by prepare; it will not be written into")
-    atomic.write_text(path, json.dumps(wanted) + "\n")
+    wanted = json.loads(json.dumps({k: v for k, v in asdict(recipe).items() if k != "sizes"}))  # plain JSON values
+
+    def conflict(existing: dict[str, Any]) -> str:
+        changed = ", ".join(f"{k} {existing.get(k)!r} → {v!r}" for k, v in wanted.items() if existing.get(k) != v)
+        return f"{tree} was prepared with other options ({changed}); it will not be mixed"
+
+    owned.own(tree, f"{MARKERS}/{RECIPE_FILE}", "prepare", wanted, conflict)
 
 
 def _remove_temporaries(tree: Path) -> None:

@@ -24,10 +24,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
-from . import atomic, catalogue, class_files, hashing, locks, manifest
+from . import atomic, catalogue, class_files, hashing, locks, manifest, owned
 from .errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
 from .layout import Root
 from .progress import SILENT, Progress
@@ -194,13 +195,8 @@ def _same_subset(existing: dict, wanted: dict, root: Path) -> bool:
     return others(existing) == others(wanted) and place(existing) == place(wanted)
 
 
-def _existing_subset(destination: Path) -> dict | None:
-    path = destination / SUBSET_FILE
-    if path.is_file():
-        return json.loads(path.read_text())
-    if destination.exists() and any(destination.iterdir()):
-        raise OverwriteRefusedError(f"{destination} exists and is not a subset; choose another --out")
-    return None
+def _existing_subset(destination: Path) -> dict[str, Any] | None:
+    return owned.claim_in(destination, SUBSET_FILE, "subset")
 
 
 # --- choosing files ----------------------------------------------------------------------------

@@ -23,8 +23,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from .. import atomic, catalogue, locks, manifest
-from ..errors import DamagedTreeError, InvalidArgumentError, MissingInputError, OverwriteRefusedError
+from .. import atomic, catalogue, locks, manifest, owned
+from ..errors import DamagedTreeError, InvalidArgumentError, MissingInputError
 from ..hashing import hash_file
 from ..layout import EXPORTS, Root
 from ..progress import SILENT, Progress
@@ -190,14 +190,8 @@ def _options(
 def _claim(destination: Path, wanted: dict[str, Any]) -> None:
     """One export folder, one set of options and one source: a re-run keeps finished shards only
     when they are what it would write."""
-    claim = destination / ".export-claim.json"
-    if claim.is_file():
-        if json.loads(claim.read_text()) != wanted:
-            raise OverwriteRefusedError(f"{destination} holds an export made with other options or from another tree")
-        return
-    if destination.exists() and any(destination.iterdir()):
-        raise OverwriteRefusedError(f"{destination} exists and was not made by export; it will not be written into")
-    atomic.write_text(claim, json.dumps(wanted) + "\n")
+    other = f"{destination} holds an export made with other options or from another tree"
+    owned.own(destination, ".export-claim.json", "export", wanted, lambda existing: other)
 
 
 def _sweep(destination: Path) -> None:
