@@ -33,15 +33,15 @@ from .transfer import (
     Remote,
     RetryPolicy,
     check_free_space,
+    http_client,
     plan_transfer,
     run_transfer,
     url_without_query,
 )
 
 if TYPE_CHECKING:
-    import http.cookiejar
 
-    import httpx
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ def download_official(
     remotes = official.official_remotes(base_url, files, sums)
     extra_headers = dict(official.parse_header(h) for h in headers or [])
     jar = official.load_cookies(cookies) if cookies else None
-    with _http_client(connections, extra_headers, jar) as client:
+    with http_client(connections, extra_headers, jar) as client:
         return _fetch_all(
             "official",
             Root(root).downloads,
@@ -224,7 +224,7 @@ def download_kaggle(
     credentials = kaggle.find_credentials()
     url = kaggle.signed_url(credentials, retry)
     remote = Remote(kaggle.ZIP_NAME, url)
-    with _http_client(connections, {}, None) as client:
+    with http_client(connections, {}, None) as client:
         return _fetch_all(
             "kaggle",
             downloads,
@@ -235,20 +235,6 @@ def download_kaggle(
             wait,
             progress,
         )
-
-
-def _http_client(connections: int, headers: dict[str, str], cookies: http.cookiejar.CookieJar | None) -> httpx.Client:
-    import httpx
-
-    from . import __version__
-
-    return httpx.Client(
-        headers={"User-Agent": f"imagenet-cli/{__version__}", **headers},
-        cookies=cookies,
-        follow_redirects=True,
-        timeout=httpx.Timeout(60.0, connect=30.0),
-        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
-    )
 
 
 def _fetch_all(

@@ -34,7 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from . import atomic
@@ -52,7 +52,11 @@ from .progress import SILENT, Advance, Progress
 from .records import JOURNAL_SUFFIX, MISMATCH_SUFFIX, PART_SUFFIX
 
 if TYPE_CHECKING:
+    import http.cookiejar
+
     import httpx
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +130,9 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * 2 ** (failures - 1)))
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
+    """A failure worth another try: a dropped connection, HTTP 429 or 5xx."""
+
     def __init__(self, reason: str, retry_after: float | None = None) -> None:
         super().__init__(reason)
         self.retry_after = retry_after
@@ -144,7 +150,50 @@ class _RangesRefused(Exception):
     """A range request answered with the whole, unchanged file (some servers ignore If-Range)."""
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry(
+    operation: Callable[[], T],
+    policy: RetryPolicy,
+    what: Callable[[], str],
+    progressed: Callable[[], bool] = lambda: False,
+    stop: threading.Event | None = None,
+    renew: Callable[[], None] | None = None,
+) -> T:
+    """Run ``operation`` until it succeeds, retrying what is worth retrying (:class:`Retryable`):
+    the one retry loop of every HTTP call this package makes. ``what()`` names the server in
+    messages.
+
+    ``progressed`` tells whether bytes arrived since the last failure; if so the failure budget
+    starts again, so a long download survives many brief outages but not a dead server. An
+    expired signed URL is renewed (``renew``) up to three times in a row without counting as a
+    failure. ``stop`` ends the waiting at once when another part of the transfer failed.
+    """
+    stop = stop or threading.Event()
+    failures = renewals = total = 0
+    while True:
+        if stop.is_set():
+            raise _Stopped()
+        try:
+            return operation()
+        except _Expired as error:
+            renewals = 1 if progressed() else renewals + 1
+            if renew is None or renewals > 3:
+                raise AccessDeniedError(f"{what()} keeps answering HTTP 403") from error
+            renew()
+        except Retryable as error:
+            failures = 1 if progressed() else failures + 1
+            total += 1
+            if total > policy.total_attempts:
+                raise DownloadError(f"{what()}: gave up after {total - 1} failed attempts ({error})") from error
+            if failures > policy.attempts:
+                raise DownloadError(f"{what()}: gave up after {policy.attempts} failed attempts in a row ({error})") from error
+            delay = policy.delay(failures, error.retry_after)
+            log.info("%s: %s; retrying in %.1fs", what(), error, delay)
+            if stop.wait(delay):
+                raise _Stopped() from error
+
+
+def retry_after(value: str | None) -> float | None:
+    """A ``Retry-After`` header in seconds: a number of seconds, or an HTTP date."""
     if value is None:
         return None
     if value.strip().isdigit():
@@ -160,6 +209,23 @@ def _retry_after(value: str | None) -> float | None:
 # --- the endpoint: a client, the current URL, and how to renew it --------------------------------
 
 
+def http_client(connections: int, headers: dict[str, str] | None = None, cookies: http.cookiejar.CookieJar | None = None) -> httpx.Client:
+    """The HTTP client of every download: our User-Agent, redirects followed, a pool of
+    ``connections``, and timeouts that notice a dead connection without cutting a slow one."""
+    import httpx
+
+    from . import __version__
+
+    return httpx.Client(
+        headers={"User-Agent": f"imagenet-cli/{__version__}", **(headers or {})},
+        cookies=cookies,
+        follow_redirects=True,
+        timeout=httpx.Timeout(60.0, connect=30.0),
+        limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+    )
+
+
+
 @dataclass
 class Endpoint:
     client: httpx.Client
@@ -172,7 +238,7 @@ class Endpoint:
 
     @contextmanager
     def get(self, headers: dict[str, str]) -> Iterator[httpx.Response]:
-        """A streamed GET of the current URL; transport errors and retryable statuses raise _Retryable."""
+        """A streamed GET of the current URL; transport errors and retryable statuses raise Retryable."""
         import httpx
 
         url = self.url
@@ -185,16 +251,16 @@ class Endpoint:
             if not self.answered:  # no such host, or nothing listening: retrying will not change that
                 host = urlsplit(url).netloc
                 raise DownloadError(f"cannot connect to {host} ({error or type(error).__name__})") from error
-            raise _Retryable(f"{type(error).__name__}: {error}") from error
+            raise Retryable(f"{type(error).__name__}: {error}") from error
         except httpx.TransportError as error:
-            raise _Retryable(f"{type(error).__name__}: {error}") from error
+            raise Retryable(f"{type(error).__name__}: {error}") from error
         except httpx.HTTPError as error:  # too many redirects, an invalid URL: retrying cannot help
             raise DownloadError(f"{url_without_query(url)}: {error}") from error
 
     def _check_status(self, response: httpx.Response, url: str) -> None:
         status = response.status_code
         if status in RETRYABLE_STATUS:
-            raise _Retryable(f"HTTP {status}", _retry_after(response.headers.get("Retry-After")))
+            raise Retryable(f"HTTP {status}", retry_after(response.headers.get("Retry-After")))
         if status in (401, 403):
             if self.renew is not None and status == 403:
                 raise _Expired(url)
@@ -204,39 +270,9 @@ class Endpoint:
         if status >= 400 and status != 416:  # 416 means the file changed: the caller decides
             raise DownloadError(f"{url_without_query(url)} answered HTTP {status}")
 
-    def retrying(self, operation: Callable[[], object], progressed: Callable[[], bool] = lambda: False):
-        """Run ``operation`` until it succeeds, retrying what is worth retrying.
-
-        ``progressed`` tells whether bytes arrived since the last failure; if so the failure budget
-        starts again, so a long download survives many brief outages but not a dead server.
-        """
-        failures = renewals = total = 0
-        while True:
-            if self.stop.is_set():
-                raise _Stopped()
-            try:
-                return operation()
-            except _Expired as error:
-                renewals = 1 if progressed() else renewals + 1
-                if renewals > 3:
-                    raise AccessDeniedError(f"{url_without_query(self.url)} keeps answering HTTP 403") from error
-                self.renew_url()
-            except _Retryable as error:
-                failures = 1 if progressed() else failures + 1
-                total += 1
-                if total > self.policy.total_attempts:
-                    raise DownloadError(
-                        f"{url_without_query(self.url)}: gave up after {total - 1} failed attempts ({error})"
-                    ) from error
-                if failures > self.policy.attempts:
-                    raise DownloadError(
-                        f"{url_without_query(self.url)}: gave up after {self.policy.attempts} failed attempts "
-                        f"in a row ({error})"
-                    ) from error
-                delay = self.policy.delay(failures, error.retry_after)
-                log.info("%s: %s; retrying in %.1fs", url_without_query(self.url), error, delay)
-                if self.stop.wait(delay):
-                    raise _Stopped() from error
+    def retrying(self, operation: Callable[[], T], progressed: Callable[[], bool] = lambda: False) -> T:
+        """``operation`` under :func:`retry`, renewing the URL when a signed one expires."""
+        return retry(operation, self.policy, lambda: url_without_query(self.url), progressed, self.stop, self.renew_url)
 
     def renew_url(self) -> None:
         """Fetch a fresh URL once for all workers; the object behind it must be the same file."""
@@ -560,7 +596,7 @@ def _fetch_chunk(plan: Plan, endpoint: Endpoint, fd: int, index: int, advance: A
                 position += len(data)
                 advance(len(data))
         if position <= last:
-            raise _Retryable(f"connection closed at byte {position:,} of chunk {first:,}-{last:,}")
+            raise Retryable(f"connection closed at byte {position:,} of chunk {first:,}-{last:,}")
 
     def progressed() -> bool:
         nonlocal mark
@@ -629,7 +665,7 @@ def _fetch_stream(plan: Plan, endpoint: Endpoint, file, advance: Advance) -> dic
         file.flush()
         os.fsync(file.fileno())
         if plan.identity.size is not None and file.tell() != plan.identity.size:
-            raise _Retryable(f"got {file.tell():,} of {plan.identity.size:,} bytes")
+            raise Retryable(f"got {file.tell():,} of {plan.identity.size:,} bytes")
 
     def progressed() -> bool:
         # Each attempt starts over: only reaching further than ever before is progress, so a body

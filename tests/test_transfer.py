@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_cli.download import _http_client
 from imagenet_cli.errors import (
     AccessDeniedError,
     ChecksumMismatchError,
@@ -30,6 +29,7 @@ from imagenet_cli.transfer import (
     RetryPolicy,
     check_free_space,
     choose_chunk_size,
+    http_client,
     plan_transfer,
     run_transfer,
 )
@@ -54,7 +54,7 @@ def server(payload):
 
 def fetch(server, downloads: Path, connections=4, expected=None, renew=None, policy=FAST):
     remote = Remote(NAME, server.url(NAME), expected or {})
-    with _http_client(connections, {}, None) as client:
+    with http_client(connections, {}, None) as client:
         endpoint = Endpoint(client, remote.url, renew=renew, policy=policy)
         plan = plan_transfer(remote, downloads, endpoint, connections)
         return plan, run_transfer(plan, endpoint, connections)
@@ -125,7 +125,7 @@ def test_changed_etag_between_runs_starts_over_never_splices(server, tmp_path):
 
 def test_416_during_the_download_restarts_it(server, payload, tmp_path):
     remote = Remote(NAME, server.url(NAME))
-    with _http_client(1, {}, None) as client:
+    with http_client(1, {}, None) as client:
         endpoint = Endpoint(client, remote.url, policy=FAST)
         plan = plan_transfer(remote, tmp_path, endpoint, 1)
         # The first chunk request is answered 416: the file is no longer what was probed.
@@ -176,7 +176,7 @@ def test_expired_signed_url_is_renewed_for_the_same_file(server, payload, tmp_pa
         return server.signed_url(NAME)
 
     remote = Remote(NAME, server.signed_url(NAME))
-    with _http_client(2, {}, None) as client:
+    with http_client(2, {}, None) as client:
         endpoint = Endpoint(client, remote.url, renew=renew, policy=FAST)
         plan = plan_transfer(remote, tmp_path, endpoint, 2)
         run_transfer(plan, endpoint, 2)
@@ -192,7 +192,7 @@ def test_403_without_a_way_to_renew_is_access_denied(server, tmp_path):
 
 def test_404_is_not_found(server, tmp_path):
     remote = Remote("nothing.tar", server.url("nothing.tar"))
-    with _http_client(1, {}, None) as client, pytest.raises(RemoteNotFoundError):
+    with http_client(1, {}, None) as client, pytest.raises(RemoteNotFoundError):
         plan_transfer(remote, tmp_path, Endpoint(client, remote.url, policy=FAST), 1)
 
 
@@ -205,7 +205,7 @@ def test_published_md5_mismatch_keeps_the_bytes_aside(server, payload, tmp_path)
 
 def test_published_size_mismatch_is_caught_before_downloading(server, tmp_path):
     remote = Remote(NAME, server.url(NAME), size=SIZE + 1)
-    with _http_client(1, {}, None) as client, pytest.raises(RemoteChangedError, match="published"):
+    with http_client(1, {}, None) as client, pytest.raises(RemoteChangedError, match="published"):
         plan_transfer(remote, tmp_path, Endpoint(client, remote.url, policy=FAST), 1)
 
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ..archives import KAGGLE_ZIP
 from ..errors import (
@@ -21,7 +21,7 @@ from ..errors import (
     KaggleRulesError,
     RemoteNotFoundError,
 )
-from ..transfer import RetryPolicy
+from ..transfer import Retryable, RetryPolicy, retry, retry_after
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,8 @@ def signed_url(credentials: KaggleCredentials, policy: RetryPolicy = RetryPolicy
 
     request = ApiDownloadDataFilesRequest()
     request.competition_name = COMPETITION
-    failures = 0
-    while True:
+
+    def ask() -> str:
         try:
             with KaggleClient(
                 username=credentials.username,
@@ -102,27 +102,28 @@ def signed_url(credentials: KaggleCredentials, policy: RetryPolicy = RetryPolicy
             ) as client:
                 # The client follows the redirect and hands back the storage response, unread.
                 response = client.competitions.competition_api_client.download_data_files(request)
-                url = response.url
+                url: str = response.url
                 response.close()
                 return url
         except requests.HTTPError as error:
-            status = error.response.status_code if error.response is not None else None
-            if status == 403:
-                raise KaggleRulesError(f"Kaggle refuses the download until you accept the competition rules at {RULES_URL}") from None
-            if status == 401:
-                raise KaggleCredentialsError(f"Kaggle rejected the credentials from {credentials.origin} (HTTP 401)") from None
-            if status == 404:
-                raise RemoteNotFoundError(f"Kaggle has no competition {COMPETITION!r} (HTTP 404)") from None
-            if status != 429 and (status is None or status < 500):
-                raise DownloadError(f"the Kaggle API answered HTTP {status}: {error}") from None
-            retry_after = error.response.headers.get("Retry-After") if error.response is not None else None
-            wait = float(retry_after) if retry_after and retry_after.isdigit() else None
+            raise _api_error(error, credentials) from None
         except requests.RequestException as error:
-            status, wait = type(error).__name__, None
             log.debug("Kaggle API: %s", error)
-        failures += 1
-        if failures > policy.attempts:
-            raise DownloadError(f"the Kaggle API did not answer after {policy.attempts} attempts (last: {status})")
-        delay = policy.delay(failures, wait)
-        log.info("Kaggle API busy or unreachable; asking again in %.1fs", delay)
-        time.sleep(delay)
+            raise Retryable(type(error).__name__) from None
+
+    return retry(ask, policy, lambda: "the Kaggle API")
+
+
+def _api_error(error: Any, credentials: KaggleCredentials) -> Exception:
+    """What an HTTP error of the Kaggle API means: an answer to give the user, or a try to repeat."""
+    response = error.response
+    status = response.status_code if response is not None else None
+    if status == 403:
+        return KaggleRulesError(f"Kaggle refuses the download until you accept the competition rules at {RULES_URL}")
+    if status == 401:
+        return KaggleCredentialsError(f"Kaggle rejected the credentials from {credentials.origin} (HTTP 401)")
+    if status == 404:
+        return RemoteNotFoundError(f"Kaggle has no competition {COMPETITION!r} (HTTP 404)")
+    if status != 429 and (status is None or status < 500):
+        return DownloadError(f"the Kaggle API answered HTTP {status}: {error}")
+    return Retryable(f"HTTP {status}", retry_after(response.headers.get("Retry-After")))
