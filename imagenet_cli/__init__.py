@@ -4,6 +4,8 @@ The library behind the ``imagenet`` command. Each command is one function here t
 values and returning a result object; nothing in the library prints.
 """
 
+from typing import Any
+
 __version__ = "0.1.0.dev0"
 
 # The public API, imported on first use (PEP 562): `imagenet --help` and tab completion import
@@ -29,7 +31,7 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> Any:
     try:
         module_name, attribute = _EXPORTS[name]
     except KeyError:

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import collections
 import os
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 from . import archives, catalogue, hashing
 from .decode_check import decode_problem
+from .errors import ArchiveError, UnknownClassError
 from .findings import Check
-from .progress import SILENT, Progress
+from .progress import SILENT, Advance, Progress
 from .records import DownloadRecord, read_record, refresh_record, write_record
+from .workers import ordered_map, thread_pool
 
 
 def check_archive(
@@ -47,7 +50,7 @@ def check_archive(
     if structure is not None:
         try:
             structure(check, path, expected, deep, progress)
-        except archives.ArchiveError as error:
+        except ArchiveError as error:
             check.add("structure", path.name, str(error))
     return check
 
@@ -55,44 +58,63 @@ def check_archive(
 # --- bytes -------------------------------------------------------------------------------------
 
 
-def _expected_digests(path: Path, record: DownloadRecord | None, checksums: dict) -> tuple[dict[str, str], str]:
+class DigestSource(Enum):
+    """Where the digests an archive is held to came from: the first of these that has any."""
+
+    CHECKSUMS_FILE = "checksums file"  # --checksums
+    DOWNLOAD_RECORD = "download record"  # NAME.record.json, written as it was downloaded
+    PUBLISHED = "published"  # the official MD5 in the catalogue
+    NONE = "none"  # nothing to compare with: the check is structure only
+
+
+@dataclass(frozen=True)
+class Expected:
+    digests: dict[str, str]  # algorithm -> hex digest
+    source: DigestSource
+    words: str  # the source in a message: "the published MD5"
+
+
+def _expected_digests(path: Path, record: DownloadRecord | None, checksums: dict[str, tuple[str, str]]) -> Expected:
     if path.name in checksums:
         algorithm, hexdigest = checksums[path.name]
-        return {algorithm: hexdigest}, "the --checksums file"
+        return Expected({algorithm: hexdigest}, DigestSource.CHECKSUMS_FILE, "the --checksums file")
     if record is not None:
-        return {"md5": record.md5, "xxh3_64": record.xxh3_64}, f"its {record.source} download record"
+        return Expected({"md5": record.md5, "xxh3_64": record.xxh3_64}, DigestSource.DOWNLOAD_RECORD, f"its {record.source} download record")
     published = catalogue.official_archives().get(path.name)
     if published is not None:
-        return {"md5": published.md5}, "the published MD5"
-    return {}, ""
+        return Expected({"md5": published.md5}, DigestSource.PUBLISHED, "the published MD5")
+    return Expected({}, DigestSource.NONE, "")
 
 
-def _check_bytes(check: Check, path: Path, record, checksums: dict, rehash: bool, remember: bool, progress: Progress) -> None:
-    expected, source = _expected_digests(path, record, checksums)
+def _check_bytes(
+    check: Check, path: Path, record: DownloadRecord | None, checksums: dict[str, tuple[str, str]], rehash: bool, remember: bool, progress: Progress
+) -> None:
+    expected = _expected_digests(path, record, checksums)
     size = path.stat().st_size
     check.counts["bytes"] = size
     published = catalogue.official_archives().get(path.name)
-    if source == "the published MD5" and published.size is not None and size != published.size:
+    if expected.source is DigestSource.PUBLISHED and published is not None and published.size is not None and size != published.size:
         check.add("size", path.name, f"{size:,} bytes; the published file is {published.size:,} bytes")
         return  # hashing a file of the wrong size can only fail, slowly
-    if record is not None and not record.matches(path) and source.endswith("download record"):
+    if record is not None and not record.matches(path) and expected.source is DigestSource.DOWNLOAD_RECORD:
         if size != record.size:
             check.add("size", path.name, f"{size:,} bytes; {record.size:,} when it was downloaded")
             return
     recorded = {"md5": record.md5, "xxh3_64": record.xxh3_64} if record is not None else {}
-    if record is not None and record.matches(path) and not rehash and set(expected) <= set(recorded):
+    against = f" against {expected.words}" if expected.words else ""
+    if record is not None and record.matches(path) and not rehash and set(expected.digests) <= set(recorded):
         digests = recorded  # unchanged since its digests were taken: no need to read it again
-        check.note(f"digests as recorded (size and mtime unchanged) against {source}" if source else "recorded digests")
+        check.note(f"digests as recorded (size and mtime unchanged){against}" if against else "recorded digests")
     else:
-        algorithms = tuple(dict.fromkeys(hashing.DEFAULT_ALGORITHMS + tuple(expected)))
+        algorithms = tuple(dict.fromkeys(hashing.DEFAULT_ALGORITHMS + tuple(expected.digests)))
         digests = hashing.hash_file(path, algorithms, progress)
-        check.note(f"{', '.join(expected) or 'digests'} against {source}" if source else "hashed")
-    if not expected:
+        check.note(f"{', '.join(expected.digests) or 'digests'}{against}" if against else "hashed")
+    if expected.source is DigestSource.NONE:
         check.unknown = True
         return
-    wrong = [a for a, h in expected.items() if digests.get(a) != h.lower()]
+    wrong = [a for a, h in expected.digests.items() if digests.get(a) != h.lower()]
     for algorithm in wrong:
-        check.add("checksum", path.name, f"{algorithm} is {digests[algorithm]}; {source} says {expected[algorithm]}")
+        check.add("checksum", path.name, f"{algorithm} is {digests[algorithm]}; {expected.words} says {expected.digests[algorithm]}")
     if not wrong and (record is None or not record.matches(path)):
         if not remember:
             check.note("not recorded (--record makes the next check of the unchanged file instant)")
@@ -106,25 +128,40 @@ def _check_bytes(check: Check, path: Path, record, checksums: dict, rehash: bool
 # --- structure ---------------------------------------------------------------------------------
 
 
-def _expected_contents(record: DownloadRecord | None) -> dict:
-    """What the archive should hold: the real dataset, or what the sample was generated with."""
+@dataclass(frozen=True)
+class Contents:
+    """What an archive should hold: the real dataset, or what the sample was generated with."""
+
+    full: bool
+    classes: set[str]
+    train_per_class: int | None  # the sample's; the real classes hold 732–1300 each
+    val: int
+    test: int
+
+    def images(self, split: str) -> int:
+        return self.val if split == "val" else self.test
+
+    @property
+    def train_range(self) -> tuple[int, int]:
+        """The fewest and most train images a class may hold."""
+        if self.full or self.train_per_class is None:
+            return catalogue.TRAIN_PER_CLASS
+        return self.train_per_class, self.train_per_class
+
+
+def _expected_contents(record: DownloadRecord | None) -> Contents:
     if record is not None and record.source == "sample":
         details = record.details
-        return {
-            "full": False,
-            "classes": set(details["classes"]),
-            "train_per_class": details["train_per_class"],
-            "val": details["val_per_class"] * len(details["classes"]),
-            "test": details["test_images"],
-        }
-    return {"full": True, "classes": set(catalogue.wnids()), "val": catalogue.SPLIT_IMAGES["val"], "test": catalogue.SPLIT_IMAGES["test"]}
+        classes = set(details["classes"])
+        return Contents(False, classes, details["train_per_class"], details["val_per_class"] * len(classes), details["test_images"])
+    return Contents(True, set(catalogue.wnids()), None, catalogue.SPLIT_IMAGES["val"], catalogue.SPLIT_IMAGES["test"])
 
 
-def _refuser(check: Check):
+def _refuser(check: Check) -> archives.Refuse:
     return lambda where, why: check.add("refused", where, f"refused: {why}")
 
 
-def _check_train_tar(check: Check, path: Path, expected: dict, deep: bool, progress: Progress) -> None:
+def _check_train_tar(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
     refuse = _refuser(check)
     found = set()
     for member in archives.tar_headers(path, refuse):
@@ -136,23 +173,23 @@ def _check_train_tar(check: Check, path: Path, expected: dict, deep: bool, progr
             found.add(wnid)
         else:
             check.add("structure", f"{path.name}:{name}", "not a <wnid>.tar of an ILSVRC-2012 class")
-    for wnid in sorted(expected["classes"] - found):
+    for wnid in sorted(expected.classes - found):
         check.add("missing", f"{path.name}:{wnid}.tar", "class tar missing")
-    for wnid in sorted(found - expected["classes"]):
+    for wnid in sorted(found - expected.classes):
         check.add("extra", f"{path.name}:{wnid}.tar", "a class this archive should not hold")
     check.counts["classes"] = len(found)
     check.note(f"{len(found)} class tars present")
     if deep:
         per_class = _check_members(check, archives.train_members(path, refuse), progress, path.name, None)
-        low, high = catalogue.TRAIN_PER_CLASS if expected["full"] else (expected["train_per_class"],) * 2
+        low, high = expected.train_range
         for wnid, count in sorted(per_class.items()):
             if not low <= count <= high:
                 check.add("count", f"{path.name}:{wnid}.tar", f"{count} images; expected {low}–{high}")
-        if expected["full"] and sum(per_class.values()) != catalogue.SPLIT_IMAGES["train"]:
+        if expected.full and sum(per_class.values()) != catalogue.SPLIT_IMAGES["train"]:
             check.add("count", path.name, f"{sum(per_class.values()):,} images; ILSVRC-2012 has {catalogue.SPLIT_IMAGES['train']:,}")
 
 
-def _check_flat_tar(check: Check, path: Path, expected: dict, deep: bool, progress: Progress) -> None:
+def _check_flat_tar(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
     split = archives.kind_of(path)
     pattern = archives.VAL_NAME if split == "val" else archives.TEST_NAME
     refuse = _refuser(check)
@@ -167,11 +204,11 @@ def _check_flat_tar(check: Check, path: Path, expected: dict, deep: bool, progre
         names.add(base)
         if not pattern.fullmatch(base):
             check.add("structure", f"{path.name}:{name}", f"not an ILSVRC2012 {split} file name")
-        elif split == "val" and catalogue.val_labels()[int(pattern.fullmatch(base).group(1)) - 1] not in expected["classes"]:
+        elif split == "val" and catalogue.val_class(base).wnid not in expected.classes:
             check.add("extra", f"{path.name}:{name}", "an image of a class this archive should not hold")
     check.counts["images"] = count
-    if count != expected[split]:
-        check.add("count", path.name, f"{count:,} images; expected {expected[split]:,}")
+    if count != expected.images(split):
+        check.add("count", path.name, f"{count:,} images; expected {expected.images(split):,}")
     check.note(f"{count:,} {split} images named as ILSVRC-2012 names them")
     if deep:
         _check_members(check, archives.flat_members(path, split, refuse), progress, path.name, count)
@@ -179,17 +216,18 @@ def _check_flat_tar(check: Check, path: Path, expected: dict, deep: bool, progre
 
 def _check_members(
     check: Check, members: Iterator[archives.Member], progress: Progress, name: str, total: int | None
-) -> dict[str, int]:
+) -> collections.Counter[str]:
     """Decode every image (on all cores); count train images per class."""
     with progress.task(f"decoding {name}", total=total, unit="img") as advance:
         return _decode_members(check, members, advance)
 
 
-def _decode_members(check: Check, members: Iterator[archives.Member], advance) -> dict[str, int]:
+def _decode_members(check: Check, members: Iterator[archives.Member], advance: Advance) -> collections.Counter[str]:
     per_class: collections.Counter[str] = collections.Counter()
     decoded = 0
     # Names within one class tar (or one run of a class in the zip): exact, and memory stays flat.
-    run, names = None, set()
+    run: str | None = None
+    names: set[str] = set()
     for member, problem in _decoded(members):
         advance(1)
         if member.damage:
@@ -201,7 +239,7 @@ def _decode_members(check: Check, members: Iterator[archives.Member], advance) -
             if member.name in names:
                 check.add("duplicate", member.origin, f"a second {member.name} in class {member.wnid}")
             names.add(member.name)
-        if member.split == "train":
+        if member.split == "train" and member.wnid is not None:
             match = archives.TRAIN_NAME.fullmatch(member.name)
             if not match or match.group(1) != member.wnid:
                 check.add("misplaced", member.origin, f"not an image of class {member.wnid}")
@@ -220,20 +258,13 @@ def _decoded(members: Iterator[archives.Member]) -> Iterator[tuple[archives.Memb
     Pillow releases the GIL while decoding, so threads use every core; at most two images per
     thread are in flight, so memory stays flat however large the archive.
     """
-    workers = os.cpu_count() or 1
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        window: collections.deque = collections.deque()
-        for member in members:
-            window.append((member, None if member.damage else pool.submit(decode_problem, member.data)))
-            if len(window) >= 2 * workers:
-                done, future = window.popleft()
-                yield done, future.result() if future else None
-        while window:
-            done, future = window.popleft()
-            yield done, future.result() if future else None
+    def decoded(member: archives.Member) -> tuple[archives.Member, str | None]:
+        return member, None if member.damage else decode_problem(member.data)
+
+    yield from ordered_map(decoded, members, os.cpu_count() or 1, pool=thread_pool)
 
 
-def _check_devkit(check: Check, path: Path, expected: dict, deep: bool, progress: Progress) -> None:
+def _check_devkit(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
     truth = archives.devkit_ground_truth(path)
     if len(truth) != catalogue.NUM_VAL_IMAGES:
         check.add("count", f"{path.name}:{archives.GROUND_TRUTH}", f"{len(truth):,} lines; expected 50,000")
@@ -245,11 +276,11 @@ def _devkit_labels(truth: list[int]) -> Iterator[tuple[int, str]]:
     for number, devkit_id in enumerate(truth, 1):
         try:
             yield number, catalogue.by_devkit_id(devkit_id).wnid
-        except catalogue.UnknownClassError:
+        except UnknownClassError:
             yield number, f"ILSVRC2012_ID {devkit_id}"
 
 
-def _compare_val_labels(check: Check, where: str, labels, unit: str) -> None:
+def _compare_val_labels(check: Check, where: str, labels: Iterable[tuple[int, str]], unit: str) -> None:
     known = catalogue.val_labels()
     for number, wnid in labels:
         if not 1 <= number <= catalogue.NUM_VAL_IMAGES:
@@ -263,7 +294,7 @@ def _compare_val_labels(check: Check, where: str, labels, unit: str) -> None:
             )
 
 
-def _check_kaggle_zip(check: Check, path: Path, expected: dict, deep: bool, progress: Progress) -> None:
+def _check_kaggle_zip(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
     refuse = _refuser(check)
     bundle = archives.kaggle_bundle(path)
     if bundle.inner is None:
@@ -290,13 +321,13 @@ def _check_kaggle_zip(check: Check, path: Path, expected: dict, deep: bool, prog
             _check_class_counts(check, path, expected, counted)
 
 
-def _check_kaggle_listing(check: Check, path: Path, expected: dict, refuse) -> None:
+def _check_kaggle_listing(check: Check, path: Path, expected: Contents, refuse: archives.Refuse) -> None:
     """Counts per split and class from the central directory, read as a stream."""
     per_class: collections.Counter[str] = collections.Counter()
     splits: collections.Counter[str] = collections.Counter()
     for split, wnid, name, entry in archives.kaggle_zip_images(path, refuse):
         splits[split] += 1
-        if split == "train":
+        if split == "train" and wnid is not None:
             per_class[wnid] += 1
             match = archives.TRAIN_NAME.fullmatch(name)
             if not match or match.group(1) != wnid:
@@ -306,17 +337,17 @@ def _check_kaggle_listing(check: Check, path: Path, expected: dict, refuse) -> N
     check.counts.update({f"{s}_images": n for s, n in splits.items()})
     _check_class_counts(check, path, expected, per_class)
     for split in ("val", "test"):
-        if splits[split] != expected[split]:
-            check.add("count", f"{path.name}:{archives.KAGGLE_DATA}{split}/", f"{splits[split]:,} images; expected {expected[split]:,}")
+        if splits[split] != expected.images(split):
+            check.add("count", f"{path.name}:{archives.KAGGLE_DATA}{split}/", f"{splits[split]:,} images; expected {expected.images(split):,}")
     check.note(f"{sum(splits.values()):,} images listed: {', '.join(f'{n:,} {s}' for s, n in sorted(splits.items()))}")
 
 
-def _check_class_counts(check: Check, path: Path, expected: dict, per_class: collections.Counter) -> None:
-    for wnid in sorted(expected["classes"] - set(per_class)):
+def _check_class_counts(check: Check, path: Path, expected: Contents, per_class: collections.Counter[str]) -> None:
+    for wnid in sorted(expected.classes - set(per_class)):
         check.add("missing", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "class folder missing")
-    low, high = catalogue.TRAIN_PER_CLASS if expected["full"] else (expected["train_per_class"],) * 2
+    low, high = expected.train_range
     for wnid, count in sorted(per_class.items()):
-        if wnid not in expected["classes"]:
+        if wnid not in expected.classes:
             check.add("extra", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "a class this archive should not hold")
         elif not low <= count <= high:
             check.add("count", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", f"{count} images; expected {low}–{high}")

@@ -120,7 +120,7 @@ def tar_files(
                 refuse(f"{origin}:{member.name}", why)
                 continue
             if member.isfile():
-                yield member, tar.extractfile(member)
+                yield member, member_data(tar, member)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         raise ArchiveError(f"{origin} is damaged or truncated ({error})") from error
 
@@ -225,13 +225,21 @@ def _open_tar_stream(path: Path) -> tarfile.TarFile:
         raise ArchiveError(f"{path.name} is not a readable tar ({error})") from error
 
 
+def member_data(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
+    """A regular member's bytes, as a stream."""
+    data = tar.extractfile(member)
+    if data is None:  # a link or a folder: callers ask for regular files only
+        raise ArchiveError(f"{member.name} is not a regular file")
+    return data
+
+
 def devkit_ground_truth(path: Path) -> list[int]:
     """The devkit's 50,000 val labels (ILSVRC2012_IDs, devkit order), line k for val image k."""
     try:
         with tarfile.open(path, mode="r:*") as tar:
             for member in tar:
                 if member.isfile() and member.name.lstrip("./") == GROUND_TRUTH:
-                    text = tar.extractfile(member).read().decode("ascii")
+                    text = member_data(tar, member).read().decode("ascii")
                     break
             else:
                 raise ArchiveError(f"{path.name} has no {GROUND_TRUTH}")
@@ -317,6 +325,8 @@ def kaggle_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[Member]:
 
 def kaggle_inner_tar_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[Member]:
     """The 2019 layout's images, streamed through the inner tar.gz from start to end."""
+    if bundle.inner is None:  # the current layout: its images are zip members
+        return
     origin = f"{bundle.path.name}:{bundle.inner.name}"
     with open(bundle.path, "rb") as file, zip_entries.open_member(file, bundle.inner) as raw:
         with tarfile.open(fileobj=raw, mode="r|gz") as tar:
@@ -337,7 +347,7 @@ def kaggle_text(bundle: KaggleBundle, name: str) -> str | None:
         with zip_entries.open_member(file, bundle.inner) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
             for member in tar:  # the LOC files come first in the real tar: this stops early
                 if member.isfile() and member.name.lstrip("./") == name:
-                    return tar.extractfile(member).read().decode("utf-8")
+                    return member_data(tar, member).read().decode("utf-8")
     return None
 
 

@@ -19,7 +19,8 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
 
 from .errors import ClusterError, InvalidArgumentError, MissingExtraError
 from .shards import Engine
@@ -34,7 +35,7 @@ AUTO = "auto"  # the scheduler Dask's own configuration names (DASK_SCHEDULER_AD
 _CONNECT_TIMEOUT = "20s"
 
 
-def _distributed():
+def _distributed() -> ModuleType:
     try:
         import distributed
     except ImportError:
@@ -132,7 +133,7 @@ def _undo_eager_trimming() -> None:
     libc.mallopt(m_trim_threshold, 64 << 20)
 
 
-def engine(client: Client) -> Engine:
+def engine(client: Any) -> Engine:  # a distributed.Client, whose methods carry no annotations
     """The cluster as the shard runner's engine: one task per shard, as many in flight as it has
     worker threads; a shard Dask gave up on (KilledWorker) is named, not fatal to the rest."""
     distributed = _distributed()

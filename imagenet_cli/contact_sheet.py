@@ -12,12 +12,16 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import atomic, catalogue, manifest
 from .errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
 from .layout import Root
 from .selection import choose, select_classes
 from .shards import MARKERS, read_marker
+
+if TYPE_CHECKING:  # Pillow is imported when a sheet is drawn, never at startup
+    from PIL.Image import Image as Picture
 
 TILE = 160  # pixels, square
 CAPTION = 42  # three lines of the default bitmap font
@@ -139,15 +143,15 @@ def _draw(rows: list[list[Tile]], columns: int) -> bytes:
     return out.getvalue()
 
 
-def thumbnail(tile: Tile):
+def thumbnail(tile: Tile) -> Picture:
     """The tile's image fitted into TILE×TILE on white, centred; grey for an unreadable image."""
     from PIL import Image
 
     square = Image.new("RGB", (TILE, TILE), BACKGROUND if tile.path else PLACEHOLDER)
     if tile.path is None:
         return square
-    with Image.open(tile.path) as image:
-        image = image.convert("RGB")
+    with Image.open(tile.path) as opened:
+        image = opened.convert("RGB")
         image.thumbnail((TILE, TILE), Image.Resampling.BILINEAR)
         square.paste(image, ((TILE - image.width) // 2, (TILE - image.height) // 2))
     return square

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import atomic, catalogue, hashing, locks
+from . import archives, atomic, catalogue, hashing, locks
 from .errors import InvalidArgumentError, OverwriteRefusedError
 from .layout import Root, free_bytes
 from .progress import SILENT, Progress
@@ -116,7 +116,7 @@ def download_sample(
     )
     wanted = sample.options_record(layout, options)
     downloads = Root(root).downloads
-    names = sample.OFFICIAL_FILES if layout == "official" else (sample.KAGGLE_ZIP,)
+    names = sample.OFFICIAL_FILES if layout == "official" else (archives.KAGGLE_ZIP,)
     paths = [downloads / name for name in names]
 
     with locks.writing_all(paths, wait):
@@ -125,7 +125,7 @@ def download_sample(
         records = {path: _existing_sample_record(path) for path in paths}
         if all(r is not None and r.details == wanted and r.matches(p) for p, r in records.items()):
             log.info("the sample in %s was generated with these options already: keeping it", downloads)
-            return DownloadResult("sample", downloads, [_recorded(p, r, KEPT) for p, r in records.items()])
+            return DownloadResult("sample", downloads, [_recorded(p, r, KEPT) for p, r in records.items() if r is not None])
 
         log.info("generating the sample (%s layout, %d classes) in %s", layout, len(options.classes), downloads)
         written: dict[Path, DownloadRecord] = {}

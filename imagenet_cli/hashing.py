@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import xxhash
 
 from .errors import InvalidArgumentError
 from .progress import SILENT, Progress
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 class Algorithm(StrEnum):
@@ -24,7 +28,15 @@ class Algorithm(StrEnum):
     sha256 = "sha256"
 
 
-ALGORITHMS = {
+class Digest(Protocol):
+    """What hashlib's and xxhash's objects share."""
+
+    def update(self, data: ReadableBuffer, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+ALGORITHMS: dict[str, Callable[..., Digest]] = {
     "md5": hashlib.md5,
     "xxh3_64": xxhash.xxh3_64,
     "sha256": hashlib.sha256,  # only when a checksum file asks for it

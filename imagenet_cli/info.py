@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .layout import SPLITS, Root, SplitCount, count_split, free_bytes
 from .manifest import has_manifest, read_manifest, read_tree_info
@@ -31,7 +32,7 @@ class TreeState:
     name: str
     path: Path
     splits: dict[str, SplitCount]
-    made_by: dict | None = None  # from tree.json, for trees this tool wrote
+    made_by: dict[str, Any] | None = None  # from tree.json, for trees this tool wrote
 
     @property
     def images(self) -> int:

@@ -17,6 +17,7 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import xxhash
 
@@ -39,11 +40,11 @@ class InputFile:
             return self.xxh3_64 == other.xxh3_64
         return self.mtime_ns == other.mtime_ns
 
-    def as_dict(self) -> dict:
+    def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> InputFile:
+    def from_dict(cls, data: dict[str, Any]) -> InputFile:
         return cls(**{k: data[k] for k in ("name", "path", "size", "mtime_ns", "xxh3_64")})
 
 
@@ -71,7 +72,7 @@ def changed_since(recorded: InputFile, tree: Path) -> InputFile | None:
     return None if recorded.same_content(now) else now
 
 
-def changed_names(recorded: list[dict], current: Iterable[InputFile]) -> list[str]:
+def changed_names(recorded: list[dict[str, Any]], current: Iterable[InputFile]) -> list[str]:
     """The inputs that are not what was recorded (``InputFile.as_dict()`` each): changed, new, or gone."""
     before = {i["name"]: InputFile.from_dict(i) for i in recorded}
     now = list(current)

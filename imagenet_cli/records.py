@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import atomic
 from .errors import ArchiveError
@@ -32,7 +33,7 @@ class DownloadRecord:
     url: str | None = None  # without the query string (signed URLs expire)
     etag: str | None = None
     last_modified: str | None = None
-    details: dict = field(default_factory=dict)  # source-specific, e.g. the sample's parameters
+    details: dict[str, Any] = field(default_factory=dict)  # source-specific, e.g. the sample's parameters
 
     def matches(self, path: Path) -> bool:
         """True when the file still has the size and mtime it had when it was recorded."""
@@ -47,7 +48,7 @@ def record_path(archive: Path) -> Path:
     return archive.with_name(archive.name + RECORD_SUFFIX)
 
 
-def write_record(archive: Path, digests: dict[str, str], source: str, content: Path | None = None, **extra) -> DownloadRecord:
+def write_record(archive: Path, digests: dict[str, str], source: str, content: Path | None = None, **extra: Any) -> DownloadRecord:
     """Record ``archive``; ``content`` is where its bytes are while the name does not exist yet
     (a temporary file about to be renamed, which keeps its size and mtime)."""
     stat = (content or archive).stat()

@@ -7,6 +7,7 @@ of a seed's ranking are inside its first 100.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import xxhash
@@ -20,7 +21,7 @@ def rank(seed: int, name: str) -> int:
     return xxhash.xxh3_64_intdigest(name.encode(), seed=seed % 2**64)
 
 
-def choose(names, seed: int, count: int | None) -> list[str]:
+def choose(names: Iterable[str], seed: int, count: int | None) -> list[str]:
     """The first ``count`` names by rank (all of them when count is None), in rank order."""
     ordered = sorted(names, key=lambda n: (rank(seed, n), n))
     return ordered if count is None else ordered[:count]

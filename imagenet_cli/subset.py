@@ -20,7 +20,7 @@ import logging
 import math
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -122,7 +122,7 @@ def subset(
         return SubsetResult(destination, tree, len(chosen), dict(selection.counts), "written", selection.missing, selection.short)
 
 
-def subset_name(arguments: dict) -> str:
+def subset_name(arguments: dict[str, Any]) -> str:
     """A folder name that says what the subset is: ``imagenette``, ``classes100-k260-seed0``, ``1percent``."""
     parts = []
     classes = arguments["classes"]
@@ -152,7 +152,7 @@ def subset_name(arguments: dict) -> str:
 # --- options and inputs ------------------------------------------------------------------------
 
 
-def _check_options(per_class, fraction, images, val_per_class, link) -> None:
+def _check_options(per_class: int | None, fraction: float | None, images: str | None, val_per_class: int | None, link: str) -> None:
     if sum(x is not None for x in (per_class, fraction, images)) > 1:
         raise InvalidArgumentError("choose one of --per-class, --fraction and --images")
     if per_class is not None and per_class < 1:
@@ -185,13 +185,16 @@ def _source_name(tree: Path, root: Path) -> str:
     return resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else str(resolved)
 
 
-def _same_subset(existing: dict, wanted: dict, root: Path) -> bool:
+def _same_subset(existing: dict[str, Any], wanted: dict[str, Any], root: Path) -> bool:
     """The same arguments, classes and source content; the source compared as a place, however
     it is written (subsets made before names were relative hold absolute paths)."""
-    def place(record: dict) -> Path:
-        return (root / record["source"]).resolve()
 
-    others = lambda record: {k: v for k, v in record.items() if k != "source"}  # noqa: E731
+    def place(record: dict[str, Any]) -> Path:
+        return (root / str(record["source"])).resolve()
+
+    def others(record: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in record.items() if k != "source"}
+
     return others(existing) == others(wanted) and place(existing) == place(wanted)
 
 
@@ -205,7 +208,10 @@ def _existing_subset(destination: Path) -> dict[str, Any] | None:
 class _Selection:
     """Streams the chosen files, one class folder at a time, from the source manifest or a scan."""
 
-    def __init__(self, tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short, listed_classes) -> None:
+    def __init__(
+        self, tree: Path, chosen: Iterable[str], seed: int, per_class: int | None, fraction: float | None, images: str | None,
+        val_per_class: int | None, allow_short: bool, listed_classes: set[str],
+    ) -> None:  # fmt: skip
         self.tree, self.chosen, self.seed = tree, set(chosen), seed
         self.per_class, self.fraction, self.val_per_class = per_class, fraction, val_per_class
         self.allow_short = allow_short
@@ -292,7 +298,7 @@ def _directories(tree: Path) -> Iterator[tuple[str, dict[str, manifest.Entry]]]:
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _write(destination: Path, tree: Path, selection: _Selection, record: dict, link: str, progress: Progress) -> None:
+def _write(destination: Path, tree: Path, selection: _Selection, record: dict[str, Any], link: str, progress: Progress) -> None:
     staging = atomic.temporary_name(destination)
     for stale in destination.parent.glob(f".{destination.name}.*{atomic.TEMPORARY_SUFFIX}"):
         shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run (we hold the lock)
@@ -364,7 +370,7 @@ def _resolved(path: Path) -> Path:
     return existing.resolve().joinpath(*reversed(rest))
 
 
-def _write_descriptions(staging: Path, selection: _Selection, record: dict) -> None:
+def _write_descriptions(staging: Path, selection: _Selection, record: dict[str, Any]) -> None:
     atomic.write_text(staging / SUBSET_FILE, json.dumps(record, indent=2) + "\n")
     rows = [(i, catalogue.by_wnid(w)) for i, w in enumerate(record["classes"])]
     atomic.write_text(staging / "classes.txt", "".join(f"{i}\t{c.wnid}\t{c.name}\t{c.index}\n" for i, c in rows))

@@ -34,7 +34,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 from . import atomic
@@ -46,7 +46,7 @@ from .errors import (
     RemoteChangedError,
     RemoteNotFoundError,
 )
-from .hashing import ALGORITHMS, DEFAULT_ALGORITHMS
+from .hashing import ALGORITHMS, DEFAULT_ALGORITHMS, Digest
 from .layout import free_bytes
 from .progress import SILENT, Advance, Progress
 from .records import JOURNAL_SUFFIX, MISMATCH_SUFFIX, PART_SUFFIX
@@ -520,7 +520,7 @@ def _fetch(plan: Plan, endpoint: Endpoint, connections: int, progress: Progress)
             received.add(n)
             advance(n)
 
-        if plan.identity.ranges:
+        if plan.identity.ranges and plan.identity.size is not None:  # ranges are used only with a known size
             _preallocate(file.fileno(), plan.identity.size)
             digests = _fetch_chunks(plan, journal, endpoint, file.fileno(), connections, count)
         else:
@@ -547,7 +547,7 @@ def _preallocate(fd: int, size: int) -> None:
         os.ftruncate(fd, size)  # filesystems without fallocate (some network ones)
 
 
-def _fetch_chunks(plan: Plan, journal: Journal, endpoint: Endpoint, fd: int, connections: int, advance: Advance):
+def _fetch_chunks(plan: Plan, journal: Journal, endpoint: Endpoint, fd: int, connections: int, advance: Advance) -> dict[str, str]:
     hasher = _OrderedHasher(plan, fd)
     for index in sorted(plan.done):
         hasher.complete(index)
@@ -641,9 +641,9 @@ def _pwrite_all(fd: int, data: bytes, offset: int) -> None:
         view, offset = view[written:], offset + written
 
 
-def _fetch_stream(plan: Plan, endpoint: Endpoint, file, advance: Advance) -> dict[str, str]:
+def _fetch_stream(plan: Plan, endpoint: Endpoint, file: BinaryIO, advance: Advance) -> dict[str, str]:
     """One plain GET for servers without Range support: nothing to resume, so any failure restarts."""
-    digests: dict = {}
+    digests: dict[str, Digest] = {}
     furthest = best = 0  # bytes of the file reached: this attempt's, and the most of any before
 
     def attempt() -> None:

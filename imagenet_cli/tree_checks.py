@@ -49,7 +49,7 @@ def check_tree(tree: Path, deep: bool = False, workers: int | None = None, progr
     expected = manifest.manifest_by_directory(tree) if has_manifest else iter(())
     missing: dict[str, tuple[str, manifest.Entry]] = {}  # name -> (directory, entry), to pair with extras
     extra: dict[str, tuple[str, Seen]] = {}
-    per_class: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    per_class: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     listed = 0
 
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool, progress.task(
@@ -106,9 +106,9 @@ def _class_directories(tree: Path, check: Check) -> list[str]:
     return found
 
 
-def _scan_in_parallel(pool, tree: Path, directories: list[str], deep: bool, window: int) -> Iterator[tuple[str, dict[str, Seen]]]:
+def _scan_in_parallel(pool: ThreadPoolExecutor, tree: Path, directories: list[str], deep: bool, window: int) -> Iterator[tuple[str, dict[str, Seen]]]:
     """Scanned folders in order, with at most ``2 * window`` in flight: memory stays bounded."""
-    pending: collections.deque[tuple[str, Future]] = collections.deque()
+    pending: collections.deque[tuple[str, Future[dict[str, Seen]]]] = collections.deque()
     for directory in directories:
         pending.append((directory, pool.submit(_scan_directory, tree / directory, deep)))
         if len(pending) >= 2 * window:
@@ -120,7 +120,7 @@ def _scan_in_parallel(pool, tree: Path, directories: list[str], deep: bool, wind
 
 
 def _scan_directory(directory: Path, deep: bool) -> dict[str, Seen]:
-    seen = {}
+    seen: dict[str, Seen] = {}
     with os.scandir(directory) as entries:
         for entry in entries:
             if entry.is_symlink() and not os.path.exists(entry.path):
@@ -135,12 +135,15 @@ def _scan_directory(directory: Path, deep: bool) -> dict[str, Seen]:
     return seen
 
 
-def _compare_directory(check, directory, seen, entries, has_manifest, missing, extra) -> None:
+def _compare_directory(
+    check: Check, directory: str, seen: dict[str, Seen], entries: dict[str, manifest.Entry], has_manifest: bool,
+    missing: dict[str, tuple[str, manifest.Entry]], extra: dict[str, tuple[str, Seen]],
+) -> None:  # fmt: skip
     split, wnid = directory.split("/")
     for name, found in seen.items():
         where = f"{directory}/{name}"
         if found.xxh3_64 is None:
-            check.add("missing", where, found.problem)
+            check.add("missing", where, found.problem or "a broken link")
             continue
         if found.problem:
             check.add("undecodable", where, found.problem)
@@ -171,7 +174,7 @@ def _check_label(check: Check, split: str, wnid: str, name: str, where: str) -> 
         check.add("misplaced", where, f"a {match.group(1)} image in the {wnid} folder")
 
 
-def _pair_misplaced(check: Check, missing: dict, extra: dict) -> None:
+def _pair_misplaced(check: Check, missing: dict[str, tuple[str, manifest.Entry]], extra: dict[str, tuple[str, Seen]]) -> None:
     """A file missing from one folder and extra in another, with the same bytes, was moved."""
     for name, (directory, found) in sorted(extra.items()):
         moved_from = missing.get(name)
@@ -204,7 +207,7 @@ def _identity(file: InputFile) -> str:
     return f"{file.size:,} bytes, xxh3 {file.xxh3_64}" if file.xxh3_64 else f"{file.size:,} bytes, mtime {file.mtime_ns}"
 
 
-def _check_counts(check: Check, tree: Path, per_class: dict, listed: int | None) -> None:
+def _check_counts(check: Check, tree: Path, per_class: dict[str, collections.Counter[str]], listed: int | None) -> None:
     info = manifest.read_tree_info(tree)
     _check_inputs(check, tree, info)
     for split, counts in sorted(per_class.items()):
@@ -219,7 +222,7 @@ def _check_counts(check: Check, tree: Path, per_class: dict, listed: int | None)
         check.counts["manifest_entries"] = listed
 
 
-def _check_full_split(check: Check, split: str, counts: collections.Counter, images: int) -> None:
+def _check_full_split(check: Check, split: str, counts: collections.Counter[str], images: int) -> None:
     """All 1000 classes present: hold the split to the real dataset's numbers."""
     if images != catalogue.SPLIT_IMAGES[split]:
         check.add("count", f"{split}/", f"{images:,} images; ILSVRC-2012 has {catalogue.SPLIT_IMAGES[split]:,}")

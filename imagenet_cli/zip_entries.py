@@ -17,9 +17,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import ArchiveError
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
 
 _EOCD = b"PK\x05\x06"
 _ZIP64_LOCATOR = b"PK\x06\x07"
@@ -103,14 +106,15 @@ class _Member(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
+    def readinto(self, buffer: WriteableBuffer) -> int:
         while self.taken == len(self.pending):
             if self.finished:
                 self._check_end()
                 return 0
             self.pending, self.taken = self._next_chunk(), 0
-        taken = memoryview(self.pending)[self.taken : self.taken + len(buffer)]
-        buffer[: len(taken)] = taken
+        view = memoryview(buffer).cast("B")
+        taken = memoryview(self.pending)[self.taken : self.taken + len(view)]
+        view[: len(taken)] = taken
         self.taken += len(taken)
         self.crc = zlib.crc32(taken, self.crc)
         self.length += len(taken)
@@ -206,8 +210,9 @@ class _Limited(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer) -> int:
-        data = self.file.read(min(len(buffer), self.left))
-        buffer[: len(data)] = data
+    def readinto(self, buffer: WriteableBuffer) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.file.read(min(len(view), self.left))
+        view[: len(data)] = data
         self.left -= len(data)
         return len(data)

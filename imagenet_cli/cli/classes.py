@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -44,7 +44,7 @@ def _print(result: list[catalogue.ImageNetClass] | Exported) -> None:
     print_table(("index", "wnid", "devkit_id", "name"), [(c.index, c.wnid, c.devkit_id, ", ".join(c.names)) for c in result])
 
 
-def _as_json(result: list[catalogue.ImageNetClass] | Exported):
+def _as_json(result: list[catalogue.ImageNetClass] | Exported) -> Any:
     if isinstance(result, Exported):
         return {"format": result.format, "path": result.path, "text": result.text}
     return [_as_dict(c) for c in result]
@@ -53,7 +53,7 @@ def _as_json(result: list[catalogue.ImageNetClass] | Exported):
 def _quiet(result: list[catalogue.ImageNetClass] | Exported) -> list[str]:
     """WNIDs, one per line; an export is its own result (the file's path, or its text)."""
     if isinstance(result, Exported):
-        return [str(result.path)] if result.path else [result.text.rstrip("\n")]
+        return [str(result.path)] if result.path else [(result.text or "").rstrip("\n")]
     return [c.wnid for c in result]
 
 
@@ -110,5 +110,5 @@ def classes(
     return list(catalogue.classes())
 
 
-def _as_dict(c: catalogue.ImageNetClass) -> dict:
+def _as_dict(c: catalogue.ImageNetClass) -> dict[str, Any]:
     return {"index": c.index, "wnid": c.wnid, "devkit_id": c.devkit_id, "short_name": c.short_name, "names": list(c.names)}

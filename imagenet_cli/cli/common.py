@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from types import FrameType
 from typing import Annotated, Any
 
 import typer
@@ -77,7 +78,7 @@ class Rendering:
     problems: Callable[[Any], bool] = lambda result: False  # True: exit 3 after showing it
 
 
-def command(name: str, rendering: Rendering, uses_root: bool = True) -> Callable[[Callable], Callable]:
+def command(name: str, rendering: Rendering, uses_root: bool = True) -> Callable[[Callable[..., Any]], Callable[..., None]]:
     """Give ``imagenet NAME``'s function the common options, declared and consumed here once.
 
     The function takes its own options and ``ui`` (a :class:`Session`), runs inside the session
@@ -85,9 +86,12 @@ def command(name: str, rendering: Rendering, uses_root: bool = True) -> Callable
     ``rendering`` says. Typer sees the function's parameters followed by the common ones.
     """
 
-    def decorate(function: Callable) -> Callable:
+    def decorate(function: Callable[..., Any]) -> Callable[..., None]:
         @functools.wraps(function)
-        def run(*args, root=DEFAULT_ROOT, json_output=False, quiet=False, verbose=False, debug=False, **options):
+        def run(
+            *args: Any, root: Path = DEFAULT_ROOT, json_output: bool = False, quiet: bool = False, verbose: bool = False,
+            debug: bool = False, **options: Any,
+        ) -> None:  # fmt: skip
             with session(name, quiet, verbose, debug, root) as ui:
                 result = function(*args, ui=ui, **options)
                 if json_output:
@@ -103,7 +107,7 @@ def command(name: str, rendering: Rendering, uses_root: bool = True) -> Callable
         common = _COMMON if uses_root else _COMMON[1:]
         own = [p for p in inspect.signature(function, eval_str=True).parameters.values() if p.name != "ui"]
         parameters = [*own, *(p for _, p in common)]
-        run.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
+        vars(run)["__signature__"] = inspect.Signature(parameters)  # what inspect, and so Typer, reads
         run.__annotations__ = {p.name: p.annotation for p in parameters}
         return run
 
@@ -153,7 +157,7 @@ def _stop_signals_as_interrupts() -> Iterator[None]:
     """SIGTERM (a batch scheduler) and SIGHUP (a closed terminal) stop a command as Ctrl-C does:
     workers are stopped, finished work is kept, one line is printed, the exit code is 128 + signal."""
 
-    def stop(number: int, _frame) -> None:
+    def stop(number: int, _frame: FrameType | None) -> None:
         raise Stopped(number, signal.Signals(number).name)
 
     previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}

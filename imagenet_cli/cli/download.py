@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -166,7 +166,7 @@ def download(
     return download_kaggle(root, connections=connections, dry_run=dry_run, wait=not no_wait, progress=ui.progress)
 
 
-def _refuse_options_of_other_sources(source: Source, options: dict, owner: Source) -> None:
+def _refuse_options_of_other_sources(source: Source, options: dict[str, Any], owner: Source) -> None:
     given = [name for name, value in options.items() if value is not None]
     if source is not owner and given:
         raise typer.BadParameter(f"{', '.join(given)} only apply to --source {owner.value}", param_hint=f"'{given[0]}'")

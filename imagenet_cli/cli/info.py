@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,7 +42,7 @@ def info(
     return describe_root(path or ui.root)
 
 
-def _as_json(state: RootState) -> dict:
+def _as_json(state: RootState) -> dict[str, Any]:
     return {
         "root": str(state.root),
         "exists": state.exists,
@@ -56,7 +56,7 @@ def _as_json(state: RootState) -> dict:
     }
 
 
-def _tree_json(tree: TreeState) -> dict:
+def _tree_json(tree: TreeState) -> dict[str, Any]:
     return {
         "name": tree.name, "path": tree.path, "images": tree.images, "bytes": tree.bytes,
         "splits": tree.splits, "made_by": tree.made_by,
@@ -83,18 +83,18 @@ def _print_state(state: RootState) -> None:
         print_table(("archive", "size", "source", "checksums"), rows)
     if state.partial:
         typer.echo("\nunfinished downloads (run `imagenet download` again to resume):")
-        rows = [
+        partial = [
             (p.name, human_bytes(p.have_bytes), human_bytes(p.total_bytes) if p.total_bytes is not None else "?")
             for p in state.partial
         ]
-        print_table(("archive", "have", "of"), rows)
+        print_table(("archive", "have", "of"), partial)
     for title, trees in (("prepared trees", state.trees), ("subsets (subsets/)", state.subsets)):
         if trees:
             typer.echo(f"\n{title}:")
-            rows = [
+            made = [
                 (t.name, *(t.splits[s].images if s in t.splits else "-" for s in ("train", "val")), human_bytes(t.bytes), _how_made(t))
                 for t in trees
             ]
-            print_table(("tree", "train", "val", "size", "made"), rows)
+            print_table(("tree", "train", "val", "size", "made"), made)
     if state.next_command:
         typer.echo(f"\nnext: {state.next_command}")

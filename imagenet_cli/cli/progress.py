@@ -31,8 +31,11 @@ class TqdmProgress(Progress):
             dynamic_ncols=True,
             leave=False,
         )
+        def advance(count: int) -> None:
+            bar.update(count)
+
         try:
-            yield bar.update
+            yield advance
         finally:
             bar.close()
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from ..findings import Check
 from ..hashing import Algorithm
 from ..verify import VerifyReport, verify
 from .common import Rendering, Session, command, human_bytes, jsonable, print_table
@@ -82,7 +83,7 @@ def verify_command(
     )
 
 
-def _as_json(report: VerifyReport) -> dict:
+def _as_json(report: VerifyReport) -> dict[str, Any]:
     checks = [{"status": check.status, **jsonable(check)} for check in report.checks]
     return {"ok": report.ok, "problem_count": report.problem_count, "checks": checks}
 
@@ -104,9 +105,9 @@ def _print_report(report: VerifyReport) -> None:
             typer.echo(f"  {name}: {len(wheres):,} × {kind}: {detail}: {listed}{', …' if len(wheres) > 3 else ''} (--json lists each)")
     if len(groups) > SHOWN_PROBLEMS:
         typer.echo(f"  … and {len(groups) - SHOWN_PROBLEMS:,} more kinds of problem (--json lists them)")
-    listed = sum(len(check.problems) for check in report.checks)
-    if report.problem_count > listed:
-        typer.echo(f"  (--json lists up to 1,000 per check; {report.problem_count - listed:,} more were counted)")
+    kept = sum(len(check.problems) for check in report.checks)
+    if report.problem_count > kept:
+        typer.echo(f"  (--json lists up to 1,000 per check; {report.problem_count - kept:,} more were counted)")
     unknown = [c for c in report.checks if c.status == "unknown"]
     if unknown:
         typer.echo(f"\n{len(unknown)} checked for structure only: nothing to compare their bytes with (try --checksums)")
@@ -122,6 +123,6 @@ def _grouped(report: VerifyReport) -> list[tuple[tuple[str, str, str], list[str]
     return list(groups.items())
 
 
-def _images(check) -> str:
+def _images(check: Check) -> str:
     images = sum(v for k, v in check.counts.items() if k.endswith("_images"))
     return f"{images:,} images"

@@ -28,10 +28,11 @@ import io
 import random
 import tarfile
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
 from .. import catalogue
 from ..archives import (
@@ -46,8 +47,10 @@ from ..atomic import Finish, atomic_writer
 from ..class_files import class_file
 from ..errors import InvalidArgumentError
 from ..progress import SILENT, Advance, Progress
-from .matlab import struct_array_file
+from .matlab import Value, struct_array_file
 from .sample_images import CMYK, GRAY, PNG, PROGRESSIVE, RGB, ImageSpec, render
+
+T = TypeVar("T")
 
 
 class Layout(StrEnum):
@@ -163,16 +166,16 @@ def _spread_quirks(
     """Turn some plain RGB images into the other shapes real ImageNet has."""
     plain = [i for i, image in enumerate(images) if image.spec.kind == RGB]
     rng.shuffle(plain)
-    changes = [("size", HUGE_SIZE)] * huge + [("size", THIN_SIZE)] * thin
-    changes += [("kind", GRAY)] * gray + [("kind", PROGRESSIVE)] * progressive
+    def sized(size: tuple[int, int]) -> Callable[[ImageSpec], ImageSpec]:
+        return lambda spec: ImageSpec(*size, spec.kind, spec.seed)
+
+    def kind(kind: str) -> Callable[[ImageSpec], ImageSpec]:
+        return lambda spec: ImageSpec(spec.width, spec.height, kind, spec.seed)
+
+    changes = [sized(HUGE_SIZE)] * huge + [sized(THIN_SIZE)] * thin + [kind(GRAY)] * gray + [kind(PROGRESSIVE)] * progressive
     result = list(images)
-    for i, (what, value) in zip(plain, changes, strict=False):  # more plain images than changes
-        spec = result[i].spec
-        if what == "size":
-            spec = ImageSpec(*value, spec.kind, spec.seed)
-        else:
-            spec = ImageSpec(spec.width, spec.height, value, spec.seed)
-        result[i] = SampleImage(result[i].split, result[i].wnid, result[i].name, spec)
+    for i, change in zip(plain, changes, strict=False):  # more plain images than changes
+        result[i] = SampleImage(result[i].split, result[i].wnid, result[i].name, change(result[i].spec))
     return result
 
 
@@ -202,10 +205,10 @@ def _rendered(images: Iterable[SampleImage], advance: Advance) -> Iterator[tuple
         yield image, data
 
 
-def _shuffled(items: Iterable, rng: random.Random) -> list:
-    items = list(items)
-    rng.shuffle(items)
-    return items
+def _shuffled(items: Iterable[T], rng: random.Random) -> list[T]:
+    shuffled = list(items)
+    rng.shuffle(shuffled)
+    return shuffled
 
 
 def _tar_info(name: str, size: int, directory: bool = False) -> tarfile.TarInfo:
@@ -224,7 +227,7 @@ def _tar_bytes(members: Iterable[tuple[str, bytes]]) -> bytes:
     return buffer.getvalue()
 
 
-def _write_tar(file, members: Iterable[tuple[str, bytes]]) -> None:
+def _write_tar(file: BinaryIO, members: Iterable[tuple[str, bytes]]) -> None:
     """A GNU tar of regular files; names ending in ``/`` become directories."""
     with tarfile.open(fileobj=file, mode="w", format=tarfile.GNU_FORMAT) as tar:
         for name, data in members:
@@ -242,7 +245,7 @@ def _write_official(
         by_split[image.split].append(image)
 
     def inner_tars() -> Iterator[tuple[str, bytes]]:
-        wnids = _shuffled(sorted({image.wnid for image in by_split["train"]}), rng)
+        wnids = _shuffled(sorted({image.wnid for image in by_split["train"] if image.wnid is not None}), rng)
         for wnid in wnids:
             members = _shuffled((i for i in by_split["train"] if i.wnid == wnid), rng)
             inner = _tar_bytes((image.name, data) for image, data in _rendered(members, advance))
@@ -278,7 +281,7 @@ def devkit_meta() -> bytes:
     synsets (records 1001–1860 of the real file) and the real train counts. torchvision's loader
     reads only the leaves' ID, WNID and words, which are real.
     """
-    records = [
+    records: list[dict[str, Value]] = [
         {
             "ILSVRC2012_ID": c.devkit_id, "WNID": c.wnid, "words": ", ".join(c.names), "gloss": "",
             "num_children": 0, "children": (), "wordnet_height": 0, "num_train_images": 0,
@@ -364,7 +367,7 @@ def _kaggle_members(images: list[SampleImage], rng: random.Random, advance: Adva
     for image, data in _rendered(test, advance):
         yield f"{data_dir}/test/{image.name}", data, False
     for image in boxed_train:
-        yield f"{boxes_dir}/train/{image.wnid}/{image.stem}.xml", _voc_xml(image.wnid, image, boxes[image.name]), True
+        yield f"{boxes_dir}/train/{image.wnid}/{image.stem}.xml", _voc_xml(image.wnid or "", image, boxes[image.name]), True
     for image in val:
         yield f"{boxes_dir}/val/{image.stem}.xml", _voc_xml("val", image, boxes[image.name]), True
     yield f"{sets_dir}/train_cls.txt", _lines(f"{i.wnid}/{i.stem} {n}" for n, i in enumerate(train, 1)), True
@@ -403,8 +406,8 @@ def _lines(lines: Iterable[str]) -> bytes:
     return "".join(f"{line}\n" for line in lines).encode()
 
 
-def _solution_csv(images: list[SampleImage], boxes: dict, rng: random.Random) -> bytes:
-    rows = (f"{i.stem},{_prediction_string(i.wnid, boxes[i.name])}" for i in _shuffled(images, rng))
+def _solution_csv(images: list[SampleImage], boxes: dict[str, list[tuple[int, int, int, int]]], rng: random.Random) -> bytes:
+    rows = (f"{i.stem},{_prediction_string(i.wnid or '', boxes[i.name])}" for i in _shuffled(images, rng))
     return _lines(["ImageId,PredictionString", *rows])
 
 
@@ -413,6 +416,6 @@ def _sample_submission(test: list[SampleImage]) -> bytes:
     return _lines(["ImageId,PredictionString", *(f"{i.stem},{first} 0 0 0 0" for i in test)])
 
 
-def options_record(layout: str, options: SampleOptions) -> dict:
+def options_record(layout: str, options: SampleOptions) -> dict[str, Any]:
     """What the download record keeps about a sample, to recognise it on a re-run."""
     return {"layout": layout, **asdict(options), "classes": list(options.classes)}

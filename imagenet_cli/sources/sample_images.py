@@ -10,6 +10,10 @@ from __future__ import annotations
 import io
 import random
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # Pillow is imported when images are drawn, never at startup
+    from PIL.Image import Image as Picture
 
 # What an image is encoded as; the quirks are the ones found in the real ILSVRC-2012 files.
 RGB = "rgb"  # baseline JPEG, 4:4:4, quality ~90–96, like most of ImageNet
@@ -33,13 +37,13 @@ def render(spec: ImageSpec) -> bytes:
     return _encode(picture, spec.kind, random.Random(spec.seed + ":encode"))
 
 
-def _paint(width: int, height: int, rng: random.Random):
+def _paint(width: int, height: int, rng: random.Random) -> Picture:
     from PIL import Image, ImageDraw, ImageFilter
 
     # A colour field: each channel a gradient at its own angle, stretched to the frame.
     channels = []
     for _ in range(3):
-        gradient = Image.linear_gradient("L").rotate(rng.uniform(0, 360), resample=Image.BILINEAR)
+        gradient = Image.linear_gradient("L").rotate(rng.uniform(0, 360), resample=Image.Resampling.BILINEAR)
         low, high = sorted(rng.randrange(256) for _ in range(2))
         channels.append(gradient.resize((width, height)).point(lambda v, lo=low, hi=high: lo + v * (hi - lo) // 255))
     picture = Image.merge("RGB", channels)
@@ -63,7 +67,7 @@ def _paint(width: int, height: int, rng: random.Random):
     return Image.blend(picture, grain, rng.uniform(0.10, 0.22))
 
 
-def _encode(picture, kind: str, rng: random.Random) -> bytes:
+def _encode(picture: Picture, kind: str, rng: random.Random) -> bytes:
     out = io.BytesIO()
     quality = rng.randint(88, 96)
     if kind == PNG:
