@@ -10,7 +10,7 @@ import typer
 
 from .. import catalogue
 from ..class_files import ClassFileForm, class_file, write_class_file
-from .common import ForceOption, Rendering, Session, command, print_table
+from .common import ForceOption, Rendering, Session, command, file_option, print_table
 
 EXAMPLES = """\
 Examples:
@@ -79,7 +79,7 @@ def classes(
     ] = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="With --export: the file to write (default: stdout).", dir_okay=False, show_default=False, metavar="FILE"),
+        file_option("With --export: the file to write (default: stdout)."),
     ] = None,
     force: ForceOption = False,
     *,

@@ -51,6 +51,11 @@ FromTreeOption = Annotated[
         file_okay=False, exists=True, show_default=False, metavar="TREE",
     ),
 ]  # fmt: skip
+def file_option(help: str) -> Any:
+    """An option naming one file (never a folder), shown as FILE, with no default to show."""
+    return typer.Option(help=help, dir_okay=False, show_default=False, metavar="FILE")
+
+
 ForceOption = Annotated[bool, typer.Option("--force", help="Replace the --out file if it exists.")]
 DebugOption = Annotated[bool, typer.Option("--debug", help="Show the full traceback of an error.")]
 

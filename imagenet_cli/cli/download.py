@@ -17,7 +17,7 @@ from ..download import (
 )
 from ..sources import sample
 from ..sources.official import BASE_URL
-from .common import NoWaitOption, Rendering, Session, comma_list, command, human_bytes, print_table
+from .common import NoWaitOption, Rendering, Session, comma_list, command, file_option, human_bytes, print_table
 
 EXAMPLES = """\
 Examples:
@@ -72,7 +72,7 @@ def download(
     ] = None,
     cookies: Annotated[
         Path | None,
-        typer.Option(help="official: a Netscape cookies.txt to send, for a logged-in session.", dir_okay=False, show_default=False, metavar="FILE"),
+        file_option("official: a Netscape cookies.txt to send, for a logged-in session."),
     ] = None,
     header: Annotated[
         list[str] | None,
@@ -80,12 +80,7 @@ def download(
     ] = None,
     checksums: Annotated[
         Path | None,
-        typer.Option(
-            help="official: a mirror's md5sum-style file; its sums replace the published ones for the files it names.",
-            dir_okay=False,
-            show_default=False,
-            metavar="FILE",
-        ),
+        file_option("official: a mirror's md5sum-style file; its sums replace the published ones for the files it names."),
     ] = None,
     connections: Annotated[
         int, typer.Option(help="Parallel ranged connections per file.", min=1, max=16, metavar="N")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..contact_sheet import SheetResult, show
-from .common import ForceOption, FromTreeOption, Rendering, Session, command
+from .common import ForceOption, FromTreeOption, Rendering, Session, command, file_option
 
 EXAMPLES = """\
 Examples:
@@ -39,7 +39,7 @@ def show_command(
     seed: Annotated[int, typer.Option(help="Which images (and classes) are drawn.", metavar="N")] = 0,
     out: Annotated[
         Path | None,
-        typer.Option(help="The PNG to write [default: ROOT/sheets/<tree>-<what>.png].", dir_okay=False, show_default=False, metavar="FILE"),
+        file_option("The PNG to write [default: ROOT/sheets/<tree>-<what>.png]."),
     ] = None,
     force: ForceOption = False,
     *,

@@ -10,7 +10,7 @@ import typer
 from ..findings import Check
 from ..hashing import Algorithm
 from ..verify import VerifyReport, verify
-from .common import Rendering, Session, command, human_bytes, jsonable, print_table
+from .common import Rendering, Session, command, file_option, human_bytes, jsonable, print_table
 
 EXAMPLES = """\
 Examples:
@@ -45,12 +45,7 @@ def verify_command(
     ] = None,
     checksums: Annotated[
         Path | None,
-        typer.Option(
-            help="Expected digests as md5sum/sha256sum/xxhsum print them ('<hex>  <name>'); they take precedence.",
-            dir_okay=False,
-            show_default=False,
-            metavar="FILE",
-        ),
+        file_option("Expected digests as md5sum/sha256sum/xxhsum print them ('<hex>  <name>'); they take precedence."),
     ] = None,
     algo: Annotated[
         Algorithm | None,
