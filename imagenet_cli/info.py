@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .download.transfer import Journal, Plan, Remote
 from .layout import SPLITS, Root, SplitCount, count_split, free_bytes
 from .manifest import has_manifest, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
-from .transfer import Journal, Plan, Remote
 
 
 @dataclass(frozen=True)

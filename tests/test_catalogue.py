@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from imagenet_cli import catalogue
 from imagenet_cli.class_files import FORMATS, class_file
 from imagenet_cli.errors import InvalidArgumentError, UnknownClassError
-from imagenet_cli.sources.sample import devkit_ground_truth
+from imagenet_cli.sample import devkit_ground_truth
 
 
 def test_sorted_order_is_torchvision_order():

@@ -11,10 +11,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from imagenet_cli import hashing
+from imagenet_cli import hashing, sample
 from imagenet_cli.cli.app import app
 from imagenet_cli.records import read_record
-from imagenet_cli.sources import sample
 
 runner = CliRunner()
 

@@ -20,14 +20,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imagenet_cli import locks, manifest
+from imagenet_cli import locks, manifest, sample
 from imagenet_cli.cli.app import app
 from imagenet_cli.download import download_official, download_sample
 from imagenet_cli.errors import LockHeldError
 from imagenet_cli.prepare import prepare
+from imagenet_cli.prepare.resize import Recipe
 from imagenet_cli.records import read_record, record_path
-from imagenet_cli.resize import Recipe
-from imagenet_cli.sources import sample
 from imagenet_cli.subset import subset
 
 from .conftest import SMALL

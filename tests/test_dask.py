@@ -20,11 +20,11 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from imagenet_cli import cluster, manifest  # noqa: E402
+from imagenet_cli import manifest  # noqa: E402
 from imagenet_cli.download import download_sample  # noqa: E402
 from imagenet_cli.errors import ClusterError, ShardCrashError  # noqa: E402
-from imagenet_cli.prepare import prepare  # noqa: E402
-from imagenet_cli.resize import Recipe  # noqa: E402
+from imagenet_cli.prepare import cluster, prepare  # noqa: E402
+from imagenet_cli.prepare.resize import Recipe  # noqa: E402
 
 from .builders import tree_from_official  # noqa: E402
 

@@ -14,11 +14,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from imagenet_cli import sample
 from imagenet_cli.cli.app import app
+from imagenet_cli.download import kaggle
+from imagenet_cli.download.kaggle import find_credentials
 from imagenet_cli.errors import EXIT_ERROR, EXIT_USAGE
 from imagenet_cli.records import read_record
-from imagenet_cli.sources import kaggle, sample
-from imagenet_cli.sources.kaggle import find_credentials
 
 from .conftest import default_sigint
 from .servers import FakeKaggle, FileServer

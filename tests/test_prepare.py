@@ -17,12 +17,11 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from imagenet_cli import catalogue, manifest
+from imagenet_cli import catalogue, manifest, sample
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import EXIT_PROBLEMS, LabelConflictError, OverwriteRefusedError
 from imagenet_cli.prepare import prepare
-from imagenet_cli.resize import Recipe
-from imagenet_cli.sources import sample
+from imagenet_cli.prepare.resize import Recipe
 from imagenet_cli.verify import verify
 
 from .builders import set_devkit_line

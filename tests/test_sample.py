@@ -12,11 +12,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from imagenet_cli import catalogue, hashing
+from imagenet_cli import catalogue, hashing, sample
 from imagenet_cli.download import download_sample
 from imagenet_cli.errors import InvalidArgumentError, OverwriteRefusedError
 from imagenet_cli.records import read_record
-from imagenet_cli.sources import sample
 
 from .conftest import SMALL
 

@@ -16,7 +16,7 @@ import pytest
 
 from imagenet_cli.download import download_sample
 from imagenet_cli.prepare import prepare
-from imagenet_cli.resize import Recipe
+from imagenet_cli.prepare.resize import Recipe
 from imagenet_cli.verify import verify
 
 from .conftest import default_sigint

@@ -13,15 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_cli.errors import (
-    AccessDeniedError,
-    ChecksumMismatchError,
-    DownloadError,
-    InsufficientSpaceError,
-    RemoteChangedError,
-    RemoteNotFoundError,
-)
-from imagenet_cli.transfer import (
+from imagenet_cli.download.transfer import (
     Endpoint,
     Identity,
     Plan,
@@ -32,6 +24,14 @@ from imagenet_cli.transfer import (
     http_client,
     plan_transfer,
     run_transfer,
+)
+from imagenet_cli.errors import (
+    AccessDeniedError,
+    ChecksumMismatchError,
+    DownloadError,
+    InsufficientSpaceError,
+    RemoteChangedError,
+    RemoteNotFoundError,
 )
 
 from .servers import FileServer

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imagenet_cli import hashing, manifest
+from imagenet_cli import hashing, manifest, sample
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import EXIT_PROBLEMS, EXIT_USAGE
 from imagenet_cli.progress import Progress
 from imagenet_cli.records import read_record
-from imagenet_cli.sources import sample
 from imagenet_cli.verify import verify
 
 from .builders import set_devkit_line, tree_from_official

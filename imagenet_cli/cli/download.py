@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import sample
 from ..download import (
     DEFAULT_CONNECTIONS,
     DownloadResult,
@@ -15,8 +16,7 @@ from ..download import (
     download_official,
     download_sample,
 )
-from ..sources import sample
-from ..sources.official import BASE_URL
+from ..download.official import BASE_URL
 from .common import NoWaitOption, Rendering, Session, comma_list, command, file_option, human_bytes, print_table
 
 EXAMPLES = """\

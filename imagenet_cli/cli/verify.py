@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
-from ..findings import Check
 from ..hashing import Algorithm
 from ..verify import VerifyReport, verify
+from ..verify.findings import Check
 from .common import Rendering, Session, command, file_option, human_bytes, jsonable, print_table
 
 EXAMPLES = """\

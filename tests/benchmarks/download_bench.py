@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from imagenet_cli.download import _http_client  # noqa: E402
-from imagenet_cli.transfer import Endpoint, Remote, plan_transfer, run_transfer  # noqa: E402
+from imagenet_cli.download.transfer import Endpoint, Remote, plan_transfer, run_transfer  # noqa: E402
 from tests.benchmarks.measure import run_cli  # noqa: E402
 from tests.servers import FileServer  # noqa: E402
 

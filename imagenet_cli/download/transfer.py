@@ -37,8 +37,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-from . import atomic
-from .errors import (
+from .. import atomic
+from ..errors import (
     AccessDeniedError,
     ChecksumMismatchError,
     DownloadError,
@@ -46,10 +46,10 @@ from .errors import (
     RemoteChangedError,
     RemoteNotFoundError,
 )
-from .hashing import ALGORITHMS, DEFAULT_ALGORITHMS, Digest
-from .layout import free_bytes
-from .progress import SILENT, Advance, Progress
-from .records import JOURNAL_SUFFIX, MISMATCH_SUFFIX, PART_SUFFIX
+from ..hashing import ALGORITHMS, DEFAULT_ALGORITHMS, Digest
+from ..layout import free_bytes
+from ..progress import SILENT, Advance, Progress
+from ..records import JOURNAL_SUFFIX, MISMATCH_SUFFIX, PART_SUFFIX
 
 if TYPE_CHECKING:
     import http.cookiejar
@@ -214,7 +214,7 @@ def http_client(connections: int, headers: dict[str, str] | None = None, cookies
     ``connections``, and timeouts that notice a dead connection without cutting a slow one."""
     import httpx
 
-    from . import __version__
+    from .. import __version__
 
     return httpx.Client(
         headers={"User-Agent": f"imagenet-cli/{__version__}", **(headers or {})},

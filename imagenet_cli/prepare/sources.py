@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, BinaryIO, NamedTuple, cast
 
-from . import archives, zip_entries
-from .errors import ArchiveError
+from .. import archives, zip_entries
+from ..errors import ArchiveError
 
 
 class Item(NamedTuple):

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from .. import catalogue
 from ..errors import InvalidArgumentError
-from ..transfer import Remote
+from .transfer import Remote
 
 if TYPE_CHECKING:
     import http.cookiejar

@@ -21,7 +21,7 @@ from ..errors import (
     KaggleRulesError,
     RemoteNotFoundError,
 )
-from ..transfer import Retryable, RetryPolicy, retry, retry_after
+from .transfer import Retryable, RetryPolicy, retry, retry_after
 
 log = logging.getLogger(__name__)
 

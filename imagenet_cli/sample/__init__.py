@@ -47,8 +47,8 @@ from ..atomic import Finish, atomic_writer
 from ..class_files import class_file
 from ..errors import InvalidArgumentError
 from ..progress import SILENT, Advance, Progress
+from .images import CMYK, GRAY, PNG, PROGRESSIVE, RGB, ImageSpec, render
 from .matlab import Value, struct_array_file
-from .sample_images import CMYK, GRAY, PNG, PROGRESSIVE, RGB, ImageSpec, render
 
 T = TypeVar("T")
 

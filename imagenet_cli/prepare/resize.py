@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from .decode_check import bomb_warnings_raised, describe_error
-from .errors import InvalidArgumentError
+from ..decode_check import bomb_warnings_raised, describe_error
+from ..errors import InvalidArgumentError
 
 if TYPE_CHECKING:  # Pillow is imported where images are made, never at startup
     from PIL.Image import Image as Picture

@@ -12,10 +12,10 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from .export import RECORD
+from ..export import RECORD
+from ..hashing import hash_file
+from ..progress import SILENT, Progress
 from .findings import Check
-from .hashing import hash_file
-from .progress import SILENT, Progress
 
 
 def is_export(path: Path) -> bool:

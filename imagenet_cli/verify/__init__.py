@@ -14,15 +14,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import hashing
-from .archive_checks import check_archive
-from .errors import InvalidArgumentError, MissingInputError
-from .export_checks import check_export, is_export
+from .. import hashing
+from ..errors import InvalidArgumentError, MissingInputError
+from ..layout import Root
+from ..progress import SILENT, Progress
+from ..records import archives_in
+from .archives import check_archive
+from .exports import check_export, is_export
 from .findings import Check
-from .layout import Root
-from .progress import SILENT, Progress
-from .records import archives_in
-from .tree_checks import check_tree
+from .trees import check_tree
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import catalogue, manifest
-from .decode_check import decode_problem
+from .. import catalogue, manifest
+from ..decode_check import decode_problem
+from ..hashing import hash_bytes
+from ..inputs import InputFile, changed_since
+from ..layout import SPLITS
+from ..progress import SILENT, Progress
 from .findings import Check
-from .hashing import hash_bytes
-from .inputs import InputFile, changed_since
-from .layout import SPLITS
-from .progress import SILENT, Progress
 
 _VAL_STEM = re.compile(r"ILSVRC2012_val_(\d{8})")
 _TRAIN_STEM = re.compile(r"(n\d{8})_\d+")

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import archives, atomic, catalogue, hashing, locks
-from .errors import InvalidArgumentError, OverwriteRefusedError
-from .layout import Root, free_bytes
-from .progress import SILENT, Progress
-from .records import (
+from .. import archives, atomic, catalogue, hashing, locks, sample
+from ..errors import InvalidArgumentError, OverwriteRefusedError
+from ..layout import Root, free_bytes
+from ..progress import SILENT, Progress
+from ..records import (
     JOURNAL_SUFFIX,
     KAGGLE_PARTIAL_SUFFIX,
     PART_SUFFIX,
@@ -25,8 +25,8 @@ from .records import (
     read_record,
     write_record,
 )
-from .selection import choose
-from .sources import kaggle, official, sample
+from ..selection import choose
+from . import kaggle, official
 from .transfer import (
     Endpoint,
     Plan,
@@ -99,7 +99,7 @@ def download_sample(
     wait: bool = True,
     progress: Progress = SILENT,
 ) -> DownloadResult:
-    """Write the built-in miniature ILSVRC-2012 (see :mod:`imagenet_cli.sources.sample`).
+    """Write the built-in miniature ILSVRC-2012 (see :mod:`imagenet_cli.sample`).
 
     ``classes`` takes a count (``["5"]``: five classes drawn with ``seed``, as ``subset`` draws
     them), or WNIDs, indices, named lists (``imagenette``) and unambiguous class names; the default

@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from .errors import ClusterError, InvalidArgumentError, MissingExtraError
+from ..errors import ClusterError, InvalidArgumentError, MissingExtraError
 from .shards import Engine
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def check_workers(client: Client, version: str, inputs: list[Path], outputs: lis
 
 def _check_this_worker(version: str, readable: list[str], writable: list[str]) -> str | None:
     """Runs on each worker: why it cannot take shards, or None (and its allocator tuned)."""
-    from . import __version__
+    from .. import __version__
 
     host = socket.gethostname()
     if __version__ != version:

@@ -28,19 +28,19 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, archives, atomic, catalogue, class_files, cluster, locks, manifest, owned
-from .errors import (
+from .. import __version__, archives, atomic, catalogue, class_files, locks, manifest, owned
+from ..errors import (
     ArchiveError,
     InvalidArgumentError,
     LabelConflictError,
     MissingInputError,
 )
-from .inputs import InputFile, changed_names, describe, fingerprint
-from .layout import Root
-from .manifest import Entry, Failure
-from .progress import SILENT, Progress
+from ..inputs import InputFile, changed_names, describe, fingerprint
+from ..layout import Root
+from ..manifest import Entry, Failure
+from ..progress import SILENT, Progress
+from . import cluster
 from .resize import FULL, Recipe
-from .shard_sources import Blobs, Files, Item, LooseFile, MemberAt, Source, TarMembers, TarRegion, ZipMember, ZipMembers
 from .shards import (
     MARKERS,
     NEW,
@@ -53,6 +53,7 @@ from .shards import (
     run_shards,
     shard_state,
 )
+from .sources import Blobs, Files, Item, LooseFile, MemberAt, Source, TarMembers, TarRegion, ZipMember, ZipMembers
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def prepare(
     progress: Progress = SILENT,
 ) -> PrepareResult:
     """Write one tree per size of ``recipe`` into the folder ``into`` (default: the root); see the
-    module docstring. ``recipe`` is a :class:`~imagenet_cli.resize.Recipe`, or sizes alone
+    module docstring. ``recipe`` is a :class:`~imagenet_cli.prepare.resize.Recipe`, or sizes alone
     (``["224"]``) for the default one.
 
     Re-running converges to the tree the current inputs give: finished shards are kept, shards
@@ -123,7 +124,7 @@ def prepare(
     trees (``failures``), not raised.
 
     Shards run on ``workers`` local processes, or on a Dask cluster: ``dask`` is ``local``,
-    ``local:N``, ``auto`` or a scheduler address (see :mod:`imagenet_cli.cluster`); or on any
+    ``local:N``, ``auto`` or a scheduler address (see :mod:`imagenet_cli.prepare.cluster`); or on any
     ``executor`` (``concurrent.futures``) whose workers see the same paths.
     """
     recipe = Recipe.of(recipe)

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from . import archives, catalogue, hashing
-from .decode_check import decode_problem
-from .errors import ArchiveError, UnknownClassError
+from .. import archives, catalogue, hashing
+from ..decode_check import decode_problem
+from ..errors import ArchiveError, UnknownClassError
+from ..progress import SILENT, Advance, Progress
+from ..records import DownloadRecord, read_record, refresh_record, write_record
+from ..workers import ordered_map, thread_pool
 from .findings import Check
-from .progress import SILENT, Advance, Progress
-from .records import DownloadRecord, read_record, refresh_record, write_record
-from .workers import ordered_map, thread_pool
 
 
 def check_archive(

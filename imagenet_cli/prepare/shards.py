@@ -21,14 +21,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from . import atomic
-from .errors import ShardCrashError
-from .hashing import hash_bytes
-from .inputs import InputFile, changed_names
-from .manifest import Entry, Failure
+from .. import atomic
+from ..errors import ShardCrashError
+from ..hashing import hash_bytes
+from ..inputs import InputFile, changed_names
+from ..manifest import Entry, Failure
+from ..workers import kill_local_workers, leave_stops_to_the_parent
 from .resize import ImageError, Recipe, process
-from .shard_sources import Source
-from .workers import kill_local_workers, leave_stops_to_the_parent
+from .sources import Source
 
 log = logging.getLogger(__name__)
 
