@@ -112,17 +112,23 @@ def tar_files(
     Files over ``max_size`` (images, by default; None for a tar of tars) are refused unread.
     """
     try:
-        for member in tar:
-            why = tar_member_refusal(member)
-            if not why and max_size is not None and member.size > max_size:
-                why = f"claims {member.size:,} bytes, over the {max_size:,}-byte cap for one image"
-            if why:
-                refuse(f"{origin}:{member.name}", why)
-                continue
-            if member.isfile():
-                yield member, member_data(tar, member)
+        for member in _regular_files(tar, origin, refuse, max_size):
+            yield member, member_data(tar, member)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         raise ArchiveError(f"{origin} is damaged or truncated ({error})") from error
+
+
+def _regular_files(tar: tarfile.TarFile, origin: str, refuse: Refuse, max_size: int | None) -> Iterator[tarfile.TarInfo]:
+    """The one refusal rule for tars: links, devices, unsafe names and (with ``max_size``) members
+    claiming more than an image can hold go to ``refuse``; folders are skipped."""
+    for member in tar:
+        why = tar_member_refusal(member)
+        if not why and max_size is not None and member.size > max_size:
+            why = f"claims {member.size:,} bytes, over the {max_size:,}-byte cap for one image"
+        if why:
+            refuse(f"{origin}:{member.name}", why)
+        elif member.isfile():
+            yield member
 
 
 def data_after_end(path: Path, start: int, end: int) -> int | None:
@@ -160,16 +166,20 @@ def ended_early(path: Path, stopped: int, end: int, what: str) -> str | None:
 # --- the official tars -------------------------------------------------------------------------
 
 
+NOT_A_CLASS_TAR = "not a <wnid>.tar of an ILSVRC-2012 class"
+
+
+def class_tar_wnid(name: str) -> str | None:
+    """The class a member of the train tar holds (``n01440764.tar``), or None for anything else."""
+    wnid = name.removesuffix(".tar")
+    return wnid if name.endswith(".tar") and catalogue.is_wnid(wnid) else None
+
+
 def tar_headers(path: Path, refuse: Refuse) -> Iterator[tarfile.TarInfo]:
     """Each regular file of an uncompressed tar — name, size, data offset — reading headers only."""
     try:
         with tarfile.open(path, mode="r:") as tar:
-            for member in tar:
-                why = tar_member_refusal(member)
-                if why:
-                    refuse(f"{path.name}:{member.name}", why)
-                elif member.isfile():
-                    yield member
+            yield from _regular_files(tar, path.name, refuse, None)
             stopped = tar.offset
     except (tarfile.TarError, EOFError, OSError) as error:
         raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
@@ -182,10 +192,10 @@ def train_members(path: Path, refuse: Refuse) -> Iterator[Member]:
     """Every image of the train tar, through its per-class tars, read as streams."""
     with _open_tar_stream(path) as outer:
         for inner_info, inner_file in tar_files(outer, path.name, refuse, max_size=None):
-            wnid = inner_info.name.removesuffix(".tar")
+            wnid = class_tar_wnid(inner_info.name)
             origin = f"{path.name}:{inner_info.name}"
-            if not inner_info.name.endswith(".tar") or not catalogue.is_wnid(wnid):
-                refuse(origin, "not a <wnid>.tar of an ILSVRC-2012 class")
+            if wnid is None:
+                refuse(origin, NOT_A_CLASS_TAR)
                 continue
             try:
                 inner = tarfile.open(fileobj=inner_file, mode="r|")

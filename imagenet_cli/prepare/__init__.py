@@ -392,9 +392,9 @@ def _plan_official(train: Path, val: Path, splits: tuple[str, ...], labels: tupl
         read = (inputs["train"][0],)
         copies: collections.Counter[str] = collections.Counter()
         for member in archives.tar_headers(train, _refuse_listing):
-            wnid = member.name.removesuffix(".tar")
-            if not (member.name.endswith(".tar") and catalogue.is_wnid(wnid)):
-                raise ArchiveError(f"{train.name}:{member.name} is not a <wnid>.tar of an ILSVRC-2012 class")
+            wnid = archives.class_tar_wnid(member.name)
+            if wnid is None:
+                raise ArchiveError(f"{train.name}:{member.name} is {archives.NOT_A_CLASS_TAR}")
             region = TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}")
             listing = fingerprint((member.name, member.offset_data, member.size))
             # A class tar that comes twice becomes a second shard of the class; its images then

@@ -166,13 +166,13 @@ def _check_train_tar(check: Check, path: Path, expected: Contents, deep: bool, p
     found = set()
     for member in archives.tar_headers(path, refuse):
         name = member.name
-        wnid = name.removesuffix(".tar")
-        if name.endswith(".tar") and catalogue.is_wnid(wnid):
-            if wnid in found:
-                check.add("duplicate", f"{path.name}:{name}", f"a second {name}, at byte {member.offset:,}")
-            found.add(wnid)
-        else:
-            check.add("structure", f"{path.name}:{name}", "not a <wnid>.tar of an ILSVRC-2012 class")
+        wnid = archives.class_tar_wnid(name)
+        if wnid is None:
+            check.add("structure", f"{path.name}:{name}", archives.NOT_A_CLASS_TAR)
+            continue
+        if wnid in found:
+            check.add("duplicate", f"{path.name}:{name}", f"a second {name}, at byte {member.offset:,}")
+        found.add(wnid)
     for wnid in sorted(expected.classes - found):
         check.add("missing", f"{path.name}:{wnid}.tar", "class tar missing")
     for wnid in sorted(found - expected.classes):
