@@ -56,7 +56,7 @@ class Member:
     damage: str | None = None  # why its bytes could not be read (a zip member failing its CRC); data is then empty
 
 
-def kind_of(path: Path) -> str:
+def role_of(path: Path) -> str:
     """What an archive is, from its name: train, val, test, devkit, kaggle — or unknown."""
     name = path.name
     if name == TRAIN_TAR:

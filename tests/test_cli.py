@@ -160,7 +160,7 @@ def _subclasses(kind):
 @pytest.mark.parametrize("kind", [ImagenetError, *_subclasses(ImagenetError)])
 def test_every_library_error_has_its_own_row(kind):
     rule = rule_for(kind("something happened"))
-    assert rule.kind is kind, f"{kind.__name__} falls through to {rule.kind.__name__}"
+    assert rule.error is kind, f"{kind.__name__} falls through to {rule.error.__name__}"
     line = message_for(kind("something happened"))
     assert "\n" not in line and line.startswith("imagenet: error: something happened — try ")
 
@@ -172,7 +172,7 @@ def test_os_errors_and_bugs_are_one_line_too():
     assert "permissions" in message_for(PermissionError(13, "Permission denied"))
     assert "this is a bug" in message_for(ZeroDivisionError("division by zero"))
     assert rule_for(KeyboardInterrupt()).exit_code == EXIT_INTERRUPTED
-    assert len({rule.kind for rule in ERROR_TABLE if rule.errno is None}) == len([r for r in ERROR_TABLE if r.errno is None])
+    assert len({rule.error for rule in ERROR_TABLE if rule.errno is None}) == len([r for r in ERROR_TABLE if r.errno is None])
 
 
 def test_overwrite_refusal_through_the_cli(tmp_path):

@@ -40,7 +40,7 @@ from ..errors import (
 
 @dataclass(frozen=True)
 class ErrorRule:
-    kind: type[BaseException]
+    error: type[BaseException]
     exit_code: int
     hint: str
     errno: int | None = None  # for OSError: match only this errno
@@ -79,7 +79,7 @@ ERROR_TABLE = (
 
 def rule_for(error: BaseException) -> ErrorRule:
     for rule in ERROR_TABLE:
-        if isinstance(error, rule.kind) and (rule.errno is None or getattr(error, "errno", None) == rule.errno):
+        if isinstance(error, rule.error) and (rule.errno is None or getattr(error, "errno", None) == rule.errno):
             return rule
     raise error  # not an Exception (SystemExit and the like): let it through
 

@@ -40,6 +40,7 @@ from ..layout import Root
 from ..manifest import Entry, Failure
 from ..progress import SILENT, Progress
 from . import cluster
+from .readers import Blobs, Files, Item, LooseFile, MemberAt, Reader, TarMembers, TarRegion, ZipMember, ZipMembers
 from .resize import FULL, Recipe
 from .shards import (
     MARKERS,
@@ -53,7 +54,6 @@ from .shards import (
     run_shards,
     shard_state,
 )
-from .sources import Blobs, Files, Item, LooseFile, MemberAt, Source, TarMembers, TarRegion, ZipMember, ZipMembers
 
 log = logging.getLogger(__name__)
 
@@ -153,7 +153,7 @@ class _Run:
     progress: Progress
     client: Any | None  # a distributed.Client, with --dask
     executor: Executor | None
-    source: Path | None
+    from_tree: Path | None  # --from: an extracted tree read instead of the archives
 
     def engine(self, plan: _Plan) -> Engine | None:
         if self.executor is not None:
@@ -164,7 +164,7 @@ class _Run:
             log.warning("the older Kaggle layout (one tar.gz read from start to end) cannot be spread over a cluster: preparing it here")
             return None
         inputs = [tree / i.path for tree in self.trees.values() for files in plan.inputs.values() for i in files]
-        inputs += [self.source] if self.source is not None else []
+        inputs += [self.from_tree] if self.from_tree is not None else []
         count = cluster.check_workers(self.client, __version__, inputs, [tree / MARKERS for tree in self.trees.values()])
         log.info("running the shards on %d Dask workers", count)
         return cluster.engine(self.client)
@@ -174,9 +174,9 @@ def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, started: flo
     downloads = Root(root).downloads
     # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
     zip_path = downloads / archives.KAGGLE_ZIP
-    kaggle = archives.kaggle_bundle(zip_path) if run.source is None and zip_path.is_file() else None
-    labels, label_source = _val_labels(downloads, run.source, kaggle)
-    plan = _plan(downloads, run.source, splits, labels, kaggle, next(iter(run.trees.values())))
+    kaggle = archives.kaggle_bundle(zip_path) if run.from_tree is None and zip_path.is_file() else None
+    labels, label_source = _val_labels(downloads, run.from_tree, kaggle)
+    plan = _plan(downloads, run.from_tree, splits, labels, kaggle, next(iter(run.trees.values())))
     log.info("reading %s; val labels from %s", plan.described, label_source)
     reasons = _Reasons(run.trees, run.redo, plan.inputs)
     engine = run.engine(plan)
@@ -489,8 +489,8 @@ class _ClassRuns:
     ones) and the tree's manifest merges them by path.
     """
 
-    def __init__(self, inputs: tuple[InputFile, ...], source: Callable[[tuple[Any, ...]], Source]) -> None:
-        self.inputs, self.source = inputs, source
+    def __init__(self, inputs: tuple[InputFile, ...], reader: Callable[[tuple[Any, ...]], Reader]) -> None:
+        self.inputs, self.reader = inputs, reader
         self.current: str | None = None
         self.items: list[Listed] = []
         self.runs: collections.Counter[str] = collections.Counter()
@@ -509,7 +509,7 @@ class _ClassRuns:
         earlier = self.runs[self.current]
         self.runs[self.current] += 1
         items = tuple(self.items)
-        shard = Shard("train", self.current, len(items), self.source(items), earlier or None, self.inputs, _listing_of(items))
+        shard = Shard("train", self.current, len(items), self.reader(items), earlier or None, self.inputs, _listing_of(items))
         self.current = None
         return shard
 

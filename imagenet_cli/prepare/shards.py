@@ -27,8 +27,8 @@ from ..hashing import hash_bytes
 from ..inputs import InputFile, changed_names
 from ..manifest import Entry, Failure
 from ..workers import kill_local_workers, leave_stops_to_the_parent
+from .readers import Reader
 from .resize import ImageError, Recipe, process
-from .sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ class Shard:
     split: str
     wnid: str | None  # None: images of several classes (a stretch of a streamed val split), or refused members
     images: int | None  # as listed; None where only reading the shard tells (a class tar's members)
-    source: Source
+    reader: Reader
     part: int | None = None  # numbers the stretches of a streamed split, or a class's later runs
     inputs: tuple[InputFile, ...] = ()  # the files it reads (none for loose files: see listing)
     listing: str = ""  # fingerprint of what it reads from them: members, offsets, labels
@@ -134,7 +134,7 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
     handled = 0
     # Temporaries of a killed attempt are not swept here: on a cluster, another host may still be
     # writing this shard. The tree's finish sweeps them, when no shard runs any more.
-    for name, item_wnid, data, problem in shard.source.items():
+    for name, item_wnid, data, problem in shard.reader.items():
         handled += 1
         wnid = item_wnid or shard.wnid
         relative = f"{shard.split}/{wnid}/{recipe.output_name(name)}"

@@ -126,14 +126,14 @@ def plan(options: SampleOptions) -> list[SampleImage]:
     return train + val + test
 
 
-def _spec(name: str, kind: str, rng: random.Random, options: SampleOptions) -> ImageSpec:
+def _spec(name: str, encoding: str, rng: random.Random, options: SampleOptions) -> ImageSpec:
     width, height = rng.choice(COMMON_SIZES)
-    return ImageSpec(width, height, kind, f"{options.seed}:{name}")
+    return ImageSpec(width, height, encoding, f"{options.seed}:{name}")
 
 
 def _plan_train(wnid: str, options: SampleOptions, rng: random.Random) -> Iterator[SampleImage]:
     real_quirks = {PNG_TRAIN_FILE: PNG, CMYK_TRAIN_FILE: CMYK}
-    forced = {number: kind for (quirk_wnid, number), kind in real_quirks.items() if quirk_wnid == wnid}
+    forced = {number: encoding for (quirk_wnid, number), encoding in real_quirks.items() if quirk_wnid == wnid}
     # Real numbers are unpadded and sparse (n01440764_10026, n09399592_115824).
     numbers = list(forced)[: options.train_per_class]
     pool = [n for n in rng.sample(range(1, 40_000), options.train_per_class + len(forced)) if n not in forced]
@@ -150,8 +150,8 @@ def _plan_val(wnid: str, options: SampleOptions, rng: random.Random) -> Iterator
     chosen += rng.sample([k for k in mine if k not in chosen], options.val_per_class - len(chosen))
     for number in sorted(chosen):
         name = catalogue.val_file_name(number)
-        kind = CMYK if number == CMYK_VAL_NUMBER else RGB
-        yield SampleImage("val", wnid, name, _spec(name, kind, rng, options))
+        encoding = CMYK if number == CMYK_VAL_NUMBER else RGB
+        yield SampleImage("val", wnid, name, _spec(name, encoding, rng, options))
 
 
 def _plan_test(options: SampleOptions, rng: random.Random) -> list[SampleImage]:
@@ -164,15 +164,15 @@ def _spread_quirks(
     images: list[SampleImage], rng: random.Random, *, huge: int, thin: int, gray: int, progressive: int
 ) -> list[SampleImage]:
     """Turn some plain RGB images into the other shapes real ImageNet has."""
-    plain = [i for i, image in enumerate(images) if image.spec.kind == RGB]
+    plain = [i for i, image in enumerate(images) if image.spec.encoding == RGB]
     rng.shuffle(plain)
     def sized(size: tuple[int, int]) -> Callable[[ImageSpec], ImageSpec]:
-        return lambda spec: ImageSpec(*size, spec.kind, spec.seed)
+        return lambda spec: ImageSpec(*size, spec.encoding, spec.seed)
 
-    def kind(kind: str) -> Callable[[ImageSpec], ImageSpec]:
-        return lambda spec: ImageSpec(spec.width, spec.height, kind, spec.seed)
+    def encoded(encoding: str) -> Callable[[ImageSpec], ImageSpec]:
+        return lambda spec: ImageSpec(spec.width, spec.height, encoding, spec.seed)
 
-    changes = [sized(HUGE_SIZE)] * huge + [sized(THIN_SIZE)] * thin + [kind(GRAY)] * gray + [kind(PROGRESSIVE)] * progressive
+    changes = [sized(HUGE_SIZE)] * huge + [sized(THIN_SIZE)] * thin + [encoded(GRAY)] * gray + [encoded(PROGRESSIVE)] * progressive
     result = list(images)
     for i, change in zip(plain, changes, strict=False):  # more plain images than changes
         result[i] = SampleImage(result[i].split, result[i].wnid, result[i].name, change(result[i].spec))
@@ -337,7 +337,7 @@ def _voc_xml(folder: str, image: SampleImage, boxes: list[tuple[int, int, int, i
         f"\t\t</bndbox>\n\t</object>\n"
         for x0, y0, x1, y1 in boxes
     )
-    depth = 1 if image.spec.kind == GRAY else 3
+    depth = 1 if image.spec.encoding == GRAY else 3
     return (
         f"<annotation>\n\t<folder>{folder}</folder>\n\t<filename>{image.stem}</filename>\n"
         f"\t<source>\n\t\t<database>ILSVRC_2012</database>\n\t</source>\n"

@@ -27,14 +27,14 @@ PNG = "png"  # a PNG file named .JPEG (n02105855_2933.JPEG)
 class ImageSpec:
     width: int
     height: int
-    kind: str
+    encoding: str
     seed: str  # any string; images with the same spec are identical
 
 
 def render(spec: ImageSpec) -> bytes:
     """The encoded file for ``spec``."""
     picture = _paint(spec.width, spec.height, random.Random(spec.seed))
-    return _encode(picture, spec.kind, random.Random(spec.seed + ":encode"))
+    return _encode(picture, spec.encoding, random.Random(spec.seed + ":encode"))
 
 
 def _paint(width: int, height: int, rng: random.Random) -> Picture:
@@ -67,19 +67,19 @@ def _paint(width: int, height: int, rng: random.Random) -> Picture:
     return Image.blend(picture, grain, rng.uniform(0.10, 0.22))
 
 
-def _encode(picture: Picture, kind: str, rng: random.Random) -> bytes:
+def _encode(picture: Picture, encoding: str, rng: random.Random) -> bytes:
     out = io.BytesIO()
     quality = rng.randint(88, 96)
-    if kind == PNG:
+    if encoding == PNG:
         picture.save(out, "PNG")
-    elif kind == GRAY:
+    elif encoding == GRAY:
         picture.convert("L").save(out, "JPEG", quality=quality)
-    elif kind == CMYK:
+    elif encoding == CMYK:
         picture.convert("CMYK").save(out, "JPEG", quality=quality)
-    elif kind == PROGRESSIVE:
+    elif encoding == PROGRESSIVE:
         picture.save(out, "JPEG", quality=quality, progressive=True, subsampling="4:2:0")
-    elif kind == RGB:
+    elif encoding == RGB:
         picture.save(out, "JPEG", quality=quality, subsampling="4:4:4")
     else:
-        raise ValueError(f"unknown image kind {kind!r}")
+        raise ValueError(f"unknown image encoding {encoding!r}")
     return out.getvalue()

@@ -39,7 +39,7 @@ def check_archive(
     record = read_record(path)
     _check_bytes(check, path, record, checksums or {}, rehash, remember, progress)
     expected = _expected_contents(record)
-    kind = archives.kind_of(path)
+    kind = archives.role_of(path)
     structure = {
         "train": _check_train_tar,
         "val": _check_flat_tar,
@@ -190,7 +190,7 @@ def _check_train_tar(check: Check, path: Path, expected: Contents, deep: bool, p
 
 
 def _check_flat_tar(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
-    split = archives.kind_of(path)
+    split = archives.role_of(path)
     pattern = archives.VAL_NAME if split == "val" else archives.TEST_NAME
     refuse = _refuser(check)
     count = 0

@@ -151,4 +151,4 @@ class Blobs:
         yield from self.images
 
 
-Source = TarRegion | TarMembers | ZipMembers | Files | Blobs
+Reader = TarRegion | TarMembers | ZipMembers | Files | Blobs
