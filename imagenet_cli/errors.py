@@ -7,6 +7,7 @@ do next, in one table.
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 
 
@@ -22,6 +23,15 @@ class ExitStatus(IntEnum):
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = ExitStatus.OK, ExitStatus.ERROR, ExitStatus.USAGE
 EXIT_PROBLEMS, EXIT_INTERRUPTED = ExitStatus.PROBLEMS, ExitStatus.INTERRUPTED
+
+
+_URL_QUERY = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s?#]+)[?#]\S*")
+
+
+def without_queries(text: str) -> str:
+    """``text`` with every URL's query string cut off: a signed URL's query is a credential, and
+    no message, log line or record of ours prints one."""
+    return _URL_QUERY.sub(r"\1", text)
 
 
 class ImagenetError(Exception):

@@ -386,3 +386,19 @@ def test_quiet_prints_only_the_result_paths_and_verbose_tells_what_was_read(offi
     assert subset.stdout == f"{tmp_path / 'subsets' / 'classes3-seed0'}\n"
     listed = imagenet_process("info", "-q", "--root", str(tmp_path)).stdout.splitlines()
     assert listed == [str(tmp_path / "32"), str(tmp_path / "subsets" / "classes3-seed0")]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "400 Client Error: Bad Request for url: https://storage.googleapis.com/kaggle/imagenet.zip?X-Goog-Signature=SECRET&X-Goog-Credential=SECRET",
+        "https://mirror.example/ILSVRC2012_img_val.tar?token=SECRET#frag answered HTTP 500",
+    ],
+)
+def test_no_message_prints_a_query_string(text):
+    """A signed URL's query is a credential: whatever error carries one, the line shows none."""
+    from imagenet_cli.errors import DownloadError
+
+    line = message_for(DownloadError(text), "download")
+    assert "SECRET" not in line and "?" not in line
+    assert "https://" in line and ("imagenet.zip" in line or "ILSVRC2012_img_val.tar" in line)

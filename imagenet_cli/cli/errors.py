@@ -35,6 +35,7 @@ from ..errors import (
     Stopped,
     UnknownClassError,
     UnsuitableTreeError,
+    without_queries,
 )
 
 
@@ -98,7 +99,7 @@ def message_for(error: BaseException, command: str = "COMMAND") -> str:
         return f"imagenet: stopped by {error.signal_name} — try {rule.hint}"
     if isinstance(error, KeyboardInterrupt):
         return f"imagenet: interrupted — try {rule.hint}"
-    what = str(error) or type(error).__name__
+    what = without_queries(str(error)) or type(error).__name__
     if not isinstance(error, (ImagenetError, OSError)):
         what = f"unexpected {type(error).__name__}: {what}"
     return f"imagenet: error: {what} — try {rule.hint.replace('COMMAND', command)}"
