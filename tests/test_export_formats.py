@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from imagenet_cli import catalogue, manifest
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import InvalidArgumentError
-from imagenet_cli.export import export, split_samples
+from imagenet_cli.export import SplitSamples, export
 from imagenet_cli.subset import subset
 
 from .conftest import prepared_copy
@@ -265,7 +265,7 @@ def test_a_kill_9_mid_export_and_a_rerun_give_the_bytes_of_a_clean_run(root, tmp
 
     # A named pipe in place of an image halfway through train holds the export there.
     tree = root / ("full" if format == "downsampled" else "64")
-    in_order = split_samples(tree, "train", 0)
+    in_order = list(SplitSamples(tree, "train", 0))
     victim = tree / in_order[len(in_order) // 2].path
     saved = tmp_path / "saved"
     shutil.copy2(victim, saved)

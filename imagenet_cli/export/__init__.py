@@ -13,11 +13,13 @@ ILSVRC/imagenet-1k) and ``downsampled`` (Imagenet32/64 as published).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -150,8 +152,8 @@ def export(
         _sweep(destination)
         job = Job(tree, destination, options, ExportResult(format, destination, tree), progress, workers or os.cpu_count() or 1)
         for split in options["splits"]:
-            samples = split_samples(tree, split, seed)
-            if samples:
+            samples = SplitSamples(tree, split, seed)
+            if len(samples):
                 writer.write_split(job, split, samples)
         writer.finish(job)
         record = {**wanted, "source": str(tree), "shards": [asdict(s) for s in job.result.shards]}
@@ -202,7 +204,7 @@ def _sweep(destination: Path) -> None:
 
 
 def write_shards(
-    job: Job, split: str, samples: list[Sample], names: Callable[[int], list[str]], write: Callable[[Path, list[Sample]], str | None]
+    job: Job, split: str, samples: SplitSamples, names: Callable[[int], list[str]], write: Callable[[Path, list[Sample]], str | None]
 ) -> None:
     """Cut ``samples`` into shards, and ``write(path, samples)`` each one not already complete
     (it returns the xxh3 of what it wrote, or None to have the file read back).
@@ -210,18 +212,19 @@ def write_shards(
     A few shards are written at once, on threads: one shard's reads and writes overlap another's
     fsync, which alone was a third of the time of writing one after another.
     """
-    groups = list(shard_groups(samples, job.options["shard_size"], job.options["max_shard_bytes"]))
+    size, max_bytes = job.options["shard_size"], job.options["max_shard_bytes"]
+    # A first pass counts the shards (their names say how many); the second writes them.
+    count = -(-len(samples) // size) if max_bytes is None else sum(1 for _ in shard_groups(samples, size, max_bytes))
 
-    def write_missing(shard: tuple[str, list[Sample]]) -> tuple[bool, str | None]:
+    def write_missing(shard: tuple[str, list[Sample]]) -> tuple[str, list[Sample], bool, str | None]:
         name, group = shard
         if (job.out / name).is_file():  # a shard under its final name is complete
-            return False, None
-        return True, write(job.out / name, group)
+            return name, group, False, None
+        return name, group, True, write(job.out / name, group)
 
-    shards = list(zip(names(len(groups)), groups, strict=True))
+    shards = zip(names(count), shard_groups(samples, size, max_bytes), strict=True)
     with job.progress.task(f"writing {split} shards", total=len(samples), unit="img") as advance:
-        results = ordered_map(write_missing, shards, max(1, min(SHARD_THREADS, len(shards))), pool=thread_pool)
-        for (name, group), (written, digest) in zip(shards, results, strict=True):
+        for name, group, written, digest in ordered_map(write_missing, shards, min(SHARD_THREADS, count), pool=thread_pool):
             job.result.written += written
             job.keep(name, split, len(group), digest)
             advance(len(group))
@@ -232,7 +235,7 @@ SAMPLE_OVERHEAD = 7 * 512
 SHARD_OVERHEAD = 20 * 512  # a tar's end and its padding to a whole record
 
 
-def shard_groups(samples: list[Sample], size: int, max_bytes: int | None) -> Iterator[list[Sample]]:
+def shard_groups(samples: Iterable[Sample], size: int, max_bytes: int | None) -> Iterator[list[Sample]]:
     """Consecutive runs of at most ``size`` samples and at most ``max_bytes`` bytes each (a shard
     of one sample excepted), counting each format's overhead as a tar's."""
     group: list[Sample] = []
@@ -282,16 +285,43 @@ def made_by(tree: Path, root: Path) -> dict[str, Any]:
     return info.made_by if info is not None else {}
 
 
-def split_samples(tree: Path, split: str, seed: int) -> list[Sample]:
-    """The split's samples from the manifest; train in a seeded shuffle (shards mix classes)."""
-    labels = labels_of(tree)
-    samples = [
-        Sample(entry.path, entry.bytes, entry.wnid, *labels[entry.wnid])
-        for entry in _entries(tree, split)
-    ]
-    if split == "train":
-        samples.sort(key=lambda s: (rank(seed, s.path), s.path))
-    return samples
+class SplitSamples:
+    """A split's samples in export order, from the manifest: train in a seeded shuffle (so that any
+    shard holds a mix of classes), val in manifest order. Iterated as a stream, any number of times.
+
+    The shuffle is a sort by a keyed hash of each path. For train it is made on disk, in buckets by
+    the hash's top bits: memory holds one bucket (about 5,000 samples of the full train set), never
+    the split.
+    """
+
+    BUCKETS = 256
+
+    def __init__(self, tree: Path, split: str, seed: int) -> None:
+        self.tree, self.split, self.seed = tree, split, seed
+        self.labels = labels_of(tree)
+        self.count = sum(1 for _ in _entries(tree, split))
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self) -> Iterator[Sample]:
+        if self.split != "train":
+            for entry in _entries(self.tree, self.split):
+                yield self._sample(entry.path, entry.bytes, entry.wnid)
+            return
+        with tempfile.TemporaryDirectory(prefix="imagenet-export-") as spool, contextlib.ExitStack() as stack:
+            buckets = [stack.enter_context(open(Path(spool) / f"{i:03d}", "w+", encoding="utf-8")) for i in range(self.BUCKETS)]
+            for entry in _entries(self.tree, self.split):
+                key = rank(self.seed, entry.path)
+                buckets[key >> 56].write(f"{key}\t{entry.path}\t{entry.bytes}\t{entry.wnid}\n")
+            for bucket in buckets:
+                bucket.seek(0)
+                rows = sorted((int(key), path, int(size), wnid) for key, path, size, wnid in (line.rstrip("\n").split("\t") for line in bucket))
+                for _, path, size, wnid in rows:  # by (hash, path): the same order on every machine
+                    yield self._sample(path, size, wnid)
+
+    def _sample(self, path: str, size: int, wnid: str) -> Sample:
+        return Sample(path, size, wnid, *self.labels[wnid])
 
 
 def _entries(tree: Path, split: str) -> Iterator[manifest.Entry]:

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import functools
 import io
+import itertools
 import os
 import shutil
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -30,7 +31,7 @@ from typing import Any
 from .. import atomic, catalogue
 from ..errors import DamagedTreeError, MissingExtraError, UnsuitableTreeError
 from ..workers import ordered_map
-from . import Job, Sample, made_by
+from . import Job, Sample, SplitSamples, made_by
 
 BATCHES = 10
 STAGING = ".staging"
@@ -60,25 +61,27 @@ def check_source(tree: Path, root: Path) -> None:
         )
 
 
-def write_split(job: Job, split: str, samples: list[Sample]) -> None:
+def write_split(job: Job, split: str, samples: SplitSamples) -> None:
     if split == "val":
-        samples = sorted(samples, key=lambda s: s.key)  # ILSVRC2012_val_00000001 first
         if not (job.out / "val_data.npz").is_file():
-            data, labels, _ = _downsample(job, "val", samples)
+            rows = sorted(samples, key=lambda s: s.key)  # ILSVRC2012_val_00000001 first; 50,000 at most
+            data, labels, _ = _downsample(job, "val", rows)
             _write_npz(job.out / "val_data.npz", {"data": data, "labels": labels})
             job.result.written += 1
         job.keep("val_data.npz", split, len(samples))
         return
-    batches = list(_batches(samples))
-    for name, rows in batches:
+    batches = _batches(len(samples))
+    stream = iter(samples)
+    for name, count in batches:  # one batch of rows in memory at a time
+        rows = list(itertools.islice(stream, count))
         _stage(job, name, rows)
     mean = None
-    for name, rows in batches:
+    for name, count in batches:
         if not (job.out / f"{name}.npz").is_file():
             mean = _mean(job, batches) if mean is None else mean
             _finish_batch(job, name, mean)
             job.result.written += 1
-        job.keep(f"{name}.npz", split, len(rows))
+        job.keep(f"{name}.npz", split, count)
 
 
 def finish(job: Job) -> None:
@@ -86,11 +89,10 @@ def finish(job: Job) -> None:
     shutil.rmtree(job.out / STAGING, ignore_errors=True)
 
 
-def _batches(samples: list[Sample]) -> Iterator[tuple[str, list[Sample]]]:
-    per = len(samples) // BATCHES
-    for number in range(BATCHES):
-        end = len(samples) if number == BATCHES - 1 else (number + 1) * per
-        yield f"train_data_batch_{number + 1}", samples[number * per : end]
+def _batches(total: int) -> list[tuple[str, int]]:
+    """Each train batch's name and row count: total // 10 each, the last taking the rest."""
+    per = total // BATCHES
+    return [(f"train_data_batch_{number + 1}", per if number < BATCHES - 1 else total - per * (BATCHES - 1)) for number in range(BATCHES)]
 
 
 def _stage(job: Job, name: str, rows: list[Sample]) -> None:
@@ -106,11 +108,11 @@ def _stage(job: Job, name: str, rows: list[Sample]) -> None:
     _write_npz(staged, {"data": data, "labels": labels})
 
 
-def _mean(job: Job, batches: list[tuple[str, list[Sample]]]) -> Any:
+def _mean(job: Job, batches: list[tuple[str, int]]) -> Any:
     """The mean train row, from the staged sums (exact integers, so any order gives the same)."""
     np = _numpy()
     total = sum(np.load(job.out / STAGING / f"{name}.sum.npy") for name, _ in batches)
-    count = sum(len(rows) for _, rows in batches)
+    count = sum(rows for _, rows in batches)
     return total.astype(np.float64) / max(count, 1)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import atomic
 from ..errors import MissingExtraError
-from . import SPLIT_NAMES, Job, Sample, class_names, write_shards
+from . import SPLIT_NAMES, Job, Sample, SplitSamples, class_names, write_shards
 
 CARD = "README.md"
 ROW_GROUP_BYTES = 128 << 20  # row groups of at most ~128 MB: readers stream a group at a time
@@ -46,7 +46,7 @@ def features(names: list[str]) -> dict[str, Any]:
     return {"image": {"_type": "Image"}, "label": {"names": names, "_type": "ClassLabel"}}
 
 
-def write_split(job: Job, split: str, samples: list[Sample]) -> None:
+def write_split(job: Job, split: str, samples: SplitSamples) -> None:
     pa, pq = _pyarrow()
     metadata = {"huggingface": json.dumps({"info": {"features": features(class_names(job.tree))}})}
     schema = pa.schema(

@@ -17,7 +17,7 @@ from typing import BinaryIO
 import xxhash
 
 from .. import atomic
-from . import SPLIT_NAMES, Job, Sample, write_shards
+from . import SPLIT_NAMES, Job, Sample, SplitSamples, write_shards
 
 INFO = "_info.json"
 _BLOCK, _RECORD = 512, 20 * 512
@@ -32,7 +32,7 @@ def shard_names(prefix: str, split: str, count: int) -> list[str]:
     return [f"{prefix}-{SPLIT_NAMES[split]}-{i:0{width}d}.tar" for i in range(count)]
 
 
-def write_split(job: Job, split: str, samples: list[Sample]) -> None:
+def write_split(job: Job, split: str, samples: SplitSamples) -> None:
     def write(path: Path, group: list[Sample]) -> str:
         with atomic.atomic_writer(path) as file:
             return _write_tar(_Hashing(file), job, group)
