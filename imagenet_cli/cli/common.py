@@ -72,6 +72,11 @@ def _no_lines(result: Any) -> Iterable[str]:
     return ()
 
 
+def its_path(result: Any) -> list[str]:
+    """``-q`` for a command that makes one thing: the path of what it made."""
+    return [str(result.path)]
+
+
 @dataclass(frozen=True)
 class Rendering:
     """How a command's result is shown: as text for people (the default), as JSON (``--json``),

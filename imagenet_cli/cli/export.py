@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..export import ExportFormat, ExportResult, export
-from .common import FromTreeOption, NoWaitOption, Rendering, Session, comma_list, command
+from .common import FromTreeOption, NoWaitOption, Rendering, Session, comma_list, command, its_path
 
 EXAMPLES = """\
 Examples:
@@ -30,7 +30,7 @@ def _print_result(result: ExportResult) -> None:
     )
 
 
-@command("export", Rendering(text=lambda result: _print_result(result), quiet=lambda result: [str(result.path)]))
+@command("export", Rendering(text=lambda result: _print_result(result), quiet=its_path))
 def export_command(
     format: Annotated[ExportFormat, typer.Argument(help="The format to write.", show_default=False)],
     source: FromTreeOption = None,

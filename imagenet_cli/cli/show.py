@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..contact_sheet import SheetResult, show
-from .common import ForceOption, FromTreeOption, Rendering, Session, command, file_option
+from .common import ForceOption, FromTreeOption, Rendering, Session, command, file_option, its_path
 
 EXAMPLES = """\
 Examples:
@@ -21,7 +21,7 @@ Examples:
 """
 
 
-@command("show", Rendering(text=lambda result: _print_result(result), quiet=lambda result: [str(result.path)]))
+@command("show", Rendering(text=lambda result: _print_result(result), quiet=its_path))
 def show_command(
     classes: Annotated[
         str | None,

@@ -9,7 +9,7 @@ import typer
 
 from ..catalogue import LabelFraction
 from ..subset import LinkMode, SubsetResult, subset
-from .common import FromTreeOption, NoWaitOption, Rendering, Session, command
+from .common import FromTreeOption, NoWaitOption, Rendering, Session, command, its_path
 
 EXAMPLES = """\
 Examples:
@@ -26,7 +26,7 @@ Examples:
 
 
 
-@command("subset", Rendering(text=lambda result: _print_result(result), quiet=lambda result: [str(result.path)]))
+@command("subset", Rendering(text=lambda result: _print_result(result), quiet=its_path))
 def subset_command(
     classes: Annotated[
         str | None,
