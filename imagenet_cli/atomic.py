@@ -32,27 +32,36 @@ Finish = Callable[[Path, Path], None]
 
 
 @contextmanager
-def atomic_writer(path: Path, durable: bool = True, before_rename: Finish | None = None) -> Iterator[BinaryIO]:
-    """Open ``path`` for binary writing; the name appears only when the block ends without error.
+def atomic_path(path: Path, durable: bool = True, before_rename: Finish | None = None) -> Iterator[Path]:
+    """A temporary name to write ``path`` under; the final name appears only when the block ends
+    without error, after the bytes are durable (unless ``durable=False``). For writers that open
+    the file themselves, as pyarrow's Parquet writer does.
 
-    ``durable=False`` skips the fsync, for callers that make a whole batch durable at once (one
-    fsync per image would dominate writing a million small files). ``before_rename(temporary,
-    path)`` runs once the bytes are complete and durable, before the final name appears: what
-    must exist before a file counts as done (its record) is written there.
+    ``before_rename(temporary, path)`` runs once the bytes are complete and durable, before the
+    final name appears: what must exist before a file counts as done (its record) is written there.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_name(path)
     try:
-        with open(temporary, "wb") as file:
-            yield file
-            if durable:
-                file.flush()
-                os.fsync(file.fileno())
+        yield temporary
+        if durable:
+            _sync(temporary, os.fsync)
         if before_rename is not None:
             before_rename(temporary, path)
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_writer(path: Path, durable: bool = True, before_rename: Finish | None = None) -> Iterator[BinaryIO]:
+    """Open ``path`` for binary writing; the name appears only when the block ends without error.
+
+    ``durable=False`` skips the fsync, for callers that make a whole batch durable at once (one
+    fsync per image would dominate writing a million small files). See :func:`atomic_path`.
+    """
+    with atomic_path(path, durable, before_rename) as temporary, open(temporary, "wb") as file:
+        yield file
 
 
 def make_durable(paths: Iterable[Path]) -> None:

@@ -13,6 +13,7 @@ ILSVRC/imagenet-1k) and ``downsampled`` (Imagenet32/64 as published).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import importlib
 import json
@@ -270,7 +271,7 @@ def class_names(tree: Path) -> list[str]:
     labels = labels_of(tree)
     wnids = sorted(labels, key=lambda wnid: labels[wnid][0])
     first = [catalogue.by_wnid(wnid).name for wnid in wnids]
-    shared = {name for name in first if first.count(name) > 1}
+    shared = {name for name, count in collections.Counter(first).items() if count > 1}
     return [f"{name} ({wnid})" if name in shared else name for name, wnid in zip(first, wnids, strict=True)]
 
 

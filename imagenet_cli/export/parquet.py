@@ -55,11 +55,15 @@ def write_split(job: Job, split: str, samples: SplitSamples) -> None:
 
     def write(path: Path, group: list[Sample]) -> None:
         # JPEG does not compress: leaving compression off saves the time and changes nothing.
-        with atomic.atomic_writer(path) as file, pq.ParquetWriter(file, schema, compression="none") as writer:
+        with atomic.atomic_path(path) as temporary, pq.ParquetWriter(str(temporary), schema, compression="none") as writer:
             for rows in _row_groups(group):
-                images = [{"bytes": job.read(sample), "path": sample.filename} for sample in rows]
-                writer.write_table(pa.table({"image": images, "label": [s.label for s in rows]}, schema=schema), row_group_size=len(rows))
-        return None  # read back for its xxh3: pyarrow writes through its own buffer
+                images = pa.StructArray.from_arrays(
+                    [pa.array([job.read(sample) for sample in rows], pa.binary()), pa.array([sample.filename for sample in rows], pa.string())],
+                    names=["bytes", "path"],
+                )
+                labels = pa.array([sample.label for sample in rows], pa.int64())
+                writer.write_table(pa.Table.from_arrays([images, labels], schema=schema), row_group_size=len(rows))
+        return None  # read back for its xxh3: pyarrow writes the file itself
 
     write_shards(job, split, samples, lambda count: shard_names(split, count), write)
 

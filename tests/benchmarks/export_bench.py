@@ -65,9 +65,21 @@ def main() -> None:
         print(f"export webdataset      {mb / best_ours:6.0f} MB/s")
         print(f"tar -cf                {mb / best_tar:6.0f} MB/s   export = {best_tar / best_ours:.2f} x")
         print(f"tar -cf, then fsync    {mb / best_tar_synced:6.0f} MB/s   export = {best_tar_synced / best_ours:.2f} x (target >= 0.8)")
+        _parquet(work, mb, best_ours, args.rounds)
         _downsampled(work, len(files), args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _parquet(work: Path, mb: float, webdataset_seconds: float, rounds: int) -> None:
+    """export parquet copies the same bytes into Arrow buffers: it should keep up with webdataset."""
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        export(work, "parquet", out=work / "pq")
+        best = min(best, time.perf_counter() - start)
+        shutil.rmtree(work / "pq")
+    print(f"export parquet         {mb / best:6.0f} MB/s   = {webdataset_seconds / best:.2f} x export webdataset")
 
 
 def _downsampled(work: Path, count: int, rounds: int) -> None:
