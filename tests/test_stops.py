@@ -93,3 +93,40 @@ def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root):
     assert wait_until_gone(workers, 5) == set(), "workers noticed their parent died"
     prepare(sample_root, Recipe(("64",), filter="lanczos"), workers=2)
     assert verify(sample_root, paths=[sample_root / "64"]).ok
+
+
+def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path):
+    """Downsampled decoding runs on a process pool: a stop ends it at once, workers and all, and
+    the batches staged before it are kept. A named pipe in place of one image holds the run there."""
+    from imagenet_cli.export import SplitSamples
+
+    # 700 train images: batches of 70 rows, so each batch is two chunks for the two workers.
+    download_sample(tmp_path, classes=["imagenette"], train_per_class=70, val_per_class=1, test_images=0)
+    prepare(tmp_path, ["full"], workers=2)
+    in_order = list(SplitSamples(tmp_path / "full", "train", 0))
+    victim = tmp_path / "full" / in_order[5 * 70 + 10].path  # in the sixth batch
+    saved = victim.read_bytes()
+    victim.unlink()
+    os.mkfifo(victim)
+    out = tmp_path / "exports" / "ds"
+    command = [sys.executable, "-m", "imagenet_cli", "export", "downsampled", "--root", str(tmp_path), "--from",
+               str(tmp_path / "full"), "--out", str(out), "--size", "8", "--workers", "2"]  # fmt: skip
+    process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while len(list((out / ".staging").glob("*.npz"))) < 5 or len(children(process.pid)) < 2:
+        assert time.monotonic() < deadline and process.poll() is None, "the export never reached the pipe"
+        time.sleep(0.05)
+    workers = children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=30)
+    victim.unlink()
+    victim.write_bytes(saved)
+    assert process.returncode == 143 and stderr.startswith("imagenet: stopped by SIGTERM")
+    assert wait_until_gone(workers, 5) == set(), "no decoding worker outlives its run"
+    staged = {p.name: p.stat().st_ino for p in (out / ".staging").glob("*.npz")}
+    assert len(staged) == 5
+    from imagenet_cli.export import export
+
+    result = export(tmp_path, "downsampled", source=tmp_path / "full", out=out, size=8, workers=2)
+    assert result.samples == {"train": 700, "val": 10}
+    assert staged["train_data_batch_1.npz"] == (out / "train_data_batch_1.npz").stat().st_ino, "staged batches were kept"

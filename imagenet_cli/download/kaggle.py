@@ -20,6 +20,7 @@ from ..errors import (
     KaggleCredentialsError,
     KaggleRulesError,
     RemoteNotFoundError,
+    without_queries,
 )
 from .transfer import Retryable, RetryPolicy, retry, retry_after
 
@@ -108,7 +109,7 @@ def signed_url(credentials: KaggleCredentials, policy: RetryPolicy = RetryPolicy
         except requests.HTTPError as error:
             raise _api_error(error, credentials) from None
         except requests.RequestException as error:
-            log.debug("Kaggle API: %s", error)
+            log.debug("Kaggle API: %s", without_queries(str(error)))
             raise Retryable(type(error).__name__) from None
 
     return retry(ask, policy, lambda: "the Kaggle API")
