@@ -196,9 +196,9 @@ def test_downsampled_refuses_a_resized_tree_naming_the_prepare_command(root):
 @pytest.mark.parametrize(
     ("arguments", "wrong"),
     [
-        ({"format": "downsampled", "shard_size": 10}, "--shard-size"),
-        ({"format": "downsampled", "size": 48}, "--size 48"),
-        ({"format": "parquet", "size": 32}, "--size applies to downsampled"),
+        ({"to": "downsampled", "shard_size": 10}, "--shard-size"),
+        ({"to": "downsampled", "size": 48}, "--size 48"),
+        ({"to": "parquet", "size": 32}, "--size applies to downsampled"),
     ],
 )
 def test_options_of_another_format_are_refused(root, tmp_path, arguments, wrong):

@@ -32,7 +32,7 @@ def _print_result(result: ExportResult) -> None:
 
 @command("export", Rendering(text=lambda result: _print_result(result), quiet=its_path))
 def export_command(
-    format: Annotated[ExportFormat, typer.Argument(help="The format to write.", show_default=False)],
+    to: Annotated[ExportFormat, typer.Argument(help="The format to write.", show_default=False, metavar="FORMAT")],
     source: FromTreeOption = None,
     out: Annotated[
         Path | None,
@@ -84,7 +84,7 @@ def export_command(
     """
     return export(
         ui.root,
-        format,
+        to,
         source=source,
         out=out,
         splits=comma_list(splits, "--splits"),

@@ -47,8 +47,10 @@ def prepare_command(
     ] = Mode.shorter,
     no_upscale: Annotated[bool, typer.Option("--no-upscale", help="Leave images smaller than N as they are.")] = False,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality (JPEG at 4:2:0).", min=1, max=100, metavar="Q")] = 90,
-    format: Annotated[ImageFormat, typer.Option(help="Output format.")] = ImageFormat.jpeg,
-    filter: Annotated[Filter, typer.Option(help="fast: reduced decode + bilinear; lanczos: full decode, reference quality.")] = Filter.fast,
+    image_format: Annotated[ImageFormat, typer.Option("--format", help="Output format.")] = ImageFormat.jpeg,
+    resampling: Annotated[
+        Filter, typer.Option("--filter", help="fast: reduced decode + bilinear; lanczos: full decode, reference quality.")
+    ] = Filter.fast,
     splits: Annotated[str, typer.Option(help="Splits to prepare, comma-separated.", metavar="LIST")] = "train,val",
     workers: Annotated[int | None, typer.Option(help="Worker processes [default: all cores].", min=1, show_default=False, metavar="N")] = None,
     into: Annotated[
@@ -92,7 +94,7 @@ def prepare_command(
     """
     return prepare(
         ui.root,
-        Recipe(tuple(size or ["224"]), resize, quality, format, filter, upscale=not no_upscale),
+        Recipe(tuple(size or ["224"]), resize, quality, image_format, resampling, upscale=not no_upscale),
         splits=comma_list(splits, "--splits"),
         workers=workers,
         into=into,

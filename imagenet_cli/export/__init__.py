@@ -119,7 +119,7 @@ class Job:
 
 def export(
     root: Path,
-    format: str = "webdataset",
+    to: str = "webdataset",
     source: Path | None = None,
     out: Path | None = None,
     splits: list[str] | None = None,
@@ -132,26 +132,26 @@ def export(
     wait: bool = True,
     progress: Progress = SILENT,
 ) -> ExportResult:
-    """Write ``source`` (default: the only prepared tree under the root) as ``format`` into ``out``
-    (default: ``ROOT/exports/<format>-<tree name>``, ``downsampled32-<tree name>`` for size 32).
+    """Write ``source`` (default: the only prepared tree under the root) in the format ``to`` into
+    ``out`` (default: ``ROOT/exports/<format>-<tree name>``, ``downsampled32-<tree name>`` for size 32).
 
     webdataset and parquet: a shard holds ``shard_size`` samples, or fewer where
     ``max_shard_bytes`` would be passed. downsampled: ``size`` pixels square (default 32),
     decoded on ``workers`` processes (default: every core).
     """
-    options = _options(format, seed, shard_size, max_shard_bytes, prefix, size, splits)
+    options = _options(to, seed, shard_size, max_shard_bytes, prefix, size, splits)
     tree = source or Root(root).the_prepared_tree()
     if not manifest.has_manifest(tree):
         raise MissingInputError(f"{tree} has no {manifest.MANIFEST}: export reads trees this tool made")
-    name = f"downsampled{options['size']}" if format == "downsampled" else format
+    name = f"downsampled{options['size']}" if to == "downsampled" else to
     destination = out or Root(root).path / EXPORTS / f"{name}-{tree.name}"
-    writer = importlib.import_module(f"{__name__}.{format}")
+    writer = importlib.import_module(f"{__name__}.{to}")
     with locks.writing(destination, wait), locks.reading(tree, wait):
         writer.check_source(tree, Root(root).path)
         wanted = {"options": options, "source_manifest_xxh3": hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"]}
         _claim(destination, wanted)
         _sweep(destination)
-        job = Job(tree, destination, options, ExportResult(format, destination, tree), progress, workers or os.cpu_count() or 1)
+        job = Job(tree, destination, options, ExportResult(to, destination, tree), progress, workers or os.cpu_count() or 1)
         for split in options["splits"]:
             samples = SplitSamples(tree, split, seed)
             if len(samples):
@@ -163,17 +163,17 @@ def export(
 
 
 def _options(
-    format: str, seed: int, shard_size: int | None, max_shard_bytes: int | None, prefix: str | None,
+    to: str, seed: int, shard_size: int | None, max_shard_bytes: int | None, prefix: str | None,
     size: int | None, splits: list[str] | None,
 ) -> dict[str, Any]:  # fmt: skip
     """Checked options, with each format's defaults filled in; those of another format refused."""
-    if format not in FORMATS:
-        raise InvalidArgumentError(f"export format {format!r} is not one of {', '.join(FORMATS)}")
+    if to not in FORMATS:
+        raise InvalidArgumentError(f"export format {to!r} is not one of {', '.join(FORMATS)}")
     chosen = list(dict.fromkeys(splits or ("train", "val")))
     if unknown := [s for s in chosen if s not in SPLIT_NAMES]:
         raise InvalidArgumentError(f"--splits {', '.join(unknown)}: a tree has train and val")
-    options: dict[str, Any] = {"format": format, "splits": chosen, "seed": seed}
-    if format == "downsampled":
+    options: dict[str, Any] = {"format": to, "splits": chosen, "seed": seed}
+    if to == "downsampled":
         given = [o for o, v in (("--shard-size", shard_size), ("--max-shard-bytes", max_shard_bytes), ("--prefix", prefix)) if v is not None]
         if given:
             raise InvalidArgumentError(f"{', '.join(given)}: downsampled writes 10 train batches and val_data, as the published files")
@@ -181,8 +181,8 @@ def _options(
             raise InvalidArgumentError(f"--size {size}: Downsampled ImageNet is {', '.join(map(str, DOWNSAMPLED_SIZES))} pixels")
         return {**options, "size": size}
     if size is not None:
-        raise InvalidArgumentError(f"--size applies to downsampled; {format} copies the tree's images as they are")
-    shard_size = SHARD_SIZES[format] if shard_size is None else shard_size
+        raise InvalidArgumentError(f"--size applies to downsampled; {to} copies the tree's images as they are")
+    shard_size = SHARD_SIZES[to] if shard_size is None else shard_size
     if shard_size < 1:
         raise InvalidArgumentError("--shard-size must be at least 1")
     if max_shard_bytes is not None and max_shard_bytes < 64 << 10:
