@@ -187,8 +187,8 @@ def _zip64_fields(extra: bytes, size: int, compressed: int, offset: int) -> tupl
     """Replace 0xFFFFFFFF placeholders with the 64-bit values of the ZIP64 extra field (id 1)."""
     position = 0
     while position + 4 <= len(extra):
-        kind, length = struct.unpack("<HH", extra[position : position + 4])
-        if kind == 1:
+        header_id, length = struct.unpack("<HH", extra[position : position + 4])
+        if header_id == 1:
             values = iter(struct.unpack(f"<{length // 8}Q", extra[position + 4 : position + 4 + length // 8 * 8]))
             if size == 0xFFFFFFFF:
                 size = next(values)

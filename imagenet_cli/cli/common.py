@@ -124,8 +124,8 @@ def command(name: str, rendering: Rendering, uses_root: bool = True) -> Callable
     return decorate
 
 
-def _option(name: str, kind: Any, default: Any) -> tuple[Any, inspect.Parameter]:
-    return kind, inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=kind)
+def _option(name: str, annotation: Any, default: Any) -> tuple[Any, inspect.Parameter]:
+    return annotation, inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation)
 
 
 _COMMON = (

@@ -52,9 +52,9 @@ def check_source(tree: Path, root: Path) -> None:
     a lossless re-encoding of them (PNG)."""
     _numpy()
     recipe = made_by(tree, root)
-    size, kind = recipe.get("size"), recipe.get("format", "jpeg")
-    if recipe.get("command") != "prepare" or size != "full" or kind not in ("jpeg", "png"):
-        what = f"{size}-pixel {kind} images" if size else "images this tool did not prepare"
+    size, encoding = recipe.get("size"), recipe.get("format", "jpeg")
+    if recipe.get("command") != "prepare" or size != "full" or encoding not in ("jpeg", "png"):
+        what = f"{size}-pixel {encoding} images" if size else "images this tool did not prepare"
         raise UnsuitableTreeError(
             f"{tree} holds {what}; Downsampled ImageNet is a box resize of the full-size originals, "
             "which a resized or lossy tree cannot give"

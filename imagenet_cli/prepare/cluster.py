@@ -49,8 +49,8 @@ def connect(address: str) -> Iterator[Client]:
     processes on this machine, N = cores by default), ``auto`` (Dask's configured scheduler), or a
     scheduler address such as ``tcp://host:8786``."""
     distributed = _distributed()
-    kind, _, count = address.partition(":")
-    if kind == LOCAL and (not count or count.isdigit()):
+    scheme, _, count = address.partition(":")
+    if scheme == LOCAL and (not count or count.isdigit()):
         workers = int(count) if count else os.cpu_count() or 1
         if workers < 1:
             raise InvalidArgumentError("--dask local:N needs at least one worker")
