@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .download.transfer import Journal, Plan, Remote
-from .layout import SPLITS, Root, SplitCount, count_split, free_bytes
+from .export import CLAIM as EXPORT_CLAIM
+from .export import RECORD as EXPORT_RECORD
+from .layout import EXPORTS, SPLITS, Root, SplitCount, count_split, free_bytes
 from .manifest import has_manifest, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
 
@@ -44,6 +47,19 @@ class TreeState:
 
 
 @dataclass(frozen=True)
+class ExportState:
+    name: str
+    path: Path
+    format: str | None  # None for an export that never finished: only its claim is there
+    samples: dict[str, int]  # per split, as export.json records them
+    bytes: int
+
+    @property
+    def finished(self) -> bool:
+        return self.format is not None
+
+
+@dataclass(frozen=True)
 class RootState:
     root: Path
     exists: bool
@@ -52,6 +68,7 @@ class RootState:
     partial: list[PartialDownload] = field(default_factory=list)
     trees: list[TreeState] = field(default_factory=list)
     subsets: list[TreeState] = field(default_factory=list)
+    exports: list[ExportState] = field(default_factory=list)
 
     @property
     def next_step(self) -> str | None:
@@ -101,6 +118,7 @@ def describe_root(root: Path) -> RootState:
         partial=[_partial_state(path) for path in partial_downloads_in(layout.downloads)],
         trees=[_tree_state(path) for path in layout.trees()],
         subsets=[_tree_state(path) for path in layout.subset_trees()],
+        exports=_export_states(layout.path / EXPORTS),
     )
 
 
@@ -119,6 +137,25 @@ def _partial_state(path: Path) -> PartialDownload:
         return PartialDownload(path.name, 0, None)
     plan = Plan(Remote(path.name, journal.identity.url), path, journal.identity, journal.chunk_size, journal.done)
     return PartialDownload(path.name, plan.have_bytes, journal.identity.size)
+
+
+def _export_states(folder: Path) -> list[ExportState]:
+    """Every export under ``folder``: finished ones from their export.json, unfinished ones (a
+    claim without a record: the run stopped) with nothing counted yet."""
+    if not folder.is_dir():
+        return []
+    states = []
+    for path in sorted(p for p in folder.iterdir() if p.is_dir()):
+        record = path / EXPORT_RECORD
+        if record.is_file():
+            data = json.loads(record.read_text())
+            samples: dict[str, int] = {}
+            for shard in data["shards"]:
+                samples[shard["split"]] = samples.get(shard["split"], 0) + shard["samples"]
+            states.append(ExportState(path.name, path, data["options"]["format"], samples, sum(s["bytes"] for s in data["shards"])))
+        elif (path / EXPORT_CLAIM).is_file():
+            states.append(ExportState(path.name, path, None, {}, 0))
+    return states
 
 
 def _tree_state(path: Path) -> TreeState:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import shutil
 import signal
@@ -289,3 +290,22 @@ def test_a_kill_9_mid_export_and_a_rerun_give_the_bytes_of_a_clean_run(root, tmp
     assert _files(tmp_path / "killed") == _files(tmp_path / "clean")
     assert kept <= _finished_inodes(tmp_path / "killed"), "what was finished before the kill was kept, not redone"
     assert not [p for p in (tmp_path / "killed").rglob("*") if p.name.endswith(".tmp") or p.name == ".staging"]
+
+
+def test_info_lists_exports_finished_and_unfinished(root, tmp_path):
+    """`imagenet info` shows each export with its format and samples, and one a stop left unfinished."""
+    pytest.importorskip("pyarrow")
+    work = tmp_path / "root"
+    shutil.copytree(root / "64", work / "64", symlinks=True)
+    export(work, "parquet", out=work / "exports" / "parquet-64")
+    export(work, "webdataset", out=work / "exports" / "halfway", splits=["val"])
+    (work / "exports" / "halfway" / "export.json").unlink()  # as a run stopped before its record
+    shown = runner.invoke(app, ["info", "--root", str(work), "--json"])
+    assert shown.exit_code == 0, shown.output
+    exports = {e["name"]: e for e in json.loads(shown.stdout)["exports"]}
+    assert exports["parquet-64"]["format"] == "parquet" and exports["parquet-64"]["finished"]
+    assert exports["parquet-64"]["samples"] == {"train": len(tree_rows(root / "64", "train")), "val": len(tree_rows(root / "64", "val"))}
+    assert exports["halfway"] == {"name": "halfway", "path": str(work / "exports" / "halfway"), "format": None, "finished": False,
+                                  "samples": {}, "bytes": 0}  # fmt: skip
+    text = runner.invoke(app, ["info", "--root", str(work)]).stdout
+    assert "exports (exports/):" in text and "unfinished: run the same export again" in text

@@ -23,7 +23,7 @@ Examples:
     Rendering(
         text=lambda state: _print_state(state),
         json=lambda state: _as_json(state),
-        quiet=lambda state: [str(tree.path) for tree in state.trees + state.subsets],
+        quiet=lambda state: [str(tree.path) for tree in state.trees + state.subsets] + [str(e.path) for e in state.exports if e.finished],
     ),
 )
 def info(
@@ -37,7 +37,7 @@ def info(
     """Show what the root holds and what to run next.
 
     Archives in downloads/ (size, source, whether their checksums are recorded), prepared trees and
-    subsets (images per split, size on disk), and the free disk.
+    subsets (images per split, size on disk), exports (format, samples), and the free disk.
     """
     return describe_root(path or ui.root)
 
@@ -51,6 +51,10 @@ def _as_json(state: RootState) -> dict[str, Any]:
         "partial": state.partial,
         "trees": [_tree_json(t) for t in state.trees],
         "subsets": [_tree_json(t) for t in state.subsets],
+        "exports": [
+            {"name": e.name, "path": str(e.path), "format": e.format, "finished": e.finished, "samples": e.samples, "bytes": e.bytes}
+            for e in state.exports
+        ],
         "next_step": state.next_step,
         "next_command": state.next_command,
     }
@@ -96,5 +100,14 @@ def _print_state(state: RootState) -> None:
                 for t in trees
             ]
             print_table(("tree", "train", "val", "size", "made"), made)
+    if state.exports:
+        typer.echo("\nexports (exports/):")
+        exports = [
+            (e.name, e.format or "-", *(e.samples.get(s, "-") for s in ("train", "val")), human_bytes(e.bytes))
+            if e.finished
+            else (e.name, "-", "-", "-", "unfinished: run the same export again")
+            for e in state.exports
+        ]
+        print_table(("export", "format", "train", "val", "size"), exports)
     if state.next_command:
         typer.echo(f"\nnext: {state.next_command}")

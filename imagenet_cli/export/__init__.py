@@ -47,6 +47,7 @@ SHARD_SIZES = {"webdataset": 1250, "parquet": 5000}  # 1,024 train shards; about
 DOWNSAMPLED_SIZES = (8, 16, 32, 64)
 SHARD_THREADS = 3
 RECORD = "export.json"
+CLAIM = ".export-claim.json"  # the options and source an export folder is for (see owned.py)
 SPLIT_NAMES = {"train": "train", "val": "validation"}  # as timm's imagenet-1k-wds and the Hub name them
 
 
@@ -194,7 +195,7 @@ def _claim(destination: Path, wanted: dict[str, Any]) -> None:
     """One export folder, one set of options and one source: a re-run keeps finished shards only
     when they are what it would write."""
     other = f"{destination} holds an export made with other options or from another tree"
-    owned.own(destination, ".export-claim.json", "export", wanted, lambda existing: other)
+    owned.own(destination, CLAIM, "export", wanted, lambda existing: other)
 
 
 def _sweep(destination: Path) -> None:
