@@ -402,3 +402,19 @@ def test_no_message_prints_a_query_string(text):
     line = message_for(DownloadError(text), "download")
     assert "SECRET" not in line and "?" not in line
     assert "https://" in line and ("imagenet.zip" in line or "ILSVRC2012_img_val.tar" in line)
+
+
+def test_the_top_level_api_stays_callable_once_its_modules_are_imported(tmp_path):
+    """``imagenet_cli.prepare`` is a function and ``imagenet_cli/prepare/`` a package: importing the
+    package must not hide the function, however it was imported (the README's Python lines)."""
+    program = (
+        "import imagenet_cli as inet\n"
+        "from imagenet_cli.prepare import cluster\n"  # loads the prepare package first
+        "recipe = inet.Recipe(('32',))\n"
+        "names = ['prepare', 'verify', 'subset', 'export', 'download_sample']\n"
+        "assert all(callable(getattr(inet, n)) and not isinstance(getattr(inet, n), type(inet)) for n in names), names\n"
+        "from imagenet_cli import prepare, verify\n"
+        "assert callable(prepare) and callable(verify) and inet.prepare is prepare\n"
+    )
+    completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
+    assert completed.returncode == 0, completed.stderr
