@@ -83,6 +83,16 @@ def _sync(path: Path, how: Callable[[int], None]) -> None:
         os.close(fd)
 
 
+def remove_temporaries(folder: Path, recursive: bool = False) -> None:
+    """Remove the temporaries killed writers left in ``folder`` (and below it, with ``recursive``);
+    call it holding the lock of what the folder holds, so that nobody is writing them."""
+    if not folder.is_dir():
+        return
+    for leftover in folder.rglob("*") if recursive else folder.iterdir():
+        if is_temporary(leftover.name) and not leftover.is_dir():
+            leftover.unlink(missing_ok=True)
+
+
 def sweep_temporaries(path: Path) -> None:
     """Remove what killed writers of ``path`` left (call it holding ``path``'s lock)."""
     for leftover in path.parent.glob(f".{path.name}.*{TEMPORARY_SUFFIX}"):

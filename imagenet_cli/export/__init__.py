@@ -151,7 +151,7 @@ def export(
         writer.check_source(tree, Root(root).path)
         wanted = {"options": options, "source_manifest_xxh3": hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"]}
         _claim(destination, wanted)
-        _sweep(destination)
+        atomic.remove_temporaries(destination, recursive=True)  # what killed runs left half-written
         job = Job(tree, destination, options, ExportResult(to, destination, tree), progress, workers or os.cpu_count() or 1)
         for split in options["splits"]:
             samples = SplitSamples(tree, split, seed)
@@ -196,13 +196,6 @@ def _claim(destination: Path, wanted: dict[str, Any]) -> None:
     when they are what it would write."""
     other = f"{destination} holds an export made with other options or from another tree"
     owned.own(destination, CLAIM, "export", wanted, lambda existing: other)
-
-
-def _sweep(destination: Path) -> None:
-    """Remove what killed runs left half-written (we hold the folder's lock, so nobody is writing)."""
-    for leftover in destination.rglob(f".*{atomic.TEMPORARY_SUFFIX}"):
-        if atomic.is_temporary(leftover.name):
-            leftover.unlink(missing_ok=True)
 
 
 def write_shards(

@@ -118,18 +118,10 @@ def _mean(job: Job, batches: list[tuple[str, int]]) -> Any:
 
 def _finish_batch(job: Job, name: str, mean: Any) -> None:
     """Move the staged batch to a temporary name, add ``mean``, then give it its final name."""
-    final = job.out / f"{name}.npz"
-    temporary = atomic.temporary_name(final)
-    os.replace(job.out / STAGING / f"{name}.npz", temporary)
-    try:
-        with open(temporary, "r+b") as file:
-            with zipfile.ZipFile(file, "a") as archive:
-                _add_array(archive, "mean", mean)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, final)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic.atomic_path(job.out / f"{name}.npz") as temporary:
+        os.replace(job.out / STAGING / f"{name}.npz", temporary)
+        with zipfile.ZipFile(temporary, "a") as archive:
+            _add_array(archive, "mean", mean)
 
 
 def _write_npz(path: Path, arrays: dict[str, Any]) -> None:

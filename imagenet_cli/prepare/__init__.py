@@ -297,10 +297,7 @@ def _remove_temporaries(tree: Path) -> None:
     """What killed runs left half-written beside the manifest and among the markers (the class
     folders are swept when the tree is finished). Safe: we hold the tree's lock."""
     for folder in (tree, tree / MARKERS):
-        if folder.is_dir():
-            for leftover in folder.iterdir():
-                if atomic.is_temporary(leftover.name):
-                    leftover.unlink(missing_ok=True)
+        atomic.remove_temporaries(folder)
 
 
 # --- val labels --------------------------------------------------------------------------------

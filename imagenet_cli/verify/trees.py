@@ -15,8 +15,6 @@ from __future__ import annotations
 import collections
 import os
 import re
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from ..hashing import hash_bytes
 from ..inputs import InputFile, changed_since
 from ..layout import SPLITS
 from ..progress import SILENT, Progress
+from ..workers import ordered_map, thread_pool
 from .findings import Check
 
 _VAL_STEM = re.compile(r"ILSVRC2012_val_(\d{8})")
@@ -52,10 +51,12 @@ def check_tree(tree: Path, deep: bool = False, workers: int | None = None, progr
     per_class: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
     listed = 0
 
-    with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool, progress.task(
-        f"checking {tree.name}", total=len(directories), unit="class"
-    ) as advance:
-        scanned = _scan_in_parallel(pool, tree, directories, deep, workers or os.cpu_count() or 1)
+    def scan(directory: str) -> tuple[str, dict[str, Seen]]:
+        return directory, _scan_directory(tree / directory, deep)
+
+    with progress.task(f"checking {tree.name}", total=len(directories), unit="class") as advance:
+        # Folders in order, at most two per thread in flight: memory stays bounded.
+        scanned = ordered_map(scan, directories, workers or os.cpu_count() or 1, pool=thread_pool)
         wanted = next(expected, None)
         for directory, seen in scanned:
             # Manifest folders that sort before this one are missing from disk entirely.
@@ -104,19 +105,6 @@ def _class_directories(tree: Path, check: Check) -> list[str]:
     if not found:
         check.add("structure", str(tree), "no split folder (train/, val/, test/) with class folders")
     return found
-
-
-def _scan_in_parallel(pool: ThreadPoolExecutor, tree: Path, directories: list[str], deep: bool, window: int) -> Iterator[tuple[str, dict[str, Seen]]]:
-    """Scanned folders in order, with at most ``2 * window`` in flight: memory stays bounded."""
-    pending: collections.deque[tuple[str, Future[dict[str, Seen]]]] = collections.deque()
-    for directory in directories:
-        pending.append((directory, pool.submit(_scan_directory, tree / directory, deep)))
-        if len(pending) >= 2 * window:
-            name, future = pending.popleft()
-            yield name, future.result()
-    while pending:
-        name, future = pending.popleft()
-        yield name, future.result()
 
 
 def _scan_directory(directory: Path, deep: bool) -> dict[str, Seen]:
