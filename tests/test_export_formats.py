@@ -309,3 +309,24 @@ def test_info_lists_exports_finished_and_unfinished(root, tmp_path):
                                   "samples": {}, "bytes": 0}  # fmt: skip
     text = runner.invoke(app, ["info", "--root", str(work)]).stdout
     assert "exports (exports/):" in text and "unfinished: run the same export again" in text
+
+
+def test_verify_deep_of_a_parquet_export_without_pyarrow_names_the_extra(root, tmp_path):
+    pytest.importorskip("pyarrow")
+    export(root, "parquet", source=root / "64", out=tmp_path / "pq", splits=["val"])
+    program = ("import sys; sys.modules['pyarrow'] = None; sys.argv[0] = 'imagenet'\n"
+               "from imagenet_cli.cli.app import main; main()")  # fmt: skip
+    completed = subprocess.run([sys.executable, "-c", program, "verify", "--deep", str(tmp_path / "pq")], capture_output=True, text=True)
+    assert completed.returncode == 1 and len(completed.stderr.strip().splitlines()) == 1
+    assert "pip install 'imagenet-cli[parquet]'" in completed.stderr
+
+
+def test_an_image_missing_from_the_tree_is_one_line_naming_verify(root, tmp_path):
+    work = tmp_path / "root"
+    shutil.copytree(root / "64", work / "64")
+    gone = tree_rows(work / "64", "val")[0]
+    (work / "64" / gone.path).unlink()
+    result = runner.invoke(app, ["export", "webdataset", "--root", str(work), "--splits", "val"], env={"IMAGENET_NO_PROGRESS": "1"})
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"imagenet: error: cannot read {work / '64' / gone.path}") and "imagenet verify" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

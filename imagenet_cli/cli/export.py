@@ -18,7 +18,7 @@ Examples:
   imagenet export webdataset --from ROOT/subsets/imagenette --shard-size 500
   imagenet export webdataset --max-shard-bytes 1000000000 --prefix in1k --seed 1
   imagenet export parquet                              ROOT/exports/parquet-224/data/*.parquet
-  imagenet export downsampled --from ROOT/full --size 64   ROOT/exports/downsampled64-full/
+  imagenet export downsampled --from ROOT/full --size 64 --workers 16   ROOT/exports/downsampled64-full/
 """
 
 def _print_result(result: ExportResult) -> None:

@@ -39,7 +39,7 @@ CHUNK = 64  # images per task: large enough to amortise the trip to a worker, sm
 _EPOCH = (1980, 1, 1, 0, 0, 0)  # zip member times: the same bytes on every run
 
 
-def _numpy() -> ModuleType:
+def require_numpy() -> ModuleType:
     try:
         import numpy
     except ImportError:
@@ -50,7 +50,7 @@ def _numpy() -> ModuleType:
 def check_source(tree: Path, root: Path) -> None:
     """Only full-size images give the published pixels: the originals (JPEG kept byte for byte) or
     a lossless re-encoding of them (PNG)."""
-    _numpy()
+    require_numpy()
     recipe = made_by(tree, root)
     size, encoding = recipe.get("size"), recipe.get("format", "jpeg")
     if recipe.get("command") != "prepare" or size != "full" or encoding not in ("jpeg", "png"):
@@ -101,7 +101,7 @@ def _stage(job: Job, name: str, rows: list[Sample]) -> None:
     staged, total = job.out / STAGING / f"{name}.npz", job.out / STAGING / f"{name}.sum.npy"
     if (job.out / f"{name}.npz").is_file() or (staged.is_file() and total.is_file()):
         return
-    np = _numpy()
+    np = require_numpy()
     data, labels, pixel_sum = _downsample(job, name, rows)
     with atomic.atomic_writer(total) as file:
         np.lib.format.write_array(file, pixel_sum, allow_pickle=False)
@@ -110,7 +110,7 @@ def _stage(job: Job, name: str, rows: list[Sample]) -> None:
 
 def _mean(job: Job, batches: list[tuple[str, int]]) -> Any:
     """The mean train row, from the staged sums (exact integers, so any order gives the same)."""
-    np = _numpy()
+    np = require_numpy()
     total = sum(np.load(job.out / STAGING / f"{name}.sum.npy") for name, _ in batches)
     count = sum(rows for _, rows in batches)
     return total.astype(np.float64) / max(count, 1)
@@ -132,7 +132,7 @@ def _write_npz(path: Path, arrays: dict[str, Any]) -> None:
 
 
 def _add_array(archive: zipfile.ZipFile, key: str, array: Any) -> None:
-    np = _numpy()
+    np = require_numpy()
     info = zipfile.ZipInfo(f"{key}.npy", date_time=_EPOCH)
     with archive.open(info, "w", force_zip64=True) as member:
         np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
@@ -140,7 +140,7 @@ def _add_array(archive: zipfile.ZipFile, key: str, array: Any) -> None:
 
 def _downsample(job: Job, what: str, rows: list[Sample]) -> tuple[Any, Any, Any]:
     """(data, labels, per-pixel sum) for ``rows``, decoded on ``job.workers`` processes."""
-    np = _numpy()
+    np = require_numpy()
     size = job.options["size"]
     data = np.empty((len(rows), 3 * size * size), dtype=np.uint8)
     chunks = [[str(job.tree / s.path) for s in rows[at : at + CHUNK]] for at in range(0, len(rows), CHUNK)]
@@ -157,7 +157,7 @@ def _downsample(job: Job, what: str, rows: list[Sample]) -> tuple[Any, Any, Any]
 
 def downsample_files(paths: Sequence[str], size: int) -> bytes:
     """Each image as one row: a box resize of its RGB decode, planes red, green, blue."""
-    np = _numpy()
+    np = require_numpy()
     from PIL import Image
 
     rows = []

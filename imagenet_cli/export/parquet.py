@@ -23,7 +23,7 @@ CARD = "README.md"
 ROW_GROUP_BYTES = 128 << 20  # row groups of at most ~128 MB: readers stream a group at a time
 
 
-def _pyarrow() -> tuple[ModuleType, ModuleType]:
+def require_pyarrow() -> tuple[ModuleType, ModuleType]:
     try:
         import pyarrow
         import pyarrow.parquet
@@ -34,7 +34,7 @@ def _pyarrow() -> tuple[ModuleType, ModuleType]:
 
 def check_source(tree: Path, root: Path) -> None:
     """Any tree will do (the bytes are copied), once pyarrow is there to write them."""
-    _pyarrow()
+    require_pyarrow()
 
 
 def shard_names(split: str, count: int) -> list[str]:
@@ -47,7 +47,7 @@ def features(names: list[str]) -> dict[str, Any]:
 
 
 def write_split(job: Job, split: str, samples: SplitSamples) -> None:
-    pa, pq = _pyarrow()
+    pa, pq = require_pyarrow()
     metadata = {"huggingface": json.dumps({"info": {"features": features(class_names(job.tree))}})}
     schema = pa.schema(
         [("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())], metadata=metadata

@@ -63,14 +63,16 @@ def _check_shard(check: Check, folder: Path, shard: dict[str, Any], deep: str | 
 
 
 def _count_samples(path: Path, kind: str) -> int:
+    # The format's extra, imported here only: without it, one line names it (not a traceback).
     if kind == "parquet":
-        import pyarrow.parquet
+        from ..export.parquet import require_pyarrow
 
-        return int(pyarrow.parquet.ParquetFile(path).metadata.num_rows)
+        _, parquet = require_pyarrow()
+        return int(parquet.ParquetFile(path).metadata.num_rows)
     if kind == "downsampled":
-        import numpy
+        from ..export.downsampled import require_numpy
 
-        with numpy.load(path) as arrays:
+        with require_numpy().load(path) as arrays:
             return len(arrays["labels"])
     with tarfile.open(path) as tar:
         return len({member.name.split(".", 1)[0] for member in tar if member.isfile()})
