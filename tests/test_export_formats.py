@@ -330,3 +330,37 @@ def test_an_image_missing_from_the_tree_is_one_line_naming_verify(root, tmp_path
     assert result.exit_code == 1
     assert result.stderr.startswith(f"imagenet: error: cannot read {work / '64' / gone.path}") and "imagenet verify" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_second_export_into_the_same_folder_waits_or_says_who_holds_it(root, tmp_path):
+    """Two processes, one export folder: with --no-wait the second says who is writing it (exit 1);
+    waiting, it finds the work done and keeps every shard. The first is held mid-train by a pipe."""
+    work = tmp_path / "root"
+    shutil.copytree(root / "64", work / "64")
+    out = work / "exports" / "webdataset-64"
+    in_order = list(SplitSamples(work / "64", "train", 0))
+    victim = work / "64" / in_order[len(in_order) // 2].path
+    saved = victim.read_bytes()
+    victim.unlink()
+    os.mkfifo(victim)
+    command = [sys.executable, "-m", "imagenet_cli", "export", "webdataset", "--root", str(work), "--shard-size", "8"]
+    env = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
+    first = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list(out.glob("*.tar")):
+        assert time.monotonic() < deadline and first.poll() is None, "the first export never started"
+        time.sleep(0.05)
+    refused = subprocess.run([*command, "--no-wait"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 1
+    [line] = refused.stderr.splitlines()
+    assert line.startswith(f"imagenet: error: {out} is busy: PID {first.pid}, which is writing")
+    second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(victim, "wb") as pipe:  # let the first one go on: it reads the image through the pipe
+        pipe.write(saved)
+    assert first.wait(timeout=60) == 0, first.stderr.read()
+    inodes = {p.name: p.stat().st_ino for p in out.glob("*.tar")}
+    assert second.wait(timeout=60) == 0, second.stderr.read()
+    assert "already complete" in second.stdout.read()
+    assert {p.name: p.stat().st_ino for p in out.glob("*.tar")} == inodes, "the waiting one rewrote nothing"
+    victim.unlink()
+    victim.write_bytes(saved)
