@@ -39,7 +39,7 @@ class Faults:
 
 
 class FileServer:
-    def __init__(self, files: dict[str, bytes], path_prefix: str = "/") -> None:
+    def __init__(self, files: dict[str, bytes], path_prefix: str = "/", host: str = "127.0.0.1") -> None:
         self.files = dict(files)
         self.prefix = path_prefix
         self.etags = {name: f'"{hashlib.md5(data).hexdigest()[:16]}-1"' for name, data in files.items()}
@@ -47,7 +47,7 @@ class FileServer:
         self.sent_bytes = 0
         self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range)
         self.lock = threading.Lock()
-        self.httpd = _QuietServer(("127.0.0.1", 0), self._handler())
+        self.httpd = _QuietServer((host, 0), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
 
@@ -63,7 +63,8 @@ class FileServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}{self.prefix}"
+        host, port = self.httpd.server_address[:2]
+        return f"http://{host}:{port}{self.prefix}"
 
     def url(self, name: str) -> str:
         return self.base_url + name

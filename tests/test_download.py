@@ -123,6 +123,52 @@ def test_headers_and_cookies_are_sent(official_files, checksums, tmp_path):
     assert seen and all(s == ("t0k", "sessionid=abc123") for s in seen)
 
 
+class Redirecting(FileServer):
+    """A mirror whose every file answers 302 to the same path on another host."""
+
+    def __init__(self, files: dict[str, bytes], to: FileServer) -> None:
+        super().__init__(files)
+        self.to = to
+
+    def handle_other(self, handler):
+        handler.send_response(302)
+        handler.send_header("Location", self.to.base_url + handler.path.lstrip("/"))
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+        return True
+
+
+class Recording(FileServer):
+    def __init__(self, files: dict[str, bytes], host: str) -> None:
+        super().__init__(files, host=host)
+        self.seen: list[tuple[str | None, str | None, str | None]] = []
+
+    def handle_other(self, handler):
+        self.seen.append((handler.headers.get("X-Auth-Token"), handler.headers.get("Authorization"), handler.headers.get("Cookie")))
+        return False
+
+
+@pytest.mark.parametrize("trusted", [False, True])
+def test_a_redirect_to_another_host_gets_no_credentials(official_files, checksums, tmp_path, trusted):
+    """Like curl: --header, Authorization and cookies stay with the host they were given for."""
+    cookies = tmp_path / "cookies.txt"
+    cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.2\tFALSE\t/\tFALSE\t0\tsessionid\tabc123\n")
+    credentials = ["--header", "X-Auth-Token: s3cret", "--header", "Authorization: Bearer t0k", "--cookies", str(cookies)]
+    trust = ["--trust-host", "127.0.0.2"] if trusted else []
+    try:
+        other_host = Recording(official_files, host="127.0.0.2")
+    except OSError:
+        pytest.skip("127.0.0.2 is not a loopback address here")
+    with other_host as storage, Redirecting(official_files, to=storage) as mirror:
+        result = run("download", "--source", "official", "--base-url", mirror.base_url, "--files", sample.DEVKIT,
+                     "--checksums", str(checksums), *credentials, *trust, "--root", str(tmp_path))  # fmt: skip
+        assert result.exit_code == 0, result.output
+        assert mirror.requests and storage.seen
+        expected = ("s3cret", "Bearer t0k", "sessionid=abc123") if trusted else (None, None, None)
+        assert set(storage.seen) == {expected}
+    assert (tmp_path / "downloads" / sample.DEVKIT).read_bytes() == official_files[sample.DEVKIT]
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

@@ -78,6 +78,15 @@ def download(
         list[str] | None,
         typer.Option(help="official: an extra request header 'Name: value' (repeatable).", show_default=False, metavar="TEXT"),
     ] = None,
+    trust_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="official: a host that may also receive --header and --cookies when a redirect leads there "
+            "(repeatable); without it, a redirect to another host gets no credentials.",
+            show_default=False,
+            metavar="HOST",
+        ),
+    ] = None,
     checksums: Annotated[
         Path | None,
         file_option("official: a mirror's md5sum-style file; its sums replace the published ones for the files it names."),
@@ -124,7 +133,9 @@ def download(
     resume where they stopped; a re-run keeps what is already complete. Two downloads of one
     file never both fetch it: the second waits, then finds it complete.
     """
-    official_only = {"--files": files, "--cookies": cookies, "--header": header, "--checksums": checksums}
+    official_only = {
+        "--files": files, "--cookies": cookies, "--header": header, "--trust-host": trust_host, "--checksums": checksums,
+    }  # fmt: skip
     sample_only = {
         "--layout": layout, "--classes": classes, "--per-class": per_class,
         "--val-per-class": val_per_class, "--test-images": test_images, "--seed": seed,
@@ -152,6 +163,7 @@ def download(
             base_url=base_url or BASE_URL,
             headers=header,
             cookies=cookies,
+            trusted_hosts=trust_host,
             checksums=checksums,
             connections=connections,
             dry_run=dry_run,

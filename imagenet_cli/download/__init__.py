@@ -174,6 +174,7 @@ def download_official(
     base_url: str = official.BASE_URL,
     headers: list[str] | None = None,
     cookies: Path | None = None,
+    trusted_hosts: list[str] | None = None,
     checksums: Path | None = None,
     connections: int = DEFAULT_CONNECTIONS,
     dry_run: bool = False,
@@ -184,14 +185,16 @@ def download_official(
     """Fetch official archives (default: train, val, devkit) from image-net.org or a mirror.
 
     ``headers`` are ``"Name: value"`` strings and ``cookies`` a Netscape cookies.txt, for servers
-    that want a login. Each archive's size and MD5 are checked against the published ones, or
+    that want a login. They are sent to ``base_url``'s host only, and to ``trusted_hosts``: a
+    redirect to any other host gets no credentials. Each archive's size and MD5 are checked against the published ones, or
     against ``checksums`` (an md5sum-style file) for the files it names.
     """
     sums = hashing.read_checksums(checksums) if checksums else None
     remotes = official.official_remotes(base_url, files, sums)
     extra_headers = dict(official.parse_header(h) for h in headers or [])
     jar = official.load_cookies(cookies) if cookies else None
-    with http_client(connections, extra_headers, jar) as client:
+    trusted = frozenset(host.strip().lower() for host in trusted_hosts or [])
+    with http_client(connections, extra_headers, jar, home=base_url, trusted_hosts=trusted) as client:
         return _fetch_all(
             "official",
             Root(root).downloads,

@@ -209,12 +209,34 @@ def retry_after(value: str | None) -> float | None:
 # --- the endpoint: a client, the current URL, and how to renew it --------------------------------
 
 
-def http_client(connections: int, headers: dict[str, str] | None = None, cookies: http.cookiejar.CookieJar | None = None) -> httpx.Client:
+def http_client(
+    connections: int,
+    headers: dict[str, str] | None = None,
+    cookies: http.cookiejar.CookieJar | None = None,
+    home: str | None = None,
+    trusted_hosts: frozenset[str] = frozenset(),
+) -> httpx.Client:
     """The HTTP client of every download: our User-Agent, redirects followed, a pool of
-    ``connections``, and timeouts that notice a dead connection without cutting a slow one."""
+    ``connections``, and timeouts that notice a dead connection without cutting a slow one.
+
+    ``headers`` and ``cookies`` are the user's credentials: they go to ``home`` (the origin of the
+    URL they were given for) and to ``trusted_hosts`` only. A redirect elsewhere gets neither, nor
+    an ``Authorization``, as curl behaves; httpx alone would forward every header but that one.
+    """
     import httpx
 
     from .. import __version__
+
+    secret = {name.lower() for name in headers or {}} | {"authorization", "cookie", "proxy-authorization"}
+    home_origin = _origin(httpx.URL(home)) if home else None
+
+    def keep_credentials_home(request: httpx.Request) -> None:
+        if home_origin is None or _origin(request.url) == home_origin or request.url.host in trusted_hosts:
+            for name, value in (headers or {}).items():  # httpx drops Authorization on any redirect
+                request.headers.setdefault(name, value)
+            return
+        for name in secret:
+            request.headers.pop(name, None)
 
     return httpx.Client(
         headers={"User-Agent": f"imagenet-cli/{__version__}", **(headers or {})},
@@ -222,8 +244,13 @@ def http_client(connections: int, headers: dict[str, str] | None = None, cookies
         follow_redirects=True,
         timeout=httpx.Timeout(60.0, connect=30.0),
         limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        event_hooks={"request": [keep_credentials_home]},
     )
 
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port: a change of any of them is a change of host, as curl counts it."""
+    return url.scheme, url.host, url.port
 
 
 @dataclass

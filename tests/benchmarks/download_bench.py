@@ -29,8 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from imagenet_cli.download import _http_client  # noqa: E402
-from imagenet_cli.download.transfer import Endpoint, Remote, plan_transfer, run_transfer  # noqa: E402
+from imagenet_cli.download.transfer import Endpoint, Remote, http_client, plan_transfer, run_transfer  # noqa: E402
 from tests.benchmarks.measure import run_cli  # noqa: E402
 from tests.servers import FileServer  # noqa: E402
 
@@ -64,7 +63,7 @@ def ours(base_url: str, directory: Path, connections: int) -> tuple[float, float
     shutil.rmtree(directory, ignore_errors=True)
     remote = Remote(NAME, base_url + NAME)
     wall, cpu = time.perf_counter(), time.process_time()
-    with _http_client(connections, {}, None) as client:
+    with http_client(connections, {}, None) as client:
         endpoint = Endpoint(client, remote.url)
         run_transfer(plan_transfer(remote, directory, endpoint, connections), endpoint, connections)
     return time.perf_counter() - wall, time.process_time() - cpu
