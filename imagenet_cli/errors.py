@@ -70,6 +70,11 @@ class LabelConflictError(ArchiveError):
     """Two sources of val labels (the devkit, Kaggle's LOC_val_solution.csv) disagree."""
 
 
+class InputChangedError(ImagenetError):
+    """An input file was replaced or changed while a command was reading it (a download landing
+    by rename): nothing made from the two versions is mixed, and a re-run reads the new one."""
+
+
 class LockHeldError(ImagenetError):
     """Another process is writing the same file or tree (and we were told not to wait)."""
 

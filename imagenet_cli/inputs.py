@@ -17,10 +17,11 @@ import os
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, NamedTuple
 
 import xxhash
 
+from .errors import InputChangedError
 from .hashing import hash_file
 from .records import read_record
 
@@ -78,6 +79,32 @@ def changed_names(recorded: list[dict[str, Any]], current: Iterable[InputFile]) 
     now = list(current)
     names = [i.name for i in now if i.name not in before or not before[i.name].same_content(i)]
     return names + [name for name in before if name not in {i.name for i in now}]
+
+
+class Snapshot(NamedTuple):
+    """An input file as a run's planning saw it. A file replaced by rename (a finished download
+    landing) has another inode even with the same size; one rewritten in place, another mtime.
+    The device is left out: a shared filesystem shows one file under different devices on
+    different hosts, never under different inodes."""
+
+    inode: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, stat: os.stat_result) -> Snapshot:
+        return cls(stat.st_ino, stat.st_size, stat.st_mtime_ns)
+
+
+def open_as_planned(path: Path, snapshot: Snapshot | None) -> BinaryIO:
+    """``path`` opened for reading, once it is known to be the file that was planned from: the
+    open file is read to the end even if the path is replaced meanwhile, so a shard reads one
+    version; a different file raises :class:`~imagenet_cli.errors.InputChangedError`."""
+    file = open(path, "rb")
+    if snapshot is not None and Snapshot.of(os.fstat(file.fileno())) != snapshot:
+        file.close()
+        raise InputChangedError(f"{path.name} was replaced or changed while it was being read; nothing of the new version was mixed in")
+    return file
 
 
 def fingerprint(parts: Iterable[object]) -> str:

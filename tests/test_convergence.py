@@ -9,12 +9,14 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from imagenet_cli import manifest
 from imagenet_cli.download import download_sample
+from imagenet_cli.errors import InputChangedError
 from imagenet_cli.prepare import prepare
 from imagenet_cli.verify import verify
 
@@ -126,3 +128,36 @@ def test_tree_json_names_its_inputs_relative_to_the_tree(prepared):
     assert [i["path"] for i in inputs["train"]] == ["../downloads/ILSVRC2012_img_train.tar"]
     assert [i["name"] for i in inputs["val"]] == ["ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"]
     assert all(i["xxh3_64"] for i in inputs["train"] + inputs["val"])
+
+
+class ReplacingAfterFirstShard(ThreadPoolExecutor):
+    """One worker; when the third shard is handed over, a new train tar lands by rename, as a
+    finished download does, while the shards before it may still be reading the old one."""
+
+    def __init__(self, new_archive: Path, target: Path) -> None:
+        super().__init__(max_workers=1)
+        self.new_archive, self.target, self.submitted = new_archive, target, 0
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+        self.submitted += 1
+        if self.submitted == 3:
+            os.replace(self.new_archive, self.target)
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_an_archive_replaced_mid_run_is_never_mixed_into_the_tree(official_root, tmp_path):
+    root = copy_downloads(official_root, tmp_path / "root")
+    other = download_sample(tmp_path / "other", classes=["n01443537", "n01484850", "n01491361"], seed=7, **SMALL)
+    new_train = other.downloads / "ILSVRC2012_img_train.tar"
+    target = root / "downloads" / "ILSVRC2012_img_train.tar"
+    with ReplacingAfterFirstShard(new_train, target) as executor, pytest.raises(InputChangedError, match="ILSVRC2012_img_train.tar was replaced"):
+        prepare(root, ["64"], workers=1, splits=["train"], executor=executor)
+    tree = root / "64"
+    misfiled = [p for p in tree.glob("train/*/*") if not p.name.startswith(p.parent.name)]
+    assert not misfiled, "an image of the new archive was written under a class of the old one"
+
+    prepare(root, ["64"], workers=2, splits=["train"])
+    clean = copy_downloads(root, tmp_path / "clean")
+    prepare(clean, ["64"], workers=2, splits=["train"])
+    assert (tree / "manifest.tsv").read_text() == (clean / "64" / "manifest.tsv").read_text()
+    assert verify(root, paths=[tree]).ok

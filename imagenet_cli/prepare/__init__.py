@@ -35,7 +35,7 @@ from ..errors import (
     LabelConflictError,
     MissingInputError,
 )
-from ..inputs import InputFile, changed_names, describe, fingerprint
+from ..inputs import InputFile, Snapshot, changed_names, describe, fingerprint
 from ..layout import Root
 from ..manifest import Entry, Failure
 from ..progress import SILENT, Progress
@@ -388,11 +388,12 @@ def _plan_official(train: Path, val: Path, splits: tuple[str, ...], labels: tupl
     if "train" in splits:
         read = (inputs["train"][0],)
         copies: collections.Counter[str] = collections.Counter()
+        snapshot = Snapshot.of(train.stat())  # before listing: every shard then reads what was listed
         for member in archives.tar_headers(train, _refuse_listing):
             wnid = archives.class_tar_wnid(member.name)
             if wnid is None:
                 raise ArchiveError(f"{train.name}:{member.name} is {archives.NOT_A_CLASS_TAR}")
-            region = TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}")
+            region = TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}", snapshot)
             listing = fingerprint((member.name, member.offset_data, member.size))
             # A class tar that comes twice becomes a second shard of the class; its images then
             # come twice, and the manifest names each as a failure (see _without_duplicates).
@@ -401,12 +402,14 @@ def _plan_official(train: Path, val: Path, splits: tuple[str, ...], labels: tupl
             shards.append(Shard("train", wnid, None, region, part, read, listing))
     if "val" in splits:
         by_class: dict[str, list[MemberAt]] = collections.defaultdict(list)
+        snapshot = Snapshot.of(val.stat())
         for member in archives.tar_headers(val, _refuse_listing):
             name = member.name.rsplit("/", 1)[-1]
             by_class[_val_label(labels, name, f"{val.name}:{member.name}")].append(MemberAt(name, member.offset_data, member.size))
         read = (inputs["val"][0],)
         shards += [
-            Shard("val", w, len(m), TarMembers(val, tuple(m)), inputs=read, listing=fingerprint(m)) for w, m in by_class.items()
+            Shard("val", w, len(m), TarMembers(val, tuple(m), snapshot), inputs=read, listing=fingerprint(m))
+            for w, m in by_class.items()
         ]
     return sorted(shards, key=lambda s: (s.split, s.wnid or ""))
 
@@ -525,7 +528,8 @@ class _KaggleZipShards(_KaggleShards):
 
     def _cut(self) -> Iterator[Shard]:
         path = self.bundle.path
-        runs = _ClassRuns(self.inputs, lambda items: ZipMembers(path, items))
+        snapshot = Snapshot.of(path.stat())
+        runs = _ClassRuns(self.inputs, lambda items: ZipMembers(path, items, snapshot))
         val: dict[str, list[ZipMember]] = collections.defaultdict(list)
         refused: list[Item] = []  # named as failures, never skipped: one may be where an image should be
 
@@ -546,7 +550,7 @@ class _KaggleZipShards(_KaggleShards):
             yield finished
         for wnid, members in sorted(val.items()):  # 50,000 small records at most
             items = tuple(members)
-            yield Shard("val", wnid, len(items), ZipMembers(path, items), None, self.inputs, _listing_of(items))
+            yield Shard("val", wnid, len(items), ZipMembers(path, items, snapshot), None, self.inputs, _listing_of(items))
         if refused:
             yield Shard(self.splits[0], None, len(refused), Blobs(tuple(refused)), None, self.inputs, _listing_of(refused))
 

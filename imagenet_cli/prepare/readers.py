@@ -19,6 +19,7 @@ from typing import IO, BinaryIO, NamedTuple, cast
 
 from .. import archives, zip_entries
 from ..errors import ArchiveError
+from ..inputs import Snapshot, open_as_planned
 
 
 class Item(NamedTuple):
@@ -56,10 +57,11 @@ class TarRegion:
     offset: int
     size: int
     origin: str
+    snapshot: Snapshot | None = None  # the train tar the offsets were listed from
 
     def items(self) -> Iterator[Item]:
         refused: list[tuple[str, str]] = []
-        with open(self.path, "rb") as file:
+        with open_as_planned(self.path, self.snapshot) as file:
             file.seek(self.offset)
             region = _Window(file, self.size)
             try:
@@ -99,15 +101,14 @@ class TarMembers:
 
     path: Path
     members: tuple[MemberAt, ...]
+    snapshot: Snapshot | None = None
 
     def items(self) -> Iterator[Item]:
-        fd = os.open(self.path, os.O_RDONLY)
-        try:
+        with open_as_planned(self.path, self.snapshot) as file:
+            fd = file.fileno()
             for name, offset, size in self.members:
                 data = os.pread(fd, size, offset)
                 yield Item(name, None, data) if len(data) == size else Item(name, None, None, "truncated archive")
-        finally:
-            os.close(fd)
 
 
 @dataclass(frozen=True)
@@ -116,9 +117,10 @@ class ZipMembers:
 
     path: Path
     members: tuple[ZipMember, ...]
+    snapshot: Snapshot | None = None
 
     def items(self) -> Iterator[Item]:
-        with open(self.path, "rb") as file:
+        with open_as_planned(self.path, self.snapshot) as file:
             for name, entry in self.members:
                 try:
                     yield Item(name, None, zip_entries.read(file, entry, archives.MAX_IMAGE_BYTES))
