@@ -85,6 +85,22 @@ def _held(target: Path, mode: int, wait: bool) -> Iterator[int | None]:
         os.close(fd)  # releases the lock
 
 
+def writer_of(target: Path) -> str | None:
+    """Who is writing ``target`` right now, in words; None when nobody holds its lock. Only
+    looks: no lock is kept, and no lock file is made where there is none."""
+    try:
+        fd = os.open(lock_path(target), os.O_RDONLY)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return holder(target) or "another process"
+    finally:
+        os.close(fd)  # releases the shared lock, if it was had
+    return None
+
+
 def holder(target: Path) -> str | None:
     """Who holds ``target``'s lock for writing, in words, as its holder described itself."""
     try:

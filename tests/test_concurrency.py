@@ -118,6 +118,18 @@ def test_no_wait_on_the_cli_is_one_line_and_exit_1(official_root, tmp_path):
     assert line.startswith(f"imagenet: error: {root / '64'} is busy: PID {pid}, which is writing")
 
 
+def test_verify_of_a_tree_being_written_says_so_never_all_good(official_root, tmp_path):
+    root = tmp_path / "root"
+    shutil.copytree(official_root / "downloads", root / "downloads")
+    prepare(root, ["64"], workers=2)  # complete on disk: only the lock says it is being rewritten
+    with held_by_another_process(root / "64") as pid:
+        result = runner.invoke(app, ["verify", str(root / "64"), "--root", str(root)], env={"IMAGENET_NO_PROGRESS": "1"})
+    assert result.exit_code == 3, result.output
+    assert f"unfinished: {root / '64'}: being written by PID {pid}" in result.stdout
+    assert "all good" not in result.stdout
+    assert runner.invoke(app, ["verify", str(root / "64"), "--root", str(root)]).exit_code == 0
+
+
 def test_two_prepares_of_one_tree_make_it_once(official_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")

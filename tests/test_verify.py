@@ -336,3 +336,17 @@ def test_prepare_progress_totals_are_exact_or_absent(root, tmp_path):
     both = Recorder()
     prepare(work, ["48"], workers=1, progress=both)
     assert ["preparing images", None, 65] in both.tasks, "a class tar's count is known only once read"
+
+
+def test_a_rare_problem_is_never_hidden_behind_a_thousand_common_ones(tmp_path):
+    """Caps apply per kind: 1,500 missing files do not hide the one wrong label."""
+    from imagenet_cli.verify.findings import MAX_LISTED, Check
+
+    check = Check(tmp_path, "tree")
+    for number in range(1500):
+        check.add("missing", f"train/n01440764/n01440764_{number}.JPEG", "in the manifest, not on disk")
+    check.add("misplaced", "val/n01440764/ILSVRC2012_val_00000001.JPEG", "its label is n01751748")
+    assert check.problem_count == 1501
+    assert [p.kind for p in check.problems].count("missing") == MAX_LISTED
+    assert [p.where for p in check.problems if p.kind == "misplaced"] == ["val/n01440764/ILSVRC2012_val_00000001.JPEG"]
+    assert check.counted == {"missing": 1500, "misplaced": 1}

@@ -9,7 +9,7 @@ import typer
 
 from ..hashing import Algorithm
 from ..verify import VerifyReport, verify
-from ..verify.findings import Check
+from ..verify.findings import MAX_LISTED, Check
 from .common import Rendering, Session, command, file_option, human_bytes, jsonable, print_table
 
 EXAMPLES = """\
@@ -102,7 +102,7 @@ def _print_report(report: VerifyReport) -> None:
         typer.echo(f"  … and {len(groups) - SHOWN_PROBLEMS:,} more kinds of problem (--json lists them)")
     kept = sum(len(check.problems) for check in report.checks)
     if report.problem_count > kept:
-        typer.echo(f"  (--json lists up to 1,000 per check; {report.problem_count - kept:,} more were counted)")
+        typer.echo(f"  (--json lists up to {MAX_LISTED:,} of each kind per check; {report.problem_count - kept:,} more were counted)")
     unknown = [c for c in report.checks if c.status == "unknown"]
     if unknown:
         typer.echo(f"\n{len(unknown)} checked for structure only: nothing to compare their bytes with (try --checksums)")

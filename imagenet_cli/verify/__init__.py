@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import hashing
+from .. import hashing, locks
 from ..errors import InvalidArgumentError, MissingInputError
 from ..layout import Root
 from ..progress import SILENT, Progress
@@ -71,8 +71,18 @@ def verify(
 
     checks = _in_parallel(archive_check, archive_paths, workers)
     for path in tree_paths:
-        checks.append(check_export(path, deep, progress) if is_export(path) else check_tree(path, deep, workers, progress))
+        if writer := locks.writer_of(path):
+            checks.append(_being_written(path, writer))
+        else:
+            checks.append(check_export(path, deep, progress) if is_export(path) else check_tree(path, deep, workers, progress))
     return VerifyReport(checks)
+
+
+def _being_written(path: Path, writer: str) -> Check:
+    """A tree or export another run is writing: unfinished, whatever its files say so far."""
+    check = Check(path, "export" if is_export(path) else "tree")
+    check.add("unfinished", str(path), f"being written by {writer}: verify it once that run has finished")
+    return check
 
 
 def _targets(root: Path, paths: list[Path] | None) -> tuple[list[Path], list[Path]]:

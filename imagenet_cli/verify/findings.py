@@ -5,12 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-MAX_LISTED = 1000  # per check; beyond it problems are counted, not kept (a broken tree stays small in memory)
+# Per check and per kind: beyond it problems of that kind are counted, not kept (a broken tree
+# stays small in memory), and 1,000 missing files never hide the one wrong label among them.
+MAX_LISTED = 1000
 
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # checksum, size, missing, extra, changed, misplaced, undecodable, label, structure, count, refused, stale, duplicate, damaged
+    kind: str  # checksum, size, missing, extra, changed, misplaced, undecodable, label, structure, count, refused, stale, duplicate, damaged, unfinished
     where: str  # the file, archive member or tree-relative path
     detail: str
 
@@ -22,12 +24,14 @@ class Check:
     checked: list[str] = field(default_factory=list)  # what was checked, in words
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
+    counted: dict[str, int] = field(default_factory=dict)  # problems of each kind, kept or not
     unknown: bool = False  # nothing to check the content against: not "good"
     counts: dict[str, int] = field(default_factory=dict)
 
     def add(self, kind: str, where: str, detail: str) -> None:
         self.problem_count += 1
-        if len(self.problems) < MAX_LISTED:
+        self.counted[kind] = self.counted.get(kind, 0) + 1
+        if self.counted[kind] <= MAX_LISTED:
             self.problems.append(Problem(kind, where, detail))
 
     def note(self, what: str) -> None:
