@@ -122,3 +122,34 @@ def test_max_shard_bytes_keeps_every_shard_under_it(root, tmp_path):
     sizes = [s.bytes for s in result.shards]
     assert len(sizes) > 1 and max(sizes) <= limit and result.samples == {"train": 39}
     read_back(tmp_path / "wds", "train")
+
+
+def test_default_shards_are_named_and_counted_as_timms(root, tmp_path):
+    """The sample: one shard per split, under the names a full export starts with."""
+    result = runner.invoke(app, ["export", "webdataset", "--root", str(root), "--out", str(tmp_path / "wds")])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "wds" / "_info.json").read_text())["splits"]
+    assert info["train"]["filenames"] == ["imagenet1k-train-0000.tar"]
+    assert info["validation"]["filenames"] == ["imagenet1k-validation-00.tar"]
+    assert "train: imagenet1k-train-0000.tar" in result.stdout
+
+
+@pytest.mark.parametrize(("split", "images", "shards", "pattern"), [
+    ("train", catalogue.SPLIT_IMAGES["train"], 1024, "imagenet1k-train-{0000..1023}.tar"),
+    ("val", catalogue.SPLIT_IMAGES["val"], 64, "imagenet1k-validation-{00..63}.tar"),
+])  # fmt: skip
+def test_the_full_splits_make_timms_1024_and_64_shards(split, images, shards, pattern):
+    from imagenet_cli.export import SHARD_SIZES
+    from imagenet_cli.export.webdataset import brace_pattern, shard_names
+
+    per_shard = SHARD_SIZES["webdataset"][split]
+    count = -(-images // per_shard)
+    assert count == shards and (count - 1) * per_shard < images <= count * per_shard
+    assert brace_pattern(shard_names("imagenet1k", split, count)) == pattern
+
+
+def test_shard_numbers_widen_only_past_their_width():
+    from imagenet_cli.export.webdataset import brace_pattern, shard_names
+
+    assert brace_pattern(shard_names("in1k", "val", 101)) == "in1k-validation-{000..100}.tar"
+    assert shard_names("in1k", "train", 3) == ["in1k-train-0000.tar", "in1k-train-0001.tar", "in1k-train-0002.tar"]

@@ -43,7 +43,10 @@ class ExportFormat(StrEnum):
 
 
 FORMATS = tuple(ExportFormat)
-SHARD_SIZES = {"webdataset": 1250, "parquet": 5000}  # 1,024 train shards; about 500 MB of full-size JPEGs
+# Samples per shard, per split. webdataset's are timm's imagenet-1k-wds: the full splits make
+# exactly 1,024 train and 64 validation shards (ceil(1,281,167 / 1,252), ceil(50,000 / 782)), and
+# a smaller export its share of them. Parquet's make files of about 500 MB of full-size JPEGs.
+SHARD_SIZES = {"webdataset": {"train": 1252, "val": 782}, "parquet": {"train": 5000, "val": 5000}}
 DOWNSAMPLED_SIZES = (8, 16, 32, 64)
 SHARD_THREADS = 3
 RECORD = "export.json"
@@ -183,12 +186,12 @@ def _options(
         return {**options, "size": size}
     if size is not None:
         raise InvalidArgumentError(f"--size applies to downsampled; {to} copies the tree's images as they are")
-    shard_size = SHARD_SIZES[to] if shard_size is None else shard_size
-    if shard_size < 1:
+    if shard_size is not None and shard_size < 1:
         raise InvalidArgumentError("--shard-size must be at least 1")
     if max_shard_bytes is not None and max_shard_bytes < 64 << 10:
         raise InvalidArgumentError("--max-shard-bytes must be at least 64 KiB")
-    return {**options, "shard_size": shard_size, "max_shard_bytes": max_shard_bytes, "prefix": prefix or "imagenet1k"}
+    sizes = {split: shard_size or SHARD_SIZES[to][split] for split in chosen}
+    return {**options, "shard_sizes": sizes, "max_shard_bytes": max_shard_bytes, "prefix": prefix or "imagenet1k"}
 
 
 def _claim(destination: Path, wanted: dict[str, Any]) -> None:
@@ -207,7 +210,7 @@ def write_shards(
     A few shards are written at once, on threads: one shard's reads and writes overlap another's
     fsync, which alone was a third of the time of writing one after another.
     """
-    size, max_bytes = job.options["shard_size"], job.options["max_shard_bytes"]
+    size, max_bytes = job.options["shard_sizes"][split], job.options["max_shard_bytes"]
     # A first pass counts the shards (their names say how many); the second writes them.
     count = -(-len(samples) // size) if max_bytes is None else sum(1 for _ in shard_groups(samples, size, max_bytes))
 

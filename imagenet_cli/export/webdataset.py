@@ -27,9 +27,24 @@ def check_source(tree: Path, root: Path) -> None:
     """Any tree will do: its files are copied as they are."""
 
 
+# timm's numbering: imagenet1k-train-{0000..1023}.tar, imagenet1k-validation-{00..63}.tar. The
+# width is fixed, so names do not change with the count; only past 9,999 (or 99) shards it grows.
+NUMBER_WIDTH = {"train": 4, "val": 2}
+
+
 def shard_names(prefix: str, split: str, count: int) -> list[str]:
-    width = max(2, len(str(count - 1)))
+    width = max(NUMBER_WIDTH[split], len(str(count - 1)))
     return [f"{prefix}-{SPLIT_NAMES[split]}-{i:0{width}d}.tar" for i in range(count)]
+
+
+def brace_pattern(names: list[str]) -> str:
+    """The shards as one brace pattern (``imagenet1k-train-{0000..1023}.tar``), as webdataset,
+    timm and the shell expand it; one name when there is one shard."""
+    if len(names) == 1:
+        return names[0]
+    stem, first = names[0].rsplit("-", 1)
+    last = names[-1].rsplit("-", 1)[1]
+    return f"{stem}-{{{first.removesuffix('.tar')}..{last.removesuffix('.tar')}}}.tar"
 
 
 def write_split(job: Job, split: str, samples: SplitSamples) -> None:
