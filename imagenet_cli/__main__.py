@@ -1,5 +1,5 @@
 """``python -m imagenet_cli``: the same program as the ``imagenet`` command."""
 
-from .cli.app import main
+from .cli.entry import main
 
 main()

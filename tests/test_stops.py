@@ -130,3 +130,26 @@ def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path):
     result = export(tmp_path, "downsampled", source=tmp_path / "full", out=out, size=8, workers=2)
     assert result.samples == {"train": 700, "val": 10}
     assert staged["train_data_batch_1.npz"] == (out / "train_data_batch_1.npz").stat().st_ino, "staged batches were kept"
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
+def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path, number):
+    """From the first moments (Python importing the program, Typer reading the options) to the
+    work itself. Before 30 ms Python's own start-up runs, where no code of ours can answer."""
+    root = tmp_path / "root"
+    download_sample(root, train_per_class=3, val_per_class=2, test_images=0)
+    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(root), "--size", "32", "--redo"]
+    for delay in (0.03, 0.08, 0.15, 0.25, 0.4, 0.7):
+        process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, preexec_fn=default_sigint,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(delay)
+        process.send_signal(number)
+        _, stderr = process.communicate(timeout=60)
+        if process.returncode == 0:  # finished before the signal came
+            continue
+        assert process.returncode == 128 + number, (delay, stderr)
+        assert "Traceback" not in stderr, (delay, stderr)
+        what = "interrupted" if number == signal.SIGINT else f"stopped by {signal.Signals(number).name}"
+        assert stderr.splitlines()[-1].startswith(f"imagenet: {what} — try the same command again"), (delay, stderr)
+    prepare(root, ["32"])
+    assert verify(root, paths=[root / "32"]).ok

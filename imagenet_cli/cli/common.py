@@ -159,18 +159,19 @@ def session(command: str, quiet: bool, verbose: bool, debug: bool, root: Path = 
         raise typer.Exit(exit_code_for(error)) from None
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
 @contextmanager
 def _stop_signals_as_interrupts() -> Iterator[None]:
-    """SIGTERM (a batch scheduler) and SIGHUP (a closed terminal) stop a command as Ctrl-C does:
-    workers are stopped, finished work is kept, one line is printed, the exit code is 128 + signal."""
+    """While a command runs, Ctrl-C raises KeyboardInterrupt, and SIGTERM (a batch scheduler) and
+    SIGHUP (a closed terminal) raise :class:`~imagenet_cli.errors.Stopped`, its subclass: workers
+    are stopped, finished work is kept, one line is printed, the exit code is 128 + signal.
+    Outside a command's body, the entry point's handlers stop the program at once (cli/entry.py):
+    Typer would turn a KeyboardInterrupt raised in its own code into a silent exit 130."""
 
     def stop(number: int, _frame: FrameType | None) -> None:
         raise Stopped(number, signal.Signals(number).name)
 
-    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
+    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         yield
     finally:
