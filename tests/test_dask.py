@@ -161,18 +161,19 @@ def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official
 
 
 def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path):
+    """Ctrl-C as a terminal sends it: to every process of the group, the cluster's workers too."""
     from .conftest import default_sigint
 
     download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
     command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--size", "64",
                "--filter", "lanczos", "--dask", "local:2"]  # fmt: skip
     process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, preexec_fn=default_sigint,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
     markers = tmp_path / "64" / ".shards"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and len(list(markers.glob("*-*.json"))) < 2:
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    os.killpg(process.pid, signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept", stderr

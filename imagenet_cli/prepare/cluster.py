@@ -12,8 +12,10 @@ so a misconfigured node is named in one line before any work starts.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
 from collections.abc import Iterator
@@ -54,11 +56,15 @@ def connect(address: str) -> Iterator[Client]:
         workers = int(count) if count else os.cpu_count() or 1
         if workers < 1:
             raise InvalidArgumentError("--dask local:N needs at least one worker")
-        with distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=":0", silence_logs=logging.ERROR,
-        ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
-            yield client
+        with contextlib.ExitStack() as stack:
+            with _ctrl_c_ignored():  # while the worker processes start: they inherit it
+                # Our own lines report what went wrong in a shard; Dask's logs of a busy worker (a
+                # late heartbeat on an overloaded machine) are noise to the user, tracebacks and all.
+                cluster = stack.enter_context(distributed.LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=":0", silence_logs=logging.CRITICAL,
+                ))  # fmt: skip
+            yield stack.enter_context(distributed.Client(cluster))
         return
     if address == AUTO:
         import dask
@@ -72,6 +78,19 @@ def connect(address: str) -> Iterator[Client]:
         raise ClusterError(f"cannot reach the Dask scheduler at {address} ({error})") from None
     with client:
         yield client
+
+
+@contextmanager
+def _ctrl_c_ignored() -> Iterator[None]:
+    """Ctrl-C reaches every process of the terminal's group, and a local cluster's worker processes
+    would each print a KeyboardInterrupt traceback. Started while SIGINT is ignored, they keep it
+    ignored (a new process inherits the disposition, and Python and asyncio leave it so); this
+    process alone answers Ctrl-C, by cancelling the shards and closing the cluster."""
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def check_workers(client: Client, version: str, inputs: list[Path], outputs: list[Path]) -> int:
