@@ -22,13 +22,14 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import groupby
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from . import atomic
 from .errors import ArchiveError
 
 MANIFEST = "manifest.tsv"
 LABELLED_SPLITS = ("train", "val")  # each has a label file, TREE/<split>.txt
+OWN_INDEX_SUFFIX = "_subset_index"  # a subset's own 0..k-1 labels: TREE/<split>_subset_index.txt
 TREE_INFO = "tree.json"
 FORMAT = 1
 HEADER = f"# imagenet-manifest {FORMAT}\tpath\tbytes\txxh3_64\twnid\n"
@@ -90,15 +91,27 @@ def write_manifest(tree: Path, entries: Iterable[Entry]) -> int:
     return count
 
 
-def write_labels_and_manifest(tree: Path, entries: Iterable[Entry], label_of: Callable[[Entry], int]) -> int:
-    """``manifest.tsv`` and the label files ``train.txt`` and ``val.txt`` (``relative/path label``),
-    in one pass over entries given in path order; returns how many."""
+def write_labels_and_manifest(
+    tree: Path, entries: Iterable[Entry], label_of: Callable[[Entry], int], own_label_of: Callable[[Entry], int] | None = None
+) -> int:
+    """``manifest.tsv`` and the label files ``train.txt`` and ``val.txt`` (``relative/path label``,
+    the label ``label_of`` gives: always the 1000-class sorted-WNID index), in one pass over
+    entries given in path order; returns how many. With ``own_label_of`` (a subset's 0..k-1
+    numbering, for training a k-class head), also ``train_subset_index.txt`` and its val twin."""
     with contextlib.ExitStack() as stack:
-        label_files = {split: stack.enter_context(atomic.atomic_writer(tree / f"{split}.txt")) for split in LABELLED_SPLITS}
+
+        def writers(suffix: str) -> dict[str, BinaryIO]:
+            return {split: stack.enter_context(atomic.atomic_writer(tree / f"{split}{suffix}.txt")) for split in LABELLED_SPLITS}
+
+        label_files = writers("")
+        own_files = writers(OWN_INDEX_SUFFIX) if own_label_of is not None else {}
 
         def labelled() -> Iterator[Entry]:
             for entry in entries:
-                label_files[entry.path.split("/", 1)[0]].write(f"{entry.path} {label_of(entry)}\n".encode())
+                split = entry.path.split("/", 1)[0]
+                label_files[split].write(f"{entry.path} {label_of(entry)}\n".encode())
+                if own_label_of is not None:
+                    own_files[split].write(f"{entry.path} {own_label_of(entry)}\n".encode())
                 yield entry
 
         return write_manifest(tree, labelled())

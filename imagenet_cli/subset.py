@@ -7,8 +7,9 @@ seed, the 10-class subset's classes are the first 10 of the 100-class subset's, 
 per class are the first 10 of K=50.
 
 A subset is a tree of links (or copies) under ``ROOT/subsets/<name>/`` with ``subset.json`` (the
-arguments, the seed, the source tree and its manifest's hash), ``classes.txt``, ``train.txt``,
-``val.txt``, ``manifest.tsv`` and ``tree.json``. It is built in a temporary folder and renamed into
+arguments, the seed, the source tree and its manifest's hash), ``classes.txt``, ``train.txt`` and
+``val.txt`` (the 1000-class index), ``train_subset_index.txt`` and ``val_subset_index.txt`` (the
+subset's own 0..k-1), ``manifest.tsv`` and ``tree.json``. It is built in a temporary folder and renamed into
 place when complete.
 """
 
@@ -314,7 +315,9 @@ def _write(destination: Path, tree: Path, selection: _Selection, record: dict[st
                     advance(1)
                     yield entry
 
-            manifest.write_labels_and_manifest(staging, linked(), lambda entry: subset_index[entry.wnid])
+            manifest.write_labels_and_manifest(
+                staging, linked(), lambda entry: catalogue.by_wnid(entry.wnid).index, lambda entry: subset_index[entry.wnid]
+            )
         selection.check_shortfalls()
         _write_descriptions(staging, selection, record)
         if destination.exists():

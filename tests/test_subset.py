@@ -170,10 +170,30 @@ def test_self_describing_and_verifiable(root):
     classes = [line.split("\t") for line in (result.path / "classes.txt").read_text().splitlines()]
     assert [c[0] for c in classes] == ["0", "1", "2"]
     assert all(catalogue.by_wnid(c[1]).index == int(c[3]) for c in classes)
-    for line in (result.path / "train.txt").read_text().splitlines():
+    for line in (result.path / "train_subset_index.txt").read_text().splitlines():
         path, label = line.split(" ")
         assert classes[int(label)][1] == path.split("/")[1]
     assert verify(root, paths=[result.path]).ok
+
+
+def test_every_label_file_uses_the_1000_class_index(root):
+    """train.txt and val.txt of a tree and of a subset: the sorted-WNID index a pretrained model
+    predicts; a subset's own 0..k-1 numbering only in the files named for it."""
+    sub = subset(root, classes="imagenette").path
+    for tree in (root / "64", sub):
+        for split in ("train", "val"):
+            lines = (tree / f"{split}.txt").read_text().splitlines()
+            assert lines and len(lines) == len(list((tree / split).glob("*/*")))
+            for line in lines:
+                path, label = line.split(" ")
+                assert int(label) == catalogue.by_wnid(path.split("/")[1]).index, line
+    assert "n02102040 217" in " ".join(f"{p.split('/')[1]} {lbl}" for p, lbl in (
+        line.split(" ") for line in (sub / "train.txt").read_text().splitlines()))  # fmt: skip
+    own = {line.split("\t")[1]: int(line.split("\t")[0]) for line in (sub / "classes.txt").read_text().splitlines()}
+    assert sorted(own.values()) == list(range(10))
+    for line in (sub / "val_subset_index.txt").read_text().splitlines():
+        path, label = line.split(" ")
+        assert own[path.split("/")[1]] == int(label)
 
 
 def test_moving_the_root_keeps_the_links_and_a_rerun_is_a_no_op(root, tmp_path):

@@ -64,7 +64,8 @@ def subset_command(
 
     Choices sort by a hash of (seed, name), so subsets are the same on every machine and nest:
     10 classes are among the 100 of the same seed, K=10 images among K=50. The subset holds links,
-    subset.json, classes.txt, train.txt, val.txt and a manifest `verify` checks.
+    subset.json, classes.txt, train.txt and val.txt (labels in the 1000-class index, as everywhere),
+    train_subset_index.txt and val_subset_index.txt (its own 0..k-1) and a manifest `verify` checks.
     """
     return subset(
         ui.root,
