@@ -11,8 +11,6 @@ refused and reported through ``refuse`` — CPython 3.11's tarfile filters do no
 
 from __future__ import annotations
 
-import csv
-import io
 import posixpath
 import re
 import tarfile
@@ -243,18 +241,21 @@ def member_data(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
     return data
 
 
-def devkit_ground_truth(path: Path) -> list[int]:
-    """The devkit's 50,000 val labels (ILSVRC2012_IDs, devkit order), line k for val image k."""
+def devkit_ground_truth_text(path: Path) -> str:
+    """The devkit's ground truth file as it is: line k, the ILSVRC2012_ID of val image k."""
     try:
         with tarfile.open(path, mode="r:*") as tar:
             for member in tar:
                 if member.isfile() and member.name.lstrip("./") == GROUND_TRUTH:
-                    text = member_data(tar, member).read().decode("ascii")
-                    break
-            else:
-                raise ArchiveError(f"{path.name} has no {GROUND_TRUTH}")
+                    return member_data(tar, member).read().decode("ascii")
     except (tarfile.TarError, EOFError, OSError, UnicodeDecodeError) as error:
         raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
+    raise ArchiveError(f"{path.name} has no {GROUND_TRUTH}")
+
+
+def devkit_ground_truth(path: Path) -> list[int]:
+    """The devkit's val labels (ILSVRC2012_IDs, devkit order) as numbers, however many lines."""
+    text = devkit_ground_truth_text(path)
     try:
         return [int(line) for line in text.split()]
     except ValueError as error:
@@ -359,19 +360,3 @@ def kaggle_text(bundle: KaggleBundle, name: str) -> str | None:
                 if member.isfile() and member.name.lstrip("./") == name:
                     return member_data(tar, member).read().decode("utf-8")
     return None
-
-
-def val_solution_labels(text: str) -> dict[int, str]:
-    """``LOC_val_solution.csv`` as {val number: WNID}: the first WNID of each prediction string."""
-    labels = {}
-    rows = csv.reader(io.StringIO(text))
-    header = next(rows, None)
-    if header != ["ImageId", "PredictionString"]:
-        raise ArchiveError(f"LOC_val_solution.csv starts with {header}, not ImageId,PredictionString")
-    for row in rows:
-        if not row:
-            continue
-        if len(row) != 2 or not row[1].split():
-            raise ArchiveError(f"LOC_val_solution.csv has a malformed row: {','.join(row)[:80]}")
-        labels[catalogue.val_number(row[0])] = row[1].split()[0]
-    return labels

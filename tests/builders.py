@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from imagenet_cli import archives, catalogue, manifest
@@ -29,6 +30,16 @@ def tree_from_official(downloads: Path, tree: Path, with_manifest: bool = True) 
 
 def set_devkit_line(devkit: Path, number: int, value: str) -> None:
     """Rewrite line ``number`` of the devkit's ground truth (1-based), keeping everything else."""
+
+    def change(lines: list[str]) -> list[str]:
+        lines[number - 1] = value
+        return lines
+
+    rewrite_ground_truth(devkit, change)
+
+
+def rewrite_ground_truth(devkit: Path, change: Callable[[list[str]], list[str]]) -> None:
+    """The devkit with its ground truth's lines passed through ``change``, everything else kept."""
     import gzip
     import io
     import tarfile
@@ -39,9 +50,7 @@ def set_devkit_line(devkit: Path, number: int, value: str) -> None:
     with tarfile.open(fileobj=out, mode="w") as tar:
         for member, data in members:
             if member.name.endswith("ground_truth.txt"):
-                lines = data.decode().splitlines()
-                lines[number - 1] = value
-                data = ("\n".join(lines) + "\n").encode()
+                data = ("\n".join(change(data.decode().splitlines())) + "\n").encode()
                 member.size = len(data)
             tar.addfile(member, io.BytesIO(data) if data is not None else None)
     devkit.write_bytes(gzip.compress(out.getvalue()))

@@ -380,7 +380,7 @@ def test_quiet_prints_only_the_result_paths_and_verbose_tells_what_was_read(offi
     quiet = imagenet_process("prepare", "-q", "--size", "32", "--root", str(tmp_path))
     assert quiet.returncode == 0 and quiet.stdout == f"{tmp_path / '32'}\n" and quiet.stderr == ""
     verbose = imagenet_process("prepare", "-v", "--size", "32", "--root", str(tmp_path))
-    assert "reading the official archives; val labels from the devkit's ground truth" in verbose.stderr
+    assert "reading the official archives; val labels from the shipped table (checked against the devkit's ground truth)" in verbose.stderr
     assert "26 shards: 0 to make, 26 already done (skipped)" in verbose.stderr
     subset = imagenet_process("subset", "-q", "--classes", "3", "--root", str(tmp_path))
     assert subset.stdout == f"{tmp_path / 'subsets' / 'classes3-seed0'}\n"

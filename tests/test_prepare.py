@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -24,7 +25,7 @@ from imagenet_cli.prepare import prepare
 from imagenet_cli.prepare.resize import Recipe
 from imagenet_cli.verify import verify
 
-from .builders import set_devkit_line
+from .builders import rewrite_ground_truth, set_devkit_line
 from .conftest import SMALL, default_sigint
 
 runner = CliRunner()
@@ -101,7 +102,7 @@ def test_the_tree_verifies_clean(prepared_official):
 def test_kaggle_form_gives_the_same_tree(prepared_official, kaggle_root, tmp_path):
     root = copy_downloads(kaggle_root, tmp_path)
     result = prepare(root, ["224"], workers=2)
-    assert result.source == "the Kaggle zip" and result.label_source == "Kaggle's LOC_val_solution.csv"
+    assert result.source == "the Kaggle zip" and result.label_source == "the shipped table (checked against Kaggle's LOC_val_solution.csv)"
     assert (root / "224" / manifest.MANIFEST).read_text() == (prepared_official / manifest.MANIFEST).read_text()
 
 
@@ -223,14 +224,55 @@ def test_hostile_members_write_nothing_outside(tmp_path):
     assert written == ["root/64/train/n01440764/n01440764_1.JPEG"]
 
 
-def test_val_label_sources_must_agree(official_root, kaggle_root, tmp_path):
+def swap_first_val_label(root: Path) -> tuple[str, str, str]:
+    """The devkit of ``root`` says another class for the first val image of the sample: its name,
+    the true WNID and the one the devkit now says."""
+    name = tree_files_names(root)[0]
+    true = catalogue.val_class(name)
+    other = catalogue.by_devkit_id(1 if true.devkit_id != 1 else 2)
+    set_devkit_line(root / "downloads" / sample.DEVKIT, catalogue.val_number(name), str(other.devkit_id))
+    return name, true.wnid, other.wnid
+
+
+def test_the_shipped_val_labels_win_over_a_wrong_devkit_and_the_row_is_named(official_root, tmp_path, caplog):
     root = copy_downloads(official_root, tmp_path)
-    copy_downloads(kaggle_root, tmp_path)
-    number = catalogue.val_number(tree_files_names(root)[0])
-    other = "1" if catalogue.val_class(catalogue.val_file_name(number)).devkit_id != 1 else "2"
-    set_devkit_line(root / "downloads" / sample.DEVKIT, number, other)
-    with pytest.raises(LabelConflictError, match=f"ILSVRC2012_val_{number:08d}.JPEG: the devkit's ground truth says"):
-        prepare(root, ["64"])
+    name, true, said = swap_first_val_label(root)
+    with caplog.at_level(logging.WARNING, logger="imagenet_cli"):
+        result = prepare(root, ["64"])
+    assert (root / "64" / "val" / true / name).is_file() and not (root / "64" / "val" / said).exists()
+    assert f"the devkit's ground truth labels 1 val images otherwise than the shipped table ({name}: it says {said}, the table {true})" in caplog.text
+    assert result.trees[0].failures == []
+
+
+def test_trusted_input_labels_are_used_and_two_inputs_must_agree(official_root, kaggle_root, tmp_path):
+    root = copy_downloads(official_root, tmp_path / "official")
+    name, _true, said = swap_first_val_label(root)
+    prepare(root, ["64"], trust_input_labels=True)
+    assert (root / "64" / "val" / said / name).is_file()
+
+    both = copy_downloads(root, tmp_path / "both")
+    copy_downloads(kaggle_root, both)
+    with pytest.raises(LabelConflictError, match=f"{name}: the devkit's ground truth says {said}"):
+        prepare(both, ["64"], trust_input_labels=True)
+
+
+@pytest.mark.parametrize(("line", "value", "message"), [
+    (7, "1001", "line 7: '1001' is not an ILSVRC2012_ID"),
+    (8, "tench", "line 8: 'tench' is not an ILSVRC2012_ID"),
+    (None, None, "has 49,999 lines; a ground truth has one per val image, 50,000"),
+])  # fmt: skip
+def test_a_damaged_ground_truth_is_one_line_naming_file_and_line(official_root, tmp_path, line, value, message):
+    root = copy_downloads(official_root, tmp_path)
+    devkit = root / "downloads" / sample.DEVKIT
+    if line is None:
+        rewrite_ground_truth(devkit, lambda lines: lines[:-1])
+    else:
+        set_devkit_line(devkit, line, value)
+    result = CliRunner().invoke(app, ["prepare", "--root", str(root), "--size", "64"], env={"IMAGENET_NO_PROGRESS": "1"})
+    assert result.exit_code == 1, result.output
+    [said] = result.stderr.splitlines()
+    assert said.startswith(f"imagenet: error: {sample.DEVKIT}:ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt ")
+    assert message in said and "this is a bug" not in said
 
 
 def tree_files_names(root: Path) -> list[str]:
@@ -290,7 +332,7 @@ def test_cli_bad_size_is_a_usage_error(tmp_path):
 def test_kaggle_2019_layout_gives_the_same_tree(prepared_official, kaggle2019_root, tmp_path):
     root = copy_downloads(kaggle2019_root, tmp_path)
     result = prepare(root, ["224"], workers=2)
-    assert result.source == "the Kaggle zip" and result.label_source == "Kaggle's LOC_val_solution.csv"
+    assert result.source == "the Kaggle zip" and result.label_source == "the shipped table (checked against Kaggle's LOC_val_solution.csv)"
     assert (root / "224" / manifest.MANIFEST).read_text() == (prepared_official / manifest.MANIFEST).read_text()
     again = prepare(root, ["224"], workers=2)
     assert again.shards_run == 0 and again.shards_done_before == result.shards_run

@@ -79,6 +79,14 @@ def prepare_command(
         ),
     ] = None,
     redo: Annotated[bool, typer.Option("--redo", help="Redo every shard of the splits asked for, even those already done.")] = False,
+    trust_input_labels: Annotated[
+        bool,
+        typer.Option(
+            "--trust-input-labels",
+            help="Sort val by the devkit's ground truth or LOC_val_solution.csv where they differ from the shipped "
+            "labels of all 50,000 images (each difference is named either way; by default the shipped ones are used).",
+        ),
+    ] = False,
     no_wait: NoWaitOption = False,
     *,
     ui: Session,
@@ -103,6 +111,7 @@ def prepare_command(
         wait=not no_wait,
         dask=dask,
         progress=ui.progress,
+        trust_input_labels=trust_input_labels,
     )
 
 

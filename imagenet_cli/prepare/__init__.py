@@ -28,17 +28,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, archives, atomic, catalogue, class_files, locks, manifest, owned
+from .. import __version__, archives, atomic, catalogue, class_files, locks, manifest, owned, val_labels
 from ..errors import (
     ArchiveError,
     InvalidArgumentError,
-    LabelConflictError,
     MissingInputError,
 )
 from ..inputs import InputFile, Snapshot, changed_names, describe, fingerprint
 from ..layout import Root
 from ..manifest import Entry, Failure
 from ..progress import SILENT, Progress
+from ..val_labels import ValLabels
 from . import cluster
 from .readers import Blobs, Files, Item, LooseFile, MemberAt, Reader, TarMembers, TarRegion, ZipMember, ZipMembers
 from .resize import FULL, Recipe
@@ -111,6 +111,8 @@ def prepare(
     dask: str | None = None,
     executor: Executor | None = None,
     progress: Progress = SILENT,
+    *,
+    trust_input_labels: bool = False,
 ) -> PrepareResult:
     """Write one tree per size of ``recipe`` into the folder ``into`` (default: the root); see the
     module docstring. ``recipe`` is a :class:`~imagenet_cli.prepare.resize.Recipe`, or sizes alone
@@ -126,6 +128,10 @@ def prepare(
     Shards run on ``workers`` local processes, or on a Dask cluster: ``dask`` is ``local``,
     ``local:N``, ``auto`` or a scheduler address (see :mod:`imagenet_cli.prepare.cluster`); or on any
     ``executor`` (``concurrent.futures``) whose workers see the same paths.
+
+    Val labels are the shipped table's; where the devkit's ground truth or LOC_val_solution.csv
+    says otherwise, each such image is named in a warning. ``trust_input_labels`` uses the
+    inputs' labels instead (see :mod:`imagenet_cli.val_labels`).
     """
     recipe = Recipe.of(recipe)
     chosen = _splits(splits)
@@ -138,7 +144,7 @@ def prepare(
         with contextlib.ExitStack() as stack:
             # The cluster is started before the inputs are read: a bad address fails at once.
             client = stack.enter_context(cluster.connect(dask)) if dask else None
-            run = _Run(recipe, trees, workers or os.cpu_count() or 1, redo, progress, client, executor, source)
+            run = _Run(recipe, trees, workers or os.cpu_count() or 1, redo, progress, client, executor, source, trust_input_labels)
             return _prepare_locked(root, chosen, run, started)
 
 
@@ -154,6 +160,7 @@ class _Run:
     client: Any | None  # a distributed.Client, with --dask
     executor: Executor | None
     from_tree: Path | None  # --from: an extracted tree read instead of the archives
+    trust_input_labels: bool  # val labels from the inputs where they differ from the shipped table
 
     def engine(self, plan: _Plan) -> Engine | None:
         if self.executor is not None:
@@ -175,7 +182,8 @@ def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, started: flo
     # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
     zip_path = downloads / archives.KAGGLE_ZIP
     kaggle = archives.kaggle_bundle(zip_path) if run.from_tree is None and zip_path.is_file() else None
-    labels, label_source = _val_labels(downloads, run.from_tree, kaggle)
+    chosen = _val_labels(downloads, run.from_tree, kaggle, run.trust_input_labels)
+    labels, label_source = chosen.wnids, chosen.source
     plan = _plan(downloads, run.from_tree, splits, labels, kaggle, next(iter(run.trees.values())))
     log.info("reading %s; val labels from %s", plan.described, label_source)
     reasons = _Reasons(run.trees, run.redo, plan.inputs)
@@ -303,31 +311,21 @@ def _remove_temporaries(tree: Path) -> None:
 # --- val labels --------------------------------------------------------------------------------
 
 
-def _val_labels(downloads: Path, source: Path | None, kaggle: archives.KaggleBundle | None) -> tuple[tuple[str, ...], str]:
-    """The WNID of every val image, and where it came from; two sources present must agree."""
-    found: list[tuple[str, dict[int, str]]] = []
+def _val_labels(downloads: Path, source: Path | None, kaggle: archives.KaggleBundle | None, trust: bool) -> ValLabels:
+    """The WNID of every val image: the shipped table's, checked against every label file the
+    inputs hold (the devkit's ground truth, LOC_val_solution.csv), or theirs when trusted."""
+    found = []
     devkit = downloads / archives.DEVKIT
     if source is None and devkit.is_file():
-        truth = archives.devkit_ground_truth(devkit)
-        found.append(("the devkit's ground truth", {k: catalogue.by_devkit_id(i).wnid for k, i in enumerate(truth, 1)}))
+        where = f"{devkit.name}:{archives.GROUND_TRUTH}"
+        found.append(val_labels.devkit_labels(archives.devkit_ground_truth_text(devkit), where))
     kaggle_text = _loc_val_solution(source, kaggle)
     if kaggle_text is not None:
-        found.append(("Kaggle's LOC_val_solution.csv", archives.val_solution_labels(kaggle_text)))
-    if len(found) == 2:
-        (first_name, first), (second_name, second) = found
-        for number in sorted(set(first) & set(second)):
-            if first[number] != second[number]:
-                raise LabelConflictError(
-                    f"{catalogue.val_file_name(number)}: {first_name} says {first[number]}, "
-                    f"{second_name} says {second[number]}"
-                )
-    if not found:
-        return catalogue.val_labels(), "the catalogue"
-    name, labels = found[0]
-    merged = list(catalogue.val_labels())
-    for number, wnid in labels.items():
-        merged[number - 1] = wnid
-    return tuple(merged), name
+        found.append(val_labels.loc_solution_labels(kaggle_text, "LOC_val_solution.csv"))
+    chosen = val_labels.choose(found, trust)
+    for line in chosen.warnings(trust):
+        log.warning("%s", line)
+    return chosen
 
 
 def _loc_val_solution(source: Path | None, kaggle: archives.KaggleBundle | None) -> str | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from .. import archives, catalogue, hashing
+from .. import archives, catalogue, hashing, val_labels
 from ..decode_check import decode_problem
 from ..errors import ArchiveError, UnknownClassError
 from ..progress import SILENT, Advance, Progress
@@ -307,9 +307,14 @@ def _check_kaggle_zip(check: Check, path: Path, expected: Contents, deep: bool, 
             check.add("missing", f"{path.name}:{name}", "missing from the bundle")
     solution = texts["LOC_val_solution.csv"]
     if solution is not None:
-        labels = archives.val_solution_labels(solution)
-        _compare_val_labels(check, f"{path.name}:LOC_val_solution.csv", sorted(labels.items()), "val image")
-        check.note(f"{len(labels):,} val labels in LOC_val_solution.csv against the catalogue")
+        where = f"{path.name}:LOC_val_solution.csv"
+        try:
+            labels = val_labels.loc_solution_labels(solution, where).labels
+        except ArchiveError as error:
+            check.add("damaged", where, str(error).removeprefix(f"{where} "))
+        else:
+            _compare_val_labels(check, where, sorted(labels.items()), "val image")
+            check.note(f"{len(labels):,} val labels in LOC_val_solution.csv against the catalogue")
     mapping = texts["LOC_synset_mapping.txt"]
     if mapping is not None and [line.split(" ", 1)[0] for line in mapping.splitlines()] != list(catalogue.wnids()):
         check.add("label", f"{path.name}:LOC_synset_mapping.txt", "its class order is not the sorted WNID order")
