@@ -286,3 +286,51 @@ def test_leftovers_of_killed_runs_are_swept_by_the_next(official_root, tmp_path)
         path.write_bytes(b"half")
     assert prepare(root, ["64"], workers=2).shards_run == 0
     assert not any(path.exists() for path in leftovers)
+
+
+@pytest.mark.parametrize("name", ["ILSVRC2012_val_00050001.JPEG", "ILSVRC2012_val_1.JPEG", "readme.txt"])
+def test_a_val_member_with_no_val_name_is_named_and_the_rest_prepared(official_root, tmp_path, name):
+    root = copy_root(official_root, tmp_path / "root")
+    val = root / "downloads" / sample.VAL_TAR
+    members = read_tar(val.read_bytes())
+    val.write_bytes(tar_bytes(members + [(tarfile.TarInfo(name), members[0][1])]))
+    out = prepare_fails_naming(root, f"{name}: not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000")
+    assert out.count("failed:") == 1
+    assert manifest.read_tree_info(root / "64").splits["val"]["images"] == len(members), "every other image made"
+
+
+def test_a_kaggle_train_folder_that_is_no_wnid_is_named_and_the_rest_prepared(kaggle_root, tmp_path):
+    root = tmp_path / "root"
+    (root / "downloads").mkdir(parents=True)
+    stray = "ILSVRC/Data/CLS-LOC/train/n99999999/n99999999_1.JPEG"
+    rebuilt_zip(kaggle_root / "downloads" / sample.KAGGLE_ZIP, root / "downloads" / sample.KAGGLE_ZIP, [(stray, b"x")])
+    out = prepare_fails_naming(root, f"{stray}: not in a class folder named by one of the 1000 WNIDs")
+    assert out.count("failed:") == 1
+    assert manifest.read_tree_info(root / "64").splits["train"]["images"] == 39
+
+
+def test_a_train_image_inside_another_class_tar_is_named_not_relabelled(official_root, tmp_path):
+    root = copy_root(official_root, tmp_path / "root")
+    train = root / "downloads" / sample.TRAIN_TAR
+    outer = read_tar(train.read_bytes())
+    other = outer[0][0].name.removesuffix(".tar")
+    stranger = f"{other}_13401.JPEG"
+    wnid = rewrite_class_tar(train, 1, lambda members: members + [(tarfile.TarInfo(stranger), members[0][1])])
+    prepare_fails_naming(root, f"failed: train/{wnid}/{stranger}: its name says {other}", f"but it is in {wnid}'s images")
+    assert not list((root / "64" / "train").glob(f"*/{stranger}"))
+    assert verify(root, paths=[root / "64"]).ok
+
+
+def test_verify_deep_names_a_class_tar_cut_short_inside_and_reads_the_rest(official_root, tmp_path):
+    root = copy_root(official_root, tmp_path / "root")
+    train = root / "downloads" / sample.TRAIN_TAR
+    outer = read_tar(train.read_bytes())
+    info, inner = outer[2]
+    last = len(read_tar(inner)) - 1
+    outer[2] = (info, claims(inner, last, 50 * len(inner)))  # its last image claims more than the class tar holds
+    train.write_bytes(tar_bytes(outer))
+    result = run("verify", "--root", str(root), str(train), "--deep")
+    assert result.exit_code == EXIT_PROBLEMS, result.output
+    assert "this is a bug" not in result.output
+    assert f"damaged: {sample.TRAIN_TAR}:{info.name}: {info.name} is not a readable tar (unexpected end of data)" in result.stdout
+    assert f"{sample.TRAIN_TAR}:{outer[3][0].name}" not in result.stdout, "the classes after it are read as usual"

@@ -342,9 +342,9 @@ def test_a_stray_file_in_val_is_named(official_root, tmp_path):
     source = image_folder(tmp_path, official_root)
     (source / "val" / "n01440764" / "notes.txt").write_text("not an image")
     result = run("--root", str(tmp_path / "root"), "--from", str(source), "--size", "64")
-    assert result.exit_code == 1
-    [line] = result.stderr.splitlines()
-    assert "val/n01440764/notes.txt: not an ILSVRC2012_val_<8 digits>.JPEG file" in line
+    assert result.exit_code == EXIT_PROBLEMS, result.output
+    assert "val/n01440764/notes.txt: not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000" in result.stdout
+    assert len(list((tmp_path / "root" / "64" / "val").glob("*/*"))) == len(list((source / "val").glob("*/*.JPEG")))
 
 
 def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):

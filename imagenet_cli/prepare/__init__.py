@@ -369,12 +369,22 @@ def _plan(
     )
 
 
-def _val_label(labels: tuple[str, ...], name: str, where: str) -> str:
-    """The WNID of a val image from its file name; anything else in a val folder is an input error."""
+NOT_A_VAL_NAME = "not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000, so it has no label: not used"
+NOT_A_CLASS_FOLDER = "not in a class folder named by one of the 1000 WNIDs: not used"
+
+
+def _val_label(labels: tuple[str, ...], name: str) -> str | None:
+    """The WNID of a val image from its file name; None for a name no val image has."""
     try:
         return labels[catalogue.val_number(name) - 1]
     except InvalidArgumentError:
-        raise ArchiveError(f"{where}: not an ILSVRC2012_val_<8 digits>.JPEG file, so it has no label") from None
+        return None
+
+
+def _unusable(split: str, items: list[Item], inputs: tuple[InputFile, ...] = ()) -> list[Shard]:
+    """Members that cannot be prepared (no label to file them under), as one shard of failures:
+    each is named in the tree's failures, and every other image is prepared."""
+    return [Shard(split, None, len(items), Blobs(tuple(items)), None, inputs, _listing_of(items))] if items else []
 
 
 def _refuse_listing(where: str, why: str) -> None:
@@ -387,10 +397,12 @@ def _plan_official(train: Path, val: Path, splits: tuple[str, ...], labels: tupl
         read = (inputs["train"][0],)
         copies: collections.Counter[str] = collections.Counter()
         snapshot = Snapshot.of(train.stat())  # before listing: every shard then reads what was listed
+        odd: list[Item] = []
         for member in archives.tar_headers(train, _refuse_listing):
             wnid = archives.class_tar_wnid(member.name)
             if wnid is None:
-                raise ArchiveError(f"{train.name}:{member.name} is {archives.NOT_A_CLASS_TAR}")
+                odd.append(Item(member.name, None, None, f"{archives.NOT_A_CLASS_TAR}: not used"))
+                continue
             region = TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}", snapshot)
             listing = fingerprint((member.name, member.offset_data, member.size))
             # A class tar that comes twice becomes a second shard of the class; its images then
@@ -398,13 +410,19 @@ def _plan_official(train: Path, val: Path, splits: tuple[str, ...], labels: tupl
             part = copies[wnid] or None
             copies[wnid] += 1
             shards.append(Shard("train", wnid, None, region, part, read, listing))
+        shards += _unusable("train", odd, read)
     if "val" in splits:
         by_class: dict[str, list[MemberAt]] = collections.defaultdict(list)
         snapshot = Snapshot.of(val.stat())
+        unlabelled: list[Item] = []
         for member in archives.tar_headers(val, _refuse_listing):
             name = member.name.rsplit("/", 1)[-1]
-            by_class[_val_label(labels, name, f"{val.name}:{member.name}")].append(MemberAt(name, member.offset_data, member.size))
+            if (label := _val_label(labels, name)) is None:
+                unlabelled.append(Item(member.name, None, None, NOT_A_VAL_NAME))
+            else:
+                by_class[label].append(MemberAt(name, member.offset_data, member.size))
         read = (inputs["val"][0],)
+        shards += _unusable("val", unlabelled, read)
         shards += [
             Shard("val", w, len(m), TarMembers(val, tuple(m), snapshot), inputs=read, listing=fingerprint(m))
             for w, m in by_class.items()
@@ -538,10 +556,14 @@ class _KaggleZipShards(_KaggleShards):
             if split not in self.splits:
                 continue
             if split == "val":
-                val[_val_label(self.labels, name, f"{path.name}:{entry.name}")].append(ZipMember(name, entry))
+                if (label := _val_label(self.labels, name)) is None:
+                    refused.append(Item(entry.name, None, None, NOT_A_VAL_NAME))
+                else:
+                    val[label].append(ZipMember(name, entry))
                 continue
             if wnid is None or not catalogue.is_wnid(wnid):
-                raise ArchiveError(f"{path.name}:{entry.name} is not in a class folder named by WNID")
+                refused.append(Item(entry.name, None, None, NOT_A_CLASS_FOLDER))
+                continue
             if finished := runs.add(wnid, ZipMember(name, entry)):
                 yield finished
         if finished := runs.flush():
@@ -564,6 +586,7 @@ class _KaggleTarGzShards(_KaggleShards):
         val_items: list[Item] = []
         part = 0
         refused: list[tuple[str, str]] = []
+        unlabelled: list[Item] = []
         for member in archives.kaggle_inner_tar_members(self.bundle, lambda where, why: refused.append((where, why))):
             if member.split not in self.splits:
                 continue
@@ -571,7 +594,10 @@ class _KaggleTarGzShards(_KaggleShards):
                 if finished := runs.add(member.wnid, Item(member.name, None, member.data)):
                     yield finished
             else:
-                wnid = _val_label(self.labels, member.name, member.origin)
+                wnid = _val_label(self.labels, member.name)
+                if wnid is None:
+                    unlabelled.append(Item(member.origin, None, None, NOT_A_VAL_NAME))
+                    continue
                 val_items.append(Item(member.name, wnid, member.data))
                 if len(val_items) == self.VAL_PART:
                     yield self._val_part(val_items, part)
@@ -580,6 +606,7 @@ class _KaggleTarGzShards(_KaggleShards):
             yield finished
         if val_items:
             yield self._val_part(val_items, part)
+        yield from _unusable("val", unlabelled, self.inputs)
         if refused:
             raise ArchiveError(f"{refused[0][0]}: refused: {refused[0][1]} ({len(refused)} members refused)")
 
@@ -600,16 +627,27 @@ def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], t
         split_dir = base / split
         if not split_dir.is_dir():
             raise MissingInputError(f"{source} has no {split}/ folder")
+        unusable: list[Item] = []
+        refiled: list[str] = []  # val images in another class's folder than their label's
         for dirpath, _, names in os.walk(split_dir):
+            folder = Path(dirpath).name
             for name in sorted(names):
+                path = os.path.join(dirpath, name)
                 if split == "val":
-                    wnid = _val_label(labels, name, os.path.join(dirpath, name))
+                    wnid = _val_label(labels, name)
+                    if wnid is not None and catalogue.is_wnid(folder) and folder != wnid:
+                        refiled.append(f"{folder}/{name}: its label is {wnid}")
                 else:
-                    wnid = Path(dirpath).name
-                    if not catalogue.is_wnid(wnid):
-                        raise ArchiveError(f"{dirpath} is not a class folder named by WNID")
-                by_class[wnid].append(LooseFile(name, os.path.join(dirpath, name)))
+                    wnid = folder if catalogue.is_wnid(folder) else None
+                if wnid is None:
+                    unusable.append(Item(path, None, None, NOT_A_VAL_NAME if split == "val" else NOT_A_CLASS_FOLDER))
+                else:
+                    by_class[wnid].append(LooseFile(name, path))
+        if refiled:
+            log.warning("%s: %d val images sit in another class's folder than their label (%s%s): filed by their label",
+                        split_dir, len(refiled), "; ".join(refiled[:3]), "; …" if len(refiled) > 3 else "")  # fmt: skip
         shards += [Shard(split, w, len(p), Files(tuple(p)), listing=_files_listing(p)) for w, p in sorted(by_class.items())]
+        shards += _unusable(split, unusable)
     kind = "an extracted Kaggle tree" if base != source else "an ImageFolder tree"
     # A tree this tool made is known by its manifest; loose files by the listing of each shard.
     recorded = [describe(source / manifest.MANIFEST, tree)] if manifest.has_manifest(source) else []

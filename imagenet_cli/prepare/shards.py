@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from .. import atomic
+from .. import atomic, catalogue
 from ..errors import ShardCrashError
 from ..hashing import hash_bytes
 from ..inputs import InputFile, changed_names
@@ -138,7 +138,7 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
         handled += 1
         wnid = item_wnid or shard.wnid
         relative = f"{shard.split}/{wnid}/{recipe.output_name(name)}"
-        problem = problem or unusable_name(name)
+        problem = problem or unusable_name(name) or _in_another_class(shard.split, wnid, name)
         if problem is None and relative in seen:
             problem = "appears twice in the input: neither copy is used"
             _drop(results, trees, relative, name)
@@ -178,6 +178,15 @@ def unusable_name(name: str) -> str | None:
     if name.startswith(".") or "/" in name or "\\" in name:
         return "a hidden or path-like file name"
     return None
+
+
+def _in_another_class(split: str, wnid: str | None, name: str) -> str | None:
+    """A train image whose name carries another class's WNID (``n02655020_13401.JPEG`` in the
+    n04146614 tar): which of the two is right cannot be known here, so it is not used."""
+    named = name.split("_", 1)[0]
+    if split != "train" or wnid is None or named == wnid or not catalogue.is_wnid(named):
+        return None
+    return f"its name says {named} ({catalogue.by_wnid(named).name}), but it is in {wnid}'s images: not used"
 
 
 def _drop(results: dict[str, ShardResult], trees: dict[str, str], relative: str, name: str) -> None:
