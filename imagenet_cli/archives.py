@@ -195,16 +195,15 @@ def train_members(path: Path, refuse: Refuse) -> Iterator[Member]:
             if wnid is None:
                 refuse(origin, NOT_A_CLASS_TAR)
                 continue
-            try:
-                inner = tarfile.open(fileobj=inner_file, mode="r|")
+            try:  # a damaged class tar is one finding; the other classes are still read
+                with tarfile.open(fileobj=inner_file, mode="r|") as inner:
+                    for member, data in tar_files(inner, origin, refuse):
+                        name = posixpath.basename(member.name)
+                        yield Member("train", wnid, name, data.read(), f"{origin}:{member.name}")
+                    start = inner_info.offset_data
+                    damage = ended_early(path, start + inner.offset, start + inner_info.size, inner_info.name)
             except tarfile.TarError as error:
-                raise ArchiveError(f"{origin} is not a readable tar ({error})") from error
-            with inner:
-                for member, data in tar_files(inner, origin, refuse):
-                    name = posixpath.basename(member.name)
-                    yield Member("train", wnid, name, data.read(), f"{origin}:{member.name}")
-                start = inner_info.offset_data
-                damage = ended_early(path, start + inner.offset, start + inner_info.size, inner_info.name)
+                damage = f"{inner_info.name} is not a readable tar ({error})"
             if damage:
                 yield Member("train", wnid, inner_info.name, b"", origin, damage=damage)
         _check_stream_end(path, outer)
