@@ -58,7 +58,7 @@ def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
     result = run("prepare", "--root", str(root), "--size", "600", "--format", "png", "--no-upscale",
                  "--splits", "val", "--into", str(out), "--workers", "1")  # fmt: skip
     assert result.exit_code == 0, result.output
-    tree = out / "600-png"
+    tree = out / "600-png-noupscale"
     files = sorted(tree.glob("*/*/*"))
     assert files and {p.parts[-3] for p in files} == {"val"} and all(p.suffix == ".png" for p in files)
     with Image.open(files[0]) as image:
@@ -68,7 +68,7 @@ def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
                "--into", str(tmp_path / "high"))  # fmt: skip
     assert low.exit_code == high.exit_code == 0
     size = lambda tree: sum(p.stat().st_size for p in tree.glob("val/*/*"))  # noqa: E731
-    assert size(root / "64") < size(tmp_path / "high" / "64") / 2
+    assert size(root / "64-q20") < size(tmp_path / "high" / "64-q95") / 2
 
 
 def test_subset_options(root, tmp_path):
@@ -122,3 +122,23 @@ def test_export_and_show_options(root, tmp_path):
         assert image.format == "PNG"
     failures = json.loads(run("show", "--root", str(root), "--failures", "--json").stdout)
     assert failures["rows"] == 1 and {t["note"] for t in failures["tiles"]} >= {"repaired: png", "repaired: cmyk"}
+
+
+def test_a_missing_extra_is_named_as_this_copy_was_installed(monkeypatch, tmp_path):
+    """From a checkout (pip records its folder) the line names that folder, else the package."""
+    import json
+    from importlib import metadata
+
+    from imagenet_cli.errors import install_command
+
+    class Installed:
+        def __init__(self, direct: dict | None) -> None:
+            self.direct = direct
+
+        def read_text(self, name: str) -> str | None:
+            return json.dumps(self.direct) if name == "direct_url.json" and self.direct is not None else None
+
+    monkeypatch.setattr(metadata, "distributions", lambda name: [Installed(None), Installed({"url": "file:///src/my%20checkout", "dir_info": {}})])
+    assert install_command("numpy") == "pip install '/src/my checkout[numpy]'"
+    monkeypatch.setattr(metadata, "distributions", lambda name: [Installed({"url": "https://files.example/imagenet_cli.whl"})])
+    assert install_command("numpy") == "pip install 'imagenet-cli[numpy]'"

@@ -171,9 +171,15 @@ def test_no_upscale_leaves_small_images_small(official_root, tmp_path):
                 assert min(image.size) == 1024, relative
 
 
-def test_changed_options_never_mix_into_a_tree(prepared_official):
-    with pytest.raises(OverwriteRefusedError, match="quality 90 → 80"):
-        prepare(prepared_official.parent, Recipe(("224",), quality=80))
+def test_changed_options_never_mix_into_a_tree(official_root, tmp_path):
+    """A folder claimed by another recipe (an older version named trees by fewer options) is refused."""
+    root = copy_downloads(official_root, tmp_path)
+    prepare(root, ["64"], splits=["val"])
+    claim = root / "64" / ".shards" / "recipe.json"
+    claim.write_text(claim.read_text().replace('"quality": 90', '"quality": 80'))
+    with pytest.raises(OverwriteRefusedError, match="quality 80 → 90") as refused:
+        prepare(root, ["64"], splits=["val"])
+    assert refused.value.parameter == "into"
 
 
 def image_folder(tmp_path: Path, official_root: Path) -> Path:
@@ -290,7 +296,7 @@ def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
     prepare(clean, Recipe(("64",), filter="lanczos"), workers=2)
 
     killed = copy_downloads(source, tmp_path / "killed")
-    markers = killed / "64" / ".shards"
+    markers = killed / "64-lanczos" / ".shards"
     command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(killed), "--size", "64",
                "--filter", "lanczos", "--workers", "1"]  # fmt: skip
     process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})
@@ -303,9 +309,9 @@ def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
 
     result = prepare(killed, Recipe(("64",), filter="lanczos"), workers=2)
     assert result.shards_done_before >= 3
-    assert (killed / "64" / manifest.MANIFEST).read_text() == (clean / "64" / manifest.MANIFEST).read_text()
-    assert not list((killed / "64").rglob(".*.tmp")), "no leftovers of the killed run"
-    assert verify(killed, paths=[killed / "64"]).ok
+    assert (killed / "64-lanczos" / manifest.MANIFEST).read_text() == (clean / "64-lanczos" / manifest.MANIFEST).read_text()
+    assert not list((killed / "64-lanczos").rglob(".*.tmp")), "no leftovers of the killed run"
+    assert verify(killed, paths=[killed / "64-lanczos"]).ok
 
 
 def test_cli_prepare_on_the_sample(official_root, tmp_path):
@@ -351,7 +357,7 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
     from imagenet_cli.download import download_sample
 
     download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
-    markers = tmp_path / "64" / ".shards"
+    markers = tmp_path / "64-lanczos" / ".shards"
     # Lanczos from a full decode: slow enough per image that the run is still going when signalled.
     command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--size", "64",
                "--filter", "lanczos", "--workers", "2"]  # fmt: skip
@@ -366,4 +372,25 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
     assert process.returncode == 130
     assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept"
     result = prepare(tmp_path, Recipe(("64",), filter="lanczos"), workers=2)
-    assert result.shards_done_before >= 2 and verify(tmp_path, paths=[tmp_path / "64"]).ok
+    assert result.shards_done_before >= 2 and verify(tmp_path, paths=[tmp_path / "64-lanczos"]).ok
+
+
+@pytest.mark.parametrize(("recipe", "name"), [
+    (Recipe(("224",)), "224"),
+    (Recipe(("64",), mode="squash", filter="lanczos"), "64-squash-lanczos"),
+    (Recipe(("64",), mode="squash"), "64-squash"),
+    (Recipe(("224",), quality=95, upscale=False), "224-q95-noupscale"),
+    (Recipe(("full",), format="png", filter="lanczos", mode="squash"), "full-png"),
+])  # fmt: skip
+def test_every_option_off_its_default_is_in_the_tree_name(recipe, name):
+    from imagenet_cli.prepare import tree_name
+
+    assert tree_name(recipe.sizes[0], recipe) == name
+
+
+def test_a_lanczos_squash_tree_leaves_the_default_squash_free(official_root, tmp_path):
+    root = copy_downloads(official_root, tmp_path)
+    prepare(root, Recipe(("64",), mode="squash", filter="lanczos"), splits=["val"])
+    result = CliRunner().invoke(app, ["prepare", "--root", str(root), "--size", "64", "--resize", "squash", "--splits", "val"])
+    assert result.exit_code == 0, result.output
+    assert (root / "64-squash" / manifest.MANIFEST).is_file() and (root / "64-squash-lanczos" / manifest.MANIFEST).is_file()

@@ -21,6 +21,8 @@ from imagenet_cli.verify import verify
 
 from .conftest import default_sigint
 
+LANCZOS_64 = "64-lanczos"  # the tree --size 64 --filter lanczos makes
+
 pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds worker PIDs in /proc (Linux)")
 
 
@@ -48,7 +50,7 @@ def start_prepare(root: Path) -> subprocess.Popen:
 
 
 def wait_for_workers(process: subprocess.Popen, root: Path) -> set[int]:
-    markers = root / "64" / ".shards"
+    markers = root / LANCZOS_64 / ".shards"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         workers = children(process.pid)
@@ -82,7 +84,7 @@ def test_sigterm_and_sighup_stop_workers_and_exit_128_plus_signal(sample_root, n
     assert stderr.strip() == f"imagenet: stopped by {name} — try the same command again: finished work is kept"
     assert wait_until_gone(workers, 5) == set(), "no worker outlives its run"
     result = prepare(sample_root, Recipe(("64",), filter="lanczos"), workers=2)
-    assert result.shards_done_before >= 1 and verify(sample_root, paths=[sample_root / "64"]).ok
+    assert result.shards_done_before >= 1 and verify(sample_root, paths=[sample_root / LANCZOS_64]).ok
 
 
 def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root):
@@ -92,7 +94,7 @@ def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root):
     process.communicate(timeout=30)
     assert wait_until_gone(workers, 5) == set(), "workers noticed their parent died"
     prepare(sample_root, Recipe(("64",), filter="lanczos"), workers=2)
-    assert verify(sample_root, paths=[sample_root / "64"]).ok
+    assert verify(sample_root, paths=[sample_root / LANCZOS_64]).ok
 
 
 def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path):

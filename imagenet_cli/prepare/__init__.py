@@ -90,12 +90,17 @@ class PrepareResult:
 
 
 def tree_name(size: str, recipe: Recipe) -> str:
-    """``224``, ``full``; a non-default mode or format is part of the name: ``64-squash``, ``224-png``."""
+    """``224``, ``full``; every option not at its default is part of the name, so that two recipes
+    never claim one folder: ``64-squash``, ``224-png``, ``64-squash-lanczos``, ``224-q95``,
+    ``224-noupscale``. Resizing options do not apply to ``full``."""
+    default = Recipe(recipe.sizes)
+    resized = size != FULL
     parts = [size]
-    if recipe.mode != "shorter" and size != FULL:
-        parts.append(recipe.mode)
-    if recipe.format != "jpeg":
-        parts.append(recipe.format)
+    parts += [recipe.mode] if resized and recipe.mode != default.mode else []
+    parts += [recipe.format] if recipe.format != default.format else []
+    parts += [recipe.filter] if resized and recipe.filter != default.filter else []
+    parts += [f"q{recipe.quality}"] if recipe.quality != default.quality else []
+    parts += ["noupscale"] if resized and not recipe.upscale else []
     return "-".join(parts)
 
 
@@ -138,8 +143,8 @@ def prepare(
     started = time.monotonic()
     trees = {size: (into or root) / tree_name(size, recipe) for size in recipe.sizes}
     with locks.writing_all(trees.values(), wait):
-        for tree in trees.values():
-            _claim(tree, recipe)
+        for size, tree in trees.items():
+            _claim(tree, size, recipe)
             _remove_temporaries(tree)
         with contextlib.ExitStack() as stack:
             # The cluster is started before the inputs are read: a bad address fails at once.
@@ -290,15 +295,19 @@ def _splits(splits: Sequence[str] | None) -> tuple[str, ...]:
     return chosen
 
 
-def _claim(tree: Path, recipe: Recipe) -> None:
-    """Tie the tree folder to one recipe: different options never mix in one tree."""
+def _claim(tree: Path, size: str, recipe: Recipe) -> None:
+    """Tie the tree folder to one recipe: different options never mix in one tree. Options that
+    do not apply to the size (resizing ones, for ``full``) are claimed at their defaults."""
+    if size == FULL:
+        default = Recipe(recipe.sizes)
+        recipe = dataclasses.replace(recipe, mode=default.mode, filter=default.filter, upscale=default.upscale)
     wanted = json.loads(json.dumps({k: v for k, v in asdict(recipe).items() if k != "sizes"}))  # plain JSON values
 
     def conflict(existing: dict[str, Any]) -> str:
         changed = ", ".join(f"{k} {existing.get(k)!r} → {v!r}" for k, v in wanted.items() if existing.get(k) != v)
         return f"{tree} was prepared with other options ({changed}); it will not be mixed"
 
-    owned.own(tree, f"{MARKERS}/{RECIPE_FILE}", "prepare", wanted, conflict)
+    owned.own(tree, f"{MARKERS}/{RECIPE_FILE}", "prepare", wanted, conflict, parameter="into")
 
 
 def _remove_temporaries(tree: Path) -> None:
@@ -355,6 +364,9 @@ def _plan(
         return _plan_tree(source, splits, labels, tree)
     train, val = downloads / archives.TRAIN_TAR, downloads / archives.VAL_TAR
     if ("train" not in splits or train.is_file()) and ("val" not in splits or val.is_file()):
+        if kaggle is not None:
+            log.warning("%s holds the official archives and %s: preparing from the official archives; "
+                        "the zip is not read", downloads, kaggle.path.name)  # fmt: skip
         inputs: dict[str, list[InputFile]] = {"train": [describe(train, tree)] if "train" in splits else [], "val": []}
         if "val" in splits:
             devkit = downloads / archives.DEVKIT
