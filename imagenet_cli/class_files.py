@@ -44,7 +44,7 @@ def class_file(form: str) -> str:
 def write_class_file(form: str, path: Path, force: bool = False) -> Path:
     """Write one class file format to ``path`` atomically; an existing file only with ``force``."""
     if path.exists() and not force:
-        raise OverwriteRefusedError(f"{path} exists; it is not replaced without --force")
+        raise OverwriteRefusedError(f"{path} exists; it is not replaced unless forced", "out", forceable=True)
     atomic.write_text(path, class_file(form))
     return path
 

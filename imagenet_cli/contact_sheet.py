@@ -76,7 +76,7 @@ def show(
         what = f"{split}-{_classes_label(classes, rows, seed)}"
     destination = out or Root(root).path / "sheets" / f"{tree.name}-{what}.png"
     if out is not None and out.exists() and not force:
-        raise OverwriteRefusedError(f"{out} exists; it is not replaced without --force")
+        raise OverwriteRefusedError(f"{out} exists; it is not replaced unless forced", "out", forceable=True)
     columns = max((len(row) for row in rows), default=0)
     if not columns:
         raise MissingInputError(f"nothing to show in {tree}" + (": prepare repaired and failed nothing" if failures else ""))

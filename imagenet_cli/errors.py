@@ -51,7 +51,14 @@ class MissingInputError(ImagenetError):
 
 
 class OverwriteRefusedError(ImagenetError):
-    """Writing would replace a file this tool did not make (or made differently)."""
+    """Writing would replace a file this tool did not make (or made differently).
+
+    ``parameter`` names the argument that puts the output elsewhere (``out``, ``into``, ``root``);
+    ``forceable``: the command replaces the file when asked to (``force``)."""
+
+    def __init__(self, message: str, parameter: str = "root", forceable: bool = False) -> None:
+        super().__init__(message)
+        self.parameter, self.forceable = parameter, forceable
 
 
 class UnsuitableTreeError(ImagenetError):
@@ -91,9 +98,35 @@ class Stopped(KeyboardInterrupt):
 class MissingExtraError(ImagenetError):
     """A feature needs an optional extra that is not installed; the message names it."""
 
+    @classmethod
+    def of(cls, feature: str, package: str, extra: str) -> MissingExtraError:
+        return cls(f"{feature} needs {package}: {install_command(extra)}")
+
+
+def install_command(extra: str) -> str:
+    """The pip line that adds ``extra`` to this copy the way it was installed: from its checkout
+    (pip records the folder, PEP 610) or from the package index."""
+    import json
+    from importlib import metadata
+    from urllib.parse import unquote, urlsplit
+
+    # Every copy on the path: a checkout's own imagenet_cli.egg-info can come first.
+    for distribution in metadata.distributions(name="imagenet-cli"):
+        try:
+            direct = json.loads(distribution.read_text("direct_url.json") or "null")
+        except ValueError:
+            continue
+        if isinstance(direct, dict) and str(direct.get("url", "")).startswith("file://"):
+            return f"pip install '{unquote(urlsplit(direct['url']).path)}[{extra}]'"
+    return f"pip install 'imagenet-cli[{extra}]'"
+
 
 class ClusterError(ImagenetError):
     """A Dask cluster cannot be reached, or a worker cannot take shards (the message names it)."""
+
+
+class ClusterUnreachableError(ClusterError):
+    """No Dask scheduler answers at the address given."""
 
 
 class ShardCrashError(ClusterError):

@@ -18,7 +18,7 @@ from . import atomic
 from .errors import OverwriteRefusedError
 
 
-def claim_in(folder: Path, claim: str, command: str) -> dict[str, Any] | None:
+def claim_in(folder: Path, claim: str, command: str, parameter: str = "out") -> dict[str, Any] | None:
     """The claim ``command`` left in ``folder``, or None for a folder that is missing or empty;
     a folder holding anything else is refused."""
     path = folder / claim
@@ -26,15 +26,18 @@ def claim_in(folder: Path, claim: str, command: str) -> dict[str, Any] | None:
         existing: dict[str, Any] = json.loads(path.read_text())
         return existing
     if folder.exists() and any(folder.iterdir()):
-        raise OverwriteRefusedError(f"{folder} exists and was not made by {command}; it will not be written into")
+        raise OverwriteRefusedError(f"{folder} exists and was not made by {command}; it will not be written into", parameter)
     return None
 
 
-def own(folder: Path, claim: str, command: str, wanted: dict[str, Any], conflict: Callable[[dict[str, Any]], str]) -> None:
+def own(
+    folder: Path, claim: str, command: str, wanted: dict[str, Any], conflict: Callable[[dict[str, Any]], str], parameter: str = "out"
+) -> None:
     """Claim ``folder`` for ``wanted``, or check that it already is: a claim made with other
-    options or inputs is refused with ``conflict(existing)``, the message."""
-    existing = claim_in(folder, claim, command)
+    options or inputs is refused with ``conflict(existing)``, the message. ``parameter``: the
+    argument that names another folder, for the user's hint."""
+    existing = claim_in(folder, claim, command, parameter)
     if existing is None:
         atomic.write_text(folder / claim, json.dumps(wanted) + "\n")
     elif existing != wanted:
-        raise OverwriteRefusedError(conflict(existing))
+        raise OverwriteRefusedError(conflict(existing), parameter)

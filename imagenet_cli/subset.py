@@ -105,7 +105,7 @@ def subset(
         existing = _existing_subset(destination)
         if existing is not None:
             if not _same_subset(existing, record, root):
-                raise OverwriteRefusedError(f"{destination} holds a different subset; choose another --out or delete it")
+                raise OverwriteRefusedError(f"{destination} holds a different subset", "out")
             info = manifest.read_tree_info(destination)
             counts = {s: v["images"] for s, v in info.splits.items()} if info else {}
             return SubsetResult(destination, tree, len(chosen), counts, "kept")

@@ -418,3 +418,54 @@ def test_the_top_level_api_stays_callable_once_its_modules_are_imported(tmp_path
     )
     completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
+
+
+def test_with_both_layouts_in_downloads_prepare_says_which_it_reads(official_root, kaggle_root, tmp_path):
+    import shutil
+
+    for source in (official_root, kaggle_root):
+        shutil.copytree(source / "downloads", tmp_path / "downloads", dirs_exist_ok=True)
+    result = run("prepare", "--root", str(tmp_path), "--size", "64", "--splits", "val")
+    assert result.exit_code == 0, result.output
+    assert "preparing from the official archives; the zip is not read" in result.stderr
+
+
+@pytest.mark.parametrize("level", ["64/val", "exports"])
+def test_verify_of_the_wrong_level_is_a_usage_error(official_root, tmp_path, level):
+    import shutil
+
+    from imagenet_cli.export import export
+    from imagenet_cli.prepare import prepare
+
+    shutil.copytree(official_root / "downloads", tmp_path / "downloads")
+    prepare(tmp_path, ["64"], splits=["val"])
+    export(tmp_path, splits=["val"])
+    result = run("verify", "--root", str(tmp_path), str(tmp_path / level))
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.splitlines()
+    expected = "the val split of the tree" if level == "64/val" else "holds exports: verify one of them"
+    assert expected in line and "— try" in line
+
+
+def test_a_refused_overwrite_names_the_option_that_picks_another_place(tmp_path):
+    first = run("classes", "--export", "keras", "--out", str(tmp_path / "index.json"))
+    assert first.exit_code == 0
+    again = run("classes", "--export", "keras", "--out", str(tmp_path / "index.json"))
+    assert again.exit_code == 1
+    assert again.stderr.strip().endswith("— try --force to replace it, or another --out")
+
+
+def test_an_unreachable_scheduler_is_not_blamed_on_the_workers(tmp_path):
+    pytest.importorskip("distributed")
+    result = run("prepare", "--root", str(tmp_path), "--dask", "tcp://127.0.0.1:9")
+    assert result.exit_code == 1, result.output
+    assert "cannot reach the Dask scheduler" in result.stderr and "scheduler runs at that address" in result.stderr
+    assert "version" not in result.stderr.split("— try", 1)[1]
+
+
+def test_bare_imagenet_prints_its_help_not_an_error():
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-m", "imagenet_cli"], capture_output=True, text=True)
+    assert completed.returncode == 0 and completed.stdout.startswith("Usage: imagenet") and completed.stderr == ""

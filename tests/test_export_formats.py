@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from imagenet_cli import catalogue, manifest
 from imagenet_cli.cli.app import app
-from imagenet_cli.errors import InvalidArgumentError
+from imagenet_cli.errors import InvalidArgumentError, install_command
 from imagenet_cli.export import SplitSamples, export
 from imagenet_cli.subset import subset
 
@@ -225,7 +225,7 @@ def test_without_its_extra_a_format_is_one_line_naming_it(root, tmp_path, format
     arguments = ["export", format, "--root", str(root), "--from", str(root / "full"), "--out", str(tmp_path / "x")]
     completed = subprocess.run([sys.executable, "-c", program, *arguments], capture_output=True, text=True)
     assert completed.returncode == 1 and len(completed.stderr.strip().splitlines()) == 1
-    assert completed.stderr.startswith(f"imagenet: error: export {format} needs {module}: pip install 'imagenet-cli[{extra}]'")
+    assert completed.stderr.startswith(f"imagenet: error: export {format} needs {module}: {install_command(extra)} — try")
     assert not (tmp_path / "x").exists(), "refused before anything is written"
 
 
@@ -318,7 +318,7 @@ def test_verify_deep_of_a_parquet_export_without_pyarrow_names_the_extra(root, t
                "from imagenet_cli.cli.app import main; main()")  # fmt: skip
     completed = subprocess.run([sys.executable, "-c", program, "verify", "--deep", str(tmp_path / "pq")], capture_output=True, text=True)
     assert completed.returncode == 1 and len(completed.stderr.strip().splitlines()) == 1
-    assert "pip install 'imagenet-cli[parquet]'" in completed.stderr
+    assert install_command("parquet") in completed.stderr
 
 
 def test_an_image_missing_from_the_tree_is_one_line_naming_verify(root, tmp_path):

@@ -7,7 +7,9 @@ Tracebacks appear only with ``--debug``.
 from __future__ import annotations
 
 import errno
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from ..errors import (
     EXIT_ERROR,
@@ -17,6 +19,7 @@ from ..errors import (
     ArchiveError,
     ChecksumMismatchError,
     ClusterError,
+    ClusterUnreachableError,
     DamagedTreeError,
     DownloadError,
     ImagenetError,
@@ -44,8 +47,13 @@ from ..errors import (
 class ErrorRule:
     error: type[BaseException]
     exit_code: int
-    hint: str
+    hint: str | Callable[[Any], str]  # the text after "try", or how to make it from the error's fields
     errno: int | None = None  # for OSError: match only this errno
+
+
+def _elsewhere(error: OverwriteRefusedError) -> str:
+    option = f"--{error.parameter.replace('_', '-')}"
+    return f"--force to replace it, or another {option}" if error.forceable else f"another {option}, or moving that folder or file away first"
 
 
 # First matching row wins: narrow kinds before broad ones.
@@ -53,7 +61,7 @@ ERROR_TABLE = (
     ErrorRule(UnknownClassError, EXIT_USAGE, "`imagenet classes WORDS` to search the class names"),
     ErrorRule(InvalidArgumentError, EXIT_USAGE, "`imagenet COMMAND --help` for the accepted values"),
     ErrorRule(MissingInputError, EXIT_ERROR, "`imagenet info` to see what the root holds, or another --root"),
-    ErrorRule(OverwriteRefusedError, EXIT_ERROR, "another --root, or move that file elsewhere first"),
+    ErrorRule(OverwriteRefusedError, EXIT_ERROR, _elsewhere),
     ErrorRule(UnsuitableTreeError, EXIT_ERROR, "`imagenet prepare --size full`, then export --from ROOT/full"),
     ErrorRule(DamagedTreeError, EXIT_ERROR, "`imagenet verify` on that tree, then the command that made it again, to repair it"),
     ErrorRule(LabelConflictError, EXIT_ERROR, "`imagenet verify --deep` on the devkit and the Kaggle zip to find the damaged one"),
@@ -61,6 +69,7 @@ ERROR_TABLE = (
     ErrorRule(InputChangedError, EXIT_ERROR, "the same command again: it keeps what is done and redoes what the new file changes"),
     ErrorRule(MissingExtraError, EXIT_ERROR, "the pip install the message names, then the same command"),
     ErrorRule(ShardCrashError, EXIT_ERROR, "`imagenet verify --deep` on its archive; the same command finishes the other shards"),
+    ErrorRule(ClusterUnreachableError, EXIT_ERROR, "checking that the scheduler runs at that address (or --dask local for one here)"),
     ErrorRule(ClusterError, EXIT_ERROR, "the same imagenet-cli version and the same mounts on every worker (README: More than one machine)"),
     ErrorRule(LockHeldError, EXIT_ERROR, "again once it has finished, or without --no-wait to wait for it"),
     ErrorRule(InsufficientSpaceError, EXIT_ERROR, "freeing disk space or another --root"),
@@ -104,4 +113,5 @@ def message_for(error: BaseException, command: str = "COMMAND") -> str:
     what = without_queries(str(error)) or type(error).__name__
     if not isinstance(error, (ImagenetError, OSError)):
         what = f"unexpected {type(error).__name__}: {what}"
-    return f"imagenet: error: {what} — try {rule.hint.replace('COMMAND', command)}"
+    hint = rule.hint if isinstance(rule.hint, str) else rule.hint(error)
+    return f"imagenet: error: {what} — try {hint.replace('COMMAND', command)}"

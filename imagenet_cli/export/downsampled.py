@@ -43,7 +43,7 @@ def require_numpy() -> ModuleType:
     try:
         import numpy
     except ImportError:
-        raise MissingExtraError("export downsampled needs numpy: pip install 'imagenet-cli[numpy]'") from None
+        raise MissingExtraError.of("export downsampled", "numpy", "numpy") from None
     return numpy
 
 

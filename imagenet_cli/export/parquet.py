@@ -28,7 +28,7 @@ def require_pyarrow() -> tuple[ModuleType, ModuleType]:
         import pyarrow
         import pyarrow.parquet
     except ImportError:
-        raise MissingExtraError("export parquet needs pyarrow: pip install 'imagenet-cli[parquet]'") from None
+        raise MissingExtraError.of("export parquet", "pyarrow", "parquet") from None
     return pyarrow, pyarrow.parquet
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ClusterError, InvalidArgumentError, MissingExtraError
+from ..errors import ClusterError, ClusterUnreachableError, InvalidArgumentError, MissingExtraError
 from .shards import Engine
 
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ def _distributed() -> ModuleType:
     try:
         import distributed
     except ImportError:
-        raise MissingExtraError("--dask needs Dask's distributed package: pip install 'imagenet-cli[dask]'") from None
+        raise MissingExtraError.of("--dask", "Dask's distributed package", "dask") from None
     return distributed
 
 
@@ -75,7 +75,7 @@ def connect(address: str) -> Iterator[Client]:
     try:
         client = distributed.Client(address, timeout=_CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as error:
-        raise ClusterError(f"cannot reach the Dask scheduler at {address} ({error})") from None
+        raise ClusterUnreachableError(f"cannot reach the Dask scheduler at {address} ({error})") from None
     with client:
         yield client
 

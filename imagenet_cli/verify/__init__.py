@@ -14,9 +14,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import hashing, locks
+from .. import hashing, locks, manifest
 from ..errors import InvalidArgumentError, MissingInputError
-from ..layout import Root
+from ..layout import EXPORTS, SPLITS, Root
 from ..progress import SILENT, Progress
 from ..records import archives_in
 from .archives import check_archive
@@ -98,10 +98,20 @@ def _targets(root: Path, paths: list[Path] | None) -> tuple[list[Path], list[Pat
             archive_paths += archives
             tree_paths += trees
         elif path.is_dir():
+            _refuse_wrong_level(path)
             tree_paths.append(path)
         else:
             raise MissingInputError(f"{path} does not exist")
     return archive_paths, tree_paths
+
+
+def _refuse_wrong_level(path: Path) -> None:
+    """A split folder of a tree, or the folder that holds the exports, is a mistyped path, not a
+    damaged tree: say which level to check."""
+    if path.name in SPLITS and (manifest.has_manifest(path.parent) or (path.parent / manifest.TREE_INFO).is_file()):
+        raise InvalidArgumentError(f"{path} is the {path.name} split of the tree {path.parent}: verify the tree")
+    if path.name == EXPORTS and any(is_export(child) for child in path.iterdir() if child.is_dir()):
+        raise InvalidArgumentError(f"{path} holds exports: verify one of them, or the data root {path.parent}")
 
 
 def _in_parallel(function: Callable[[Path], Check], paths: list[Path], workers: int) -> list[Check]:
