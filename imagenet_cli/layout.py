@@ -18,6 +18,7 @@ SPLITS = ("train", "val", "test")
 DOWNLOADS = "downloads"
 SUBSETS = "subsets"
 EXPORTS = "exports"
+DEFAULT_TREE = "224"  # what `imagenet prepare` makes with no --size, and what other commands read by default
 
 
 @dataclass(frozen=True)
@@ -47,14 +48,17 @@ class Root:
         return [child for child in sorted(folder.iterdir()) if (child / "export.json").is_file()]
 
     def the_prepared_tree(self) -> Path:
-        """The one prepared tree, which commands that read a tree default to (``--from`` picks another)."""
+        """The tree commands that read a tree default to (``--from`` picks another): the only one,
+        or among several the one a plain ``imagenet prepare`` makes (ROOT/224)."""
         trees = self.trees()
         if not trees:
             raise MissingInputError(f"no prepared tree under {self.path}: run `imagenet prepare` first, or pass --from TREE")
-        if len(trees) > 1:
-            names = ", ".join(t.name for t in trees)
-            raise InvalidArgumentError(f"{self.path} holds several prepared trees ({names}); pick one with --from")
-        return trees[0]
+        if len(trees) == 1:
+            return trees[0]
+        if (default := self.path / DEFAULT_TREE) in trees:
+            return default
+        names = ", ".join(t.name for t in trees)
+        raise InvalidArgumentError(f"{self.path} holds several prepared trees ({names}) and no {DEFAULT_TREE}/; pick one with --from")
 
     def is_data_root(self) -> bool:
         """A root, not a tree: it has downloads/, subsets/ or prepared trees, and no split folder."""

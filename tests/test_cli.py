@@ -469,3 +469,17 @@ def test_bare_imagenet_prints_its_help_not_an_error():
 
     completed = subprocess.run([sys.executable, "-m", "imagenet_cli"], capture_output=True, text=True)
     assert completed.returncode == 0 and completed.stdout.startswith("Usage: imagenet") and completed.stderr == ""
+
+
+def test_info_says_a_full_tree_holds_originals_and_counts_read_as_english(official_root, tmp_path):
+    import shutil
+
+    from imagenet_cli.cli.common import plural
+    from imagenet_cli.prepare import prepare
+
+    shutil.copytree(official_root / "downloads", tmp_path / "downloads")
+    prepare(tmp_path, ["full"], splits=["val"])
+    result = run("info", "--root", str(tmp_path))
+    assert "originals as published; repaired files as jpeg q95" in result.stdout and "shorter full" not in result.stdout
+    assert [plural(n, w) for n, w in ((1, "archive"), (4, "archive"), (1, "class"), (13, "class"))] == [
+        "1 archive", "4 archives", "1 class", "13 classes"]  # fmt: skip

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,16 @@ def test_shard_numbers_widen_only_past_their_width():
 
     assert brace_pattern(shard_names("in1k", "val", 101)) == "in1k-validation-{000..100}.tar"
     assert shard_names("in1k", "train", 3) == ["in1k-train-0000.tar", "in1k-train-0001.tar", "in1k-train-0002.tar"]
+
+
+def test_the_readmes_webdataset_lines_read_every_train_sample(root, tmp_path):
+    from . import docs
+
+    block = next(b for b in re.findall(r"```python\n(.*?)```", docs.README.read_text(), re.DOTALL) if "import webdataset" in b)
+    folder = tmp_path / "wds"
+    export(root, out=folder)
+    namespace: dict = {}
+    exec(block.replace("ROOT/exports/webdataset-224", str(folder)), namespace)  # noqa: S102 - the README's own lines
+    samples = list(namespace["train"])
+    assert len(samples) == json.loads((folder / "_info.json").read_text())["splits"]["train"]["num_samples"] == 39
+    assert all(isinstance(label, int) for _, label in samples)

@@ -51,8 +51,9 @@ app.command("classes", epilog=classes.EXAMPLES)(classes.classes)
 
 def main(argv: list[str] | None = None) -> None:
     """The ``imagenet`` program: every outcome is one exit code, every error one line on stderr."""
-    try:
-        code = app(args=argv, prog_name="imagenet", standalone_mode=False)
+    arguments = sys.argv[1:] if argv is None else argv
+    try:  # no arguments: the help, as asked for, not as a usage error
+        code = app(args=arguments or ["--help"], prog_name="imagenet", standalone_mode=False)
     except BrokenPipeError:
         _stdout_closed()
         code = EXIT_OK
@@ -60,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         typer.echo("imagenet: interrupted", err=True)
         code = EXIT_INTERRUPTED
     except Exception as error:
-        code = _usage_error(error, sys.argv[1:] if argv is None else argv)
+        code = _usage_error(error, arguments)
     sys.exit(code or EXIT_OK)
 
 

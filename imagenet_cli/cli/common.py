@@ -194,6 +194,13 @@ def _configure_logging(level: int) -> None:
         logger.addHandler(_StderrHandler())
 
 
+def plural(count: int, noun: str) -> str:
+    """``1 archive``, ``4 archives``, ``1 class``, ``2 classes``: a count with its noun."""
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count:,} {noun}{'es' if noun.endswith(('s', 'x', 'ch', 'sh')) else 's'}"
+
+
 def jsonable(value: Any) -> Any:
     """Result objects (dataclasses, paths, tuples) as plain JSON values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):

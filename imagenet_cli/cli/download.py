@@ -17,7 +17,7 @@ from ..download import (
     download_sample,
 )
 from ..download.official import BASE_URL
-from .common import NoWaitOption, Rendering, Session, comma_list, command, file_option, human_bytes, print_table
+from .common import NoWaitOption, Rendering, Session, comma_list, command, file_option, human_bytes, plural, print_table
 
 EXAMPLES = """\
 Examples:
@@ -191,4 +191,4 @@ def _print_result(result: DownloadResult) -> None:
             f"{human_bytes(result.free_bytes)} free there"
         )
     else:
-        typer.echo(f"\n{len(result.files)} archives in {result.downloads}")
+        typer.echo(f"\n{plural(len(result.files), 'archive')} in {result.downloads}")

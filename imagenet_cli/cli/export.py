@@ -17,7 +17,7 @@ Examples:
 \b
   imagenet export webdataset                           ROOT/exports/webdataset-224/
   imagenet export webdataset --from ROOT/subsets/imagenette --shard-size 500
-  imagenet export webdataset --max-shard-bytes 1000000000 --prefix in1k --seed 1
+  imagenet export webdataset --max-shard-bytes 1000000000 --prefix in1k --seed 1 --out ROOT/exports/in1k
   imagenet export parquet                              ROOT/exports/parquet-224/data/*.parquet
   imagenet export downsampled --from ROOT/full --size 64 --workers 16   ROOT/exports/downsampled64-full/
 """
@@ -78,11 +78,11 @@ def export_command(
 
     parquet: data/train-00000-of-000NN.parquet with the features of Hugging Face's
     ILSVRC/imagenet-1k (image bytes unchanged, label) and a README.md dataset card, for
-    datasets.load_dataset(DIR). Needs pip install 'imagenet-cli[parquet]'.
+    datasets.load_dataset(DIR). Needs the parquet extra (pip install '.[parquet]' in the checkout).
 
     downsampled: Imagenet32/64 as published, train_data_batch_1..10.npz and val_data.npz (data,
     labels as devkit IDs 1..1000, mean), a box resize of full-size images: export from a tree made
-    by prepare --size full. Needs pip install 'imagenet-cli[numpy]'.
+    by prepare --size full. Needs the numpy extra (pip install '.[numpy]').
 
     Labels come from the tree's label tables. Files are written atomically and deterministically;
     a re-run keeps the finished ones.

@@ -71,6 +71,10 @@ def _how_made(tree: TreeState) -> str:
     made = tree.made_by
     if not made:
         return "-"
+    if made.get("command") == "prepare" and made["size"] == "full":
+        if made["format"] == "jpeg":
+            return "originals as published; repaired files as jpeg q95"
+        return f"originals as {made['format']}"
     if made.get("command") == "prepare":
         return f"{made['mode']} {made['size']}, {made['format']} q{made['quality']}, {made['filter']} filter"
     return str(made.get("command", "-"))

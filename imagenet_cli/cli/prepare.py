@@ -73,7 +73,7 @@ def prepare_command(
         typer.Option(
             "--dask",
             help="Run the shards on a Dask cluster: local, local:N (N worker processes here), auto (the scheduler "
-            "Dask's config names), or a scheduler address such as tcp://host:8786. Needs imagenet-cli[dask].",
+            "Dask's config names), or a scheduler address such as tcp://host:8786. Needs the dask extra.",
             show_default=False,
             metavar="ADDRESS",
         ),

@@ -16,7 +16,7 @@ Examples:
 \b
   imagenet show n01440764 --out tench.png              one class: is it all tench?
   imagenet show --from ROOT/subsets/imagenette --per-class 6
-  imagenet show --classes 10 --split train             10 classes drawn with seed 0
+  imagenet show 10 --split train                       10 classes drawn with seed 0
   imagenet show --failures                             what prepare repaired or could not read
 """
 
@@ -48,7 +48,8 @@ def show_command(
     """Draw a contact sheet of a tree's images with their labels.
 
     Thumbnails with their WNID, class name and file name, one row per class: a row of tench under
-    n01440764 is proof at a glance. The same arguments draw the same images.
+    n01440764 is proof at a glance (on the real dataset: the built-in sample's images are generated
+    pictures). The same arguments draw the same images.
     """
     return show(ui.root, classes, source, split, per_class, failures, seed, out, force)
 

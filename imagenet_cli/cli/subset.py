@@ -9,7 +9,7 @@ import typer
 
 from ..catalogue import LabelFraction
 from ..subset import LinkMode, SubsetResult, subset
-from .common import FromTreeOption, NoWaitOption, Rendering, Session, command, its_path
+from .common import FromTreeOption, NoWaitOption, Rendering, Session, command, its_path, plural
 
 EXAMPLES = """\
 Examples:
@@ -88,8 +88,8 @@ def subset_command(
 def _print_result(result: SubsetResult) -> None:
     counts = ", ".join(f"{n:,} {split}" for split, n in result.images.items())
     verb = {"written": "wrote", "kept": "already there:", "dry run": "would write"}[result.status]
-    typer.echo(f"{verb} {result.path}: {result.classes} classes, {counts} images (from {result.source})")
+    typer.echo(f"{verb} {result.path}: {plural(result.classes, 'class')}, {counts} images (from {result.source})")
     if result.short_classes:
-        typer.echo(f"{len(result.short_classes)} classes had fewer images than asked (--allow-short)")
+        typer.echo(f"{plural(len(result.short_classes), 'class')} had fewer images than asked (--allow-short)")
     if result.missing:
         typer.echo(f"{len(result.missing):,} listed files are not in the tree, e.g. {', '.join(result.missing[:3])}")

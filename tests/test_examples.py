@@ -1,0 +1,155 @@
+"""Every documented command line runs: each command's ``Examples:`` and each shell line of the README.
+
+They run in the order the docs give them, through the real program (a subprocess), in a scratch
+folder whose ``./imagenet`` is the default root, on the built-in sample. A line is changed only
+where it cannot run here, and each change is in the table below:
+
+- a line that downloads from image-net.org or a mirror goes to a server on 127.0.0.1 that serves
+  the sample's archives (``IMAGENET_BASE_URL``, or in place of the example's mirror host);
+- a line that needs Kaggle credentials or a running cluster runs with ``--help``;
+- example paths (``ROOT``, ``/data/ILSVRC``, ``/scratch``) become folders of the scratch root;
+- a subset asking for more images than the sample has (260 per class, the 1% list) runs with
+  ``--allow-short``, the option its message names.
+
+Before the first ``prepare``, the sample is widened to 110 classes (three images each), so that
+the examples that draw 100 classes have them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from imagenet_cli import sample
+
+from . import docs
+from .servers import FileServer
+
+pytestmark = pytest.mark.slow
+
+# Lines that cannot run here as written: they need credentials or a cluster we do not have.
+NEEDS_HELP = (
+    re.compile(r"^imagenet download\s*$"),  # the Kaggle bundle: Kaggle credentials
+    re.compile(r"--dask (tcp://|auto)"),  # a running scheduler
+)
+MIRROR = "https://mirror.example.org/imagenet/"
+# More images than the sample has: what the full dataset gives, accepted short here.
+NEEDS_FULL_COUNTS = re.compile(r"^imagenet subset .*(--per-class \d{3}|--images )")
+# Shell lines of the README that are not `imagenet` commands: installing, testing, linting and
+# benchmarking the project. CI runs the Quickstart's; the others are for developers by hand.
+NOT_COMMANDS = ("pip install", "python3 -m venv", "ruff check", "python tests/")
+
+
+# The order a user runs the commands in: each needs what the ones before it made.
+PIPELINE = ("download", "prepare", "verify", "subset", "export", "show", "info", "classes")
+
+
+def example_lines() -> list[tuple[str, str]]:
+    """(where, line) of every ``imagenet`` line the help texts and the README show, in order;
+    a line shown in both places runs once."""
+    assert sorted(PIPELINE) == sorted(docs.command_names()), "a new command: place it in PIPELINE"
+    lines = []
+    for name in PIPELINE:
+        epilog = docs._run([name, "--help"]).split("Examples:", 1)
+        for line in epilog[1].splitlines() if len(epilog) > 1 else []:
+            if line.strip().startswith("imagenet "):
+                lines.append((f"imagenet {name} --help", re.split(r"\s{2,}", line.strip())[0]))
+    for line in readme_shell_lines():
+        if line.startswith("imagenet "):
+            lines.append(("README.md", line.split("#", 1)[0].strip()))
+    seen: set[str] = set()
+    return [(where, line) for where, line in lines if not (line in seen or seen.add(line))]
+
+
+def readme_shell_lines() -> list[str]:
+    text = docs.README.read_text()
+    blocks = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
+    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+
+
+def test_every_readme_shell_line_is_a_command_or_a_known_developer_line():
+    for line in readme_shell_lines():
+        assert line.startswith("imagenet ") or line.startswith(NOT_COMMANDS), f"a README shell line nothing runs: {line}"
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    """A folder whose ./imagenet holds the sample, an extracted Kaggle tree beside it, and the
+    files the examples name (cookies.txt, MD5SUMS)."""
+    folder = tmp_path_factory.mktemp("examples")
+    run_line(folder, "imagenet download --source sample")
+    kaggle = tmp_path_factory.mktemp("kaggle")
+    run_line(kaggle, f"{WIDER_SAMPLE} --layout kaggle")  # the same classes as the root's, once widened
+    with zipfile.ZipFile(kaggle / "imagenet" / "downloads" / sample.KAGGLE_ZIP) as bundle:
+        bundle.extractall(folder / "data")
+    (folder / "cookies.txt").write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tabc\n")
+    write_md5sums(folder)
+    return folder
+
+
+def write_md5sums(folder: Path) -> None:
+    """``MD5SUMS`` of the root's official archives, as a mirror publishes its own."""
+    downloads = folder / "imagenet" / "downloads"
+    (folder / "MD5SUMS").write_text(
+        "".join(f"{hashlib.md5((downloads / n).read_bytes()).hexdigest()}  {n}\n" for n in sample.OFFICIAL_FILES)
+    )
+
+
+def wider_sample() -> str:
+    """The sample's own classes, goldfish and shark, and more up to 110 in sorted order."""
+    from imagenet_cli import catalogue
+
+    chosen = dict.fromkeys([*sample.default_classes(), "n01443537", *catalogue.wnids()])
+    return ",".join(list(chosen)[:110])
+
+
+WIDER_SAMPLE = f"imagenet download --source sample --classes {wider_sample()} --per-class 3 --val-per-class 1"
+
+
+def runnable(line: str, folder: Path, mirror: str) -> str:
+    """The line as it runs here (see the module docstring)."""
+    if any(pattern.search(line) for pattern in NEEDS_HELP):
+        return f"{line} --help"
+    if NEEDS_FULL_COUNTS.search(line):
+        line += " --allow-short"
+    line = line.replace(MIRROR, mirror).replace("/data/imagenet", "imagenet").replace("/data/ILSVRC", str(folder / "data" / "ILSVRC"))
+    line = line.replace("/scratch/", f"{folder}/scratch/")
+    return re.sub(r"\bROOT\b", "imagenet", line)
+
+
+def run_line(folder: Path, line: str, **env: str) -> subprocess.CompletedProcess[str]:
+    words = shlex.split(line)
+    assert words[0] == "imagenet"
+    environment = {**os.environ, "IMAGENET_NO_PROGRESS": "1", **env}
+    environment.pop("IMAGENET_ROOT", None)
+    return subprocess.run([sys.executable, "-m", "imagenet_cli", *words[1:]], cwd=folder, env=environment,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def test_every_example_runs_in_order(scratch):
+    downloads = scratch / "imagenet" / "downloads"
+    served = {name: (downloads / name).read_bytes() for name in sample.OFFICIAL_FILES}
+    failed = []
+    widened = False
+    with FileServer(served) as mirror:
+        for where, line in example_lines():
+            if line.startswith("imagenet prepare") and not widened:
+                assert run_line(scratch, WIDER_SAMPLE).returncode == 0
+                write_md5sums(scratch)
+                widened = True
+            command = runnable(line, scratch, mirror.base_url)
+            # Downloads from the local mirror: the sample is not the published ImageNet, so its own sums apply.
+            if command.startswith("imagenet download --source official") and "--help" not in command:
+                command += f" --checksums {scratch / 'MD5SUMS'}"
+            completed = run_line(scratch, command, IMAGENET_BASE_URL=mirror.base_url)
+            if completed.returncode != 0 or "Traceback" in completed.stderr:
+                failed.append(f"{where}: {line}\n  ran: {command}\n  exit {completed.returncode}: {completed.stderr.strip()[-400:]}")
+    assert not failed, "\n".join(failed)
