@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import socket
@@ -10,7 +11,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import InsufficientSpaceError
+
 TEMPORARY_SUFFIX = ".tmp"
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 def temporary_name(path: Path) -> Path:
@@ -49,6 +53,10 @@ def atomic_path(path: Path, durable: bool = True, before_rename: Finish | None =
         if before_rename is not None:
             before_rename(temporary, path)
         os.replace(temporary, path)
+    except OSError as error:
+        if error.errno in _DISK_FULL:  # one message for a full disk, whichever write met it
+            raise InsufficientSpaceError(f"the disk holding {path.parent} is full: {path.name} could not be written") from error
+        raise
     finally:
         temporary.unlink(missing_ok=True)
 

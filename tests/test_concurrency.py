@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from imagenet_cli import locks, manifest, sample
 from imagenet_cli.cli.app import app
 from imagenet_cli.download import download_official, download_sample
-from imagenet_cli.errors import LockHeldError
+from imagenet_cli.errors import InsufficientSpaceError, LockHeldError
 from imagenet_cli.prepare import prepare
 from imagenet_cli.prepare.resize import Recipe
 from imagenet_cli.records import read_record, record_path
@@ -239,9 +239,9 @@ def test_a_mirror_download_is_kept_on_a_rerun_without_its_checksums(train_tar, t
 
 
 def test_a_full_disk_leaves_nothing_under_a_final_name_and_the_rerun_finishes(small_tmpfs, tmp_path):
-    with pytest.raises(OSError) as raised:
+    with pytest.raises(InsufficientSpaceError, match=f"the disk holding {small_tmpfs / 'downloads'} is full") as raised:
         download_sample(small_tmpfs, **SMALL)
-    assert raised.value.errno == errno.ENOSPC
+    assert raised.value.__cause__.errno == errno.ENOSPC
     downloads = small_tmpfs / "downloads"
     for path in downloads.iterdir():
         if not path.name.startswith(".") and not path.name.endswith(".record.json"):
@@ -257,6 +257,33 @@ def test_a_full_disk_leaves_nothing_under_a_final_name_and_the_rerun_finishes(sm
         assert (downloads / name).read_bytes() == (reference / "downloads" / name).read_bytes()
         assert read_record(downloads / name).matches(downloads / name)
     assert {f.status for f in result.files} <= {"written", "kept"}
+
+
+def test_export_downsampled_on_a_full_disk_says_so_every_time_and_the_rerun_leaves_no_staging(official_root, tmp_path):
+    pytest.importorskip("numpy")
+    from imagenet_cli.export import export
+
+    root = tmp_path / "root"
+    shutil.copytree(official_root / "downloads", root / "downloads")
+    prepare(root, ["full"], workers=2)
+    point = tmp_path / "small"
+    point.mkdir()
+    mount("-t", "tmpfs", "-o", "size=300k", "tmpfs", str(point))  # the staged batches do not fit
+    try:
+        for _ in range(2):  # the re-run on a disk still full says the same
+            result = runner.invoke(app, ["export", "downsampled", "--root", str(root), "--from", str(root / "full"),
+                                         "--out", str(point / "ds")], env={"IMAGENET_NO_PROGRESS": "1"})  # fmt: skip
+            assert result.exit_code == 1, result.output
+            [line] = result.stderr.splitlines()
+            assert f"the disk holding {point / 'ds'}" in line and "is full" in line and "freeing disk space" in line, line
+        subprocess.run(["mount", "-o", "remount,size=40m", str(point)], check=True)  # space freed
+        export(root, "downsampled", source=root / "full", out=point / "ds")
+        clean = export(root, "downsampled", source=root / "full", out=tmp_path / "clean")
+        assert not (point / "ds" / ".staging").exists() and not list((point / "ds").rglob("*.tmp"))
+        for shard in clean.shards:
+            assert (point / "ds" / shard.file).read_bytes() == (clean.path / shard.file).read_bytes()
+    finally:
+        subprocess.run(["umount", str(point)], check=True)
 
 
 # --- a read-only root --------------------------------------------------------------------------

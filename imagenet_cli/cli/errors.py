@@ -72,7 +72,7 @@ ERROR_TABLE = (
     ErrorRule(ClusterUnreachableError, EXIT_ERROR, "checking that the scheduler runs at that address (or --dask local for one here)"),
     ErrorRule(ClusterError, EXIT_ERROR, "the same imagenet-cli version and the same mounts on every worker (README: More than one machine)"),
     ErrorRule(LockHeldError, EXIT_ERROR, "again once it has finished, or without --no-wait to wait for it"),
-    ErrorRule(InsufficientSpaceError, EXIT_ERROR, "freeing disk space or another --root"),
+    ErrorRule(InsufficientSpaceError, EXIT_ERROR, "freeing disk space (or writing elsewhere), then the same command: finished work is kept"),
     ErrorRule(KaggleCredentialsError, EXIT_ERROR, "saving your token as ~/.kaggle/kaggle.json (chmod 600) or setting KAGGLE_API_TOKEN"),
     ErrorRule(KaggleRulesError, EXIT_ERROR, "accepting the rules in a browser while logged in, then the same command"),
     ErrorRule(AccessDeniedError, EXIT_ERROR, "logging in on the site, then --cookies cookies.txt or --header 'Name: value'"),

@@ -103,8 +103,12 @@ def _stage(job: Job, name: str, rows: list[Sample]) -> None:
         return
     np = require_numpy()
     data, labels, pixel_sum = _downsample(job, name, rows)
+    # Through a buffer: numpy writes straight to a real file with tofile(), whose short write on
+    # a full disk is an OSError without errno ("N requested and M written"), not ENOSPC.
+    encoded = io.BytesIO()
+    np.lib.format.write_array(encoded, pixel_sum, allow_pickle=False)
     with atomic.atomic_writer(total) as file:
-        np.lib.format.write_array(file, pixel_sum, allow_pickle=False)
+        file.write(encoded.getvalue())
     _write_npz(staged, {"data": data, "labels": labels})
 
 
