@@ -234,6 +234,7 @@ class FakeKaggle(FileServer):
         self.rules_accepted = True
         self.api_calls = 0
         self.api_queue: list[int] = []  # statuses to answer the next API calls with
+        self.storage: FileServer | None = None  # a bucket on another host to redirect to; None: this one
 
     @property
     def api_endpoint(self) -> str:
@@ -266,7 +267,8 @@ class FakeKaggle(FileServer):
             self._json(handler, 404, {"code": 404, "message": "Not found"})
         else:
             handler.send_response(302)
-            handler.send_header("Location", self.signed_url(body["competitionName"] + ".zip"))
+            bucket = self.storage or self
+            handler.send_header("Location", bucket.signed_url(body["competitionName"] + ".zip"))
             handler.send_header("Content-Length", "0")
             handler.end_headers()
         return True

@@ -142,3 +142,19 @@ def test_a_missing_extra_is_named_as_this_copy_was_installed(monkeypatch, tmp_pa
     assert install_command("numpy") == "pip install '/src/my checkout[numpy]'"
     monkeypatch.setattr(metadata, "distributions", lambda name: [Installed({"url": "https://files.example/imagenet_cli.whl"})])
     assert install_command("numpy") == "pip install 'imagenet-cli[numpy]'"
+
+
+@pytest.mark.parametrize(("args", "said"), [
+    (["prepare", "--quality", "200"], "Invalid value for '--quality': must be at most 100 — try `imagenet prepare --help`"),
+    (["prepare", "--workers", "0"], "Invalid value for '--workers': must be at least 1 — try"),
+    (["subset", "--per-class", "abc"], "Invalid value for '--per-class': must be a whole number — try"),
+    (["prepare", "--resize", "bogus"], "'bogus' is not one of 'shorter', 'center-crop', 'squash', 'longer' — try"),
+])  # fmt: skip
+def test_a_bad_value_is_said_in_our_words_not_a_validators(args, said, tmp_path):
+    import subprocess
+    import sys
+
+    completed = subprocess.run([sys.executable, "-m", "imagenet_cli", *args, "--root", str(tmp_path)], capture_output=True, text=True)
+    assert completed.returncode == 2
+    [line] = completed.stderr.splitlines()
+    assert said in line and "Input should" not in line and "Value error" not in line

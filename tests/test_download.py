@@ -300,6 +300,21 @@ def test_kaggle_end_to_end(fake_kaggle, kaggle_zip, tmp_path):
     assert fake_kaggle.api_calls == calls, "a recorded bundle needs no API call"
 
 
+def test_the_kaggle_token_never_reaches_the_storage_host(fake_kaggle, kaggle_zip, tmp_path):
+    """The API redirects to signed storage on another host: neither the SDK's request nor ours carries the token."""
+    kaggle_json(tmp_path / "home")
+    try:
+        bucket = Recording({kaggle.ZIP_NAME: kaggle_zip}, host="127.0.0.2")
+    except OSError:
+        pytest.skip("127.0.0.2 is not a loopback address here")
+    with bucket:
+        fake_kaggle.storage = bucket
+        result = run("download", "--root", str(tmp_path / "root"))
+        assert result.exit_code == 0, result.output
+        assert bucket.seen and {authorization for _, authorization, _ in bucket.seen} == {None}
+    assert (tmp_path / "root" / "downloads" / kaggle.ZIP_NAME).read_bytes() == kaggle_zip
+
+
 def test_kaggle_credentials_from_the_environment(fake_kaggle, monkeypatch, tmp_path):
     monkeypatch.setenv("KAGGLE_USERNAME", "alice")
     monkeypatch.setenv("KAGGLE_KEY", "secret")

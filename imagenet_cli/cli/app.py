@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from typing import Annotated
 
@@ -76,8 +77,27 @@ def _usage_error(error: Exception, argv: list[str]) -> int:
     commands = {command.name for command in app.registered_commands}
     command = next((arg for arg in argv if arg in commands), None)
     where = f"imagenet {command}" if command else "imagenet"
-    typer.echo(f"imagenet: error: {error.format_message()} — try `{where} --help`", err=True)
+    typer.echo(f"imagenet: error: {_plain(error.format_message())} — try `{where} --help`", err=True)
     return EXIT_USAGE
+
+
+# Typer checks values with pydantic, whose phrasing is a validator's, not ours.
+_VALIDATOR_PHRASES = (
+    (re.compile(r"Value error, (.*?)\.?$"), r"\1"),
+    (re.compile(r"Input should be less than or equal to (\S+)"), r"must be at most \1"),
+    (re.compile(r"Input should be greater than or equal to (\S+)"), r"must be at least \1"),
+    (re.compile(r"Input should be less than (\S+)"), r"must be below \1"),
+    (re.compile(r"Input should be greater than (\S+)"), r"must be above \1"),
+    (re.compile(r"Input should be a valid integer.*"), "must be a whole number"),
+    (re.compile(r"Input should be a valid number.*"), "must be a number"),
+    (re.compile(r"Input should be (.*)"), r"must be \1"),
+)
+
+
+def _plain(message: str) -> str:
+    for pattern, replacement in _VALIDATOR_PHRASES:
+        message = pattern.sub(replacement, message)
+    return message
 
 
 def _stdout_closed() -> None:
