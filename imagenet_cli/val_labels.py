@@ -63,7 +63,8 @@ class ValLabels:
                 continue
             shown = "; ".join(map(str, rows[:3])) + ("; …" if len(rows) > 3 else "")
             used = f"using {name}'s labels, as asked" if trusted else f"using {TABLE}'s labels"
-            yield f"{name} labels {len(rows):,} val images otherwise than {TABLE} ({shown}): {used}"
+            images = "1 val image" if len(rows) == 1 else f"{len(rows):,} val images"
+            yield f"{name} labels {images} otherwise than {TABLE} ({shown}): {used}"
 
 
 def devkit_labels(text: str, where: str) -> LabelInput:

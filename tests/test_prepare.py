@@ -246,7 +246,7 @@ def test_the_shipped_val_labels_win_over_a_wrong_devkit_and_the_row_is_named(off
     with caplog.at_level(logging.WARNING, logger="imagenet_cli"):
         result = prepare(root, ["64"])
     assert (root / "64" / "val" / true / name).is_file() and not (root / "64" / "val" / said).exists()
-    assert f"the devkit's ground truth labels 1 val images otherwise than the shipped table ({name}: it says {said}, the table {true})" in caplog.text
+    assert f"the devkit's ground truth labels 1 val image otherwise than the shipped table ({name}: it says {said}, the table {true})" in caplog.text
     assert result.trees[0].failures == []
 
 
@@ -394,3 +394,15 @@ def test_a_lanczos_squash_tree_leaves_the_default_squash_free(official_root, tmp
     result = CliRunner().invoke(app, ["prepare", "--root", str(root), "--size", "64", "--resize", "squash", "--splits", "val"])
     assert result.exit_code == 0, result.output
     assert (root / "64-squash" / manifest.MANIFEST).is_file() and (root / "64-squash-lanczos" / manifest.MANIFEST).is_file()
+
+
+def test_a_val_image_in_another_class_folder_of_a_tree_is_named_and_filed_by_its_label(official_root, tmp_path, caplog):
+    source = image_folder(tmp_path, official_root)
+    image = sorted((source / "val").glob("*/*.JPEG"))[0]
+    label = image.parent.name
+    other = next(p for p in sorted((source / "val").iterdir()) if p.name != label)
+    image.rename(other / image.name)
+    with caplog.at_level(logging.WARNING, logger="imagenet_cli"):
+        prepare(tmp_path / "root", ["64"], source=source, splits=["val"])
+    assert f"1 val image sits in another class's folder than its label ({other.name}/{image.name}: its label is {label})" in caplog.text
+    assert (tmp_path / "root" / "64" / "val" / label / image.name).is_file()

@@ -656,8 +656,9 @@ def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], t
                 else:
                     by_class[wnid].append(LooseFile(name, path))
         if refiled:
-            log.warning("%s: %d val images sit in another class's folder than their label (%s%s): filed by their label",
-                        split_dir, len(refiled), "; ".join(refiled[:3]), "; …" if len(refiled) > 3 else "")  # fmt: skip
+            images = "1 val image sits" if len(refiled) == 1 else f"{len(refiled):,} val images sit"
+            log.warning("%s: %s in another class's folder than its label (%s%s): filed by the label",
+                        split_dir, images, "; ".join(refiled[:3]), "; …" if len(refiled) > 3 else "")  # fmt: skip
         shards += [Shard(split, w, len(p), Files(tuple(p)), listing=_files_listing(p)) for w, p in sorted(by_class.items())]
         shards += _unusable(split, unusable)
     kind = "an extracted Kaggle tree" if base != source else "an ImageFolder tree"
