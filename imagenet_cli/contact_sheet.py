@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from . import atomic, catalogue, manifest
 from .errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
 from .layout import Root
-from .prepare.shards import MARKERS, read_marker
 from .selection import choose, select_classes
+from .trees.shards import MARKERS, read_marker
 
 if TYPE_CHECKING:  # Pillow is imported when a sheet is drawn, never at startup
     from PIL.Image import Image as Picture

@@ -8,8 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from .download.transfer import Journal, Plan, Remote
-from .export import CLAIM as EXPORT_CLAIM
-from .export import RECORD as EXPORT_RECORD
+from .exports import CLAIM as EXPORT_CLAIM
+from .exports import RECORD as EXPORT_RECORD
 from .layout import EXPORTS, SPLITS, Root, SplitCount, count_split, free_bytes
 from .manifest import has_manifest, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record

@@ -37,7 +37,7 @@ def kaggle2019_root(tmp_path_factory) -> Path:
 
 def prepared_copy(official_root: Path, parent: Path, size: str) -> Path:
     """A root of its own holding the official-form sample, prepared at ``size``."""
-    from imagenet_cli.prepare import prepare
+    from imagenet_cli.trees import prepare
 
     shutil.copytree(official_root / "downloads", parent / "downloads")
     prepare(parent, [size], workers=2)

@@ -404,17 +404,27 @@ def test_no_message_prints_a_query_string(text):
     assert "https://" in line and ("imagenet.zip" in line or "ILSVRC2012_img_val.tar" in line)
 
 
-def test_the_top_level_api_stays_callable_once_its_modules_are_imported(tmp_path):
-    """``imagenet_cli.prepare`` is a function and ``imagenet_cli/prepare/`` a package: importing the
-    package must not hide the function, however it was imported (the README's Python lines)."""
+@pytest.mark.parametrize("order", ["api first", "modules first"])
+def test_every_module_imports_and_the_api_stays_functions_in_any_order(order):
+    """The stages are packages named by nouns (trees, checks, exports, subsets): no submodule is
+    named like a function of the API, so importing them never hides one, in either order."""
     program = (
+        "import importlib, pkgutil, types\n"
         "import imagenet_cli as inet\n"
-        "from imagenet_cli.prepare import cluster\n"  # loads the prepare package first
-        "recipe = inet.Recipe(('32',))\n"
-        "names = ['prepare', 'verify', 'subset', 'export', 'download_sample']\n"
-        "assert all(callable(getattr(inet, n)) and not isinstance(getattr(inet, n), type(inet)) for n in names), names\n"
+        "def api():\n"
+        "    return {n: getattr(inet, n) for n in inet.__all__}\n"
+        "def modules():\n"
+        "    for info in pkgutil.walk_packages(inet.__path__, 'imagenet_cli.'):\n"
+        "        if info.name != 'imagenet_cli.__main__':\n"
+        "            importlib.import_module(info.name)\n"
+        f"first, second = (api, modules) if {order!r} == 'api first' else (modules, api)\n"
+        "first(); second()\n"
+        "for name, value in api().items():\n"
+        "    if name != 'catalogue':\n"
+        "        assert not isinstance(value, types.ModuleType), name\n"
+        "assert all(callable(getattr(inet, n)) for n in ('prepare', 'verify', 'subset', 'export', 'download_sample'))\n"
         "from imagenet_cli import prepare, verify\n"
-        "assert callable(prepare) and callable(verify) and inet.prepare is prepare\n"
+        "assert inet.prepare is prepare and callable(verify)\n"
     )
     completed = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True)
     assert completed.returncode == 0, completed.stderr
@@ -434,8 +444,8 @@ def test_with_both_layouts_in_downloads_prepare_says_which_it_reads(official_roo
 def test_verify_of_the_wrong_level_is_a_usage_error(official_root, tmp_path, level):
     import shutil
 
-    from imagenet_cli.export import export
-    from imagenet_cli.prepare import prepare
+    from imagenet_cli.exports import export
+    from imagenet_cli.trees import prepare
 
     shutil.copytree(official_root / "downloads", tmp_path / "downloads")
     prepare(tmp_path, ["64"], splits=["val"])
@@ -475,7 +485,7 @@ def test_info_says_a_full_tree_holds_originals_and_counts_read_as_english(offici
     import shutil
 
     from imagenet_cli.cli.common import plural
-    from imagenet_cli.prepare import prepare
+    from imagenet_cli.trees import prepare
 
     shutil.copytree(official_root / "downloads", tmp_path / "downloads")
     prepare(tmp_path, ["full"], splits=["val"])

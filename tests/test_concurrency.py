@@ -24,10 +24,10 @@ from imagenet_cli import locks, manifest, sample
 from imagenet_cli.cli.app import app
 from imagenet_cli.download import download_official, download_sample
 from imagenet_cli.errors import InsufficientSpaceError, LockHeldError
-from imagenet_cli.prepare import prepare
-from imagenet_cli.prepare.resize import Recipe
 from imagenet_cli.records import read_record, record_path
-from imagenet_cli.subset import subset
+from imagenet_cli.subsets import subset
+from imagenet_cli.trees import prepare
+from imagenet_cli.trees.resize import Recipe
 
 from .conftest import SMALL
 from .servers import FileServer
@@ -261,7 +261,7 @@ def test_a_full_disk_leaves_nothing_under_a_final_name_and_the_rerun_finishes(sm
 
 def test_export_downsampled_on_a_full_disk_says_so_every_time_and_the_rerun_leaves_no_staging(official_root, tmp_path):
     pytest.importorskip("numpy")
-    from imagenet_cli.export import export
+    from imagenet_cli.exports import export
 
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from imagenet_cli import manifest
+from imagenet_cli.checks import verify
 from imagenet_cli.download import download_sample
 from imagenet_cli.errors import InputChangedError
-from imagenet_cli.prepare import prepare
-from imagenet_cli.verify import verify
+from imagenet_cli.trees import prepare
 
 from .builders import tree_from_official
 from .conftest import SMALL

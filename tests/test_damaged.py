@@ -16,10 +16,10 @@ import pytest
 from typer.testing import CliRunner
 
 from imagenet_cli import archives, hashing, manifest, records, sample
+from imagenet_cli.checks import verify
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import EXIT_PROBLEMS
-from imagenet_cli.prepare import prepare
-from imagenet_cli.verify import verify
+from imagenet_cli.trees import prepare
 
 runner = CliRunner()
 
@@ -251,7 +251,7 @@ def test_a_member_inflating_past_its_declared_size_stops_at_once(tmp_path):
 def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped():
     from PIL import Image, ImageStat
 
-    from imagenet_cli.prepare.resize import Recipe, process
+    from imagenet_cli.trees.resize import Recipe, process
 
     image = Image.new("I;16", (256, 256))
     image.putdata([(x * 256) for _ in range(256) for x in range(256)])  # 0 … 65280, left to right
@@ -265,7 +265,7 @@ def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped():
 
 def test_failure_messages_are_the_same_on_every_run():
     from imagenet_cli.decode_check import decode_problem
-    from imagenet_cli.prepare.resize import ImageError, Recipe, process
+    from imagenet_cli.trees.resize import ImageError, Recipe, process
 
     messages = set()
     for _ in range(2):

@@ -23,8 +23,8 @@ distributed = pytest.importorskip("distributed")
 from imagenet_cli import manifest  # noqa: E402
 from imagenet_cli.download import download_sample  # noqa: E402
 from imagenet_cli.errors import ClusterError, ShardCrashError, install_command  # noqa: E402
-from imagenet_cli.prepare import cluster, prepare  # noqa: E402
-from imagenet_cli.prepare.resize import Recipe  # noqa: E402
+from imagenet_cli.trees import cluster, prepare  # noqa: E402
+from imagenet_cli.trees.resize import Recipe  # noqa: E402
 
 from .builders import tree_from_official  # noqa: E402
 

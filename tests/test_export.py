@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from imagenet_cli import catalogue, manifest
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import OverwriteRefusedError
-from imagenet_cli.export import export
-from imagenet_cli.subset import subset
+from imagenet_cli.exports import export
+from imagenet_cli.subsets import subset
 
 wds = pytest.importorskip("webdataset")
 from .conftest import prepared_copy  # noqa: E402
@@ -91,7 +91,7 @@ def test_the_cli_writes_under_the_root_and_says_where(root):
 
 
 def test_verify_checks_an_export_against_its_record(root, tmp_path):
-    from imagenet_cli.verify import verify
+    from imagenet_cli.checks import verify
 
     out = tmp_path / "wds"
     result = export(root, out=out, shard_size=10)
@@ -109,7 +109,7 @@ def test_verify_checks_an_export_against_its_record(root, tmp_path):
 
 
 def test_verify_of_the_root_finds_its_exports(official_root, tmp_path):
-    from imagenet_cli.verify import verify
+    from imagenet_cli.checks import verify
 
     root = prepared_copy(official_root, tmp_path, "32")
     made = export(root)
@@ -140,8 +140,8 @@ def test_default_shards_are_named_and_counted_as_timms(root, tmp_path):
     ("val", catalogue.SPLIT_IMAGES["val"], 64, "imagenet1k-validation-{00..63}.tar"),
 ])  # fmt: skip
 def test_the_full_splits_make_timms_1024_and_64_shards(split, images, shards, pattern):
-    from imagenet_cli.export import SHARD_SIZES
-    from imagenet_cli.export.webdataset import brace_pattern, shard_names
+    from imagenet_cli.exports import SHARD_SIZES
+    from imagenet_cli.exports.webdataset import brace_pattern, shard_names
 
     per_shard = SHARD_SIZES["webdataset"][split]
     count = -(-images // per_shard)
@@ -150,7 +150,7 @@ def test_the_full_splits_make_timms_1024_and_64_shards(split, images, shards, pa
 
 
 def test_shard_numbers_widen_only_past_their_width():
-    from imagenet_cli.export.webdataset import brace_pattern, shard_names
+    from imagenet_cli.exports.webdataset import brace_pattern, shard_names
 
     assert brace_pattern(shard_names("in1k", "val", 101)) == "in1k-validation-{000..100}.tar"
     assert shard_names("in1k", "train", 3) == ["in1k-train-0000.tar", "in1k-train-0001.tar", "in1k-train-0002.tar"]

@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from imagenet_cli import catalogue, manifest
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import InvalidArgumentError, install_command
-from imagenet_cli.export import SplitSamples, export
-from imagenet_cli.subset import subset
+from imagenet_cli.exports import SplitSamples, export
+from imagenet_cli.subsets import subset
 
 from .conftest import prepared_copy
 
@@ -33,7 +33,7 @@ runner = CliRunner()
 def root(official_root, tmp_path_factory) -> Path:
     """The sample prepared at full size (originals kept) and at 64 pixels."""
     made = prepared_copy(official_root, tmp_path_factory.mktemp("formats"), "full")
-    from imagenet_cli.prepare import prepare
+    from imagenet_cli.trees import prepare
 
     prepare(made, ["64"], workers=2)
     return made

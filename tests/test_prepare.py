@@ -19,11 +19,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from imagenet_cli import catalogue, manifest, sample
+from imagenet_cli.checks import verify
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import EXIT_PROBLEMS, LabelConflictError, OverwriteRefusedError
-from imagenet_cli.prepare import prepare
-from imagenet_cli.prepare.resize import Recipe
-from imagenet_cli.verify import verify
+from imagenet_cli.trees import prepare
+from imagenet_cli.trees.resize import Recipe
 
 from .builders import rewrite_ground_truth, set_devkit_line
 from .conftest import SMALL, default_sigint
@@ -383,7 +383,7 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
     (Recipe(("full",), format="png", filter="lanczos", mode="squash"), "full-png"),
 ])  # fmt: skip
 def test_every_option_off_its_default_is_in_the_tree_name(recipe, name):
-    from imagenet_cli.prepare import tree_name
+    from imagenet_cli.trees import tree_name
 
     assert tree_name(recipe.sizes[0], recipe) == name
 

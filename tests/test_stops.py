@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from imagenet_cli.checks import verify
 from imagenet_cli.download import download_sample
-from imagenet_cli.prepare import prepare
-from imagenet_cli.prepare.resize import Recipe
-from imagenet_cli.verify import verify
+from imagenet_cli.trees import prepare
+from imagenet_cli.trees.resize import Recipe
 
 from .conftest import default_sigint
 
@@ -100,7 +100,7 @@ def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root):
 def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path):
     """Downsampled decoding runs on a process pool: a stop ends it at once, workers and all, and
     the batches staged before it are kept. A named pipe in place of one image holds the run there."""
-    from imagenet_cli.export import SplitSamples
+    from imagenet_cli.exports import SplitSamples
 
     # 700 train images: batches of 70 rows, so each batch is two chunks for the two workers.
     download_sample(tmp_path, classes=["imagenette"], train_per_class=70, val_per_class=1, test_images=0)
@@ -127,7 +127,7 @@ def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path):
     assert wait_until_gone(workers, 5) == set(), "no decoding worker outlives its run"
     staged = {p.name: p.stat().st_ino for p in (out / ".staging").glob("*.npz")}
     assert len(staged) == 5
-    from imagenet_cli.export import export
+    from imagenet_cli.exports import export
 
     result = export(tmp_path, "downsampled", source=tmp_path / "full", out=out, size=8, workers=2)
     assert result.samples == {"train": 700, "val": 10}

@@ -15,11 +15,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from imagenet_cli import catalogue
+from imagenet_cli.checks import verify
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
-from imagenet_cli.prepare import prepare
-from imagenet_cli.subset import choose, fraction_count, subset
-from imagenet_cli.verify import verify
+from imagenet_cli.subsets import choose, fraction_count, subset
+from imagenet_cli.trees import prepare
 
 from .conftest import prepared_copy
 

@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from imagenet_cli import hashing, manifest, sample
+from imagenet_cli.checks import verify
 from imagenet_cli.cli.app import app
 from imagenet_cli.errors import EXIT_PROBLEMS, EXIT_USAGE
 from imagenet_cli.progress import Progress
 from imagenet_cli.records import read_record
-from imagenet_cli.verify import verify
 
 from .builders import set_devkit_line, tree_from_official
 
@@ -326,7 +326,7 @@ def test_deep_decoding_shows_progress_with_an_exact_total(root):
 def test_prepare_progress_totals_are_exact_or_absent(root, tmp_path):
     import shutil
 
-    from imagenet_cli.prepare import prepare
+    from imagenet_cli.trees import prepare
 
     work = tmp_path / "work"
     shutil.copytree(root / "downloads", work / "downloads")
@@ -340,7 +340,7 @@ def test_prepare_progress_totals_are_exact_or_absent(root, tmp_path):
 
 def test_a_rare_problem_is_never_hidden_behind_a_thousand_common_ones(tmp_path):
     """Caps apply per kind: 1,500 missing files do not hide the one wrong label."""
-    from imagenet_cli.verify.findings import MAX_LISTED, Check
+    from imagenet_cli.checks.findings import MAX_LISTED, Check
 
     check = Check(tmp_path, "tree")
     for number in range(1500):

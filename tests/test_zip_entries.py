@@ -11,9 +11,9 @@ import pytest
 from PIL import Image
 
 from imagenet_cli import zip_entries
+from imagenet_cli.checks import verify
 from imagenet_cli.errors import ArchiveError
-from imagenet_cli.prepare import prepare
-from imagenet_cli.verify import verify
+from imagenet_cli.trees import prepare
 
 
 def make_zip(path: Path, files: dict[str, bytes], zip64: bool, monkeypatch) -> None:

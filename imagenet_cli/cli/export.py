@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..export import ExportFormat, ExportResult, export
-from ..export.webdataset import brace_pattern
+from ..exports import ExportFormat, ExportResult, export
+from ..exports.webdataset import brace_pattern
 from .common import FromTreeOption, NoWaitOption, Rendering, Session, comma_list, command, its_path
 
 EXAMPLES = """\

@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..prepare import PrepareResult, prepare
-from ..prepare.resize import Filter, ImageFormat, Mode, Recipe
+from ..trees import PrepareResult, prepare
+from ..trees.resize import Filter, ImageFormat, Mode, Recipe
 from .common import NoWaitOption, Rendering, Session, comma_list, command, print_table
 
 EXAMPLES = """\

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..catalogue import LabelFraction
-from ..subset import LinkMode, SubsetResult, subset
+from ..subsets import LinkMode, SubsetResult, subset
 from .common import FromTreeOption, NoWaitOption, Rendering, Session, command, its_path, plural
 
 EXAMPLES = """\

@@ -7,9 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from ..checks import VerifyReport, verify
+from ..checks.findings import MAX_LISTED, Check
 from ..hashing import Algorithm
-from ..verify import VerifyReport, verify
-from ..verify.findings import MAX_LISTED, Check
 from .common import Rendering, Session, command, file_option, human_bytes, jsonable, print_table
 
 EXAMPLES = """\

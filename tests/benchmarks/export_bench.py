@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from imagenet_cli.download import download_sample  # noqa: E402
-from imagenet_cli.export import export  # noqa: E402
-from imagenet_cli.prepare import prepare  # noqa: E402
+from imagenet_cli.exports import export  # noqa: E402
+from imagenet_cli.trees import prepare  # noqa: E402
 
 
 def main() -> None:

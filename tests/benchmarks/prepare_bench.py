@@ -33,10 +33,10 @@ sys.path.insert(0, str(REPO))
 from PIL import Image, ImageChops, ImageStat  # noqa: E402
 
 from imagenet_cli.download import download_sample  # noqa: E402
-from imagenet_cli.prepare import prepare  # noqa: E402
-from imagenet_cli.prepare import resize as images  # noqa: E402
 from imagenet_cli.sample import COMMON_SIZES  # noqa: E402
 from imagenet_cli.sample.images import ImageSpec, render  # noqa: E402
+from imagenet_cli.trees import prepare  # noqa: E402
+from imagenet_cli.trees import resize as images  # noqa: E402
 from tests.builders import tree_from_official  # noqa: E402
 
 

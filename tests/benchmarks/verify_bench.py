@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from imagenet_cli import catalogue, hashing, manifest  # noqa: E402
-from imagenet_cli.verify import verify  # noqa: E402
+from imagenet_cli.checks import verify  # noqa: E402
 from tests.benchmarks.measure import run_cli  # noqa: E402
 
 

@@ -120,7 +120,7 @@ def prepare(
     trust_input_labels: bool = False,
 ) -> PrepareResult:
     """Write one tree per size of ``recipe`` into the folder ``into`` (default: the root); see the
-    module docstring. ``recipe`` is a :class:`~imagenet_cli.prepare.resize.Recipe`, or sizes alone
+    module docstring. ``recipe`` is a :class:`~imagenet_cli.trees.resize.Recipe`, or sizes alone
     (``["224"]``) for the default one.
 
     Re-running converges to the tree the current inputs give: finished shards are kept, shards
@@ -131,7 +131,7 @@ def prepare(
     trees (``failures``), not raised.
 
     Shards run on ``workers`` local processes, or on a Dask cluster: ``dask`` is ``local``,
-    ``local:N``, ``auto`` or a scheduler address (see :mod:`imagenet_cli.prepare.cluster`); or on any
+    ``local:N``, ``auto`` or a scheduler address (see :mod:`imagenet_cli.trees.cluster`); or on any
     ``executor`` (``concurrent.futures``) whose workers see the same paths.
 
     Val labels are the shipped table's; where the devkit's ground truth or LOC_val_solution.csv

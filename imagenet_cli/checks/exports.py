@@ -12,7 +12,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from ..export import RECORD
+from ..exports import RECORD
 from ..hashing import hash_file
 from ..progress import SILENT, Progress
 from .findings import Check
@@ -65,12 +65,12 @@ def _check_shard(check: Check, folder: Path, shard: dict[str, Any], deep: str | 
 def _count_samples(path: Path, kind: str) -> int:
     # The format's extra, imported here only: without it, one line names it (not a traceback).
     if kind == "parquet":
-        from ..export.parquet import require_pyarrow
+        from ..exports.parquet import require_pyarrow
 
         _, parquet = require_pyarrow()
         return int(parquet.ParquetFile(path).metadata.num_rows)
     if kind == "downsampled":
-        from ..export.downsampled import require_numpy
+        from ..exports.downsampled import require_numpy
 
         with require_numpy().load(path) as arrays:
             return len(arrays["labels"])
