@@ -116,7 +116,9 @@ def tar_files(
         raise ArchiveError(f"{origin} is damaged or truncated ({error})") from error
 
 
-def _regular_files(tar: tarfile.TarFile, origin: str, refuse: Refuse, max_size: int | None) -> Iterator[tarfile.TarInfo]:
+def _regular_files(
+    tar: tarfile.TarFile, origin: str, refuse: Refuse, max_size: int | None
+) -> Iterator[tarfile.TarInfo]:
     """The one refusal rule for tars: links, devices, unsafe names and (with ``max_size``) members
     claiming more than an image can hold go to ``refuse``; folders are skipped."""
     for member in tar:

@@ -55,7 +55,9 @@ def atomic_path(path: Path, durable: bool = True, before_rename: Finish | None =
         os.replace(temporary, path)
     except OSError as error:
         if error.errno in _DISK_FULL:  # one message for a full disk, whichever write met it
-            raise InsufficientSpaceError(f"the disk holding {path.parent} is full: {path.name} could not be written") from error
+            raise InsufficientSpaceError(
+                f"the disk holding {path.parent} is full: {path.name} could not be written"
+            ) from error
         raise
     finally:
         temporary.unlink(missing_ok=True)

@@ -40,6 +40,8 @@ NAMED_SUBSETS = {
     "imagewoof": "imagewoof.txt",
     "imagenet100": "imagenet100_cmc.txt",
 }
+
+
 class LabelFraction(StrEnum):
     """The SimCLR / TFDS label-fraction lists of train images."""
 
@@ -108,9 +110,7 @@ def classes() -> tuple[ImageNetClass, ...]:
     for index, line in enumerate(_data_text("LOC_synset_mapping.txt").splitlines()):
         wnid, names = line.split(" ", 1)
         devkit_id, short_name = devkit[wnid]
-        table.append(
-            ImageNetClass(index, wnid, devkit_id, short_name, tuple(n.strip() for n in names.split(",")))
-        )
+        table.append(ImageNetClass(index, wnid, devkit_id, short_name, tuple(n.strip() for n in names.split(","))))
     return tuple(table)
 
 
@@ -243,7 +243,9 @@ def resolve_classes(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
         matches = find(item)
         if len(matches) > 1:
             listed = ", ".join(f"{c.wnid} ({c.name})" for c in matches[:5])
-            raise UnknownClassError(f"{item!r} matches {len(matches)} classes: {listed}{' …' if len(matches) > 5 else ''}")
+            raise UnknownClassError(
+                f"{item!r} matches {len(matches)} classes: {listed}{' …' if len(matches) > 5 else ''}"
+            )
         chosen[matches[0].wnid] = None
     return tuple(chosen)
 

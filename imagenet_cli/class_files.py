@@ -65,5 +65,13 @@ def class_index(tree: Path) -> dict[str, int]:
     a partial tree (the sample, a subset) that is not the index a 1000-class model predicts. Map
     their labels through this instead.
     """
-    present = sorted({p.name for split in ("train", "val") if (tree / split).is_dir() for p in (tree / split).iterdir() if p.is_dir()})
+    present = sorted(
+        {
+            p.name
+            for split in ("train", "val")
+            if (tree / split).is_dir()
+            for p in (tree / split).iterdir()
+            if p.is_dir()
+        }
+    )
     return {wnid: catalogue.by_wnid(wnid).index for wnid in present}

@@ -79,7 +79,9 @@ def show(
         raise OverwriteRefusedError(f"{out} exists; it is not replaced unless forced", "out", forceable=True)
     columns = max((len(row) for row in rows), default=0)
     if not columns:
-        raise MissingInputError(f"nothing to show in {tree}" + (": prepare repaired and failed nothing" if failures else ""))
+        raise MissingInputError(
+            f"nothing to show in {tree}" + (": prepare repaired and failed nothing" if failures else "")
+        )
     atomic.write_bytes(destination, _draw(rows, columns))
     return SheetResult(destination, tree, len(rows), columns, [tile for row in rows for tile in row])
 
@@ -111,9 +113,7 @@ def _classes_label(classes: str | None, rows: list[list[Tile]], seed: int) -> st
 def _failure_rows(tree: Path) -> list[list[Tile]]:
     """One row of what prepare repaired (from the shard markers), one of what it could not read."""
     info = manifest.read_tree_info(tree)
-    failed = [
-        Tile(f.wnid, f.name, None, f.error) for f in (info.failures if info else [])
-    ]
+    failed = [Tile(f.wnid, f.name, None, f.error) for f in (info.failures if info else [])]
     repaired = []
     for marker in sorted((tree / MARKERS).glob("*-*.json")):
         result = read_marker(marker)

@@ -54,9 +54,10 @@ def hash_file(
     digests = {name: ALGORITHMS[name]() for name in algorithms}
     buffer = bytearray(CHUNK_BYTES)
     view = memoryview(buffer)
-    with open(path, "rb", buffering=0) as file, progress.task(
-        f"hashing {path.name}", total=path.stat().st_size, unit="B"
-    ) as advance:
+    with (
+        open(path, "rb", buffering=0) as file,
+        progress.task(f"hashing {path.name}", total=path.stat().st_size, unit="B") as advance,
+    ):
         while count := file.readinto(buffer):
             chunk = view[:count]
             for digest in digests.values():

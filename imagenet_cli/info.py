@@ -152,7 +152,11 @@ def _export_states(folder: Path) -> list[ExportState]:
             samples: dict[str, int] = {}
             for shard in data["shards"]:
                 samples[shard["split"]] = samples.get(shard["split"], 0) + shard["samples"]
-            states.append(ExportState(path.name, path, data["options"]["format"], samples, sum(s["bytes"] for s in data["shards"])))
+            states.append(
+                ExportState(
+                    path.name, path, data["options"]["format"], samples, sum(s["bytes"] for s in data["shards"])
+                )
+            )
         elif (path / EXPORT_CLAIM).is_file():
             states.append(ExportState(path.name, path, None, {}, 0))
     return states

@@ -103,7 +103,9 @@ def open_as_planned(path: Path, snapshot: Snapshot | None) -> BinaryIO:
     file = open(path, "rb")
     if snapshot is not None and Snapshot.of(os.fstat(file.fileno())) != snapshot:
         file.close()
-        raise InputChangedError(f"{path.name} was replaced or changed while it was being read; nothing of the new version was mixed in")
+        raise InputChangedError(
+            f"{path.name} was replaced or changed while it was being read; nothing of the new version was mixed in"
+        )
     return file
 
 

@@ -1,8 +1,8 @@
 """The data root: where downloads, prepared trees and subsets live.
 
-    ROOT/downloads/                 archives exactly as fetched, each with <name>.record.json
-    ROOT/<size>/{train,val}/<wnid>/ prepared ImageFolder trees, e.g. ROOT/224, ROOT/full
-    ROOT/subsets/<name>/            subsets of a prepared tree
+ROOT/downloads/                 archives exactly as fetched, each with <name>.record.json
+ROOT/<size>/{train,val}/<wnid>/ prepared ImageFolder trees, e.g. ROOT/224, ROOT/full
+ROOT/subsets/<name>/            subsets of a prepared tree
 """
 
 from __future__ import annotations
@@ -52,13 +52,17 @@ class Root:
         or among several the one a plain ``imagenet prepare`` makes (ROOT/224)."""
         trees = self.trees()
         if not trees:
-            raise MissingInputError(f"no prepared tree under {self.path}: run `imagenet prepare` first, or pass --from TREE")
+            raise MissingInputError(
+                f"no prepared tree under {self.path}: run `imagenet prepare` first, or pass --from TREE"
+            )
         if len(trees) == 1:
             return trees[0]
         if (default := self.path / DEFAULT_TREE) in trees:
             return default
         names = ", ".join(t.name for t in trees)
-        raise InvalidArgumentError(f"{self.path} holds several prepared trees ({names}) and no {DEFAULT_TREE}/; pick one with --from")
+        raise InvalidArgumentError(
+            f"{self.path} holds several prepared trees ({names}) and no {DEFAULT_TREE}/; pick one with --from"
+        )
 
     def is_data_root(self) -> bool:
         """A root, not a tree: it has downloads/, subsets/ or prepared trees, and no split folder."""
@@ -75,7 +79,9 @@ def _image_trees(parent: Path, exclude: set[str]) -> list[Path]:
         child
         for child in sorted(parent.iterdir())
         # Hidden folders are work in progress (a subset being staged), never a finished tree.
-        if child.is_dir() and not child.name.startswith(".") and child.name not in exclude
+        if child.is_dir()
+        and not child.name.startswith(".")
+        and child.name not in exclude
         and any((child / s).is_dir() for s in SPLITS)
     ]
 

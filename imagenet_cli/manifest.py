@@ -70,7 +70,9 @@ class TreeInfo:
     made_by: dict[str, Any]  # the command and options that wrote the tree
     splits: dict[str, dict[str, int]] = field(default_factory=dict)  # {"train": {"images": n, "classes": k}}
     failures: list[Failure] = field(default_factory=list)
-    inputs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # per split: what it was made from (inputs.InputFile)
+    inputs: dict[str, list[dict[str, Any]]] = field(
+        default_factory=dict
+    )  # per split: what it was made from (inputs.InputFile)
     format: int = FORMAT
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
@@ -92,7 +94,10 @@ def write_manifest(tree: Path, entries: Iterable[Entry]) -> int:
 
 
 def write_labels_and_manifest(
-    tree: Path, entries: Iterable[Entry], label_of: Callable[[Entry], int], own_label_of: Callable[[Entry], int] | None = None
+    tree: Path,
+    entries: Iterable[Entry],
+    label_of: Callable[[Entry], int],
+    own_label_of: Callable[[Entry], int] | None = None,
 ) -> int:
     """``manifest.tsv`` and the label files ``train.txt`` and ``val.txt`` (``relative/path label``,
     the label ``label_of`` gives: always the 1000-class sorted-WNID index), in one pass over
@@ -101,7 +106,10 @@ def write_labels_and_manifest(
     with contextlib.ExitStack() as stack:
 
         def writers(suffix: str) -> dict[str, BinaryIO]:
-            return {split: stack.enter_context(atomic.atomic_writer(tree / f"{split}{suffix}.txt")) for split in LABELLED_SPLITS}
+            return {
+                split: stack.enter_context(atomic.atomic_writer(tree / f"{split}{suffix}.txt"))
+                for split in LABELLED_SPLITS
+            }
 
         label_files = writers("")
         own_files = writers(OWN_INDEX_SUFFIX) if own_label_of is not None else {}

@@ -24,9 +24,7 @@ class Progress:
     """A sink for progress reports; this one discards them."""
 
     @contextmanager
-    def task(
-        self, description: str, total: int | None = None, unit: str = "it", initial: int = 0
-    ) -> Iterator[Advance]:
+    def task(self, description: str, total: int | None = None, unit: str = "it", initial: int = 0) -> Iterator[Advance]:
         """Report one measured activity; ``initial`` is what an earlier run already did."""
         yield _ignore
 

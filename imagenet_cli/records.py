@@ -48,7 +48,9 @@ def record_path(archive: Path) -> Path:
     return archive.with_name(archive.name + RECORD_SUFFIX)
 
 
-def write_record(archive: Path, digests: dict[str, str], source: str, content: Path | None = None, **extra: Any) -> DownloadRecord:
+def write_record(
+    archive: Path, digests: dict[str, str], source: str, content: Path | None = None, **extra: Any
+) -> DownloadRecord:
     """Record ``archive``; ``content`` is where its bytes are while the name does not exist yet
     (a temporary file about to be renamed, which keeps its size and mtime)."""
     stat = (content or archive).stat()

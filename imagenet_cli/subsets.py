@@ -37,6 +37,7 @@ from .selection import choose, select_classes
 
 log = logging.getLogger(__name__)
 
+
 class LinkMode(StrEnum):
     symlink = "symlink"
     hardlink = "hardlink"
@@ -89,13 +90,25 @@ def subset(
         raise InvalidArgumentError(f"--classes {classes!r} names no class")
     tree = source or Root(root).the_prepared_tree()
     arguments = {
-        "classes": classes, "per_class": per_class, "fraction": fraction, "images": images,
-        "val_per_class": val_per_class, "seed": seed, "link": link, "allow_short": allow_short,
-    }  # fmt: skip
+        "classes": classes,
+        "per_class": per_class,
+        "fraction": fraction,
+        "images": images,
+        "val_per_class": val_per_class,
+        "seed": seed,
+        "link": link,
+        "allow_short": allow_short,
+    }
     destination = out or Root(root).subsets / subset_name(arguments)
     with locks.writing(destination, wait), locks.reading(tree, wait):
         chosen = select_classes(classes, _classes_in(tree), seed)
-        log.info("from %s: %d classes chosen (%s%s)", tree, len(chosen), ", ".join(chosen[:5]), ", …" if len(chosen) > 5 else "")
+        log.info(
+            "from %s: %d classes chosen (%s%s)",
+            tree,
+            len(chosen),
+            ", ".join(chosen[:5]),
+            ", …" if len(chosen) > 5 else "",
+        )
         record = {
             "arguments": arguments,
             "source": _source_name(tree, root),
@@ -113,14 +126,20 @@ def subset(
         # A label-fraction list asked for on its own is the whole list: files of classes the tree
         # lacks are missing too. With --classes, only those classes' part of the list is wanted.
         listed_classes = set(chosen) if classes is not None else set(catalogue.wnids())
-        selection = _Selection(tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short, listed_classes)
+        selection = _Selection(
+            tree, chosen, seed, per_class, fraction, images, val_per_class, allow_short, listed_classes
+        )
         if dry_run:
             for _ in selection.files():
                 pass
             selection.check_shortfalls()
-            return SubsetResult(destination, tree, len(chosen), dict(selection.counts), "dry run", selection.missing, selection.short)
+            return SubsetResult(
+                destination, tree, len(chosen), dict(selection.counts), "dry run", selection.missing, selection.short
+            )
         _write(destination, tree, selection, record, link, progress)
-        return SubsetResult(destination, tree, len(chosen), dict(selection.counts), "written", selection.missing, selection.short)
+        return SubsetResult(
+            destination, tree, len(chosen), dict(selection.counts), "written", selection.missing, selection.short
+        )
 
 
 def subset_name(arguments: dict[str, Any]) -> str:
@@ -144,7 +163,13 @@ def subset_name(arguments: dict[str, Any]) -> str:
         parts.append(f"val{arguments['val_per_class']}")
     if arguments["link"] != "symlink":
         parts.append(arguments["link"])
-    random = classes is not None and classes.isdigit() or arguments["per_class"] or arguments["fraction"] or arguments["val_per_class"]
+    random = (
+        classes is not None
+        and classes.isdigit()
+        or arguments["per_class"]
+        or arguments["fraction"]
+        or arguments["val_per_class"]
+    )
     if random:
         parts.append(f"seed{arguments['seed']}")
     return "-".join(parts) or "all"
@@ -153,7 +178,9 @@ def subset_name(arguments: dict[str, Any]) -> str:
 # --- options and inputs ------------------------------------------------------------------------
 
 
-def _check_options(per_class: int | None, fraction: float | None, images: str | None, val_per_class: int | None, link: str) -> None:
+def _check_options(
+    per_class: int | None, fraction: float | None, images: str | None, val_per_class: int | None, link: str
+) -> None:
     if sum(x is not None for x in (per_class, fraction, images)) > 1:
         raise InvalidArgumentError("choose one of --per-class, --fraction and --images")
     if per_class is not None and per_class < 1:
@@ -210,9 +237,17 @@ class _Selection:
     """Streams the chosen files, one class folder at a time, from the source manifest or a scan."""
 
     def __init__(
-        self, tree: Path, chosen: Iterable[str], seed: int, per_class: int | None, fraction: float | None, images: str | None,
-        val_per_class: int | None, allow_short: bool, listed_classes: set[str],
-    ) -> None:  # fmt: skip
+        self,
+        tree: Path,
+        chosen: Iterable[str],
+        seed: int,
+        per_class: int | None,
+        fraction: float | None,
+        images: str | None,
+        val_per_class: int | None,
+        allow_short: bool,
+        listed_classes: set[str],
+    ) -> None:
         self.tree, self.chosen, self.seed = tree, set(chosen), seed
         self.per_class, self.fraction, self.val_per_class = per_class, fraction, val_per_class
         self.allow_short = allow_short
@@ -299,7 +334,9 @@ def _directories(tree: Path) -> Iterator[tuple[str, dict[str, manifest.Entry]]]:
 # --- writing -----------------------------------------------------------------------------------
 
 
-def _write(destination: Path, tree: Path, selection: _Selection, record: dict[str, Any], link: str, progress: Progress) -> None:
+def _write(
+    destination: Path, tree: Path, selection: _Selection, record: dict[str, Any], link: str, progress: Progress
+) -> None:
     staging = atomic.temporary_name(destination)
     for stale in destination.parent.glob(f".{destination.name}.*{atomic.TEMPORARY_SUFFIX}"):
         shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run (we hold the lock)
@@ -316,7 +353,10 @@ def _write(destination: Path, tree: Path, selection: _Selection, record: dict[st
                     yield entry
 
             manifest.write_labels_and_manifest(
-                staging, linked(), lambda entry: catalogue.by_wnid(entry.wnid).index, lambda entry: subset_index[entry.wnid]
+                staging,
+                linked(),
+                lambda entry: catalogue.by_wnid(entry.wnid).index,
+                lambda entry: subset_index[entry.wnid],
             )
         selection.check_shortfalls()
         _write_descriptions(staging, selection, record)

@@ -77,7 +77,9 @@ def devkit_labels(text: str, where: str) -> LabelInput:
         try:
             labels[number] = catalogue.by_devkit_id(int(line)).wnid
         except (ValueError, UnknownClassError):
-            raise ArchiveError(f"{where} line {number}: {line.strip()[:20]!r} is not an ILSVRC2012_ID (1–1000)") from None
+            raise ArchiveError(
+                f"{where} line {number}: {line.strip()[:20]!r} is not an ILSVRC2012_ID (1–1000)"
+            ) from None
     return LabelInput("the devkit's ground truth", labels)
 
 

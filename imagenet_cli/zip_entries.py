@@ -120,7 +120,8 @@ class _Member(io.RawIOBase):
         self.length += len(taken)
         if self.length > self.entry.size:
             raise ArchiveError(
-                f"{self.entry.name}: inflates past its declared {self.entry.size:,} bytes (a damaged member or a zip bomb)"
+                f"{self.entry.name}: inflates past its declared {self.entry.size:,} bytes "
+                "(a damaged member or a zip bomb)"
             )
         return len(taken)
 
@@ -171,8 +172,25 @@ def _read_record(directory: BinaryIO, path: Path) -> ZipEntry:
     fixed = directory.read(46)
     if len(fixed) != 46:
         raise ArchiveError(f"{path.name}: the central directory ends early")
-    (signature, _, _, flags, method, _, _, crc, compressed, size,
-     name_length, extra_length, comment_length, _, _, attributes, offset) = _CENTRAL_FORMAT.unpack(fixed)  # fmt: skip
+    (
+        signature,
+        _,
+        _,
+        flags,
+        method,
+        _,
+        _,
+        crc,
+        compressed,
+        size,
+        name_length,
+        extra_length,
+        comment_length,
+        _,
+        _,
+        attributes,
+        offset,
+    ) = _CENTRAL_FORMAT.unpack(fixed)
     if signature != _CENTRAL:
         raise ArchiveError(f"{path.name}: damaged central directory")
     raw_name = directory.read(name_length)

@@ -20,7 +20,9 @@ def tree_from_official(downloads: Path, tree: Path, with_manifest: bool = True) 
         path = tree / member.split / wnid / member.name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(member.data)
-        entries.append(manifest.Entry(f"{member.split}/{wnid}/{member.name}", len(member.data), hash_bytes(member.data), wnid))
+        entries.append(
+            manifest.Entry(f"{member.split}/{wnid}/{member.name}", len(member.data), hash_bytes(member.data), wnid)
+        )
     if with_manifest:
         manifest.write_manifest(tree, sorted(entries, key=lambda e: e.path))
         splits = {s: {"images": sum(e.path.startswith(s + "/") for e in entries)} for s in ("train", "val")}

@@ -59,7 +59,10 @@ def test_no_arguments_shows_help():
 
 
 def test_startup_imports_no_heavy_library():
-    code = "import sys, imagenet_cli.cli.app; print(sorted(m for m in ('PIL', 'httpx', 'kaggle', 'tqdm') if m in sys.modules))"
+    code = (
+        "import sys, imagenet_cli.cli.app\n"
+        "print(sorted(m for m in ('PIL', 'httpx', 'kaggle', 'tqdm') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -172,7 +175,9 @@ def test_os_errors_and_bugs_are_one_line_too():
     assert "permissions" in message_for(PermissionError(13, "Permission denied"))
     assert "this is a bug" in message_for(ZeroDivisionError("division by zero"))
     assert rule_for(KeyboardInterrupt()).exit_code == EXIT_INTERRUPTED
-    assert len({rule.error for rule in ERROR_TABLE if rule.errno is None}) == len([r for r in ERROR_TABLE if r.errno is None])
+    assert len({rule.error for rule in ERROR_TABLE if rule.errno is None}) == len(
+        [r for r in ERROR_TABLE if r.errno is None]
+    )
 
 
 def test_overwrite_refusal_through_the_cli(tmp_path):
@@ -246,10 +251,23 @@ def test_info_counts_a_prepared_tree(tmp_path):
 
 def test_ctrl_c_exits_130_and_leaves_no_partial_archive(tmp_path):
     env = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
-    command = [sys.executable, "-m", "imagenet_cli", "download", "--source", "sample", "--root", str(tmp_path),
-               "--per-class", "300", "--classes", "imagenette"]  # fmt: skip
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               preexec_fn=default_sigint)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "imagenet_cli",
+        "download",
+        "--source",
+        "sample",
+        "--root",
+        str(tmp_path),
+        "--per-class",
+        "300",
+        "--classes",
+        "imagenette",
+    ]
+    process = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+    )
     downloads = tmp_path / "downloads"
     deadline = time.monotonic() + 60
     while not (downloads.is_dir() and any(downloads.iterdir())) and time.monotonic() < deadline:
@@ -264,8 +282,21 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_archive(tmp_path):
 
 
 def test_verbose_says_more_on_stderr_and_quiet_says_nothing(tmp_path):
-    args = ["download", "--source", "sample", "--root", str(tmp_path), "--classes", "tench", "--per-class", "1",
-            "--val-per-class", "1", "--test-images", "0"]  # fmt: skip
+    args = [
+        "download",
+        "--source",
+        "sample",
+        "--root",
+        str(tmp_path),
+        "--classes",
+        "tench",
+        "--per-class",
+        "1",
+        "--val-per-class",
+        "1",
+        "--test-images",
+        "0",
+    ]
     first = run(*args, "-v")
     assert first.exit_code == 0 and "imagenet: generating the sample (official layout, 1 classes)" in first.stderr
     again = run(*args, "-v")
@@ -276,15 +307,22 @@ def test_verbose_says_more_on_stderr_and_quiet_says_nothing(tmp_path):
 
 
 def imagenet_process(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "imagenet_cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "imagenet_cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+    )
 
 
-@pytest.mark.parametrize("args, message", [
-    (["prepare", "--size"], "Option '--size' requires an argument."),
-    (["subset", "--per-class", "x"], "Invalid value for '--per-class'"),
-    (["prepare", "--bogus"], "No such option: --bogus"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["prepare", "--size"], "Option '--size' requires an argument."),
+        (["subset", "--per-class", "x"], "Invalid value for '--per-class'"),
+        (["prepare", "--bogus"], "No such option: --bogus"),
+    ],
+)
 def test_usage_errors_are_one_line_naming_the_command(args, message):
     completed = imagenet_process(*args)
     assert completed.returncode == EXIT_USAGE
@@ -298,8 +336,12 @@ def test_a_library_usage_error_names_the_command_in_its_hint(tmp_path):
 
 
 def test_a_closed_stdout_ends_the_command_quietly():
-    process = subprocess.Popen([sys.executable, "-m", "imagenet_cli", "classes", "--json"], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "imagenet_cli", "classes", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     process.stdout.close()  # as `| head` does once it has its lines
     stderr = process.stderr.read()
     process.wait(timeout=30)
@@ -329,12 +371,15 @@ def test_problems_of_one_cause_are_one_line_and_json_keeps_each(tmp_path):
     assert sum(p["kind"] == "missing" for p in report["checks"][0]["problems"]) == 998
 
 
-@pytest.mark.parametrize("args", [
-    ["prepare", "--splits", ""],
-    ["download", "--source", "official", "--files", ",", "--dry-run"],
-    ["download", "--source", "sample", "--classes", ""],
-    ["subset", "--classes", ""],
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["prepare", "--splits", ""],
+        ["download", "--source", "official", "--files", ",", "--dry-run"],
+        ["download", "--source", "sample", "--classes", ""],
+        ["subset", "--classes", ""],
+    ],
+)
 def test_lists_that_name_nothing_are_usage_errors(args, tmp_path):
     completed = imagenet_process(*args, "--root", str(tmp_path))
     assert completed.returncode == EXIT_USAGE, completed.stderr
@@ -380,7 +425,10 @@ def test_quiet_prints_only_the_result_paths_and_verbose_tells_what_was_read(offi
     quiet = imagenet_process("prepare", "-q", "--size", "32", "--root", str(tmp_path))
     assert quiet.returncode == 0 and quiet.stdout == f"{tmp_path / '32'}\n" and quiet.stderr == ""
     verbose = imagenet_process("prepare", "-v", "--size", "32", "--root", str(tmp_path))
-    assert "reading the official archives; val labels from the shipped table (checked against the devkit's ground truth)" in verbose.stderr
+    assert (
+        "reading the official archives; val labels from the shipped table (checked against the devkit's ground truth)"
+        in verbose.stderr
+    )
     assert "26 shards: 0 to make, 26 already done (skipped)" in verbose.stderr
     subset = imagenet_process("subset", "-q", "--classes", "3", "--root", str(tmp_path))
     assert subset.stdout == f"{tmp_path / 'subsets' / 'classes3-seed0'}\n"
@@ -492,4 +540,8 @@ def test_info_says_a_full_tree_holds_originals_and_counts_read_as_english(offici
     result = run("info", "--root", str(tmp_path))
     assert "originals as published; repaired files as jpeg q95" in result.stdout and "shorter full" not in result.stdout
     assert [plural(n, w) for n, w in ((1, "archive"), (4, "archive"), (1, "class"), (13, "class"))] == [
-        "1 archive", "4 archives", "1 class", "13 classes"]  # fmt: skip
+        "1 archive",
+        "4 archives",
+        "1 class",
+        "13 classes",
+    ]

@@ -30,8 +30,25 @@ def root(official_root, tmp_path) -> Path:
 
 
 def test_download_sample_layout_and_seed(tmp_path):
-    result = run("download", "--source", "sample", "--root", str(tmp_path), "--layout", "kaggle-2019", "--seed", "3",
-                 "--classes", "tench", "--per-class", "1", "--val-per-class", "1", "--test-images", "0")  # fmt: skip
+    result = run(
+        "download",
+        "--source",
+        "sample",
+        "--root",
+        str(tmp_path),
+        "--layout",
+        "kaggle-2019",
+        "--seed",
+        "3",
+        "--classes",
+        "tench",
+        "--per-class",
+        "1",
+        "--val-per-class",
+        "1",
+        "--test-images",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     path = tmp_path / "downloads" / sample.KAGGLE_ZIP
     with zipfile.ZipFile(path) as archive:
@@ -55,8 +72,22 @@ def test_verify_algo_and_rehash(root, tmp_path):
 
 def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
     out = tmp_path / "elsewhere"
-    result = run("prepare", "--root", str(root), "--size", "600", "--format", "png", "--no-upscale",
-                 "--splits", "val", "--into", str(out), "--workers", "1")  # fmt: skip
+    result = run(
+        "prepare",
+        "--root",
+        str(root),
+        "--size",
+        "600",
+        "--format",
+        "png",
+        "--no-upscale",
+        "--splits",
+        "val",
+        "--into",
+        str(out),
+        "--workers",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     tree = out / "600-png-noupscale"
     files = sorted(tree.glob("*/*/*"))
@@ -64,8 +95,21 @@ def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
     with Image.open(files[0]) as image:
         assert image.format == "PNG" and min(image.size) < 600  # small images kept their size
     low = run("prepare", "--root", str(root), "--size", "64", "--quality", "20", "--splits", "val", "--workers", "1")
-    high = run("prepare", "--root", str(root), "--size", "64", "--quality", "95", "--splits", "val", "--workers", "1",
-               "--into", str(tmp_path / "high"))  # fmt: skip
+    high = run(
+        "prepare",
+        "--root",
+        str(root),
+        "--size",
+        "64",
+        "--quality",
+        "95",
+        "--splits",
+        "val",
+        "--workers",
+        "1",
+        "--into",
+        str(tmp_path / "high"),
+    )
     assert low.exit_code == high.exit_code == 0
     size = lambda tree: sum(p.stat().st_size for p in tree.glob("val/*/*"))  # noqa: E731
     assert size(root / "64-q20") < size(tmp_path / "high" / "64-q95") / 2
@@ -74,8 +118,27 @@ def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
 def test_subset_options(root, tmp_path):
     assert run("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
     out = tmp_path / "mine"
-    result = run("subset", "--root", str(root), "--from", str(root / "32"), "--classes", "3", "--per-class", "5",
-                 "--allow-short", "--val-per-class", "1", "--seed", "2", "--link", "copy", "--out", str(out), "--json")  # fmt: skip
+    result = run(
+        "subset",
+        "--root",
+        str(root),
+        "--from",
+        str(root / "32"),
+        "--classes",
+        "3",
+        "--per-class",
+        "5",
+        "--allow-short",
+        "--val-per-class",
+        "1",
+        "--seed",
+        "2",
+        "--link",
+        "copy",
+        "--out",
+        str(out),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["images"] == {"train": 9, "val": 3} and len(summary["short_classes"]) == 3
@@ -108,15 +171,34 @@ def test_prepare_redo_and_verify_record(root):
 def test_export_and_show_options(root, tmp_path):
     assert run("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
     out = tmp_path / "wds"
-    result = run("export", "webdataset", "--root", str(root), "--out", str(out), "--splits", "val", "--seed", "2",
-                 "--shard-size", "20", "--max-shard-bytes", str(64 << 10), "--prefix", "in1k", "--json")  # fmt: skip
+    result = run(
+        "export",
+        "webdataset",
+        "--root",
+        str(root),
+        "--out",
+        str(out),
+        "--splits",
+        "val",
+        "--seed",
+        "2",
+        "--shard-size",
+        "20",
+        "--max-shard-bytes",
+        str(64 << 10),
+        "--prefix",
+        "in1k",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     shards = json.loads(result.stdout)["shards"]
     assert all(s["file"].startswith("in1k-validation-") for s in shards) and len(shards) > 1
     assert sum(s["samples"] for s in shards) == 26
     assert all(s["samples"] <= 20 and s["bytes"] <= 64 << 10 for s in shards)
     sheet = tmp_path / "sheet.png"
-    shown = run("show", "--root", str(root), "--split", "train", "--per-class", "2", "--seed", "1", "--out", str(sheet), "3")
+    shown = run(
+        "show", "--root", str(root), "--split", "train", "--per-class", "2", "--seed", "1", "--out", str(sheet), "3"
+    )
     assert shown.exit_code == 0, shown.output
     with Image.open(sheet) as image:
         assert image.format == "PNG"
@@ -138,23 +220,37 @@ def test_a_missing_extra_is_named_as_this_copy_was_installed(monkeypatch, tmp_pa
         def read_text(self, name: str) -> str | None:
             return json.dumps(self.direct) if name == "direct_url.json" and self.direct is not None else None
 
-    monkeypatch.setattr(metadata, "distributions", lambda name: [Installed(None), Installed({"url": "file:///src/my%20checkout", "dir_info": {}})])
+    monkeypatch.setattr(
+        metadata,
+        "distributions",
+        lambda name: [Installed(None), Installed({"url": "file:///src/my%20checkout", "dir_info": {}})],
+    )
     assert install_command("numpy") == "pip install '/src/my checkout[numpy]'"
-    monkeypatch.setattr(metadata, "distributions", lambda name: [Installed({"url": "https://files.example/imagenet_cli.whl"})])
+    monkeypatch.setattr(
+        metadata, "distributions", lambda name: [Installed({"url": "https://files.example/imagenet_cli.whl"})]
+    )
     assert install_command("numpy") == "pip install 'imagenet-cli[numpy]'"
 
 
-@pytest.mark.parametrize(("args", "said"), [
-    (["prepare", "--quality", "200"], "Invalid value for '--quality': must be at most 100 — try `imagenet prepare --help`"),
-    (["prepare", "--workers", "0"], "Invalid value for '--workers': must be at least 1 — try"),
-    (["subset", "--per-class", "abc"], "Invalid value for '--per-class': must be a whole number — try"),
-    (["prepare", "--resize", "bogus"], "'bogus' is not one of 'shorter', 'center-crop', 'squash', 'longer' — try"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (
+            ["prepare", "--quality", "200"],
+            "Invalid value for '--quality': must be at most 100 — try `imagenet prepare --help`",
+        ),
+        (["prepare", "--workers", "0"], "Invalid value for '--workers': must be at least 1 — try"),
+        (["subset", "--per-class", "abc"], "Invalid value for '--per-class': must be a whole number — try"),
+        (["prepare", "--resize", "bogus"], "'bogus' is not one of 'shorter', 'center-crop', 'squash', 'longer' — try"),
+    ],
+)
 def test_a_bad_value_is_said_in_our_words_not_a_validators(args, said, tmp_path):
     import subprocess
     import sys
 
-    completed = subprocess.run([sys.executable, "-m", "imagenet_cli", *args, "--root", str(tmp_path)], capture_output=True, text=True)
+    completed = subprocess.run(
+        [sys.executable, "-m", "imagenet_cli", *args, "--root", str(tmp_path)], capture_output=True, text=True
+    )
     assert completed.returncode == 2
     [line] = completed.stderr.splitlines()
     assert said in line and "Input should" not in line and "Value error" not in line

@@ -37,8 +37,13 @@ ENV = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
 
 
 def imagenet(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "imagenet_cli", *args], env=ENV,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "-m", "imagenet_cli", *args],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def mount(*args: str) -> None:
@@ -83,10 +88,18 @@ def read_only(tmp_path):
 @contextlib.contextmanager
 def held_by_another_process(target: Path):
     """Another process holding ``target``'s write lock until the block ends; yields its PID."""
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pathlib import Path; from imagenet_cli import locks\n"
-        f"with locks.writing(Path({str(target)!r})):\n print('held', flush=True); time.sleep(60)"
-    )], stdout=subprocess.PIPE, text=True)  # fmt: skip
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import time; from pathlib import Path; from imagenet_cli import locks\n"
+                f"with locks.writing(Path({str(target)!r})):\n print('held', flush=True); time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         yield holder.pid
@@ -112,7 +125,9 @@ def test_no_wait_on_the_cli_is_one_line_and_exit_1(official_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
     with held_by_another_process(root / "64") as pid:
-        result = runner.invoke(app, ["prepare", "--root", str(root), "--size", "64", "--no-wait"], env={"IMAGENET_NO_PROGRESS": "1"})
+        result = runner.invoke(
+            app, ["prepare", "--root", str(root), "--size", "64", "--no-wait"], env={"IMAGENET_NO_PROGRESS": "1"}
+        )
     assert result.exit_code == 1
     [line] = result.stderr.splitlines()
     assert line.startswith(f"imagenet: error: {root / '64'} is busy: PID {pid}, which is writing")
@@ -123,7 +138,9 @@ def test_verify_of_a_tree_being_written_says_so_never_all_good(official_root, tm
     shutil.copytree(official_root / "downloads", root / "downloads")
     prepare(root, ["64"], workers=2)  # complete on disk: only the lock says it is being rewritten
     with held_by_another_process(root / "64") as pid:
-        result = runner.invoke(app, ["verify", str(root / "64"), "--root", str(root)], env={"IMAGENET_NO_PROGRESS": "1"})
+        result = runner.invoke(
+            app, ["verify", str(root / "64"), "--root", str(root)], env={"IMAGENET_NO_PROGRESS": "1"}
+        )
     assert result.exit_code == 3, result.output
     assert f"unfinished: {root / '64'}: being written by PID {pid}" in result.stdout
     assert "all good" not in result.stdout
@@ -154,8 +171,10 @@ def test_two_prepares_with_other_options_write_two_trees_never_one_mixed(officia
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
     with locks.writing(root / "64"), locks.writing(root / "64-q50"):  # both start while their trees are busy
-        processes = [imagenet("prepare", "--root", str(root), "--size", "64", "--quality", q, "--workers", "1")
-                     for q in ("90", "50")]  # fmt: skip
+        processes = [
+            imagenet("prepare", "--root", str(root), "--size", "64", "--quality", q, "--workers", "1")
+            for q in ("90", "50")
+        ]
         time.sleep(2)
     outputs = [p.communicate(timeout=120) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
@@ -205,8 +224,20 @@ def test_two_downloads_of_one_file_fetch_it_once(train_tar, tmp_path):
     files = {sample.TRAIN_TAR: train_tar}
     sums = sums_for(tmp_path / "MD5SUMS", files)
     with FileServer(files) as server:
-        args = ("download", "--source", "official", "--files", sample.TRAIN_TAR, "--checksums", str(sums),
-                "--root", str(tmp_path / "root"), "--base-url", server.base_url, "--json")  # fmt: skip
+        args = (
+            "download",
+            "--source",
+            "official",
+            "--files",
+            sample.TRAIN_TAR,
+            "--checksums",
+            str(sums),
+            "--root",
+            str(tmp_path / "root"),
+            "--base-url",
+            server.base_url,
+            "--json",
+        )
         with locks.writing(tmp_path / "root" / "downloads" / sample.TRAIN_TAR):  # both start while it is busy
             first, second = imagenet(*args), imagenet(*args)
             time.sleep(2)
@@ -227,8 +258,9 @@ def test_a_mirror_download_is_kept_on_a_rerun_without_its_checksums(train_tar, t
     files = {sample.TRAIN_TAR: train_tar}
     root = tmp_path / "root"
     with FileServer(files) as server:
-        download_official(root, files=[sample.TRAIN_TAR], base_url=server.base_url,
-                          checksums=sums_for(tmp_path / "MD5SUMS", files))  # fmt: skip
+        download_official(
+            root, files=[sample.TRAIN_TAR], base_url=server.base_url, checksums=sums_for(tmp_path / "MD5SUMS", files)
+        )
         before = server.settled_bytes()
         again = download_official(root, files=[sample.TRAIN_TAR], base_url=server.base_url)
         assert server.settled_bytes() == before, "nothing fetched"
@@ -271,11 +303,25 @@ def test_export_downsampled_on_a_full_disk_says_so_every_time_and_the_rerun_leav
     mount("-t", "tmpfs", "-o", "size=300k", "tmpfs", str(point))  # the staged batches do not fit
     try:
         for _ in range(2):  # the re-run on a disk still full says the same
-            result = runner.invoke(app, ["export", "downsampled", "--root", str(root), "--from", str(root / "full"),
-                                         "--out", str(point / "ds")], env={"IMAGENET_NO_PROGRESS": "1"})  # fmt: skip
+            result = runner.invoke(
+                app,
+                [
+                    "export",
+                    "downsampled",
+                    "--root",
+                    str(root),
+                    "--from",
+                    str(root / "full"),
+                    "--out",
+                    str(point / "ds"),
+                ],
+                env={"IMAGENET_NO_PROGRESS": "1"},
+            )
             assert result.exit_code == 1, result.output
             [line] = result.stderr.splitlines()
-            assert f"the disk holding {point / 'ds'}" in line and "is full" in line and "freeing disk space" in line, line
+            assert f"the disk holding {point / 'ds'}" in line and "is full" in line and "freeing disk space" in line, (
+                line
+            )
         subprocess.run(["mount", "-o", "remount,size=40m", str(point)], check=True)  # space freed
         export(root, "downsampled", source=root / "full", out=point / "ds")
         clean = export(root, "downsampled", source=root / "full", out=tmp_path / "clean")
@@ -305,7 +351,9 @@ def test_verify_and_a_finished_prepare_on_a_read_only_root(official_root, tmp_pa
     assert report["ok"] and len(report["checks"]) == 6  # 4 archives, the tree, the subset
     assert record_path(devkit).read_text() == recorded
 
-    again = runner.invoke(app, ["prepare", "--root", str(mounted), "--size", "64", "--json"], env={"IMAGENET_NO_PROGRESS": "1"})
+    again = runner.invoke(
+        app, ["prepare", "--root", str(mounted), "--size", "64", "--json"], env={"IMAGENET_NO_PROGRESS": "1"}
+    )
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["shards_run"] == 0
     assert manifest.read_tree_info(mounted / "64").splits["train"]["images"] == 39

@@ -67,7 +67,9 @@ def test_zeros_inside_a_class_tar_are_a_named_failure_and_the_repaired_archive_c
 
     result = run("prepare", "--root", str(root), "--size", "64")
     assert result.exit_code == EXIT_PROBLEMS, result.output
-    assert f"failed: train/{victim.name.removesuffix('.tar')}/{victim.name}: the class tar ends at byte" in result.stdout
+    assert (
+        f"failed: train/{victim.name.removesuffix('.tar')}/{victim.name}: the class tar ends at byte" in result.stdout
+    )
     report = verify(root, paths=[train], deep=True)
     assert any(victim.name in p.where and "data follows" in p.detail for p in report.checks[0].problems)
 
@@ -214,7 +216,9 @@ def test_a_zip_member_leaving_the_archive_is_named_not_skipped(kaggle_root, tmp_
     root = tmp_path / "root"
     (root / "downloads").mkdir(parents=True)
     hostile = "ILSVRC/Data/CLS-LOC/train/../../../../evil.JPEG"
-    rebuilt_zip(kaggle_root / "downloads" / sample.KAGGLE_ZIP, root / "downloads" / sample.KAGGLE_ZIP, [(hostile, b"x")])
+    rebuilt_zip(
+        kaggle_root / "downloads" / sample.KAGGLE_ZIP, root / "downloads" / sample.KAGGLE_ZIP, [(hostile, b"x")]
+    )
     prepare_fails_naming(root, f"{hostile}: refused: a '..' component")
     assert not (tmp_path / "evil.JPEG").exists()
 
@@ -280,8 +284,11 @@ def test_leftovers_of_killed_runs_are_swept_by_the_next(official_root, tmp_path)
     root = copy_root(official_root, tmp_path / "root")
     prepare(root, ["64"], workers=2)
     tree = root / "64"
-    leftovers = [tree / ".shards" / ".train-n01440764.json.host.99.ab12cd34.tmp", tree / ".manifest.tsv.host.99.ab12cd34.tmp",
-                 tree / "train" / "n01440764" / ".n01440764_1.JPEG.host.99.ab12cd34.tmp"]  # fmt: skip
+    leftovers = [
+        tree / ".shards" / ".train-n01440764.json.host.99.ab12cd34.tmp",
+        tree / ".manifest.tsv.host.99.ab12cd34.tmp",
+        tree / "train" / "n01440764" / ".n01440764_1.JPEG.host.99.ab12cd34.tmp",
+    ]
     for path in leftovers:
         path.write_bytes(b"half")
     assert prepare(root, ["64"], workers=2).shards_run == 0
@@ -316,7 +323,9 @@ def test_a_train_image_inside_another_class_tar_is_named_not_relabelled(official
     other = outer[0][0].name.removesuffix(".tar")
     stranger = f"{other}_13401.JPEG"
     wnid = rewrite_class_tar(train, 1, lambda members: members + [(tarfile.TarInfo(stranger), members[0][1])])
-    prepare_fails_naming(root, f"failed: train/{wnid}/{stranger}: its name says {other}", f"but it is in {wnid}'s images")
+    prepare_fails_naming(
+        root, f"failed: train/{wnid}/{stranger}: its name says {other}", f"but it is in {wnid}'s images"
+    )
     assert not list((root / "64" / "train").glob(f"*/{stranger}"))
     assert verify(root, paths=[root / "64"]).ok
 
@@ -332,5 +341,8 @@ def test_verify_deep_names_a_class_tar_cut_short_inside_and_reads_the_rest(offic
     result = run("verify", "--root", str(root), str(train), "--deep")
     assert result.exit_code == EXIT_PROBLEMS, result.output
     assert "this is a bug" not in result.output
-    assert f"damaged: {sample.TRAIN_TAR}:{info.name}: {info.name} is not a readable tar (unexpected end of data)" in result.stdout
+    assert (
+        f"damaged: {sample.TRAIN_TAR}:{info.name}: {info.name} is not a readable tar (unexpected end of data)"
+        in result.stdout
+    )
     assert f"{sample.TRAIN_TAR}:{outer[3][0].name}" not in result.stdout, "the classes after it are read as usual"

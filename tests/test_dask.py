@@ -31,8 +31,9 @@ from .builders import tree_from_official  # noqa: E402
 
 @pytest.fixture(scope="module")
 def scheduler():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=":0") as local:  # fmt: skip
+    with distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+    ) as local:
         yield local.scheduler_address
 
 
@@ -70,7 +71,9 @@ def test_the_cluster_prepares_from_an_image_folder(official_root, scheduler, tmp
 
 def test_a_worker_on_another_version_or_without_the_inputs_is_named(scheduler, tmp_path):
     with distributed.Client(scheduler) as client:
-        with pytest.raises(ClusterError, match=r"Dask worker tcp://127\.0\.0\.1:\d+ \(on .+\) runs imagenet-cli .+, the client 0\.0\.0"):
+        with pytest.raises(
+            ClusterError, match=r"Dask worker tcp://127\.0\.0\.1:\d+ \(on .+\) runs imagenet-cli .+, the client 0\.0\.0"
+        ):
             cluster.check_workers(client, "0.0.0", [], [])
         from imagenet_cli import __version__
 
@@ -82,12 +85,20 @@ def test_a_worker_on_another_version_or_without_the_inputs_is_named(scheduler, t
 
 def test_without_the_extra_dask_is_one_line_naming_it(official_root, tmp_path):
     root = copy_downloads(official_root, tmp_path / "root")
-    program = ("import sys; sys.modules['distributed'] = None; sys.argv[0] = 'imagenet'\n"
-               "from imagenet_cli.cli.app import main; main()")  # fmt: skip
-    completed = subprocess.run([sys.executable, "-c", program, "prepare", "--root", str(root), "--dask", "local"],
-                               capture_output=True, text=True, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})  # fmt: skip
+    program = (
+        "import sys; sys.modules['distributed'] = None; sys.argv[0] = 'imagenet'\n"
+        "from imagenet_cli.cli.app import main; main()"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", program, "prepare", "--root", str(root), "--dask", "local"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+    )
     assert completed.returncode == 1
-    assert completed.stderr.strip().startswith(f"imagenet: error: --dask needs Dask's distributed package: {install_command('dask')}")
+    assert completed.stderr.strip().startswith(
+        f"imagenet: error: --dask needs Dask's distributed package: {install_command('dask')}"
+    )
 
 
 def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path):
@@ -99,23 +110,71 @@ def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path):
     remote = copy_downloads(tmp_path / "source", tmp_path / "dask")
     file = tmp_path / "scheduler.json"
     quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
-    processes = [subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                   "--port", "0", "--no-dashboard", "--scheduler-file", str(file)], **quiet)]  # fmt: skip
+    processes = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "distributed.cli.dask_scheduler",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--no-dashboard",
+                "--scheduler-file",
+                str(file),
+            ],
+            **quiet,
+        )
+    ]
     try:
         while not file.exists():
             time.sleep(0.1)
         for _ in range(2):
-            processes.append(subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file",
-                                               str(file), "--nthreads", "1", "--no-nanny", "--no-dashboard",
-                                               "--host", "127.0.0.1"], **quiet))  # fmt: skip
+            processes.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "distributed.cli.dask_worker",
+                        "--scheduler-file",
+                        str(file),
+                        "--nthreads",
+                        "1",
+                        "--no-nanny",
+                        "--no-dashboard",
+                        "--host",
+                        "127.0.0.1",
+                    ],
+                    **quiet,
+                )
+            )
         address = json.loads(file.read_text())["address"]
         with distributed.Client(address) as client:
             client.wait_for_workers(2, timeout=60)
             pids = list(client.run(os.getpid).values())
-        command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(remote), "--size", "64",
-                   "--filter", "lanczos", "--dask", address, "--json"]  # fmt: skip
-        run = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "imagenet_cli",
+            "prepare",
+            "--root",
+            str(remote),
+            "--size",
+            "64",
+            "--filter",
+            "lanczos",
+            "--dask",
+            address,
+            "--json",
+        ]
+        run = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+        )
         markers = remote / "64-lanczos" / ".shards"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(list(markers.glob("*-*.json"))) < 3:
@@ -128,7 +187,9 @@ def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path):
         for process in processes:
             process.kill()
             process.wait()
-    assert (remote / "64-lanczos" / manifest.MANIFEST).read_text() == (local / "64-lanczos" / manifest.MANIFEST).read_text()
+    assert (remote / "64-lanczos" / manifest.MANIFEST).read_text() == (
+        local / "64-lanczos" / manifest.MANIFEST
+    ).read_text()
 
 
 def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official_root, tmp_path):
@@ -144,8 +205,14 @@ def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official
     import dask
 
     with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=":0", memory_limit="250MiB") as local:  # fmt: skip
+        with distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=":0",
+            memory_limit="250MiB",
+        ) as local:
             with pytest.raises(ShardCrashError) as raised:
                 prepare(tmp_path / "root", ["64"], source=source, dask=local.scheduler_address)
     # Dask blames every task that was on a worker when it died, so a queued neighbour may be named too.
@@ -164,10 +231,29 @@ def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path):
     from .conftest import default_sigint
 
     download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
-    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--size", "64",
-               "--filter", "lanczos", "--dask", "local:2"]  # fmt: skip
-    process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, preexec_fn=default_sigint,
-                               start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "imagenet_cli",
+        "prepare",
+        "--root",
+        str(tmp_path),
+        "--size",
+        "64",
+        "--filter",
+        "lanczos",
+        "--dask",
+        "local:2",
+    ]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+        preexec_fn=default_sigint,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     markers = tmp_path / "64-lanczos" / ".shards"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and len(list(markers.glob("*-*.json"))) < 2:

@@ -49,8 +49,18 @@ def checksums(official_files, tmp_path) -> Path:
 def test_official_from_a_static_mirror_is_exact(official_files, checksums, tmp_path):
     root = tmp_path / "root"
     with FileServer(official_files) as server:
-        result = run("download", "--source", "official", "--base-url", server.base_url,
-                     "--checksums", str(checksums), "--root", str(root), "--json")  # fmt: skip
+        result = run(
+            "download",
+            "--source",
+            "official",
+            "--base-url",
+            server.base_url,
+            "--checksums",
+            str(checksums),
+            "--root",
+            str(root),
+            "--json",
+        )
         assert result.exit_code == 0, result.output
         summary = json.loads(result.stdout)
         assert [f["name"] for f in summary["files"]] == OFFICIAL_DEFAULT
@@ -63,8 +73,17 @@ def test_official_from_a_static_mirror_is_exact(official_files, checksums, tmp_p
             assert record.etag == server.etags[name] and record.url == server.url(name)
 
         requests_before = len(server.requests)
-        again = run("download", "--source", "official", "--base-url", server.base_url,
-                    "--checksums", str(checksums), "--root", str(root))  # fmt: skip
+        again = run(
+            "download",
+            "--source",
+            "official",
+            "--base-url",
+            server.base_url,
+            "--checksums",
+            str(checksums),
+            "--root",
+            str(root),
+        )
         assert again.exit_code == 0 and again.stdout.count("kept") == 3
         assert len(server.requests) == requests_before, "complete, recorded files are kept without any request"
 
@@ -75,8 +94,17 @@ def test_official_from_a_static_mirror_is_exact(official_files, checksums, tmp_p
 def test_published_md5_is_checked_by_default(official_files, tmp_path):
     """Without the mirror's sums the catalogue's published MD5 applies, and the sample fails it."""
     with FileServer(official_files) as server:
-        result = run("download", "--source", "official", "--base-url", server.base_url,
-                     "--files", sample.DEVKIT, "--root", str(tmp_path))  # fmt: skip
+        result = run(
+            "download",
+            "--source",
+            "official",
+            "--base-url",
+            server.base_url,
+            "--files",
+            sample.DEVKIT,
+            "--root",
+            str(tmp_path),
+        )
     assert result.exit_code == EXIT_ERROR
     [line] = result.stderr.splitlines()
     assert "published" not in line or "md5" in line
@@ -87,8 +115,17 @@ def test_published_md5_is_checked_by_default(official_files, tmp_path):
 
 def test_published_size_mismatch_through_the_cli(official_files, tmp_path):
     with FileServer(official_files) as server:
-        result = run("download", "--source", "official", "--base-url", server.base_url,
-                     "--files", sample.VAL_TAR, "--root", str(tmp_path))  # fmt: skip
+        result = run(
+            "download",
+            "--source",
+            "official",
+            "--base-url",
+            server.base_url,
+            "--files",
+            sample.VAL_TAR,
+            "--root",
+            str(tmp_path),
+        )
     assert result.exit_code == EXIT_ERROR
     assert "the published ILSVRC2012_img_val.tar is 6,744,924,160 bytes" in result.stderr
     assert "--checksums" in result.stderr
@@ -96,8 +133,18 @@ def test_published_size_mismatch_through_the_cli(official_files, tmp_path):
 
 def test_dry_run_fetches_nothing(official_files, checksums, tmp_path):
     with FileServer(official_files) as server:
-        result = run("download", "--source", "official", "--base-url", server.base_url,
-                     "--checksums", str(checksums), "--root", str(tmp_path), "--dry-run")  # fmt: skip
+        result = run(
+            "download",
+            "--source",
+            "official",
+            "--base-url",
+            server.base_url,
+            "--checksums",
+            str(checksums),
+            "--root",
+            str(tmp_path),
+            "--dry-run",
+        )
         assert all(r[2] == "bytes=0-0" for r in server.requests), "only probes"
     assert result.exit_code == 0, result.output
     assert result.stdout.count("would fetch") == 4  # three rows and the summary
@@ -116,9 +163,23 @@ def test_headers_and_cookies_are_sent(official_files, checksums, tmp_path):
             return False
 
     with Recording(official_files) as server:
-        result = run("download", "--source", "official", "--base-url", server.base_url, "--files", sample.DEVKIT,
-                     "--checksums", str(checksums), "--cookies", str(cookies), "--header", "X-Token: t0k",
-                     "--root", str(tmp_path))  # fmt: skip
+        result = run(
+            "download",
+            "--source",
+            "official",
+            "--base-url",
+            server.base_url,
+            "--files",
+            sample.DEVKIT,
+            "--checksums",
+            str(checksums),
+            "--cookies",
+            str(cookies),
+            "--header",
+            "X-Token: t0k",
+            "--root",
+            str(tmp_path),
+        )
     assert result.exit_code == 0, result.output
     assert seen and all(s == ("t0k", "sessionid=abc123") for s in seen)
 
@@ -144,7 +205,9 @@ class Recording(FileServer):
         self.seen: list[tuple[str | None, str | None, str | None]] = []
 
     def handle_other(self, handler):
-        self.seen.append((handler.headers.get("X-Auth-Token"), handler.headers.get("Authorization"), handler.headers.get("Cookie")))
+        self.seen.append(
+            (handler.headers.get("X-Auth-Token"), handler.headers.get("Authorization"), handler.headers.get("Cookie"))
+        )
         return False
 
 
@@ -153,15 +216,35 @@ def test_a_redirect_to_another_host_gets_no_credentials(official_files, checksum
     """Like curl: --header, Authorization and cookies stay with the host they were given for."""
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.2\tFALSE\t/\tFALSE\t0\tsessionid\tabc123\n")
-    credentials = ["--header", "X-Auth-Token: s3cret", "--header", "Authorization: Bearer t0k", "--cookies", str(cookies)]
+    credentials = [
+        "--header",
+        "X-Auth-Token: s3cret",
+        "--header",
+        "Authorization: Bearer t0k",
+        "--cookies",
+        str(cookies),
+    ]
     trust = ["--trust-host", "127.0.0.2"] if trusted else []
     try:
         other_host = Recording(official_files, host="127.0.0.2")
     except OSError:
         pytest.skip("127.0.0.2 is not a loopback address here")
     with other_host as storage, Redirecting(official_files, to=storage) as mirror:
-        result = run("download", "--source", "official", "--base-url", mirror.base_url, "--files", sample.DEVKIT,
-                     "--checksums", str(checksums), *credentials, *trust, "--root", str(tmp_path))  # fmt: skip
+        result = run(
+            "download",
+            "--source",
+            "official",
+            "--base-url",
+            mirror.base_url,
+            "--files",
+            sample.DEVKIT,
+            "--checksums",
+            str(checksums),
+            *credentials,
+            *trust,
+            "--root",
+            str(tmp_path),
+        )
         assert result.exit_code == 0, result.output
         assert mirror.requests and storage.seen
         expected = ("s3cret", "Bearer t0k", "sessionid=abc123") if trusted else (None, None, None)
@@ -186,8 +269,17 @@ def test_bad_official_options_are_usage_errors(args, message, tmp_path):
 
 def test_404_says_to_check_the_base_url(official_files, tmp_path):
     with FileServer(official_files, path_prefix="/other/") as server:
-        result = run("download", "--source", "official", "--base-url", server.base_url.replace("/other/", "/"),
-                     "--files", sample.DEVKIT, "--root", str(tmp_path))  # fmt: skip
+        result = run(
+            "download",
+            "--source",
+            "official",
+            "--base-url",
+            server.base_url.replace("/other/", "/"),
+            "--files",
+            sample.DEVKIT,
+            "--root",
+            str(tmp_path),
+        )
     assert result.exit_code == EXIT_ERROR
     assert "HTTP 404" in result.stderr and "try checking --base-url" in result.stderr
 
@@ -195,8 +287,22 @@ def test_404_says_to_check_the_base_url(official_files, tmp_path):
 def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksums, tmp_path):
     files = {sample.TRAIN_TAR: official_files[sample.TRAIN_TAR]}
     size = len(files[sample.TRAIN_TAR])
-    command = [sys.executable, "-m", "imagenet_cli", "download", "--source", "official", "--files", sample.TRAIN_TAR,
-               "--checksums", str(checksums), "--root", str(tmp_path), "--connections", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "imagenet_cli",
+        "download",
+        "--source",
+        "official",
+        "--files",
+        sample.TRAIN_TAR,
+        "--checksums",
+        str(checksums),
+        "--root",
+        str(tmp_path),
+        "--connections",
+        "2",
+    ]
     journal = tmp_path / "downloads" / f"{sample.TRAIN_TAR}.part.json"
     with FileServer(files) as server:
         server.faults.rate = 2 << 20  # per connection: the first run takes several seconds
@@ -223,8 +329,9 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
         [planned] = json.loads(dry.stdout)["files"]
         assert (planned["status"], planned["transferred"]) == ("would resume", size - have)
         sent_first = server.settled_bytes()  # the dry run's probe included
-        completed = subprocess.run([*command, "--base-url", server.base_url, "--json"], env=env,
-                                   capture_output=True, text=True, timeout=120)  # fmt: skip
+        completed = subprocess.run(
+            [*command, "--base-url", server.base_url, "--json"], env=env, capture_output=True, text=True, timeout=120
+        )
         assert completed.returncode == 0, completed.stderr
         [fetched] = json.loads(completed.stdout)["files"]
         sent_total = server.settled_bytes()
@@ -241,10 +348,30 @@ def test_ctrl_c_stops_cleanly_keeps_the_state_and_exits_130(official_files, chec
     journal = tmp_path / "downloads" / f"{sample.TRAIN_TAR}.part.json"
     with FileServer(files) as server:
         server.faults.rate = 2 << 20
-        command = [sys.executable, "-m", "imagenet_cli", "download", "--source", "official", "--files", sample.TRAIN_TAR,
-                   "--checksums", str(checksums), "--root", str(tmp_path), "--base-url", server.base_url]  # fmt: skip
-        process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, preexec_fn=default_sigint,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        command = [
+            sys.executable,
+            "-m",
+            "imagenet_cli",
+            "download",
+            "--source",
+            "official",
+            "--files",
+            sample.TRAIN_TAR,
+            "--checksums",
+            str(checksums),
+            "--root",
+            str(tmp_path),
+            "--base-url",
+            server.base_url,
+        ]
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+            preexec_fn=default_sigint,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         deadline = time.monotonic() + 60
         while not (journal.exists() and json.loads(journal.read_text())["done"]) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -416,8 +543,16 @@ def test_a_host_that_refuses_connections_fails_in_seconds_with_one_line(tmp_path
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     started = time.monotonic()
-    result = run("download", "--source", "official", "--root", str(tmp_path), "--dry-run",
-                 "--base-url", f"http://127.0.0.1:{port}/")  # fmt: skip
+    result = run(
+        "download",
+        "--source",
+        "official",
+        "--root",
+        str(tmp_path),
+        "--dry-run",
+        "--base-url",
+        f"http://127.0.0.1:{port}/",
+    )
     assert time.monotonic() - started < 10
     assert result.exit_code == EXIT_ERROR
     [line] = result.stderr.splitlines()

@@ -45,7 +45,7 @@ MIRROR = "https://mirror.example.org/imagenet/"
 NEEDS_FULL_COUNTS = re.compile(r"^imagenet subset .*(--per-class \d{3}|--images )")
 # Shell lines of the README that are not `imagenet` commands: installing, testing, linting and
 # benchmarking the project. CI runs the Quickstart's; the others are for developers by hand.
-NOT_COMMANDS = ("pip install", "python3 -m venv", "ruff check", "python tests/")
+NOT_COMMANDS = ("pip install", "python3 -m venv", "ruff check", "python tests/", "make ")
 
 
 # The order a user runs the commands in: each needs what the ones before it made.
@@ -77,7 +77,9 @@ def readme_shell_lines() -> list[str]:
 
 def test_every_readme_shell_line_is_a_command_or_a_known_developer_line():
     for line in readme_shell_lines():
-        assert line.startswith("imagenet ") or line.startswith(NOT_COMMANDS), f"a README shell line nothing runs: {line}"
+        assert line.startswith("imagenet ") or line.startswith(NOT_COMMANDS), (
+            f"a README shell line nothing runs: {line}"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +122,11 @@ def runnable(line: str, folder: Path, mirror: str) -> str:
         return f"{line} --help"
     if NEEDS_FULL_COUNTS.search(line):
         line += " --allow-short"
-    line = line.replace(MIRROR, mirror).replace("/data/imagenet", "imagenet").replace("/data/ILSVRC", str(folder / "data" / "ILSVRC"))
+    line = (
+        line.replace(MIRROR, mirror)
+        .replace("/data/imagenet", "imagenet")
+        .replace("/data/ILSVRC", str(folder / "data" / "ILSVRC"))
+    )
     line = line.replace("/scratch/", f"{folder}/scratch/")
     return re.sub(r"\bROOT\b", "imagenet", line)
 
@@ -130,8 +136,14 @@ def run_line(folder: Path, line: str, **env: str) -> subprocess.CompletedProcess
     assert words[0] == "imagenet"
     environment = {**os.environ, "IMAGENET_NO_PROGRESS": "1", **env}
     environment.pop("IMAGENET_ROOT", None)
-    return subprocess.run([sys.executable, "-m", "imagenet_cli", *words[1:]], cwd=folder, env=environment,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    return subprocess.run(
+        [sys.executable, "-m", "imagenet_cli", *words[1:]],
+        cwd=folder,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_every_example_runs_in_order(scratch):
@@ -151,5 +163,8 @@ def test_every_example_runs_in_order(scratch):
                 command += f" --checksums {scratch / 'MD5SUMS'}"
             completed = run_line(scratch, command, IMAGENET_BASE_URL=mirror.base_url)
             if completed.returncode != 0 or "Traceback" in completed.stderr:
-                failed.append(f"{where}: {line}\n  ran: {command}\n  exit {completed.returncode}: {completed.stderr.strip()[-400:]}")
+                failed.append(
+                    f"{where}: {line}\n  ran: {command}\n"
+                    f"  exit {completed.returncode}: {completed.stderr.strip()[-400:]}"
+                )
     assert not failed, "\n".join(failed)

@@ -62,7 +62,9 @@ def _wnids(shard: Path) -> set[str]:
 def test_a_subset_exports_its_own_index_and_keeps_the_1000_class_one(root, tmp_path):
     made = subset(root, classes="3")
     export(root, source=made.path, out=tmp_path / "wds")
-    own = {line.split("\t")[1]: int(line.split("\t")[0]) for line in (made.path / "classes.txt").read_text().splitlines()}
+    own = {
+        line.split("\t")[1]: int(line.split("\t")[0]) for line in (made.path / "classes.txt").read_text().splitlines()
+    }
     for _image, label, meta in read_back(tmp_path / "wds", "validation").values():
         assert label == own[meta["wnid"]] and meta["label_1k"] == catalogue.by_wnid(meta["wnid"]).index
 
@@ -104,8 +106,11 @@ def test_verify_checks_an_export_against_its_record(root, tmp_path):
     (out / "imagenet1k-train-9999.tar").write_bytes(b"")
     report = verify(root, paths=[out])
     kinds = {(p.kind, p.where) for p in report.checks[0].problems}
-    assert kinds == {("checksum", result.shards[0].file), ("missing", result.shards[1].file),
-                     ("extra", "imagenet1k-train-9999.tar")}  # fmt: skip
+    assert kinds == {
+        ("checksum", result.shards[0].file),
+        ("missing", result.shards[1].file),
+        ("extra", "imagenet1k-train-9999.tar"),
+    }
 
 
 def test_verify_of_the_root_finds_its_exports(official_root, tmp_path):
@@ -135,10 +140,13 @@ def test_default_shards_are_named_and_counted_as_timms(root, tmp_path):
     assert "train: imagenet1k-train-0000.tar" in result.stdout
 
 
-@pytest.mark.parametrize(("split", "images", "shards", "pattern"), [
-    ("train", catalogue.SPLIT_IMAGES["train"], 1024, "imagenet1k-train-{0000..1023}.tar"),
-    ("val", catalogue.SPLIT_IMAGES["val"], 64, "imagenet1k-validation-{00..63}.tar"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("split", "images", "shards", "pattern"),
+    [
+        ("train", catalogue.SPLIT_IMAGES["train"], 1024, "imagenet1k-train-{0000..1023}.tar"),
+        ("val", catalogue.SPLIT_IMAGES["val"], 64, "imagenet1k-validation-{00..63}.tar"),
+    ],
+)
 def test_the_full_splits_make_timms_1024_and_64_shards(split, images, shards, pattern):
     from imagenet_cli.exports import SHARD_SIZES
     from imagenet_cli.exports.webdataset import brace_pattern, shard_names
@@ -159,7 +167,9 @@ def test_shard_numbers_widen_only_past_their_width():
 def test_the_readmes_webdataset_lines_read_every_train_sample(root, tmp_path):
     from . import docs
 
-    block = next(b for b in re.findall(r"```python\n(.*?)```", docs.README.read_text(), re.DOTALL) if "import webdataset" in b)
+    block = next(
+        b for b in re.findall(r"```python\n(.*?)```", docs.README.read_text(), re.DOTALL) if "import webdataset" in b
+    )
     folder = tmp_path / "wds"
     export(root, out=folder)
     namespace: dict = {}

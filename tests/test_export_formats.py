@@ -58,9 +58,11 @@ def test_parquet_rows_hold_the_bytes_and_the_sorted_index(root, tmp_path):
     pq = pytest.importorskip("pyarrow.parquet")
     result = export(root, "parquet", source=root / "64", out=tmp_path / "pq", shard_size=20)
     assert [s.file for s in result.shards] == [
-        "data/train-00000-of-00002.parquet", "data/train-00001-of-00002.parquet",
-        "data/validation-00000-of-00002.parquet", "data/validation-00001-of-00002.parquet",
-    ]  # fmt: skip
+        "data/train-00000-of-00002.parquet",
+        "data/train-00001-of-00002.parquet",
+        "data/validation-00000-of-00002.parquet",
+        "data/validation-00001-of-00002.parquet",
+    ]
     for split, name in (("train", "train"), ("val", "validation")):
         table = pq.read_table(sorted((tmp_path / "pq" / "data").glob(f"{name}-*.parquet")))
         assert table.schema.field("label").type == "int64"
@@ -153,7 +155,9 @@ def load_like_the_authors(folder: Path, name: str, size: int):
 @pytest.mark.parametrize("size", [32, 8])
 def test_downsampled_is_the_published_recipe_with_devkit_labels(root, tmp_path, size):
     result = export(root, "downsampled", source=root / "full", out=tmp_path / "ds", size=size, workers=2)
-    assert sorted(s.file for s in result.shards) == sorted([f"train_data_batch_{i}.npz" for i in range(1, 11)] + ["val_data.npz"])
+    assert sorted(s.file for s in result.shards) == sorted(
+        [f"train_data_batch_{i}.npz" for i in range(1, 11)] + ["val_data.npz"]
+    )
     train_count = len(tree_rows(root / "full", "train"))
     reference = originals(root / "downloads")
     by_class: dict[int, list[str]] = {}
@@ -163,14 +167,18 @@ def test_downsampled_is_the_published_recipe_with_devkit_labels(root, tmp_path, 
     for name in [f"train_data_batch_{i}" for i in range(1, 11)] + ["val_data"]:
         data, labels, mean = load_like_the_authors(tmp_path / "ds", name, size)
         expected_rows = train_count // 10 + (train_count % 10 if name.endswith("_10") else 0)
-        assert len(data) == len(labels) == (expected_rows if name != "val_data" else len(tree_rows(root / "full", "val")))
+        assert (
+            len(data) == len(labels) == (expected_rows if name != "val_data" else len(tree_rows(root / "full", "val")))
+        )
         assert (mean is None) == (name == "val_data")
         if mean is not None:
             means.append(mean)
             rows.append(data.reshape(len(data), -1))
         for image, label in zip(data, labels, strict=True):
             # The right class, and within it the image whose published pixels these are.
-            errors = {n: np.abs(published_pixels(reference[n], size) - image).mean() for n in by_class[label] if n not in used}
+            errors = {
+                n: np.abs(published_pixels(reference[n], size) - image).mean() for n in by_class[label] if n not in used
+            }
             best = min(errors, key=errors.get)
             assert errors[best] <= 0.5, f"{best}: {errors[best]:.2f} grey levels from the published recipe"
             used.add(best)
@@ -191,7 +199,9 @@ def test_downsampled_refuses_a_resized_tree_naming_the_prepare_command(root):
     result = runner.invoke(app, ["export", "downsampled", "--root", str(root), "--from", str(root / "64")])
     assert result.exit_code == 1
     assert "64-pixel jpeg images" in result.stderr and "`imagenet prepare --size full`" in result.stderr
-    assert not (root / "exports" / "downsampled32-64").exists() or not any((root / "exports" / "downsampled32-64").glob("*.npz"))
+    assert not (root / "exports" / "downsampled32-64").exists() or not any(
+        (root / "exports" / "downsampled32-64").glob("*.npz")
+    )
 
 
 @pytest.mark.parametrize(
@@ -209,23 +219,44 @@ def test_options_of_another_format_are_refused(root, tmp_path, arguments, wrong)
 
 def test_the_cli_names_the_default_folder_with_the_size(root):
     result = runner.invoke(
-        app, ["export", "downsampled", "--root", str(root), "--from", str(root / "full"), "--size", "16", "--splits", "val", "-q"],
+        app,
+        [
+            "export",
+            "downsampled",
+            "--root",
+            str(root),
+            "--from",
+            str(root / "full"),
+            "--size",
+            "16",
+            "--splits",
+            "val",
+            "-q",
+        ],
         env={"IMAGENET_NO_PROGRESS": "1"},
-    )  # fmt: skip
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{root / 'exports' / 'downsampled16-full'}\n"
-    verified = runner.invoke(app, ["verify", "--root", str(root), "--deep", str(root / "exports" / "downsampled16-full")])
+    verified = runner.invoke(
+        app, ["verify", "--root", str(root), "--deep", str(root / "exports" / "downsampled16-full")]
+    )
     assert verified.exit_code == 0, verified.output
 
 
-@pytest.mark.parametrize(("format", "module", "extra"), [("parquet", "pyarrow", "parquet"), ("downsampled", "numpy", "numpy")])
+@pytest.mark.parametrize(
+    ("format", "module", "extra"), [("parquet", "pyarrow", "parquet"), ("downsampled", "numpy", "numpy")]
+)
 def test_without_its_extra_a_format_is_one_line_naming_it(root, tmp_path, format, module, extra):
-    program = (f"import sys; sys.modules[{module!r}] = None; sys.argv[0] = 'imagenet'\n"
-               "from imagenet_cli.cli.app import main; main()")  # fmt: skip
+    program = (
+        f"import sys; sys.modules[{module!r}] = None; sys.argv[0] = 'imagenet'\n"
+        "from imagenet_cli.cli.app import main; main()"
+    )
     arguments = ["export", format, "--root", str(root), "--from", str(root / "full"), "--out", str(tmp_path / "x")]
     completed = subprocess.run([sys.executable, "-c", program, *arguments], capture_output=True, text=True)
     assert completed.returncode == 1 and len(completed.stderr.strip().splitlines()) == 1
-    assert completed.stderr.startswith(f"imagenet: error: export {format} needs {module}: {install_command(extra)} — try")
+    assert completed.stderr.startswith(
+        f"imagenet: error: export {format} needs {module}: {install_command(extra)} — try"
+    )
     assert not (tmp_path / "x").exists(), "refused before anything is written"
 
 
@@ -244,17 +275,27 @@ def _cli(root: Path, format: str, out: Path) -> list[str]:
 
 
 def _run(root: Path, format: str, out: Path) -> None:
-    done = subprocess.run(_cli(root, format, out), capture_output=True, text=True, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})
+    done = subprocess.run(
+        _cli(root, format, out), capture_output=True, text=True, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}
+    )
     assert done.returncode == 0, done.stderr
 
 
 def _files(folder: Path) -> dict[str, bytes]:
-    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file() and not p.name.startswith(".")}
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and not p.name.startswith(".")
+    }
 
 
 def _finished_inodes(folder: Path) -> set[int]:
     """Files a re-run should keep: shards under their final names, and staged train batches."""
-    return {p.stat().st_ino for p in folder.rglob("*") if p.suffix in (".tar", ".parquet", ".npz") and not p.name.endswith(".tmp")}
+    return {
+        p.stat().st_ino
+        for p in folder.rglob("*")
+        if p.suffix in (".tar", ".parquet", ".npz") and not p.name.endswith(".tmp")
+    }
 
 
 @pytest.mark.parametrize("format", sorted(FORMAT_RUNS))
@@ -304,9 +345,18 @@ def test_info_lists_exports_finished_and_unfinished(root, tmp_path):
     assert shown.exit_code == 0, shown.output
     exports = {e["name"]: e for e in json.loads(shown.stdout)["exports"]}
     assert exports["parquet-64"]["format"] == "parquet" and exports["parquet-64"]["finished"]
-    assert exports["parquet-64"]["samples"] == {"train": len(tree_rows(root / "64", "train")), "val": len(tree_rows(root / "64", "val"))}
-    assert exports["halfway"] == {"name": "halfway", "path": str(work / "exports" / "halfway"), "format": None, "finished": False,
-                                  "samples": {}, "bytes": 0}  # fmt: skip
+    assert exports["parquet-64"]["samples"] == {
+        "train": len(tree_rows(root / "64", "train")),
+        "val": len(tree_rows(root / "64", "val")),
+    }
+    assert exports["halfway"] == {
+        "name": "halfway",
+        "path": str(work / "exports" / "halfway"),
+        "format": None,
+        "finished": False,
+        "samples": {},
+        "bytes": 0,
+    }
     text = runner.invoke(app, ["info", "--root", str(work)]).stdout
     assert "exports (exports/):" in text and "unfinished: run the same export again" in text
 
@@ -314,9 +364,13 @@ def test_info_lists_exports_finished_and_unfinished(root, tmp_path):
 def test_verify_deep_of_a_parquet_export_without_pyarrow_names_the_extra(root, tmp_path):
     pytest.importorskip("pyarrow")
     export(root, "parquet", source=root / "64", out=tmp_path / "pq", splits=["val"])
-    program = ("import sys; sys.modules['pyarrow'] = None; sys.argv[0] = 'imagenet'\n"
-               "from imagenet_cli.cli.app import main; main()")  # fmt: skip
-    completed = subprocess.run([sys.executable, "-c", program, "verify", "--deep", str(tmp_path / "pq")], capture_output=True, text=True)
+    program = (
+        "import sys; sys.modules['pyarrow'] = None; sys.argv[0] = 'imagenet'\n"
+        "from imagenet_cli.cli.app import main; main()"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", program, "verify", "--deep", str(tmp_path / "pq")], capture_output=True, text=True
+    )
     assert completed.returncode == 1 and len(completed.stderr.strip().splitlines()) == 1
     assert install_command("parquet") in completed.stderr
 
@@ -326,9 +380,14 @@ def test_an_image_missing_from_the_tree_is_one_line_naming_verify(root, tmp_path
     shutil.copytree(root / "64", work / "64")
     gone = tree_rows(work / "64", "val")[0]
     (work / "64" / gone.path).unlink()
-    result = runner.invoke(app, ["export", "webdataset", "--root", str(work), "--splits", "val"], env={"IMAGENET_NO_PROGRESS": "1"})
+    result = runner.invoke(
+        app, ["export", "webdataset", "--root", str(work), "--splits", "val"], env={"IMAGENET_NO_PROGRESS": "1"}
+    )
     assert result.exit_code == 1
-    assert result.stderr.startswith(f"imagenet: error: cannot read {work / '64' / gone.path}") and "imagenet verify" in result.stderr
+    assert (
+        result.stderr.startswith(f"imagenet: error: cannot read {work / '64' / gone.path}")
+        and "imagenet verify" in result.stderr
+    )
     assert len(result.stderr.strip().splitlines()) == 1
 
 

@@ -76,8 +76,11 @@ def test_outputs_are_rgb_jpegs_with_shorter_side_224(prepared_official):
 def test_quirk_files_come_out_repaired(prepared_official):
     info = manifest.read_tree_info(prepared_official)
     assert info.made_by["repaired"] == {"png": 1, "cmyk": 2, "grayscale": 3}
-    for relative in ("train/n02105855/n02105855_2933.JPEG", "train/n01739381/n01739381_1309.JPEG",
-                     "val/n13133613/ILSVRC2012_val_00019877.JPEG"):  # fmt: skip
+    for relative in (
+        "train/n02105855/n02105855_2933.JPEG",
+        "train/n01739381/n01739381_1309.JPEG",
+        "val/n13133613/ILSVRC2012_val_00019877.JPEG",
+    ):
         with Image.open(prepared_official / relative) as image:
             assert (image.format, image.mode) == ("JPEG", "RGB")
 
@@ -87,7 +90,9 @@ def test_label_files_use_the_sorted_index_and_imagefolder_agrees(prepared_offici
     # catalogue's index; for any subset of classes the order must at least be the catalogue's.
     folders = sorted(p.name for p in (prepared_official / "train").iterdir())
     assert [catalogue.by_wnid(w).index for w in folders] == sorted(catalogue.by_wnid(w).index for w in folders)
-    for line in (prepared_official / "train.txt").read_text().splitlines() + (prepared_official / "val.txt").read_text().splitlines():
+    for line in (prepared_official / "train.txt").read_text().splitlines() + (
+        prepared_official / "val.txt"
+    ).read_text().splitlines():
         relative, label = line.rsplit(" ", 1)
         assert catalogue.by_wnid(relative.split("/")[1]).index == int(label)
     classes = (prepared_official / "classes.txt").read_text().splitlines()
@@ -102,7 +107,10 @@ def test_the_tree_verifies_clean(prepared_official):
 def test_kaggle_form_gives_the_same_tree(prepared_official, kaggle_root, tmp_path):
     root = copy_downloads(kaggle_root, tmp_path)
     result = prepare(root, ["224"], workers=2)
-    assert result.source == "the Kaggle zip" and result.label_source == "the shipped table (checked against Kaggle's LOC_val_solution.csv)"
+    assert (
+        result.source == "the Kaggle zip"
+        and result.label_source == "the shipped table (checked against Kaggle's LOC_val_solution.csv)"
+    )
     assert (root / "224" / manifest.MANIFEST).read_text() == (prepared_official / manifest.MANIFEST).read_text()
 
 
@@ -204,7 +212,9 @@ def test_image_folder_and_kaggle_tree_inputs(official_root, tmp_path, prepared_o
     source = image_folder(tmp_path, official_root)
     result = prepare(tmp_path / "root", ["224"], source=source, workers=2)
     assert result.source.startswith("an ImageFolder tree")
-    assert (tmp_path / "root" / "224" / manifest.MANIFEST).read_text() == (prepared_official / manifest.MANIFEST).read_text()
+    assert (tmp_path / "root" / "224" / manifest.MANIFEST).read_text() == (
+        prepared_official / manifest.MANIFEST
+    ).read_text()
 
 
 def test_hostile_members_write_nothing_outside(tmp_path):
@@ -246,7 +256,10 @@ def test_the_shipped_val_labels_win_over_a_wrong_devkit_and_the_row_is_named(off
     with caplog.at_level(logging.WARNING, logger="imagenet_cli"):
         result = prepare(root, ["64"])
     assert (root / "64" / "val" / true / name).is_file() and not (root / "64" / "val" / said).exists()
-    assert f"the devkit's ground truth labels 1 val image otherwise than the shipped table ({name}: it says {said}, the table {true})" in caplog.text
+    assert (
+        "the devkit's ground truth labels 1 val image otherwise than the shipped table "
+        f"({name}: it says {said}, the table {true})" in caplog.text
+    )
     assert result.trees[0].failures == []
 
 
@@ -262,11 +275,14 @@ def test_trusted_input_labels_are_used_and_two_inputs_must_agree(official_root, 
         prepare(both, ["64"], trust_input_labels=True)
 
 
-@pytest.mark.parametrize(("line", "value", "message"), [
-    (7, "1001", "line 7: '1001' is not an ILSVRC2012_ID"),
-    (8, "tench", "line 8: 'tench' is not an ILSVRC2012_ID"),
-    (None, None, "has 49,999 lines; a ground truth has one per val image, 50,000"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("line", "value", "message"),
+    [
+        (7, "1001", "line 7: '1001' is not an ILSVRC2012_ID"),
+        (8, "tench", "line 8: 'tench' is not an ILSVRC2012_ID"),
+        (None, None, "has 49,999 lines; a ground truth has one per val image, 50,000"),
+    ],
+)
 def test_a_damaged_ground_truth_is_one_line_naming_file_and_line(official_root, tmp_path, line, value, message):
     root = copy_downloads(official_root, tmp_path)
     devkit = root / "downloads" / sample.DEVKIT
@@ -274,10 +290,14 @@ def test_a_damaged_ground_truth_is_one_line_naming_file_and_line(official_root, 
         rewrite_ground_truth(devkit, lambda lines: lines[:-1])
     else:
         set_devkit_line(devkit, line, value)
-    result = CliRunner().invoke(app, ["prepare", "--root", str(root), "--size", "64"], env={"IMAGENET_NO_PROGRESS": "1"})
+    result = CliRunner().invoke(
+        app, ["prepare", "--root", str(root), "--size", "64"], env={"IMAGENET_NO_PROGRESS": "1"}
+    )
     assert result.exit_code == 1, result.output
     [said] = result.stderr.splitlines()
-    assert said.startswith(f"imagenet: error: {sample.DEVKIT}:ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt ")
+    assert said.startswith(
+        f"imagenet: error: {sample.DEVKIT}:ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt "
+    )
     assert message in said and "this is a bug" not in said
 
 
@@ -297,8 +317,20 @@ def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
 
     killed = copy_downloads(source, tmp_path / "killed")
     markers = killed / "64-lanczos" / ".shards"
-    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(killed), "--size", "64",
-               "--filter", "lanczos", "--workers", "1"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "imagenet_cli",
+        "prepare",
+        "--root",
+        str(killed),
+        "--size",
+        "64",
+        "--filter",
+        "lanczos",
+        "--workers",
+        "1",
+    ]
     process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"})
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(markers.glob("train-*.json"))) < 3:
@@ -309,7 +341,9 @@ def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
 
     result = prepare(killed, Recipe(("64",), filter="lanczos"), workers=2)
     assert result.shards_done_before >= 3
-    assert (killed / "64-lanczos" / manifest.MANIFEST).read_text() == (clean / "64-lanczos" / manifest.MANIFEST).read_text()
+    assert (killed / "64-lanczos" / manifest.MANIFEST).read_text() == (
+        clean / "64-lanczos" / manifest.MANIFEST
+    ).read_text()
     assert not list((killed / "64-lanczos").rglob(".*.tmp")), "no leftovers of the killed run"
     assert verify(killed, paths=[killed / "64-lanczos"]).ok
 
@@ -338,7 +372,10 @@ def test_cli_bad_size_is_a_usage_error(tmp_path):
 def test_kaggle_2019_layout_gives_the_same_tree(prepared_official, kaggle2019_root, tmp_path):
     root = copy_downloads(kaggle2019_root, tmp_path)
     result = prepare(root, ["224"], workers=2)
-    assert result.source == "the Kaggle zip" and result.label_source == "the shipped table (checked against Kaggle's LOC_val_solution.csv)"
+    assert (
+        result.source == "the Kaggle zip"
+        and result.label_source == "the shipped table (checked against Kaggle's LOC_val_solution.csv)"
+    )
     assert (root / "224" / manifest.MANIFEST).read_text() == (prepared_official / manifest.MANIFEST).read_text()
     again = prepare(root, ["224"], workers=2)
     assert again.shards_run == 0 and again.shards_done_before == result.shards_run
@@ -359,11 +396,30 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
     download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
     markers = tmp_path / "64-lanczos" / ".shards"
     # Lanczos from a full decode: slow enough per image that the run is still going when signalled.
-    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--size", "64",
-               "--filter", "lanczos", "--workers", "2"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "imagenet_cli",
+        "prepare",
+        "--root",
+        str(tmp_path),
+        "--size",
+        "64",
+        "--filter",
+        "lanczos",
+        "--workers",
+        "2",
+    ]
     # A session of its own, so the signal goes to the whole group, as a terminal's Ctrl-C does.
-    process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, start_new_session=True,
-                               preexec_fn=default_sigint, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+        start_new_session=True,
+        preexec_fn=default_sigint,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(markers.glob("*-*.json"))) < 2:  # shard markers, not recipe.json
         time.sleep(0.02)
@@ -375,13 +431,16 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
     assert result.shards_done_before >= 2 and verify(tmp_path, paths=[tmp_path / "64-lanczos"]).ok
 
 
-@pytest.mark.parametrize(("recipe", "name"), [
-    (Recipe(("224",)), "224"),
-    (Recipe(("64",), mode="squash", filter="lanczos"), "64-squash-lanczos"),
-    (Recipe(("64",), mode="squash"), "64-squash"),
-    (Recipe(("224",), quality=95, upscale=False), "224-q95-noupscale"),
-    (Recipe(("full",), format="png", filter="lanczos", mode="squash"), "full-png"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("recipe", "name"),
+    [
+        (Recipe(("224",)), "224"),
+        (Recipe(("64",), mode="squash", filter="lanczos"), "64-squash-lanczos"),
+        (Recipe(("64",), mode="squash"), "64-squash"),
+        (Recipe(("224",), quality=95, upscale=False), "224-q95-noupscale"),
+        (Recipe(("full",), format="png", filter="lanczos", mode="squash"), "full-png"),
+    ],
+)
 def test_every_option_off_its_default_is_in_the_tree_name(recipe, name):
     from imagenet_cli.trees import tree_name
 
@@ -391,9 +450,13 @@ def test_every_option_off_its_default_is_in_the_tree_name(recipe, name):
 def test_a_lanczos_squash_tree_leaves_the_default_squash_free(official_root, tmp_path):
     root = copy_downloads(official_root, tmp_path)
     prepare(root, Recipe(("64",), mode="squash", filter="lanczos"), splits=["val"])
-    result = CliRunner().invoke(app, ["prepare", "--root", str(root), "--size", "64", "--resize", "squash", "--splits", "val"])
+    result = CliRunner().invoke(
+        app, ["prepare", "--root", str(root), "--size", "64", "--resize", "squash", "--splits", "val"]
+    )
     assert result.exit_code == 0, result.output
-    assert (root / "64-squash" / manifest.MANIFEST).is_file() and (root / "64-squash-lanczos" / manifest.MANIFEST).is_file()
+    assert (root / "64-squash" / manifest.MANIFEST).is_file() and (
+        root / "64-squash-lanczos" / manifest.MANIFEST
+    ).is_file()
 
 
 def test_a_val_image_in_another_class_folder_of_a_tree_is_named_and_filed_by_its_label(official_root, tmp_path, caplog):
@@ -404,5 +467,8 @@ def test_a_val_image_in_another_class_folder_of_a_tree_is_named_and_filed_by_its
     image.rename(other / image.name)
     with caplog.at_level(logging.WARNING, logger="imagenet_cli"):
         prepare(tmp_path / "root", ["64"], source=source, splits=["val"])
-    assert f"1 val image sits in another class's folder than its label ({other.name}/{image.name}: its label is {label})" in caplog.text
+    assert (
+        f"1 val image sits in another class's folder than its label ({other.name}/{image.name}: its label is {label})"
+        in caplog.text
+    )
     assert (tmp_path / "root" / "64" / "val" / label / image.name).is_file()

@@ -69,7 +69,9 @@ def test_train_tar_is_a_gnu_tar_of_per_class_tars(official_root):
 
 
 def test_train_numbers_are_not_consecutive(official_root):
-    numbers = sorted(int(TRAIN_NAME.fullmatch(n).group(2)) for n in official_images(official_root) if TRAIN_NAME.fullmatch(n))
+    numbers = sorted(
+        int(TRAIN_NAME.fullmatch(n).group(2)) for n in official_images(official_root) if TRAIN_NAME.fullmatch(n)
+    )
     assert any(b - a > 1 for a, b in zip(numbers, numbers[1:], strict=False))
 
 
@@ -92,7 +94,9 @@ def test_test_tar_is_flat_and_unlabelled(official_root):
 def test_devkit_has_the_real_layout_and_ground_truth(official_root):
     members = {m.name: d for m, d in tar_members(official_root / "downloads" / sample.DEVKIT)}
     top = "ILSVRC2012_devkit_t12"
-    assert {top, f"{top}/data", f"{top}/readme.txt", f"{top}/data/ILSVRC2012_validation_ground_truth.txt"} <= set(members)
+    assert {top, f"{top}/data", f"{top}/readme.txt", f"{top}/data/ILSVRC2012_validation_ground_truth.txt"} <= set(
+        members
+    )
     truth = members[f"{top}/data/ILSVRC2012_validation_ground_truth.txt"].decode().splitlines()
     assert len(truth) == 50000 and truth[:3] == ["490", "361", "171"] and truth[-1] == "186"
     # Line k, read through the devkit order, is the label of ILSVRC2012_val_<k>.
@@ -152,7 +156,12 @@ def test_kaggle_zip_layout(kaggle_root):
         assert archive.testzip() is None  # every member's CRC-32 holds
         names = archive.namelist()
         top = {n for n in names if "/" not in n}
-        assert top == {"LOC_synset_mapping.txt", "LOC_val_solution.csv", "LOC_train_solution.csv", "LOC_sample_submission.csv"}
+        assert top == {
+            "LOC_synset_mapping.txt",
+            "LOC_val_solution.csv",
+            "LOC_train_solution.csv",
+            "LOC_sample_submission.csv",
+        }
         train = [n for n in names if n.startswith("ILSVRC/Data/CLS-LOC/train/")]
         val = [n for n in names if n.startswith("ILSVRC/Data/CLS-LOC/val/")]
         test = [n for n in names if n.startswith("ILSVRC/Data/CLS-LOC/test/")]

@@ -43,10 +43,28 @@ def alive(pid: int) -> bool:
 
 def start_prepare(root: Path) -> subprocess.Popen:
     """A prepare slow enough (Lanczos from a full decode) to be stopped while its 2 workers run."""
-    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(root), "--size", "64",
-               "--filter", "lanczos", "--workers", "2"]  # fmt: skip
-    return subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, preexec_fn=default_sigint,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "imagenet_cli",
+        "prepare",
+        "--root",
+        str(root),
+        "--size",
+        "64",
+        "--filter",
+        "lanczos",
+        "--workers",
+        "2",
+    ]
+    return subprocess.Popen(
+        command,
+        env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+        preexec_fn=default_sigint,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def wait_for_workers(process: subprocess.Popen, root: Path) -> set[int]:
@@ -111,9 +129,26 @@ def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path):
     victim.unlink()
     os.mkfifo(victim)
     out = tmp_path / "exports" / "ds"
-    command = [sys.executable, "-m", "imagenet_cli", "export", "downsampled", "--root", str(tmp_path), "--from",
-               str(tmp_path / "full"), "--out", str(out), "--size", "8", "--workers", "2"]  # fmt: skip
-    process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        "-m",
+        "imagenet_cli",
+        "export",
+        "downsampled",
+        "--root",
+        str(tmp_path),
+        "--from",
+        str(tmp_path / "full"),
+        "--out",
+        str(out),
+        "--size",
+        "8",
+        "--workers",
+        "2",
+    ]
+    process = subprocess.Popen(
+        command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.monotonic() + 60
     while len(list((out / ".staging").glob("*.npz"))) < 5 or len(children(process.pid)) < 2:
         assert time.monotonic() < deadline and process.poll() is None, "the export never reached the pipe"
@@ -131,7 +166,9 @@ def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path):
 
     result = export(tmp_path, "downsampled", source=tmp_path / "full", out=out, size=8, workers=2)
     assert result.samples == {"train": 700, "val": 10}
-    assert staged["train_data_batch_1.npz"] == (out / "train_data_batch_1.npz").stat().st_ino, "staged batches were kept"
+    assert staged["train_data_batch_1.npz"] == (out / "train_data_batch_1.npz").stat().st_ino, (
+        "staged batches were kept"
+    )
 
 
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
@@ -142,8 +179,14 @@ def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path, number):
     download_sample(root, train_per_class=3, val_per_class=2, test_images=0)
     command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(root), "--size", "32", "--redo"]
     for delay in (0.03, 0.08, 0.15, 0.25, 0.4, 0.7):
-        process = subprocess.Popen(command, env={**os.environ, "IMAGENET_NO_PROGRESS": "1"}, preexec_fn=default_sigint,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        process = subprocess.Popen(
+            command,
+            env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+            preexec_fn=default_sigint,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         time.sleep(delay)
         process.send_signal(number)
         _, stderr = process.communicate(timeout=60)

@@ -70,7 +70,11 @@ def test_nested_across_class_counts_and_k(root):
     assert all(len(v) == 2 for v in k2.values())
 
 
-@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=40, unique=True), st.integers(0, 2**64 - 1), st.randoms())
+@given(
+    st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=40, unique=True),
+    st.integers(0, 2**64 - 1),
+    st.randoms(),
+)
 def test_choice_ignores_listing_order(names, seed, rng):
     shuffled = list(names)
     rng.shuffle(shuffled)
@@ -143,13 +147,17 @@ def test_link_modes(root):
     assert (copy / relative).stat().st_ino != (source / relative).stat().st_ino
 
 
-@pytest.mark.skipif(not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat("/tmp").st_dev,
-                    reason="needs a second filesystem")  # fmt: skip
+@pytest.mark.skipif(
+    not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat("/tmp").st_dev,
+    reason="needs a second filesystem",
+)
 def test_hardlink_across_filesystems_is_a_clear_error(root):
     import tempfile
 
     with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:
-        with pytest.raises(InvalidArgumentError, match="hard links cannot cross them .use --link symlink or --link copy"):
+        with pytest.raises(
+            InvalidArgumentError, match="hard links cannot cross them .use --link symlink or --link copy"
+        ):
             subset(root, classes="2", link="hardlink", out=Path(elsewhere) / "s")
 
 
@@ -187,8 +195,10 @@ def test_every_label_file_uses_the_1000_class_index(root):
             for line in lines:
                 path, label = line.split(" ")
                 assert int(label) == catalogue.by_wnid(path.split("/")[1]).index, line
-    assert "n02102040 217" in " ".join(f"{p.split('/')[1]} {lbl}" for p, lbl in (
-        line.split(" ") for line in (sub / "train.txt").read_text().splitlines()))  # fmt: skip
+    assert "n02102040 217" in " ".join(
+        f"{p.split('/')[1]} {lbl}"
+        for p, lbl in (line.split(" ") for line in (sub / "train.txt").read_text().splitlines())
+    )
     own = {line.split("\t")[1]: int(line.split("\t")[0]) for line in (sub / "classes.txt").read_text().splitlines()}
     assert sorted(own.values()) == list(range(10))
     for line in (sub / "val_subset_index.txt").read_text().splitlines():
@@ -236,10 +246,14 @@ def test_several_prepared_trees_need_from(root):
 
 
 def test_cli(root):
-    result = runner.invoke(app, ["subset", "--root", str(root), "--classes", "5", "--json"], env={"IMAGENET_NO_PROGRESS": "1"})
+    result = runner.invoke(
+        app, ["subset", "--root", str(root), "--classes", "5", "--json"], env={"IMAGENET_NO_PROGRESS": "1"}
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["images"] == {"train": 15, "val": 10}
-    dry = runner.invoke(app, ["subset", "--root", str(root), "--classes", "7", "--dry-run"], env={"IMAGENET_NO_PROGRESS": "1"})
+    dry = runner.invoke(
+        app, ["subset", "--root", str(root), "--classes", "7", "--dry-run"], env={"IMAGENET_NO_PROGRESS": "1"}
+    )
     assert dry.exit_code == 0 and dry.stdout.startswith("would write")
     assert not (root / "subsets" / "classes7-seed0").exists()
     bad = runner.invoke(app, ["subset", "--root", str(root), "--per-class", "2", "--fraction", "0.5"])

@@ -216,7 +216,10 @@ def test_free_disk_preflight_names_the_shortfall(tmp_path):
         check_free_space([plan], tmp_path)
 
 
-@pytest.mark.parametrize(("size", "connections", "chunk"), [(1, 4, 1 << 20), (SIZE, 4, 1 << 20), (150 << 30, 8, 64 << 20), (100 << 20, 4, 8 << 20)])
+@pytest.mark.parametrize(
+    ("size", "connections", "chunk"),
+    [(1, 4, 1 << 20), (SIZE, 4, 1 << 20), (150 << 30, 8, 64 << 20), (100 << 20, 4, 8 << 20)],
+)
 def test_chunk_size(size, connections, chunk):
     assert choose_chunk_size(size, connections) == chunk
 

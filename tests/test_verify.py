@@ -174,7 +174,11 @@ def test_hostile_members_are_refused_and_named(tmp_path):
         link.type, link.linkname = tarfile.SYMTYPE, "/etc/passwd"
         tar.addfile(link)
     refused = problems(verify(tmp_path), "refused")
-    assert {w.split(":", 1)[1] for _, w, _ in refused} == {"../../etc/evil.JPEG", "/abs.JPEG", "ILSVRC2012_val_00000001.JPEG"}
+    assert {w.split(":", 1)[1] for _, w, _ in refused} == {
+        "../../etc/evil.JPEG",
+        "/abs.JPEG",
+        "ILSVRC2012_val_00000001.JPEG",
+    }
 
 
 def test_reverify_trusts_recorded_digests_and_records_a_local_check(root, tmp_path):

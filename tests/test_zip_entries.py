@@ -29,7 +29,9 @@ def make_zip(path: Path, files: dict[str, bytes], zip64: bool, monkeypatch) -> N
 @pytest.fixture
 def files() -> dict[str, bytes]:
     rng = random.Random(0)
-    contents = {f"dir/file{i}.bin": rng.randbytes(rng.randint(0, 4000)) + b"z" * rng.randint(0, 4000) for i in range(40)}
+    contents = {
+        f"dir/file{i}.bin": rng.randbytes(rng.randint(0, 4000)) + b"z" * rng.randint(0, 4000) for i in range(40)
+    }
     contents["nom-accentué.txt"] = "é".encode() * 500
     return contents
 
@@ -77,8 +79,14 @@ def test_a_kaggle_zip_with_a_class_split_in_two_still_prepares(tmp_path):
     result = prepare(tmp_path, ["16"], splits=["train"], workers=1)
     assert result.trees[0].images == {"train": 3}
     paths = [line.split("\t")[0] for line in (tmp_path / "16" / "manifest.tsv").read_text().splitlines()[1:]]
-    assert paths == sorted(paths) == [
-        "train/n01440764/n01440764_1.JPEG", "train/n01440764/n01440764_3.JPEG", "train/n01443537/n01443537_2.JPEG",
-    ]  # fmt: skip
+    assert (
+        paths
+        == sorted(paths)
+        == [
+            "train/n01440764/n01440764_1.JPEG",
+            "train/n01440764/n01440764_3.JPEG",
+            "train/n01443537/n01443537_2.JPEG",
+        ]
+    )
     assert verify(tmp_path, paths=[tmp_path / "16"]).ok
     assert prepare(tmp_path, ["16"], splits=["train"], workers=1).shards_run == 0  # the runs are cut alike again

@@ -64,7 +64,12 @@ def verify(
     if not archive_paths and not tree_paths:
         raise MissingInputError(f"nothing to verify under {root}: no archives in downloads/ and no trees")
     workers = workers or os.cpu_count() or 1
-    log.info("checking %d archives and %d trees%s", len(archive_paths), len(tree_paths), " (deep: every member decoded)" if deep else "")
+    log.info(
+        "checking %d archives and %d trees%s",
+        len(archive_paths),
+        len(tree_paths),
+        " (deep: every member decoded)" if deep else "",
+    )
 
     def archive_check(path: Path) -> Check:
         return check_archive(path, sums, deep, rehash, record, progress)
@@ -74,7 +79,9 @@ def verify(
         if writer := locks.writer_of(path):
             checks.append(_being_written(path, writer))
         else:
-            checks.append(check_export(path, deep, progress) if is_export(path) else check_tree(path, deep, workers, progress))
+            checks.append(
+                check_export(path, deep, progress) if is_export(path) else check_tree(path, deep, workers, progress)
+            )
     return VerifyReport(checks)
 
 

@@ -79,7 +79,11 @@ def _expected_digests(path: Path, record: DownloadRecord | None, checksums: dict
         algorithm, hexdigest = checksums[path.name]
         return Expected({algorithm: hexdigest}, DigestSource.CHECKSUMS_FILE, "the --checksums file")
     if record is not None:
-        return Expected({"md5": record.md5, "xxh3_64": record.xxh3_64}, DigestSource.DOWNLOAD_RECORD, f"its {record.source} download record")
+        return Expected(
+            {"md5": record.md5, "xxh3_64": record.xxh3_64},
+            DigestSource.DOWNLOAD_RECORD,
+            f"its {record.source} download record",
+        )
     published = catalogue.official_archives().get(path.name)
     if published is not None:
         return Expected({"md5": published.md5}, DigestSource.PUBLISHED, "the published MD5")
@@ -87,13 +91,24 @@ def _expected_digests(path: Path, record: DownloadRecord | None, checksums: dict
 
 
 def _check_bytes(
-    check: Check, path: Path, record: DownloadRecord | None, checksums: dict[str, tuple[str, str]], rehash: bool, remember: bool, progress: Progress
+    check: Check,
+    path: Path,
+    record: DownloadRecord | None,
+    checksums: dict[str, tuple[str, str]],
+    rehash: bool,
+    remember: bool,
+    progress: Progress,
 ) -> None:
     expected = _expected_digests(path, record, checksums)
     size = path.stat().st_size
     check.counts["bytes"] = size
     published = catalogue.official_archives().get(path.name)
-    if expected.source is DigestSource.PUBLISHED and published is not None and published.size is not None and size != published.size:
+    if (
+        expected.source is DigestSource.PUBLISHED
+        and published is not None
+        and published.size is not None
+        and size != published.size
+    ):
         check.add("size", path.name, f"{size:,} bytes; the published file is {published.size:,} bytes")
         return  # hashing a file of the wrong size can only fail, slowly
     if record is not None and not record.matches(path) and expected.source is DigestSource.DOWNLOAD_RECORD:
@@ -114,7 +129,11 @@ def _check_bytes(
         return
     wrong = [a for a, h in expected.digests.items() if digests.get(a) != h.lower()]
     for algorithm in wrong:
-        check.add("checksum", path.name, f"{algorithm} is {digests[algorithm]}; {expected.words} says {expected.digests[algorithm]}")
+        check.add(
+            "checksum",
+            path.name,
+            f"{algorithm} is {digests[algorithm]}; {expected.words} says {expected.digests[algorithm]}",
+        )
     if not wrong and (record is None or not record.matches(path)):
         if not remember:
             check.note("not recorded (--record makes the next check of the unchanged file instant)")
@@ -153,7 +172,9 @@ def _expected_contents(record: DownloadRecord | None) -> Contents:
     if record is not None and record.source == "sample":
         details = record.details
         classes = set(details["classes"])
-        return Contents(False, classes, details["train_per_class"], details["val_per_class"] * len(classes), details["test_images"])
+        return Contents(
+            False, classes, details["train_per_class"], details["val_per_class"] * len(classes), details["test_images"]
+        )
     return Contents(True, set(catalogue.wnids()), None, catalogue.SPLIT_IMAGES["val"], catalogue.SPLIT_IMAGES["test"])
 
 
@@ -186,7 +207,11 @@ def _check_train_tar(check: Check, path: Path, expected: Contents, deep: bool, p
             if not low <= count <= high:
                 check.add("count", f"{path.name}:{wnid}.tar", f"{count} images; expected {low}–{high}")
         if expected.full and sum(per_class.values()) != catalogue.SPLIT_IMAGES["train"]:
-            check.add("count", path.name, f"{sum(per_class.values()):,} images; ILSVRC-2012 has {catalogue.SPLIT_IMAGES['train']:,}")
+            check.add(
+                "count",
+                path.name,
+                f"{sum(per_class.values()):,} images; ILSVRC-2012 has {catalogue.SPLIT_IMAGES['train']:,}",
+            )
 
 
 def _check_flat_tar(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
@@ -258,6 +283,7 @@ def _decoded(members: Iterator[archives.Member]) -> Iterator[tuple[archives.Memb
     Pillow releases the GIL while decoding, so threads use every core; at most two images per
     thread are in flight, so memory stays flat however large the archive.
     """
+
     def decoded(member: archives.Member) -> tuple[archives.Member, str | None]:
         return member, None if member.damage else decode_problem(member.data)
 
@@ -290,7 +316,8 @@ def _compare_val_labels(check: Check, where: str, labels: Iterable[tuple[int, st
             check.add(
                 "label",
                 where,
-                f"{unit} {number} (ILSVRC2012_val_{number:08d}) says {wnid}; the catalogue says {ours.wnid} ({ours.name})",
+                f"{unit} {number} (ILSVRC2012_val_{number:08d}) says "
+                f"{wnid}; the catalogue says {ours.wnid} ({ours.name})",
             )
 
 
@@ -343,7 +370,11 @@ def _check_kaggle_listing(check: Check, path: Path, expected: Contents, refuse: 
     _check_class_counts(check, path, expected, per_class)
     for split in ("val", "test"):
         if splits[split] != expected.images(split):
-            check.add("count", f"{path.name}:{archives.KAGGLE_DATA}{split}/", f"{splits[split]:,} images; expected {expected.images(split):,}")
+            check.add(
+                "count",
+                f"{path.name}:{archives.KAGGLE_DATA}{split}/",
+                f"{splits[split]:,} images; expected {expected.images(split):,}",
+            )
     check.note(f"{sum(splits.values()):,} images listed: {', '.join(f'{n:,} {s}' for s, n in sorted(splits.items()))}")
 
 
@@ -353,6 +384,10 @@ def _check_class_counts(check: Check, path: Path, expected: Contents, per_class:
     low, high = expected.train_range
     for wnid, count in sorted(per_class.items()):
         if wnid not in expected.classes:
-            check.add("extra", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "a class this archive should not hold")
+            check.add(
+                "extra", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "a class this archive should not hold"
+            )
         elif not low <= count <= high:
-            check.add("count", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", f"{count} images; expected {low}–{high}")
+            check.add(
+                "count", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", f"{count} images; expected {low}–{high}"
+            )

@@ -31,7 +31,9 @@ def check_export(folder: Path, deep: bool = False, progress: Progress = SILENT) 
             _check_shard(check, folder, shard, deep and kind)
             advance(1)
     listed = {shard["file"] for shard in shards}
-    for extra in sorted(p.relative_to(folder).as_posix() for p in folder.rglob(f"*{_SUFFIXES[kind]}") if not p.name.startswith(".")):
+    for extra in sorted(
+        p.relative_to(folder).as_posix() for p in folder.rglob(f"*{_SUFFIXES[kind]}") if not p.name.startswith(".")
+    ):
         if extra not in listed:
             check.add("extra", extra, f"not in {RECORD}")
     if kind == "webdataset":
@@ -85,8 +87,11 @@ def _check_info(check: Check, folder: Path, shards: list[dict[str, Any]]) -> Non
     except FileNotFoundError:
         check.add("missing", "_info.json", "the shard list timm's reader needs")
         return
-    said = {name: count for split in info.get("splits", {}).values()
-            for name, count in zip(split["filenames"], split["shard_lengths"], strict=True)}  # fmt: skip
+    said = {
+        name: count
+        for split in info.get("splits", {}).values()
+        for name, count in zip(split["filenames"], split["shard_lengths"], strict=True)
+    }
     recorded = {shard["file"]: shard["samples"] for shard in shards}
     if said != recorded:
         check.add("count", "_info.json", f"its shards and counts differ from {RECORD}")

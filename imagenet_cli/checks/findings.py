@@ -12,7 +12,9 @@ MAX_LISTED = 1000
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # checksum, size, missing, extra, changed, misplaced, undecodable, label, structure, count, refused, stale, duplicate, damaged, unfinished
+    # checksum, size, missing, extra, changed, misplaced, undecodable, label, structure, count,
+    # refused, stale, duplicate, damaged, unfinished
+    kind: str
     where: str  # the file, archive member or tree-relative path
     detail: str
 

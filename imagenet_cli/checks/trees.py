@@ -124,9 +124,14 @@ def _scan_directory(directory: Path, deep: bool) -> dict[str, Seen]:
 
 
 def _compare_directory(
-    check: Check, directory: str, seen: dict[str, Seen], entries: dict[str, manifest.Entry], has_manifest: bool,
-    missing: dict[str, tuple[str, manifest.Entry]], extra: dict[str, tuple[str, Seen]],
-) -> None:  # fmt: skip
+    check: Check,
+    directory: str,
+    seen: dict[str, Seen],
+    entries: dict[str, manifest.Entry],
+    has_manifest: bool,
+    missing: dict[str, tuple[str, manifest.Entry]],
+    extra: dict[str, tuple[str, Seen]],
+) -> None:
     split, wnid = directory.split("/")
     for name, found in seen.items():
         where = f"{directory}/{name}"
@@ -162,7 +167,9 @@ def _check_label(check: Check, split: str, wnid: str, name: str, where: str) -> 
         check.add("misplaced", where, f"a {match.group(1)} image in the {wnid} folder")
 
 
-def _pair_misplaced(check: Check, missing: dict[str, tuple[str, manifest.Entry]], extra: dict[str, tuple[str, Seen]]) -> None:
+def _pair_misplaced(
+    check: Check, missing: dict[str, tuple[str, manifest.Entry]], extra: dict[str, tuple[str, Seen]]
+) -> None:
     """A file missing from one folder and extra in another, with the same bytes, was moved."""
     for name, (directory, found) in sorted(extra.items()):
         moved_from = missing.get(name)
@@ -185,14 +192,17 @@ def _check_inputs(check: Check, tree: Path, info: manifest.TreeInfo | None) -> N
             now = changed_since(before, tree)
             if now is not None:
                 check.add(
-                    "stale", f"{split}/",
+                    "stale",
+                    f"{split}/",
                     f"{before.name} changed since the tree was made ({_identity(before)} then, {_identity(now)} now); "
                     "the same prepare command brings the tree up to date",
                 )
 
 
 def _identity(file: InputFile) -> str:
-    return f"{file.size:,} bytes, xxh3 {file.xxh3_64}" if file.xxh3_64 else f"{file.size:,} bytes, mtime {file.mtime_ns}"
+    return (
+        f"{file.size:,} bytes, xxh3 {file.xxh3_64}" if file.xxh3_64 else f"{file.size:,} bytes, mtime {file.mtime_ns}"
+    )
 
 
 def _check_counts(check: Check, tree: Path, per_class: dict[str, collections.Counter[str]], listed: int | None) -> None:
@@ -203,7 +213,9 @@ def _check_counts(check: Check, tree: Path, per_class: dict[str, collections.Cou
         check.counts[f"{split}_images"] = images
         check.counts[f"{split}_classes"] = len(counts)
         if info is not None and split in info.splits and info.splits[split].get("images") != images:
-            check.add("count", f"{split}/", f"{images:,} images; {manifest.TREE_INFO} says {info.splits[split]['images']:,}")
+            check.add(
+                "count", f"{split}/", f"{images:,} images; {manifest.TREE_INFO} says {info.splits[split]['images']:,}"
+            )
         if len(counts) == catalogue.NUM_CLASSES and split in ("train", "val"):
             _check_full_split(check, split, counts, images)
     if listed is not None:

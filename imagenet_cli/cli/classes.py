@@ -25,8 +25,6 @@ Examples:
 """
 
 
-
-
 @dataclass(frozen=True)
 class Exported:
     format: str
@@ -41,7 +39,9 @@ def _print(result: list[catalogue.ImageNetClass] | Exported) -> None:
         else:
             typer.echo(f"wrote {result.path}", err=True)
         return
-    print_table(("index", "wnid", "devkit_id", "name"), [(c.index, c.wnid, c.devkit_id, ", ".join(c.names)) for c in result])
+    print_table(
+        ("index", "wnid", "devkit_id", "name"), [(c.index, c.wnid, c.devkit_id, ", ".join(c.names)) for c in result]
+    )
 
 
 def _as_json(result: list[catalogue.ImageNetClass] | Exported) -> Any:
@@ -61,13 +61,17 @@ def _quiet(result: list[catalogue.ImageNetClass] | Exported) -> list[str]:
 def classes(
     query: Annotated[
         str | None,
-        typer.Argument(help="A WNID, a sorted index 0–999, a val file name, or words from the class names.",
-        show_default=False,
-        metavar="QUERY",),
+        typer.Argument(
+            help="A WNID, a sorted index 0–999, a val file name, or words from the class names.",
+            show_default=False,
+            metavar="QUERY",
+        ),
     ] = None,
     devkit_id: Annotated[
         int | None,
-        typer.Option("--devkit-id", help="Look up by the devkit's ILSVRC2012_ID (1–1000).", show_default=False, metavar="N"),
+        typer.Option(
+            "--devkit-id", help="Look up by the devkit's ILSVRC2012_ID (1–1000).", show_default=False, metavar="N"
+        ),
     ] = None,
     export: Annotated[
         ClassFileForm | None,
@@ -111,4 +115,10 @@ def classes(
 
 
 def _as_dict(c: catalogue.ImageNetClass) -> dict[str, Any]:
-    return {"index": c.index, "wnid": c.wnid, "devkit_id": c.devkit_id, "short_name": c.short_name, "names": list(c.names)}
+    return {
+        "index": c.index,
+        "wnid": c.wnid,
+        "devkit_id": c.devkit_id,
+        "short_name": c.short_name,
+        "names": list(c.names),
+    }

@@ -37,20 +37,29 @@ RootOption = Annotated[
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout, for scripts.")]
 QuietOption = Annotated[
-    bool, typer.Option("--quiet", "-q", help="Only the result's paths on stdout, one per line; no progress bars or notes.")
+    bool,
+    typer.Option("--quiet", "-q", help="Only the result's paths on stdout, one per line; no progress bars or notes."),
 ]
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Say more about each step, on stderr.")]
 NoWaitOption = Annotated[
     bool,
-    typer.Option("--no-wait", help="When another process is writing the same files, exit 1 at once instead of waiting."),
+    typer.Option(
+        "--no-wait", help="When another process is writing the same files, exit 1 at once instead of waiting."
+    ),
 ]
 FromTreeOption = Annotated[
     Path | None,
     typer.Option(
-        "--from", help="The prepared tree or subset to read [default: the only prepared tree under the root].",
-        file_okay=False, exists=True, show_default=False, metavar="TREE",
+        "--from",
+        help="The prepared tree or subset to read [default: the only prepared tree under the root].",
+        file_okay=False,
+        exists=True,
+        show_default=False,
+        metavar="TREE",
     ),
-]  # fmt: skip
+]
+
+
 def file_option(help: str) -> Any:
     """An option naming one file (never a folder), shown as FILE, with no default to show."""
     return typer.Option(help=help, dir_okay=False, show_default=False, metavar="FILE")
@@ -88,7 +97,9 @@ class Rendering:
     problems: Callable[[Any], bool] = lambda result: False  # True: exit 3 after showing it
 
 
-def command(name: str, rendering: Rendering, uses_root: bool = True) -> Callable[[Callable[..., Any]], Callable[..., None]]:
+def command(
+    name: str, rendering: Rendering, uses_root: bool = True
+) -> Callable[[Callable[..., Any]], Callable[..., None]]:
     """Give ``imagenet NAME``'s function the common options, declared and consumed here once.
 
     The function takes its own options and ``ui`` (a :class:`Session`), runs inside the session
@@ -99,9 +110,14 @@ def command(name: str, rendering: Rendering, uses_root: bool = True) -> Callable
     def decorate(function: Callable[..., Any]) -> Callable[..., None]:
         @functools.wraps(function)
         def run(
-            *args: Any, root: Path = DEFAULT_ROOT, json_output: bool = False, quiet: bool = False, verbose: bool = False,
-            debug: bool = False, **options: Any,
-        ) -> None:  # fmt: skip
+            *args: Any,
+            root: Path = DEFAULT_ROOT,
+            json_output: bool = False,
+            quiet: bool = False,
+            verbose: bool = False,
+            debug: bool = False,
+            **options: Any,
+        ) -> None:
             with session(name, quiet, verbose, debug, root) as ui:
                 result = function(*args, ui=ui, **options)
                 if json_output:
@@ -143,7 +159,9 @@ def session(command: str, quiet: bool, verbose: bool, debug: bool, root: Path = 
     (whose hint names the command) and an exit code."""
     if quiet and verbose:
         raise typer.BadParameter("choose one of --quiet and --verbose", param_hint="'--quiet'")
-    _configure_logging(logging.ERROR if quiet else logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING)
+    _configure_logging(
+        logging.ERROR if quiet else logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING
+    )
     try:
         with _stop_signals_as_interrupts():
             yield Session(progress=progress_for(quiet), root=root)

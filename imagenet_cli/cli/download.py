@@ -39,8 +39,6 @@ class Source(StrEnum):
     sample = "sample"
 
 
-
-
 @command(
     "download",
     Rendering(text=lambda result: _print_result(result), quiet=lambda result: [str(f.path) for f in result.files]),
@@ -76,7 +74,9 @@ def download(
     ] = None,
     header: Annotated[
         list[str] | None,
-        typer.Option(help="official: an extra request header 'Name: value' (repeatable).", show_default=False, metavar="TEXT"),
+        typer.Option(
+            help="official: an extra request header 'Name: value' (repeatable).", show_default=False, metavar="TEXT"
+        ),
     ] = None,
     trust_host: Annotated[
         list[str] | None,
@@ -89,16 +89,21 @@ def download(
     ] = None,
     checksums: Annotated[
         Path | None,
-        file_option("official: a mirror's md5sum-style file; its sums replace the published ones for the files it names."),
+        file_option(
+            "official: a mirror's md5sum-style file; its sums replace the published ones for the files it names."
+        ),
     ] = None,
     connections: Annotated[
         int, typer.Option(help="Parallel ranged connections per file.", min=1, max=16, metavar="N")
     ] = DEFAULT_CONNECTIONS,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be fetched, its size and the free disk; fetch nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Show what would be fetched, its size and the free disk; fetch nothing.")
+    ] = False,
     layout: Annotated[
         sample.Layout | None,
         typer.Option(
-            help="sample: the official archives, Kaggle's zip, or Kaggle's older zip of one tar.gz [default: official].",
+            help="sample: the official archives, Kaggle's zip, or "
+            "Kaggle's older zip of one tar.gz [default: official].",
             show_default=False,
         ),
     ] = None,
@@ -113,15 +118,31 @@ def download(
         ),
     ] = None,
     per_class: Annotated[
-        int | None, typer.Option(help="sample: train images per class, 1–1300 [default: 10].", min=1, max=1300, show_default=False, metavar="N")
+        int | None,
+        typer.Option(
+            help="sample: train images per class, 1–1300 [default: 10].",
+            min=1,
+            max=1300,
+            show_default=False,
+            metavar="N",
+        ),
     ] = None,
     val_per_class: Annotated[
-        int | None, typer.Option(help="sample: val images per class, 0–50 [default: 5].", min=0, max=50, show_default=False, metavar="N")
+        int | None,
+        typer.Option(
+            help="sample: val images per class, 0–50 [default: 5].", min=0, max=50, show_default=False, metavar="N"
+        ),
     ] = None,
     test_images: Annotated[
-        int | None, typer.Option(help="sample: unlabelled test images [default: 10].", min=0, max=100_000, show_default=False, metavar="N")
+        int | None,
+        typer.Option(
+            help="sample: unlabelled test images [default: 10].", min=0, max=100_000, show_default=False, metavar="N"
+        ),
     ] = None,
-    seed: Annotated[int | None, typer.Option(help="sample: the same seed gives the same bytes [default: 0].", show_default=False, metavar="N")] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="sample: the same seed gives the same bytes [default: 0].", show_default=False, metavar="N"),
+    ] = None,
     no_wait: NoWaitOption = False,
     *,
     ui: Session,
@@ -134,12 +155,20 @@ def download(
     file never both fetch it: the second waits, then finds it complete.
     """
     official_only = {
-        "--files": files, "--cookies": cookies, "--header": header, "--trust-host": trust_host, "--checksums": checksums,
-    }  # fmt: skip
+        "--files": files,
+        "--cookies": cookies,
+        "--header": header,
+        "--trust-host": trust_host,
+        "--checksums": checksums,
+    }
     sample_only = {
-        "--layout": layout, "--classes": classes, "--per-class": per_class,
-        "--val-per-class": val_per_class, "--test-images": test_images, "--seed": seed,
-    }  # fmt: skip
+        "--layout": layout,
+        "--classes": classes,
+        "--per-class": per_class,
+        "--val-per-class": val_per_class,
+        "--test-images": test_images,
+        "--seed": seed,
+    }
     _refuse_options_of_other_sources(source, official_only, Source.official)
     _refuse_options_of_other_sources(source, sample_only, Source.sample)
     if source is Source.sample and dry_run:
@@ -181,7 +210,13 @@ def _refuse_options_of_other_sources(source: Source, options: dict[str, Any], ow
 
 def _print_result(result: DownloadResult) -> None:
     rows = [
-        (f.name, human_bytes(f.bytes) if f.bytes is not None else "?", f.status, human_bytes(f.transferred), f.md5 or "-")
+        (
+            f.name,
+            human_bytes(f.bytes) if f.bytes is not None else "?",
+            f.status,
+            human_bytes(f.transferred),
+            f.md5 or "-",
+        )
         for f in result.files
     ]
     print_table(("archive", "size", "status", "fetched now", "md5"), rows)

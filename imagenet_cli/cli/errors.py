@@ -53,7 +53,11 @@ class ErrorRule:
 
 def _elsewhere(error: OverwriteRefusedError) -> str:
     option = f"--{error.parameter.replace('_', '-')}"
-    return f"--force to replace it, or another {option}" if error.forceable else f"another {option}, or moving that folder or file away first"
+    return (
+        f"--force to replace it, or another {option}"
+        if error.forceable
+        else f"another {option}, or moving that folder or file away first"
+    )
 
 
 # First matching row wins: narrow kinds before broad ones.
@@ -63,21 +67,57 @@ ERROR_TABLE = (
     ErrorRule(MissingInputError, EXIT_ERROR, "`imagenet info` to see what the root holds, or another --root"),
     ErrorRule(OverwriteRefusedError, EXIT_ERROR, _elsewhere),
     ErrorRule(UnsuitableTreeError, EXIT_ERROR, "`imagenet prepare --size full`, then export --from ROOT/full"),
-    ErrorRule(DamagedTreeError, EXIT_ERROR, "`imagenet verify` on that tree, then the command that made it again, to repair it"),
-    ErrorRule(LabelConflictError, EXIT_ERROR, "`imagenet verify --deep` on the devkit and the Kaggle zip to find the damaged one"),
+    ErrorRule(
+        DamagedTreeError,
+        EXIT_ERROR,
+        "`imagenet verify` on that tree, then the command that made it again, to repair it",
+    ),
+    ErrorRule(
+        LabelConflictError,
+        EXIT_ERROR,
+        "`imagenet verify --deep` on the devkit and the Kaggle zip to find the damaged one",
+    ),
     ErrorRule(ArchiveError, EXIT_ERROR, "deleting the file and downloading it again"),
-    ErrorRule(InputChangedError, EXIT_ERROR, "the same command again: it keeps what is done and redoes what the new file changes"),
+    ErrorRule(
+        InputChangedError,
+        EXIT_ERROR,
+        "the same command again: it keeps what is done and redoes what the new file changes",
+    ),
     ErrorRule(MissingExtraError, EXIT_ERROR, "the pip install the message names, then the same command"),
-    ErrorRule(ShardCrashError, EXIT_ERROR, "`imagenet verify --deep` on its archive; the same command finishes the other shards"),
-    ErrorRule(ClusterUnreachableError, EXIT_ERROR, "checking that the scheduler runs at that address (or --dask local for one here)"),
-    ErrorRule(ClusterError, EXIT_ERROR, "the same imagenet-cli version and the same mounts on every worker (README: More than one machine)"),
+    ErrorRule(
+        ShardCrashError,
+        EXIT_ERROR,
+        "`imagenet verify --deep` on its archive; the same command finishes the other shards",
+    ),
+    ErrorRule(
+        ClusterUnreachableError,
+        EXIT_ERROR,
+        "checking that the scheduler runs at that address (or --dask local for one here)",
+    ),
+    ErrorRule(
+        ClusterError,
+        EXIT_ERROR,
+        "the same imagenet-cli version and the same mounts on every worker (README: More than one machine)",
+    ),
     ErrorRule(LockHeldError, EXIT_ERROR, "again once it has finished, or without --no-wait to wait for it"),
-    ErrorRule(InsufficientSpaceError, EXIT_ERROR, "freeing disk space (or writing elsewhere), then the same command: finished work is kept"),
-    ErrorRule(KaggleCredentialsError, EXIT_ERROR, "saving your token as ~/.kaggle/kaggle.json (chmod 600) or setting KAGGLE_API_TOKEN"),
+    ErrorRule(
+        InsufficientSpaceError,
+        EXIT_ERROR,
+        "freeing disk space (or writing elsewhere), then the same command: finished work is kept",
+    ),
+    ErrorRule(
+        KaggleCredentialsError,
+        EXIT_ERROR,
+        "saving your token as ~/.kaggle/kaggle.json (chmod 600) or setting KAGGLE_API_TOKEN",
+    ),
     ErrorRule(KaggleRulesError, EXIT_ERROR, "accepting the rules in a browser while logged in, then the same command"),
-    ErrorRule(AccessDeniedError, EXIT_ERROR, "logging in on the site, then --cookies cookies.txt or --header 'Name: value'"),
+    ErrorRule(
+        AccessDeniedError, EXIT_ERROR, "logging in on the site, then --cookies cookies.txt or --header 'Name: value'"
+    ),
     ErrorRule(RemoteNotFoundError, EXIT_ERROR, "checking --base-url: a mirror must use the official file names"),
-    ErrorRule(ChecksumMismatchError, EXIT_ERROR, "the same command again; if it repeats, the source serves other bytes"),
+    ErrorRule(
+        ChecksumMismatchError, EXIT_ERROR, "the same command again; if it repeats, the source serves other bytes"
+    ),
     ErrorRule(RemoteChangedError, EXIT_ERROR, "the same command again; a mirror with other files needs --checksums"),
     ErrorRule(DownloadError, EXIT_ERROR, "the same command again: what was fetched is kept and resumes"),
     ErrorRule(ImagenetError, EXIT_ERROR, "`--debug` for details"),

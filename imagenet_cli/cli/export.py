@@ -22,6 +22,7 @@ Examples:
   imagenet export downsampled --from ROOT/full --size 64 --workers 16   ROOT/exports/downsampled64-full/
 """
 
+
 def _print_result(result: ExportResult) -> None:
     counts = ", ".join(f"{n:,} {split}" for split, n in result.samples.items())
     kept = len(result.shards) - result.written
@@ -40,7 +41,12 @@ def export_command(
     source: FromTreeOption = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="The export folder [default: ROOT/exports/<format>-<tree>].", file_okay=False, show_default=False, metavar="DIR"),
+        typer.Option(
+            help="The export folder [default: ROOT/exports/<format>-<tree>].",
+            file_okay=False,
+            show_default=False,
+            metavar="DIR",
+        ),
     ] = None,
     splits: Annotated[str, typer.Option(help="Splits to export, comma-separated.", metavar="LIST")] = "train,val",
     seed: Annotated[int, typer.Option(help="The shuffle of train samples over shards.", metavar="N")] = 0,
@@ -49,23 +55,41 @@ def export_command(
         typer.Option(
             help="Samples per shard [default: webdataset 1,252 train and 782 validation, so the full splits make "
             "timm's 1,024 and 64 shards; parquet 5,000].",
-            min=1, show_default=False, metavar="N",
+            min=1,
+            show_default=False,
+            metavar="N",
         ),
     ] = None,
     max_shard_bytes: Annotated[
         int | None,
-        typer.Option(help="Start a new shard before one would pass this many bytes (at least 64 KiB).", show_default=False, metavar="N"),
+        typer.Option(
+            help="Start a new shard before one would pass this many bytes (at least 64 KiB).",
+            show_default=False,
+            metavar="N",
+        ),
     ] = None,
     prefix: Annotated[
         str | None,
-        typer.Option(help="webdataset shard names: PREFIX-train-0000.tar, PREFIX-validation-00.tar [default: imagenet1k].", show_default=False, metavar="NAME"),
+        typer.Option(
+            help="webdataset shard names: PREFIX-train-0000.tar, PREFIX-validation-00.tar [default: imagenet1k].",
+            show_default=False,
+            metavar="NAME",
+        ),
     ] = None,
     size: Annotated[
         int | None,
-        typer.Option("--size", help="downsampled: the images' side in pixels, 8, 16, 32 or 64 [default: 32].", show_default=False, metavar="N"),
+        typer.Option(
+            "--size",
+            help="downsampled: the images' side in pixels, 8, 16, 32 or 64 [default: 32].",
+            show_default=False,
+            metavar="N",
+        ),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option(help="downsampled: decoding processes [default: all cores].", min=1, show_default=False, metavar="N")
+        int | None,
+        typer.Option(
+            help="downsampled: decoding processes [default: all cores].", min=1, show_default=False, metavar="N"
+        ),
     ] = None,
     no_wait: NoWaitOption = False,
     *,

@@ -18,12 +18,16 @@ Examples:
   imagenet info --root /data/imagenet --json
 """
 
+
 @command(
     "info",
     Rendering(
         text=lambda state: _print_state(state),
         json=lambda state: _as_json(state),
-        quiet=lambda state: [str(tree.path) for tree in state.trees + state.subsets] + [str(e.path) for e in state.exports if e.finished],
+        quiet=lambda state: (
+            [str(tree.path) for tree in state.trees + state.subsets]
+            + [str(e.path) for e in state.exports if e.finished]
+        ),
     ),
 )
 def info(
@@ -52,7 +56,14 @@ def _as_json(state: RootState) -> dict[str, Any]:
         "trees": [_tree_json(t) for t in state.trees],
         "subsets": [_tree_json(t) for t in state.subsets],
         "exports": [
-            {"name": e.name, "path": str(e.path), "format": e.format, "finished": e.finished, "samples": e.samples, "bytes": e.bytes}
+            {
+                "name": e.name,
+                "path": str(e.path),
+                "format": e.format,
+                "finished": e.finished,
+                "samples": e.samples,
+                "bytes": e.bytes,
+            }
             for e in state.exports
         ],
         "next_step": state.next_step,
@@ -62,9 +73,13 @@ def _as_json(state: RootState) -> dict[str, Any]:
 
 def _tree_json(tree: TreeState) -> dict[str, Any]:
     return {
-        "name": tree.name, "path": tree.path, "images": tree.images, "bytes": tree.bytes,
-        "splits": tree.splits, "made_by": tree.made_by,
-    }  # fmt: skip
+        "name": tree.name,
+        "path": tree.path,
+        "images": tree.images,
+        "bytes": tree.bytes,
+        "splits": tree.splits,
+        "made_by": tree.made_by,
+    }
 
 
 def _how_made(tree: TreeState) -> str:
@@ -100,7 +115,12 @@ def _print_state(state: RootState) -> None:
         if trees:
             typer.echo(f"\n{title}:")
             made = [
-                (t.name, *(t.splits[s].images if s in t.splits else "-" for s in ("train", "val")), human_bytes(t.bytes), _how_made(t))
+                (
+                    t.name,
+                    *(t.splits[s].images if s in t.splits else "-" for s in ("train", "val")),
+                    human_bytes(t.bytes),
+                    _how_made(t),
+                )
                 for t in trees
             ]
             print_table(("tree", "train", "val", "size", "made"), made)

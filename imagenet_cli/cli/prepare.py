@@ -36,26 +36,39 @@ Examples:
 def prepare_command(
     size: Annotated[
         list[str] | None,
-        typer.Option(help="Output size in pixels, or 'full' for the originals (repeatable) [default: 224].", show_default=False, metavar="N|full"),
+        typer.Option(
+            help="Output size in pixels, or 'full' for the originals (repeatable) [default: 224].",
+            show_default=False,
+            metavar="N|full",
+        ),
     ] = None,
     resize: Annotated[
         Mode,
         typer.Option(
             help="shorter: shorter side N, aspect kept; center-crop: NxN from the centre; squash: NxN, box "
-            "filter (not the published Downsampled ImageNet pixels: see export downsampled); longer: longer side N (FFCV)."
+            "filter (not the published Downsampled ImageNet pixels: "
+            "see export downsampled); longer: longer side N (FFCV)."
         ),
     ] = Mode.shorter,
     no_upscale: Annotated[bool, typer.Option("--no-upscale", help="Leave images smaller than N as they are.")] = False,
     quality: Annotated[int, typer.Option(help="JPEG/WebP quality (JPEG at 4:2:0).", min=1, max=100, metavar="Q")] = 90,
     image_format: Annotated[ImageFormat, typer.Option("--format", help="Output format.")] = ImageFormat.jpeg,
     resampling: Annotated[
-        Filter, typer.Option("--filter", help="fast: reduced decode + bilinear; lanczos: full decode, reference quality.")
+        Filter,
+        typer.Option("--filter", help="fast: reduced decode + bilinear; lanczos: full decode, reference quality."),
     ] = Filter.fast,
     splits: Annotated[str, typer.Option(help="Splits to prepare, comma-separated.", metavar="LIST")] = "train,val",
-    workers: Annotated[int | None, typer.Option(help="Worker processes [default: all cores].", min=1, show_default=False, metavar="N")] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes [default: all cores].", min=1, show_default=False, metavar="N")
+    ] = None,
     into: Annotated[
         Path | None,
-        typer.Option(help="The folder the trees go into: DIR/<size>/ [default: the root].", file_okay=False, show_default=False, metavar="DIR"),
+        typer.Option(
+            help="The folder the trees go into: DIR/<size>/ [default: the root].",
+            file_okay=False,
+            show_default=False,
+            metavar="DIR",
+        ),
     ] = None,
     source: Annotated[
         Path | None,
@@ -78,7 +91,9 @@ def prepare_command(
             metavar="ADDRESS",
         ),
     ] = None,
-    redo: Annotated[bool, typer.Option("--redo", help="Redo every shard of the splits asked for, even those already done.")] = False,
+    redo: Annotated[
+        bool, typer.Option("--redo", help="Redo every shard of the splits asked for, even those already done.")
+    ] = False,
     trust_input_labels: Annotated[
         bool,
         typer.Option(

@@ -14,9 +14,7 @@ NO_PROGRESS_ENV = "IMAGENET_NO_PROGRESS"
 
 class TqdmProgress(Progress):
     @contextmanager
-    def task(
-        self, description: str, total: int | None = None, unit: str = "it", initial: int = 0
-    ) -> Iterator[Advance]:
+    def task(self, description: str, total: int | None = None, unit: str = "it", initial: int = 0) -> Iterator[Advance]:
         from tqdm import tqdm  # imported here: most invocations never draw a bar
 
         in_bytes = unit == "B"
@@ -31,6 +29,7 @@ class TqdmProgress(Progress):
             dynamic_ncols=True,
             leave=False,
         )
+
         def advance(count: int) -> None:
             bar.update(count)
 

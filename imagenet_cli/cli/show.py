@@ -35,7 +35,9 @@ def show_command(
     source: FromTreeOption = None,
     split: Annotated[str, typer.Option(help="train or val.", metavar="SPLIT")] = "val",
     per_class: Annotated[int, typer.Option(help="Images per class (1–50).", metavar="N")] = 6,
-    failures: Annotated[bool, typer.Option("--failures", help="Show what prepare repaired and what it could not read.")] = False,
+    failures: Annotated[
+        bool, typer.Option("--failures", help="Show what prepare repaired and what it could not read.")
+    ] = False,
     seed: Annotated[int, typer.Option(help="Which images (and classes) are drawn.", metavar="N")] = 0,
     out: Annotated[
         Path | None,

@@ -24,8 +24,6 @@ Examples:
 """
 
 
-
-
 @command("subset", Rendering(text=lambda result: _print_result(result), quiet=its_path))
 def subset_command(
     classes: Annotated[
@@ -37,9 +35,14 @@ def subset_command(
             metavar="N|NAME|FILE|LIST",
         ),
     ] = None,
-    per_class: Annotated[int | None, typer.Option(help="Exactly K train images in every class.", min=1, show_default=False, metavar="K")] = None,
+    per_class: Annotated[
+        int | None, typer.Option(help="Exactly K train images in every class.", min=1, show_default=False, metavar="K")
+    ] = None,
     fraction: Annotated[
-        float | None, typer.Option(help="round(F x count) train images per class.", min=0.0, max=1.0, show_default=False, metavar="F")
+        float | None,
+        typer.Option(
+            help="round(F x count) train images per class.", min=0.0, max=1.0, show_default=False, metavar="F"
+        ),
     ] = None,
     images: Annotated[
         LabelFraction | None, typer.Option(help="The SimCLR/TFDS label-fraction file lists.", show_default=False)
@@ -51,10 +54,20 @@ def subset_command(
     source: FromTreeOption = None,
     out: Annotated[
         Path | None,
-        typer.Option(help="Where the subset goes [default: ROOT/subsets/<a name from the arguments>].", file_okay=False, show_default=False, metavar="DIR"),
+        typer.Option(
+            help="Where the subset goes [default: ROOT/subsets/<a name from the arguments>].",
+            file_okay=False,
+            show_default=False,
+            metavar="DIR",
+        ),
     ] = None,
     link: Annotated[LinkMode, typer.Option(help="How files get into the subset.")] = LinkMode.symlink,
-    allow_short: Annotated[bool, typer.Option("--allow-short", help="Accept classes with fewer than K images, and lists the tree only partly has.")] = False,
+    allow_short: Annotated[
+        bool,
+        typer.Option(
+            "--allow-short", help="Accept classes with fewer than K images, and lists the tree only partly has."
+        ),
+    ] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Say what the subset would hold; write nothing.")] = False,
     no_wait: NoWaitOption = False,
     *,

@@ -25,8 +25,6 @@ Examples:
 SHOWN_PROBLEMS = 50  # in the text output; --json lists every kept problem
 
 
-
-
 @command(
     "verify",
     Rendering(
@@ -40,7 +38,9 @@ def verify_command(
     paths: Annotated[
         list[Path] | None,
         typer.Argument(
-            help="Archives, trees or data roots to check (default: everything under --root).", show_default=False, metavar="[PATH]..."
+            help="Archives, trees or data roots to check (default: everything under --root).",
+            show_default=False,
+            metavar="[PATH]...",
         ),
     ] = None,
     checksums: Annotated[
@@ -51,11 +51,18 @@ def verify_command(
         Algorithm | None,
         typer.Option(help="The algorithm of --checksums, when the digest length does not tell it.", show_default=False),
     ] = None,
-    deep: Annotated[bool, typer.Option("--deep", help="Also read every archive member and decode every image.")] = False,
-    rehash: Annotated[bool, typer.Option("--rehash", help="Re-read archives even when unchanged since their last check.")] = False,
+    deep: Annotated[
+        bool, typer.Option("--deep", help="Also read every archive member and decode every image.")
+    ] = False,
+    rehash: Annotated[
+        bool, typer.Option("--rehash", help="Re-read archives even when unchanged since their last check.")
+    ] = False,
     record: Annotated[
         bool,
-        typer.Option("--record", help="Write a record (NAME.record.json) for archives hashed without one, so the next check is instant."),
+        typer.Option(
+            "--record",
+            help="Write a record (NAME.record.json) for archives hashed without one, so the next check is instant.",
+        ),
     ] = False,
     *,
     ui: Session,
@@ -97,15 +104,23 @@ def _print_report(report: VerifyReport) -> None:
             typer.echo(f"  {name}: {kind}: {wheres[0]}: {detail}")
         else:
             listed = ", ".join(w.rsplit(":", 1)[-1] for w in wheres[:3])
-            typer.echo(f"  {name}: {len(wheres):,} × {kind}: {detail}: {listed}{', …' if len(wheres) > 3 else ''} (--json lists each)")
+            typer.echo(
+                f"  {name}: {len(wheres):,} × {kind}: {detail}: "
+                f"{listed}{', …' if len(wheres) > 3 else ''} (--json lists each)"
+            )
     if len(groups) > SHOWN_PROBLEMS:
         typer.echo(f"  … and {len(groups) - SHOWN_PROBLEMS:,} more kinds of problem (--json lists them)")
     kept = sum(len(check.problems) for check in report.checks)
     if report.problem_count > kept:
-        typer.echo(f"  (--json lists up to {MAX_LISTED:,} of each kind per check; {report.problem_count - kept:,} more were counted)")
+        typer.echo(
+            f"  (--json lists up to {MAX_LISTED:,} of each kind per "
+            f"check; {report.problem_count - kept:,} more were counted)"
+        )
     unknown = [c for c in report.checks if c.status == "unknown"]
     if unknown:
-        typer.echo(f"\n{len(unknown)} checked for structure only: nothing to compare their bytes with (try --checksums)")
+        typer.echo(
+            f"\n{len(unknown)} checked for structure only: nothing to compare their bytes with (try --checksums)"
+        )
     typer.echo(f"\n{'all good' if report.ok else f'{report.problem_count:,} problems'} in {len(report.checks)} checked")
 
 

@@ -40,7 +40,6 @@ from .transfer import (
 )
 
 if TYPE_CHECKING:
-
     pass
 
 log = logging.getLogger(__name__)
@@ -125,7 +124,9 @@ def download_sample(
         records = {path: _existing_sample_record(path) for path in paths}
         if all(r is not None and r.details == wanted and r.matches(p) for p, r in records.items()):
             log.info("the sample in %s was generated with these options already: keeping it", downloads)
-            return DownloadResult("sample", downloads, [_recorded(p, r, KEPT) for p, r in records.items() if r is not None])
+            return DownloadResult(
+                "sample", downloads, [_recorded(p, r, KEPT) for p, r in records.items() if r is not None]
+            )
 
         log.info("generating the sample (%s layout, %d classes) in %s", layout, len(options.classes), downloads)
         written: dict[Path, DownloadRecord] = {}
@@ -186,8 +187,9 @@ def download_official(
 
     ``headers`` are ``"Name: value"`` strings and ``cookies`` a Netscape cookies.txt, for servers
     that want a login. They are sent to ``base_url``'s host only, and to ``trusted_hosts``: a
-    redirect to any other host gets no credentials. Each archive's size and MD5 are checked against the published ones, or
-    against ``checksums`` (an md5sum-style file) for the files it names.
+    redirect to any other host gets no credentials. Each archive's size and MD5 are checked
+    against the published ones, or against ``checksums`` (an md5sum-style file) for the files it
+    names.
     """
     sums = hashing.read_checksums(checksums) if checksums else None
     remotes = official.official_remotes(base_url, files, sums)
@@ -272,17 +274,26 @@ def _fetch_all(
             if dry_run:
                 status = WOULD_RESUME if plan.done else WOULD_FETCH
                 missing = plan.missing_bytes or 0
-                results[plan.remote.name] = FetchedFile(plan.remote.name, plan.path, plan.identity.size, status, transferred=missing)
+                results[plan.remote.name] = FetchedFile(
+                    plan.remote.name, plan.path, plan.identity.size, status, transferred=missing
+                )
                 continue
             written: list[DownloadRecord] = []
 
             def record(done: Plan, digests: dict[str, str], written: list[DownloadRecord] = written) -> None:
                 # The record comes first: an archive under its final name always has one.
                 identity = done.identity
-                written.append(write_record(
-                    done.path, digests, source=source, content=done.part,
-                    url=identity.url, etag=identity.etag, last_modified=identity.last_modified,
-                ))  # fmt: skip
+                written.append(
+                    write_record(
+                        done.path,
+                        digests,
+                        source=source,
+                        content=done.part,
+                        url=identity.url,
+                        etag=identity.etag,
+                        last_modified=identity.last_modified,
+                    )
+                )
 
             outcome = run_transfer(plan, endpoint, connections, progress, before_rename=record)
             status = RESUMED if outcome.resumed else DOWNLOADED

@@ -59,7 +59,9 @@ def find_credentials(environ: dict[str, str] | None = None, home: Path | None = 
             return KaggleCredentials(f"the file {token} (KAGGLE_API_TOKEN)", token=Path(token).read_text().strip())
         return KaggleCredentials("KAGGLE_API_TOKEN", token=token)
     if environ.get("KAGGLE_USERNAME") and environ.get("KAGGLE_KEY"):
-        return KaggleCredentials("KAGGLE_USERNAME/KAGGLE_KEY", username=environ["KAGGLE_USERNAME"], key=environ["KAGGLE_KEY"])
+        return KaggleCredentials(
+            "KAGGLE_USERNAME/KAGGLE_KEY", username=environ["KAGGLE_USERNAME"], key=environ["KAGGLE_KEY"]
+        )
     searched = config_dirs(environ, home)
     for directory in searched:
         path = directory / "kaggle.json"

@@ -185,7 +185,9 @@ def retry(
             if total > policy.total_attempts:
                 raise DownloadError(f"{what()}: gave up after {total - 1} failed attempts ({error})") from error
             if failures > policy.attempts:
-                raise DownloadError(f"{what()}: gave up after {policy.attempts} failed attempts in a row ({error})") from error
+                raise DownloadError(
+                    f"{what()}: gave up after {policy.attempts} failed attempts in a row ({error})"
+                ) from error
             delay = policy.delay(failures, error.retry_after)
             log.info("%s: %s; retrying in %.1fs", what(), error, delay)
             if stop.wait(delay):
@@ -341,7 +343,9 @@ def probe(endpoint: Endpoint) -> Identity:
     def once() -> Identity:
         with endpoint.get({"Range": "bytes=0-0"}) as response:
             if response.status_code not in (200, 206):
-                raise DownloadError(f"{url_without_query(endpoint.url)} answered HTTP {response.status_code} to a request for byte 0")
+                raise DownloadError(
+                    f"{url_without_query(endpoint.url)} answered HTTP {response.status_code} to a request for byte 0"
+                )
             ranges = response.status_code == 206
             if ranges:
                 size = _content_range(response)[2]
@@ -523,7 +527,9 @@ def run_transfer(
         except _RangesRefused:
             if attempt == 2:
                 raise DownloadError(f"{plan.identity.url} refuses range requests") from None
-            log.warning("%s: the server answers range requests with the whole file; fetching it in one stream", plan.remote.name)
+            log.warning(
+                "%s: the server answers range requests with the whole file; fetching it in one stream", plan.remote.name
+            )
             plan = dataclasses.replace(plan, identity=dataclasses.replace(plan.identity, ranges=False), done=set())
             resumed = False
     _check_expected(plan, digests)
@@ -540,9 +546,11 @@ def _fetch(plan: Plan, endpoint: Endpoint, connections: int, progress: Progress)
         plan.part.unlink(missing_ok=True)
     journal.save(plan.journal)  # the identity is on disk before byte one
     received = _Counter()
-    with plan.part.open("r+b" if plan.done else "w+b") as file, progress.task(
-        plan.remote.name, total=plan.identity.size, unit="B", initial=plan.have_bytes
-    ) as advance:
+    with (
+        plan.part.open("r+b" if plan.done else "w+b") as file,
+        progress.task(plan.remote.name, total=plan.identity.size, unit="B", initial=plan.have_bytes) as advance,
+    ):
+
         def count(n: int) -> None:
             received.add(n)
             advance(n)
@@ -574,7 +582,9 @@ def _preallocate(fd: int, size: int) -> None:
         os.ftruncate(fd, size)  # filesystems without fallocate (some network ones)
 
 
-def _fetch_chunks(plan: Plan, journal: Journal, endpoint: Endpoint, fd: int, connections: int, advance: Advance) -> dict[str, str]:
+def _fetch_chunks(
+    plan: Plan, journal: Journal, endpoint: Endpoint, fd: int, connections: int, advance: Advance
+) -> dict[str, str]:
     hasher = _OrderedHasher(plan, fd)
     for index in sorted(plan.done):
         hasher.complete(index)

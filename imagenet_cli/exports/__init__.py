@@ -36,6 +36,7 @@ from ..workers import ordered_map, thread_pool
 
 log = logging.getLogger(__name__)
 
+
 class ExportFormat(StrEnum):
     webdataset = "webdataset"  # timm's imagenet-1k-wds
     parquet = "parquet"  # Hugging Face's ILSVRC/imagenet-1k
@@ -152,10 +153,15 @@ def export(
     writer = importlib.import_module(f"{__name__}.{to}")
     with locks.writing(destination, wait), locks.reading(tree, wait):
         writer.check_source(tree, Root(root).path)
-        wanted = {"options": options, "source_manifest_xxh3": hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"]}
+        wanted = {
+            "options": options,
+            "source_manifest_xxh3": hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"],
+        }
         _claim(destination, wanted)
         atomic.remove_temporaries(destination, recursive=True)  # what killed runs left half-written
-        job = Job(tree, destination, options, ExportResult(to, destination, tree), progress, workers or os.cpu_count() or 1)
+        job = Job(
+            tree, destination, options, ExportResult(to, destination, tree), progress, workers or os.cpu_count() or 1
+        )
         for split in options["splits"]:
             samples = SplitSamples(tree, split, seed)
             if len(samples):
@@ -167,9 +173,14 @@ def export(
 
 
 def _options(
-    to: str, seed: int, shard_size: int | None, max_shard_bytes: int | None, prefix: str | None,
-    size: int | None, splits: list[str] | None,
-) -> dict[str, Any]:  # fmt: skip
+    to: str,
+    seed: int,
+    shard_size: int | None,
+    max_shard_bytes: int | None,
+    prefix: str | None,
+    size: int | None,
+    splits: list[str] | None,
+) -> dict[str, Any]:
     """Checked options, with each format's defaults filled in; those of another format refused."""
     if to not in FORMATS:
         raise InvalidArgumentError(f"export format {to!r} is not one of {', '.join(FORMATS)}")
@@ -178,11 +189,19 @@ def _options(
         raise InvalidArgumentError(f"--splits {', '.join(unknown)}: a tree has train and val")
     options: dict[str, Any] = {"format": to, "splits": chosen, "seed": seed}
     if to == "downsampled":
-        given = [o for o, v in (("--shard-size", shard_size), ("--max-shard-bytes", max_shard_bytes), ("--prefix", prefix)) if v is not None]
+        given = [
+            o
+            for o, v in (("--shard-size", shard_size), ("--max-shard-bytes", max_shard_bytes), ("--prefix", prefix))
+            if v is not None
+        ]
         if given:
-            raise InvalidArgumentError(f"{', '.join(given)}: downsampled writes 10 train batches and val_data, as the published files")
+            raise InvalidArgumentError(
+                f"{', '.join(given)}: downsampled writes 10 train batches and val_data, as the published files"
+            )
         if (size := 32 if size is None else size) not in DOWNSAMPLED_SIZES:
-            raise InvalidArgumentError(f"--size {size}: Downsampled ImageNet is {', '.join(map(str, DOWNSAMPLED_SIZES))} pixels")
+            raise InvalidArgumentError(
+                f"--size {size}: Downsampled ImageNet is {', '.join(map(str, DOWNSAMPLED_SIZES))} pixels"
+            )
         return {**options, "size": size}
     if size is not None:
         raise InvalidArgumentError(f"--size applies to downsampled; {to} copies the tree's images as they are")
@@ -202,7 +221,11 @@ def _claim(destination: Path, wanted: dict[str, Any]) -> None:
 
 
 def write_shards(
-    job: Job, split: str, samples: SplitSamples, names: Callable[[int], list[str]], write: Callable[[Path, list[Sample]], str | None]
+    job: Job,
+    split: str,
+    samples: SplitSamples,
+    names: Callable[[int], list[str]],
+    write: Callable[[Path, list[Sample]], str | None],
 ) -> None:
     """Cut ``samples`` into shards, and ``write(path, samples)`` each one not already complete
     (it returns the xxh3 of what it wrote, or None to have the file read back).
@@ -222,7 +245,9 @@ def write_shards(
 
     shards = zip(names(count), shard_groups(samples, size, max_bytes), strict=True)
     with job.progress.task(f"writing {split} shards", total=len(samples), unit="img") as advance:
-        for name, group, written, digest in ordered_map(write_missing, shards, min(SHARD_THREADS, count), pool=thread_pool):
+        for name, group, written, digest in ordered_map(
+            write_missing, shards, min(SHARD_THREADS, count), pool=thread_pool
+        ):
             job.result.written += written
             job.keep(name, split, len(group), digest)
             advance(len(group))
@@ -308,13 +333,18 @@ class SplitSamples:
                 yield self._sample(entry.path, entry.bytes, entry.wnid)
             return
         with tempfile.TemporaryDirectory(prefix="imagenet-export-") as spool, contextlib.ExitStack() as stack:
-            buckets = [stack.enter_context(open(Path(spool) / f"{i:03d}", "w+", encoding="utf-8")) for i in range(self.BUCKETS)]
+            buckets = [
+                stack.enter_context(open(Path(spool) / f"{i:03d}", "w+", encoding="utf-8")) for i in range(self.BUCKETS)
+            ]
             for entry in _entries(self.tree, self.split):
                 key = rank(self.seed, entry.path)
                 buckets[key >> 56].write(f"{key}\t{entry.path}\t{entry.bytes}\t{entry.wnid}\n")
             for bucket in buckets:
                 bucket.seek(0)
-                rows = sorted((int(key), path, int(size), wnid) for key, path, size, wnid in (line.rstrip("\n").split("\t") for line in bucket))
+                rows = sorted(
+                    (int(key), path, int(size), wnid)
+                    for key, path, size, wnid in (line.rstrip("\n").split("\t") for line in bucket)
+                )
                 for _, path, size, wnid in rows:  # by (hash, path): the same order on every machine
                     yield self._sample(path, size, wnid)
 

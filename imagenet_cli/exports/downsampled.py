@@ -92,7 +92,10 @@ def finish(job: Job) -> None:
 def _batches(total: int) -> list[tuple[str, int]]:
     """Each train batch's name and row count: total // 10 each, the last taking the rest."""
     per = total // BATCHES
-    return [(f"train_data_batch_{number + 1}", per if number < BATCHES - 1 else total - per * (BATCHES - 1)) for number in range(BATCHES)]
+    return [
+        (f"train_data_batch_{number + 1}", per if number < BATCHES - 1 else total - per * (BATCHES - 1))
+        for number in range(BATCHES)
+    ]
 
 
 def _stage(job: Job, name: str, rows: list[Sample]) -> None:
@@ -150,7 +153,9 @@ def _downsample(job: Job, what: str, rows: list[Sample]) -> tuple[Any, Any, Any]
     chunks = [[str(job.tree / s.path) for s in rows[at : at + CHUNK]] for at in range(0, len(rows), CHUNK)]
     with job.progress.task(f"downsampling {what}", total=len(rows), unit="img") as advance:
         done = 0
-        for pixels in ordered_map(functools.partial(downsample_files, size=size), chunks, min(job.workers, max(1, len(chunks)))):
+        for pixels in ordered_map(
+            functools.partial(downsample_files, size=size), chunks, min(job.workers, max(1, len(chunks)))
+        ):
             count = len(pixels) // data.shape[1]
             data[done : done + count] = np.frombuffer(pixels, dtype=np.uint8).reshape(count, -1)
             done += count

@@ -50,15 +50,22 @@ def write_split(job: Job, split: str, samples: SplitSamples) -> None:
     pa, pq = require_pyarrow()
     metadata = {"huggingface": json.dumps({"info": {"features": features(class_names(job.tree))}})}
     schema = pa.schema(
-        [("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())], metadata=metadata
+        [("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())],
+        metadata=metadata,
     )
 
     def write(path: Path, group: list[Sample]) -> None:
         # JPEG does not compress: leaving compression off saves the time and changes nothing.
-        with atomic.atomic_path(path) as temporary, pq.ParquetWriter(str(temporary), schema, compression="none") as writer:
+        with (
+            atomic.atomic_path(path) as temporary,
+            pq.ParquetWriter(str(temporary), schema, compression="none") as writer,
+        ):
             for rows in _row_groups(group):
                 images = pa.StructArray.from_arrays(
-                    [pa.array([job.read(sample) for sample in rows], pa.binary()), pa.array([sample.filename for sample in rows], pa.string())],
+                    [
+                        pa.array([job.read(sample) for sample in rows], pa.binary()),
+                        pa.array([sample.filename for sample in rows], pa.string()),
+                    ],
                     names=["bytes", "path"],
                 )
                 labels = pa.array([sample.label for sample in rows], pa.int64())
@@ -84,9 +91,13 @@ def finish(job: Job) -> None:
     """The dataset card: ``load_dataset(DIR)`` reads its YAML for the features and the files."""
     names = class_names(job.tree)
     label_names = "".join(f"          '{i}': {json.dumps(name)}\n" for i, name in enumerate(names))
-    splits = [(SPLIT_NAMES[split], count, sum(s.bytes for s in job.result.shards if s.split == split))
-              for split, count in job.result.samples.items()]  # fmt: skip
-    split_lines = "".join(f"  - name: {name}\n    num_bytes: {size}\n    num_examples: {count}\n" for name, count, size in splits)
+    splits = [
+        (SPLIT_NAMES[split], count, sum(s.bytes for s in job.result.shards if s.split == split))
+        for split, count in job.result.samples.items()
+    ]
+    split_lines = "".join(
+        f"  - name: {name}\n    num_bytes: {size}\n    num_examples: {count}\n" for name, count, size in splits
+    )
     file_lines = "".join(f"    - split: {name}\n      path: data/{name}-*\n" for name, _, _ in splits)
     card = (
         "---\n"
@@ -112,7 +123,7 @@ def finish(job: Job) -> None:
         "and `label`. Use is subject to the ImageNet terms of access.\n\n"
         "```python\n"
         "from datasets import load_dataset\n"
-        "dataset = load_dataset(\"path/to/this/folder\")\n"
+        'dataset = load_dataset("path/to/this/folder")\n'
         "```\n"
     )
     atomic.write_text(job.out / CARD, card)

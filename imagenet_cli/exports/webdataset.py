@@ -76,11 +76,19 @@ def _write_tar(out: _Hashing, job: Job, samples: list[Sample]) -> str:
         extension = "jpg" if extension in ("jpeg", "jpg") else extension
         width, height = image_size(image)
         meta = {
-            "filename": sample.filename, "label": sample.label, "label_1k": sample.label_1k,
-            "wnid": sample.wnid, "width": width, "height": height,
-        }  # fmt: skip
+            "filename": sample.filename,
+            "label": sample.label,
+            "label_1k": sample.label_1k,
+            "wnid": sample.wnid,
+            "width": width,
+            "height": height,
+        }
         parts: list[bytes] = []
-        for suffix, data in (("cls", str(sample.label).encode()), (extension, image), ("json", json.dumps(meta).encode())):
+        for suffix, data in (
+            ("cls", str(sample.label).encode()),
+            (extension, image),
+            ("json", json.dumps(meta).encode()),
+        ):
             parts += _member(f"{sample.key}.{suffix}", data)
         block = b"".join(parts)
         out.write(block)

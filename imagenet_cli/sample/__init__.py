@@ -166,13 +166,19 @@ def _spread_quirks(
     """Turn some plain RGB images into the other shapes real ImageNet has."""
     plain = [i for i, image in enumerate(images) if image.spec.encoding == RGB]
     rng.shuffle(plain)
+
     def sized(size: tuple[int, int]) -> Callable[[ImageSpec], ImageSpec]:
         return lambda spec: ImageSpec(*size, spec.encoding, spec.seed)
 
     def encoded(encoding: str) -> Callable[[ImageSpec], ImageSpec]:
         return lambda spec: ImageSpec(spec.width, spec.height, encoding, spec.seed)
 
-    changes = [sized(HUGE_SIZE)] * huge + [sized(THIN_SIZE)] * thin + [encoded(GRAY)] * gray + [encoded(PROGRESSIVE)] * progressive
+    changes = (
+        [sized(HUGE_SIZE)] * huge
+        + [sized(THIN_SIZE)] * thin
+        + [encoded(GRAY)] * gray
+        + [encoded(PROGRESSIVE)] * progressive
+    )
     result = list(images)
     for i, change in zip(plain, changes, strict=False):  # more plain images than changes
         result[i] = SampleImage(result[i].split, result[i].wnid, result[i].name, change(result[i].spec))
@@ -183,7 +189,11 @@ def _spread_quirks(
 
 
 def write_sample(
-    downloads: Path, layout: str, options: SampleOptions, progress: Progress = SILENT, before_rename: Finish | None = None
+    downloads: Path,
+    layout: str,
+    options: SampleOptions,
+    progress: Progress = SILENT,
+    before_rename: Finish | None = None,
 ) -> list[Path]:
     """Generate the sample's archives in ``downloads``; returns their paths (each written atomically,
     ``before_rename`` called for each when its bytes are complete, before its name appears)."""
@@ -271,7 +281,16 @@ def devkit_ground_truth() -> str:
     return "".join(f"{catalogue.by_wnid(wnid).devkit_id}\n" for wnid in catalogue.val_labels())
 
 
-META_FIELDS = ("ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height", "num_train_images")
+META_FIELDS = (
+    "ILSVRC2012_ID",
+    "WNID",
+    "words",
+    "gloss",
+    "num_children",
+    "children",
+    "wordnet_height",
+    "num_train_images",
+)
 
 
 def devkit_meta() -> bytes:
@@ -283,9 +302,15 @@ def devkit_meta() -> bytes:
     """
     records: list[dict[str, Value]] = [
         {
-            "ILSVRC2012_ID": c.devkit_id, "WNID": c.wnid, "words": ", ".join(c.names), "gloss": "",
-            "num_children": 0, "children": (), "wordnet_height": 0, "num_train_images": 0,
-        }  # fmt: skip
+            "ILSVRC2012_ID": c.devkit_id,
+            "WNID": c.wnid,
+            "words": ", ".join(c.names),
+            "gloss": "",
+            "num_children": 0,
+            "children": (),
+            "wordnet_height": 0,
+            "num_train_images": 0,
+        }
         for c in sorted(catalogue.classes(), key=lambda c: c.devkit_id)
     ]
     return struct_array_file("synsets", META_FIELDS, records)
@@ -346,7 +371,9 @@ def _voc_xml(folder: str, image: SampleImage, boxes: list[tuple[int, int, int, i
     ).encode()
 
 
-def _kaggle_members(images: list[SampleImage], rng: random.Random, advance: Advance) -> Iterator[tuple[str, bytes, bool]]:
+def _kaggle_members(
+    images: list[SampleImage], rng: random.Random, advance: Advance
+) -> Iterator[tuple[str, bytes, bool]]:
     """(name, bytes, worth compressing) of every file of the Kaggle bundle, in the bundle's order."""
     data_dir, boxes_dir, sets_dir = "ILSVRC/Data/CLS-LOC", "ILSVRC/Annotations/CLS-LOC", "ILSVRC/ImageSets/CLS-LOC"
     train = [i for i in images if i.split == "train"]
@@ -367,7 +394,11 @@ def _kaggle_members(images: list[SampleImage], rng: random.Random, advance: Adva
     for image, data in _rendered(test, advance):
         yield f"{data_dir}/test/{image.name}", data, False
     for image in boxed_train:
-        yield f"{boxes_dir}/train/{image.wnid}/{image.stem}.xml", _voc_xml(image.wnid or "", image, boxes[image.name]), True
+        yield (
+            f"{boxes_dir}/train/{image.wnid}/{image.stem}.xml",
+            _voc_xml(image.wnid or "", image, boxes[image.name]),
+            True,
+        )
     for image in val:
         yield f"{boxes_dir}/val/{image.stem}.xml", _voc_xml("val", image, boxes[image.name]), True
     yield f"{sets_dir}/train_cls.txt", _lines(f"{i.wnid}/{i.stem} {n}" for n, i in enumerate(train, 1)), True
@@ -383,7 +414,9 @@ def _add_to_zip(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool
     archive.writestr(info, data)
 
 
-def _write_kaggle(path: Path, images: list[SampleImage], rng: random.Random, advance: Advance, before_rename: Finish | None) -> Path:
+def _write_kaggle(
+    path: Path, images: list[SampleImage], rng: random.Random, advance: Advance, before_rename: Finish | None
+) -> Path:
     """The current layout: the tree and the LOC files directly in the zip."""
     with atomic_writer(path, before_rename=before_rename) as file, zipfile.ZipFile(file, "w") as archive:
         for name, data, compress in _kaggle_members(images, rng, advance):
@@ -391,7 +424,9 @@ def _write_kaggle(path: Path, images: list[SampleImage], rng: random.Random, adv
     return path
 
 
-def _write_kaggle_2019(path: Path, images: list[SampleImage], rng: random.Random, advance: Advance, before_rename: Finish | None) -> Path:
+def _write_kaggle_2019(
+    path: Path, images: list[SampleImage], rng: random.Random, advance: Advance, before_rename: Finish | None
+) -> Path:
     """The older layout: one imagenet_object_localization_patched2019.tar.gz inside the zip."""
     tar = _tar_bytes((name, data) for name, data, _ in _kaggle_members(images, rng, advance))
     buffer = io.BytesIO()
@@ -406,7 +441,9 @@ def _lines(lines: Iterable[str]) -> bytes:
     return "".join(f"{line}\n" for line in lines).encode()
 
 
-def _solution_csv(images: list[SampleImage], boxes: dict[str, list[tuple[int, int, int, int]]], rng: random.Random) -> bytes:
+def _solution_csv(
+    images: list[SampleImage], boxes: dict[str, list[tuple[int, int, int, int]]], rng: random.Random
+) -> bytes:
     rows = (f"{i.stem},{_prediction_string(i.wnid or '', boxes[i.name])}" for i in _shuffled(images, rng))
     return _lines(["ImageId,PredictionString", *rows])
 

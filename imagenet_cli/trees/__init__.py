@@ -149,7 +149,17 @@ def prepare(
         with contextlib.ExitStack() as stack:
             # The cluster is started before the inputs are read: a bad address fails at once.
             client = stack.enter_context(cluster.connect(dask)) if dask else None
-            run = _Run(recipe, trees, workers or os.cpu_count() or 1, redo, progress, client, executor, source, trust_input_labels)
+            run = _Run(
+                recipe,
+                trees,
+                workers or os.cpu_count() or 1,
+                redo,
+                progress,
+                client,
+                executor,
+                source,
+                trust_input_labels,
+            )
             return _prepare_locked(root, chosen, run, started)
 
 
@@ -173,11 +183,16 @@ class _Run:
         if self.client is None:
             return None
         if not plan.shards.spreadable:
-            log.warning("the older Kaggle layout (one tar.gz read from start to end) cannot be spread over a cluster: preparing it here")
+            log.warning(
+                "the older Kaggle layout (one tar.gz read from start to "
+                "end) cannot be spread over a cluster: preparing it here"
+            )
             return None
         inputs = [tree / i.path for tree in self.trees.values() for files in plan.inputs.values() for i in files]
         inputs += [self.from_tree] if self.from_tree is not None else []
-        count = cluster.check_workers(self.client, __version__, inputs, [tree / MARKERS for tree in self.trees.values()])
+        count = cluster.check_workers(
+            self.client, __version__, inputs, [tree / MARKERS for tree in self.trees.values()]
+        )
         log.info("running the shards on %d Dask workers", count)
         return cluster.engine(self.client)
 
@@ -217,7 +232,9 @@ def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, started: flo
         reasons.announce()
         _log_plan(len(shards), result.shards_run)
     for size, tree in run.trees.items():
-        result.trees.append(_finish_tree(tree, size, shards, splits, run.recipe, plan, label_source, result.shards_run > 0))
+        result.trees.append(
+            _finish_tree(tree, size, shards, splits, run.recipe, plan, label_source, result.shards_run > 0)
+        )
     result.seconds = time.monotonic() - started
     return result
 
@@ -357,7 +374,12 @@ class _Plan:
 
 
 def _plan(
-    downloads: Path, source: Path | None, splits: tuple[str, ...], labels: tuple[str, ...], kaggle: archives.KaggleBundle | None, tree: Path
+    downloads: Path,
+    source: Path | None,
+    splits: tuple[str, ...],
+    labels: tuple[str, ...],
+    kaggle: archives.KaggleBundle | None,
+    tree: Path,
 ) -> _Plan:
     """``tree``: any of the trees being made (they share a parent), to record inputs relative to."""
     if source is not None:
@@ -365,8 +387,11 @@ def _plan(
     train, val = downloads / archives.TRAIN_TAR, downloads / archives.VAL_TAR
     if ("train" not in splits or train.is_file()) and ("val" not in splits or val.is_file()):
         if kaggle is not None:
-            log.warning("%s holds the official archives and %s: preparing from the official archives; "
-                        "the zip is not read", downloads, kaggle.path.name)  # fmt: skip
+            log.warning(
+                "%s holds the official archives and %s: preparing from the official archives; the zip is not read",
+                downloads,
+                kaggle.path.name,
+            )
         inputs: dict[str, list[InputFile]] = {"train": [describe(train, tree)] if "train" in splits else [], "val": []}
         if "val" in splits:
             devkit = downloads / archives.DEVKIT
@@ -403,7 +428,9 @@ def _refuse_listing(where: str, why: str) -> None:
     raise ArchiveError(f"{where}: refused: {why}")
 
 
-def _plan_official(train: Path, val: Path, splits: tuple[str, ...], labels: tuple[str, ...], inputs: dict[str, list[InputFile]]) -> list[Shard]:
+def _plan_official(
+    train: Path, val: Path, splits: tuple[str, ...], labels: tuple[str, ...], inputs: dict[str, list[InputFile]]
+) -> list[Shard]:
     shards = []
     if "train" in splits:
         read = (inputs["train"][0],)
@@ -442,7 +469,9 @@ def _plan_official(train: Path, val: Path, splits: tuple[str, ...], labels: tupl
     return sorted(shards, key=lambda s: (s.split, s.wnid or ""))
 
 
-def _plan_kaggle(bundle: archives.KaggleBundle, splits: tuple[str, ...], labels: tuple[str, ...], identity: InputFile) -> _Shards:
+def _plan_kaggle(
+    bundle: archives.KaggleBundle, splits: tuple[str, ...], labels: tuple[str, ...], identity: InputFile
+) -> _Shards:
     if bundle.inner is not None:
         return _KaggleTarGzShards(bundle, splits, labels, identity)
     return _KaggleZipShards(bundle, splits, labels, identity)
@@ -467,7 +496,9 @@ class _Shards:
     def __init__(self) -> None:
         self.seen: list[Shard] = []
 
-    def pending(self, sizes_needing: SizesNeeding, on_skip: Callable[[Shard], None]) -> Iterator[tuple[Shard, tuple[str, ...]]]:
+    def pending(
+        self, sizes_needing: SizesNeeding, on_skip: Callable[[Shard], None]
+    ) -> Iterator[tuple[Shard, tuple[str, ...]]]:
         for shard in self._cut():
             self.seen.append(shard)
             if sizes := sizes_needing(shard):
@@ -500,7 +531,9 @@ class _ListedShards(_Shards):
 
 
 class _KaggleShards(_Shards):
-    def __init__(self, bundle: archives.KaggleBundle, splits: tuple[str, ...], labels: tuple[str, ...], identity: InputFile) -> None:
+    def __init__(
+        self, bundle: archives.KaggleBundle, splits: tuple[str, ...], labels: tuple[str, ...], identity: InputFile
+    ) -> None:
         super().__init__()
         self.bundle, self.splits, self.labels = bundle, splits, labels
         self.inputs = (identity,)
@@ -537,7 +570,9 @@ class _ClassRuns:
         earlier = self.runs[self.current]
         self.runs[self.current] += 1
         items = tuple(self.items)
-        shard = Shard("train", self.current, len(items), self.reader(items), earlier or None, self.inputs, _listing_of(items))
+        shard = Shard(
+            "train", self.current, len(items), self.reader(items), earlier or None, self.inputs, _listing_of(items)
+        )
         self.current = None
         return shard
 
@@ -552,7 +587,11 @@ class _KaggleZipShards(_KaggleShards):
 
     def total(self) -> int:
         # One more pass over the central directory (~10 s for 2 M members) buys the progress bar an ETA.
-        return sum(1 for image in archives.kaggle_zip_images(self.bundle.path, lambda where, why: None) if image.split in self.splits)
+        return sum(
+            1
+            for image in archives.kaggle_zip_images(self.bundle.path, lambda where, why: None)
+            if image.split in self.splits
+        )
 
     def _cut(self) -> Iterator[Shard]:
         path = self.bundle.path
@@ -582,9 +621,13 @@ class _KaggleZipShards(_KaggleShards):
             yield finished
         for wnid, members in sorted(val.items()):  # 50,000 small records at most
             items = tuple(members)
-            yield Shard("val", wnid, len(items), ZipMembers(path, items, snapshot), None, self.inputs, _listing_of(items))
+            yield Shard(
+                "val", wnid, len(items), ZipMembers(path, items, snapshot), None, self.inputs, _listing_of(items)
+            )
         if refused:
-            yield Shard(self.splits[0], None, len(refused), Blobs(tuple(refused)), None, self.inputs, _listing_of(refused))
+            yield Shard(
+                self.splits[0], None, len(refused), Blobs(tuple(refused)), None, self.inputs, _listing_of(refused)
+            )
 
 
 class _KaggleTarGzShards(_KaggleShards):
@@ -657,9 +700,16 @@ def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], t
                     by_class[wnid].append(LooseFile(name, path))
         if refiled:
             images = "1 val image sits" if len(refiled) == 1 else f"{len(refiled):,} val images sit"
-            log.warning("%s: %s in another class's folder than its label (%s%s): filed by the label",
-                        split_dir, images, "; ".join(refiled[:3]), "; …" if len(refiled) > 3 else "")  # fmt: skip
-        shards += [Shard(split, w, len(p), Files(tuple(p)), listing=_files_listing(p)) for w, p in sorted(by_class.items())]
+            log.warning(
+                "%s: %s in another class's folder than its label (%s%s): filed by the label",
+                split_dir,
+                images,
+                "; ".join(refiled[:3]),
+                "; …" if len(refiled) > 3 else "",
+            )
+        shards += [
+            Shard(split, w, len(p), Files(tuple(p)), listing=_files_listing(p)) for w, p in sorted(by_class.items())
+        ]
         shards += _unusable(split, unusable)
     kind = "an extracted Kaggle tree" if base != source else "an ImageFolder tree"
     # A tree this tool made is known by its manifest; loose files by the listing of each shard.
@@ -684,7 +734,14 @@ def _files_listing(paths: list[LooseFile]) -> str:
 
 
 def _finish_tree(
-    tree: Path, size: str, shards: list[Shard], splits: tuple[str, ...], recipe: Recipe, plan: _Plan, label_source: str, ran: bool
+    tree: Path,
+    size: str,
+    shards: list[Shard],
+    splits: tuple[str, ...],
+    recipe: Recipe,
+    plan: _Plan,
+    label_source: str,
+    ran: bool,
 ) -> TreeSummary:
     """Merge the shard markers, in path order, into manifest.tsv, tree.json and the label files.
 
@@ -702,9 +759,16 @@ def _finish_tree(
     inputs = dict(previous.inputs) if previous is not None else {}
     inputs.update({split: [i.as_dict() for i in plan.inputs.get(split, [])] for split in splits})
     up_to_date = (
-        not ran and not dropped and manifest.has_manifest(tree) and previous is not None
-        and not any(changed_names(previous.inputs.get(split, []), plan.inputs.get(split, [])) for split in splits if split in previous.splits)
-    )  # fmt: skip
+        not ran
+        and not dropped
+        and manifest.has_manifest(tree)
+        and previous is not None
+        and not any(
+            changed_names(previous.inputs.get(split, []), plan.inputs.get(split, []))
+            for split in splits
+            if split in previous.splits
+        )
+    )
 
     def results(paths: list[Path]) -> Iterator[list[Entry]]:
         for path in paths:
@@ -733,7 +797,13 @@ def _finish_tree(
     _write_labels_and_manifest(tree, rows)
     sweep.finish()
     info = manifest.TreeInfo(
-        made_by={"command": "prepare", "source": plan.described, "val_labels": label_source, "size": size, **asdict(recipe)},
+        made_by={
+            "command": "prepare",
+            "source": plan.described,
+            "val_labels": label_source,
+            "size": size,
+            **asdict(recipe),
+        },
         splits={split: {"images": images[split], "classes": len(classes[split])} for split in sorted(images)},
         failures=failures,
         inputs={split: inputs[split] for split in sorted(inputs) if split in images},
@@ -828,7 +898,9 @@ class _Sweep:
         if self.removed_files or self.removed_folders:
             log.warning(
                 "%s: removed %d files and %d class folders that the inputs no longer give",
-                self.tree, self.removed_files, self.removed_folders,
+                self.tree,
+                self.removed_files,
+                self.removed_folders,
             )
 
     def _remove(self, item: os.DirEntry[str]) -> None:

@@ -60,10 +60,16 @@ def connect(address: str) -> Iterator[Client]:
             with _ctrl_c_ignored():  # while the worker processes start: they inherit it
                 # Our own lines report what went wrong in a shard; Dask's logs of a busy worker (a
                 # late heartbeat on an overloaded machine) are noise to the user, tracebacks and all.
-                cluster = stack.enter_context(distributed.LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=":0", silence_logs=logging.CRITICAL,
-                ))  # fmt: skip
+                cluster = stack.enter_context(
+                    distributed.LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        host="127.0.0.1",
+                        dashboard_address=":0",
+                        silence_logs=logging.CRITICAL,
+                    )
+                )
             yield stack.enter_context(distributed.Client(cluster))
         return
     if address == AUTO:
@@ -71,7 +77,9 @@ def connect(address: str) -> Iterator[Client]:
 
         address = dask.config.get("scheduler-address", None)
         if not address:
-            raise InvalidArgumentError("--dask auto: Dask's configuration names no scheduler (set DASK_SCHEDULER_ADDRESS)")
+            raise InvalidArgumentError(
+                "--dask auto: Dask's configuration names no scheduler (set DASK_SCHEDULER_ADDRESS)"
+            )
     try:
         client = distributed.Client(address, timeout=_CONNECT_TIMEOUT)
     except (OSError, TimeoutError, ValueError) as error:
@@ -129,7 +137,10 @@ def _check_this_worker(version: str, readable: list[str], writable: list[str]) -
             probe.write_bytes(b"")
             probe.unlink()
         except OSError as error:
-            return f"(on {host}) cannot write {folder} ({error.strerror}): outputs must be on a filesystem every worker mounts"
+            return (
+                f"(on {host}) cannot write {folder} ({error.strerror}): "
+                "outputs must be on a filesystem every worker mounts"
+            )
     _undo_eager_trimming()
     return None
 

@@ -66,14 +66,18 @@ class TarRegion:
             region = _Window(file, self.size)
             try:
                 # A large buffer: the default 10 KiB reads cost ~10% of a shard's time in Python calls.
-                with tarfile.open(fileobj=cast(IO[bytes], region), mode="r|", bufsize=1 << 20) as tar:  # a stream reads only read()
+                with tarfile.open(
+                    fileobj=cast(IO[bytes], region), mode="r|", bufsize=1 << 20
+                ) as tar:  # a stream reads only read()
                     for member, data in archives.tar_files(tar, self.origin, lambda w, why: refused.append((w, why))):
                         yield Item(posixpath.basename(member.name), None, data.read())
                         while refused:
                             where, why = refused.pop()
                             yield Item(where.rsplit(":", 1)[-1], None, None, f"refused: {why}")
                     stopped = tar.offset
-                damage = archives.ended_early(self.path, self.offset + stopped, self.offset + self.size, "the class tar")
+                damage = archives.ended_early(
+                    self.path, self.offset + stopped, self.offset + self.size, "the class tar"
+                )
                 if damage:  # a short class is a failure, never a smaller class
                     yield Item(self.origin.rsplit(":", 1)[-1], None, None, damage)
             except (tarfile.TarError, ArchiveError) as error:

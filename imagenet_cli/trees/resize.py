@@ -65,7 +65,11 @@ class Recipe:
         for size in self.sizes:
             if size != FULL and not (size.isdigit() and 8 <= int(size) <= 4096):
                 raise InvalidArgumentError(f"--size {size!r} is neither 'full' nor a number of pixels within 8–4096")
-        checks = ((self.mode, MODES, "--resize"), (self.format, tuple(FORMATS), "--format"), (self.filter, FILTERS, "--filter"))
+        checks = (
+            (self.mode, MODES, "--resize"),
+            (self.format, tuple(FORMATS), "--format"),
+            (self.filter, FILTERS, "--filter"),
+        )
         for value, allowed, option in checks:
             if value not in allowed:
                 raise InvalidArgumentError(f"{option} {value!r} is not one of {', '.join(allowed)}")

@@ -128,7 +128,9 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
     appears twice (then neither copy is used: which one is right cannot be known).
     """
     inputs = [i.as_dict() for i in shard.inputs]
-    results = {size: ShardResult(shard.split, shard.wnid, inputs=inputs, listing=shard.listing) for size in recipe.sizes}
+    results = {
+        size: ShardResult(shard.split, shard.wnid, inputs=inputs, listing=shard.listing) for size in recipe.sizes
+    }
     seen: set[str] = set()
     written: list[Path] = []
     handled = 0
@@ -221,7 +223,9 @@ def run_job(job: ShardJob) -> int:
     return run_shard(job.shard, job.recipe, job.trees)
 
 
-def run_shards(jobs: Iterable[ShardJob], workers: int, on_done: Callable[[Shard, int], None], engine: Engine | None = None) -> None:
+def run_shards(
+    jobs: Iterable[ShardJob], workers: int, on_done: Callable[[Shard, int], None], engine: Engine | None = None
+) -> None:
     """Run jobs on ``engine``, or on a pool of ``workers`` local processes (in this process when
     1), calling ``on_done`` for each. At most two jobs per slot are queued: the plan streams.
 

@@ -99,8 +99,20 @@ def peak_rss_of_cli(base_url: str, data: bytes, directory: Path) -> int:
     directory.mkdir(parents=True)
     sums = directory / "MD5SUMS"
     sums.write_text(f"{hashlib.md5(data).hexdigest()}  {NAME}\n")
-    _, peak = run_cli("download", "--source", "official", "--files", NAME, "--base-url", base_url,
-                      "--checksums", str(sums), "--root", str(directory / "root"), "--quiet")  # fmt: skip
+    _, peak = run_cli(
+        "download",
+        "--source",
+        "official",
+        "--files",
+        NAME,
+        "--base-url",
+        base_url,
+        "--checksums",
+        str(sums),
+        "--root",
+        str(directory / "root"),
+        "--quiet",
+    )
     return peak
 
 
@@ -120,8 +132,10 @@ def main() -> None:
                 wall, _ = ours(url, work / "capped", n)
                 rate = args.capped_mb * (1 << 20) / wall / 1e6
                 base = base or rate
-                print(f"   {n} connection(s): {rate:7.1f} MB/s  = {rate / base:4.2f} x one connection"
-                      f"  (target >= {0.8 * n:.1f})")  # fmt: skip
+                print(
+                    f"   {n} connection(s): {rate:7.1f} MB/s  = {rate / base:4.2f} x one connection"
+                    f"  (target >= {0.8 * n:.1f})"
+                )
 
         print(f"\n2. uncapped loopback, {args.size_mb} MB file (best of 3 each)")
         data = os.urandom(args.size_mb << 20)
@@ -140,16 +154,20 @@ def main() -> None:
                     results[label] = min(timings)
             reference = results.get("plain httpx stream")
             for label, (wall, cpu) in results.items():
-                print(f"   {label:22} {len(data) / wall / 1e6:7.1f} MB/s  {cpu / gb:5.2f} CPU s/GB"
-                      f"  = {reference[0] / wall:4.2f} x plain httpx")  # fmt: skip
+                print(
+                    f"   {label:22} {len(data) / wall / 1e6:7.1f} MB/s  {cpu / gb:5.2f} CPU s/GB"
+                    f"  = {reference[0] / wall:4.2f} x plain httpx"
+                )
 
             print("\n3. peak memory of `imagenet download` (RSS)")
             small = data[: len(data) // 4]
             with ServerProcess({NAME: small}) as small_url:
                 rss_small = peak_rss_of_cli(small_url, small, work / "rss-small")
             rss_large = peak_rss_of_cli(url, data, work / "rss-large")
-            print(f"   {len(small) >> 20} MB file: {rss_small / 1024:.0f} MiB   {len(data) >> 20} MB file: "
-                  f"{rss_large / 1024:.0f} MiB   = {rss_large / rss_small:.2f} x")  # fmt: skip
+            print(
+                f"   {len(small) >> 20} MB file: {rss_small / 1024:.0f} MiB   {len(data) >> 20} MB file: "
+                f"{rss_large / 1024:.0f} MiB   = {rss_large / rss_small:.2f} x"
+            )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

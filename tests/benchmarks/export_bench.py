@@ -64,7 +64,10 @@ def main() -> None:
         print(f"{len(files):,} files, {mb:.0f} MB")
         print(f"export webdataset      {mb / best_ours:6.0f} MB/s")
         print(f"tar -cf                {mb / best_tar:6.0f} MB/s   export = {best_tar / best_ours:.2f} x")
-        print(f"tar -cf, then fsync    {mb / best_tar_synced:6.0f} MB/s   export = {best_tar_synced / best_ours:.2f} x (target >= 0.8)")
+        print(
+            f"tar -cf, then fsync    {mb / best_tar_synced:6.0f} MB/s   "
+            f"export = {best_tar_synced / best_ours:.2f} x (target >= 0.8)"
+        )
         _parquet(work, mb, best_ours, args.rounds)
         _downsampled(work, len(files), args.rounds)
     finally:
@@ -92,8 +95,11 @@ def _downsampled(work: Path, count: int, rounds: int) -> None:
             export(work, "downsampled", out=work / "ds", size=32, workers=workers)
             best[workers] = min(best[workers], time.perf_counter() - start)
             shutil.rmtree(work / "ds")
-    print(f"export downsampled --size 32: {count / best[1]:5.0f} img/s on 1 process, {count / best[cores]:5.0f} on {cores}"
-          f" = {best[1] / best[cores]:.2f} x")
+    print(
+        f"export downsampled --size 32: {count / best[1]:5.0f} img/s on 1 process, "
+        f"{count / best[cores]:5.0f} on {cores}"
+        f" = {best[1] / best[cores]:.2f} x"
+    )
 
 
 if __name__ == "__main__":

@@ -115,7 +115,9 @@ def per_image(data: list[bytes], rounds: int) -> None:
         rate = {name: len(data) / seconds for name, seconds in best.items()}
         quality = {
             "ours": resample_psnr(data[:50], size, images.Recipe((str(size),), mode=mode)),
-            "ours --filter lanczos": resample_psnr(data[:50], size, images.Recipe((str(size),), mode=mode, filter="lanczos")),
+            "ours --filter lanczos": resample_psnr(
+                data[:50], size, images.Recipe((str(size),), mode=mode, filter="lanczos")
+            ),
         }
         print(f"\n   --size {size} --resize {mode}")
         for name in contenders:
@@ -169,7 +171,9 @@ def on_dask(work: Path, rounds: int) -> None:
             start = time.perf_counter()
             client.gather(client.map(abs, range(1000, 1400)))
             per_task = (time.perf_counter() - start) / 400
-    print(f"   local pool {pool:5.0f} img/s   --dask local:2 {dask:5.0f} img/s   = {dask / pool:.2f} x (target >= 0.85)")
+    print(
+        f"   local pool {pool:5.0f} img/s   --dask local:2 {dask:5.0f} img/s   = {dask / pool:.2f} x (target >= 0.85)"
+    )
     print(f"   {shards} shards; an empty task's round trip {per_task * 1000:.1f} ms")
 
 

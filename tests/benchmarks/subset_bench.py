@@ -58,13 +58,17 @@ def main() -> None:
         hundred = work / "hundred.txt"  # the classes with 300+ files
         hundred.write_text("\n".join(catalogue.wnids()[:100]) + "\n")
         seconds, _ = run(work / "root", "--classes", str(hundred), "--per-class", "260")
-        print(f"1. 100 classes --per-class 260 (26,000 symlinks): {seconds:.1f} s "
-              f"= {26_000 / seconds / creation_rate:.2f} x the baseline's files/s")  # fmt: skip
+        print(
+            f"1. 100 classes --per-class 260 (26,000 symlinks): {seconds:.1f} s "
+            f"= {26_000 / seconds / creation_rate:.2f} x the baseline's files/s"
+        )
         one, one_rss = run(work / "root", "--images", "1percent")
         ten, ten_rss = run(work / "root", "--images", "10percent")
         print(f"2. --images 1percent (12,811 files): {one:.1f} s, {one_rss / 1024:.0f} MiB peak")
-        print(f"   --images 10percent (128,116 files): {ten:.1f} s, {ten_rss / 1024:.0f} MiB peak "
-              f"= {ten_rss / one_rss:.2f} x the memory of 1%")  # fmt: skip
+        print(
+            f"   --images 10percent (128,116 files): {ten:.1f} s, {ten_rss / 1024:.0f} MiB peak "
+            f"= {ten_rss / one_rss:.2f} x the memory of 1%"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

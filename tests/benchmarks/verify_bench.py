@@ -97,8 +97,10 @@ def main() -> None:
         print(f"1. one {args.large_mb} MB file")
         md5sum = best_of(3, lambda: subprocess.run(["md5sum", str(large)], stdout=subprocess.DEVNULL, check=True))
         ours = best_of(3, lambda: hashing.hash_file(large))
-        print(f"   md5sum alone {args.large_mb / md5sum:7.0f} MB/s   ours, MD5 + xxh3 {args.large_mb / ours:7.0f} MB/s"
-              f"   = {md5sum / ours:.2f} x md5sum's rate (target >= 0.95)")  # fmt: skip
+        print(
+            f"   md5sum alone {args.large_mb / md5sum:7.0f} MB/s   ours, MD5 + xxh3 {args.large_mb / ours:7.0f} MB/s"
+            f"   = {md5sum / ours:.2f} x md5sum's rate (target >= 0.95)"
+        )
 
         print("\n2. train + val + devkit at once (ImageNet's proportions) against the largest alone")
         downloads = work / "root" / "downloads"
@@ -114,7 +116,9 @@ def main() -> None:
 
         alone = best_of(3, lambda: verify_paths([train]))
         together = best_of(3, lambda: verify_paths([train, val, devkit]))
-        print(f"   largest alone {alone:.2f} s   all three {together:.2f} s   = {together / alone:.2f} x (target <= 1.1)")
+        print(
+            f"   largest alone {alone:.2f} s   all three {together:.2f} s   = {together / alone:.2f} x (target <= 1.1)"
+        )
 
         print("\n3. re-verify with recorded digests (no --rehash)")
         verify_paths([train, val, devkit])  # leaves records
@@ -132,11 +136,16 @@ def main() -> None:
         plain = best_of(3, lambda: subprocess.run(cat, check=True))
         checked = best_of(3, lambda: verify(tree, paths=[tree]))
         rate = lambda seconds: args.files / seconds  # noqa: E731
-        print(f"   cat {rate(plain):8.0f} files/s   verify {rate(checked):8.0f} files/s   = {plain / checked:.2f} x cat's rate"
-              f" (target >= 0.8)")  # fmt: skip
+        print(
+            f"   cat {rate(plain):8.0f} files/s   verify {rate(checked):8.0f} files/s   "
+            f"= {plain / checked:.2f} x cat's rate"
+            f" (target >= 0.8)"
+        )
         small_rss, large_rss = peak_rss_kib(small), peak_rss_kib(tree)
-        print(f"   peak RSS: {max(1000, args.files // 100):,} files {small_rss / 1024:.0f} MiB, {args.files:,} files "
-              f"{large_rss / 1024:.0f} MiB = {large_rss / small_rss:.2f} x (target <= 1.10)")  # fmt: skip
+        print(
+            f"   peak RSS: {max(1000, args.files // 100):,} files {small_rss / 1024:.0f} MiB, {args.files:,} files "
+            f"{large_rss / 1024:.0f} MiB = {large_rss / small_rss:.2f} x (target <= 1.10)"
+        )
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
