@@ -25,13 +25,20 @@ def claim_in(folder: Path, claim: str, command: str, parameter: str = "out") -> 
     if path.is_file():
         existing: dict[str, Any] = json.loads(path.read_text())
         return existing
-    if folder.exists() and any(folder.iterdir()):
-        raise OverwriteRefusedError(f"{folder} exists and was not made by {command}; it will not be written into", parameter)
+    if folder.exists() and _holds_a_file(folder):
+        raise OverwriteRefusedError(
+            f"{folder} exists and was not made by {command}; it will not be written into", parameter
+        )
     return None
 
 
 def own(
-    folder: Path, claim: str, command: str, wanted: dict[str, Any], conflict: Callable[[dict[str, Any]], str], parameter: str = "out"
+    folder: Path,
+    claim: str,
+    command: str,
+    wanted: dict[str, Any],
+    conflict: Callable[[dict[str, Any]], str],
+    parameter: str = "out",
 ) -> None:
     """Claim ``folder`` for ``wanted``, or check that it already is: a claim made with other
     options or inputs is refused with ``conflict(existing)``, the message. ``parameter``: the
@@ -41,3 +48,9 @@ def own(
         atomic.write_text(folder / claim, json.dumps(wanted) + "\n")
     elif existing != wanted:
         raise OverwriteRefusedError(conflict(existing), parameter)
+
+
+def _holds_a_file(folder: Path) -> bool:
+    """Anything but empty folders and the temporaries of killed writes: a run stopped while it
+    claimed the folder (its ``.shards/`` made, the claim half-written) left nothing to protect."""
+    return any(not path.is_dir() and not atomic.is_temporary(path.name) for path in folder.rglob("*"))

@@ -17,7 +17,7 @@ import pytest
 from imagenet_cli import manifest
 from imagenet_cli.checks import verify
 from imagenet_cli.download import download_sample
-from imagenet_cli.errors import InputChangedError
+from imagenet_cli.errors import InputChangedError, OverwriteRefusedError
 from imagenet_cli.trees import prepare
 
 from .builders import tree_from_official
@@ -150,7 +150,10 @@ def test_an_archive_replaced_mid_run_is_never_mixed_into_the_tree(official_root,
     other = download_sample(tmp_path / "other", classes=["n01443537", "n01484850", "n01491361"], seed=7, **SMALL)
     new_train = other.downloads / "ILSVRC2012_img_train.tar"
     target = root / "downloads" / "ILSVRC2012_img_train.tar"
-    with ReplacingAfterFirstShard(new_train, target) as executor, pytest.raises(InputChangedError, match="ILSVRC2012_img_train.tar was replaced"):
+    with (
+        ReplacingAfterFirstShard(new_train, target) as executor,
+        pytest.raises(InputChangedError, match="ILSVRC2012_img_train.tar was replaced"),
+    ):
         prepare(root, ["64"], workers=1, splits=["train"], executor=executor)
     tree = root / "64"
     misfiled = [p for p in tree.glob("train/*/*") if not p.name.startswith(p.parent.name)]
@@ -161,3 +164,19 @@ def test_an_archive_replaced_mid_run_is_never_mixed_into_the_tree(official_root,
     prepare(clean, ["64"], workers=2, splits=["train"])
     assert (tree / "manifest.tsv").read_text() == (clean / "64" / "manifest.tsv").read_text()
     assert verify(root, paths=[tree]).ok
+
+
+def test_a_stop_while_the_tree_was_being_claimed_does_not_refuse_the_rerun(official_root, tmp_path):
+    """Killed between making ROOT/64/.shards/ and renaming the claim into it: nothing there to protect."""
+    from imagenet_cli import atomic
+
+    root = copy_downloads(official_root, tmp_path / "root")
+    markers = root / "64" / ".shards"
+    markers.mkdir(parents=True)
+    atomic.temporary_name(markers / "recipe.json").write_text('{"mode": "sho')
+    prepare(root, ["64"], splits=["val"])
+    assert verify(root, paths=[root / "64"]).ok
+    (root / "65").mkdir()
+    (root / "65" / "notes.txt").write_text("someone's")
+    with pytest.raises(OverwriteRefusedError, match="was not made by prepare"):
+        prepare(root, ["65"], splits=["val"])
