@@ -515,8 +515,10 @@ def test_a_refused_overwrite_names_the_option_that_picks_another_place(tmp_path)
 
 def test_an_unreachable_scheduler_is_not_blamed_on_the_workers(tmp_path):
     pytest.importorskip("distributed")
-    result = run("prepare", "--root", str(tmp_path), "--dask", "tcp://127.0.0.1:9")
-    assert result.exit_code == 1, result.output
+    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--dask", "tcp://127.0.0.1:9"]
+    quick = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}  # Dask's own setting
+    result = subprocess.run(command, capture_output=True, text=True, env=quick)
+    assert result.returncode == 1, result.stderr
     assert "cannot reach the Dask scheduler" in result.stderr and "scheduler runs at that address" in result.stderr
     assert "version" not in result.stderr.split("— try", 1)[1]
 

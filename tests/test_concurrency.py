@@ -147,6 +147,7 @@ def test_verify_of_a_tree_being_written_says_so_never_all_good(official_root, tm
     assert runner.invoke(app, ["verify", str(root / "64"), "--root", str(root)]).exit_code == 0
 
 
+@pytest.mark.slow
 def test_two_prepares_of_one_tree_make_it_once(official_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
@@ -166,6 +167,7 @@ def test_two_prepares_of_one_tree_make_it_once(official_root, tmp_path):
     assert (root / "64" / "manifest.tsv").read_text() == (clean / "64" / "manifest.tsv").read_text()
 
 
+@pytest.mark.slow
 def test_two_prepares_with_other_options_write_two_trees_never_one_mixed(official_root, tmp_path):
     """Every option off its default is in the tree's name: two recipes at once never meet in one folder."""
     root = tmp_path / "root"
@@ -220,6 +222,7 @@ def sums_for(path: Path, files: dict[str, bytes]) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_two_downloads_of_one_file_fetch_it_once(train_tar, tmp_path):
     files = {sample.TRAIN_TAR: train_tar}
     sums = sums_for(tmp_path / "MD5SUMS", files)
@@ -270,6 +273,7 @@ def test_a_mirror_download_is_kept_on_a_rerun_without_its_checksums(train_tar, t
 # --- a full disk -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_full_disk_leaves_nothing_under_a_final_name_and_the_rerun_finishes(small_tmpfs, tmp_path):
     with pytest.raises(InsufficientSpaceError, match=f"the disk holding {small_tmpfs / 'downloads'} is full") as raised:
         download_sample(small_tmpfs, **SMALL)

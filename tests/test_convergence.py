@@ -145,6 +145,7 @@ class ReplacingAfterFirstShard(ThreadPoolExecutor):
         return super().submit(fn, *args, **kwargs)
 
 
+@pytest.mark.slow
 def test_an_archive_replaced_mid_run_is_never_mixed_into_the_tree(official_root, tmp_path):
     root = copy_downloads(official_root, tmp_path / "root")
     other = download_sample(tmp_path / "other", classes=["n01443537", "n01484850", "n01491361"], seed=7, **SMALL)

@@ -101,6 +101,7 @@ def test_without_the_extra_dask_is_one_line_naming_it(official_root, tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path):
     options = {"classes": ["imagenette"], "train_per_class": 25, "val_per_class": 5, "test_images": 0}
     download_sample(tmp_path / "source", **options)
@@ -192,6 +193,7 @@ def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path):
     ).read_text()
 
 
+@pytest.mark.slow
 def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official_root, tmp_path):
     """An image whose decode needs more memory than a worker may use: the nanny kills each worker
     that tries it, and Dask gives the task up (KilledWorker)."""
@@ -226,6 +228,7 @@ def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official
     assert result.shards_run == len(named) and result.trees[0].failures == []
 
 
+@pytest.mark.slow
 def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path):
     """Ctrl-C as a terminal sends it: to every process of the group, the cluster's workers too."""
     from .conftest import default_sigint

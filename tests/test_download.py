@@ -284,6 +284,7 @@ def test_404_says_to_check_the_base_url(official_files, tmp_path):
     assert "HTTP 404" in result.stderr and "try checking --base-url" in result.stderr
 
 
+@pytest.mark.slow
 def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksums, tmp_path):
     files = {sample.TRAIN_TAR: official_files[sample.TRAIN_TAR]}
     size = len(files[sample.TRAIN_TAR])

@@ -298,6 +298,7 @@ def _finished_inodes(folder: Path) -> set[int]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("format", sorted(FORMAT_RUNS))
 def test_a_kill_9_mid_export_and_a_rerun_give_the_bytes_of_a_clean_run(root, tmp_path, format):
     pytest.importorskip("pyarrow")

@@ -306,6 +306,7 @@ def tree_files_names(root: Path) -> list[str]:
         return sorted(m.name for m in tar)
 
 
+@pytest.mark.slow
 def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
     from imagenet_cli.download import download_sample
 
@@ -390,6 +391,7 @@ def test_a_stray_file_in_val_is_named(official_root, tmp_path):
     assert len(list((tmp_path / "root" / "64" / "val").glob("*/*"))) == len(list((source / "val").glob("*/*.JPEG")))
 
 
+@pytest.mark.slow
 def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
     from imagenet_cli.download import download_sample
 

@@ -91,6 +91,7 @@ def sample_root(tmp_path) -> Path:
     return tmp_path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
 def test_sigterm_and_sighup_stop_workers_and_exit_128_plus_signal(sample_root, number, code):
     process = start_prepare(sample_root)
@@ -105,6 +106,7 @@ def test_sigterm_and_sighup_stop_workers_and_exit_128_plus_signal(sample_root, n
     assert result.shards_done_before >= 1 and verify(sample_root, paths=[sample_root / LANCZOS_64]).ok
 
 
+@pytest.mark.slow
 def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root):
     process = start_prepare(sample_root)
     workers = wait_for_workers(process, sample_root)
@@ -115,6 +117,7 @@ def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root):
     assert verify(sample_root, paths=[sample_root / LANCZOS_64]).ok
 
 
+@pytest.mark.slow
 def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path):
     """Downsampled decoding runs on a process pool: a stop ends it at once, workers and all, and
     the batches staged before it are kept. A named pipe in place of one image holds the run there."""
@@ -171,6 +174,7 @@ def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path, number):
     """From the first moments (Python importing the program, Typer reading the options) to the

@@ -34,7 +34,6 @@ log = logging.getLogger(__name__)
 
 LOCAL = "local"
 AUTO = "auto"  # the scheduler Dask's own configuration names (DASK_SCHEDULER_ADDRESS)
-_CONNECT_TIMEOUT = "20s"
 
 
 def _distributed() -> ModuleType:
@@ -81,7 +80,9 @@ def connect(address: str) -> Iterator[Client]:
                 "--dask auto: Dask's configuration names no scheduler (set DASK_SCHEDULER_ADDRESS)"
             )
     try:
-        client = distributed.Client(address, timeout=_CONNECT_TIMEOUT)
+        # Dask's own setting (distributed.comm.timeouts.connect, 30 s unless configured) decides
+        # how long a scheduler that is still starting is waited for.
+        client = distributed.Client(address)
     except (OSError, TimeoutError, ValueError) as error:
         raise ClusterUnreachableError(f"cannot reach the Dask scheduler at {address} ({error})") from None
     with client:
