@@ -49,6 +49,7 @@ class SheetResult:
 
 def show(
     root: Path,
+    *,
     classes: str | None = None,
     source: Path | None = None,
     split: str = "val",

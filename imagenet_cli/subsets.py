@@ -66,6 +66,7 @@ def fraction_count(fraction: float, available: int) -> int:
 
 def subset(
     root: Path,
+    *,
     classes: str | None = None,
     per_class: int | None = None,
     fraction: float | None = None,

@@ -29,7 +29,7 @@ def tile_at(sheet: Image.Image, row: int, column: int) -> Image.Image:
 
 def test_every_tile_is_the_image_the_seed_chose(root, tmp_path):
     wnids = ["n01440764", "n02102040"]  # tench, English springer
-    result = show(root, ",".join(wnids), split="train", per_class=2, seed=5, out=tmp_path / "sheet.png")
+    result = show(root, classes=",".join(wnids), split="train", per_class=2, seed=5, out=tmp_path / "sheet.png")
     with Image.open(result.path) as sheet:
         assert sheet.format == "PNG"
         assert sheet.size == (2 * (TILE + GAP) + GAP, 2 * (TILE + CAPTION + GAP) + GAP)
@@ -43,8 +43,8 @@ def test_every_tile_is_the_image_the_seed_chose(root, tmp_path):
 
 
 def test_the_same_arguments_draw_the_same_bytes(root, tmp_path):
-    first = show(root, "3", seed=1, out=tmp_path / "a.png")
-    second = show(root, "3", seed=1, out=tmp_path / "b.png")
+    first = show(root, classes="3", seed=1, out=tmp_path / "a.png")
+    second = show(root, classes="3", seed=1, out=tmp_path / "b.png")
     assert first.path.read_bytes() == second.path.read_bytes() and first.rows == 3
 
 

@@ -42,6 +42,7 @@ class VerifyReport:
 
 def verify(
     root: Path,
+    *,
     paths: list[Path] | None = None,
     checksums: Path | None = None,
     algorithm: str | None = None,

@@ -117,7 +117,14 @@ def prepare_command(
     """
     return prepare(
         ui.root,
-        Recipe(tuple(size or ["224"]), resize, quality, image_format, resampling, upscale=not no_upscale),
+        Recipe(
+            tuple(size or ["224"]),
+            mode=resize,
+            quality=quality,
+            format=image_format,
+            filter=resampling,
+            upscale=not no_upscale,
+        ),
         splits=comma_list(splits, "--splits"),
         workers=workers,
         into=into,

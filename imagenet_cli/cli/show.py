@@ -53,7 +53,17 @@ def show_command(
     n01440764 is proof at a glance (on the real dataset: the built-in sample's images are generated
     pictures). The same arguments draw the same images.
     """
-    return show(ui.root, classes, source, split, per_class, failures, seed, out, force)
+    return show(
+        ui.root,
+        classes=classes,
+        source=source,
+        split=split,
+        per_class=per_class,
+        failures=failures,
+        seed=seed,
+        out=out,
+        force=force,
+    )
 
 
 def _print_result(result: SheetResult) -> None:

@@ -89,6 +89,7 @@ def _recorded(path: Path, record: DownloadRecord, status: str, transferred: int 
 
 def download_sample(
     root: Path,
+    *,
     layout: str = "official",
     classes: list[str] | None = None,
     train_per_class: int = 10,
@@ -171,6 +172,7 @@ def _existing_sample_record(path: Path) -> DownloadRecord | None:
 
 def download_official(
     root: Path,
+    *,
     files: list[str] | None = None,
     base_url: str = official.BASE_URL,
     headers: list[str] | None = None,
@@ -211,6 +213,7 @@ def download_official(
 
 def download_kaggle(
     root: Path,
+    *,
     connections: int = DEFAULT_CONNECTIONS,
     dry_run: bool = False,
     wait: bool = True,

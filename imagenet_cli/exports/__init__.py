@@ -125,6 +125,7 @@ class Job:
 def export(
     root: Path,
     to: str = "webdataset",
+    *,
     source: Path | None = None,
     out: Path | None = None,
     splits: list[str] | None = None,

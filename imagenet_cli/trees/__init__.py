@@ -107,6 +107,7 @@ def tree_name(size: str, recipe: Recipe) -> str:
 def prepare(
     root: Path,
     recipe: Recipe | Sequence[str],
+    *,
     splits: Sequence[str] | None = None,
     workers: int | None = None,
     into: Path | None = None,
@@ -116,7 +117,6 @@ def prepare(
     dask: str | None = None,
     executor: Executor | None = None,
     progress: Progress = SILENT,
-    *,
     trust_input_labels: bool = False,
 ) -> PrepareResult:
     """Write one tree per size of ``recipe`` into the folder ``into`` (default: the root); see the

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -52,6 +52,7 @@ class Recipe:
     """What to make of every image: one or more sizes, all from a single decode."""
 
     sizes: tuple[str, ...]  # "224", "64", … or "full"
+    _: KW_ONLY
     mode: Mode = Mode.shorter
     quality: int = 90
     format: ImageFormat = ImageFormat.jpeg
