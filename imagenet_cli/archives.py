@@ -1,9 +1,11 @@
 """Reading the real archives as streams, never unpacking them to disk.
 
-Every input becomes one stream of :class:`Member` records — (split, wnid, name, bytes) — whether it
-is the official train tar of per-class tars, the flat val or test tar, or the Kaggle zip in either
-of its historic layouts. Members are read in archive order with constant memory: tar headers are
-never collected (``for m in tar``, not ``getmembers()``).
+``verify`` reads every input as one stream of :class:`Member` records — (split, wnid, name,
+bytes) — whether it is the official train tar of per-class tars, the flat val or test tar, or the
+Kaggle zip in either of its historic layouts; ``prepare`` lists the same inputs once
+(:func:`tar_headers`, :func:`kaggle_zip_images`) and gives each shard a reader of its share.
+Members are read in archive order with constant memory: tar headers are never collected
+(``for m in tar``, not ``getmembers()``).
 
 Every member name is checked before use: absolute paths, ``..`` parts, links and devices are
 refused and reported through ``refuse`` — CPython 3.11's tarfile filters do not catch them all.

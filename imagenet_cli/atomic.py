@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import secrets
+import shutil
 import socket
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -104,9 +105,13 @@ def remove_temporaries(folder: Path, recursive: bool = False) -> None:
 
 
 def sweep_temporaries(path: Path) -> None:
-    """Remove what killed writers of ``path`` left (call it holding ``path``'s lock)."""
+    """Remove what killed writers of ``path`` left: temporary files, or the temporary folder a
+    subset is built in (call it holding ``path``'s lock)."""
     for leftover in path.parent.glob(f".{path.name}.*{TEMPORARY_SUFFIX}"):
-        leftover.unlink(missing_ok=True)
+        if leftover.is_dir() and not leftover.is_symlink():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:

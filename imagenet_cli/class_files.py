@@ -49,13 +49,9 @@ def write_class_file(form: str, path: Path, force: bool = False) -> Path:
     return path
 
 
+# Beside every tree: the synsets file, the 1000 WNIDs in the sorted order, line k class k. timm's
+# ``class_map=`` reads it as {name: line number}, so any tree's folders get their 1000-class index.
 CLASS_MAP = "class_map.txt"
-
-
-def class_map_text() -> str:
-    """The 1000 WNIDs in the sorted order, one per line: line k is class k. timm's ``class_map=``
-    reads it as {name: line number}, so any tree's folders get their 1000-class index."""
-    return "".join(f"{c.wnid}\n" for c in catalogue.classes())
 
 
 def class_index(tree: Path) -> dict[str, int]:

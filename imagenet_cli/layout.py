@@ -1,8 +1,10 @@
-"""The data root: where downloads, prepared trees and subsets live.
+"""The data root: where downloads, prepared trees, subsets and exports live.
 
 ROOT/downloads/                 archives exactly as fetched, each with <name>.record.json
-ROOT/<size>/{train,val}/<wnid>/ prepared ImageFolder trees, e.g. ROOT/224, ROOT/full
+ROOT/<size>/{train,val}/<wnid>/ prepared ImageFolder trees, e.g. ROOT/224, ROOT/full, ROOT/64-squash
 ROOT/subsets/<name>/            subsets of a prepared tree
+ROOT/exports/<format>-<tree>/   a tree in a training format, with export.json
+ROOT/sheets/                    contact sheets
 """
 
 from __future__ import annotations

@@ -339,8 +339,7 @@ def _write(
     destination: Path, tree: Path, selection: _Selection, record: dict[str, Any], link: str, progress: Progress
 ) -> None:
     staging = atomic.temporary_name(destination)
-    for stale in destination.parent.glob(f".{destination.name}.*{atomic.TEMPORARY_SUFFIX}"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted run (we hold the lock)
+    atomic.sweep_temporaries(destination)  # left by an interrupted run (we hold the lock)
     staging.mkdir(parents=True)
     try:
         subset_index = {wnid: i for i, wnid in enumerate(record["classes"])}
@@ -418,7 +417,7 @@ def _write_descriptions(staging: Path, selection: _Selection, record: dict[str, 
     atomic.write_text(staging / SUBSET_FILE, json.dumps(record, indent=2) + "\n")
     rows = [(i, catalogue.by_wnid(w)) for i, w in enumerate(record["classes"])]
     atomic.write_text(staging / "classes.txt", "".join(f"{i}\t{c.wnid}\t{c.name}\t{c.index}\n" for i, c in rows))
-    atomic.write_text(staging / class_files.CLASS_MAP, class_files.class_map_text())  # the 1000-class index
+    atomic.write_text(staging / class_files.CLASS_MAP, class_files.class_file("synsets"))  # the 1000-class index
     info = manifest.TreeInfo(
         made_by={"command": "subset", **record["arguments"], "source": record["source"]},
         splits={s: {"images": n, "classes": len(record["classes"])} for s, n in selection.counts.items() if n},

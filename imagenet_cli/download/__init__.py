@@ -11,7 +11,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from .. import archives, atomic, catalogue, hashing, locks, sample
 from ..errors import InvalidArgumentError, OverwriteRefusedError
@@ -38,9 +37,6 @@ from .transfer import (
     run_transfer,
     url_without_query,
 )
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 

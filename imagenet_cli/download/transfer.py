@@ -380,12 +380,10 @@ class Journal:
     identity: Identity
     chunk_size: int
     done: set[int] = field(default_factory=set)
-    expected: dict[str, str] = field(default_factory=dict)  # published digests, for the reader's benefit
 
     def save(self, path: Path) -> None:
         data = {
             "identity": dataclasses.asdict(self.identity),
-            "expected": self.expected,
             "chunk_size": self.chunk_size,
             "done": sorted(self.done),
         }
@@ -541,7 +539,7 @@ def run_transfer(
 
 
 def _fetch(plan: Plan, endpoint: Endpoint, connections: int, progress: Progress) -> tuple[dict[str, str], int]:
-    journal = Journal(plan.identity, plan.chunk_size, set(plan.done), plan.expected)
+    journal = Journal(plan.identity, plan.chunk_size, set(plan.done))
     if not plan.done:
         plan.part.unlink(missing_ok=True)
     journal.save(plan.journal)  # the identity is on disk before byte one

@@ -62,10 +62,22 @@ class Layout(StrEnum):
 LAYOUTS = tuple(Layout)
 OFFICIAL_FILES = (TRAIN_TAR, VAL_TAR, TEST_TAR, DEVKIT)
 
-# The real quirk files, by name, and the class each belongs to.
-PNG_TRAIN_FILE = ("n02105855", 2933)  # n02105855_2933.JPEG is a PNG
-CMYK_TRAIN_FILE = ("n01739381", 1309)  # n01739381_1309.JPEG is CMYK
-CMYK_VAL_NUMBER = 19877  # ILSVRC2012_val_00019877.JPEG is CMYK (class n13133613)
+
+def _known_bad(problem: str, split: str) -> str:
+    """The first file of ``split`` the catalogue's table of known bad images names for ``problem``:
+    the sample carries it under its real name, so repairs are tested on the real names."""
+    return next(b.file for b in catalogue.known_bad_images() if b.problem == problem and b.split == split)
+
+
+def _train_file(name: str) -> tuple[str, int]:
+    wnid, number = name.removesuffix(".JPEG").split("_")
+    return wnid, int(number)
+
+
+# The real quirk files, by name (and so by class).
+PNG_TRAIN_FILE = _train_file(_known_bad("png", "train"))  # n02105855_2933.JPEG is a PNG
+CMYK_TRAIN_FILE = _train_file(_known_bad("cmyk", "train"))  # n01739381_1309.JPEG is CMYK
+CMYK_VAL_NUMBER = catalogue.val_number(_known_bad("cmyk", "val"))  # ILSVRC2012_val_00019877.JPEG (n13133613)
 
 ARCHIVE_MTIME = 1_336_608_000  # 2012-05-10: every member gets it, so archives are reproducible
 ZIP_DATE = (2019, 4, 1, 0, 0, 0)

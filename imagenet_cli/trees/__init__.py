@@ -918,4 +918,4 @@ def _write_labels_and_manifest(tree: Path, entries: Iterable[Entry]) -> None:
     manifest.write_labels_and_manifest(tree, entries, lambda entry: catalogue.by_wnid(entry.wnid).index)
     classes = "".join(f"{c.index}\t{c.wnid}\t{c.name}\n" for c in catalogue.classes())
     atomic.write_text(tree / "classes.txt", classes)
-    atomic.write_text(tree / class_files.CLASS_MAP, class_files.class_map_text())
+    atomic.write_text(tree / class_files.CLASS_MAP, class_files.class_file("synsets"))

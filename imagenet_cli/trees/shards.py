@@ -1,6 +1,7 @@
 """Shards: the unit of work, of parallelism and of restart for ``prepare``.
 
-A shard is one class of one split. A worker process reads the shard's images from its source,
+A shard is one class of one split (or the members a split could not use, as failures). A worker
+process reads the shard's images from its reader (:mod:`imagenet_cli.trees.readers`),
 writes every output file atomically, makes them durable, and only then writes the shard's
 completion marker — ``TREE/.shards/<split>-<wnid>.json``, holding the shard's manifest entries,
 failures, and the inputs it was made from. A re-run skips a shard only when its marker is there,
@@ -16,7 +17,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -26,7 +27,7 @@ from ..errors import ShardCrashError
 from ..hashing import hash_bytes
 from ..inputs import InputFile, changed_names
 from ..manifest import Entry, Failure
-from ..workers import kill_local_workers, leave_stops_to_the_parent
+from ..workers import kill_local_workers, local_pool
 from .readers import Reader
 from .resize import ImageError, Recipe, process
 
@@ -238,7 +239,7 @@ def run_shards(
         for job in jobs:
             on_done(job.shard, run_job(job))
     else:
-        with ProcessPoolExecutor(max_workers=workers, initializer=leave_stops_to_the_parent) as pool:
+        with local_pool(workers) as pool:
             _drive(Engine(pool, workers, stop=kill_local_workers), iter(jobs), on_done)
 
 
