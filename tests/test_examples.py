@@ -45,7 +45,7 @@ MIRROR = "https://mirror.example.org/imagenet/"
 NEEDS_FULL_COUNTS = re.compile(r"^imagenet subset .*(--per-class \d{3}|--images )")
 # Shell lines of the README that are not `imagenet` commands: installing, testing, linting and
 # benchmarking the project. CI runs the Quickstart's; the others are for developers by hand.
-NOT_COMMANDS = ("pip install", "python3 -m venv", "ruff check", "python tests/", "make ")
+NOT_COMMANDS = ("pip install", "python3 -m venv", "ruff ", "python tests/", "python -m pytest")
 
 
 # The order a user runs the commands in: each needs what the ones before it made.
