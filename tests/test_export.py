@@ -148,10 +148,9 @@ def test_default_shards_are_named_and_counted_as_timms(root, tmp_path):
     ],
 )
 def test_the_full_splits_make_timms_1024_and_64_shards(split, images, shards, pattern):
-    from imagenet_cli.exports import SHARD_SIZES
-    from imagenet_cli.exports.webdataset import brace_pattern, shard_names
+    from imagenet_cli.exports.webdataset import SHARD_SIZES, brace_pattern, shard_names
 
-    per_shard = SHARD_SIZES["webdataset"][split]
+    per_shard = SHARD_SIZES[split]
     count = -(-images // per_shard)
     assert count == shards and (count - 1) * per_shard < images <= count * per_shard
     assert brace_pattern(shard_names("imagenet1k", split, count)) == pattern

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from ..exports import ExportFormat, ExportResult, export
+from ..exports import ExportResult, export
+from ..exports.formats import ExportFormat
 from ..exports.webdataset import brace_pattern
 from .common import FromTreeOption, NoWaitOption, Rendering, Session, comma_list, command, its_path
 

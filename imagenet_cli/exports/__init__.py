@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import importlib
 import json
 import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -33,21 +31,12 @@ from ..layout import EXPORTS, Root
 from ..progress import SILENT, Progress
 from ..selection import rank
 from ..workers import ordered_map, thread_pool
+from .formats import ExportFormat, writer_for
 
 log = logging.getLogger(__name__)
 
 
-class ExportFormat(StrEnum):
-    webdataset = "webdataset"  # timm's imagenet-1k-wds
-    parquet = "parquet"  # Hugging Face's ILSVRC/imagenet-1k
-    downsampled = "downsampled"  # Imagenet32/64 as published
-
-
 FORMATS = tuple(ExportFormat)
-# Samples per shard, per split. webdataset's are timm's imagenet-1k-wds: the full splits make
-# exactly 1,024 train and 64 validation shards (ceil(1,281,167 / 1,252), ceil(50,000 / 782)), and
-# a smaller export its share of them. Parquet's make files of about 500 MB of full-size JPEGs.
-SHARD_SIZES = {"webdataset": {"train": 1252, "val": 782}, "parquet": {"train": 5000, "val": 5000}}
 DOWNSAMPLED_SIZES = (8, 16, 32, 64)
 SHARD_THREADS = 3
 RECORD = "export.json"
@@ -151,7 +140,7 @@ def export(
         raise MissingInputError(f"{tree} has no {manifest.MANIFEST}: export reads trees this tool made")
     name = f"downsampled{options['size']}" if to == "downsampled" else to
     destination = out or Root(root).path / EXPORTS / f"{name}-{tree.name}"
-    writer = importlib.import_module(f"{__name__}.{to}")
+    writer = writer_for(to)
     with locks.writing(destination, wait), locks.reading(tree, wait):
         writer.check_source(tree, Root(root).path)
         wanted = {
@@ -210,7 +199,8 @@ def _options(
         raise InvalidArgumentError("--shard-size must be at least 1")
     if max_shard_bytes is not None and max_shard_bytes < 64 << 10:
         raise InvalidArgumentError("--max-shard-bytes must be at least 64 KiB")
-    sizes = {split: shard_size or SHARD_SIZES[to][split] for split in chosen}
+    defaults = writer_for(to).SHARD_SIZES
+    sizes = {split: shard_size or defaults[split] for split in chosen}
     return {**options, "shard_sizes": sizes, "max_shard_bytes": max_shard_bytes, "prefix": prefix or "imagenet1k"}
 
 

@@ -11,14 +11,19 @@ from __future__ import annotations
 
 import io
 import json
+import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import xxhash
 
 from .. import atomic
 from . import SPLIT_NAMES, Job, Sample, SplitSamples, write_shards
 
+SUFFIX = ".tar"
+# Samples per shard by default: the full splits make exactly timm's 1,024 train and 64 validation
+# shards (ceil(1,281,167 / 1,252), ceil(50,000 / 782)), and a smaller export its share of them.
+SHARD_SIZES = {"train": 1252, "val": 782}
 INFO = "_info.json"
 _BLOCK, _RECORD = 512, 20 * 512
 
@@ -152,3 +157,25 @@ def finish(job: Job) -> None:
             }
     info = {"name": f"imagenet-cli {result.source.name}", "splits": splits}
     atomic.write_text(job.out / INFO, json.dumps(info, indent=2) + "\n")
+
+
+def count_samples(path: Path) -> int:
+    """Samples in one shard: the distinct keys of its members."""
+    with tarfile.open(path) as tar:
+        return len({member.name.split(".", 1)[0] for member in tar if member.isfile()})
+
+
+def own_file_problems(folder: Path, shards: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """timm reads sample counts from ``_info.json``: they must be the ones the record holds."""
+    try:
+        info = json.loads((folder / INFO).read_text())
+    except FileNotFoundError:
+        return [("missing", INFO, "the shard list timm's reader needs")]
+    said = {
+        name: count
+        for split in info.get("splits", {}).values()
+        for name, count in zip(split["filenames"], split["shard_lengths"], strict=True)
+    }
+    if said != {shard["file"]: shard["samples"] for shard in shards}:
+        return [("count", INFO, "its shards and counts differ from the export's record")]
+    return []
