@@ -1,0 +1,429 @@
+"""Planning a tree: which shards there are, what each reads, and the label of every val image.
+
+The inputs are listed once (tar headers, the zip's central directory, a folder) and cut into
+shards, each with a reader of its share (:mod:`imagenet_cli.trees.readers`), the inputs it reads
+and a fingerprint of its listing. Members that cannot be used become a shard of failures.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import archives, catalogue, manifest, val_labels
+from ..errors import (
+    ArchiveError,
+    InvalidArgumentError,
+    MissingInputError,
+)
+from ..inputs import InputFile, Snapshot, describe, fingerprint
+from ..val_labels import ValLabels
+from .readers import Blobs, Files, Item, LooseFile, MemberAt, Reader, TarMembers, TarRegion, ZipMember, ZipMembers
+from .shards import (
+    Shard,
+)
+
+log = logging.getLogger(__name__)
+
+
+# --- val labels --------------------------------------------------------------------------------
+
+
+def val_labels_for(
+    downloads: Path, source: Path | None, kaggle: archives.KaggleBundle | None, trust: bool
+) -> ValLabels:
+    """The WNID of every val image: the shipped table's, checked against every label file the
+    inputs hold (the devkit's ground truth, LOC_val_solution.csv), or theirs when trusted."""
+    found = []
+    devkit = downloads / archives.DEVKIT
+    if source is None and devkit.is_file():
+        where = f"{devkit.name}:{archives.GROUND_TRUTH}"
+        found.append(val_labels.devkit_labels(archives.devkit_ground_truth_text(devkit), where))
+    kaggle_text = _loc_val_solution(source, kaggle)
+    if kaggle_text is not None:
+        found.append(val_labels.loc_solution_labels(kaggle_text, "LOC_val_solution.csv"))
+    chosen = val_labels.choose(found, trust)
+    for line in chosen.warnings(trust):
+        log.warning("%s", line)
+    return chosen
+
+
+def _loc_val_solution(source: Path | None, kaggle: archives.KaggleBundle | None) -> str | None:
+    if source is not None:
+        for candidate in (source / "LOC_val_solution.csv", source.parent / "LOC_val_solution.csv"):
+            if candidate.is_file():
+                return candidate.read_text()
+        return None
+    return archives.kaggle_text(kaggle, "LOC_val_solution.csv") if kaggle is not None else None
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Plan:
+    described: str  # what is read, in words
+    shards: Shards
+    inputs: dict[str, list[InputFile]]  # per split: the files its shards are made from
+
+
+def make_plan(
+    downloads: Path,
+    source: Path | None,
+    splits: tuple[str, ...],
+    labels: tuple[str, ...],
+    kaggle: archives.KaggleBundle | None,
+    tree: Path,
+) -> Plan:
+    """``tree``: any of the trees being made (they share a parent), to record inputs relative to."""
+    if source is not None:
+        return _plan_tree(source, splits, labels, tree)
+    train, val = downloads / archives.TRAIN_TAR, downloads / archives.VAL_TAR
+    if ("train" not in splits or train.is_file()) and ("val" not in splits or val.is_file()):
+        if kaggle is not None:
+            log.warning(
+                "%s holds the official archives and %s: preparing from the official archives; the zip is not read",
+                downloads,
+                kaggle.path.name,
+            )
+        inputs: dict[str, list[InputFile]] = {"train": [describe(train, tree)] if "train" in splits else [], "val": []}
+        if "val" in splits:
+            devkit = downloads / archives.DEVKIT
+            inputs["val"] = [describe(val, tree)] + ([describe(devkit, tree)] if devkit.is_file() else [])
+        return Plan("the official archives", ListedShards(_plan_official(train, val, splits, labels, inputs)), inputs)
+    if kaggle is not None:
+        bundle = describe(kaggle.path, tree)
+        return Plan("the Kaggle zip", _plan_kaggle(kaggle, splits, labels, bundle), {s: [bundle] for s in splits})
+    raise MissingInputError(
+        f"no archives to prepare in {downloads}: it needs {archives.TRAIN_TAR} and {archives.VAL_TAR}, "
+        f"or {archives.KAGGLE_ZIP}"
+    )
+
+
+NOT_A_VAL_NAME = "not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000, so it has no label: not used"
+NOT_A_CLASS_FOLDER = "not in a class folder named by one of the 1000 WNIDs: not used"
+
+
+def _val_label(labels: tuple[str, ...], name: str) -> str | None:
+    """The WNID of a val image from its file name; None for a name no val image has."""
+    try:
+        return labels[catalogue.val_number(name) - 1]
+    except InvalidArgumentError:
+        return None
+
+
+def _unusable(split: str, items: list[Item], inputs: tuple[InputFile, ...] = ()) -> list[Shard]:
+    """Members that cannot be prepared (no label to file them under), as one shard of failures:
+    each is named in the tree's failures, and every other image is prepared."""
+    return [Shard(split, None, len(items), Blobs(tuple(items)), None, inputs, _listing_of(items))] if items else []
+
+
+def _refuse_listing(where: str, why: str) -> None:
+    raise ArchiveError(f"{where}: refused: {why}")
+
+
+def _plan_official(
+    train: Path, val: Path, splits: tuple[str, ...], labels: tuple[str, ...], inputs: dict[str, list[InputFile]]
+) -> list[Shard]:
+    shards = []
+    if "train" in splits:
+        read = (inputs["train"][0],)
+        copies: collections.Counter[str] = collections.Counter()
+        snapshot = Snapshot.of(train.stat())  # before listing: every shard then reads what was listed
+        odd: list[Item] = []
+        for member in archives.tar_headers(train, _refuse_listing):
+            wnid = archives.class_tar_wnid(member.name)
+            if wnid is None:
+                odd.append(Item(member.name, None, None, f"{archives.NOT_A_CLASS_TAR}: not used"))
+                continue
+            region = TarRegion(train, member.offset_data, member.size, f"{train.name}:{member.name}", snapshot)
+            listing = fingerprint((member.name, member.offset_data, member.size))
+            # A class tar that comes twice becomes a second shard of the class; its images then
+            # come twice, and the manifest names each as a failure (see _without_duplicates).
+            part = copies[wnid] or None
+            copies[wnid] += 1
+            shards.append(Shard("train", wnid, None, region, part, read, listing))
+        shards += _unusable("train", odd, read)
+    if "val" in splits:
+        by_class: dict[str, list[MemberAt]] = collections.defaultdict(list)
+        snapshot = Snapshot.of(val.stat())
+        unlabelled: list[Item] = []
+        for member in archives.tar_headers(val, _refuse_listing):
+            name = member.name.rsplit("/", 1)[-1]
+            if (label := _val_label(labels, name)) is None:
+                unlabelled.append(Item(member.name, None, None, NOT_A_VAL_NAME))
+            else:
+                by_class[label].append(MemberAt(name, member.offset_data, member.size))
+        read = (inputs["val"][0],)
+        shards += _unusable("val", unlabelled, read)
+        shards += [
+            Shard("val", w, len(m), TarMembers(val, tuple(m), snapshot), inputs=read, listing=fingerprint(m))
+            for w, m in by_class.items()
+        ]
+    return sorted(shards, key=lambda s: (s.split, s.wnid or ""))
+
+
+def _plan_kaggle(
+    bundle: archives.KaggleBundle, splits: tuple[str, ...], labels: tuple[str, ...], identity: InputFile
+) -> Shards:
+    if bundle.inner is not None:
+        return _KaggleTarGzShards(bundle, splits, labels, identity)
+    return _KaggleZipShards(bundle, splits, labels, identity)
+
+
+SizesNeeding = Callable[[Shard], tuple[str, ...]]
+
+
+class Shards:
+    """A plan's shards, handed out as they are found, with the sizes each still lacks.
+
+    ``listed``: the whole list is known before any work (the official archives, a folder). The
+    Kaggle bundle has ~2 M members: its central directory (or, in the 2019 layout, its inner
+    tar.gz) is read once, as a stream, and a train class becomes a shard when its members end, so
+    memory holds one class at a time. ``spreadable``: shards can run on other hosts (a stretch of
+    a tar.gz read from its start cannot). Every shard handed out or skipped is kept in ``seen``.
+    """
+
+    listed = False
+    spreadable = True
+
+    def __init__(self) -> None:
+        self.seen: list[Shard] = []
+
+    def pending(
+        self, sizes_needing: SizesNeeding, on_skip: Callable[[Shard], None]
+    ) -> Iterator[tuple[Shard, tuple[str, ...]]]:
+        for shard in self._cut():
+            self.seen.append(shard)
+            if sizes := sizes_needing(shard):
+                yield shard, sizes
+            else:
+                on_skip(shard)
+
+    def _cut(self) -> Iterator[Shard]:
+        raise NotImplementedError
+
+    def total(self) -> int | None:
+        """How many images there are to go through, when that is known exactly and cheaply (a
+        class tar's images are known only once it is read)."""
+        return None
+
+
+class ListedShards(Shards):
+    listed = True
+
+    def __init__(self, shards: list[Shard]) -> None:
+        super().__init__()
+        self.shards = shards
+
+    def _cut(self) -> Iterator[Shard]:
+        return iter(self.shards)
+
+    def total(self) -> int | None:
+        counts = [shard.images for shard in self.shards]
+        return None if None in counts else sum(c or 0 for c in counts)
+
+
+class _KaggleShards(Shards):
+    def __init__(
+        self, bundle: archives.KaggleBundle, splits: tuple[str, ...], labels: tuple[str, ...], identity: InputFile
+    ) -> None:
+        super().__init__()
+        self.bundle, self.splits, self.labels = bundle, splits, labels
+        self.inputs = (identity,)
+
+
+Listed = ZipMember | Item  # what a shard's listing is made of
+
+
+class _ClassRuns:
+    """Cuts a stream of train items into runs of one class, each run a shard.
+
+    The bundle keeps each class folder together, so a class is normally one run; should a class
+    come back later, its later runs become shards of their own (numbered, so a re-run cuts the same
+    ones) and the tree's manifest merges them by path.
+    """
+
+    def __init__(self, inputs: tuple[InputFile, ...], reader: Callable[[tuple[Any, ...]], Reader]) -> None:
+        self.inputs, self.reader = inputs, reader
+        self.current: str | None = None
+        self.items: list[Listed] = []
+        self.runs: collections.Counter[str] = collections.Counter()
+
+    def add(self, wnid: str, item: Listed) -> Shard | None:
+        """Adds an item; returns the previous run's shard when this item starts a new run."""
+        done = self.flush() if wnid != self.current else None
+        if wnid != self.current:
+            self.current, self.items = wnid, []
+        self.items.append(item)
+        return done
+
+    def flush(self) -> Shard | None:
+        if self.current is None:
+            return None
+        earlier = self.runs[self.current]
+        self.runs[self.current] += 1
+        items = tuple(self.items)
+        shard = Shard(
+            "train", self.current, len(items), self.reader(items), earlier or None, self.inputs, _listing_of(items)
+        )
+        self.current = None
+        return shard
+
+
+def _listing_of(items: Iterable[Listed]) -> str:
+    """A shard's listing: the members' names and where they are (never their bytes)."""
+    return fingerprint((item[0], item[1]) for item in items)
+
+
+class _KaggleZipShards(_KaggleShards):
+    """The current layout: zip members listed from the central directory, read by offset."""
+
+    def total(self) -> int:
+        # One more pass over the central directory (~10 s for 2 M members) buys the progress bar an ETA.
+        return sum(
+            1
+            for image in archives.kaggle_zip_images(self.bundle.path, lambda where, why: None)
+            if image.split in self.splits
+        )
+
+    def _cut(self) -> Iterator[Shard]:
+        path = self.bundle.path
+        snapshot = Snapshot.of(path.stat())
+        runs = _ClassRuns(self.inputs, lambda items: ZipMembers(path, items, snapshot))
+        val: dict[str, list[ZipMember]] = collections.defaultdict(list)
+        refused: list[Item] = []  # named as failures, never skipped: one may be where an image should be
+
+        def refuse(where: str, why: str) -> None:
+            refused.append(Item(where.split(":", 1)[1], None, None, f"refused: {why}"))
+
+        for split, wnid, name, entry in archives.kaggle_zip_images(path, refuse):
+            if split not in self.splits:
+                continue
+            if split == "val":
+                if (label := _val_label(self.labels, name)) is None:
+                    refused.append(Item(entry.name, None, None, NOT_A_VAL_NAME))
+                else:
+                    val[label].append(ZipMember(name, entry))
+                continue
+            if wnid is None or not catalogue.is_wnid(wnid):
+                refused.append(Item(entry.name, None, None, NOT_A_CLASS_FOLDER))
+                continue
+            if finished := runs.add(wnid, ZipMember(name, entry)):
+                yield finished
+        if finished := runs.flush():
+            yield finished
+        for wnid, members in sorted(val.items()):  # 50,000 small records at most
+            items = tuple(members)
+            yield Shard(
+                "val", wnid, len(items), ZipMembers(path, items, snapshot), None, self.inputs, _listing_of(items)
+            )
+        if refused:
+            yield Shard(
+                self.splits[0], None, len(refused), Blobs(tuple(refused)), None, self.inputs, _listing_of(refused)
+            )
+
+
+class _KaggleTarGzShards(_KaggleShards):
+    """The 2019 layout: one inner tar.gz, read from start to end; val cut in stretches of VAL_PART."""
+
+    VAL_PART = 500
+    spreadable = False
+
+    def _cut(self) -> Iterator[Shard]:
+        runs = _ClassRuns(self.inputs, lambda items: Blobs(items))
+        val_items: list[Item] = []
+        part = 0
+        refused: list[tuple[str, str]] = []
+        unlabelled: list[Item] = []
+        for member in archives.kaggle_inner_tar_members(self.bundle, lambda where, why: refused.append((where, why))):
+            if member.split not in self.splits:
+                continue
+            if member.split == "train" and member.wnid is not None:
+                if finished := runs.add(member.wnid, Item(member.name, None, member.data)):
+                    yield finished
+            else:
+                wnid = _val_label(self.labels, member.name)
+                if wnid is None:
+                    unlabelled.append(Item(member.origin, None, None, NOT_A_VAL_NAME))
+                    continue
+                val_items.append(Item(member.name, wnid, member.data))
+                if len(val_items) == self.VAL_PART:
+                    yield self._val_part(val_items, part)
+                    val_items, part = [], part + 1
+        if finished := runs.flush():
+            yield finished
+        if val_items:
+            yield self._val_part(val_items, part)
+        yield from _unusable("val", unlabelled, self.inputs)
+        if refused:
+            raise ArchiveError(f"{refused[0][0]}: refused: {refused[0][1]} ({len(refused)} members refused)")
+
+    def _val_part(self, items: list[Item], part: int) -> Shard:
+        listing = fingerprint((item.name, item.wnid) for item in items)
+        return Shard("val", None, len(items), Blobs(tuple(items)), part, self.inputs, listing)
+
+
+def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], tree: Path) -> Plan:
+    """An extracted Kaggle ``ILSVRC/`` tree (flat val) or an ImageFolder tree (val in class folders)."""
+    candidates = (source / "Data" / "CLS-LOC", source / "ILSVRC" / "Data" / "CLS-LOC", source)
+    base = next((p for p in candidates if (p / "train").is_dir() or (p / "val").is_dir()), None)
+    if base is None:
+        raise MissingInputError(f"{source} has neither train/ nor val/ (nor ILSVRC/Data/CLS-LOC/)")
+    shards = []
+    for split in splits:
+        by_class: dict[str, list[LooseFile]] = collections.defaultdict(list)
+        split_dir = base / split
+        if not split_dir.is_dir():
+            raise MissingInputError(f"{source} has no {split}/ folder")
+        unusable: list[Item] = []
+        refiled: list[str] = []  # val images in another class's folder than their label's
+        for dirpath, _, names in os.walk(split_dir):
+            folder = Path(dirpath).name
+            for name in sorted(names):
+                path = os.path.join(dirpath, name)
+                if split == "val":
+                    wnid = _val_label(labels, name)
+                    if wnid is not None and catalogue.is_wnid(folder) and folder != wnid:
+                        refiled.append(f"{folder}/{name}: its label is {wnid}")
+                else:
+                    wnid = folder if catalogue.is_wnid(folder) else None
+                if wnid is None:
+                    unusable.append(Item(path, None, None, NOT_A_VAL_NAME if split == "val" else NOT_A_CLASS_FOLDER))
+                else:
+                    by_class[wnid].append(LooseFile(name, path))
+        if refiled:
+            images = "1 val image sits" if len(refiled) == 1 else f"{len(refiled):,} val images sit"
+            log.warning(
+                "%s: %s in another class's folder than its label (%s%s): filed by the label",
+                split_dir,
+                images,
+                "; ".join(refiled[:3]),
+                "; …" if len(refiled) > 3 else "",
+            )
+        shards += [
+            Shard(split, w, len(p), Files(tuple(p)), listing=_files_listing(p)) for w, p in sorted(by_class.items())
+        ]
+        shards += _unusable(split, unusable)
+    kind = "an extracted Kaggle tree" if base != source else "an ImageFolder tree"
+    # A tree this tool made is known by its manifest; loose files by the listing of each shard.
+    recorded = [describe(source / manifest.MANIFEST, tree)] if manifest.has_manifest(source) else []
+    return Plan(f"{kind} at {source}", ListedShards(shards), {split: recorded for split in splits})
+
+
+def _files_listing(paths: list[LooseFile]) -> str:
+    """Loose files are known by name, size and mtime: a stat each, no read."""
+
+    def identity(name: str, path: str) -> tuple[Any, ...]:
+        try:
+            stat = os.stat(path)
+        except OSError:  # the shard names it as a failure when it reads it
+            return name, None
+        return name, stat.st_size, stat.st_mtime_ns
+
+    return fingerprint(identity(name, path) for name, path in paths)
