@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner, Result
 
+from imagenet_cli.cli.app import app
 from imagenet_cli.download import download_sample
+
+_RUNNER = CliRunner()
+
+
+def imagenet(*args: str, env: dict[str, str] | None = None) -> Result:
+    """``imagenet ARGS`` run in this process through Typer's runner, as typed, progress bars off."""
+    return _RUNNER.invoke(app, list(args), prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1", **(env or {})})
+
+
+@pytest.fixture
+def cli() -> Callable[..., Result]:
+    """The program, for a test to run: ``cli("prepare", "--size", "64")``."""
+    return imagenet
+
 
 # Small but complete: every default class, so every real quirk file is present.
 SMALL = {"train_per_class": 3, "val_per_class": 2, "test_images": 3}

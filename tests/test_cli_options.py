@@ -9,18 +9,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from imagenet_cli import hashing, sample
-from imagenet_cli.cli.app import app
 from imagenet_cli.records import read_record
 
-runner = CliRunner()
-
-
-def run(*args: str):
-    result = runner.invoke(app, list(args), prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1"})
-    return result
+from .conftest import imagenet
 
 
 @pytest.fixture
@@ -30,7 +23,7 @@ def root(official_root, tmp_path) -> Path:
 
 
 def test_download_sample_layout_and_seed(tmp_path):
-    result = run(
+    result = imagenet(
         "download",
         "--source",
         "sample",
@@ -60,19 +53,19 @@ def test_verify_algo_and_rehash(root, tmp_path):
     val = root / "downloads" / sample.VAL_TAR
     sums = tmp_path / "SUMS"
     sums.write_text(f"{hashing.hash_file(val, ['sha256'])['sha256']}  {val.name}\n")
-    result = run("verify", str(val), "--checksums", str(sums), "--algo", "sha256", "--json")
+    result = imagenet("verify", str(val), "--checksums", str(sums), "--algo", "sha256", "--json")
     assert result.exit_code == 0, result.output
     assert "sha256 against the --checksums file" in json.loads(result.stdout)["checks"][0]["checked"][0]
-    wrong = run("verify", str(val), "--checksums", str(sums), "--algo", "md5")
+    wrong = imagenet("verify", str(val), "--checksums", str(sums), "--algo", "md5")
     assert wrong.exit_code == 3 and "md5 is" in wrong.stdout  # the sha256 digest read as an md5 cannot match
-    trusted = json.loads(run("verify", str(val), "--json").stdout)["checks"][0]["checked"][0]
-    reread = json.loads(run("verify", str(val), "--rehash", "--json").stdout)["checks"][0]["checked"][0]
+    trusted = json.loads(imagenet("verify", str(val), "--json").stdout)["checks"][0]["checked"][0]
+    reread = json.loads(imagenet("verify", str(val), "--rehash", "--json").stdout)["checks"][0]["checked"][0]
     assert trusted.startswith("digests as recorded") and not reread.startswith("digests as recorded")
 
 
 def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
     out = tmp_path / "elsewhere"
-    result = run(
+    result = imagenet(
         "prepare",
         "--root",
         str(root),
@@ -94,8 +87,10 @@ def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
     assert files and {p.parts[-3] for p in files} == {"val"} and all(p.suffix == ".png" for p in files)
     with Image.open(files[0]) as image:
         assert image.format == "PNG" and min(image.size) < 600  # small images kept their size
-    low = run("prepare", "--root", str(root), "--size", "64", "--quality", "20", "--splits", "val", "--workers", "1")
-    high = run(
+    low = imagenet(
+        "prepare", "--root", str(root), "--size", "64", "--quality", "20", "--splits", "val", "--workers", "1"
+    )
+    high = imagenet(
         "prepare",
         "--root",
         str(root),
@@ -116,9 +111,9 @@ def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
 
 
 def test_subset_options(root, tmp_path):
-    assert run("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
+    assert imagenet("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
     out = tmp_path / "mine"
-    result = run(
+    result = imagenet(
         "subset",
         "--root",
         str(root),
@@ -147,31 +142,33 @@ def test_subset_options(root, tmp_path):
 
 
 def test_subset_label_fraction_on_a_tree_without_those_files(root):
-    assert run("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
-    refused = run("subset", "--root", str(root), "--images", "1percent")
+    assert imagenet("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
+    refused = imagenet("subset", "--root", str(root), "--images", "1percent")
     assert refused.exit_code == 1 and "the tree lacks 12,811 files of the list" in refused.stderr
-    allowed = run("subset", "--root", str(root), "--images", "1percent", "--allow-short")
+    allowed = imagenet("subset", "--root", str(root), "--images", "1percent", "--allow-short")
     assert allowed.exit_code == 0 and "12,811 listed files are not in the tree" in allowed.stdout
 
 
 def test_prepare_redo_and_verify_record(root):
-    assert run("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
-    redo = json.loads(run("prepare", "--root", str(root), "--size", "32", "--redo", "--splits", "val", "--json").stdout)
+    assert imagenet("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
+    redo = json.loads(
+        imagenet("prepare", "--root", str(root), "--size", "32", "--redo", "--splits", "val", "--json").stdout
+    )
     assert (redo["shards_run"], redo["shards_done_before"]) == (13, 0)
     devkit = root / "downloads" / sample.DEVKIT
     (root / "downloads" / f"{sample.DEVKIT}.record.json").unlink()
     sums = root / "SUMS"
     sums.write_text(f"{hashing.hash_file(devkit)['md5']}  {devkit.name}\n")
-    assert run("verify", "--root", str(root), str(devkit), "--checksums", str(sums)).exit_code == 0
+    assert imagenet("verify", "--root", str(root), str(devkit), "--checksums", str(sums)).exit_code == 0
     assert read_record(devkit) is None, "verify writes nothing by default"
-    assert run("verify", "--root", str(root), str(devkit), "--checksums", str(sums), "--record").exit_code == 0
+    assert imagenet("verify", "--root", str(root), str(devkit), "--checksums", str(sums), "--record").exit_code == 0
     assert read_record(devkit).source == "local"
 
 
 def test_export_and_show_options(root, tmp_path):
-    assert run("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
+    assert imagenet("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
     out = tmp_path / "wds"
-    result = run(
+    result = imagenet(
         "export",
         "webdataset",
         "--root",
@@ -196,13 +193,13 @@ def test_export_and_show_options(root, tmp_path):
     assert sum(s["samples"] for s in shards) == 26
     assert all(s["samples"] <= 20 and s["bytes"] <= 64 << 10 for s in shards)
     sheet = tmp_path / "sheet.png"
-    shown = run(
+    shown = imagenet(
         "show", "--root", str(root), "--split", "train", "--per-class", "2", "--seed", "1", "--out", str(sheet), "3"
     )
     assert shown.exit_code == 0, shown.output
     with Image.open(sheet) as image:
         assert image.format == "PNG"
-    failures = json.loads(run("show", "--root", str(root), "--failures", "--json").stdout)
+    failures = json.loads(imagenet("show", "--root", str(root), "--failures", "--json").stdout)
     assert failures["rows"] == 1 and {t["note"] for t in failures["tiles"]} >= {"repaired: png", "repaired: cmyk"}
 
 

@@ -18,10 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from imagenet_cli import locks, manifest, sample
-from imagenet_cli.cli.app import app
 from imagenet_cli.download import download_official, download_sample
 from imagenet_cli.errors import InsufficientSpaceError, LockHeldError
 from imagenet_cli.records import read_record, record_path
@@ -29,14 +27,13 @@ from imagenet_cli.subsets import subset
 from imagenet_cli.trees import prepare
 from imagenet_cli.trees.resize import Recipe
 
-from .conftest import SMALL
+from .conftest import SMALL, imagenet
 from .servers import FileServer
 
-runner = CliRunner()
 ENV = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
 
 
-def imagenet(*args: str) -> subprocess.Popen:
+def imagenet_process(*args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "imagenet_cli", *args],
         env=ENV,
@@ -125,9 +122,7 @@ def test_no_wait_on_the_cli_is_one_line_and_exit_1(official_root, tmp_path):
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
     with held_by_another_process(root / "64") as pid:
-        result = runner.invoke(
-            app, ["prepare", "--root", str(root), "--size", "64", "--no-wait"], env={"IMAGENET_NO_PROGRESS": "1"}
-        )
+        result = imagenet("prepare", "--root", str(root), "--size", "64", "--no-wait")
     assert result.exit_code == 1
     [line] = result.stderr.splitlines()
     assert line.startswith(f"imagenet: error: {root / '64'} is busy: PID {pid}, which is writing")
@@ -138,13 +133,11 @@ def test_verify_of_a_tree_being_written_says_so_never_all_good(official_root, tm
     shutil.copytree(official_root / "downloads", root / "downloads")
     prepare(root, ["64"], workers=2)  # complete on disk: only the lock says it is being rewritten
     with held_by_another_process(root / "64") as pid:
-        result = runner.invoke(
-            app, ["verify", str(root / "64"), "--root", str(root)], env={"IMAGENET_NO_PROGRESS": "1"}
-        )
+        result = imagenet("verify", str(root / "64"), "--root", str(root))
     assert result.exit_code == 3, result.output
     assert f"unfinished: {root / '64'}: being written by PID {pid}" in result.stdout
     assert "all good" not in result.stdout
-    assert runner.invoke(app, ["verify", str(root / "64"), "--root", str(root)]).exit_code == 0
+    assert imagenet("verify", str(root / "64"), "--root", str(root)).exit_code == 0
 
 
 @pytest.mark.slow
@@ -157,7 +150,7 @@ def test_two_prepares_of_one_tree_make_it_once(official_root, tmp_path):
 
     args = ("prepare", "--root", str(root), "--size", "64", "--workers", "1", "--json")
     with locks.writing(root / "64"):  # both start while the tree is busy, so they surely overlap
-        first, second = imagenet(*args), imagenet(*args)
+        first, second = imagenet_process(*args), imagenet_process(*args)
         time.sleep(2)
     outputs = [p.communicate(timeout=120) for p in (first, second)]
     assert [p.returncode for p in (first, second)] == [0, 0], outputs
@@ -174,7 +167,7 @@ def test_two_prepares_with_other_options_write_two_trees_never_one_mixed(officia
     shutil.copytree(official_root / "downloads", root / "downloads")
     with locks.writing(root / "64"), locks.writing(root / "64-q50"):  # both start while their trees are busy
         processes = [
-            imagenet("prepare", "--root", str(root), "--size", "64", "--quality", q, "--workers", "1")
+            imagenet_process("prepare", "--root", str(root), "--size", "64", "--quality", q, "--workers", "1")
             for q in ("90", "50")
         ]
         time.sleep(2)
@@ -203,7 +196,7 @@ def test_two_identical_subsets_make_one(official_root, tmp_path):
     shutil.copytree(official_root / "downloads", root / "downloads")
     prepare(root, ["64"], workers=2)
     args = ("subset", "--root", str(root), "--classes", "5", "--json")
-    processes = [imagenet(*args), imagenet(*args)]
+    processes = [imagenet_process(*args), imagenet_process(*args)]
     outputs = [p.communicate(timeout=60) for p in processes]
     assert [p.returncode for p in processes] == [0, 0], outputs
     assert sorted(json.loads(out)["status"] for out, _ in outputs) == ["kept", "written"]
@@ -242,7 +235,7 @@ def test_two_downloads_of_one_file_fetch_it_once(train_tar, tmp_path):
             "--json",
         )
         with locks.writing(tmp_path / "root" / "downloads" / sample.TRAIN_TAR):  # both start while it is busy
-            first, second = imagenet(*args), imagenet(*args)
+            first, second = imagenet_process(*args), imagenet_process(*args)
             time.sleep(2)
         outputs = [p.communicate(timeout=120) for p in (first, second)]
         sent = server.settled_bytes()
@@ -307,9 +300,8 @@ def test_export_downsampled_on_a_full_disk_says_so_every_time_and_the_rerun_leav
     mount("-t", "tmpfs", "-o", "size=300k", "tmpfs", str(point))  # the staged batches do not fit
     try:
         for _ in range(2):  # the re-run on a disk still full says the same
-            result = runner.invoke(
-                app,
-                [
+            result = imagenet(
+                *[
                     "export",
                     "downsampled",
                     "--root",
@@ -349,15 +341,13 @@ def test_verify_and_a_finished_prepare_on_a_read_only_root(official_root, tmp_pa
     recorded = record_path(devkit).read_text()
     mounted = read_only(root)
 
-    result = runner.invoke(app, ["verify", "--root", str(mounted), "--json"], env={"IMAGENET_NO_PROGRESS": "1"})
+    result = imagenet("verify", "--root", str(mounted), "--json")
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["ok"] and len(report["checks"]) == 6  # 4 archives, the tree, the subset
     assert record_path(devkit).read_text() == recorded
 
-    again = runner.invoke(
-        app, ["prepare", "--root", str(mounted), "--size", "64", "--json"], env={"IMAGENET_NO_PROGRESS": "1"}
-    )
+    again = imagenet("prepare", "--root", str(mounted), "--size", "64", "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["shards_run"] == 0
     assert manifest.read_tree_info(mounted / "64").splits["train"]["images"] == 39

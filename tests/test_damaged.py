@@ -13,19 +13,13 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from imagenet_cli import archives, hashing, manifest, records, sample
 from imagenet_cli.checks import verify
-from imagenet_cli.cli.app import app
 from imagenet_cli.errors import EXIT_PROBLEMS
 from imagenet_cli.trees import prepare
 
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, list(args), prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1"})
+from .conftest import imagenet
 
 
 def copy_root(official_root: Path, root: Path) -> Path:
@@ -65,7 +59,7 @@ def test_zeros_inside_a_class_tar_are_a_named_failure_and_the_repaired_archive_c
     # The second image's header and what follows, zeroed: tarfile alone takes it for the end.
     overwrite(train, victim.offset_data + second.offset, bytes(2048))
 
-    result = run("prepare", "--root", str(root), "--size", "64")
+    result = imagenet("prepare", "--root", str(root), "--size", "64")
     assert result.exit_code == EXIT_PROBLEMS, result.output
     assert (
         f"failed: train/{victim.name.removesuffix('.tar')}/{victim.name}: the class tar ends at byte" in result.stdout
@@ -74,7 +68,7 @@ def test_zeros_inside_a_class_tar_are_a_named_failure_and_the_repaired_archive_c
     assert any(victim.name in p.where and "data follows" in p.detail for p in report.checks[0].problems)
 
     train.write_bytes(good)  # fetched again
-    again = run("prepare", "--root", str(root), "--size", "64")
+    again = imagenet("prepare", "--root", str(root), "--size", "64")
     assert again.exit_code == 0, again.output
     assert (root / "64" / "manifest.tsv").read_text() == (clean_tree / "manifest.tsv").read_text()
 
@@ -84,7 +78,7 @@ def test_zeros_over_a_class_tar_header_stop_the_listing_with_its_name(official_r
     train = root / "downloads" / sample.TRAIN_TAR
     victim = class_tars(train)[6]
     overwrite(train, victim.offset, bytes(1024))
-    result = run("prepare", "--root", str(root), "--size", "64")
+    result = imagenet("prepare", "--root", str(root), "--size", "64")
     assert result.exit_code == 1
     [line] = result.stderr.splitlines()
     assert f"{sample.TRAIN_TAR}'s listing ends at byte {victim.offset:,}" in line and "this is a bug" not in line
@@ -129,7 +123,7 @@ def claims(data: bytes, member: int, size: int) -> bytes:
 
 
 def prepare_fails_naming(root: Path, *needles: str) -> str:
-    result = run("prepare", "--root", str(root), "--size", "64")
+    result = imagenet("prepare", "--root", str(root), "--size", "64")
     assert result.exit_code == EXIT_PROBLEMS, result.output
     assert "this is a bug" not in result.output
     for needle in needles:
@@ -149,7 +143,7 @@ def test_an_image_twice_in_a_class_tar_is_named_and_neither_copy_used(official_r
     assert any(p.kind == "duplicate" and twice[0] in p.where for p in report.checks[0].problems)
 
     train.write_bytes(good)
-    assert run("prepare", "--root", str(root), "--size", "64").exit_code == 0
+    assert imagenet("prepare", "--root", str(root), "--size", "64").exit_code == 0
     assert (root / "64" / "manifest.tsv").read_text() == (clean_tree / "manifest.tsv").read_text()
 
 
@@ -194,7 +188,7 @@ def test_a_member_claiming_8_gib_is_refused_unread(official_root, tmp_path):
     outer[2] = (info, claims(inner, 1, 8 << 30))
     train.write_bytes(tar_bytes(outer))
     prepare_fails_naming(root, f"train/{info.name.removesuffix('.tar')}/")
-    report = run("verify", "--root", str(root), "--deep", str(train))
+    report = imagenet("verify", "--root", str(root), "--deep", str(train))
     assert report.exit_code == EXIT_PROBLEMS and "this is a bug" not in report.output, report.output
 
 
@@ -338,7 +332,7 @@ def test_verify_deep_names_a_class_tar_cut_short_inside_and_reads_the_rest(offic
     last = len(read_tar(inner)) - 1
     outer[2] = (info, claims(inner, last, 50 * len(inner)))  # its last image claims more than the class tar holds
     train.write_bytes(tar_bytes(outer))
-    result = run("verify", "--root", str(root), str(train), "--deep")
+    result = imagenet("verify", "--root", str(root), str(train), "--deep")
     assert result.exit_code == EXIT_PROBLEMS, result.output
     assert "this is a bug" not in result.output
     assert (

@@ -12,24 +12,17 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from imagenet_cli import sample
-from imagenet_cli.cli.app import app
 from imagenet_cli.download import kaggle
 from imagenet_cli.download.kaggle import find_credentials
 from imagenet_cli.errors import EXIT_ERROR, EXIT_USAGE
 from imagenet_cli.records import read_record
 
-from .conftest import default_sigint
+from .conftest import default_sigint, imagenet
 from .servers import FakeKaggle, FileServer
 
-runner = CliRunner()
 OFFICIAL_DEFAULT = [sample.TRAIN_TAR, sample.VAL_TAR, sample.DEVKIT]
-
-
-def run(*args: str, env: dict | None = None):
-    return runner.invoke(app, list(args), prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1", **(env or {})})
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +42,7 @@ def checksums(official_files, tmp_path) -> Path:
 def test_official_from_a_static_mirror_is_exact(official_files, checksums, tmp_path):
     root = tmp_path / "root"
     with FileServer(official_files) as server:
-        result = run(
+        result = imagenet(
             "download",
             "--source",
             "official",
@@ -73,7 +66,7 @@ def test_official_from_a_static_mirror_is_exact(official_files, checksums, tmp_p
             assert record.etag == server.etags[name] and record.url == server.url(name)
 
         requests_before = len(server.requests)
-        again = run(
+        again = imagenet(
             "download",
             "--source",
             "official",
@@ -87,14 +80,14 @@ def test_official_from_a_static_mirror_is_exact(official_files, checksums, tmp_p
         assert again.exit_code == 0 and again.stdout.count("kept") == 3
         assert len(server.requests) == requests_before, "complete, recorded files are kept without any request"
 
-    info = json.loads(run("info", "--root", str(root), "--json").stdout)
+    info = json.loads(imagenet("info", "--root", str(root), "--json").stdout)
     assert {a["name"]: a["record"] for a in info["archives"]} == dict.fromkeys(OFFICIAL_DEFAULT, "ok")
 
 
 def test_published_md5_is_checked_by_default(official_files, tmp_path):
     """Without the mirror's sums the catalogue's published MD5 applies, and the sample fails it."""
     with FileServer(official_files) as server:
-        result = run(
+        result = imagenet(
             "download",
             "--source",
             "official",
@@ -115,7 +108,7 @@ def test_published_md5_is_checked_by_default(official_files, tmp_path):
 
 def test_published_size_mismatch_through_the_cli(official_files, tmp_path):
     with FileServer(official_files) as server:
-        result = run(
+        result = imagenet(
             "download",
             "--source",
             "official",
@@ -133,7 +126,7 @@ def test_published_size_mismatch_through_the_cli(official_files, tmp_path):
 
 def test_dry_run_fetches_nothing(official_files, checksums, tmp_path):
     with FileServer(official_files) as server:
-        result = run(
+        result = imagenet(
             "download",
             "--source",
             "official",
@@ -163,7 +156,7 @@ def test_headers_and_cookies_are_sent(official_files, checksums, tmp_path):
             return False
 
     with Recording(official_files) as server:
-        result = run(
+        result = imagenet(
             "download",
             "--source",
             "official",
@@ -230,7 +223,7 @@ def test_a_redirect_to_another_host_gets_no_credentials(official_files, checksum
     except OSError:
         pytest.skip("127.0.0.2 is not a loopback address here")
     with other_host as storage, Redirecting(official_files, to=storage) as mirror:
-        result = run(
+        result = imagenet(
             "download",
             "--source",
             "official",
@@ -262,14 +255,14 @@ def test_a_redirect_to_another_host_gets_no_credentials(official_files, checksum
     ],
 )
 def test_bad_official_options_are_usage_errors(args, message, tmp_path):
-    result = run("download", "--source", "official", "--root", str(tmp_path), *args)
+    result = imagenet("download", "--source", "official", "--root", str(tmp_path), *args)
     assert result.exit_code == EXIT_USAGE
     assert message in result.stderr
 
 
 def test_404_says_to_check_the_base_url(official_files, tmp_path):
     with FileServer(official_files, path_prefix="/other/") as server:
-        result = run(
+        result = imagenet(
             "download",
             "--source",
             "official",
@@ -319,14 +312,14 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
         server.settled_bytes()  # handlers still writing to the dead client's sockets must not count later
         done = json.loads(journal.read_text())
         assert done["done"] and not (tmp_path / "downloads" / sample.TRAIN_TAR).exists()
-        info = json.loads(run("info", "--root", str(tmp_path), "--json").stdout)
+        info = json.loads(imagenet("info", "--root", str(tmp_path), "--json").stdout)
         [partial] = info["partial"]
         assert partial["name"] == sample.TRAIN_TAR and 0 < partial["have_bytes"] < size == partial["total_bytes"]
         assert info["next_step"] == "download" and info["archives"] == []
 
         server.faults.rate = None
         have = sum(min((i + 1) * done["chunk_size"], size) - i * done["chunk_size"] for i in done["done"])
-        dry = run(*command[3:], "--base-url", server.base_url, "--dry-run", "--json")
+        dry = imagenet(*command[3:], "--base-url", server.base_url, "--dry-run", "--json")
         [planned] = json.loads(dry.stdout)["files"]
         assert (planned["status"], planned["transferred"]) == ("would resume", size - have)
         sent_first = server.settled_bytes()  # the dry run's probe included
@@ -413,7 +406,7 @@ def kaggle_json(home: Path, username="alice", key="secret") -> None:
 
 def test_kaggle_end_to_end(fake_kaggle, kaggle_zip, tmp_path):
     kaggle_json(tmp_path / "home")
-    result = run("download", "--root", str(tmp_path / "root"), "--json")
+    result = imagenet("download", "--root", str(tmp_path / "root"), "--json")
     assert result.exit_code == 0, result.output
     [fetched] = json.loads(result.stdout)["files"]
     path = tmp_path / "root" / "downloads" / kaggle.ZIP_NAME
@@ -423,7 +416,7 @@ def test_kaggle_end_to_end(fake_kaggle, kaggle_zip, tmp_path):
     assert record.source == "kaggle" and "?" not in record.url, "the signature is not recorded"
 
     calls = fake_kaggle.api_calls
-    again = run("download", "--root", str(tmp_path / "root"))
+    again = imagenet("download", "--root", str(tmp_path / "root"))
     assert again.exit_code == 0 and "kept" in again.stdout
     assert fake_kaggle.api_calls == calls, "a recorded bundle needs no API call"
 
@@ -437,7 +430,7 @@ def test_the_kaggle_token_never_reaches_the_storage_host(fake_kaggle, kaggle_zip
         pytest.skip("127.0.0.2 is not a loopback address here")
     with bucket:
         fake_kaggle.storage = bucket
-        result = run("download", "--root", str(tmp_path / "root"))
+        result = imagenet("download", "--root", str(tmp_path / "root"))
         assert result.exit_code == 0, result.output
         assert bucket.seen and {authorization for _, authorization, _ in bucket.seen} == {None}
     assert (tmp_path / "root" / "downloads" / kaggle.ZIP_NAME).read_bytes() == kaggle_zip
@@ -446,18 +439,18 @@ def test_the_kaggle_token_never_reaches_the_storage_host(fake_kaggle, kaggle_zip
 def test_kaggle_credentials_from_the_environment(fake_kaggle, monkeypatch, tmp_path):
     monkeypatch.setenv("KAGGLE_USERNAME", "alice")
     monkeypatch.setenv("KAGGLE_KEY", "secret")
-    assert run("download", "--root", str(tmp_path)).exit_code == 0
+    assert imagenet("download", "--root", str(tmp_path)).exit_code == 0
 
 
 def test_kaggle_api_token_as_a_bearer(fake_kaggle, monkeypatch, tmp_path):
     token = tmp_path / "token"
     token.write_text("secret\n")
     monkeypatch.setenv("KAGGLE_API_TOKEN", str(token))  # a file holding the token
-    assert run("download", "--root", str(tmp_path)).exit_code == 0
+    assert imagenet("download", "--root", str(tmp_path)).exit_code == 0
 
 
 def test_kaggle_without_credentials_is_one_line(fake_kaggle, tmp_path):
-    result = run("download", "--root", str(tmp_path))
+    result = imagenet("download", "--root", str(tmp_path))
     assert result.exit_code == EXIT_ERROR
     assert result.stdout == ""
     [line] = result.stderr.splitlines()
@@ -468,7 +461,7 @@ def test_kaggle_without_credentials_is_one_line(fake_kaggle, tmp_path):
 def test_kaggle_rules_not_accepted(fake_kaggle, tmp_path):
     kaggle_json(tmp_path / "home")
     fake_kaggle.rules_accepted = False
-    result = run("download", "--root", str(tmp_path))
+    result = imagenet("download", "--root", str(tmp_path))
     assert result.exit_code == EXIT_ERROR
     [line] = result.stderr.splitlines()
     assert kaggle.RULES_URL in line and "accept" in line
@@ -476,7 +469,7 @@ def test_kaggle_rules_not_accepted(fake_kaggle, tmp_path):
 
 def test_kaggle_bad_credentials(fake_kaggle, tmp_path):
     kaggle_json(tmp_path / "home", key="wrong")
-    result = run("download", "--root", str(tmp_path))
+    result = imagenet("download", "--root", str(tmp_path))
     assert result.exit_code == EXIT_ERROR
     [line] = result.stderr.splitlines()
     assert "Kaggle rejected the credentials" in line and "HTTP 401" in line
@@ -485,7 +478,7 @@ def test_kaggle_bad_credentials(fake_kaggle, tmp_path):
 def test_kaggle_429_waits_and_asks_again(fake_kaggle, tmp_path):
     kaggle_json(tmp_path / "home")
     fake_kaggle.api_queue = [429]
-    assert run("download", "--root", str(tmp_path)).exit_code == 0
+    assert imagenet("download", "--root", str(tmp_path)).exit_code == 0
     assert fake_kaggle.api_calls == 2
 
 
@@ -493,7 +486,7 @@ def test_kaggle_expired_url_gets_a_fresh_one(fake_kaggle, kaggle_zip, tmp_path):
     kaggle_json(tmp_path / "home")
     fake_kaggle.faults.expire_after = 0.3
     fake_kaggle.faults.rate = 8 << 20
-    result = run("download", "--root", str(tmp_path), "--connections", "2")
+    result = imagenet("download", "--root", str(tmp_path), "--connections", "2")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "downloads" / kaggle.ZIP_NAME).read_bytes() == kaggle_zip
     assert fake_kaggle.api_calls >= 2
@@ -502,7 +495,7 @@ def test_kaggle_expired_url_gets_a_fresh_one(fake_kaggle, kaggle_zip, tmp_path):
 def test_kaggle_storage_md5_mismatch_is_caught(fake_kaggle, tmp_path):
     kaggle_json(tmp_path / "home")
     fake_kaggle.extra_headers = lambda name, data: {"x-goog-hash": "md5=AAAAAAAAAAAAAAAAAAAAAA=="}
-    result = run("download", "--root", str(tmp_path))
+    result = imagenet("download", "--root", str(tmp_path))
     assert result.exit_code == EXIT_ERROR
     assert "expected md5 is 00000000000000000000000000000000" in result.stderr
 
@@ -531,7 +524,7 @@ def test_kaggle_partial_file_is_never_overwritten(fake_kaggle, tmp_path):
     downloads.mkdir()
     (downloads / kaggle.ZIP_NAME).write_bytes(b"half")
     (downloads / f"{kaggle.ZIP_NAME}.kaggle-partial").write_bytes(b"")
-    result = run("download", "--root", str(tmp_path))
+    result = imagenet("download", "--root", str(tmp_path))
     assert result.exit_code == EXIT_ERROR
     assert "the kaggle tool left it half-downloaded" in result.stderr
     assert (downloads / kaggle.ZIP_NAME).read_bytes() == b"half"
@@ -544,7 +537,7 @@ def test_a_host_that_refuses_connections_fails_in_seconds_with_one_line(tmp_path
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     started = time.monotonic()
-    result = run(
+    result = imagenet(
         "download",
         "--source",
         "official",

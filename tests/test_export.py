@@ -8,18 +8,14 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from imagenet_cli import catalogue, manifest
-from imagenet_cli.cli.app import app
 from imagenet_cli.errors import OverwriteRefusedError
 from imagenet_cli.exports import export
 from imagenet_cli.subsets import subset
 
 wds = pytest.importorskip("webdataset")
-from .conftest import prepared_copy  # noqa: E402
-
-runner = CliRunner()
+from .conftest import imagenet, prepared_copy  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +81,7 @@ def test_the_same_tree_and_seed_give_the_same_bytes_and_a_rerun_keeps_shards(roo
 
 
 def test_the_cli_writes_under_the_root_and_says_where(root):
-    result = runner.invoke(app, ["export", "webdataset", "--root", str(root), "-q"], env={"IMAGENET_NO_PROGRESS": "1"})
+    result = imagenet("export", "webdataset", "--root", str(root), "-q")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{root / 'exports' / 'webdataset-64'}\n"
     record = json.loads((root / "exports" / "webdataset-64" / "export.json").read_text())
@@ -132,7 +128,7 @@ def test_max_shard_bytes_keeps_every_shard_under_it(root, tmp_path):
 
 def test_default_shards_are_named_and_counted_as_timms(root, tmp_path):
     """The sample: one shard per split, under the names a full export starts with."""
-    result = runner.invoke(app, ["export", "webdataset", "--root", str(root), "--out", str(tmp_path / "wds")])
+    result = imagenet("export", "webdataset", "--root", str(root), "--out", str(tmp_path / "wds"))
     assert result.exit_code == 0, result.output
     info = json.loads((tmp_path / "wds" / "_info.json").read_text())["splits"]
     assert info["train"]["filenames"] == ["imagenet1k-train-0000.tar"]

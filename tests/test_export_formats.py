@@ -15,18 +15,15 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from imagenet_cli import catalogue, manifest
-from imagenet_cli.cli.app import app
 from imagenet_cli.errors import InvalidArgumentError, install_command
 from imagenet_cli.exports import SplitSamples, export
 from imagenet_cli.subsets import subset
 
-from .conftest import prepared_copy
+from .conftest import imagenet, prepared_copy
 
 np = pytest.importorskip("numpy")
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -196,7 +193,7 @@ def test_downsampled_labels_stay_devkit_ids_for_a_subset(root, tmp_path):
 
 
 def test_downsampled_refuses_a_resized_tree_naming_the_prepare_command(root):
-    result = runner.invoke(app, ["export", "downsampled", "--root", str(root), "--from", str(root / "64")])
+    result = imagenet("export", "downsampled", "--root", str(root), "--from", str(root / "64"))
     assert result.exit_code == 1
     assert "64-pixel jpeg images" in result.stderr and "`imagenet prepare --size full`" in result.stderr
     assert not (root / "exports" / "downsampled32-64").exists() or not any(
@@ -218,9 +215,8 @@ def test_options_of_another_format_are_refused(root, tmp_path, arguments, wrong)
 
 
 def test_the_cli_names_the_default_folder_with_the_size(root):
-    result = runner.invoke(
-        app,
-        [
+    result = imagenet(
+        *[
             "export",
             "downsampled",
             "--root",
@@ -237,9 +233,7 @@ def test_the_cli_names_the_default_folder_with_the_size(root):
     )
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{root / 'exports' / 'downsampled16-full'}\n"
-    verified = runner.invoke(
-        app, ["verify", "--root", str(root), "--deep", str(root / "exports" / "downsampled16-full")]
-    )
+    verified = imagenet("verify", "--root", str(root), "--deep", str(root / "exports" / "downsampled16-full"))
     assert verified.exit_code == 0, verified.output
 
 
@@ -342,7 +336,7 @@ def test_info_lists_exports_finished_and_unfinished(root, tmp_path):
     export(work, "parquet", out=work / "exports" / "parquet-64")
     export(work, "webdataset", out=work / "exports" / "halfway", splits=["val"])
     (work / "exports" / "halfway" / "export.json").unlink()  # as a run stopped before its record
-    shown = runner.invoke(app, ["info", "--root", str(work), "--json"])
+    shown = imagenet("info", "--root", str(work), "--json")
     assert shown.exit_code == 0, shown.output
     exports = {e["name"]: e for e in json.loads(shown.stdout)["exports"]}
     assert exports["parquet-64"]["format"] == "parquet" and exports["parquet-64"]["finished"]
@@ -358,7 +352,7 @@ def test_info_lists_exports_finished_and_unfinished(root, tmp_path):
         "samples": {},
         "bytes": 0,
     }
-    text = runner.invoke(app, ["info", "--root", str(work)]).stdout
+    text = imagenet("info", "--root", str(work)).stdout
     assert "exports (exports/):" in text and "unfinished: run the same export again" in text
 
 
@@ -381,9 +375,7 @@ def test_an_image_missing_from_the_tree_is_one_line_naming_verify(root, tmp_path
     shutil.copytree(root / "64", work / "64")
     gone = tree_rows(work / "64", "val")[0]
     (work / "64" / gone.path).unlink()
-    result = runner.invoke(
-        app, ["export", "webdataset", "--root", str(work), "--splits", "val"], env={"IMAGENET_NO_PROGRESS": "1"}
-    )
+    result = imagenet("export", "webdataset", "--root", str(work), "--splits", "val")
     assert result.exit_code == 1
     assert (
         result.stderr.startswith(f"imagenet: error: cannot read {work / '64' / gone.path}")

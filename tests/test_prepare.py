@@ -16,23 +16,15 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from imagenet_cli import catalogue, manifest, sample
 from imagenet_cli.checks import verify
-from imagenet_cli.cli.app import app
 from imagenet_cli.errors import EXIT_PROBLEMS, LabelConflictError, OverwriteRefusedError
 from imagenet_cli.trees import prepare
 from imagenet_cli.trees.resize import Recipe
 
 from .builders import rewrite_ground_truth, set_devkit_line
-from .conftest import SMALL, default_sigint
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, ["prepare", *args], prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1"})
+from .conftest import SMALL, default_sigint, imagenet
 
 
 def copy_downloads(source_root: Path, root: Path) -> Path:
@@ -200,7 +192,7 @@ def test_truncated_jpeg_is_named_and_the_run_finishes(official_root, tmp_path):
     source = image_folder(tmp_path, official_root)
     victim = sorted((source / "train" / "n02979186").iterdir())[0]
     victim.write_bytes(victim.read_bytes()[:4000])
-    result = run("--root", str(tmp_path / "root"), "--from", str(source), "--size", "64")
+    result = imagenet("prepare", "--root", str(tmp_path / "root"), "--from", str(source), "--size", "64")
     assert result.exit_code == EXIT_PROBLEMS, result.output
     assert f"failed: train/n02979186/{victim.name}: OSError: image file is truncated" in result.stdout
     info = manifest.read_tree_info(tmp_path / "root" / "64")
@@ -290,9 +282,7 @@ def test_a_damaged_ground_truth_is_one_line_naming_file_and_line(official_root, 
         rewrite_ground_truth(devkit, lambda lines: lines[:-1])
     else:
         set_devkit_line(devkit, line, value)
-    result = CliRunner().invoke(
-        app, ["prepare", "--root", str(root), "--size", "64"], env={"IMAGENET_NO_PROGRESS": "1"}
-    )
+    result = imagenet("prepare", "--root", str(root), "--size", "64")
     assert result.exit_code == 1, result.output
     [said] = result.stderr.splitlines()
     assert said.startswith(
@@ -351,22 +341,22 @@ def test_kill_9_mid_run_then_rerun_equals_a_clean_run(tmp_path):
 
 def test_cli_prepare_on_the_sample(official_root, tmp_path):
     root = copy_downloads(official_root, tmp_path)
-    result = run("--root", str(root), "--size", "32", "--resize", "squash", "--json")
+    result = imagenet("prepare", "--root", str(root), "--size", "32", "--resize", "squash", "--json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["trees"][0]["path"] == str(root / "32-squash")
     assert summary["trees"][0]["images"] == {"train": 39, "val": 26}
-    again = run("--root", str(root), "--size", "32", "--resize", "squash")
+    again = imagenet("prepare", "--root", str(root), "--size", "32", "--resize", "squash")
     assert again.exit_code == 0 and "shards were already done" in again.stdout
-    info = runner.invoke(app, ["info", "--root", str(root), "--json"])
+    info = imagenet("info", "--root", str(root), "--json")
     [tree] = json.loads(info.stdout)["trees"]
     assert tree["images"] == 65 and tree["splits"]["val"]["classes"] == 13
     assert (tree["made_by"]["mode"], tree["made_by"]["size"]) == ("squash", "32")
-    assert "squash 32, jpeg q90" in runner.invoke(app, ["info", "--root", str(root)]).stdout
+    assert "squash 32, jpeg q90" in imagenet("info", "--root", str(root)).stdout
 
 
 def test_cli_bad_size_is_a_usage_error(tmp_path):
-    result = run("--root", str(tmp_path), "--size", "huge")
+    result = imagenet("prepare", "--root", str(tmp_path), "--size", "huge")
     assert result.exit_code == 2 and "neither 'full' nor a number" in result.stderr
 
 
@@ -385,7 +375,7 @@ def test_kaggle_2019_layout_gives_the_same_tree(prepared_official, kaggle2019_ro
 def test_a_stray_file_in_val_is_named(official_root, tmp_path):
     source = image_folder(tmp_path, official_root)
     (source / "val" / "n01440764" / "notes.txt").write_text("not an image")
-    result = run("--root", str(tmp_path / "root"), "--from", str(source), "--size", "64")
+    result = imagenet("prepare", "--root", str(tmp_path / "root"), "--from", str(source), "--size", "64")
     assert result.exit_code == EXIT_PROBLEMS, result.output
     assert "val/n01440764/notes.txt: not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000" in result.stdout
     assert len(list((tmp_path / "root" / "64" / "val").glob("*/*"))) == len(list((source / "val").glob("*/*.JPEG")))
@@ -452,9 +442,7 @@ def test_every_option_off_its_default_is_in_the_tree_name(recipe, name):
 def test_a_lanczos_squash_tree_leaves_the_default_squash_free(official_root, tmp_path):
     root = copy_downloads(official_root, tmp_path)
     prepare(root, Recipe(("64",), mode="squash", filter="lanczos"), splits=["val"])
-    result = CliRunner().invoke(
-        app, ["prepare", "--root", str(root), "--size", "64", "--resize", "squash", "--splits", "val"]
-    )
+    result = imagenet("prepare", "--root", str(root), "--size", "64", "--resize", "squash", "--splits", "val")
     assert result.exit_code == 0, result.output
     assert (root / "64-squash" / manifest.MANIFEST).is_file() and (
         root / "64-squash-lanczos" / manifest.MANIFEST

@@ -6,15 +6,11 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops
-from typer.testing import CliRunner
 
-from imagenet_cli.cli.app import app
 from imagenet_cli.contact_sheet import CAPTION, GAP, TILE, Tile, show, thumbnail
 from imagenet_cli.selection import choose
 
-from .conftest import prepared_copy
-
-runner = CliRunner()
+from .conftest import imagenet, prepared_copy
 
 
 @pytest.fixture(scope="module")
@@ -59,9 +55,9 @@ def test_the_cli_never_replaces_a_file_without_force(root, tmp_path):
     out = tmp_path / "mine.png"
     out.write_bytes(b"mine")
     args = ["show", "tench", "--root", str(root), "--out", str(out)]
-    refused = runner.invoke(app, args, env={"IMAGENET_NO_PROGRESS": "1"})
+    refused = imagenet(*args)
     assert refused.exit_code == 1 and out.read_bytes() == b"mine"
-    done = runner.invoke(app, [*args, "--force"], env={"IMAGENET_NO_PROGRESS": "1"})
+    done = imagenet(*args, "--force")
     assert done.exit_code == 0 and str(out) in done.stdout
     with Image.open(out) as sheet:
         assert sheet.size[1] == TILE + CAPTION + 2 * GAP

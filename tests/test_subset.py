@@ -12,18 +12,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image
-from typer.testing import CliRunner
 
 from imagenet_cli import catalogue
 from imagenet_cli.checks import verify
-from imagenet_cli.cli.app import app
 from imagenet_cli.errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
 from imagenet_cli.subsets import choose, fraction_count, subset
 from imagenet_cli.trees import prepare
 
-from .conftest import prepared_copy
-
-runner = CliRunner()
+from .conftest import imagenet, prepared_copy
 
 
 @pytest.fixture(scope="module")
@@ -246,17 +242,13 @@ def test_several_prepared_trees_need_from(root):
 
 
 def test_cli(root):
-    result = runner.invoke(
-        app, ["subset", "--root", str(root), "--classes", "5", "--json"], env={"IMAGENET_NO_PROGRESS": "1"}
-    )
+    result = imagenet("subset", "--root", str(root), "--classes", "5", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["images"] == {"train": 15, "val": 10}
-    dry = runner.invoke(
-        app, ["subset", "--root", str(root), "--classes", "7", "--dry-run"], env={"IMAGENET_NO_PROGRESS": "1"}
-    )
+    dry = imagenet("subset", "--root", str(root), "--classes", "7", "--dry-run")
     assert dry.exit_code == 0 and dry.stdout.startswith("would write")
     assert not (root / "subsets" / "classes7-seed0").exists()
-    bad = runner.invoke(app, ["subset", "--root", str(root), "--per-class", "2", "--fraction", "0.5"])
+    bad = imagenet("subset", "--root", str(root), "--per-class", "2", "--fraction", "0.5")
     assert bad.exit_code == 2 and "choose one of --per-class, --fraction and --images" in bad.stderr
 
 

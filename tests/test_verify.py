@@ -9,22 +9,15 @@ import zipfile
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from imagenet_cli import hashing, manifest, sample
 from imagenet_cli.checks import verify
-from imagenet_cli.cli.app import app
 from imagenet_cli.errors import EXIT_PROBLEMS, EXIT_USAGE
 from imagenet_cli.progress import Progress
 from imagenet_cli.records import read_record
 
 from .builders import set_devkit_line, tree_from_official
-
-runner = CliRunner()
-
-
-def run(*args: str):
-    return runner.invoke(app, ["verify", *args], prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1"})
+from .conftest import imagenet
 
 
 @pytest.fixture
@@ -63,7 +56,7 @@ def flip_byte(path: Path, offset: int, keep_mtime: bool = False) -> None:
 
 
 def test_the_sample_passes_clean(root):
-    result = run("--root", str(root), "--deep")
+    result = imagenet("verify", "--root", str(root), "--deep")
     assert result.exit_code == 0, result.output
     assert "all good in 4 checked" in result.stdout
 
@@ -78,7 +71,7 @@ def test_the_kaggle_sample_passes_clean(kaggle_root):
 def test_flipped_byte_in_the_middle_of_an_archive(root):
     val = root / "downloads" / sample.VAL_TAR
     flip_byte(val, val.stat().st_size // 2)
-    result = run("--root", str(root))
+    result = imagenet("verify", "--root", str(root))
     assert result.exit_code == EXIT_PROBLEMS
     assert "ILSVRC2012_img_val.tar: checksum: ILSVRC2012_img_val.tar: md5 is" in result.stdout
 
@@ -102,11 +95,11 @@ def test_truncated_archive(root):
 def test_archive_without_expected_value_is_unknown_not_good(root, tmp_path):
     other = tmp_path / "something.tar"
     shutil.copy(root / "downloads" / sample.TEST_TAR, other)
-    result = run(str(other), "--json")
+    result = imagenet("verify", str(other), "--json")
     assert result.exit_code == 0
     [check] = json.loads(result.stdout)["checks"]
     assert check["status"] == "unknown"
-    assert "nothing to compare" in run(str(other)).stdout
+    assert "nothing to compare" in imagenet("verify", str(other)).stdout
 
 
 def test_checksums_file_with_mixed_algorithms_and_a_missing_entry(root, tmp_path):
@@ -125,7 +118,7 @@ def test_checksums_file_with_mixed_algorithms_and_a_missing_entry(root, tmp_path
     assert "download record" in by_name[sample.TRAIN_TAR]
 
     sums.write_text(f"{'0' * 32}  {val.name}\n")
-    result = run("--root", str(root), "--checksums", str(sums))
+    result = imagenet("verify", "--root", str(root), "--checksums", str(sums))
     assert result.exit_code == EXIT_PROBLEMS
     assert "the --checksums file says 00000000000000000000000000000000" in result.stdout
 
@@ -133,7 +126,7 @@ def test_checksums_file_with_mixed_algorithms_and_a_missing_entry(root, tmp_path
 def test_bad_checksums_file_is_a_usage_error(root, tmp_path):
     sums = tmp_path / "SUMS"
     sums.write_text("not a checksum line\n")
-    result = run("--root", str(root), "--checksums", str(sums))
+    result = imagenet("verify", "--root", str(root), "--checksums", str(sums))
     assert result.exit_code == EXIT_USAGE
     assert "is not a '<hex>  <name>' checksum line" in result.stderr
 
@@ -276,11 +269,11 @@ def test_broken_link_in_a_subset(tree):
 
 def test_verify_everything_under_the_root_through_the_cli(root, clean_tree):
     shutil.copytree(clean_tree, root / "full")
-    result = run("--root", str(root))
+    result = imagenet("verify", "--root", str(root))
     assert result.exit_code == 0, result.output
     assert "all good in 5 checked" in result.stdout
     (root / "full" / "val" / "n01440764" / "stray.JPEG").write_bytes(b"x")
-    result = run("--root", str(root), "--json")
+    result = imagenet("verify", "--root", str(root), "--json")
     assert result.exit_code == EXIT_PROBLEMS
     report = json.loads(result.stdout)
     assert not report["ok"] and report["problem_count"] == 2  # the extra file, and the count
@@ -288,7 +281,7 @@ def test_verify_everything_under_the_root_through_the_cli(root, clean_tree):
 
 
 def test_nothing_to_verify(tmp_path):
-    result = run("--root", str(tmp_path))
+    result = imagenet("verify", "--root", str(tmp_path))
     assert result.exit_code == 1
     assert "nothing to verify" in result.stderr
 

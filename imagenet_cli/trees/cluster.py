@@ -94,7 +94,9 @@ def _ctrl_c_ignored() -> Iterator[None]:
     """Ctrl-C reaches every process of the terminal's group, and a local cluster's worker processes
     would each print a KeyboardInterrupt traceback. Started while SIGINT is ignored, they keep it
     ignored (a new process inherits the disposition, and Python and asyncio leave it so); this
-    process alone answers Ctrl-C, by cancelling the shards and closing the cluster."""
+    process alone answers Ctrl-C, by cancelling the shards and closing the cluster. The cost: a
+    Ctrl-C in the second or so the workers take to start is not seen (the next one is). Blocking
+    the signal instead would hold it, but spawned workers do not inherit a blocked mask (tried)."""
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         yield
