@@ -81,29 +81,14 @@ class RootState:
             return "subset"
         return None
 
-    @property
-    def next_command(self) -> str | None:
-        """A command for the next step that will work on this root as it is."""
-        step = self.next_step
-        if step == "download":
-            if self.partial:
-                return "imagenet download  (again, with the same options: it resumes)"
-            return "imagenet download  (Kaggle; --source official for image-net.org, --source sample to try it offline)"
-        if step == "prepare":
-            return "imagenet prepare --size 224"
-        if step == "subset":
-            return self._subset_command()
-        return None
-
-    def _subset_command(self) -> str | None:
-        """``--classes N`` with N no more than the tree holds; ``--from`` when there are several."""
+    def subset_to_suggest(self) -> tuple[Path | None, int] | None:
+        """A subset that will work on this root as it is: the tree to name (None: the default
+        one) and a class count no more than the tree holds; None when its trees are too small."""
         tree = self.trees[0]
         classes = min((split.classes for split in tree.splits.values()), default=0)
         if classes < 2:
             return None
-        count = 100 if classes > 100 else classes // 2
-        where = f" --from {tree.path}" if len(self.trees) > 1 else ""
-        return f"imagenet subset{where} --classes {count}"
+        return (tree.path if len(self.trees) > 1 else None), (100 if classes > 100 else classes // 2)
 
 
 def describe_root(root: Path) -> RootState:

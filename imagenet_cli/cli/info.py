@@ -67,7 +67,7 @@ def _as_json(state: RootState) -> dict[str, Any]:
             for e in state.exports
         ],
         "next_step": state.next_step,
-        "next_command": state.next_command,
+        "next_command": next_command(state),
     }
 
 
@@ -133,5 +133,20 @@ def _print_state(state: RootState) -> None:
             for e in state.exports
         ]
         print_table(("export", "format", "train", "val", "size"), exports)
-    if state.next_command:
-        typer.echo(f"\nnext: {state.next_command}")
+    if command := next_command(state):
+        typer.echo(f"\nnext: {command}")
+
+
+def next_command(state: RootState) -> str | None:
+    """The command line for the root's next step, one that works on the root as it is."""
+    step = state.next_step
+    if step == "download":
+        if state.partial:
+            return "imagenet download  (again, with the same options: it resumes)"
+        return "imagenet download  (Kaggle; --source official for image-net.org, --source sample to try it offline)"
+    if step == "prepare":
+        return "imagenet prepare --size 224"
+    if step == "subset" and (suggestion := state.subset_to_suggest()) is not None:
+        tree, count = suggestion
+        return f"imagenet subset{f' --from {tree}' if tree is not None else ''} --classes {count}"
+    return None
