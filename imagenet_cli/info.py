@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .download.transfer import Journal, Plan, Remote
 from .exports import CLAIM as EXPORT_CLAIM
-from .exports import RECORD as EXPORT_RECORD
+from .exports.record import RECORD as EXPORT_RECORD
+from .exports.record import ExportRecord
 from .layout import EXPORTS, SPLITS, Root, SplitCount, count_split, free_bytes
 from .manifest import has_manifest, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
@@ -131,17 +131,9 @@ def _export_states(folder: Path) -> list[ExportState]:
         return []
     states = []
     for path in sorted(p for p in folder.iterdir() if p.is_dir()):
-        record = path / EXPORT_RECORD
-        if record.is_file():
-            data = json.loads(record.read_text())
-            samples: dict[str, int] = {}
-            for shard in data["shards"]:
-                samples[shard["split"]] = samples.get(shard["split"], 0) + shard["samples"]
-            states.append(
-                ExportState(
-                    path.name, path, data["options"]["format"], samples, sum(s["bytes"] for s in data["shards"])
-                )
-            )
+        if (path / EXPORT_RECORD).is_file():
+            record = ExportRecord.read(path)
+            states.append(ExportState(path.name, path, record.format, record.samples(), record.bytes()))
         elif (path / EXPORT_CLAIM).is_file():
             states.append(ExportState(path.name, path, None, {}, 0))
     return states

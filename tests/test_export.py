@@ -172,3 +172,16 @@ def test_the_readmes_webdataset_lines_read_every_train_sample(root, tmp_path):
     samples = list(namespace["train"])
     assert len(samples) == json.loads((folder / "_info.json").read_text())["splits"]["train"]["num_samples"] == 39
     assert all(isinstance(label, int) for _, label in samples)
+
+
+def test_export_json_round_trips_through_its_one_record_type_and_a_damaged_one_is_one_line(root, tmp_path):
+    from imagenet_cli.exports.record import SCHEMA, ExportRecord
+
+    result = export(root, out=tmp_path / "wds", splits=["val"])
+    record = ExportRecord.read(tmp_path / "wds")
+    assert record.schema == SCHEMA and record.format == "webdataset" and record.samples() == result.samples
+    assert list(record.shards) == result.shards
+    assert ExportRecord.from_json(record.to_json(), tmp_path) == record
+    (tmp_path / "wds" / "export.json").write_text('{"options": {}}')
+    said = imagenet("verify", "--root", str(root), str(tmp_path / "wds"))
+    assert said.exit_code == 1 and "is not an export record (KeyError" in said.stderr and "bug" not in said.stderr

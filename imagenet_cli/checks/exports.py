@@ -7,12 +7,10 @@ is extra; a WebDataset's ``_info.json`` must give the same shards and sample cou
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
-from ..exports import RECORD
 from ..exports.formats import Writer, writer_for
+from ..exports.record import RECORD, ExportRecord, ShardRecord
 from ..hashing import hash_file
 from ..progress import SILENT, Progress
 from .findings import Check
@@ -24,14 +22,14 @@ def is_export(path: Path) -> bool:
 
 def check_export(folder: Path, deep: bool = False, progress: Progress = SILENT) -> Check:
     check = Check(folder, "export")
-    record = json.loads((folder / RECORD).read_text())
-    shards = record["shards"]
-    writer = writer_for(record["options"]["format"])
+    record = ExportRecord.read(folder)
+    shards = record.shards
+    writer = writer_for(record.format)
     with progress.task(f"checking {folder.name}", total=len(shards), unit="shard") as advance:
         for shard in shards:
             _check_shard(check, folder, shard, writer if deep else None)
             advance(1)
-    listed = {shard["file"] for shard in shards}
+    listed = {shard.file for shard in shards}
     written = (
         p.relative_to(folder).as_posix() for p in folder.rglob(f"*{writer.SUFFIX}") if not p.name.startswith(".")
     )
@@ -40,26 +38,26 @@ def check_export(folder: Path, deep: bool = False, progress: Progress = SILENT) 
             check.add("extra", extra, f"not in {RECORD}")
     for kind, where, detail in writer.own_file_problems(folder, shards):
         check.add(kind, where, detail)
-    check.counts["samples"] = sum(shard["samples"] for shard in shards)
-    check.counts["bytes"] = sum(shard["bytes"] for shard in shards)
+    check.counts["samples"] = sum(record.samples().values())
+    check.counts["bytes"] = record.bytes()
     check.note(f"{len(shards)} shards against {RECORD} (size, xxh3)" + ("; every sample counted" if deep else ""))
     return check
 
 
-def _check_shard(check: Check, folder: Path, shard: dict[str, Any], counting: Writer | None) -> None:
+def _check_shard(check: Check, folder: Path, shard: ShardRecord, counting: Writer | None) -> None:
     """Size and xxh3 against the record; with ``counting`` (``--deep``), its samples too, read
     through the format's writer (whose extra, if missing, is named in one line)."""
-    path = folder / shard["file"]
+    path = folder / shard.file
     if not path.is_file():
-        check.add("missing", shard["file"], f"in {RECORD}, not on disk")
+        check.add("missing", shard.file, f"in {RECORD}, not on disk")
         return
-    if path.stat().st_size != shard["bytes"]:
-        check.add("size", shard["file"], f"{path.stat().st_size:,} bytes; {RECORD} says {shard['bytes']:,}")
+    if path.stat().st_size != shard.bytes:
+        check.add("size", shard.file, f"{path.stat().st_size:,} bytes; {RECORD} says {shard.bytes:,}")
         return
     digest = hash_file(path, ["xxh3_64"])["xxh3_64"]
-    if digest != shard["xxh3_64"]:
-        check.add("checksum", shard["file"], f"xxh3 is {digest}; {RECORD} says {shard['xxh3_64']}")
+    if digest != shard.xxh3_64:
+        check.add("checksum", shard.file, f"xxh3 is {digest}; {RECORD} says {shard.xxh3_64}")
     if counting is not None:
         counted = counting.count_samples(path)
-        if counted != shard["samples"]:
-            check.add("count", shard["file"], f"{counted:,} samples; {RECORD} says {shard['samples']:,}")
+        if counted != shard.samples:
+            check.add("count", shard.file, f"{counted:,} samples; {RECORD} says {shard.samples:,}")

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import json
 import logging
 import os
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from ..progress import SILENT, Progress
 from ..selection import rank
 from ..workers import ordered_map, thread_pool
 from .formats import ExportFormat, writer_for
+from .record import RECORD, ExportRecord, ShardRecord
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ log = logging.getLogger(__name__)
 FORMATS = tuple(ExportFormat)
 DOWNSAMPLED_SIZES = (8, 16, 32, 64)
 SHARD_THREADS = 3
-RECORD = "export.json"
 CLAIM = ".export-claim.json"  # the options and source an export folder is for (see owned.py)
 SPLIT_NAMES = {"train": "train", "val": "validation"}  # as timm's imagenet-1k-wds and the Hub name them
 
@@ -60,15 +59,6 @@ class Sample:
     def filename(self) -> str:
         """``wnid/name``: the path without its split."""
         return self.path.split("/", 1)[1]
-
-
-@dataclass
-class ShardRecord:
-    file: str  # relative to the export folder
-    split: str
-    samples: int
-    bytes: int
-    xxh3_64: str
 
 
 @dataclass
@@ -143,10 +133,8 @@ def export(
     writer = writer_for(to)
     with locks.writing(destination, wait), locks.reading(tree, wait):
         writer.check_source(tree, Root(root).path)
-        wanted = {
-            "options": options,
-            "source_manifest_xxh3": hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"],
-        }
+        source_manifest = hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"]
+        wanted = {"options": options, "source_manifest_xxh3": source_manifest}
         _claim(destination, wanted)
         atomic.remove_temporaries(destination, recursive=True)  # what killed runs left half-written
         job = Job(
@@ -157,8 +145,8 @@ def export(
             if len(samples):
                 writer.write_split(job, split, samples)
         writer.finish(job)
-        record = {**wanted, "source": str(tree), "shards": [asdict(s) for s in job.result.shards]}
-        atomic.write_text(destination / RECORD, json.dumps(record, indent=2) + "\n")
+        record = ExportRecord(options, source_manifest, str(tree), tuple(job.result.shards))
+        atomic.write_text(destination / RECORD, record.to_json())
         return job.result
 
 

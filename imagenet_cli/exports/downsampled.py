@@ -32,6 +32,7 @@ from .. import atomic, catalogue
 from ..errors import DamagedTreeError, MissingExtraError, UnsuitableTreeError
 from ..workers import ordered_map
 from . import Job, Sample, SplitSamples, made_by
+from .record import ShardRecord
 
 SUFFIX = ".npz"
 SHARD_SIZES: dict[str, int] = {}  # the published files: 10 train batches and val_data, whatever the count
@@ -187,6 +188,6 @@ def count_samples(path: Path) -> int:
         return len(arrays["labels"])
 
 
-def own_file_problems(folder: Path, shards: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+def own_file_problems(folder: Path, shards: Sequence[ShardRecord]) -> list[tuple[str, str, str]]:
     """The batches are all there is: each holds its rows and the mean."""
     return []

@@ -9,12 +9,14 @@ its extra (pyarrow, numpy) is needed only then. A new format is a module and a r
 from __future__ import annotations
 
 import importlib
+from collections.abc import Sequence
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
     from . import Job, SplitSamples, downsampled, parquet, webdataset
+    from .record import ShardRecord
 
 
 class ExportFormat(StrEnum):
@@ -39,7 +41,7 @@ class Writer(Protocol):
     def count_samples(self, path: Path) -> int:
         """Samples in one written file: what ``verify --deep`` compares with the record."""
 
-    def own_file_problems(self, folder: Path, shards: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    def own_file_problems(self, folder: Path, shards: Sequence[ShardRecord]) -> list[tuple[str, str, str]]:
         """(kind, where, detail) of each way the format's own files disagree with the record."""
 
 

@@ -11,6 +11,7 @@ YAML names the features, splits and files, so ``datasets.load_dataset("parquet",
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from .. import atomic
 from ..errors import MissingExtraError
 from . import SPLIT_NAMES, Job, Sample, SplitSamples, class_names, write_shards
+from .record import ShardRecord
 
 SUFFIX = ".parquet"
 SHARD_SIZES = {"train": 5000, "val": 5000}  # rows per file: about 500 MB of full-size JPEGs
@@ -136,6 +138,6 @@ def count_samples(path: Path) -> int:
     return int(parquet.ParquetFile(path).metadata.num_rows)
 
 
-def own_file_problems(folder: Path, shards: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+def own_file_problems(folder: Path, shards: Sequence[ShardRecord]) -> list[tuple[str, str, str]]:
     """The dataset card is written last by ``finish``: the shards say all there is to check."""
     return []

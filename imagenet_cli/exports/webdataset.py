@@ -12,13 +12,15 @@ from __future__ import annotations
 import io
 import json
 import tarfile
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 import xxhash
 
 from .. import atomic
 from . import SPLIT_NAMES, Job, Sample, SplitSamples, write_shards
+from .record import ShardRecord
 
 SUFFIX = ".tar"
 # Samples per shard by default: the full splits make exactly timm's 1,024 train and 64 validation
@@ -165,7 +167,7 @@ def count_samples(path: Path) -> int:
         return len({member.name.split(".", 1)[0] for member in tar if member.isfile()})
 
 
-def own_file_problems(folder: Path, shards: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+def own_file_problems(folder: Path, shards: Sequence[ShardRecord]) -> list[tuple[str, str, str]]:
     """timm reads sample counts from ``_info.json``: they must be the ones the record holds."""
     try:
         info = json.loads((folder / INFO).read_text())
@@ -176,6 +178,6 @@ def own_file_problems(folder: Path, shards: list[dict[str, Any]]) -> list[tuple[
         for split in info.get("splits", {}).values()
         for name, count in zip(split["filenames"], split["shard_lengths"], strict=True)
     }
-    if said != {shard["file"]: shard["samples"] for shard in shards}:
+    if said != {shard.file: shard.samples for shard in shards}:
         return [("count", INFO, "its shards and counts differ from the export's record")]
     return []

@@ -1,0 +1,67 @@
+"""``export.json``: what an export folder holds, written last; ``verify`` and ``info`` read it here.
+
+One typed record, one parser: the options and source it was made with, and every file with its
+split, sample count, size and xxh3. ``schema`` numbers the layout; a record from before it was
+numbered is schema 1.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import DamagedTreeError
+
+RECORD = "export.json"
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class ShardRecord:
+    file: str  # relative to the export folder
+    split: str
+    samples: int
+    bytes: int
+    xxh3_64: str
+
+
+@dataclass(frozen=True)
+class ExportRecord:
+    options: dict[str, Any]  # the export's checked options, "format" among them
+    source_manifest_xxh3: str  # the manifest of the tree it was made from
+    source: str  # that tree's path
+    shards: tuple[ShardRecord, ...]
+    schema: int = SCHEMA
+
+    @property
+    def format(self) -> str:
+        return str(self.options["format"])
+
+    def samples(self) -> dict[str, int]:
+        """Samples per split."""
+        counts: dict[str, int] = {}
+        for shard in self.shards:
+            counts[shard.split] = counts.get(shard.split, 0) + shard.samples
+        return counts
+
+    def bytes(self) -> int:
+        return sum(shard.bytes for shard in self.shards)
+
+    def to_json(self) -> str:
+        data = asdict(self)
+        return json.dumps({"schema": data.pop("schema"), **data}, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: Path) -> ExportRecord:
+        try:
+            data = json.loads(text)
+            shards = tuple(ShardRecord(**shard) for shard in data["shards"])
+            return cls(data["options"], data["source_manifest_xxh3"], data["source"], shards, data.get("schema", 1))
+        except (ValueError, KeyError, TypeError) as error:
+            raise DamagedTreeError(f"{where} is not an export record ({type(error).__name__}: {error})") from None
+
+    @classmethod
+    def read(cls, folder: Path) -> ExportRecord:
+        return cls.from_json((folder / RECORD).read_text(), folder / RECORD)
