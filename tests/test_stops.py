@@ -202,3 +202,24 @@ def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path, number):
         assert stderr.splitlines()[-1].startswith(f"imagenet: {what} — try the same command again"), (delay, stderr)
     prepare(root, ["32"])
     assert verify(root, paths=[root / "32"]).ok
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored(tmp_path):
+    """``nohup imagenet prepare &``: the SIGHUP of a closed terminal must not stop the run."""
+    download_sample(tmp_path, train_per_class=3, val_per_class=2, test_images=0)
+    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--size", "32"]
+    process = subprocess.Popen(
+        command,
+        env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    for delay in (0.05, 0.3, 0.6):
+        time.sleep(delay)
+        if process.poll() is None:
+            process.send_signal(signal.SIGHUP)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr
+    assert verify(tmp_path, paths=[tmp_path / "32"]).ok

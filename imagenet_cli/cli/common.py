@@ -188,8 +188,11 @@ def _stop_signals_as_interrupts() -> Iterator[None]:
     def stop(number: int, _frame: FrameType | None) -> None:
         raise Stopped(number, signal.Signals(number).name)
 
-    previous = {number: signal.signal(number, stop) for number in (signal.SIGTERM, signal.SIGHUP)}
-    previous[signal.SIGINT] = signal.signal(signal.SIGINT, signal.default_int_handler)
+    handlers: dict[int, Any] = {signal.SIGTERM: stop, signal.SIGHUP: stop, signal.SIGINT: signal.default_int_handler}
+    # A signal the process was started with ignored stays ignored: nohup's SIGHUP, the SIGINT of a
+    # shell's background job.
+    kept = {number for number in handlers if signal.getsignal(number) is signal.SIG_IGN}
+    previous = {number: signal.signal(number, handler) for number, handler in handlers.items() if number not in kept}
     try:
         yield
     finally:

@@ -27,7 +27,8 @@ def _stop_while_loading(number: int, _frame: FrameType | None) -> None:
 
 def main() -> None:
     for number in STOPS:
-        signal.signal(number, _stop_while_loading)
+        if signal.getsignal(number) is not signal.SIG_IGN:  # nohup, or a shell's background job: left so
+            signal.signal(number, _stop_while_loading)
     from .app import main as run
 
     try:
