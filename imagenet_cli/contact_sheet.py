@@ -65,9 +65,9 @@ def show(
     it, every class of a tree of up to 20, else 10 drawn with ``seed``.
     """
     if split not in ("train", "val"):
-        raise InvalidArgumentError(f"--split {split!r}: a sheet shows train or val")
+        raise InvalidArgumentError(f"{split!r}: a sheet shows train or val", "split")
     if not 1 <= per_class <= 50:
-        raise InvalidArgumentError(f"--per-class {per_class}: choose 1–50")
+        raise InvalidArgumentError(f"{per_class}: choose 1–50", "per_class")
     tree = source or Root(root).the_prepared_tree()
     if failures:
         rows = _failure_rows(tree)

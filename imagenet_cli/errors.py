@@ -39,7 +39,23 @@ class ImagenetError(Exception):
 
 
 class InvalidArgumentError(ImagenetError):
-    """A value passed in (an option, a class name, a size) cannot be used."""
+    """A value passed in (an option, a class name, a size) cannot be used.
+
+    ``parameter`` names the argument it came in (``quality``, ``source``); the message then says
+    what is wrong with it and leaves the name out, so that each caller names it its own way: a
+    Python caller reads ``quality 200 is outside 1–100``, the CLI puts the option in its place
+    (``--quality 200 …``, cli/errors.py)."""
+
+    def __init__(self, message: str, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.parameter = parameter
+
+    @property
+    def detail(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+    def __str__(self) -> str:
+        return f"{self.parameter} {self.detail}" if self.parameter else self.detail
 
 
 class UnknownClassError(InvalidArgumentError):

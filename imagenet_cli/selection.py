@@ -36,13 +36,13 @@ def select_classes(spec: str | None, present: list[str], seed: int) -> list[str]
     if spec.strip().isdigit():
         count = int(spec)
         if not 1 <= count <= len(present):
-            raise InvalidArgumentError(f"--classes {count}: the tree has {len(present)} classes")
+            raise InvalidArgumentError(f"{count}: the tree has {len(present)} classes", "classes")
         return sorted(choose(present, seed, count))
     path = Path(spec)
     items = path.read_text().split() if path.is_file() else [c.strip() for c in spec.split(",")]
     wanted = catalogue.resolve_classes(items)
     if not wanted:
-        raise InvalidArgumentError(f"--classes {spec!r} names no class")
+        raise InvalidArgumentError(f"{spec!r} names no class", "classes")
     absent = [w for w in wanted if w not in present]
     if absent:
         raise MissingInputError(f"the tree has no folder for {len(absent)} chosen classes: {', '.join(absent[:5])}")

@@ -88,7 +88,7 @@ def subset(
     """
     _check_options(per_class, fraction, images, val_per_class, link)
     if classes is not None and not classes.replace(",", "").strip():
-        raise InvalidArgumentError(f"--classes {classes!r} names no class")
+        raise InvalidArgumentError(f"{classes!r} names no class", "classes")
     tree = source or Root(root).the_prepared_tree()
     arguments = {
         "classes": classes,
@@ -185,15 +185,15 @@ def _check_options(
     if sum(x is not None for x in (per_class, fraction, images)) > 1:
         raise InvalidArgumentError("choose one of --per-class, --fraction and --images")
     if per_class is not None and per_class < 1:
-        raise InvalidArgumentError("--per-class must be at least 1")
+        raise InvalidArgumentError("must be at least 1", "per_class")
     if fraction is not None and not 0 < fraction <= 1:
-        raise InvalidArgumentError("--fraction must be within (0, 1]")
+        raise InvalidArgumentError("must be within (0, 1]", "fraction")
     if images is not None and images not in catalogue.LABEL_FRACTIONS:
-        raise InvalidArgumentError(f"--images {images!r} is not one of {', '.join(catalogue.LABEL_FRACTIONS)}")
+        raise InvalidArgumentError(f"{images!r} is not one of {', '.join(catalogue.LABEL_FRACTIONS)}", "images")
     if val_per_class is not None and val_per_class < 0:
-        raise InvalidArgumentError("--val-per-class must be at least 0")
+        raise InvalidArgumentError("must be at least 0", "val_per_class")
     if link not in LINKS:
-        raise InvalidArgumentError(f"--link {link!r} is not one of {', '.join(LINKS)}")
+        raise InvalidArgumentError(f"{link!r} is not one of {', '.join(LINKS)}", "link")
 
 
 def _classes_in(tree: Path) -> list[str]:

@@ -206,12 +206,23 @@ def test_downsampled_refuses_a_resized_tree_naming_the_prepare_command(root):
     [
         ({"to": "downsampled", "shard_size": 10}, "--shard-size"),
         ({"to": "downsampled", "size": 48}, "--size 48"),
-        ({"to": "parquet", "size": 32}, "--size applies to downsampled"),
+        ({"to": "parquet", "size": 32}, "^size applies to downsampled"),
     ],
 )
 def test_options_of_another_format_are_refused(root, tmp_path, arguments, wrong):
     with pytest.raises(InvalidArgumentError, match=wrong):
         export(root, source=root / "full", out=tmp_path / "x", **arguments)
+
+
+def test_a_bad_argument_is_named_by_its_parameter_in_python_and_by_its_option_on_the_cli(root, tmp_path):
+    """The library names no option: the CLI puts the one the user typed in the parameter's place."""
+    with pytest.raises(InvalidArgumentError) as raised:
+        export(root, "parquet", source=root / "full", out=tmp_path / "x", size=32)
+    assert raised.value.parameter == "size" and "--" not in str(raised.value)
+    said = imagenet("export", "parquet", "--root", str(root), "--from", str(root / "full"), "--size", "32")
+    assert said.exit_code == 2 and said.stderr.startswith("imagenet: error: --size applies to downsampled")
+    bad = imagenet("prepare", "--root", str(root), "--size", "huge", "--from", str(root / "full"))
+    assert bad.exit_code == 2 and "--size 'huge' is neither 'full' nor a number of pixels" in bad.stderr
 
 
 def test_the_cli_names_the_default_folder_with_the_size(root):

@@ -150,8 +150,23 @@ def message_for(error: BaseException, command: str = "COMMAND") -> str:
         return f"imagenet: stopped by {error.signal_name} — try {rule.hint}"
     if isinstance(error, KeyboardInterrupt):
         return f"imagenet: interrupted — try {rule.hint}"
-    what = without_queries(str(error)) or type(error).__name__
+    what = without_queries(_in_options(error)) or type(error).__name__
     if not isinstance(error, (ImagenetError, OSError)):
         what = f"unexpected {type(error).__name__}: {what}"
     hint = rule.hint if isinstance(rule.hint, str) else rule.hint(error)
     return f"imagenet: error: {what} — try {hint.replace('COMMAND', command)}"
+
+
+# The library's parameter names whose option is spelled otherwise; every other is --name-with-dashes.
+OPTIONS = {"source": "--from", "sizes": "--size", "mode": "--resize", "headers": "--header"}
+
+
+def option_for(parameter: str) -> str:
+    return OPTIONS.get(parameter, "--" + parameter.replace("_", "-"))
+
+
+def _in_options(error: BaseException) -> str:
+    """The error's text, a bad argument named by the option a user of the CLI typed."""
+    if isinstance(error, InvalidArgumentError) and error.parameter:
+        return f"{option_for(error.parameter)} {error.detail}"
+    return str(error)

@@ -143,11 +143,11 @@ def _sample_classes(classes: list[str], seed: int) -> tuple[str, ...]:
     if len(classes) == 1 and classes[0].strip().isdigit():
         count = int(classes[0])
         if not 1 <= count <= catalogue.NUM_CLASSES:
-            raise InvalidArgumentError(f"--classes {count}: ILSVRC-2012 has {catalogue.NUM_CLASSES} classes")
+            raise InvalidArgumentError(f"{count}: ILSVRC-2012 has {catalogue.NUM_CLASSES} classes", "classes")
         return tuple(sorted(choose(catalogue.wnids(), seed, count)))
     chosen = catalogue.resolve_classes(classes)
     if not chosen:
-        raise InvalidArgumentError("--classes names no class")
+        raise InvalidArgumentError("names no class", "classes")
     return chosen
 
 

@@ -34,7 +34,7 @@ def official_remotes(
             f"(known: {', '.join(known)})"
         )
     if not base_url.startswith(("http://", "https://")):
-        raise InvalidArgumentError(f"--base-url {base_url!r} is not an http(s) URL")
+        raise InvalidArgumentError(f"{base_url!r} is not an http(s) URL", "base_url")
     base = base_url.rstrip("/") + "/"
     remotes = []
     for name in dict.fromkeys(names):
@@ -50,7 +50,7 @@ def parse_header(text: str) -> tuple[str, str]:
     """``"Name: value"`` as a pair, as curl's ``-H`` takes it."""
     name, sep, value = text.partition(":")
     if not sep or not name.strip() or any(c.isspace() for c in name.strip()):
-        raise InvalidArgumentError(f"--header {text!r} is not in the form 'Name: value'")
+        raise InvalidArgumentError(f"{text!r} is not in the form 'Name: value'", "headers")
     return name.strip(), value.strip()
 
 
@@ -62,9 +62,9 @@ def load_cookies(path: Path) -> http.cookiejar.CookieJar:
     try:
         jar.load(ignore_discard=True, ignore_expires=True)
     except FileNotFoundError:
-        raise InvalidArgumentError(f"--cookies {path}: no such file") from None
+        raise InvalidArgumentError(f"{path}: no such file", "cookies") from None
     except (http.cookiejar.LoadError, OSError) as error:
-        raise InvalidArgumentError(f"--cookies {path} is not a Netscape cookies.txt file ({error})") from None
+        raise InvalidArgumentError(f"{path} is not a Netscape cookies.txt file ({error})", "cookies") from None
     for cookie in jar:
         if cookie.expires == 0:  # exporters write 0 for session cookies; cookiejar reads it as 1970
             cookie.expires, cookie.discard = None, True

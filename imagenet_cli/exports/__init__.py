@@ -164,7 +164,7 @@ def _options(
         raise InvalidArgumentError(f"export format {to!r} is not one of {', '.join(FORMATS)}")
     chosen = list(dict.fromkeys(splits or ("train", "val")))
     if unknown := [s for s in chosen if s not in SPLIT_NAMES]:
-        raise InvalidArgumentError(f"--splits {', '.join(unknown)}: a tree has train and val")
+        raise InvalidArgumentError(f"{', '.join(unknown)}: a tree has train and val", "splits")
     options: dict[str, Any] = {"format": to, "splits": chosen, "seed": seed}
     if to == "downsampled":
         given = [
@@ -182,11 +182,11 @@ def _options(
             )
         return {**options, "size": size}
     if size is not None:
-        raise InvalidArgumentError(f"--size applies to downsampled; {to} copies the tree's images as they are")
+        raise InvalidArgumentError(f"applies to downsampled; {to} copies the tree's images as they are", "size")
     if shard_size is not None and shard_size < 1:
-        raise InvalidArgumentError("--shard-size must be at least 1")
+        raise InvalidArgumentError("must be at least 1", "shard_size")
     if max_shard_bytes is not None and max_shard_bytes < 64 << 10:
-        raise InvalidArgumentError("--max-shard-bytes must be at least 64 KiB")
+        raise InvalidArgumentError("must be at least 64 KiB", "max_shard_bytes")
     defaults = writer_for(to).SHARD_SIZES
     sizes = {split: shard_size or defaults[split] for split in chosen}
     return {**options, "shard_sizes": sizes, "max_shard_bytes": max_shard_bytes, "prefix": prefix or "imagenet1k"}

@@ -284,7 +284,7 @@ def _splits(splits: Sequence[str] | None) -> tuple[str, ...]:
     chosen = tuple(dict.fromkeys(splits or SPLITS))
     unknown = [s for s in chosen if s not in SPLITS]
     if unknown:
-        raise InvalidArgumentError(f"--splits {', '.join(unknown)}: prepare makes train and val trees")
+        raise InvalidArgumentError(f"{', '.join(unknown)}: prepare makes train and val trees", "splits")
     return chosen
 
 

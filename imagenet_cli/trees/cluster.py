@@ -54,7 +54,7 @@ def connect(address: str) -> Iterator[Client]:
     if scheme == LOCAL and (not count or count.isdigit()):
         workers = int(count) if count else os.cpu_count() or 1
         if workers < 1:
-            raise InvalidArgumentError("--dask local:N needs at least one worker")
+            raise InvalidArgumentError("local:N needs at least one worker", "dask")
         with contextlib.ExitStack() as stack:
             with _ctrl_c_ignored():  # while the worker processes start: they inherit it
                 # Our own lines report what went wrong in a shard; Dask's logs of a busy worker (a

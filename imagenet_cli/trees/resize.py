@@ -62,20 +62,16 @@ class Recipe:
     def __post_init__(self) -> None:
         """Checked when made: a recipe that exists can be carried out."""
         if not self.sizes:
-            raise InvalidArgumentError("give at least one --size (a number of pixels, or 'full')")
+            raise InvalidArgumentError("is empty: give at least one size (a number of pixels, or 'full')", "sizes")
         for size in self.sizes:
             if size != FULL and not (size.isdigit() and 8 <= int(size) <= 4096):
-                raise InvalidArgumentError(f"--size {size!r} is neither 'full' nor a number of pixels within 8–4096")
-        checks = (
-            (self.mode, MODES, "--resize"),
-            (self.format, tuple(FORMATS), "--format"),
-            (self.filter, FILTERS, "--filter"),
-        )
-        for value, allowed, option in checks:
+                raise InvalidArgumentError(f"{size!r} is neither 'full' nor a number of pixels within 8–4096", "sizes")
+        checks = ((self.mode, MODES, "mode"), (self.format, tuple(FORMATS), "format"), (self.filter, FILTERS, "filter"))
+        for value, allowed, parameter in checks:
             if value not in allowed:
-                raise InvalidArgumentError(f"{option} {value!r} is not one of {', '.join(allowed)}")
+                raise InvalidArgumentError(f"{value!r} is not one of {', '.join(allowed)}", parameter)
         if not 1 <= self.quality <= 100:
-            raise InvalidArgumentError(f"--quality {self.quality} is outside 1–100")
+            raise InvalidArgumentError(f"{self.quality} is outside 1–100", "quality")
         # Each size once, in the order given; the choices as enums, however they were spelled.
         object.__setattr__(self, "sizes", tuple(dict.fromkeys(self.sizes)))
         object.__setattr__(self, "mode", Mode(self.mode))
