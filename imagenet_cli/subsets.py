@@ -22,7 +22,7 @@ import math
 import os
 import shutil
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from typing import Any
 import xxhash
 
 from . import atomic, catalogue, class_files, hashing, locks, manifest, owned
-from .errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
+from .errors import DamagedTreeError, InvalidArgumentError, MissingInputError, OverwriteRefusedError
 from .layout import Root
 from .progress import SILENT, Progress
 from .selection import choose, select_classes
@@ -110,15 +110,10 @@ def subset(
             ", ".join(chosen[:5]),
             ", …" if len(chosen) > 5 else "",
         )
-        record = {
-            "arguments": arguments,
-            "source": _source_name(tree, root),
-            "source_manifest_xxh3": _manifest_hash(tree),
-            "classes": chosen,
-        }
+        record = SubsetRecord(arguments, _source_name(tree, root), _manifest_hash(tree), tuple(chosen))
         existing = _existing_subset(destination)
         if existing is not None:
-            if not _same_subset(existing, record, root):
+            if not existing.same_subset_as(record, root):
                 raise OverwriteRefusedError(f"{destination} holds a different subset", "out")
             info = manifest.read_tree_info(destination)
             counts = {s: v["images"] for s, v in info.splits.items()} if info else {}
@@ -214,21 +209,44 @@ def _source_name(tree: Path, root: Path) -> str:
     return resolved.relative_to(base).as_posix() if resolved.is_relative_to(base) else str(resolved)
 
 
-def _same_subset(existing: dict[str, Any], wanted: dict[str, Any], root: Path) -> bool:
-    """The same arguments, classes and source content; the source compared as a place, however
-    it is written (subsets made before names were relative hold absolute paths)."""
+@dataclass(frozen=True)
+class SubsetRecord:
+    """``subset.json``: what a subset was made with and from; also its folder's claim."""
 
-    def place(record: dict[str, Any]) -> Path:
-        return (root / str(record["source"])).resolve()
+    arguments: dict[str, Any]  # subset()'s arguments, seed among them
+    source: str  # the tree it links into, relative to the root when inside it
+    source_manifest_xxh3: str | None  # that tree's manifest (None: a tree without one)
+    classes: tuple[str, ...]  # the chosen WNIDs, in the subset's own index order
+    schema: int = 1
 
-    def others(record: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in record.items() if k != "source"}
+    def same_subset_as(self, other: SubsetRecord, root: Path) -> bool:
+        """The same arguments, classes and source content; the source compared as a place,
+        however it is written (subsets made before names were relative hold absolute paths)."""
+        same = (self.arguments, self.classes, self.source_manifest_xxh3) == (
+            other.arguments,
+            other.classes,
+            other.source_manifest_xxh3,
+        )
+        return same and (root / self.source).resolve() == (root / other.source).resolve()
 
-    return others(existing) == others(wanted) and place(existing) == place(wanted)
+    def to_json(self) -> str:
+        fields = {k: v for k, v in asdict(self).items() if k != "schema"}
+        return json.dumps({"schema": self.schema, **fields}, indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: Path) -> SubsetRecord:
+        try:
+            classes = tuple(data["classes"])
+            return cls(
+                data["arguments"], str(data["source"]), data["source_manifest_xxh3"], classes, data.get("schema", 1)
+            )
+        except (KeyError, TypeError) as error:
+            raise DamagedTreeError(f"{where} is not a subset record ({type(error).__name__}: {error})") from None
 
 
-def _existing_subset(destination: Path) -> dict[str, Any] | None:
-    return owned.claim_in(destination, SUBSET_FILE, "subset")
+def _existing_subset(destination: Path) -> SubsetRecord | None:
+    claim = owned.claim_in(destination, SUBSET_FILE, "subset")
+    return None if claim is None else SubsetRecord.from_dict(claim, destination / SUBSET_FILE)
 
 
 # --- choosing files ----------------------------------------------------------------------------
@@ -336,13 +354,13 @@ def _directories(tree: Path) -> Iterator[tuple[str, dict[str, manifest.Entry]]]:
 
 
 def _write(
-    destination: Path, tree: Path, selection: _Selection, record: dict[str, Any], link: str, progress: Progress
+    destination: Path, tree: Path, selection: _Selection, record: SubsetRecord, link: str, progress: Progress
 ) -> None:
     staging = atomic.temporary_name(destination)
     atomic.sweep_temporaries(destination)  # left by an interrupted run (we hold the lock)
     staging.mkdir(parents=True)
     try:
-        subset_index = {wnid: i for i, wnid in enumerate(record["classes"])}
+        subset_index = {wnid: i for i, wnid in enumerate(record.classes)}
         placer = _Placer(tree.resolve(), staging, _resolved(destination), link)
         with progress.task(f"linking {destination.name}", unit="file") as advance:
 
@@ -413,13 +431,13 @@ def _resolved(path: Path) -> Path:
     return existing.resolve().joinpath(*reversed(rest))
 
 
-def _write_descriptions(staging: Path, selection: _Selection, record: dict[str, Any]) -> None:
-    atomic.write_text(staging / SUBSET_FILE, json.dumps(record, indent=2) + "\n")
-    rows = [(i, catalogue.by_wnid(w)) for i, w in enumerate(record["classes"])]
+def _write_descriptions(staging: Path, selection: _Selection, record: SubsetRecord) -> None:
+    atomic.write_text(staging / SUBSET_FILE, record.to_json())
+    rows = [(i, catalogue.by_wnid(w)) for i, w in enumerate(record.classes)]
     atomic.write_text(staging / "classes.txt", "".join(f"{i}\t{c.wnid}\t{c.name}\t{c.index}\n" for i, c in rows))
     atomic.write_text(staging / class_files.CLASS_MAP, class_files.class_file("synsets"))  # the 1000-class index
     info = manifest.TreeInfo(
-        made_by={"command": "subset", **record["arguments"], "source": record["source"]},
-        splits={s: {"images": n, "classes": len(record["classes"])} for s, n in selection.counts.items() if n},
+        made_by={"command": "subset", **record.arguments, "source": record.source},
+        splits={s: {"images": n, "classes": len(record.classes)} for s, n in selection.counts.items() if n},
     )
     manifest.write_tree_info(staging, info)

@@ -267,3 +267,15 @@ def test_class_index_fixes_what_image_folder_readers_number(root):
     timm_map = {name: line for line, name in enumerate((made.path / "class_map.txt").read_text().split())}
     assert {wnid: timm_map[wnid] for wnid in folders} == true
     assert (root / "64" / "class_map.txt").read_text() == (made.path / "class_map.txt").read_text()
+
+
+def test_subset_json_is_one_typed_record_and_a_damaged_one_is_one_line(root):
+    from imagenet_cli.subsets import SubsetRecord
+
+    made = subset(root, classes="3")
+    record = SubsetRecord.from_dict(json.loads((made.path / "subset.json").read_text()), made.path)
+    assert record.schema == 1 and len(record.classes) == 3 and record.source == "64"
+    assert subset(root, classes="3").status == "kept"
+    (made.path / "subset.json").write_text('{"arguments": {}}')
+    said = imagenet("subset", "--root", str(root), "--classes", "3")
+    assert said.exit_code == 1 and "is not a subset record (KeyError" in said.stderr
