@@ -289,6 +289,8 @@ def test_a_damaged_ground_truth_is_one_line_naming_file_and_line(official_root, 
         f"imagenet: error: {sample.DEVKIT}:ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt "
     )
     assert message in said and "this is a bug" not in said
+    train_only = imagenet("prepare", "--root", str(root), "--size", "64", "--splits", "train")
+    assert train_only.exit_code == 0, "a run without val reads no label file"
 
 
 def tree_files_names(root: Path) -> list[str]:

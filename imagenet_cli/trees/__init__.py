@@ -178,7 +178,7 @@ def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, started: flo
     # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
     zip_path = downloads / archives.KAGGLE_ZIP
     kaggle = archives.kaggle_bundle(zip_path) if run.from_tree is None and zip_path.is_file() else None
-    chosen = val_labels_for(downloads, run.from_tree, kaggle, run.trust_input_labels)
+    chosen = val_labels_for(downloads, run.from_tree, kaggle, run.trust_input_labels, splits)
     labels, label_source = chosen.wnids, chosen.source
     plan = make_plan(downloads, run.from_tree, splits, labels, kaggle, next(iter(run.trees.values())))
     log.info("reading %s; val labels from %s", plan.described, label_source)
