@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -18,6 +22,21 @@ _RUNNER = CliRunner()
 def imagenet(*args: str, env: dict[str, str] | None = None) -> Result:
     """``imagenet ARGS`` run in this process through Typer's runner, as typed, progress bars off."""
     return _RUNNER.invoke(app, list(args), prog_name="imagenet", env={"IMAGENET_NO_PROGRESS": "1", **(env or {})})
+
+
+def imagenet_process(*args: str, **popen: Any) -> subprocess.Popen[str]:
+    """``imagenet ARGS`` as a process of its own, as a terminal starts it: progress bars off,
+    SIGINT at its default (see :func:`default_sigint`), output captured as text. ``popen`` adds to
+    or overrides ``subprocess.Popen``'s arguments."""
+    options: dict[str, Any] = {
+        "env": {**os.environ, "IMAGENET_NO_PROGRESS": "1"},
+        "preexec_fn": default_sigint,
+        "stdout": subprocess.PIPE,
+        "stderr": subprocess.PIPE,
+        "text": True,
+        **popen,
+    }
+    return subprocess.Popen([sys.executable, "-m", "imagenet_cli", *args], **options)
 
 
 @pytest.fixture

@@ -27,20 +27,8 @@ from imagenet_cli.subsets import subset
 from imagenet_cli.trees import prepare
 from imagenet_cli.trees.resize import Recipe
 
-from .conftest import SMALL, imagenet
+from .conftest import SMALL, imagenet, imagenet_process
 from .servers import FileServer
-
-ENV = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
-
-
-def imagenet_process(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "imagenet_cli", *args],
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
 
 
 def mount(*args: str) -> None:

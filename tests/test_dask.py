@@ -231,13 +231,10 @@ def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official
 @pytest.mark.slow
 def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path):
     """Ctrl-C as a terminal sends it: to every process of the group, the cluster's workers too."""
-    from .conftest import default_sigint
+    from .conftest import imagenet_process
 
     download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
     command = [
-        sys.executable,
-        "-m",
-        "imagenet_cli",
         "prepare",
         "--root",
         str(tmp_path),
@@ -248,15 +245,7 @@ def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path):
         "--dask",
         "local:2",
     ]
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
-        preexec_fn=default_sigint,
-        start_new_session=True,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = imagenet_process(*command, start_new_session=True)
     markers = tmp_path / "64-lanczos" / ".shards"
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and len(list(markers.glob("*-*.json"))) < 2:

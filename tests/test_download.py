@@ -19,7 +19,7 @@ from imagenet_cli.download.kaggle import find_credentials
 from imagenet_cli.errors import EXIT_ERROR, EXIT_USAGE
 from imagenet_cli.records import read_record
 
-from .conftest import default_sigint, imagenet
+from .conftest import imagenet, imagenet_process
 from .servers import FakeKaggle, FileServer
 
 OFFICIAL_DEFAULT = [sample.TRAIN_TAR, sample.VAL_TAR, sample.DEVKIT]
@@ -343,9 +343,6 @@ def test_ctrl_c_stops_cleanly_keeps_the_state_and_exits_130(official_files, chec
     with FileServer(files) as server:
         server.faults.rate = 2 << 20
         command = [
-            sys.executable,
-            "-m",
-            "imagenet_cli",
             "download",
             "--source",
             "official",
@@ -358,14 +355,7 @@ def test_ctrl_c_stops_cleanly_keeps_the_state_and_exits_130(official_files, chec
             "--base-url",
             server.base_url,
         ]
-        process = subprocess.Popen(
-            command,
-            env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
-            preexec_fn=default_sigint,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = imagenet_process(*command)
         deadline = time.monotonic() + 60
         while not (journal.exists() and json.loads(journal.read_text())["done"]) and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -24,7 +24,7 @@ from imagenet_cli.trees import prepare
 from imagenet_cli.trees.resize import Recipe
 
 from .builders import rewrite_ground_truth, set_devkit_line
-from .conftest import SMALL, default_sigint, imagenet
+from .conftest import SMALL, imagenet, imagenet_process
 
 
 def copy_downloads(source_root: Path, root: Path) -> Path:
@@ -391,9 +391,6 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
     markers = tmp_path / "64-lanczos" / ".shards"
     # Lanczos from a full decode: slow enough per image that the run is still going when signalled.
     command = [
-        sys.executable,
-        "-m",
-        "imagenet_cli",
         "prepare",
         "--root",
         str(tmp_path),
@@ -405,15 +402,7 @@ def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path):
         "2",
     ]
     # A session of its own, so the signal goes to the whole group, as a terminal's Ctrl-C does.
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
-        start_new_session=True,
-        preexec_fn=default_sigint,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process = imagenet_process(*command, start_new_session=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and len(list(markers.glob("*-*.json"))) < 2:  # shard markers, not recipe.json
         time.sleep(0.02)

@@ -19,7 +19,7 @@ from imagenet_cli.download import download_sample
 from imagenet_cli.trees import prepare
 from imagenet_cli.trees.resize import Recipe
 
-from .conftest import default_sigint
+from .conftest import imagenet_process
 
 LANCZOS_64 = "64-lanczos"  # the tree --size 64 --filter lanczos makes
 
@@ -44,9 +44,6 @@ def alive(pid: int) -> bool:
 def start_prepare(root: Path) -> subprocess.Popen:
     """A prepare slow enough (Lanczos from a full decode) to be stopped while its 2 workers run."""
     command = [
-        sys.executable,
-        "-m",
-        "imagenet_cli",
         "prepare",
         "--root",
         str(root),
@@ -57,14 +54,7 @@ def start_prepare(root: Path) -> subprocess.Popen:
         "--workers",
         "2",
     ]
-    return subprocess.Popen(
-        command,
-        env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
-        preexec_fn=default_sigint,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    return imagenet_process(*command)
 
 
 def wait_for_workers(process: subprocess.Popen, root: Path) -> set[int]:
@@ -195,16 +185,9 @@ def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path, number):
     options, to the work itself."""
     root = tmp_path / "root"
     download_sample(root, train_per_class=3, val_per_class=2, test_images=0)
-    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(root), "--size", "32", "--redo"]
+    command = ["prepare", "--root", str(root), "--size", "32", "--redo"]
     for delay in (None, 0.08, 0.15, 0.25, 0.4, 0.7):  # None: the moment the handlers are in
-        process = subprocess.Popen(
-            command,
-            env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
-            preexec_fn=default_sigint,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        process = imagenet_process(*command)
         if delay is None:
             wait_for_stop_handlers(process.pid)
         else:
@@ -224,15 +207,8 @@ def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path, number):
 def test_a_signal_the_process_was_started_ignoring_stays_ignored(tmp_path):
     """``nohup imagenet prepare &``: the SIGHUP of a closed terminal must not stop the run."""
     download_sample(tmp_path, train_per_class=3, val_per_class=2, test_images=0)
-    command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--size", "32"]
-    process = subprocess.Popen(
-        command,
-        env={**os.environ, "IMAGENET_NO_PROGRESS": "1"},
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = ["prepare", "--root", str(tmp_path), "--size", "32"]
+    process = imagenet_process(*command, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
     for delay in (0.05, 0.3, 0.6):
         time.sleep(delay)
         if process.poll() is None:
