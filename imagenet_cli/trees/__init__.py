@@ -37,7 +37,7 @@ from ..progress import SILENT, Progress
 from . import cluster
 from .finish import TreeSummary, finish_tree
 from .plan import Plan, make_plan, val_labels_for
-from .resize import FULL, Recipe
+from .resize import Recipe
 from .shards import MARKERS, NEW, Engine, Shard, ShardJob, run_shards, shard_state
 
 log = logging.getLogger(__name__)
@@ -69,14 +69,13 @@ def tree_name(size: str, recipe: Recipe) -> str:
     """``224``, ``full``; every option not at its default is part of the name, so that two recipes
     never claim one folder: ``64-squash``, ``224-png``, ``64-squash-lanczos``, ``224-q95``,
     ``224-noupscale``. Resizing options do not apply to ``full``."""
-    default = Recipe(recipe.sizes)
-    resized = size != FULL
+    applied, default = recipe.applied_to(size), Recipe(recipe.sizes)
     parts = [size]
-    parts += [recipe.mode] if resized and recipe.mode != default.mode else []
-    parts += [recipe.format] if recipe.format != default.format else []
-    parts += [recipe.filter] if resized and recipe.filter != default.filter else []
-    parts += [f"q{recipe.quality}"] if recipe.quality != default.quality else []
-    parts += ["noupscale"] if resized and not recipe.upscale else []
+    parts += [applied.mode] if applied.mode != default.mode else []
+    parts += [applied.format] if applied.format != default.format else []
+    parts += [applied.filter] if applied.filter != default.filter else []
+    parts += [f"q{applied.quality}"] if applied.quality != default.quality else []
+    parts += ["noupscale"] if not applied.upscale else []
     return "-".join(parts)
 
 
@@ -291,10 +290,8 @@ def _splits(splits: Sequence[str] | None) -> tuple[str, ...]:
 def _claim(tree: Path, size: str, recipe: Recipe) -> None:
     """Tie the tree folder to one recipe: different options never mix in one tree. Options that
     do not apply to the size (resizing ones, for ``full``) are claimed at their defaults."""
-    if size == FULL:
-        default = Recipe(recipe.sizes)
-        recipe = dataclasses.replace(recipe, mode=default.mode, filter=default.filter, upscale=default.upscale)
-    wanted = json.loads(json.dumps({k: v for k, v in asdict(recipe).items() if k != "sizes"}))  # plain JSON values
+    applied = recipe.applied_to(size)
+    wanted = json.loads(json.dumps({k: v for k, v in asdict(applied).items() if k != "sizes"}))  # plain JSON values
 
     def conflict(existing: dict[str, Any]) -> str:
         changed = ", ".join(f"{k} {existing.get(k)!r} → {v!r}" for k, v in wanted.items() if existing.get(k) != v)

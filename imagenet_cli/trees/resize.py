@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Sequence
-from dataclasses import KW_ONLY, dataclass
+from dataclasses import KW_ONLY, dataclass, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -82,6 +82,15 @@ class Recipe:
     def of(cls, sizes: Recipe | Sequence[str]) -> Recipe:
         """A recipe as given, or the default recipe at ``sizes``."""
         return sizes if isinstance(sizes, Recipe) else cls(tuple(sizes))
+
+    def applied_to(self, size: str) -> Recipe:
+        """The recipe as it applies to one size: ``full`` is not resized, so its resizing options
+        (mode, filter, upscale) are the defaults whatever was asked. A tree's name and claim are
+        made from this, so asking ``full`` for another filter finds the same tree."""
+        if size != FULL:
+            return self
+        default = Recipe(self.sizes)
+        return replace(self, mode=default.mode, filter=default.filter, upscale=default.upscale)
 
     def output_name(self, name: str) -> str:
         """``n01440764_10026.JPEG`` keeps its name as JPEG; other formats change the extension."""
