@@ -31,7 +31,7 @@ from ..progress import SILENT, Progress
 from ..selection import rank
 from ..workers import ordered_map, thread_pool
 from .formats import ExportFormat, writer_for
-from .record import RECORD, ExportRecord, ShardRecord
+from .record import RECORD, ExportRecord, ShardRecord, samples_per_split
 
 log = logging.getLogger(__name__)
 
@@ -71,10 +71,7 @@ class ExportResult:
 
     @property
     def samples(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for shard in self.shards:
-            counts[shard.split] = counts.get(shard.split, 0) + shard.samples
-        return counts
+        return samples_per_split(self.shards)
 
 
 @dataclass

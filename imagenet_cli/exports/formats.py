@@ -1,9 +1,10 @@
-"""The export formats: each one :class:`Writer`, registered in one table keyed by :class:`ExportFormat`.
+"""The export formats: each one :class:`Writer`, a module named as its :class:`ExportFormat`.
 
 ``export`` writes through the writer, and ``verify`` and ``info`` ask the writer what its files
 are and how many samples one holds; nothing else knows a format by name. A format is a module of
 this package whose top-level names satisfy the protocol; it is imported only when it is used, so
-its extra (pyarrow, numpy) is needed only then. A new format is a module and a row below.
+its extra (pyarrow, numpy) is needed only then. A new format is a module, a member of the enum
+and an entry in the tuple mypy checks below.
 """
 
 from __future__ import annotations
@@ -45,16 +46,11 @@ class Writer(Protocol):
         """(kind, where, detail) of each way the format's own files disagree with the record."""
 
 
-_MODULES = {
-    ExportFormat.webdataset: "webdataset",
-    ExportFormat.parquet: "parquet",
-    ExportFormat.downsampled: "downsampled",
-}
-
 if TYPE_CHECKING:  # mypy holds each module to the protocol; at run time they load on first use
     _WRITERS: tuple[Writer, ...] = (webdataset, parquet, downsampled)
 
 
 def writer_for(name: str) -> Writer:
-    """The writer of the format ``name`` (an :class:`ExportFormat` or its value), loaded now."""
-    return cast(Writer, importlib.import_module(f"{__package__}.{_MODULES[ExportFormat(name)]}"))
+    """The writer of the format ``name`` (an :class:`ExportFormat` or its value): the module of
+    this package named as the format, loaded now."""
+    return cast(Writer, importlib.import_module(f"{__package__}.{ExportFormat(name).value}"))

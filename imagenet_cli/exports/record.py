@@ -8,6 +8,7 @@ numbered is schema 1.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,13 @@ class ShardRecord:
     xxh3_64: str
 
 
+def samples_per_split(shards: Iterable[ShardRecord]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for shard in shards:
+        counts[shard.split] = counts.get(shard.split, 0) + shard.samples
+    return counts
+
+
 @dataclass(frozen=True)
 class ExportRecord:
     options: dict[str, Any]  # the export's checked options, "format" among them
@@ -40,11 +48,7 @@ class ExportRecord:
         return str(self.options["format"])
 
     def samples(self) -> dict[str, int]:
-        """Samples per split."""
-        counts: dict[str, int] = {}
-        for shard in self.shards:
-            counts[shard.split] = counts.get(shard.split, 0) + shard.samples
-        return counts
+        return samples_per_split(self.shards)
 
     def bytes(self) -> int:
         return sum(shard.bytes for shard in self.shards)
