@@ -23,6 +23,7 @@ or drawn from the seeded RNG.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import io
 import random
@@ -32,7 +33,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, NamedTuple, TypeVar
 
 from .. import catalogue
 from ..archives import (
@@ -63,21 +64,29 @@ LAYOUTS = tuple(Layout)
 OFFICIAL_FILES = (TRAIN_TAR, VAL_TAR, TEST_TAR, DEVKIT)
 
 
-def _known_bad(problem: str, split: str) -> str:
-    """The first file of ``split`` the catalogue's table of known bad images names for ``problem``:
-    the sample carries it under its real name, so repairs are tested on the real names."""
-    return next(b.file for b in catalogue.known_bad_images() if b.problem == problem and b.split == split)
+class Quirks(NamedTuple):
+    """The real quirk files the sample carries under their real names, so that repairs are tested
+    on the real names: the first of each kind in the catalogue's table of known bad images."""
+
+    png_train: tuple[str, int]  # (wnid, number): n02105855_2933.JPEG is a PNG
+    cmyk_train: tuple[str, int]  # n01739381_1309.JPEG is CMYK
+    cmyk_val: int  # ILSVRC2012_val_00019877.JPEG is CMYK (class n13133613)
 
 
-def _train_file(name: str) -> tuple[str, int]:
-    wnid, number = name.removesuffix(".JPEG").split("_")
-    return wnid, int(number)
+@functools.cache
+def quirks() -> Quirks:
+    """Read when a sample is planned, not when the CLI starts (``imagenet --help`` reads no file)."""
 
+    def first(problem: str, split: str) -> str:
+        return next(b.file for b in catalogue.known_bad_images() if b.problem == problem and b.split == split)
 
-# The real quirk files, by name (and so by class).
-PNG_TRAIN_FILE = _train_file(_known_bad("png", "train"))  # n02105855_2933.JPEG is a PNG
-CMYK_TRAIN_FILE = _train_file(_known_bad("cmyk", "train"))  # n01739381_1309.JPEG is CMYK
-CMYK_VAL_NUMBER = catalogue.val_number(_known_bad("cmyk", "val"))  # ILSVRC2012_val_00019877.JPEG (n13133613)
+    def train_file(name: str) -> tuple[str, int]:
+        wnid, number = name.removesuffix(".JPEG").split("_")
+        return wnid, int(number)
+
+    png, cmyk = train_file(first("png", "train")), train_file(first("cmyk", "train"))
+    return Quirks(png, cmyk, catalogue.val_number(first("cmyk", "val")))
+
 
 ARCHIVE_MTIME = 1_336_608_000  # 2012-05-10: every member gets it, so archives are reproducible
 ZIP_DATE = (2019, 4, 1, 0, 0, 0)
@@ -88,7 +97,8 @@ COMMON_SIZES = [(500, 375)] * 6 + [(375, 500)] * 2 + [(500, 333), (500, 500), (4
 
 def default_classes() -> tuple[str, ...]:
     """Imagenette's 10 classes plus the classes of the real quirk files, sorted."""
-    quirk_classes = {PNG_TRAIN_FILE[0], CMYK_TRAIN_FILE[0], catalogue.val_labels()[CMYK_VAL_NUMBER - 1]}
+    known = quirks()
+    quirk_classes = {known.png_train[0], known.cmyk_train[0], catalogue.val_labels()[known.cmyk_val - 1]}
     return tuple(sorted(set(catalogue.named_subset("imagenette")) | quirk_classes))
 
 
@@ -144,7 +154,7 @@ def _spec(name: str, encoding: str, rng: random.Random, options: SampleOptions) 
 
 
 def _plan_train(wnid: str, options: SampleOptions, rng: random.Random) -> Iterator[SampleImage]:
-    real_quirks = {PNG_TRAIN_FILE: PNG, CMYK_TRAIN_FILE: CMYK}
+    real_quirks = {quirks().png_train: PNG, quirks().cmyk_train: CMYK}
     forced = {number: encoding for (quirk_wnid, number), encoding in real_quirks.items() if quirk_wnid == wnid}
     # Real numbers are unpadded and sparse (n01440764_10026, n09399592_115824).
     numbers = list(forced)[: options.train_per_class]
@@ -158,11 +168,12 @@ def _plan_train(wnid: str, options: SampleOptions, rng: random.Random) -> Iterat
 def _plan_val(wnid: str, options: SampleOptions, rng: random.Random) -> Iterator[SampleImage]:
     labels = catalogue.val_labels()
     mine = [k for k in range(1, catalogue.NUM_VAL_IMAGES + 1) if labels[k - 1] == wnid]
-    chosen = [k for k in mine if k == CMYK_VAL_NUMBER][: options.val_per_class]
+    cmyk = quirks().cmyk_val
+    chosen = [k for k in mine if k == cmyk][: options.val_per_class]
     chosen += rng.sample([k for k in mine if k not in chosen], options.val_per_class - len(chosen))
     for number in sorted(chosen):
         name = catalogue.val_file_name(number)
-        encoding = CMYK if number == CMYK_VAL_NUMBER else RGB
+        encoding = CMYK if number == cmyk else RGB
         yield SampleImage("val", wnid, name, _spec(name, encoding, rng, options))
 
 
