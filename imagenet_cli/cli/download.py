@@ -28,6 +28,7 @@ Examples:
   imagenet download --source official --files ILSVRC2012_img_val.tar,ILSVRC2012_devkit_t12.tar.gz
   imagenet download --source official --base-url https://mirror.example.org/imagenet/ --dry-run
   imagenet download --source official --cookies cookies.txt --connections 8
+  imagenet download --source official --header 'Authorization: Bearer TOKEN' --trust-host cdn.example.org
   imagenet download --source sample                   a miniature ImageNet, offline, in seconds
   imagenet download --source sample --layout kaggle --classes imagewoof --per-class 20
 """

@@ -22,6 +22,7 @@ Examples:
   imagenet prepare --size 224 --from /data/ILSVRC    an already extracted Kaggle tree
   imagenet prepare --size 224 --dask tcp://head:8786 on a Dask cluster (paths shared by all)
   imagenet prepare --size 224 --redo --splits val    make val again, keep train
+  imagenet prepare --size 224 --trust-input-labels   sort val by the devkit where it differs from ours
 """
 
 
