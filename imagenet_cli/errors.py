@@ -8,7 +8,10 @@ do next, in one table.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from enum import IntEnum
+from pathlib import Path
+from typing import NoReturn
 
 
 class ExitStatus(IntEnum):
@@ -34,8 +37,28 @@ def without_queries(text: str) -> str:
     return _URL_QUERY.sub(r"\1", text)
 
 
+# A message names a parameter of the caller as ``{parameter}``: a Python caller reads the
+# parameter's name, the CLI the option a user types for it (cli/errors.py spells them).
+_PARAMETER = re.compile(r"\{([a-z][a-z_]*)\}")
+
+
+def spell_parameters(text: str, spell: Callable[[str], str]) -> str:
+    return _PARAMETER.sub(lambda match: spell(match.group(1)), text)
+
+
+def _as_named(parameter: str) -> str:
+    return parameter
+
+
 class ImagenetError(Exception):
     """Base of every error the library raises on purpose."""
+
+    def spelled(self, spell: Callable[[str], str] = _as_named) -> str:
+        """The message, each ``{parameter}`` it names spelled by ``spell``."""
+        return spell_parameters(super().__str__(), spell)
+
+    def __str__(self) -> str:
+        return self.spelled()
 
 
 class InvalidArgumentError(ImagenetError):
@@ -54,8 +77,9 @@ class InvalidArgumentError(ImagenetError):
     def detail(self) -> str:
         return str(self.args[0]) if self.args else ""
 
-    def __str__(self) -> str:
-        return f"{self.parameter} {self.detail}" if self.parameter else self.detail
+    def spelled(self, spell: Callable[[str], str] = _as_named) -> str:
+        detail = spell_parameters(self.detail, spell)
+        return f"{spell(self.parameter)} {detail}" if self.parameter else detail
 
 
 class UnknownClassError(InvalidArgumentError):
@@ -87,6 +111,11 @@ class DamagedTreeError(ImagenetError):
 
 class ArchiveError(ImagenetError):
     """An archive is unreadable, truncated, or holds something it must not."""
+
+
+def no_record(path: Path) -> NoReturn:
+    """For a caller that needs a record we write (``tree.json``, ``NAME.record.json``) and finds none."""
+    raise ArchiveError(f"{path} does not exist")
 
 
 class LabelConflictError(ArchiveError):

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .download.transfer import Journal, Plan, Remote
 from .exports import CLAIM as EXPORT_CLAIM
 from .exports.record import RECORD as EXPORT_RECORD
 from .exports.record import ExportRecord
 from .layout import EXPORTS, SPLITS, Root, SplitCount, count_split, free_bytes
-from .manifest import has_manifest, read_manifest, read_tree_info
+from .manifest import MadeBy, has_manifest, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
 
 
@@ -35,7 +34,7 @@ class TreeState:
     name: str
     path: Path
     splits: dict[str, SplitCount]
-    made_by: dict[str, Any] | None = None  # from tree.json, for trees this tool wrote
+    made_by: MadeBy | None = None  # from tree.json, for trees this tool wrote
 
     @property
     def images(self) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
@@ -40,9 +40,6 @@ class InputFile:
         if self.xxh3_64 and other.xxh3_64:
             return self.xxh3_64 == other.xxh3_64
         return self.mtime_ns == other.mtime_ns
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> InputFile:
@@ -73,9 +70,9 @@ def changed_since(recorded: InputFile, tree: Path) -> InputFile | None:
     return None if recorded.same_content(now) else now
 
 
-def changed_names(recorded: list[dict[str, Any]], current: Iterable[InputFile]) -> list[str]:
-    """The inputs that are not what was recorded (``InputFile.as_dict()`` each): changed, new, or gone."""
-    before = {i["name"]: InputFile.from_dict(i) for i in recorded}
+def changed_names(recorded: Iterable[InputFile], current: Iterable[InputFile]) -> list[str]:
+    """The inputs that are not what was recorded: changed, new, or gone."""
+    before = {i.name: i for i in recorded}
     now = list(current)
     names = [i.name for i in now if i.name not in before or not before[i.name].same_content(i)]
     return names + [name for name in before if name not in {i.name for i in now}]

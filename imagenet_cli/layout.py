@@ -55,7 +55,7 @@ class Root:
         trees = self.trees()
         if not trees:
             raise MissingInputError(
-                f"no prepared tree under {self.path}: run `imagenet prepare` first, or pass --from TREE"
+                f"no prepared tree under {self.path}: prepare one first, or name one with {{source}}"
             )
         if len(trees) == 1:
             return trees[0]
@@ -63,7 +63,7 @@ class Root:
             return default
         names = ", ".join(t.name for t in trees)
         raise InvalidArgumentError(
-            f"{self.path} holds several prepared trees ({names}) and no {DEFAULT_TREE}/; pick one with --from"
+            f"{self.path} holds several prepared trees ({names}) and no {DEFAULT_TREE}/; name one with {{source}}"
         )
 
     def is_data_root(self) -> bool:

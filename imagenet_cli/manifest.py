@@ -19,18 +19,20 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from itertools import groupby
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 from . import atomic
-from .errors import ArchiveError
+from .errors import ArchiveError, no_record
+from .inputs import InputFile
 
 MANIFEST = "manifest.tsv"
 LABELLED_SPLITS = ("train", "val")  # each has a label file, TREE/<split>.txt
 OWN_INDEX_SUFFIX = "_subset_index"  # a subset's own 0..k-1 labels: TREE/<split>_subset_index.txt
 TREE_INFO = "tree.json"
+TREE_INFO_SCHEMA = 2  # 1: before 0.1.0, made_by a flat dict
 FORMAT = 1
 HEADER = f"# imagenet-manifest {FORMAT}\tpath\tbytes\txxh3_64\twnid\n"
 
@@ -65,19 +67,101 @@ class Failure:
         return "/".join(part for part in (self.split, self.wnid, self.name) if part)
 
 
-@dataclass
-class TreeInfo:
-    made_by: dict[str, Any]  # the command and options that wrote the tree
-    splits: dict[str, dict[str, int]] = field(default_factory=dict)  # {"train": {"images": n, "classes": k}}
-    failures: list[Failure] = field(default_factory=list)
-    inputs: dict[str, list[dict[str, Any]]] = field(
-        default_factory=dict
-    )  # per split: what it was made from (inputs.InputFile)
-    format: int = FORMAT
-    created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+@dataclass(frozen=True)
+class Prepared:
+    """How ``prepare`` made a tree: what it read and the recipe of this size."""
 
-    def __post_init__(self) -> None:
-        self.failures = [f if isinstance(f, Failure) else Failure(**f) for f in self.failures]
+    inputs_described: str  # what was read, in words: "the official archives", "an extracted Kaggle tree"
+    val_labels: str  # where the val labels came from, in words
+    size: str  # "224", … or "full"
+    mode: str  # the recipe's fields (see trees.resize.Recipe), as words
+    quality: int
+    format: str
+    filter: str
+    upscale: bool
+    repaired: dict[str, int]  # what was wrong -> how many images were repaired
+    command: ClassVar[str] = "prepare"
+
+
+@dataclass(frozen=True)
+class CutFrom:
+    """How ``subset`` made a tree: the tree its files link into, and subset()'s arguments."""
+
+    tree: str  # relative to the root when inside it, else absolute
+    arguments: dict[str, Any]  # JSON values, seed among them
+    command: ClassVar[str] = "subset"
+
+
+MadeBy = Prepared | CutFrom
+
+
+def made_by_to_dict(made_by: MadeBy | None) -> dict[str, Any] | None:
+    return None if made_by is None else {"command": made_by.command, **asdict(made_by)}
+
+
+def _made_by_from_dict(data: dict[str, Any] | None, schema: int) -> MadeBy | None:
+    """Schema 1 (before 0.1.0) kept a flat dict whose ``source`` was words for ``prepare`` and a
+    path for ``subset``; schema 2 names each and nests a subset's arguments."""
+    data = dict(data or {})
+    command = data.pop("command", None)
+    if command == Prepared.command:
+        if schema == 1:
+            data["inputs_described"] = data.pop("source")
+        known = {f.name for f in fields(Prepared)}
+        return Prepared(**{k: v for k, v in data.items() if k in known})
+    if command == CutFrom.command:
+        if schema == 1:
+            tree = data.pop("source")
+            return CutFrom(tree, data)
+        return CutFrom(data["tree"], data["arguments"])
+    return None  # a tree made by something else: nothing is known of how
+
+
+@dataclass(frozen=True)
+class TreeInfo:
+    """``tree.json``: how a tree was made, what it holds, and what each split was made from."""
+
+    made_by: MadeBy | None  # None: a tree this tool did not make
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)  # {"train": {"images": n, "classes": k}}
+    failures: tuple[Failure, ...] = ()
+    inputs: dict[str, tuple[InputFile, ...]] = field(default_factory=dict)  # per split
+    format: int = FORMAT  # of the manifest beside it
+    created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    schema: int = TREE_INFO_SCHEMA
+
+    def to_json(self) -> str:
+        data = {
+            "schema": self.schema,
+            "format": self.format,
+            "made_by": made_by_to_dict(self.made_by),
+            "splits": self.splits,
+            "failures": [asdict(f) for f in self.failures],
+            "inputs": {split: [asdict(i) for i in files] for split, files in self.inputs.items()},
+            "created_at": self.created_at,
+        }
+        return json.dumps(data, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: Path) -> TreeInfo:
+        try:
+            data = json.loads(text)
+            schema = int(data.get("schema", 1))
+            return cls(
+                made_by=_made_by_from_dict(data.get("made_by"), schema),
+                splits=data.get("splits", {}),
+                failures=tuple(Failure(**f) for f in data.get("failures", [])),
+                inputs={s: tuple(InputFile.from_dict(i) for i in files) for s, files in data.get("inputs", {}).items()},
+                format=data.get("format", FORMAT),
+                created_at=data.get("created_at", ""),
+                schema=schema,
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise ArchiveError(f"{where} is not a tree record ({type(error).__name__}: {error})") from None
+
+    @classmethod
+    def read(cls, tree: Path) -> TreeInfo:
+        """``tree``'s record; raises :class:`~imagenet_cli.errors.ArchiveError` when it has none."""
+        return read_tree_info(tree) or no_record(tree / TREE_INFO)
 
 
 def write_manifest(tree: Path, entries: Iterable[Entry]) -> int:
@@ -153,15 +237,16 @@ def manifest_by_directory(tree: Path) -> Iterator[tuple[str, dict[str, Entry]]]:
 
 
 def write_tree_info(tree: Path, info: TreeInfo) -> None:
-    atomic.write_text(tree / TREE_INFO, json.dumps(asdict(info), indent=2) + "\n")
+    atomic.write_text(tree / TREE_INFO, info.to_json())
 
 
 def read_tree_info(tree: Path) -> TreeInfo | None:
+    """``tree``'s record, or None when it has none."""
     path = tree / TREE_INFO
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise ArchiveError(f"cannot read {path}: {error}") from error
-    return TreeInfo(**{k: v for k, v in data.items() if k in TreeInfo.__dataclass_fields__})
+    return TreeInfo.from_json(text, path)

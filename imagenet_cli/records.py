@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from . import atomic
-from .errors import ArchiveError
+from .errors import ArchiveError, no_record
 
 RECORD_SUFFIX = ".record.json"
+SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class DownloadRecord:
     etag: str | None = None
     last_modified: str | None = None
     details: dict[str, Any] = field(default_factory=dict)  # source-specific, e.g. the sample's parameters
+    schema: int = SCHEMA
 
     def matches(self, path: Path) -> bool:
         """True when the file still has the size and mtime it had when it was recorded."""
@@ -42,6 +44,25 @@ class DownloadRecord:
         except FileNotFoundError:
             return False
         return stat.st_size == self.size and stat.st_mtime_ns == self.mtime_ns
+
+    def to_json(self) -> str:
+        fields = {k: v for k, v in dataclasses.asdict(self).items() if k != "schema"}
+        return json.dumps({"schema": self.schema, **fields}, indent=2) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, where: Path) -> DownloadRecord:
+        """Fields a later version added are ignored; a record without ``schema`` is schema 1."""
+        try:
+            data = json.loads(text)
+            known = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (ValueError, TypeError, AttributeError) as error:
+            raise ArchiveError(f"{where} is not a download record ({type(error).__name__}: {error})") from None
+
+    @classmethod
+    def read(cls, archive: Path) -> DownloadRecord:
+        """``archive``'s record; raises :class:`~imagenet_cli.errors.ArchiveError` when it has none."""
+        return read_record(archive) or no_record(record_path(archive))
 
 
 def record_path(archive: Path) -> Path:
@@ -64,14 +85,14 @@ def write_record(
         recorded_at=_now(),
         **extra,
     )
-    atomic.write_text(record_path(archive), json.dumps(dataclasses.asdict(record), indent=2) + "\n")
+    atomic.write_text(record_path(archive), record.to_json())
     return record
 
 
 def refresh_record(archive: Path, record: DownloadRecord) -> DownloadRecord:
     """The same record, re-stamped with the file's current mtime after its content was re-checked."""
     fresh = dataclasses.replace(record, mtime_ns=archive.stat().st_mtime_ns, recorded_at=_now())
-    atomic.write_text(record_path(archive), json.dumps(dataclasses.asdict(fresh), indent=2) + "\n")
+    atomic.write_text(record_path(archive), fresh.to_json())
     return fresh
 
 
@@ -80,15 +101,15 @@ def _now() -> str:
 
 
 def read_record(archive: Path) -> DownloadRecord | None:
+    """``archive``'s record, or None when it has none."""
     path = record_path(archive)
     try:
-        data = json.loads(path.read_text("utf-8"))
+        text = path.read_text("utf-8")
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as error:
+    except OSError as error:
         raise ArchiveError(f"cannot read the record {path}: {error}") from error
-    known = {f.name for f in dataclasses.fields(DownloadRecord)}
-    return DownloadRecord(**{k: v for k, v in data.items() if k in known})
+    return DownloadRecord.from_json(text, path)
 
 
 # Files beside the archives that are not archives: partial downloads, their journals, bytes kept

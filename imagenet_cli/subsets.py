@@ -178,7 +178,7 @@ def _check_options(
     per_class: int | None, fraction: float | None, images: str | None, val_per_class: int | None, link: str
 ) -> None:
     if sum(x is not None for x in (per_class, fraction, images)) > 1:
-        raise InvalidArgumentError("choose one of --per-class, --fraction and --images")
+        raise InvalidArgumentError("choose one of {per_class}, {fraction} and {images}")
     if per_class is not None and per_class < 1:
         raise InvalidArgumentError("must be at least 1", "per_class")
     if fraction is not None and not 0 < fraction <= 1:
@@ -311,12 +311,12 @@ class _Selection:
             listed = ", ".join(f"{w} ({n})" for w, n in sorted(self.short.items())[:5])
             raise MissingInputError(
                 f"{len(self.short)} classes have fewer than {self.per_class} train images: {listed} "
-                "(--allow-short takes them as they are)"
+                "({allow_short} takes them as they are)"
             )
         if self.missing:
             raise MissingInputError(
                 f"the tree lacks {len(self.missing):,} files of the list, e.g. {', '.join(self.missing[:3])} "
-                "(--allow-short makes the subset without them)"
+                "({allow_short} makes the subset without them)"
             )
 
 
@@ -415,7 +415,7 @@ class _Placer:
                 if error.errno == errno.EXDEV:
                     raise InvalidArgumentError(
                         f"{source} and {self.destination} are on different filesystems: hard links cannot cross "
-                        "them (use --link symlink or --link copy)"
+                        "them (choose symlink or copy for {link})"
                     ) from None
                 raise
         else:
@@ -437,7 +437,7 @@ def _write_descriptions(staging: Path, selection: _Selection, record: SubsetReco
     atomic.write_text(staging / "classes.txt", "".join(f"{i}\t{c.wnid}\t{c.name}\t{c.index}\n" for i, c in rows))
     atomic.write_text(staging / class_files.CLASS_MAP, class_files.class_file("synsets"))  # the 1000-class index
     info = manifest.TreeInfo(
-        made_by={"command": "subset", **record.arguments, "source": record.source},
+        made_by=manifest.CutFrom(record.source, record.arguments),
         splits={s: {"images": n, "classes": len(record.classes)} for s, n in selection.counts.items() if n},
     )
     manifest.write_tree_info(staging, info)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import pytest
 from typer.testing import CliRunner, Result
@@ -46,25 +46,37 @@ def cli() -> Callable[..., Result]:
 
 
 # Small but complete: every default class, so every real quirk file is present.
-SMALL = {"train_per_class": 3, "val_per_class": 2, "test_images": 3}
+class SampleSize(TypedDict):
+    """How many images download_sample() makes, for tests that pass the same counts around."""
+
+    train_per_class: int
+    val_per_class: int
+    test_images: int
+
+
+class SampleChoice(SampleSize):
+    classes: list[str]
+
+
+SMALL: SampleSize = {"train_per_class": 3, "val_per_class": 2, "test_images": 3}
 
 
 @pytest.fixture(scope="session")
-def official_root(tmp_path_factory) -> Path:
+def official_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("official")
     download_sample(root, layout="official", **SMALL)
     return root
 
 
 @pytest.fixture(scope="session")
-def kaggle_root(tmp_path_factory) -> Path:
+def kaggle_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("kaggle")
     download_sample(root, layout="kaggle", **SMALL)
     return root
 
 
 @pytest.fixture(scope="session")
-def kaggle2019_root(tmp_path_factory) -> Path:
+def kaggle2019_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The older Kaggle bundle: a zip holding one imagenet_object_localization_patched2019.tar.gz."""
     root = tmp_path_factory.mktemp("kaggle2019")
     download_sample(root, layout="kaggle-2019", **SMALL)

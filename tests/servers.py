@@ -16,13 +16,14 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Self
 from urllib.parse import parse_qs, urlsplit
 
 _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
 
 class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:
+    def handle_error(self, request: object, client_address: object) -> None:
         pass  # clients hanging up mid-body is what these tests do on purpose
 
 
@@ -31,7 +32,7 @@ class Faults:
     cut_at: int | None = None  # close the connection after sending this many body bytes…
     cuts_left: int = 0  # …this many times
     ignore_range: bool = False  # answer 200 with the whole body to every request
-    queued: list[tuple[int, dict]] = field(default_factory=list)  # next responses: (status, headers)
+    queued: list[tuple[int, dict[str, str]]] = field(default_factory=list)  # next responses: (status, headers)
     rate: float | None = None  # bytes per second per connection
     expire_after: float | None = None  # signed URLs older than this many seconds get 403
     no_validators: bool = False  # send neither ETag nor Last-Modified
@@ -53,18 +54,18 @@ class FileServer:
 
     # -- life cycle
 
-    def __enter__(self) -> FileServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
 
     @property
     def base_url(self) -> str:
         host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}{self.prefix}"
+        return f"http://{host!s}:{port}{self.prefix}"
 
     def url(self, name: str) -> str:
         return self.base_url + name
@@ -80,11 +81,11 @@ class FileServer:
             self.files[name] = data
             self.etags[name] = f'"{hashlib.md5(data).hexdigest()[:16]}-2"'
 
-    def queue(self, *responses: tuple[int, dict]) -> None:
+    def queue(self, *responses: tuple[int, dict[str, str]]) -> None:
         with self.lock:
             self.faults.queued.extend(responses)
 
-    def _next_queued(self) -> tuple[int, dict] | None:
+    def _next_queued(self) -> tuple[int, dict[str, str]] | None:
         with self.lock:
             return self.faults.queued.pop(0) if self.faults.queued else None
 
@@ -124,13 +125,13 @@ class FileServer:
 
     # -- serving
 
-    def _handler(self):
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def log_message(self, *args) -> None:
+            def log_message(self, *args: object) -> None:
                 pass
 
             def do_POST(self) -> None:
@@ -274,7 +275,9 @@ class FakeKaggle(FileServer):
         return True
 
     @staticmethod
-    def _json(handler: BaseHTTPRequestHandler, status: int, payload: dict, headers: dict | None = None) -> None:
+    def _json(
+        handler: BaseHTTPRequestHandler, status: int, payload: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         data = json.dumps(payload).encode()
         handler.send_response(status)
         handler.send_header("Content-Type", "application/json")

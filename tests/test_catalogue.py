@@ -15,7 +15,7 @@ from imagenet_cli.errors import InvalidArgumentError, UnknownClassError
 from imagenet_cli.sample import devkit_ground_truth
 
 
-def test_sorted_order_is_torchvision_order():
+def test_sorted_order_is_torchvision_order() -> None:
     classes = catalogue.classes()
     assert len(classes) == 1000
     assert [c.index for c in classes] == list(range(1000))
@@ -24,7 +24,7 @@ def test_sorted_order_is_torchvision_order():
     assert classes[999].wnid == "n15075141"
 
 
-def test_devkit_order():
+def test_devkit_order() -> None:
     assert catalogue.by_devkit_id(1).wnid == "n02119789"  # kit fox
     assert catalogue.by_devkit_id(1).short_name == "kit_fox"
     assert catalogue.by_wnid("n01440764").devkit_id == 449
@@ -40,42 +40,42 @@ def test_devkit_order():
         (50000, "n02437616", "llama"),
     ],
 )
-def test_val_labels(number, wnid, name):
+def test_val_labels(number: int, wnid: str, name: str) -> None:
     found = catalogue.val_class(catalogue.val_file_name(number))
     assert (found.wnid, found.name) == (wnid, name)
 
 
-def test_fifty_val_images_per_class():
+def test_fifty_val_images_per_class() -> None:
     counts = collections.Counter(catalogue.val_labels())
     assert len(counts) == 1000 and set(counts.values()) == {50}
 
 
-def test_devkit_ground_truth_matches_the_real_file():
+def test_devkit_ground_truth_matches_the_real_file() -> None:
     lines = devkit_ground_truth().splitlines()
     assert len(lines) == 50000
     assert lines[:6] == ["490", "361", "171", "822", "297", "482"]
     assert lines[-1] == "186"
 
 
-def test_duplicate_short_names():
+def test_duplicate_short_names() -> None:
     assert [c.wnid for c in catalogue.search("crane")] == ["n02012849", "n03126707"]
     assert [c.wnid for c in catalogue.search("maillot")] == ["n03710637", "n03710721"]
 
 
-def test_search_falls_back_to_parts_of_words():
+def test_search_falls_back_to_parts_of_words() -> None:
     assert {c.name for c in catalogue.search("retriev")} >= {"golden retriever", "Labrador retriever"}
     assert catalogue.search("no-such-thing-anywhere") == []
 
 
 @given(st.integers(0, 999))
-def test_every_key_maps_to_the_same_class(index):
+def test_every_key_maps_to_the_same_class(index: int) -> None:
     c = catalogue.by_index(index)
     assert catalogue.lookup(c.wnid) == catalogue.lookup(index) == catalogue.lookup(str(index)) == c
     assert catalogue.by_devkit_id(c.devkit_id) == c
 
 
 @given(st.integers(1, 50000))
-def test_val_file_names_round_trip(number):
+def test_val_file_names_round_trip(number: int) -> None:
     name = catalogue.val_file_name(number)
     assert catalogue.val_number(name) == number
     assert catalogue.val_number(name.removesuffix(".JPEG")) == number
@@ -83,17 +83,17 @@ def test_val_file_names_round_trip(number):
 
 
 @pytest.mark.parametrize("bad", ["n00000000", "1000", "-1", "ILSVRC2012_val_00050001.JPEG", "kitten"])
-def test_unknown_keys_are_errors(bad):
+def test_unknown_keys_are_errors(bad: str) -> None:
     with pytest.raises(InvalidArgumentError):
         catalogue.lookup(bad)
 
 
-def test_devkit_id_out_of_range():
+def test_devkit_id_out_of_range() -> None:
     with pytest.raises(UnknownClassError):
         catalogue.by_devkit_id(1001)
 
 
-def test_resolve_classes_mixes_wnids_names_and_lists():
+def test_resolve_classes_mixes_wnids_names_and_lists() -> None:
     resolved = catalogue.resolve_classes(["imagenette", "goldfish", "n01440764", "0"])
     assert resolved[:10] == catalogue.named_subset("imagenette")
     assert resolved[10:] == ("n01443537",)  # tench is already in imagenette: no repeats
@@ -101,14 +101,14 @@ def test_resolve_classes_mixes_wnids_names_and_lists():
         catalogue.resolve_classes(["crane"])
 
 
-def test_known_bad_images():
+def test_known_bad_images() -> None:
     bad = catalogue.known_bad_images()
     assert collections.Counter(b.problem for b in bad) == {"png": 1, "cmyk": 23}
     assert ("n02105855_2933.JPEG", "png") in {(b.file, b.problem) for b in bad}
     assert {b.file for b in bad if b.split == "val"} == {"ILSVRC2012_val_00019877.JPEG"}
 
 
-def test_official_archives():
+def test_official_archives() -> None:
     archives = catalogue.official_archives()
     train = archives["ILSVRC2012_img_train.tar"]
     assert (train.size, train.md5) == (147_897_477_120, "1d675b47d978889d74fa0da5fadfb00e")
@@ -117,7 +117,7 @@ def test_official_archives():
     assert all(a.size is None or a.size % 10240 == 0 for a in archives.values() if a.name.endswith(".tar"))
 
 
-def test_named_subsets():
+def test_named_subsets() -> None:
     assert len(catalogue.named_subset("imagenette")) == 10
     assert len(catalogue.named_subset("imagewoof")) == 10
     assert len(set(catalogue.named_subset("imagenet100"))) == 100
@@ -127,14 +127,14 @@ def test_named_subsets():
 
 
 @pytest.mark.parametrize(("name", "count"), [("1percent", 12811), ("10percent", 128116)])
-def test_label_fractions(name, count):
+def test_label_fractions(name: str, count: int) -> None:
     files = list(catalogue.label_fraction(name))
     assert len(files) == len(set(files)) == count
     assert {f.split("_")[0] for f in files} == set(catalogue.wnids())
     assert all(f.endswith(".JPEG") for f in files)
 
 
-def test_class_files():
+def test_class_files() -> None:
     synsets = class_file("synsets").splitlines()
     assert synsets == list(catalogue.wnids())
     loc = class_file("loc").splitlines()

@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +20,7 @@ from .conftest import default_sigint, imagenet
 from .docs import command_names
 
 
-def test_help_lists_every_command_with_a_summary():
+def test_help_lists_every_command_with_a_summary() -> None:
     result = imagenet("--help")
     assert result.exit_code == 0
     assert command_names() == ["download", "verify", "prepare", "subset", "export", "show", "info", "classes"]
@@ -28,7 +30,7 @@ def test_help_lists_every_command_with_a_summary():
 
 
 @pytest.mark.parametrize("name", ["download", "verify", "prepare", "subset", "export", "show", "info", "classes"])
-def test_every_command_help_has_examples(name):
+def test_every_command_help_has_examples(name: str) -> None:
     result = imagenet(name, "--help")
     assert result.exit_code == 0
     examples = result.output.split("Examples:", 1)[1]
@@ -38,19 +40,19 @@ def test_every_command_help_has_examples(name):
             assert option in result.output
 
 
-def test_version():
+def test_version() -> None:
     from imagenet_cli import __version__
 
     result = imagenet("--version")
     assert result.exit_code == 0 and result.stdout == f"imagenet {__version__}\n"
 
 
-def test_no_arguments_shows_help():
+def test_no_arguments_shows_help() -> None:
     result = imagenet()
     assert "Usage: imagenet" in result.output
 
 
-def test_startup_imports_no_heavy_library():
+def test_startup_imports_no_heavy_library() -> None:
     code = (
         "import sys, imagenet_cli.cli.app\n"
         "print(sorted(m for m in ('PIL', 'httpx', 'kaggle', 'tqdm') if m in sys.modules))"
@@ -59,7 +61,7 @@ def test_startup_imports_no_heavy_library():
     assert out.strip() == "[]"
 
 
-def test_python_dash_m_runs_the_same_program():
+def test_python_dash_m_runs_the_same_program() -> None:
     completed = subprocess.run([sys.executable, "-m", "imagenet_cli", "classes", "0"], capture_output=True, text=True)
     assert completed.returncode == 0 and "n01440764" in completed.stdout
 
@@ -67,7 +69,7 @@ def test_python_dash_m_runs_the_same_program():
 # --- classes ---------------------------------------------------------------------------------
 
 
-def test_classes_finds_both_cranes():
+def test_classes_finds_both_cranes() -> None:
     result = imagenet("classes", "crane")
     assert result.exit_code == 0
     assert "n02012849" in result.stdout and "n03126707" in result.stdout
@@ -82,7 +84,7 @@ def test_classes_finds_both_cranes():
         (["ILSVRC2012_val_00000001.JPEG"], "n01751748"),
     ],
 )
-def test_classes_json(args, wnid):
+def test_classes_json(args: list[str], wnid: str) -> None:
     result = imagenet("classes", *args, "--json")
     assert result.exit_code == 0
     [found] = json.loads(result.stdout)
@@ -90,13 +92,13 @@ def test_classes_json(args, wnid):
     assert set(found) == {"index", "wnid", "devkit_id", "short_name", "names"}
 
 
-def test_classes_without_query_lists_all():
+def test_classes_without_query_lists_all() -> None:
     result = imagenet("classes", "--json")
     assert len(json.loads(result.stdout)) == 1000
 
 
 @pytest.mark.parametrize("form", ["synsets", "loc", "keras", "devkit"])
-def test_classes_export_to_stdout_and_file(form, tmp_path):
+def test_classes_export_to_stdout_and_file(form: str, tmp_path: Path) -> None:
     to_stdout = imagenet("classes", "--export", form)
     assert to_stdout.exit_code == 0
     out = tmp_path / "labels.txt"
@@ -123,7 +125,7 @@ def test_classes_export_to_stdout_and_file(form, tmp_path):
         ["download", "--source", "official", "--connections", "0"],
     ],
 )
-def test_usage_errors_exit_2(args, tmp_path):
+def test_usage_errors_exit_2(args: list[str], tmp_path: Path) -> None:
     result = imagenet(*args, "--root", str(tmp_path)) if args[0] != "classes" else imagenet(*args)
     assert result.exit_code == EXIT_USAGE
     assert "Traceback" not in result.output
@@ -132,7 +134,7 @@ def test_usage_errors_exit_2(args, tmp_path):
 # --- the error table ---------------------------------------------------------------------------
 
 
-def test_unknown_class_is_one_line_with_a_hint():
+def test_unknown_class_is_one_line_with_a_hint() -> None:
     result = imagenet("classes", "n00000000")
     assert result.exit_code == EXIT_USAGE
     assert result.stdout == ""
@@ -140,27 +142,27 @@ def test_unknown_class_is_one_line_with_a_hint():
     assert line.startswith("imagenet: error: 'n00000000' is not one of the 1000") and " — try " in line
 
 
-def test_debug_shows_the_traceback():
+def test_debug_shows_the_traceback() -> None:
     result = imagenet("classes", "n00000000", "--debug")
     assert result.exit_code == EXIT_ERROR  # the exception escapes, as Python reports it
     assert isinstance(result.exception, ImagenetError)
 
 
-def _subclasses(kind):
+def _subclasses(kind: type[ImagenetError]) -> Iterator[type[ImagenetError]]:
     for sub in kind.__subclasses__():
         yield sub
         yield from _subclasses(sub)
 
 
 @pytest.mark.parametrize("kind", [ImagenetError, *_subclasses(ImagenetError)])
-def test_every_library_error_has_its_own_row(kind):
+def test_every_library_error_has_its_own_row(kind: type[ImagenetError]) -> None:
     rule = rule_for(kind("something happened"))
     assert rule.error is kind, f"{kind.__name__} falls through to {rule.error.__name__}"
     line = message_for(kind("something happened"))
     assert "\n" not in line and line.startswith("imagenet: error: something happened — try ")
 
 
-def test_os_errors_and_bugs_are_one_line_too():
+def test_os_errors_and_bugs_are_one_line_too() -> None:
     import errno
 
     assert "freeing disk space" in message_for(OSError(errno.ENOSPC, "No space left on device"))
@@ -172,7 +174,7 @@ def test_os_errors_and_bugs_are_one_line_too():
     )
 
 
-def test_overwrite_refusal_through_the_cli(tmp_path):
+def test_overwrite_refusal_through_the_cli(tmp_path: Path) -> None:
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     (downloads / "ILSVRC2012_img_train.tar").write_bytes(b"real data")
@@ -182,7 +184,7 @@ def test_overwrite_refusal_through_the_cli(tmp_path):
     assert (downloads / "ILSVRC2012_img_train.tar").read_bytes() == b"real data"
 
 
-def test_bad_class_for_the_sample_is_a_usage_error(tmp_path):
+def test_bad_class_for_the_sample_is_a_usage_error(tmp_path: Path) -> None:
     result = imagenet("download", "--source", "sample", "--root", str(tmp_path), "--classes", "crane")
     assert result.exit_code == EXIT_USAGE
     assert "matches 2 classes" in result.stderr
@@ -191,18 +193,18 @@ def test_bad_class_for_the_sample_is_a_usage_error(tmp_path):
 # --- download and info -------------------------------------------------------------------------
 
 
-def test_info_on_a_missing_root_is_friendly(tmp_path):
+def test_info_on_a_missing_root_is_friendly(tmp_path: Path) -> None:
     result = imagenet("info", "--root", str(tmp_path / "nothing"))
     assert result.exit_code == 0
     assert "nothing here yet; start with `imagenet download`" in result.stdout
 
 
-def test_root_from_the_environment(tmp_path):
+def test_root_from_the_environment(tmp_path: Path) -> None:
     result = imagenet("info", "--json", env={"IMAGENET_ROOT": str(tmp_path)})
     assert json.loads(result.stdout)["root"] == str(tmp_path)
 
 
-def test_download_sample_then_info(tmp_path):
+def test_download_sample_then_info(tmp_path: Path) -> None:
     args = ["--source", "sample", "--root", str(tmp_path), "--classes", "imagenette", "--per-class", "2"]
     result = imagenet("download", *args, "--json")
     assert result.exit_code == 0, result.output
@@ -228,7 +230,7 @@ def test_download_sample_then_info(tmp_path):
     assert {a["name"]: a["record"] for a in info["archives"]}["ILSVRC2012_img_val.tar"] == "stale"
 
 
-def test_info_counts_a_prepared_tree(tmp_path):
+def test_info_counts_a_prepared_tree(tmp_path: Path) -> None:
     for split, count in (("train", 3), ("val", 2)):
         folder = tmp_path / "224" / split / "n01440764"
         folder.mkdir(parents=True)
@@ -241,7 +243,7 @@ def test_info_counts_a_prepared_tree(tmp_path):
     assert info["next_step"] == "subset"
 
 
-def test_ctrl_c_exits_130_and_leaves_no_partial_archive(tmp_path):
+def test_ctrl_c_exits_130_and_leaves_no_partial_archive(tmp_path: Path) -> None:
     env = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
     command = [
         sys.executable,
@@ -273,7 +275,7 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_archive(tmp_path):
     assert left == [], "no temporary or half-written file is left"
 
 
-def test_verbose_says_more_on_stderr_and_quiet_says_nothing(tmp_path):
+def test_verbose_says_more_on_stderr_and_quiet_says_nothing(tmp_path: Path) -> None:
     args = [
         "download",
         "--source",
@@ -298,7 +300,7 @@ def test_verbose_says_more_on_stderr_and_quiet_says_nothing(tmp_path):
     assert quiet.stderr == ""
 
 
-def imagenet_process(*args: str) -> subprocess.CompletedProcess:
+def imagenet_process(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "imagenet_cli", *args],
         capture_output=True,
@@ -315,32 +317,33 @@ def imagenet_process(*args: str) -> subprocess.CompletedProcess:
         (["prepare", "--bogus"], "No such option: --bogus"),
     ],
 )
-def test_usage_errors_are_one_line_naming_the_command(args, message):
+def test_usage_errors_are_one_line_naming_the_command(args: list[str], message: str) -> None:
     completed = imagenet_process(*args)
     assert completed.returncode == EXIT_USAGE
     [line] = completed.stderr.splitlines()
     assert line.startswith(f"imagenet: error: {message}") and line.endswith(f"— try `imagenet {args[0]} --help`")
 
 
-def test_a_library_usage_error_names_the_command_in_its_hint(tmp_path):
+def test_a_library_usage_error_names_the_command_in_its_hint(tmp_path: Path) -> None:
     result = imagenet("prepare", "--root", str(tmp_path), "--size", "huge")
     assert result.exit_code == EXIT_USAGE and "— try `imagenet prepare --help`" in result.stderr
 
 
-def test_a_closed_stdout_ends_the_command_quietly():
+def test_a_closed_stdout_ends_the_command_quietly() -> None:
     process = subprocess.Popen(
         [sys.executable, "-m", "imagenet_cli", "classes", "--json"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert process.stdout is not None and process.stderr is not None
     process.stdout.close()  # as `| head` does once it has its lines
     stderr = process.stderr.read()
     process.wait(timeout=30)
     assert stderr == "" and process.returncode == 1  # as Typer ends on EPIPE: quietly, exit 1
 
 
-def test_verify_and_info_take_a_data_root_as_the_root(official_root):
+def test_verify_and_info_take_a_data_root_as_the_root(official_root: Path) -> None:
     verified = imagenet("verify", str(official_root))
     assert verified.exit_code == 0, verified.output
     assert "no split folder" not in verified.output and "4 checked" in verified.stdout
@@ -348,7 +351,7 @@ def test_verify_and_info_take_a_data_root_as_the_root(official_root):
     assert described.exit_code == 0 and len(json.loads(described.stdout)["archives"]) == 4
 
 
-def test_problems_of_one_cause_are_one_line_and_json_keeps_each(tmp_path):
+def test_problems_of_one_cause_are_one_line_and_json_keeps_each(tmp_path: Path) -> None:
     from imagenet_cli.download import download_sample
     from imagenet_cli.records import record_path
 
@@ -372,14 +375,14 @@ def test_problems_of_one_cause_are_one_line_and_json_keeps_each(tmp_path):
         ["subset", "--classes", ""],
     ],
 )
-def test_lists_that_name_nothing_are_usage_errors(args, tmp_path):
+def test_lists_that_name_nothing_are_usage_errors(args: list[str], tmp_path: Path) -> None:
     completed = imagenet_process(*args, "--root", str(tmp_path))
     assert completed.returncode == EXIT_USAGE, completed.stderr
     [line] = completed.stderr.splitlines()
     assert "names no" in line or "names nothing" in line
 
 
-def test_the_sample_reads_a_class_count_as_subset_does(tmp_path):
+def test_the_sample_reads_a_class_count_as_subset_does(tmp_path: Path) -> None:
     from imagenet_cli import catalogue
     from imagenet_cli.download import download_sample
     from imagenet_cli.selection import choose
@@ -389,7 +392,7 @@ def test_the_sample_reads_a_class_count_as_subset_does(tmp_path):
     assert details["classes"] == sorted(choose(catalogue.wnids(), 4, 5)) and len(result.files) == 4
 
 
-def test_classes_export_never_replaces_a_file_without_force(tmp_path):
+def test_classes_export_never_replaces_a_file_without_force(tmp_path: Path) -> None:
     out = tmp_path / "mine.txt"
     out.write_text("my notes")
     refused = imagenet("classes", "--export", "synsets", "--out", str(out))
@@ -398,7 +401,7 @@ def test_classes_export_never_replaces_a_file_without_force(tmp_path):
     assert len(out.read_text().splitlines()) == 1000
 
 
-def test_info_suggests_a_command_that_works_on_the_root(official_root, tmp_path):
+def test_info_suggests_a_command_that_works_on_the_root(official_root: Path, tmp_path: Path) -> None:
     import shlex
     import shutil
 
@@ -410,7 +413,9 @@ def test_info_suggests_a_command_that_works_on_the_root(official_root, tmp_path)
     assert result.exit_code == 0, result.output
 
 
-def test_quiet_prints_only_the_result_paths_and_verbose_tells_what_was_read(official_root, tmp_path):
+def test_quiet_prints_only_the_result_paths_and_verbose_tells_what_was_read(
+    official_root: Path, tmp_path: Path
+) -> None:
     import shutil
 
     shutil.copytree(official_root / "downloads", tmp_path / "downloads")
@@ -435,7 +440,7 @@ def test_quiet_prints_only_the_result_paths_and_verbose_tells_what_was_read(offi
         "https://mirror.example/ILSVRC2012_img_val.tar?token=SECRET#frag answered HTTP 500",
     ],
 )
-def test_no_message_prints_a_query_string(text):
+def test_no_message_prints_a_query_string(text: str) -> None:
     """A signed URL's query is a credential: whatever error carries one, the line shows none."""
     from imagenet_cli.errors import DownloadError
 
@@ -445,7 +450,7 @@ def test_no_message_prints_a_query_string(text):
 
 
 @pytest.mark.parametrize("order", ["api first", "modules first"])
-def test_every_module_imports_and_the_api_stays_functions_in_any_order(order):
+def test_every_module_imports_and_the_api_stays_functions_in_any_order(order: str) -> None:
     """The stages are packages named by nouns (trees, checks, exports, subsets): no submodule is
     named like a function of the API, so importing them never hides one, in either order."""
     program = (
@@ -470,7 +475,9 @@ def test_every_module_imports_and_the_api_stays_functions_in_any_order(order):
     assert completed.returncode == 0, completed.stderr
 
 
-def test_with_both_layouts_in_downloads_prepare_says_which_it_reads(official_root, kaggle_root, tmp_path):
+def test_with_both_layouts_in_downloads_prepare_says_which_it_reads(
+    official_root: Path, kaggle_root: Path, tmp_path: Path
+) -> None:
     import shutil
 
     for source in (official_root, kaggle_root):
@@ -481,7 +488,7 @@ def test_with_both_layouts_in_downloads_prepare_says_which_it_reads(official_roo
 
 
 @pytest.mark.parametrize("level", ["64/val", "exports"])
-def test_verify_of_the_wrong_level_is_a_usage_error(official_root, tmp_path, level):
+def test_verify_of_the_wrong_level_is_a_usage_error(official_root: Path, tmp_path: Path, level: str) -> None:
     import shutil
 
     from imagenet_cli.exports import export
@@ -497,7 +504,7 @@ def test_verify_of_the_wrong_level_is_a_usage_error(official_root, tmp_path, lev
     assert expected in line and "— try" in line
 
 
-def test_a_refused_overwrite_names_the_option_that_picks_another_place(tmp_path):
+def test_a_refused_overwrite_names_the_option_that_picks_another_place(tmp_path: Path) -> None:
     first = imagenet("classes", "--export", "keras", "--out", str(tmp_path / "index.json"))
     assert first.exit_code == 0
     again = imagenet("classes", "--export", "keras", "--out", str(tmp_path / "index.json"))
@@ -505,7 +512,7 @@ def test_a_refused_overwrite_names_the_option_that_picks_another_place(tmp_path)
     assert again.stderr.strip().endswith("— try --force to replace it, or another --out")
 
 
-def test_an_unreachable_scheduler_is_not_blamed_on_the_workers(tmp_path):
+def test_an_unreachable_scheduler_is_not_blamed_on_the_workers(tmp_path: Path) -> None:
     pytest.importorskip("distributed")
     command = [sys.executable, "-m", "imagenet_cli", "prepare", "--root", str(tmp_path), "--dask", "tcp://127.0.0.1:9"]
     quick = {**os.environ, "DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT": "1s"}  # Dask's own setting
@@ -515,7 +522,7 @@ def test_an_unreachable_scheduler_is_not_blamed_on_the_workers(tmp_path):
     assert "version" not in result.stderr.split("— try", 1)[1]
 
 
-def test_bare_imagenet_prints_its_help_not_an_error():
+def test_bare_imagenet_prints_its_help_not_an_error() -> None:
     import subprocess
     import sys
 
@@ -523,7 +530,7 @@ def test_bare_imagenet_prints_its_help_not_an_error():
     assert completed.returncode == 0 and completed.stdout.startswith("Usage: imagenet") and completed.stderr == ""
 
 
-def test_info_says_a_full_tree_holds_originals_and_counts_read_as_english(official_root, tmp_path):
+def test_info_says_a_full_tree_holds_originals_and_counts_read_as_english(official_root: Path, tmp_path: Path) -> None:
     import shutil
 
     from imagenet_cli.cli.common import plural
@@ -539,3 +546,16 @@ def test_info_says_a_full_tree_holds_originals_and_counts_read_as_english(offici
         "1 class",
         "13 classes",
     ]
+
+
+def test_a_library_message_names_parameters_and_the_cli_spells_them_as_options() -> None:
+    from imagenet_cli.errors import InvalidArgumentError, MissingInputError
+
+    choice = InvalidArgumentError("choose one of {per_class}, {fraction} and {images}")
+    assert str(choice) == "choose one of per_class, fraction and images"
+    assert message_for(choice, "subset").startswith("imagenet: error: choose one of --per-class, --fraction and --images")
+    named = MissingInputError("no tree here; name one with {source}")
+    assert str(named) == "no tree here; name one with source"
+    assert "name one with --from — try" in message_for(named, "export")
+    shards = "shards {0000..0099} and {}"  # brace patterns and empty braces are not parameters
+    assert str(ImagenetError(shards)) == shards

@@ -6,23 +6,24 @@ import json
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
-from imagenet_cli import hashing, sample
-from imagenet_cli.records import read_record
+from imagenet_cli import archives, hashing
+from imagenet_cli.records import DownloadRecord, read_record
 
 from .conftest import imagenet
 
 
 @pytest.fixture
-def root(official_root, tmp_path) -> Path:
+def root(official_root: Path, tmp_path: Path) -> Path:
     shutil.copytree(official_root / "downloads", tmp_path / "downloads")
     return tmp_path
 
 
-def test_download_sample_layout_and_seed(tmp_path):
+def test_download_sample_layout_and_seed(tmp_path: Path) -> None:
     result = imagenet(
         "download",
         "--source",
@@ -43,19 +44,21 @@ def test_download_sample_layout_and_seed(tmp_path):
         "0",
     )
     assert result.exit_code == 0, result.output
-    path = tmp_path / "downloads" / sample.KAGGLE_ZIP
+    path = tmp_path / "downloads" / archives.KAGGLE_ZIP
     with zipfile.ZipFile(path) as archive:
         assert archive.namelist() == ["imagenet_object_localization_patched2019.tar.gz"]
-    assert read_record(path).details["seed"] == 3 and read_record(path).details["layout"] == "kaggle-2019"
+    assert (
+        DownloadRecord.read(path).details["seed"] == 3 and DownloadRecord.read(path).details["layout"] == "kaggle-2019"
+    )
 
 
-def test_verify_algo_and_rehash(root, tmp_path):
-    val = root / "downloads" / sample.VAL_TAR
+def test_verify_algo_and_rehash(root: Path, tmp_path: Path) -> None:
+    val = root / "downloads" / archives.VAL_TAR
     sums = tmp_path / "SUMS"
     sums.write_text(f"{hashing.hash_file(val, ['sha256'])['sha256']}  {val.name}\n")
     result = imagenet("verify", str(val), "--checksums", str(sums), "--algo", "sha256", "--json")
     assert result.exit_code == 0, result.output
-    assert "sha256 against the --checksums file" in json.loads(result.stdout)["checks"][0]["checked"][0]
+    assert "sha256 against the checksums file" in json.loads(result.stdout)["checks"][0]["checked"][0]
     wrong = imagenet("verify", str(val), "--checksums", str(sums), "--algo", "md5")
     assert wrong.exit_code == 3 and "md5 is" in wrong.stdout  # the sha256 digest read as an md5 cannot match
     trusted = json.loads(imagenet("verify", str(val), "--json").stdout)["checks"][0]["checked"][0]
@@ -63,7 +66,7 @@ def test_verify_algo_and_rehash(root, tmp_path):
     assert trusted.startswith("digests as recorded") and not reread.startswith("digests as recorded")
 
 
-def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
+def test_prepare_format_quality_no_upscale_splits_into(root: Path, tmp_path: Path) -> None:
     out = tmp_path / "elsewhere"
     result = imagenet(
         "prepare",
@@ -106,11 +109,14 @@ def test_prepare_format_quality_no_upscale_splits_into(root, tmp_path):
         str(tmp_path / "high"),
     )
     assert low.exit_code == high.exit_code == 0
-    size = lambda tree: sum(p.stat().st_size for p in tree.glob("val/*/*"))  # noqa: E731
+
+    def size(tree: Path) -> int:
+        return sum(p.stat().st_size for p in tree.glob("val/*/*"))
+
     assert size(root / "64-q20") < size(tmp_path / "high" / "64-q95") / 2
 
 
-def test_subset_options(root, tmp_path):
+def test_subset_options(root: Path, tmp_path: Path) -> None:
     assert imagenet("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
     out = tmp_path / "mine"
     result = imagenet(
@@ -141,7 +147,7 @@ def test_subset_options(root, tmp_path):
     assert json.loads((out / "subset.json").read_text())["arguments"]["seed"] == 2
 
 
-def test_subset_label_fraction_on_a_tree_without_those_files(root):
+def test_subset_label_fraction_on_a_tree_without_those_files(root: Path) -> None:
     assert imagenet("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
     refused = imagenet("subset", "--root", str(root), "--images", "1percent")
     assert refused.exit_code == 1 and "the tree lacks 12,811 files of the list" in refused.stderr
@@ -149,23 +155,23 @@ def test_subset_label_fraction_on_a_tree_without_those_files(root):
     assert allowed.exit_code == 0 and "12,811 listed files are not in the tree" in allowed.stdout
 
 
-def test_prepare_redo_and_verify_record(root):
+def test_prepare_redo_and_verify_record(root: Path) -> None:
     assert imagenet("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
     redo = json.loads(
         imagenet("prepare", "--root", str(root), "--size", "32", "--redo", "--splits", "val", "--json").stdout
     )
     assert (redo["shards_run"], redo["shards_done_before"]) == (13, 0)
-    devkit = root / "downloads" / sample.DEVKIT
-    (root / "downloads" / f"{sample.DEVKIT}.record.json").unlink()
+    devkit = root / "downloads" / archives.DEVKIT
+    (root / "downloads" / f"{archives.DEVKIT}.record.json").unlink()
     sums = root / "SUMS"
     sums.write_text(f"{hashing.hash_file(devkit)['md5']}  {devkit.name}\n")
     assert imagenet("verify", "--root", str(root), str(devkit), "--checksums", str(sums)).exit_code == 0
     assert read_record(devkit) is None, "verify writes nothing by default"
     assert imagenet("verify", "--root", str(root), str(devkit), "--checksums", str(sums), "--record").exit_code == 0
-    assert read_record(devkit).source == "local"
+    assert DownloadRecord.read(devkit).source == "local"
 
 
-def test_export_and_show_options(root, tmp_path):
+def test_export_and_show_options(root: Path, tmp_path: Path) -> None:
     assert imagenet("prepare", "--root", str(root), "--size", "32", "--workers", "1").exit_code == 0
     out = tmp_path / "wds"
     result = imagenet(
@@ -203,7 +209,7 @@ def test_export_and_show_options(root, tmp_path):
     assert failures["rows"] == 1 and {t["note"] for t in failures["tiles"]} >= {"repaired: png", "repaired: cmyk"}
 
 
-def test_a_missing_extra_is_named_as_this_copy_was_installed(monkeypatch, tmp_path):
+def test_a_missing_extra_is_named_as_this_copy_was_installed(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """From a checkout (pip records its folder) the line names that folder, else the package."""
     import json
     from importlib import metadata
@@ -211,7 +217,7 @@ def test_a_missing_extra_is_named_as_this_copy_was_installed(monkeypatch, tmp_pa
     from imagenet_cli.errors import install_command
 
     class Installed:
-        def __init__(self, direct: dict | None) -> None:
+        def __init__(self, direct: dict[str, Any] | None) -> None:
             self.direct = direct
 
         def read_text(self, name: str) -> str | None:
@@ -241,7 +247,7 @@ def test_a_missing_extra_is_named_as_this_copy_was_installed(monkeypatch, tmp_pa
         (["prepare", "--resize", "bogus"], "'bogus' is not one of 'shorter', 'center-crop', 'squash', 'longer' — try"),
     ],
 )
-def test_a_bad_value_is_said_in_our_words_not_a_validators(args, said, tmp_path):
+def test_a_bad_value_is_said_in_our_words_not_a_validators(args: list[str], said: str, tmp_path: Path) -> None:
     import subprocess
     import sys
 

@@ -15,18 +15,20 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from imagenet_cli import locks, manifest, sample
+from imagenet_cli import archives, locks, manifest, sample
 from imagenet_cli.download import download_official, download_sample
 from imagenet_cli.errors import InsufficientSpaceError, LockHeldError
-from imagenet_cli.records import read_record, record_path
+from imagenet_cli.records import DownloadRecord, read_record, record_path
 from imagenet_cli.subsets import subset
 from imagenet_cli.trees import prepare
 from imagenet_cli.trees.resize import Recipe
 
+from .builders import prepared_by
 from .conftest import SMALL, imagenet, imagenet_process
 from .servers import FileServer
 
@@ -40,7 +42,7 @@ def mount(*args: str) -> None:
 
 
 @pytest.fixture
-def small_tmpfs(tmp_path):
+def small_tmpfs(tmp_path: Path) -> Iterator[Path]:
     """A 10 MiB tmpfs: the sample's train tar (9.3 MB) fits, the rest does not."""
     point = tmp_path / "tmpfs"
     point.mkdir()
@@ -50,9 +52,9 @@ def small_tmpfs(tmp_path):
 
 
 @pytest.fixture
-def read_only(tmp_path):
+def read_only(tmp_path: Path) -> Iterator[Callable[[Path], Path]]:
     """``read_only(path)`` bind-mounts ``path`` read-only at a new place and returns that place."""
-    points = []
+    points: list[Path] = []
 
     def make(path: Path) -> Path:
         point = tmp_path / f"ro{len(points)}"
@@ -71,7 +73,7 @@ def read_only(tmp_path):
 
 
 @contextlib.contextmanager
-def held_by_another_process(target: Path):
+def held_by_another_process(target: Path) -> Iterator[int]:
     """Another process holding ``target``'s write lock until the block ends; yields its PID."""
     holder = subprocess.Popen(
         [
@@ -86,14 +88,14 @@ def held_by_another_process(target: Path):
         text=True,
     )
     try:
-        assert holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         yield holder.pid
     finally:
         holder.kill()
         holder.wait()
 
 
-def test_a_held_lock_names_its_holder_and_no_wait_refuses(tmp_path):
+def test_a_held_lock_names_its_holder_and_no_wait_refuses(tmp_path: Path) -> None:
     target = tmp_path / "224"
     with held_by_another_process(target) as pid:
         with pytest.raises(LockHeldError, match=f"PID {pid}, which is writing {target}"):
@@ -106,7 +108,7 @@ def test_a_held_lock_names_its_holder_and_no_wait_refuses(tmp_path):
         assert locks.holder(target) is not None
 
 
-def test_no_wait_on_the_cli_is_one_line_and_exit_1(official_root, tmp_path):
+def test_no_wait_on_the_cli_is_one_line_and_exit_1(official_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
     with held_by_another_process(root / "64") as pid:
@@ -116,7 +118,7 @@ def test_no_wait_on_the_cli_is_one_line_and_exit_1(official_root, tmp_path):
     assert line.startswith(f"imagenet: error: {root / '64'} is busy: PID {pid}, which is writing")
 
 
-def test_verify_of_a_tree_being_written_says_so_never_all_good(official_root, tmp_path):
+def test_verify_of_a_tree_being_written_says_so_never_all_good(official_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
     prepare(root, ["64"], workers=2)  # complete on disk: only the lock says it is being rewritten
@@ -129,7 +131,7 @@ def test_verify_of_a_tree_being_written_says_so_never_all_good(official_root, tm
 
 
 @pytest.mark.slow
-def test_two_prepares_of_one_tree_make_it_once(official_root, tmp_path):
+def test_two_prepares_of_one_tree_make_it_once(official_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
     clean = tmp_path / "clean"
@@ -149,7 +151,7 @@ def test_two_prepares_of_one_tree_make_it_once(official_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_prepares_with_other_options_write_two_trees_never_one_mixed(official_root, tmp_path):
+def test_two_prepares_with_other_options_write_two_trees_never_one_mixed(official_root: Path, tmp_path: Path) -> None:
     """Every option off its default is in the tree's name: two recipes at once never meet in one folder."""
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
@@ -165,11 +167,11 @@ def test_two_prepares_with_other_options_write_two_trees_never_one_mixed(officia
     shutil.copytree(official_root / "downloads", clean / "downloads")
     for quality, tree in ((90, "64"), (50, "64-q50")):
         prepare(clean, Recipe(("64",), quality=quality), workers=1)
-        assert manifest.read_tree_info(root / tree).made_by["quality"] == quality
+        assert prepared_by(root / tree).quality == quality
         assert (root / tree / "manifest.tsv").read_text() == (clean / tree / "manifest.tsv").read_text()
 
 
-def test_a_subset_waits_for_the_prepare_writing_its_tree(official_root, tmp_path):
+def test_a_subset_waits_for_the_prepare_writing_its_tree(official_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
     prepare(root, ["64"], workers=2)
@@ -179,7 +181,7 @@ def test_a_subset_waits_for_the_prepare_writing_its_tree(official_root, tmp_path
     assert subset(root, classes="3").images == {"train": 9, "val": 6}
 
 
-def test_two_identical_subsets_make_one(official_root, tmp_path):
+def test_two_identical_subsets_make_one(official_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
     prepare(root, ["64"], workers=2)
@@ -194,8 +196,8 @@ def test_two_identical_subsets_make_one(official_root, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def train_tar(official_root) -> bytes:
-    return (official_root / "downloads" / sample.TRAIN_TAR).read_bytes()
+def train_tar(official_root: Path) -> bytes:
+    return (official_root / "downloads" / archives.TRAIN_TAR).read_bytes()
 
 
 def sums_for(path: Path, files: dict[str, bytes]) -> Path:
@@ -204,8 +206,8 @@ def sums_for(path: Path, files: dict[str, bytes]) -> Path:
 
 
 @pytest.mark.slow
-def test_two_downloads_of_one_file_fetch_it_once(train_tar, tmp_path):
-    files = {sample.TRAIN_TAR: train_tar}
+def test_two_downloads_of_one_file_fetch_it_once(train_tar: bytes, tmp_path: Path) -> None:
+    files = {archives.TRAIN_TAR: train_tar}
     sums = sums_for(tmp_path / "MD5SUMS", files)
     with FileServer(files) as server:
         args = (
@@ -213,7 +215,7 @@ def test_two_downloads_of_one_file_fetch_it_once(train_tar, tmp_path):
             "--source",
             "official",
             "--files",
-            sample.TRAIN_TAR,
+            archives.TRAIN_TAR,
             "--checksums",
             str(sums),
             "--root",
@@ -222,7 +224,7 @@ def test_two_downloads_of_one_file_fetch_it_once(train_tar, tmp_path):
             server.base_url,
             "--json",
         )
-        with locks.writing(tmp_path / "root" / "downloads" / sample.TRAIN_TAR):  # both start while it is busy
+        with locks.writing(tmp_path / "root" / "downloads" / archives.TRAIN_TAR):  # both start while it is busy
             first, second = imagenet_process(*args), imagenet_process(*args)
             time.sleep(2)
         outputs = [p.communicate(timeout=120) for p in (first, second)]
@@ -233,20 +235,20 @@ def test_two_downloads_of_one_file_fetch_it_once(train_tar, tmp_path):
     assert all("waiting for PID" in err for _, err in outputs)
     assert sent <= len(train_tar) + 2, "the bytes crossed the wire once (plus a probe byte)"
     downloads = tmp_path / "root" / "downloads"
-    assert (downloads / sample.TRAIN_TAR).read_bytes() == train_tar
+    assert (downloads / archives.TRAIN_TAR).read_bytes() == train_tar
     left = sorted(p.name for p in downloads.iterdir() if not p.name.startswith("."))
-    assert left == [sample.TRAIN_TAR, sample.TRAIN_TAR + ".record.json"], "no stale .part or .part.json"
+    assert left == [archives.TRAIN_TAR, archives.TRAIN_TAR + ".record.json"], "no stale .part or .part.json"
 
 
-def test_a_mirror_download_is_kept_on_a_rerun_without_its_checksums(train_tar, tmp_path):
-    files = {sample.TRAIN_TAR: train_tar}
+def test_a_mirror_download_is_kept_on_a_rerun_without_its_checksums(train_tar: bytes, tmp_path: Path) -> None:
+    files = {archives.TRAIN_TAR: train_tar}
     root = tmp_path / "root"
     with FileServer(files) as server:
         download_official(
-            root, files=[sample.TRAIN_TAR], base_url=server.base_url, checksums=sums_for(tmp_path / "MD5SUMS", files)
+            root, files=[archives.TRAIN_TAR], base_url=server.base_url, checksums=sums_for(tmp_path / "MD5SUMS", files)
         )
         before = server.settled_bytes()
-        again = download_official(root, files=[sample.TRAIN_TAR], base_url=server.base_url)
+        again = download_official(root, files=[archives.TRAIN_TAR], base_url=server.base_url)
         assert server.settled_bytes() == before, "nothing fetched"
     assert [f.status for f in again.files] == ["kept"]
 
@@ -255,16 +257,20 @@ def test_a_mirror_download_is_kept_on_a_rerun_without_its_checksums(train_tar, t
 
 
 @pytest.mark.slow
-def test_a_full_disk_leaves_nothing_under_a_final_name_and_the_rerun_finishes(small_tmpfs, tmp_path):
+def test_a_full_disk_leaves_nothing_under_a_final_name_and_the_rerun_finishes(
+    small_tmpfs: Path, tmp_path: Path
+) -> None:
     with pytest.raises(InsufficientSpaceError, match=f"the disk holding {small_tmpfs / 'downloads'} is full") as raised:
         download_sample(small_tmpfs, **SMALL)
-    assert raised.value.__cause__.errno == errno.ENOSPC
+    assert isinstance(raised.value.__cause__, OSError) and raised.value.__cause__.errno == errno.ENOSPC
     downloads = small_tmpfs / "downloads"
     for path in downloads.iterdir():
         if not path.name.startswith(".") and not path.name.endswith(".record.json"):
-            assert read_record(path) is not None and read_record(path).matches(path), f"{path.name} has its record"
+            assert read_record(path) is not None and DownloadRecord.read(path).matches(path), (
+                f"{path.name} has its record"
+            )
     assert not list(downloads.glob(".*.tmp")), "the partial archive is gone"
-    assert not (downloads / sample.VAL_TAR).exists()
+    assert not (downloads / archives.VAL_TAR).exists()
 
     subprocess.run(["mount", "-o", "remount,size=40m", str(small_tmpfs)], check=True)  # space freed
     result = download_sample(small_tmpfs, **SMALL)
@@ -272,11 +278,13 @@ def test_a_full_disk_leaves_nothing_under_a_final_name_and_the_rerun_finishes(sm
     download_sample(reference, **SMALL)
     for name in sample.OFFICIAL_FILES:
         assert (downloads / name).read_bytes() == (reference / "downloads" / name).read_bytes()
-        assert read_record(downloads / name).matches(downloads / name)
+        assert DownloadRecord.read(downloads / name).matches(downloads / name)
     assert {f.status for f in result.files} <= {"written", "kept"}
 
 
-def test_export_downsampled_on_a_full_disk_says_so_every_time_and_the_rerun_leaves_no_staging(official_root, tmp_path):
+def test_export_downsampled_on_a_full_disk_says_so_every_time_and_the_rerun_leaves_no_staging(
+    official_root: Path, tmp_path: Path
+) -> None:
     pytest.importorskip("numpy")
     from imagenet_cli.exports import export
 
@@ -319,12 +327,14 @@ def test_export_downsampled_on_a_full_disk_says_so_every_time_and_the_rerun_leav
 # --- a read-only root --------------------------------------------------------------------------
 
 
-def test_verify_and_a_finished_prepare_on_a_read_only_root(official_root, tmp_path, read_only):
+def test_verify_and_a_finished_prepare_on_a_read_only_root(
+    official_root: Path, tmp_path: Path, read_only: Callable[[Path], Path]
+) -> None:
     root = tmp_path / "root"
     shutil.copytree(official_root / "downloads", root / "downloads")
     prepare(root, ["64"], workers=2)
     subset(root, classes="3")
-    devkit = root / "downloads" / sample.DEVKIT
+    devkit = root / "downloads" / archives.DEVKIT
     os.utime(devkit, ns=(0, 10**18))  # a stale record: verify once re-stamped it, a write
     recorded = record_path(devkit).read_text()
     mounted = read_only(root)
@@ -338,4 +348,4 @@ def test_verify_and_a_finished_prepare_on_a_read_only_root(official_root, tmp_pa
     again = imagenet("prepare", "--root", str(mounted), "--size", "64", "--json")
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout)["shards_run"] == 0
-    assert manifest.read_tree_info(mounted / "64").splits["train"]["images"] == 39
+    assert manifest.TreeInfo.read(mounted / "64").splits["train"]["images"] == 39

@@ -9,8 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
@@ -37,13 +39,15 @@ def tree_state(tree: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def prepared(official_root, tmp_path) -> Path:
+def prepared(official_root: Path, tmp_path: Path) -> Path:
     root = copy_downloads(official_root, tmp_path / "root")
     prepare(root, ["64"], workers=2)
     return root
 
 
-def test_changed_archives_give_the_new_tree_and_drop_the_old_classes(prepared, tmp_path, caplog):
+def test_changed_archives_give_the_new_tree_and_drop_the_old_classes(
+    prepared: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     before = sorted(p.name for p in (prepared / "64" / "train").iterdir())
     other = ["n01443537", "n01484850", "n01491361"]  # goldfish, great white shark, tiger shark
     download_sample(prepared, classes=other, seed=7, **SMALL)  # replaces every archive
@@ -61,7 +65,7 @@ def test_changed_archives_give_the_new_tree_and_drop_the_old_classes(prepared, t
     assert verify(prepared, paths=[prepared / "64"]).ok
 
 
-def test_verify_names_a_tree_whose_archive_changed_as_stale(prepared):
+def test_verify_names_a_tree_whose_archive_changed_as_stale(prepared: Path) -> None:
     download_sample(prepared, seed=3, **SMALL)  # the same classes, other images
     report = verify(prepared, paths=[prepared / "64"])
     stale = [p for p in report.checks[0].problems if p.kind == "stale"]
@@ -70,7 +74,9 @@ def test_verify_names_a_tree_whose_archive_changed_as_stale(prepared):
     assert verify(prepared, paths=[prepared / "64"]).ok
 
 
-def test_a_deleted_class_folder_and_a_stray_file_are_put_right(prepared, official_root, tmp_path, caplog):
+def test_a_deleted_class_folder_and_a_stray_file_are_put_right(
+    prepared: Path, official_root: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     tree = prepared / "64"
     expected = tree_state(tree)
     victim = sorted((tree / "train").iterdir())[0]
@@ -84,7 +90,7 @@ def test_a_deleted_class_folder_and_a_stray_file_are_put_right(prepared, officia
     assert verify(prepared, paths=[tree]).ok
 
 
-def test_failed_images_are_retried_once_the_input_is_good(official_root, tmp_path):
+def test_failed_images_are_retried_once_the_input_is_good(official_root: Path, tmp_path: Path) -> None:
     source = tree_from_official(official_root / "downloads", tmp_path / "source", with_manifest=False)
     victim = sorted((source / "train" / "n02979186").iterdir())[0]
     good = victim.read_bytes()
@@ -99,23 +105,23 @@ def test_failed_images_are_retried_once_the_input_is_good(official_root, tmp_pat
     os.utime(victim, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     second = prepare(root, ["64"], source=source, workers=2)
     assert second.shards_run == 1 and second.trees[0].failures == []
-    info = manifest.read_tree_info(root / "64")
-    assert info.failures == [] and info.splits["train"]["images"] == 39
+    info = manifest.TreeInfo.read(root / "64")
+    assert info.failures == () and info.splits["train"]["images"] == 39
     assert verify(root, paths=[root / "64"]).ok
 
 
-def test_one_split_on_a_complete_tree_keeps_the_other(prepared):
+def test_one_split_on_a_complete_tree_keeps_the_other(prepared: Path) -> None:
     tree = prepared / "64"
     expected = tree_state(tree)
-    inputs = manifest.read_tree_info(tree).inputs
+    inputs = manifest.TreeInfo.read(tree).inputs
     result = prepare(prepared, ["64"], splits=["val"], workers=2, redo=True)
     assert result.shards_run == 13 and result.trees[0].images == {"train": 39, "val": 26}
     assert tree_state(tree) == expected
-    assert manifest.read_tree_info(tree).inputs == inputs
+    assert manifest.TreeInfo.read(tree).inputs == inputs
     assert verify(prepared, paths=[tree]).ok
 
 
-def test_redo_redoes_every_shard_and_changes_nothing(prepared):
+def test_redo_redoes_every_shard_and_changes_nothing(prepared: Path) -> None:
     tree = prepared / "64"
     expected = tree_state(tree)
     result = prepare(prepared, ["64"], workers=2, redo=True)
@@ -123,11 +129,14 @@ def test_redo_redoes_every_shard_and_changes_nothing(prepared):
     assert tree_state(tree) == expected
 
 
-def test_tree_json_names_its_inputs_relative_to_the_tree(prepared):
-    inputs = manifest.read_tree_info(prepared / "64").inputs
-    assert [i["path"] for i in inputs["train"]] == ["../downloads/ILSVRC2012_img_train.tar"]
-    assert [i["name"] for i in inputs["val"]] == ["ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"]
-    assert all(i["xxh3_64"] for i in inputs["train"] + inputs["val"])
+def test_tree_json_names_its_inputs_relative_to_the_tree(prepared: Path) -> None:
+    inputs = manifest.TreeInfo.read(prepared / "64").inputs
+    assert [i.path for i in inputs["train"]] == ["../downloads/ILSVRC2012_img_train.tar"]
+    assert [i.name for i in inputs["val"]] == ["ILSVRC2012_img_val.tar", "ILSVRC2012_devkit_t12.tar.gz"]
+    assert all(i.xxh3_64 for i in inputs["train"] + inputs["val"])
+
+
+T = TypeVar("T")
 
 
 class ReplacingAfterFirstShard(ThreadPoolExecutor):
@@ -138,7 +147,7 @@ class ReplacingAfterFirstShard(ThreadPoolExecutor):
         super().__init__(max_workers=1)
         self.new_archive, self.target, self.submitted = new_archive, target, 0
 
-    def submit(self, fn, /, *args, **kwargs) -> Future:  # type: ignore[override]
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
         self.submitted += 1
         if self.submitted == 3:
             os.replace(self.new_archive, self.target)
@@ -146,7 +155,7 @@ class ReplacingAfterFirstShard(ThreadPoolExecutor):
 
 
 @pytest.mark.slow
-def test_an_archive_replaced_mid_run_is_never_mixed_into_the_tree(official_root, tmp_path):
+def test_an_archive_replaced_mid_run_is_never_mixed_into_the_tree(official_root: Path, tmp_path: Path) -> None:
     root = copy_downloads(official_root, tmp_path / "root")
     other = download_sample(tmp_path / "other", classes=["n01443537", "n01484850", "n01491361"], seed=7, **SMALL)
     new_train = other.downloads / "ILSVRC2012_img_train.tar"
@@ -167,7 +176,7 @@ def test_an_archive_replaced_mid_run_is_never_mixed_into_the_tree(official_root,
     assert verify(root, paths=[tree]).ok
 
 
-def test_a_stop_while_the_tree_was_being_claimed_does_not_refuse_the_rerun(official_root, tmp_path):
+def test_a_stop_while_the_tree_was_being_claimed_does_not_refuse_the_rerun(official_root: Path, tmp_path: Path) -> None:
     """Killed between making ROOT/64/.shards/ and renaming the claim into it: nothing there to protect."""
     from imagenet_cli import atomic
 

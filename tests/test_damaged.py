@@ -10,15 +10,17 @@ import io
 import shutil
 import tarfile
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from imagenet_cli import archives, hashing, manifest, records, sample
+from imagenet_cli import archives, hashing, manifest, records
 from imagenet_cli.checks import verify
 from imagenet_cli.errors import EXIT_PROBLEMS
 from imagenet_cli.trees import prepare
 
+from .builders import read_member
 from .conftest import imagenet
 
 
@@ -38,7 +40,7 @@ def overwrite(path: Path, offset: int, data: bytes) -> None:
 
 
 @pytest.fixture
-def clean_tree(official_root, tmp_path) -> Path:
+def clean_tree(official_root: Path, tmp_path: Path) -> Path:
     root = copy_root(official_root, tmp_path / "clean")
     prepare(root, ["64"], workers=2)
     return root / "64"
@@ -48,10 +50,10 @@ def clean_tree(official_root, tmp_path) -> Path:
 
 
 def test_zeros_inside_a_class_tar_are_a_named_failure_and_the_repaired_archive_converges(
-    official_root, tmp_path, clean_tree
-):
+    official_root: Path, tmp_path: Path, clean_tree: Path
+) -> None:
     root = copy_root(official_root, tmp_path / "root")
-    train = root / "downloads" / sample.TRAIN_TAR
+    train = root / "downloads" / archives.TRAIN_TAR
     good = train.read_bytes()
     victim = class_tars(train)[4]
     with tarfile.open(fileobj=io.BytesIO(good[victim.offset_data : victim.offset_data + victim.size])) as inner:
@@ -73,15 +75,15 @@ def test_zeros_inside_a_class_tar_are_a_named_failure_and_the_repaired_archive_c
     assert (root / "64" / "manifest.tsv").read_text() == (clean_tree / "manifest.tsv").read_text()
 
 
-def test_zeros_over_a_class_tar_header_stop_the_listing_with_its_name(official_root, tmp_path):
+def test_zeros_over_a_class_tar_header_stop_the_listing_with_its_name(official_root: Path, tmp_path: Path) -> None:
     root = copy_root(official_root, tmp_path / "root")
-    train = root / "downloads" / sample.TRAIN_TAR
+    train = root / "downloads" / archives.TRAIN_TAR
     victim = class_tars(train)[6]
     overwrite(train, victim.offset, bytes(1024))
     result = imagenet("prepare", "--root", str(root), "--size", "64")
     assert result.exit_code == 1
     [line] = result.stderr.splitlines()
-    assert f"{sample.TRAIN_TAR}'s listing ends at byte {victim.offset:,}" in line and "this is a bug" not in line
+    assert f"{archives.TRAIN_TAR}'s listing ends at byte {victim.offset:,}" in line and "this is a bug" not in line
     assert not (root / "64" / manifest.MANIFEST).exists(), "no short tree"
 
 
@@ -98,12 +100,15 @@ def tar_bytes(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
     return out.getvalue()
 
 
-def read_tar(data: bytes) -> list[tuple[tarfile.TarInfo, bytes]]:
+Members = list[tuple[tarfile.TarInfo, bytes]]
+
+
+def read_tar(data: bytes) -> Members:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        return [(m, tar.extractfile(m).read()) for m in tar if m.isfile()]
+        return [(m, read_member(tar, m)) for m in tar if m.isfile()]
 
 
-def rewrite_class_tar(train: Path, index: int, change) -> str:
+def rewrite_class_tar(train: Path, index: int, change: Callable[[Members], Members]) -> str:
     """Rebuild the train tar with class tar number ``index`` changed by ``change(members) -> members``."""
     outer = read_tar(train.read_bytes())
     info, inner = outer[index]
@@ -131,12 +136,19 @@ def prepare_fails_naming(root: Path, *needles: str) -> str:
     return result.stdout
 
 
-def test_an_image_twice_in_a_class_tar_is_named_and_neither_copy_used(official_root, tmp_path, clean_tree):
+def test_an_image_twice_in_a_class_tar_is_named_and_neither_copy_used(
+    official_root: Path, tmp_path: Path, clean_tree: Path
+) -> None:
     root = copy_root(official_root, tmp_path / "root")
-    train = root / "downloads" / sample.TRAIN_TAR
+    train = root / "downloads" / archives.TRAIN_TAR
     good = train.read_bytes()
-    twice = []
-    wnid = rewrite_class_tar(train, 2, lambda members: twice.append(members[0][0].name) or members + [members[0]])
+    twice: list[str] = []
+
+    def doubled(members: Members) -> Members:
+        twice.append(members[0][0].name)
+        return members + [members[0]]
+
+    wnid = rewrite_class_tar(train, 2, doubled)
     prepare_fails_naming(root, f"failed: train/{wnid}/{twice[0]}: appears twice in the input")
     assert not (root / "64" / "train" / wnid / twice[0]).exists()
     report = verify(root, paths=[train], deep=True)
@@ -147,21 +159,21 @@ def test_an_image_twice_in_a_class_tar_is_named_and_neither_copy_used(official_r
     assert (root / "64" / "manifest.tsv").read_text() == (clean_tree / "manifest.tsv").read_text()
 
 
-def test_a_class_tar_twice_in_the_train_tar_is_named(official_root, tmp_path):
+def test_a_class_tar_twice_in_the_train_tar_is_named(official_root: Path, tmp_path: Path) -> None:
     root = copy_root(official_root, tmp_path / "root")
-    train = root / "downloads" / sample.TRAIN_TAR
+    train = root / "downloads" / archives.TRAIN_TAR
     outer = read_tar(train.read_bytes())
     train.write_bytes(tar_bytes(outer + [outer[3]]))
     wnid = outer[3][0].name.removesuffix(".tar")
     prepare_fails_naming(root, f"failed: train/{wnid}/", "appears twice in the input")
     assert not (root / "64" / "train" / wnid).exists(), "no image of the class is trusted"
     report = verify(root, paths=[train])
-    assert [p.where for p in report.checks[0].problems if p.kind == "duplicate"] == [f"{sample.TRAIN_TAR}:{wnid}.tar"]
+    assert [p.where for p in report.checks[0].problems if p.kind == "duplicate"] == [f"{archives.TRAIN_TAR}:{wnid}.tar"]
 
 
-def test_a_val_image_twice_is_named(official_root, tmp_path):
+def test_a_val_image_twice_is_named(official_root: Path, tmp_path: Path) -> None:
     root = copy_root(official_root, tmp_path / "root")
-    val = root / "downloads" / sample.VAL_TAR
+    val = root / "downloads" / archives.VAL_TAR
     members = read_tar(val.read_bytes())
     val.write_bytes(tar_bytes(members + [members[5]]))
     prepare_fails_naming(root, f"{members[5][0].name}: appears twice in the input")
@@ -169,20 +181,20 @@ def test_a_val_image_twice_is_named(official_root, tmp_path):
     assert any(p.kind == "duplicate" for p in report.checks[0].problems)
 
 
-def test_an_over_long_image_name_fails_that_image_only(official_root, tmp_path):
+def test_an_over_long_image_name_fails_that_image_only(official_root: Path, tmp_path: Path) -> None:
     root = copy_root(official_root, tmp_path / "root")
-    train = root / "downloads" / sample.TRAIN_TAR
+    train = root / "downloads" / archives.TRAIN_TAR
     long = "n" * 300 + ".JPEG"
     wnid = rewrite_class_tar(train, 1, lambda members: members + [(tarfile.TarInfo(long), members[0][1])])
     out = prepare_fails_naming(root, "filesystems take at most 255")
     assert out.count("failed:") == 1
-    assert manifest.read_tree_info(root / "64").splits["train"]["images"] == 39, "every other image made"
+    assert manifest.TreeInfo.read(root / "64").splits["train"]["images"] == 39, "every other image made"
     assert wnid
 
 
-def test_a_member_claiming_8_gib_is_refused_unread(official_root, tmp_path):
+def test_a_member_claiming_8_gib_is_refused_unread(official_root: Path, tmp_path: Path) -> None:
     root = copy_root(official_root, tmp_path / "root")
-    train = root / "downloads" / sample.TRAIN_TAR
+    train = root / "downloads" / archives.TRAIN_TAR
     outer = read_tar(train.read_bytes())
     info, inner = outer[2]
     outer[2] = (info, claims(inner, 1, 8 << 30))
@@ -202,34 +214,36 @@ def rebuilt_zip(source: Path, target: Path, extra: list[tuple[str, bytes]]) -> N
             new.writestr(info, old.read(info))
         for name, data in extra:
             new.writestr(zipfile.ZipInfo(name), data, compress_type=zipfile.ZIP_DEFLATED)
-    details = records.read_record(source).details
+    details = records.DownloadRecord.read(source).details
     records.write_record(target, hashing.hash_file(target), source="sample", details=details)
 
 
-def test_a_zip_member_leaving_the_archive_is_named_not_skipped(kaggle_root, tmp_path):
+def test_a_zip_member_leaving_the_archive_is_named_not_skipped(kaggle_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "downloads").mkdir(parents=True)
     hostile = "ILSVRC/Data/CLS-LOC/train/../../../../evil.JPEG"
     rebuilt_zip(
-        kaggle_root / "downloads" / sample.KAGGLE_ZIP, root / "downloads" / sample.KAGGLE_ZIP, [(hostile, b"x")]
+        kaggle_root / "downloads" / archives.KAGGLE_ZIP, root / "downloads" / archives.KAGGLE_ZIP, [(hostile, b"x")]
     )
     prepare_fails_naming(root, f"{hostile}: refused: a '..' component")
     assert not (tmp_path / "evil.JPEG").exists()
 
 
-def test_a_zip_bomb_is_refused_without_inflating(kaggle_root, tmp_path):
+def test_a_zip_bomb_is_refused_without_inflating(kaggle_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "downloads").mkdir(parents=True)
     bomb = "ILSVRC/Data/CLS-LOC/train/n01440764/n01440764_99999.JPEG"
     zeros = bytes(256 << 20)  # 256 MiB of zeros, 255 KiB deflated
-    rebuilt_zip(kaggle_root / "downloads" / sample.KAGGLE_ZIP, root / "downloads" / sample.KAGGLE_ZIP, [(bomb, zeros)])
+    rebuilt_zip(
+        kaggle_root / "downloads" / archives.KAGGLE_ZIP, root / "downloads" / archives.KAGGLE_ZIP, [(bomb, zeros)]
+    )
     del zeros
     prepare_fails_naming(root, "n01440764_99999.JPEG: damaged zip member", "over the 67,108,864-byte cap")
-    report = verify(root, paths=[root / "downloads" / sample.KAGGLE_ZIP], deep=True)
+    report = verify(root, paths=[root / "downloads" / archives.KAGGLE_ZIP], deep=True)
     assert any("cap" in p.detail for p in report.checks[0].problems)
 
 
-def test_a_member_inflating_past_its_declared_size_stops_at_once(tmp_path):
+def test_a_member_inflating_past_its_declared_size_stops_at_once(tmp_path: Path) -> None:
     import dataclasses
 
     from imagenet_cli import zip_entries
@@ -246,35 +260,37 @@ def test_a_member_inflating_past_its_declared_size_stops_at_once(tmp_path):
 # --- images ------------------------------------------------------------------------------------
 
 
-def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped():
+def test_a_16_bit_png_is_scaled_to_8_bits_not_clipped() -> None:
     from PIL import Image, ImageStat
 
-    from imagenet_cli.trees.resize import Recipe, process
+    from imagenet_cli.trees.resize import ImageFormat, Recipe, process
 
     image = Image.new("I;16", (256, 256))
     image.putdata([(x * 256) for _ in range(256) for x in range(256)])  # 0 … 65280, left to right
     data = io.BytesIO()
     image.save(data, "PNG")
-    out = process(data.getvalue(), Recipe(("64",), format="png")).outputs["64"]
+    out = process(data.getvalue(), Recipe(("64",), format=ImageFormat.png)).outputs["64"]
     with Image.open(io.BytesIO(out)) as result:
         mean = ImageStat.Stat(result.convert("L")).mean[0]
     assert 120 < mean < 135, f"a grey ramp averages mid-grey, not white ({mean:.1f})"
 
 
-def test_failure_messages_are_the_same_on_every_run():
+def test_failure_messages_are_the_same_on_every_run() -> None:
     from imagenet_cli.decode_check import decode_problem
     from imagenet_cli.trees.resize import ImageError, Recipe, process
 
-    messages = set()
+    messages: set[str] = set()
     for _ in range(2):
         with pytest.raises(ImageError) as raised:
             process(b"not an image at all", Recipe(("64",)))
         messages.add(str(raised.value))
-        messages.add(decode_problem(b"not an image at all"))
+        problem = decode_problem(b"not an image at all")
+        assert problem is not None
+        messages.add(problem)
     assert len(messages) == 1 and "0x" not in messages.pop()
 
 
-def test_leftovers_of_killed_runs_are_swept_by_the_next(official_root, tmp_path):
+def test_leftovers_of_killed_runs_are_swept_by_the_next(official_root: Path, tmp_path: Path) -> None:
     root = copy_root(official_root, tmp_path / "root")
     prepare(root, ["64"], workers=2)
     tree = root / "64"
@@ -290,29 +306,35 @@ def test_leftovers_of_killed_runs_are_swept_by_the_next(official_root, tmp_path)
 
 
 @pytest.mark.parametrize("name", ["ILSVRC2012_val_00050001.JPEG", "ILSVRC2012_val_1.JPEG", "readme.txt"])
-def test_a_val_member_with_no_val_name_is_named_and_the_rest_prepared(official_root, tmp_path, name):
+def test_a_val_member_with_no_val_name_is_named_and_the_rest_prepared(
+    official_root: Path, tmp_path: Path, name: str
+) -> None:
     root = copy_root(official_root, tmp_path / "root")
-    val = root / "downloads" / sample.VAL_TAR
+    val = root / "downloads" / archives.VAL_TAR
     members = read_tar(val.read_bytes())
     val.write_bytes(tar_bytes(members + [(tarfile.TarInfo(name), members[0][1])]))
     out = prepare_fails_naming(root, f"{name}: not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000")
     assert out.count("failed:") == 1
-    assert manifest.read_tree_info(root / "64").splits["val"]["images"] == len(members), "every other image made"
+    assert manifest.TreeInfo.read(root / "64").splits["val"]["images"] == len(members), "every other image made"
 
 
-def test_a_kaggle_train_folder_that_is_no_wnid_is_named_and_the_rest_prepared(kaggle_root, tmp_path):
+def test_a_kaggle_train_folder_that_is_no_wnid_is_named_and_the_rest_prepared(
+    kaggle_root: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     (root / "downloads").mkdir(parents=True)
     stray = "ILSVRC/Data/CLS-LOC/train/n99999999/n99999999_1.JPEG"
-    rebuilt_zip(kaggle_root / "downloads" / sample.KAGGLE_ZIP, root / "downloads" / sample.KAGGLE_ZIP, [(stray, b"x")])
+    rebuilt_zip(
+        kaggle_root / "downloads" / archives.KAGGLE_ZIP, root / "downloads" / archives.KAGGLE_ZIP, [(stray, b"x")]
+    )
     out = prepare_fails_naming(root, f"{stray}: not in a class folder named by one of the 1000 WNIDs")
     assert out.count("failed:") == 1
-    assert manifest.read_tree_info(root / "64").splits["train"]["images"] == 39
+    assert manifest.TreeInfo.read(root / "64").splits["train"]["images"] == 39
 
 
-def test_a_train_image_inside_another_class_tar_is_named_not_relabelled(official_root, tmp_path):
+def test_a_train_image_inside_another_class_tar_is_named_not_relabelled(official_root: Path, tmp_path: Path) -> None:
     root = copy_root(official_root, tmp_path / "root")
-    train = root / "downloads" / sample.TRAIN_TAR
+    train = root / "downloads" / archives.TRAIN_TAR
     outer = read_tar(train.read_bytes())
     other = outer[0][0].name.removesuffix(".tar")
     stranger = f"{other}_13401.JPEG"
@@ -324,9 +346,9 @@ def test_a_train_image_inside_another_class_tar_is_named_not_relabelled(official
     assert verify(root, paths=[root / "64"]).ok
 
 
-def test_verify_deep_names_a_class_tar_cut_short_inside_and_reads_the_rest(official_root, tmp_path):
+def test_verify_deep_names_a_class_tar_cut_short_inside_and_reads_the_rest(official_root: Path, tmp_path: Path) -> None:
     root = copy_root(official_root, tmp_path / "root")
-    train = root / "downloads" / sample.TRAIN_TAR
+    train = root / "downloads" / archives.TRAIN_TAR
     outer = read_tar(train.read_bytes())
     info, inner = outer[2]
     last = len(read_tar(inner)) - 1
@@ -336,7 +358,7 @@ def test_verify_deep_names_a_class_tar_cut_short_inside_and_reads_the_rest(offic
     assert result.exit_code == EXIT_PROBLEMS, result.output
     assert "this is a bug" not in result.output
     assert (
-        f"damaged: {sample.TRAIN_TAR}:{info.name}: {info.name} is not a readable tar (unexpected end of data)"
+        f"damaged: {archives.TRAIN_TAR}:{info.name}: {info.name} is not a readable tar (unexpected end of data)"
         in result.stdout
     )
-    assert f"{sample.TRAIN_TAR}:{outer[3][0].name}" not in result.stdout, "the classes after it are read as usual"
+    assert f"{archives.TRAIN_TAR}:{outer[3][0].name}" not in result.stdout, "the classes after it are read as usual"

@@ -14,7 +14,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,13 +26,13 @@ from imagenet_cli import manifest  # noqa: E402
 from imagenet_cli.download import download_sample  # noqa: E402
 from imagenet_cli.errors import ClusterError, ShardCrashError, install_command  # noqa: E402
 from imagenet_cli.trees import cluster, prepare  # noqa: E402
-from imagenet_cli.trees.resize import Recipe  # noqa: E402
+from imagenet_cli.trees.resize import Filter, Recipe  # noqa: E402
 
 from .builders import tree_from_official  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def scheduler():
+def scheduler() -> Iterator[str]:
     with distributed.LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
     ) as local:
@@ -42,7 +44,7 @@ def copy_downloads(source_root: Path, root: Path) -> Path:
     return root
 
 
-def same_trees(a: Path, b: Path, sizes=("64", "224")) -> None:
+def same_trees(a: Path, b: Path, sizes: tuple[str, ...] = ("64", "224")) -> None:
     for size in sizes:
         assert (a / size / manifest.MANIFEST).read_text() == (b / size / manifest.MANIFEST).read_text(), size
         for labels in ("train.txt", "val.txt"):
@@ -50,7 +52,9 @@ def same_trees(a: Path, b: Path, sizes=("64", "224")) -> None:
 
 
 @pytest.mark.parametrize("layout", ["official", "kaggle"])
-def test_the_cluster_makes_the_local_pools_tree(layout, official_root, kaggle_root, scheduler, tmp_path):
+def test_the_cluster_makes_the_local_pools_tree(
+    layout: str, official_root: Path, kaggle_root: Path, scheduler: str, tmp_path: Path
+) -> None:
     source = official_root if layout == "official" else kaggle_root
     local = copy_downloads(source, tmp_path / "local")
     prepare(local, ["64", "224"], workers=2)
@@ -62,14 +66,14 @@ def test_the_cluster_makes_the_local_pools_tree(layout, official_root, kaggle_ro
     assert again.shards_run == 0 and again.shards_done_before == 26
 
 
-def test_the_cluster_prepares_from_an_image_folder(official_root, scheduler, tmp_path):
+def test_the_cluster_prepares_from_an_image_folder(official_root: Path, scheduler: str, tmp_path: Path) -> None:
     source = tree_from_official(official_root / "downloads", tmp_path / "source", with_manifest=False)
     prepare(tmp_path / "local", ["64", "224"], source=source, workers=2)
     prepare(tmp_path / "dask", ["64", "224"], source=source, dask=scheduler)
     same_trees(tmp_path / "local", tmp_path / "dask")
 
 
-def test_a_worker_on_another_version_or_without_the_inputs_is_named(scheduler, tmp_path):
+def test_a_worker_on_another_version_or_without_the_inputs_is_named(scheduler: str, tmp_path: Path) -> None:
     with distributed.Client(scheduler) as client:
         with pytest.raises(
             ClusterError, match=r"Dask worker tcp://127\.0\.0\.1:\d+ \(on .+\) runs imagenet-cli .+, the client 0\.0\.0"
@@ -83,7 +87,7 @@ def test_a_worker_on_another_version_or_without_the_inputs_is_named(scheduler, t
         assert cluster.check_workers(client, __version__, [], [tmp_path / "out"]) == 2
 
 
-def test_without_the_extra_dask_is_one_line_naming_it(official_root, tmp_path):
+def test_without_the_extra_dask_is_one_line_naming_it(official_root: Path, tmp_path: Path) -> None:
     root = copy_downloads(official_root, tmp_path / "root")
     program = (
         "import sys; sys.modules['distributed'] = None; sys.argv[0] = 'imagenet'\n"
@@ -102,15 +106,14 @@ def test_without_the_extra_dask_is_one_line_naming_it(official_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path):
-    options = {"classes": ["imagenette"], "train_per_class": 25, "val_per_class": 5, "test_images": 0}
-    download_sample(tmp_path / "source", **options)
+def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path: Path) -> None:
+    download_sample(tmp_path / "source", classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
     local = copy_downloads(tmp_path / "source", tmp_path / "local")
-    prepare(local, Recipe(("64",), filter="lanczos"), workers=2)
+    prepare(local, Recipe(("64",), filter=Filter.lanczos), workers=2)
 
     remote = copy_downloads(tmp_path / "source", tmp_path / "dask")
     file = tmp_path / "scheduler.json"
-    quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+    quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [
         subprocess.Popen(
             [
@@ -194,7 +197,7 @@ def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official_root, tmp_path):
+def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official_root: Path, tmp_path: Path) -> None:
     """An image whose decode needs more memory than a worker may use: the nanny kills each worker
     that tries it, and Dask gives the task up (KilledWorker)."""
     from PIL import Image
@@ -229,7 +232,7 @@ def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path):
+def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path: Path) -> None:
     """Ctrl-C as a terminal sends it: to every process of the group, the cluster's workers too."""
     from .conftest import imagenet_process
 
@@ -254,5 +257,5 @@ def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
     assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept", stderr
-    result = prepare(tmp_path, Recipe(("64",), filter="lanczos"), workers=2)
+    result = prepare(tmp_path, Recipe(("64",), filter=Filter.lanczos), workers=2)
     assert result.shards_done_before >= 2 and result.shards_done_before + result.shards_run == 20

@@ -9,37 +9,41 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
 
-from imagenet_cli import sample
+from imagenet_cli import archives, sample
 from imagenet_cli.download import kaggle
 from imagenet_cli.download.kaggle import find_credentials
 from imagenet_cli.errors import EXIT_ERROR, EXIT_USAGE
-from imagenet_cli.records import read_record
+from imagenet_cli.records import DownloadRecord
 
 from .conftest import imagenet, imagenet_process
 from .servers import FakeKaggle, FileServer
 
-OFFICIAL_DEFAULT = [sample.TRAIN_TAR, sample.VAL_TAR, sample.DEVKIT]
+OFFICIAL_DEFAULT = [archives.TRAIN_TAR, archives.VAL_TAR, archives.DEVKIT]
 
 
 @pytest.fixture(scope="module")
-def official_files(official_root) -> dict[str, bytes]:
+def official_files(official_root: Path) -> dict[str, bytes]:
     """The sample's official archives: what a mirror of the real ones would serve."""
     return {name: (official_root / "downloads" / name).read_bytes() for name in sample.OFFICIAL_FILES}
 
 
 @pytest.fixture
-def checksums(official_files, tmp_path) -> Path:
+def checksums(official_files: dict[str, bytes], tmp_path: Path) -> Path:
     """The mirror's own MD5SUMS: the sample is not the published ImageNet, so its sums are its own."""
     path = tmp_path / "MD5SUMS"
     path.write_text("".join(f"{hashlib.md5(d).hexdigest()}  {n}\n" for n, d in official_files.items()))
     return path
 
 
-def test_official_from_a_static_mirror_is_exact(official_files, checksums, tmp_path):
+def test_official_from_a_static_mirror_is_exact(
+    official_files: dict[str, bytes], checksums: Path, tmp_path: Path
+) -> None:
     root = tmp_path / "root"
     with FileServer(official_files) as server:
         result = imagenet(
@@ -61,7 +65,7 @@ def test_official_from_a_static_mirror_is_exact(official_files, checksums, tmp_p
         for name in OFFICIAL_DEFAULT:
             path = root / "downloads" / name
             assert path.read_bytes() == official_files[name]
-            record = read_record(path)
+            record = DownloadRecord.read(path)
             assert record.source == "official" and record.md5 == hashlib.md5(official_files[name]).hexdigest()
             assert record.etag == server.etags[name] and record.url == server.url(name)
 
@@ -84,7 +88,7 @@ def test_official_from_a_static_mirror_is_exact(official_files, checksums, tmp_p
     assert {a["name"]: a["record"] for a in info["archives"]} == dict.fromkeys(OFFICIAL_DEFAULT, "ok")
 
 
-def test_published_md5_is_checked_by_default(official_files, tmp_path):
+def test_published_md5_is_checked_by_default(official_files: dict[str, bytes], tmp_path: Path) -> None:
     """Without the mirror's sums the catalogue's published MD5 applies, and the sample fails it."""
     with FileServer(official_files) as server:
         result = imagenet(
@@ -94,7 +98,7 @@ def test_published_md5_is_checked_by_default(official_files, tmp_path):
             "--base-url",
             server.base_url,
             "--files",
-            sample.DEVKIT,
+            archives.DEVKIT,
             "--root",
             str(tmp_path),
         )
@@ -102,11 +106,11 @@ def test_published_md5_is_checked_by_default(official_files, tmp_path):
     [line] = result.stderr.splitlines()
     assert "published" not in line or "md5" in line
     assert "ILSVRC2012_devkit_t12.tar.gz has md5" in line and "fa75699e90414af021442c21a62c3abf" in line
-    assert not (tmp_path / "downloads" / sample.DEVKIT).exists()
-    assert (tmp_path / "downloads" / f"{sample.DEVKIT}.md5-mismatch").exists()
+    assert not (tmp_path / "downloads" / archives.DEVKIT).exists()
+    assert (tmp_path / "downloads" / f"{archives.DEVKIT}.md5-mismatch").exists()
 
 
-def test_published_size_mismatch_through_the_cli(official_files, tmp_path):
+def test_published_size_mismatch_through_the_cli(official_files: dict[str, bytes], tmp_path: Path) -> None:
     with FileServer(official_files) as server:
         result = imagenet(
             "download",
@@ -115,7 +119,7 @@ def test_published_size_mismatch_through_the_cli(official_files, tmp_path):
             "--base-url",
             server.base_url,
             "--files",
-            sample.VAL_TAR,
+            archives.VAL_TAR,
             "--root",
             str(tmp_path),
         )
@@ -124,7 +128,7 @@ def test_published_size_mismatch_through_the_cli(official_files, tmp_path):
     assert "--checksums" in result.stderr
 
 
-def test_dry_run_fetches_nothing(official_files, checksums, tmp_path):
+def test_dry_run_fetches_nothing(official_files: dict[str, bytes], checksums: Path, tmp_path: Path) -> None:
     with FileServer(official_files) as server:
         result = imagenet(
             "download",
@@ -145,13 +149,13 @@ def test_dry_run_fetches_nothing(official_files, checksums, tmp_path):
     assert not (tmp_path / "downloads").exists() or not any((tmp_path / "downloads").iterdir())
 
 
-def test_headers_and_cookies_are_sent(official_files, checksums, tmp_path):
+def test_headers_and_cookies_are_sent(official_files: dict[str, bytes], checksums: Path, tmp_path: Path) -> None:
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsessionid\tabc123\n")
     seen = []
 
     class Recording(FileServer):
-        def handle_other(self, handler):
+        def handle_other(self, handler: BaseHTTPRequestHandler) -> bool:
             seen.append((handler.headers.get("X-Token"), handler.headers.get("Cookie")))
             return False
 
@@ -163,7 +167,7 @@ def test_headers_and_cookies_are_sent(official_files, checksums, tmp_path):
             "--base-url",
             server.base_url,
             "--files",
-            sample.DEVKIT,
+            archives.DEVKIT,
             "--checksums",
             str(checksums),
             "--cookies",
@@ -184,7 +188,7 @@ class Redirecting(FileServer):
         super().__init__(files)
         self.to = to
 
-    def handle_other(self, handler):
+    def handle_other(self, handler: BaseHTTPRequestHandler) -> bool:
         handler.send_response(302)
         handler.send_header("Location", self.to.base_url + handler.path.lstrip("/"))
         handler.send_header("Content-Length", "0")
@@ -197,7 +201,7 @@ class Recording(FileServer):
         super().__init__(files, host=host)
         self.seen: list[tuple[str | None, str | None, str | None]] = []
 
-    def handle_other(self, handler):
+    def handle_other(self, handler: BaseHTTPRequestHandler) -> bool:
         self.seen.append(
             (handler.headers.get("X-Auth-Token"), handler.headers.get("Authorization"), handler.headers.get("Cookie"))
         )
@@ -205,7 +209,9 @@ class Recording(FileServer):
 
 
 @pytest.mark.parametrize("trusted", [False, True])
-def test_a_redirect_to_another_host_gets_no_credentials(official_files, checksums, tmp_path, trusted):
+def test_a_redirect_to_another_host_gets_no_credentials(
+    official_files: dict[str, bytes], checksums: Path, tmp_path: Path, trusted: bool
+) -> None:
     """Like curl: --header, Authorization and cookies stay with the host they were given for."""
     cookies = tmp_path / "cookies.txt"
     cookies.write_text("# Netscape HTTP Cookie File\n127.0.0.2\tFALSE\t/\tFALSE\t0\tsessionid\tabc123\n")
@@ -230,7 +236,7 @@ def test_a_redirect_to_another_host_gets_no_credentials(official_files, checksum
             "--base-url",
             mirror.base_url,
             "--files",
-            sample.DEVKIT,
+            archives.DEVKIT,
             "--checksums",
             str(checksums),
             *credentials,
@@ -242,7 +248,7 @@ def test_a_redirect_to_another_host_gets_no_credentials(official_files, checksum
         assert mirror.requests and storage.seen
         expected = ("s3cret", "Bearer t0k", "sessionid=abc123") if trusted else (None, None, None)
         assert set(storage.seen) == {expected}
-    assert (tmp_path / "downloads" / sample.DEVKIT).read_bytes() == official_files[sample.DEVKIT]
+    assert (tmp_path / "downloads" / archives.DEVKIT).read_bytes() == official_files[archives.DEVKIT]
 
 
 @pytest.mark.parametrize(
@@ -254,13 +260,13 @@ def test_a_redirect_to_another_host_gets_no_credentials(official_files, checksum
         (["--cookies", "/nonexistent/cookies.txt"], "no such file"),
     ],
 )
-def test_bad_official_options_are_usage_errors(args, message, tmp_path):
+def test_bad_official_options_are_usage_errors(args: list[str], message: str, tmp_path: Path) -> None:
     result = imagenet("download", "--source", "official", "--root", str(tmp_path), *args)
     assert result.exit_code == EXIT_USAGE
     assert message in result.stderr
 
 
-def test_404_says_to_check_the_base_url(official_files, tmp_path):
+def test_404_says_to_check_the_base_url(official_files: dict[str, bytes], tmp_path: Path) -> None:
     with FileServer(official_files, path_prefix="/other/") as server:
         result = imagenet(
             "download",
@@ -269,7 +275,7 @@ def test_404_says_to_check_the_base_url(official_files, tmp_path):
             "--base-url",
             server.base_url.replace("/other/", "/"),
             "--files",
-            sample.DEVKIT,
+            archives.DEVKIT,
             "--root",
             str(tmp_path),
         )
@@ -278,9 +284,11 @@ def test_404_says_to_check_the_base_url(official_files, tmp_path):
 
 
 @pytest.mark.slow
-def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksums, tmp_path):
-    files = {sample.TRAIN_TAR: official_files[sample.TRAIN_TAR]}
-    size = len(files[sample.TRAIN_TAR])
+def test_kill_9_midway_then_resume_fetches_only_the_rest(
+    official_files: dict[str, bytes], checksums: Path, tmp_path: Path
+) -> None:
+    files = {archives.TRAIN_TAR: official_files[archives.TRAIN_TAR]}
+    size = len(files[archives.TRAIN_TAR])
     command = [
         sys.executable,
         "-m",
@@ -289,7 +297,7 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
         "--source",
         "official",
         "--files",
-        sample.TRAIN_TAR,
+        archives.TRAIN_TAR,
         "--checksums",
         str(checksums),
         "--root",
@@ -297,7 +305,7 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
         "--connections",
         "2",
     ]
-    journal = tmp_path / "downloads" / f"{sample.TRAIN_TAR}.part.json"
+    journal = tmp_path / "downloads" / f"{archives.TRAIN_TAR}.part.json"
     with FileServer(files) as server:
         server.faults.rate = 2 << 20  # per connection: the first run takes several seconds
         env = {**os.environ, "IMAGENET_NO_PROGRESS": "1"}
@@ -311,10 +319,10 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
         process.wait(timeout=30)
         server.settled_bytes()  # handlers still writing to the dead client's sockets must not count later
         done = json.loads(journal.read_text())
-        assert done["done"] and not (tmp_path / "downloads" / sample.TRAIN_TAR).exists()
+        assert done["done"] and not (tmp_path / "downloads" / archives.TRAIN_TAR).exists()
         info = json.loads(imagenet("info", "--root", str(tmp_path), "--json").stdout)
         [partial] = info["partial"]
-        assert partial["name"] == sample.TRAIN_TAR and 0 < partial["have_bytes"] < size == partial["total_bytes"]
+        assert partial["name"] == archives.TRAIN_TAR and 0 < partial["have_bytes"] < size == partial["total_bytes"]
         assert info["next_step"] == "download" and info["archives"] == []
 
         server.faults.rate = None
@@ -330,16 +338,18 @@ def test_kill_9_midway_then_resume_fetches_only_the_rest(official_files, checksu
         [fetched] = json.loads(completed.stdout)["files"]
         sent_total = server.settled_bytes()
 
-    assert (tmp_path / "downloads" / sample.TRAIN_TAR).read_bytes() == files[sample.TRAIN_TAR]
+    assert (tmp_path / "downloads" / archives.TRAIN_TAR).read_bytes() == files[archives.TRAIN_TAR]
     assert fetched["status"] == "resumed"
     assert fetched["transferred"] == size - have
     # The server sent the rest once: what the journal lacked, plus the probe's byte.
     assert sent_total - sent_first == size - have + 1
 
 
-def test_ctrl_c_stops_cleanly_keeps_the_state_and_exits_130(official_files, checksums, tmp_path):
-    files = {sample.TRAIN_TAR: official_files[sample.TRAIN_TAR]}
-    journal = tmp_path / "downloads" / f"{sample.TRAIN_TAR}.part.json"
+def test_ctrl_c_stops_cleanly_keeps_the_state_and_exits_130(
+    official_files: dict[str, bytes], checksums: Path, tmp_path: Path
+) -> None:
+    files = {archives.TRAIN_TAR: official_files[archives.TRAIN_TAR]}
+    journal = tmp_path / "downloads" / f"{archives.TRAIN_TAR}.part.json"
     with FileServer(files) as server:
         server.faults.rate = 2 << 20
         command = [
@@ -347,7 +357,7 @@ def test_ctrl_c_stops_cleanly_keeps_the_state_and_exits_130(official_files, chec
             "--source",
             "official",
             "--files",
-            sample.TRAIN_TAR,
+            archives.TRAIN_TAR,
             "--checksums",
             str(checksums),
             "--root",
@@ -364,19 +374,19 @@ def test_ctrl_c_stops_cleanly_keeps_the_state_and_exits_130(official_files, chec
     assert process.returncode == 130, stderr
     assert stderr.strip() == "imagenet: interrupted — try the same command again: finished work is kept"
     assert json.loads(journal.read_text())["done"]
-    assert (tmp_path / "downloads" / f"{sample.TRAIN_TAR}.part").exists()
+    assert (tmp_path / "downloads" / f"{archives.TRAIN_TAR}.part").exists()
 
 
 # --- Kaggle ------------------------------------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
-def kaggle_zip(kaggle_root) -> bytes:
+def kaggle_zip(kaggle_root: Path) -> bytes:
     return (kaggle_root / "downloads" / kaggle.ZIP_NAME).read_bytes()
 
 
 @pytest.fixture
-def fake_kaggle(kaggle_zip, monkeypatch, tmp_path):
+def fake_kaggle(kaggle_zip: bytes, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[FakeKaggle]:
     """The real kagglesdk client, pointed at a fake Kaggle API on 127.0.0.1; a clean HOME."""
     from kagglesdk.kaggle_env import KaggleEnv, _env_to_endpoint
 
@@ -389,12 +399,12 @@ def fake_kaggle(kaggle_zip, monkeypatch, tmp_path):
         yield server
 
 
-def kaggle_json(home: Path, username="alice", key="secret") -> None:
+def kaggle_json(home: Path, username: str = "alice", key: str = "secret") -> None:
     (home / ".kaggle").mkdir(parents=True)
     (home / ".kaggle" / "kaggle.json").write_text(json.dumps({"username": username, "key": key}))
 
 
-def test_kaggle_end_to_end(fake_kaggle, kaggle_zip, tmp_path):
+def test_kaggle_end_to_end(fake_kaggle: FakeKaggle, kaggle_zip: bytes, tmp_path: Path) -> None:
     kaggle_json(tmp_path / "home")
     result = imagenet("download", "--root", str(tmp_path / "root"), "--json")
     assert result.exit_code == 0, result.output
@@ -402,8 +412,8 @@ def test_kaggle_end_to_end(fake_kaggle, kaggle_zip, tmp_path):
     path = tmp_path / "root" / "downloads" / kaggle.ZIP_NAME
     assert path.read_bytes() == kaggle_zip
     assert fetched["md5"] == hashlib.md5(kaggle_zip).hexdigest()
-    record = read_record(path)
-    assert record.source == "kaggle" and "?" not in record.url, "the signature is not recorded"
+    record = DownloadRecord.read(path)
+    assert record.source == "kaggle" and record.url and "?" not in record.url, "the signature is not recorded"
 
     calls = fake_kaggle.api_calls
     again = imagenet("download", "--root", str(tmp_path / "root"))
@@ -411,7 +421,9 @@ def test_kaggle_end_to_end(fake_kaggle, kaggle_zip, tmp_path):
     assert fake_kaggle.api_calls == calls, "a recorded bundle needs no API call"
 
 
-def test_the_kaggle_token_never_reaches_the_storage_host(fake_kaggle, kaggle_zip, tmp_path):
+def test_the_kaggle_token_never_reaches_the_storage_host(
+    fake_kaggle: FakeKaggle, kaggle_zip: bytes, tmp_path: Path
+) -> None:
     """The API redirects to signed storage on another host: neither the SDK's request nor ours carries the token."""
     kaggle_json(tmp_path / "home")
     try:
@@ -426,20 +438,22 @@ def test_the_kaggle_token_never_reaches_the_storage_host(fake_kaggle, kaggle_zip
     assert (tmp_path / "root" / "downloads" / kaggle.ZIP_NAME).read_bytes() == kaggle_zip
 
 
-def test_kaggle_credentials_from_the_environment(fake_kaggle, monkeypatch, tmp_path):
+def test_kaggle_credentials_from_the_environment(
+    fake_kaggle: FakeKaggle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("KAGGLE_USERNAME", "alice")
     monkeypatch.setenv("KAGGLE_KEY", "secret")
     assert imagenet("download", "--root", str(tmp_path)).exit_code == 0
 
 
-def test_kaggle_api_token_as_a_bearer(fake_kaggle, monkeypatch, tmp_path):
+def test_kaggle_api_token_as_a_bearer(fake_kaggle: FakeKaggle, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     token = tmp_path / "token"
     token.write_text("secret\n")
     monkeypatch.setenv("KAGGLE_API_TOKEN", str(token))  # a file holding the token
     assert imagenet("download", "--root", str(tmp_path)).exit_code == 0
 
 
-def test_kaggle_without_credentials_is_one_line(fake_kaggle, tmp_path):
+def test_kaggle_without_credentials_is_one_line(fake_kaggle: FakeKaggle, tmp_path: Path) -> None:
     result = imagenet("download", "--root", str(tmp_path))
     assert result.exit_code == EXIT_ERROR
     assert result.stdout == ""
@@ -448,7 +462,7 @@ def test_kaggle_without_credentials_is_one_line(fake_kaggle, tmp_path):
     assert fake_kaggle.api_calls == 0
 
 
-def test_kaggle_rules_not_accepted(fake_kaggle, tmp_path):
+def test_kaggle_rules_not_accepted(fake_kaggle: FakeKaggle, tmp_path: Path) -> None:
     kaggle_json(tmp_path / "home")
     fake_kaggle.rules_accepted = False
     result = imagenet("download", "--root", str(tmp_path))
@@ -457,7 +471,7 @@ def test_kaggle_rules_not_accepted(fake_kaggle, tmp_path):
     assert kaggle.RULES_URL in line and "accept" in line
 
 
-def test_kaggle_bad_credentials(fake_kaggle, tmp_path):
+def test_kaggle_bad_credentials(fake_kaggle: FakeKaggle, tmp_path: Path) -> None:
     kaggle_json(tmp_path / "home", key="wrong")
     result = imagenet("download", "--root", str(tmp_path))
     assert result.exit_code == EXIT_ERROR
@@ -465,14 +479,14 @@ def test_kaggle_bad_credentials(fake_kaggle, tmp_path):
     assert "Kaggle rejected the credentials" in line and "HTTP 401" in line
 
 
-def test_kaggle_429_waits_and_asks_again(fake_kaggle, tmp_path):
+def test_kaggle_429_waits_and_asks_again(fake_kaggle: FakeKaggle, tmp_path: Path) -> None:
     kaggle_json(tmp_path / "home")
     fake_kaggle.api_queue = [429]
     assert imagenet("download", "--root", str(tmp_path)).exit_code == 0
     assert fake_kaggle.api_calls == 2
 
 
-def test_kaggle_expired_url_gets_a_fresh_one(fake_kaggle, kaggle_zip, tmp_path):
+def test_kaggle_expired_url_gets_a_fresh_one(fake_kaggle: FakeKaggle, kaggle_zip: bytes, tmp_path: Path) -> None:
     kaggle_json(tmp_path / "home")
     fake_kaggle.faults.expire_after = 0.3
     fake_kaggle.faults.rate = 8 << 20
@@ -482,15 +496,19 @@ def test_kaggle_expired_url_gets_a_fresh_one(fake_kaggle, kaggle_zip, tmp_path):
     assert fake_kaggle.api_calls >= 2
 
 
-def test_kaggle_storage_md5_mismatch_is_caught(fake_kaggle, tmp_path):
+def test_kaggle_storage_md5_mismatch_is_caught(
+    fake_kaggle: FakeKaggle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     kaggle_json(tmp_path / "home")
-    fake_kaggle.extra_headers = lambda name, data: {"x-goog-hash": "md5=AAAAAAAAAAAAAAAAAAAAAA=="}
+    monkeypatch.setattr(
+        fake_kaggle, "extra_headers", lambda name, data: {"x-goog-hash": "md5=AAAAAAAAAAAAAAAAAAAAAA=="}
+    )
     result = imagenet("download", "--root", str(tmp_path))
     assert result.exit_code == EXIT_ERROR
     assert "expected md5 is 00000000000000000000000000000000" in result.stderr
 
 
-def test_credentials_order(tmp_path):
+def test_credentials_order(tmp_path: Path) -> None:
     home = tmp_path / "home"
     kaggle_json(home, username="from-file")
     config = tmp_path / "config"
@@ -508,7 +526,7 @@ def test_credentials_order(tmp_path):
     assert "s3cr3t" not in repr(find_credentials({"KAGGLE_USERNAME": "u", "KAGGLE_KEY": "s3cr3t"}, home))
 
 
-def test_kaggle_partial_file_is_never_overwritten(fake_kaggle, tmp_path):
+def test_kaggle_partial_file_is_never_overwritten(fake_kaggle: FakeKaggle, tmp_path: Path) -> None:
     kaggle_json(tmp_path / "home")
     downloads = tmp_path / "downloads"
     downloads.mkdir()
@@ -520,7 +538,7 @@ def test_kaggle_partial_file_is_never_overwritten(fake_kaggle, tmp_path):
     assert (downloads / kaggle.ZIP_NAME).read_bytes() == b"half"
 
 
-def test_a_host_that_refuses_connections_fails_in_seconds_with_one_line(tmp_path):
+def test_a_host_that_refuses_connections_fails_in_seconds_with_one_line(tmp_path: Path) -> None:
     import socket
 
     with socket.socket() as probe:  # a port nothing listens on

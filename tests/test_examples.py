@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_cli import sample
+from imagenet_cli import archives, sample
 
 from . import docs
 from .servers import FileServer
@@ -65,8 +65,10 @@ def example_lines() -> list[tuple[str, str]]:
     for line in readme_shell_lines():
         if line.startswith("imagenet "):
             lines.append(("README.md", line.split("#", 1)[0].strip()))
-    seen: set[str] = set()
-    return [(where, line) for where, line in lines if not (line in seen or seen.add(line))]
+    first: dict[str, str] = {}
+    for where, line in lines:
+        first.setdefault(line, where)  # a line in several places runs once
+    return [(where, line) for line, where in first.items()]
 
 
 def readme_shell_lines() -> list[str]:
@@ -75,7 +77,7 @@ def readme_shell_lines() -> list[str]:
     return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
 
 
-def test_every_readme_shell_line_is_a_command_or_a_known_developer_line():
+def test_every_readme_shell_line_is_a_command_or_a_known_developer_line() -> None:
     for line in readme_shell_lines():
         assert line.startswith("imagenet ") or line.startswith(NOT_COMMANDS), (
             f"a README shell line nothing runs: {line}"
@@ -83,14 +85,14 @@ def test_every_readme_shell_line_is_a_command_or_a_known_developer_line():
 
 
 @pytest.fixture(scope="module")
-def scratch(tmp_path_factory) -> Path:
+def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder whose ./imagenet holds the sample, an extracted Kaggle tree beside it, and the
     files the examples name (cookies.txt, MD5SUMS)."""
     folder = tmp_path_factory.mktemp("examples")
     run_line(folder, "imagenet download --source sample")
     kaggle = tmp_path_factory.mktemp("kaggle")
     run_line(kaggle, f"{WIDER_SAMPLE} --layout kaggle")  # the same classes as the root's, once widened
-    with zipfile.ZipFile(kaggle / "imagenet" / "downloads" / sample.KAGGLE_ZIP) as bundle:
+    with zipfile.ZipFile(kaggle / "imagenet" / "downloads" / archives.KAGGLE_ZIP) as bundle:
         bundle.extractall(folder / "data")
     (folder / "cookies.txt").write_text("# Netscape HTTP Cookie File\n127.0.0.1\tFALSE\t/\tFALSE\t0\tsession\tabc\n")
     write_md5sums(folder)
@@ -146,7 +148,7 @@ def run_line(folder: Path, line: str, **env: str) -> subprocess.CompletedProcess
     )
 
 
-def test_every_example_runs_in_order(scratch):
+def test_every_example_runs_in_order(scratch: Path) -> None:
     downloads = scratch / "imagenet" / "downloads"
     served = {name: (downloads / name).read_bytes() for name in sample.OFFICIAL_FILES}
     failed = []

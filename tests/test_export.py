@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -19,11 +20,11 @@ from .conftest import imagenet, prepared_copy  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def root(official_root, tmp_path_factory) -> Path:
+def root(official_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepared_copy(official_root, tmp_path_factory.mktemp("export"), "64")
 
 
-def read_back(folder: Path, split: str) -> dict[str, tuple[bytes, int, dict]]:
+def read_back(folder: Path, split: str) -> dict[str, tuple[bytes, int, dict[str, Any]]]:
     """{key: (image bytes, cls, json)} through webdataset's own reader, shards from _info.json."""
     info = json.loads((folder / "_info.json").read_text())["splits"][split]
     urls = [str(folder / name) for name in info["filenames"]]
@@ -35,7 +36,7 @@ def read_back(folder: Path, split: str) -> dict[str, tuple[bytes, int, dict]]:
     return found
 
 
-def test_every_image_once_with_its_sorted_index_and_its_bytes(root, tmp_path):
+def test_every_image_once_with_its_sorted_index_and_its_bytes(root: Path, tmp_path: Path) -> None:
     result = export(root, out=tmp_path / "wds", shard_size=10)
     assert result.samples == {"train": 39, "val": 26} and len(result.shards) == 4 + 3
     for split, name in (("train", "train"), ("val", "validation")):
@@ -55,7 +56,7 @@ def _wnids(shard: Path) -> set[str]:
     return {json.loads(s["json"])["wnid"] for s in wds.WebDataset(str(shard), shardshuffle=False)}
 
 
-def test_a_subset_exports_its_own_index_and_keeps_the_1000_class_one(root, tmp_path):
+def test_a_subset_exports_its_own_index_and_keeps_the_1000_class_one(root: Path, tmp_path: Path) -> None:
     made = subset(root, classes="3")
     export(root, source=made.path, out=tmp_path / "wds")
     own = {
@@ -65,10 +66,13 @@ def test_a_subset_exports_its_own_index_and_keeps_the_1000_class_one(root, tmp_p
         assert label == own[meta["wnid"]] and meta["label_1k"] == catalogue.by_wnid(meta["wnid"]).index
 
 
-def test_the_same_tree_and_seed_give_the_same_bytes_and_a_rerun_keeps_shards(root, tmp_path):
+def test_the_same_tree_and_seed_give_the_same_bytes_and_a_rerun_keeps_shards(root: Path, tmp_path: Path) -> None:
     first = export(root, out=tmp_path / "a", shard_size=10, seed=3)
     second = export(root, out=tmp_path / "b", shard_size=10, seed=3)
-    digest = lambda folder: {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.tar")}  # noqa: E731
+
+    def digest(folder: Path) -> dict[str, str]:
+        return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in folder.glob("*.tar")}
+
     assert digest(tmp_path / "a") == digest(tmp_path / "b") and len(digest(tmp_path / "a")) == 7
     victim = tmp_path / "a" / first.shards[2].file
     victim.unlink()  # as a killed run leaves it: that shard never got its name
@@ -80,7 +84,7 @@ def test_the_same_tree_and_seed_give_the_same_bytes_and_a_rerun_keeps_shards(roo
     assert second.written == 7
 
 
-def test_the_cli_writes_under_the_root_and_says_where(root):
+def test_the_cli_writes_under_the_root_and_says_where(root: Path) -> None:
     result = imagenet("export", "webdataset", "--root", str(root), "-q")
     assert result.exit_code == 0, result.output
     assert result.stdout == f"{root / 'exports' / 'webdataset-64'}\n"
@@ -88,7 +92,7 @@ def test_the_cli_writes_under_the_root_and_says_where(root):
     assert [s["samples"] for s in record["shards"]] == [39, 26]
 
 
-def test_verify_checks_an_export_against_its_record(root, tmp_path):
+def test_verify_checks_an_export_against_its_record(root: Path, tmp_path: Path) -> None:
     from imagenet_cli.checks import verify
 
     out = tmp_path / "wds"
@@ -109,7 +113,7 @@ def test_verify_checks_an_export_against_its_record(root, tmp_path):
     }
 
 
-def test_verify_of_the_root_finds_its_exports(official_root, tmp_path):
+def test_verify_of_the_root_finds_its_exports(official_root: Path, tmp_path: Path) -> None:
     from imagenet_cli.checks import verify
 
     root = prepared_copy(official_root, tmp_path, "32")
@@ -118,7 +122,7 @@ def test_verify_of_the_root_finds_its_exports(official_root, tmp_path):
     assert report.ok and [c.path for c in report.checks if c.kind == "export"] == [made.path]
 
 
-def test_max_shard_bytes_keeps_every_shard_under_it(root, tmp_path):
+def test_max_shard_bytes_keeps_every_shard_under_it(root: Path, tmp_path: Path) -> None:
     limit = 64 << 10
     result = export(root, out=tmp_path / "wds", shard_size=1000, max_shard_bytes=limit, splits=["train"])
     sizes = [s.bytes for s in result.shards]
@@ -126,7 +130,7 @@ def test_max_shard_bytes_keeps_every_shard_under_it(root, tmp_path):
     read_back(tmp_path / "wds", "train")
 
 
-def test_default_shards_are_named_and_counted_as_timms(root, tmp_path):
+def test_default_shards_are_named_and_counted_as_timms(root: Path, tmp_path: Path) -> None:
     """The sample: one shard per split, under the names a full export starts with."""
     result = imagenet("export", "webdataset", "--root", str(root), "--out", str(tmp_path / "wds"))
     assert result.exit_code == 0, result.output
@@ -143,7 +147,7 @@ def test_default_shards_are_named_and_counted_as_timms(root, tmp_path):
         ("val", catalogue.SPLIT_IMAGES["val"], 64, "imagenet1k-validation-{00..63}.tar"),
     ],
 )
-def test_the_full_splits_make_timms_1024_and_64_shards(split, images, shards, pattern):
+def test_the_full_splits_make_timms_1024_and_64_shards(split: str, images: int, shards: int, pattern: str) -> None:
     from imagenet_cli.exports.webdataset import SHARD_SIZES, brace_pattern, shard_names
 
     per_shard = SHARD_SIZES[split]
@@ -152,14 +156,14 @@ def test_the_full_splits_make_timms_1024_and_64_shards(split, images, shards, pa
     assert brace_pattern(shard_names("imagenet1k", split, count)) == pattern
 
 
-def test_shard_numbers_widen_only_past_their_width():
+def test_shard_numbers_widen_only_past_their_width() -> None:
     from imagenet_cli.exports.webdataset import brace_pattern, shard_names
 
     assert brace_pattern(shard_names("in1k", "val", 101)) == "in1k-validation-{000..100}.tar"
     assert shard_names("in1k", "train", 3) == ["in1k-train-0000.tar", "in1k-train-0001.tar", "in1k-train-0002.tar"]
 
 
-def test_the_readmes_webdataset_lines_read_every_train_sample(root, tmp_path):
+def test_the_readmes_webdataset_lines_read_every_train_sample(root: Path, tmp_path: Path) -> None:
     from . import docs
 
     block = next(
@@ -167,14 +171,16 @@ def test_the_readmes_webdataset_lines_read_every_train_sample(root, tmp_path):
     )
     folder = tmp_path / "wds"
     export(root, out=folder)
-    namespace: dict = {}
+    namespace: dict[str, Any] = {}
     exec(block.replace("ROOT/exports/webdataset-224", str(folder)), namespace)  # noqa: S102 - the README's own lines
     samples = list(namespace["train"])
     assert len(samples) == json.loads((folder / "_info.json").read_text())["splits"]["train"]["num_samples"] == 39
     assert all(isinstance(label, int) for _, label in samples)
 
 
-def test_export_json_round_trips_through_its_one_record_type_and_a_damaged_one_is_one_line(root, tmp_path):
+def test_export_json_round_trips_through_its_one_record_type_and_a_damaged_one_is_one_line(
+    root: Path, tmp_path: Path
+) -> None:
     from imagenet_cli.exports.record import SCHEMA, ExportRecord
 
     result = export(root, out=tmp_path / "wds", splits=["val"])

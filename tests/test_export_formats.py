@@ -13,6 +13,7 @@ import sys
 import tarfile
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,13 +22,14 @@ from imagenet_cli.errors import InvalidArgumentError, install_command
 from imagenet_cli.exports import SplitSamples, export
 from imagenet_cli.subsets import subset
 
+from .builders import read_member
 from .conftest import imagenet, prepared_copy
 
 np = pytest.importorskip("numpy")
 
 
 @pytest.fixture(scope="module")
-def root(official_root, tmp_path_factory) -> Path:
+def root(official_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The sample prepared at full size (originals kept) and at 64 pixels."""
     made = prepared_copy(official_root, tmp_path_factory.mktemp("formats"), "full")
     from imagenet_cli.trees import prepare
@@ -37,7 +39,7 @@ def root(official_root, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def hf_home(tmp_path, monkeypatch) -> Path:
+def hf_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Hugging Face caches under the test's folder, and never the network."""
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
@@ -51,7 +53,7 @@ def tree_rows(tree: Path, split: str) -> list[manifest.Entry]:
 # --- parquet ------------------------------------------------------------------------------------
 
 
-def test_parquet_rows_hold_the_bytes_and_the_sorted_index(root, tmp_path):
+def test_parquet_rows_hold_the_bytes_and_the_sorted_index(root: Path, tmp_path: Path) -> None:
     pq = pytest.importorskip("pyarrow.parquet")
     result = export(root, "parquet", source=root / "64", out=tmp_path / "pq", shard_size=20)
     assert [s.file for s in result.shards] == [
@@ -72,7 +74,9 @@ def test_parquet_rows_hold_the_bytes_and_the_sorted_index(root, tmp_path):
             assert data == (root / "64" / entry.path).read_bytes(), "copied, never re-encoded"
 
 
-def test_datasets_loads_parquet_by_folder_and_by_data_dir_with_class_names(root, tmp_path, hf_home):
+def test_datasets_loads_parquet_by_folder_and_by_data_dir_with_class_names(
+    root: Path, tmp_path: Path, hf_home: Path
+) -> None:
     datasets = pytest.importorskip("datasets")
     export(root, "parquet", source=root / "64", out=tmp_path / "pq", shard_size=20)
     expected = {f"{e.wnid}/{e.name}": catalogue.by_wnid(e.wnid).index for e in tree_rows(root / "64", "val")}
@@ -93,7 +97,7 @@ def test_datasets_loads_parquet_by_folder_and_by_data_dir_with_class_names(root,
         assert first.size[0] > 0 and first.mode == "RGB", "decoded as an image"
 
 
-def test_a_subset_in_parquet_has_its_own_index_and_names(root, tmp_path, hf_home):
+def test_a_subset_in_parquet_has_its_own_index_and_names(root: Path, tmp_path: Path, hf_home: Path) -> None:
     datasets = pytest.importorskip("datasets")
     made = subset(root, classes="4", source=root / "64", seed=1)
     export(root, "parquet", source=made.path, out=tmp_path / "pq")
@@ -108,7 +112,7 @@ def test_a_subset_in_parquet_has_its_own_index_and_names(root, tmp_path, hf_home
 # --- webdataset through Hugging Face datasets -----------------------------------------------------
 
 
-def test_datasets_reads_the_webdataset_shards_with_the_right_labels(root, tmp_path, hf_home):
+def test_datasets_reads_the_webdataset_shards_with_the_right_labels(root: Path, tmp_path: Path, hf_home: Path) -> None:
     datasets = pytest.importorskip("datasets")
     export(root, source=root / "64", out=tmp_path / "wds", shard_size=40)
     loaded = datasets.load_dataset(
@@ -128,21 +132,21 @@ def originals(downloads: Path) -> dict[str, bytes]:
     with tarfile.open(downloads / "ILSVRC2012_img_train.tar") as outer:
         for class_tar in outer:
             with tarfile.open(fileobj=outer.extractfile(class_tar)) as inner:
-                found.update({m.name: inner.extractfile(m).read() for m in inner if m.isfile()})
+                found.update({m.name: read_member(inner, m) for m in inner if m.isfile()})
     with tarfile.open(downloads / "ILSVRC2012_img_val.tar") as val:
-        found.update({m.name: val.extractfile(m).read() for m in val if m.isfile()})
+        found.update({m.name: read_member(val, m) for m in val if m.isfile()})
     return found
 
 
-def published_pixels(data: bytes, size: int):
+def published_pixels(data: bytes, size: int) -> Any:
     """The published files' recipe, as the issue states it."""
     from PIL import Image
 
-    image = Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.BOX)
+    image = Image.open(io.BytesIO(data)).convert("RGB").resize((size, size), Image.Resampling.BOX)
     return np.asarray(image, dtype=np.float64).transpose(2, 0, 1)
 
 
-def load_like_the_authors(folder: Path, name: str, size: int):
+def load_like_the_authors(folder: Path, name: str, size: int) -> tuple[Any, Any, Any]:
     """The Imagenet32 authors' loader, unpickle-free: N x 3 x s x s, labels made 0-based."""
     arrays = np.load(folder / f"{name}.npz")
     data = arrays["data"].reshape(-1, 3, size, size)
@@ -150,7 +154,7 @@ def load_like_the_authors(folder: Path, name: str, size: int):
 
 
 @pytest.mark.parametrize("size", [32, 8])
-def test_downsampled_is_the_published_recipe_with_devkit_labels(root, tmp_path, size):
+def test_downsampled_is_the_published_recipe_with_devkit_labels(root: Path, tmp_path: Path, size: int) -> None:
     result = export(root, "downsampled", source=root / "full", out=tmp_path / "ds", size=size, workers=2)
     assert sorted(s.file for s in result.shards) == sorted(
         [f"train_data_batch_{i}.npz" for i in range(1, 11)] + ["val_data.npz"]
@@ -176,7 +180,7 @@ def test_downsampled_is_the_published_recipe_with_devkit_labels(root, tmp_path, 
             errors = {
                 n: np.abs(published_pixels(reference[n], size) - image).mean() for n in by_class[label] if n not in used
             }
-            best = min(errors, key=errors.get)
+            best = min(errors, key=lambda n: errors[n])
             assert errors[best] <= 0.5, f"{best}: {errors[best]:.2f} grey levels from the published recipe"
             used.add(best)
     assert len(used) == len(reference), "every image once"
@@ -184,7 +188,7 @@ def test_downsampled_is_the_published_recipe_with_devkit_labels(root, tmp_path, 
     assert all(np.array_equal(m, means[0]) for m in means) and np.allclose(means[0], everything.mean(axis=0))
 
 
-def test_downsampled_labels_stay_devkit_ids_for_a_subset(root, tmp_path):
+def test_downsampled_labels_stay_devkit_ids_for_a_subset(root: Path, tmp_path: Path) -> None:
     made = subset(root, classes="3", source=root / "full", seed=2)
     export(root, "downsampled", source=made.path, out=tmp_path / "ds", size=8, workers=1)
     wnids = {line.split("\t")[1] for line in (made.path / "classes.txt").read_text().splitlines()}
@@ -192,7 +196,7 @@ def test_downsampled_labels_stay_devkit_ids_for_a_subset(root, tmp_path):
     assert {catalogue.by_devkit_id(int(label) + 1).wnid for label in labels} == wnids
 
 
-def test_downsampled_refuses_a_resized_tree_naming_the_prepare_command(root):
+def test_downsampled_refuses_a_resized_tree_naming_the_prepare_command(root: Path) -> None:
     result = imagenet("export", "downsampled", "--root", str(root), "--from", str(root / "64"))
     assert result.exit_code == 1
     assert "64-pixel jpeg images" in result.stderr and "`imagenet prepare --size full`" in result.stderr
@@ -204,17 +208,26 @@ def test_downsampled_refuses_a_resized_tree_naming_the_prepare_command(root):
 @pytest.mark.parametrize(
     ("arguments", "wrong"),
     [
-        ({"to": "downsampled", "shard_size": 10}, "--shard-size"),
-        ({"to": "downsampled", "size": 48}, "--size 48"),
+        ({"to": "downsampled", "shard_size": 10}, "^shard_size: downsampled writes"),
+        ({"to": "downsampled", "size": 48}, "^size 48: Downsampled ImageNet is"),
         ({"to": "parquet", "size": 32}, "^size applies to downsampled"),
     ],
 )
-def test_options_of_another_format_are_refused(root, tmp_path, arguments, wrong):
+def test_options_of_another_format_are_refused(
+    root: Path, tmp_path: Path, arguments: dict[str, Any], wrong: str
+) -> None:
     with pytest.raises(InvalidArgumentError, match=wrong):
         export(root, source=root / "full", out=tmp_path / "x", **arguments)
 
 
-def test_a_bad_argument_is_named_by_its_parameter_in_python_and_by_its_option_on_the_cli(root, tmp_path):
+def test_the_cli_names_the_refused_options_as_typed(root: Path, tmp_path: Path) -> None:
+    said = imagenet("export", "downsampled", "--root", str(root), "--from", str(root / "full"), "--shard-size", "10")
+    assert said.exit_code == 2 and "imagenet: error: --shard-size: downsampled writes 10 train batches" in said.stderr
+
+
+def test_a_bad_argument_is_named_by_its_parameter_in_python_and_by_its_option_on_the_cli(
+    root: Path, tmp_path: Path
+) -> None:
     """The library names no option: the CLI puts the one the user typed in the parameter's place."""
     with pytest.raises(InvalidArgumentError) as raised:
         export(root, "parquet", source=root / "full", out=tmp_path / "x", size=32)
@@ -225,7 +238,7 @@ def test_a_bad_argument_is_named_by_its_parameter_in_python_and_by_its_option_on
     assert bad.exit_code == 2 and "--size 'huge' is neither 'full' nor a number of pixels" in bad.stderr
 
 
-def test_the_cli_names_the_default_folder_with_the_size(root):
+def test_the_cli_names_the_default_folder_with_the_size(root: Path) -> None:
     result = imagenet(
         *[
             "export",
@@ -251,7 +264,9 @@ def test_the_cli_names_the_default_folder_with_the_size(root):
 @pytest.mark.parametrize(
     ("format", "module", "extra"), [("parquet", "pyarrow", "parquet"), ("downsampled", "numpy", "numpy")]
 )
-def test_without_its_extra_a_format_is_one_line_naming_it(root, tmp_path, format, module, extra):
+def test_without_its_extra_a_format_is_one_line_naming_it(
+    root: Path, tmp_path: Path, format: str, module: str, extra: str
+) -> None:
     program = (
         f"import sys; sys.modules[{module!r}] = None; sys.argv[0] = 'imagenet'\n"
         "from imagenet_cli.cli.app import main; main()"
@@ -305,7 +320,7 @@ def _finished_inodes(folder: Path) -> set[int]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("format", sorted(FORMAT_RUNS))
-def test_a_kill_9_mid_export_and_a_rerun_give_the_bytes_of_a_clean_run(root, tmp_path, format):
+def test_a_kill_9_mid_export_and_a_rerun_give_the_bytes_of_a_clean_run(root: Path, tmp_path: Path, format: str) -> None:
     pytest.importorskip("pyarrow")
     _run(root, format, tmp_path / "clean")
     _run(root, format, tmp_path / "again")
@@ -339,7 +354,7 @@ def test_a_kill_9_mid_export_and_a_rerun_give_the_bytes_of_a_clean_run(root, tmp
     assert not [p for p in (tmp_path / "killed").rglob("*") if p.name.endswith(".tmp") or p.name == ".staging"]
 
 
-def test_info_lists_exports_finished_and_unfinished(root, tmp_path):
+def test_info_lists_exports_finished_and_unfinished(root: Path, tmp_path: Path) -> None:
     """`imagenet info` shows each export with its format and samples, and one a stop left unfinished."""
     pytest.importorskip("pyarrow")
     work = tmp_path / "root"
@@ -367,7 +382,7 @@ def test_info_lists_exports_finished_and_unfinished(root, tmp_path):
     assert "exports (exports/):" in text and "unfinished: run the same export again" in text
 
 
-def test_verify_deep_of_a_parquet_export_without_pyarrow_names_the_extra(root, tmp_path):
+def test_verify_deep_of_a_parquet_export_without_pyarrow_names_the_extra(root: Path, tmp_path: Path) -> None:
     pytest.importorskip("pyarrow")
     export(root, "parquet", source=root / "64", out=tmp_path / "pq", splits=["val"])
     program = (
@@ -381,7 +396,7 @@ def test_verify_deep_of_a_parquet_export_without_pyarrow_names_the_extra(root, t
     assert install_command("parquet") in completed.stderr
 
 
-def test_an_image_missing_from_the_tree_is_one_line_naming_verify(root, tmp_path):
+def test_an_image_missing_from_the_tree_is_one_line_naming_verify(root: Path, tmp_path: Path) -> None:
     work = tmp_path / "root"
     shutil.copytree(root / "64", work / "64")
     gone = tree_rows(work / "64", "val")[0]
@@ -395,7 +410,7 @@ def test_an_image_missing_from_the_tree_is_one_line_naming_verify(root, tmp_path
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_a_second_export_into_the_same_folder_waits_or_says_who_holds_it(root, tmp_path):
+def test_a_second_export_into_the_same_folder_waits_or_says_who_holds_it(root: Path, tmp_path: Path) -> None:
     """Two processes, one export folder: with --no-wait the second says who is writing it (exit 1);
     waiting, it finds the work done and keeps every shard. The first is held mid-train by a pipe."""
     work = tmp_path / "root"
@@ -420,6 +435,7 @@ def test_a_second_export_into_the_same_folder_waits_or_says_who_holds_it(root, t
     second = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     with open(victim, "wb") as pipe:  # let the first one go on: it reads the image through the pipe
         pipe.write(saved)
+    assert first.stderr is not None and second.stderr is not None and second.stdout is not None
     assert first.wait(timeout=60) == 0, first.stderr.read()
     inodes = {p.name: p.stat().st_ino for p in out.glob("*.tar")}
     assert second.wait(timeout=60) == 0, second.stderr.read()

@@ -8,29 +8,31 @@ import re
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
 
-from imagenet_cli import catalogue, hashing, sample
+from imagenet_cli import archives, catalogue, hashing, sample
 from imagenet_cli.download import download_sample
 from imagenet_cli.errors import InvalidArgumentError, OverwriteRefusedError
 from imagenet_cli.records import read_record
 
-from .conftest import SMALL
+from .builders import read_member
+from .conftest import SMALL, SampleChoice
 
 TRAIN_NAME = re.compile(r"(n\d{8})_([1-9]\d*)\.JPEG")  # unpadded numbers
 VAL_NAME = re.compile(r"ILSVRC2012_val_\d{8}\.JPEG")
 TEST_NAME = re.compile(r"ILSVRC2012_test_\d{8}\.JPEG")
 
 
-def tar_members(data_or_path) -> list[tuple[tarfile.TarInfo, bytes]]:
+def tar_members(data_or_path: bytes | Path) -> list[tuple[tarfile.TarInfo, bytes]]:
     if isinstance(data_or_path, Path):
         tar = tarfile.open(data_or_path)
     else:
         tar = tarfile.open(fileobj=io.BytesIO(data_or_path))
     with tar:
-        return [(m, tar.extractfile(m).read() if m.isfile() else b"") for m in tar]
+        return [(m, read_member(tar, m) if m.isfile() else b"") for m in tar]
 
 
 def decode(data: bytes) -> Image.Image:
@@ -42,16 +44,16 @@ def decode(data: bytes) -> Image.Image:
 def official_images(root: Path) -> dict[str, bytes]:
     """Every image of the official-form sample by file name (train, val and test)."""
     downloads = root / "downloads"
-    images = {}
-    for _, data in tar_members(downloads / sample.TRAIN_TAR):
+    images: dict[str, bytes] = {}
+    for _, data in tar_members(downloads / archives.TRAIN_TAR):
         images.update((m.name, d) for m, d in tar_members(data))
-    for tar_name in (sample.VAL_TAR, sample.TEST_TAR):
+    for tar_name in (archives.VAL_TAR, archives.TEST_TAR):
         images.update((m.name, d) for m, d in tar_members(downloads / tar_name))
     return images
 
 
-def test_train_tar_is_a_gnu_tar_of_per_class_tars(official_root):
-    path = official_root / "downloads" / sample.TRAIN_TAR
+def test_train_tar_is_a_gnu_tar_of_per_class_tars(official_root: Path) -> None:
+    path = official_root / "downloads" / archives.TRAIN_TAR
     assert path.stat().st_size % 10240 == 0  # whole GNU tar records, as the real one
     outer = tar_members(path)
     names = [m.name for m, _ in outer]
@@ -68,15 +70,13 @@ def test_train_tar_is_a_gnu_tar_of_per_class_tars(official_root):
             assert match and match.group(1) == wnid, m.name
 
 
-def test_train_numbers_are_not_consecutive(official_root):
-    numbers = sorted(
-        int(TRAIN_NAME.fullmatch(n).group(2)) for n in official_images(official_root) if TRAIN_NAME.fullmatch(n)
-    )
+def test_train_numbers_are_not_consecutive(official_root: Path) -> None:
+    numbers = sorted(int(m.group(2)) for n in official_images(official_root) if (m := TRAIN_NAME.fullmatch(n)))
     assert any(b - a > 1 for a, b in zip(numbers, numbers[1:], strict=False))
 
 
-def test_val_tar_is_flat_unsorted_and_really_labelled(official_root):
-    path = official_root / "downloads" / sample.VAL_TAR
+def test_val_tar_is_flat_unsorted_and_really_labelled(official_root: Path) -> None:
+    path = official_root / "downloads" / archives.VAL_TAR
     assert path.stat().st_size % 10240 == 0
     names = [m.name for m, _ in tar_members(path)]
     assert all(VAL_NAME.fullmatch(n) for n in names)
@@ -86,13 +86,13 @@ def test_val_tar_is_flat_unsorted_and_really_labelled(official_root):
     assert all(labels.count(w) == SMALL["val_per_class"] for w in set(labels))
 
 
-def test_test_tar_is_flat_and_unlabelled(official_root):
-    names = [m.name for m, _ in tar_members(official_root / "downloads" / sample.TEST_TAR)]
+def test_test_tar_is_flat_and_unlabelled(official_root: Path) -> None:
+    names = [m.name for m, _ in tar_members(official_root / "downloads" / archives.TEST_TAR)]
     assert len(names) == SMALL["test_images"] and all(TEST_NAME.fullmatch(n) for n in names)
 
 
-def test_devkit_has_the_real_layout_and_ground_truth(official_root):
-    members = {m.name: d for m, d in tar_members(official_root / "downloads" / sample.DEVKIT)}
+def test_devkit_has_the_real_layout_and_ground_truth(official_root: Path) -> None:
+    members = {m.name: d for m, d in tar_members(official_root / "downloads" / archives.DEVKIT)}
     top = "ILSVRC2012_devkit_t12"
     assert {top, f"{top}/data", f"{top}/readme.txt", f"{top}/data/ILSVRC2012_validation_ground_truth.txt"} <= set(
         members
@@ -103,7 +103,7 @@ def test_devkit_has_the_real_layout_and_ground_truth(official_root):
     assert all(catalogue.by_devkit_id(int(t)).wnid == w for t, w in zip(truth, catalogue.val_labels(), strict=True))
 
 
-def test_real_quirk_files_appear_under_their_real_names(official_root):
+def test_real_quirk_files_appear_under_their_real_names(official_root: Path) -> None:
     images = official_images(official_root)
     png = images["n02105855_2933.JPEG"]
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
@@ -111,7 +111,7 @@ def test_real_quirk_files_appear_under_their_real_names(official_root):
     assert decode(images["ILSVRC2012_val_00019877.JPEG"]).mode == "CMYK"
 
 
-def test_other_shapes_real_imagenet_has(official_root):
+def test_other_shapes_real_imagenet_has(official_root: Path) -> None:
     decoded = {name: decode(data) for name, data in official_images(official_root).items()}
     modes = {image.mode for image in decoded.values()}
     assert {"RGB", "L", "CMYK"} <= modes
@@ -122,7 +122,7 @@ def test_other_shapes_real_imagenet_has(official_root):
     assert sizes.count((500, 375)) > len(sizes) // 4  # ImageNet's most common size dominates
 
 
-def test_images_look_like_photographs_not_flat_colour(official_root):
+def test_images_look_like_photographs_not_flat_colour(official_root: Path) -> None:
     from PIL import ImageStat
 
     for name, data in list(official_images(official_root).items())[:10]:
@@ -131,7 +131,7 @@ def test_images_look_like_photographs_not_flat_colour(official_root):
         assert len(data) > 20_000, name  # detail that JPEG has to encode
 
 
-def test_records_hold_the_checksums_of_what_was_written(official_root):
+def test_records_hold_the_checksums_of_what_was_written(official_root: Path) -> None:
     for name in sample.OFFICIAL_FILES:
         path = official_root / "downloads" / name
         record = read_record(path)
@@ -140,7 +140,7 @@ def test_records_hold_the_checksums_of_what_was_written(official_root):
         assert record.size == path.stat().st_size
 
 
-def test_same_options_same_bytes(tmp_path):
+def test_same_options_same_bytes(tmp_path: Path) -> None:
     options = sample.SampleOptions(classes=("n01440764",), train_per_class=2, val_per_class=1, test_images=1, seed=7)
     first = sample.write_sample(tmp_path / "a", "official", options)
     second = sample.write_sample(tmp_path / "b", "official", options)
@@ -150,8 +150,8 @@ def test_same_options_same_bytes(tmp_path):
     assert first[0].read_bytes() != third[0].read_bytes()
 
 
-def test_kaggle_zip_layout(kaggle_root):
-    path = kaggle_root / "downloads" / sample.KAGGLE_ZIP
+def test_kaggle_zip_layout(kaggle_root: Path) -> None:
+    path = kaggle_root / "downloads" / archives.KAGGLE_ZIP
     with zipfile.ZipFile(path) as archive:
         assert archive.testzip() is None  # every member's CRC-32 holds
         names = archive.namelist()
@@ -169,7 +169,7 @@ def test_kaggle_zip_layout(kaggle_root):
         assert len(train) == len(classes) * SMALL["train_per_class"]
         for name in train:
             wnid, file = name.split("/")[-2:]
-            assert TRAIN_NAME.fullmatch(file).group(1) == wnid
+            assert (m := TRAIN_NAME.fullmatch(file)) and m.group(1) == wnid
         assert len(val) == len(classes) * SMALL["val_per_class"]
         assert all(VAL_NAME.fullmatch(n.split("/", 4)[4]) for n in val), "val is flat"
         assert all(TEST_NAME.fullmatch(n.split("/", 4)[4]) for n in test)
@@ -194,22 +194,22 @@ def test_kaggle_zip_layout(kaggle_root):
         assert prediction.split()[0] == image_id.split("_")[0]
 
 
-def test_rerun_with_the_same_options_keeps_the_files(tmp_path):
-    options = {"classes": ["n01440764"], "train_per_class": 2, "val_per_class": 1, "test_images": 0}
+def test_rerun_with_the_same_options_keeps_the_files(tmp_path: Path) -> None:
+    options: SampleChoice = {"classes": ["n01440764"], "train_per_class": 2, "val_per_class": 1, "test_images": 0}
     first = download_sample(tmp_path, **options)
     second = download_sample(tmp_path, **options)
     assert {f.status for f in first.files} == {"written"} and {f.status for f in second.files} == {"kept"}
     assert [f.md5 for f in first.files] == [f.md5 for f in second.files]
-    third = download_sample(tmp_path, **{**options, "seed": 1})
+    third = download_sample(tmp_path, **options, seed=1)
     assert {f.status for f in third.files} == {"written"}
 
 
-def test_never_overwrites_a_file_it_did_not_make(tmp_path):
+def test_never_overwrites_a_file_it_did_not_make(tmp_path: Path) -> None:
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    real = downloads / sample.VAL_TAR
+    real = downloads / archives.VAL_TAR
     real.write_bytes(b"someone's real archive")
-    with pytest.raises(OverwriteRefusedError, match=sample.VAL_TAR):
+    with pytest.raises(OverwriteRefusedError, match=archives.VAL_TAR):
         download_sample(tmp_path, classes=["n01440764"], train_per_class=1, val_per_class=1)
     assert real.read_bytes() == b"someone's real archive"
 
@@ -218,28 +218,28 @@ def test_never_overwrites_a_file_it_did_not_make(tmp_path):
     "options",
     [{"classes": ()}, {"train_per_class": 0}, {"val_per_class": 51}, {"classes": ("n01440764", "n01440764")}],
 )
-def test_invalid_sample_options(options):
+def test_invalid_sample_options(options: dict[str, Any]) -> None:
     with pytest.raises(InvalidArgumentError):
         sample.SampleOptions(**options)
 
 
-def test_kaggle_2019_zip_holds_one_tar_gz_with_the_same_files(kaggle_root, kaggle2019_root):
+def test_kaggle_2019_zip_holds_one_tar_gz_with_the_same_files(kaggle_root: Path, kaggle2019_root: Path) -> None:
     import tarfile
 
-    with zipfile.ZipFile(kaggle2019_root / "downloads" / sample.KAGGLE_ZIP) as archive:
+    with zipfile.ZipFile(kaggle2019_root / "downloads" / archives.KAGGLE_ZIP) as archive:
         assert archive.namelist() == ["imagenet_object_localization_patched2019.tar.gz"]
         with archive.open(archive.namelist()[0]) as raw, tarfile.open(fileobj=raw, mode="r|gz") as tar:
-            inner = {m.name: tar.extractfile(m).read() for m in tar if m.isfile()}
-    with zipfile.ZipFile(kaggle_root / "downloads" / sample.KAGGLE_ZIP) as archive:
+            inner = {m.name: read_member(tar, m) for m in tar if m.isfile()}
+    with zipfile.ZipFile(kaggle_root / "downloads" / archives.KAGGLE_ZIP) as archive:
         current = {name: archive.read(name) for name in archive.namelist()}
     assert inner == current
 
 
-def test_devkit_meta_mat_reads_as_torchvision_reads_it(official_root):
+def test_devkit_meta_mat_reads_as_torchvision_reads_it(official_root: Path) -> None:
     """torchvision's ImageNet loader: loadmat(squeeze_me=True), leaves by num_children, then ID/WNID/words."""
     import scipy.io
 
-    members = {m.name: d for m, d in tar_members(official_root / "downloads" / sample.DEVKIT)}
+    members = {m.name: d for m, d in tar_members(official_root / "downloads" / archives.DEVKIT)}
     meta = scipy.io.loadmat(io.BytesIO(members["ILSVRC2012_devkit_t12/data/meta.mat"]), squeeze_me=True)["synsets"]
     assert meta.dtype.names == sample.META_FIELDS
     nums_children = list(zip(*meta, strict=True))[4]

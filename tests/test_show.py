@@ -14,7 +14,7 @@ from .conftest import imagenet, prepared_copy
 
 
 @pytest.fixture(scope="module")
-def root(official_root, tmp_path_factory) -> Path:
+def root(official_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return prepared_copy(official_root, tmp_path_factory.mktemp("show"), "224")
 
 
@@ -23,7 +23,7 @@ def tile_at(sheet: Image.Image, row: int, column: int) -> Image.Image:
     return sheet.crop((left, top, left + TILE, top + TILE))
 
 
-def test_every_tile_is_the_image_the_seed_chose(root, tmp_path):
+def test_every_tile_is_the_image_the_seed_chose(root: Path, tmp_path: Path) -> None:
     wnids = ["n01440764", "n02102040"]  # tench, English springer
     result = show(root, classes=",".join(wnids), split="train", per_class=2, seed=5, out=tmp_path / "sheet.png")
     with Image.open(result.path) as sheet:
@@ -38,20 +38,20 @@ def test_every_tile_is_the_image_the_seed_chose(root, tmp_path):
     assert [t.wnid for t in result.tiles] == ["n01440764", "n01440764", "n02102040", "n02102040"]
 
 
-def test_the_same_arguments_draw_the_same_bytes(root, tmp_path):
+def test_the_same_arguments_draw_the_same_bytes(root: Path, tmp_path: Path) -> None:
     first = show(root, classes="3", seed=1, out=tmp_path / "a.png")
     second = show(root, classes="3", seed=1, out=tmp_path / "b.png")
     assert first.path.read_bytes() == second.path.read_bytes() and first.rows == 3
 
 
-def test_failures_show_the_repaired_images(root):
+def test_failures_show_the_repaired_images(root: Path) -> None:
     result = show(root, failures=True)
     notes = {t.name: t.note for t in result.tiles}
     assert notes["n02105855_2933.JPEG"] == "repaired: png" and notes["n01739381_1309.JPEG"] == "repaired: cmyk"
     assert result.path == root / "sheets" / "224-failures.png"
 
 
-def test_the_cli_never_replaces_a_file_without_force(root, tmp_path):
+def test_the_cli_never_replaces_a_file_without_force(root: Path, tmp_path: Path) -> None:
     out = tmp_path / "mine.png"
     out.write_bytes(b"mine")
     args = ["show", "tench", "--root", str(root), "--out", str(out)]

@@ -17,7 +17,7 @@ import pytest
 from imagenet_cli.checks import verify
 from imagenet_cli.download import download_sample
 from imagenet_cli.trees import prepare
-from imagenet_cli.trees.resize import Recipe
+from imagenet_cli.trees.resize import Filter, Recipe
 
 from .conftest import imagenet_process
 
@@ -41,7 +41,7 @@ def alive(pid: int) -> bool:
     return "\nState:\tZ" not in status  # a zombie has exited: only its exit status is left
 
 
-def start_prepare(root: Path) -> subprocess.Popen:
+def start_prepare(root: Path) -> subprocess.Popen[str]:
     """A prepare slow enough (Lanczos from a full decode) to be stopped while its 2 workers run."""
     command = [
         "prepare",
@@ -57,7 +57,7 @@ def start_prepare(root: Path) -> subprocess.Popen:
     return imagenet_process(*command)
 
 
-def wait_for_workers(process: subprocess.Popen, root: Path) -> set[int]:
+def wait_for_workers(process: subprocess.Popen[str], root: Path) -> set[int]:
     markers = root / LANCZOS_64 / ".shards"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -76,14 +76,14 @@ def wait_until_gone(pids: set[int], seconds: float) -> set[int]:
 
 
 @pytest.fixture
-def sample_root(tmp_path) -> Path:
+def sample_root(tmp_path: Path) -> Path:
     download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
     return tmp_path
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("number, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
-def test_sigterm_and_sighup_stop_workers_and_exit_128_plus_signal(sample_root, number, code):
+def test_sigterm_and_sighup_stop_workers_and_exit_128_plus_signal(sample_root: Path, number: int, code: int) -> None:
     process = start_prepare(sample_root)
     workers = wait_for_workers(process, sample_root)
     process.send_signal(number)  # to the main process only, as a scheduler does
@@ -92,23 +92,23 @@ def test_sigterm_and_sighup_stop_workers_and_exit_128_plus_signal(sample_root, n
     name = signal.Signals(number).name
     assert stderr.strip() == f"imagenet: stopped by {name} — try the same command again: finished work is kept"
     assert wait_until_gone(workers, 5) == set(), "no worker outlives its run"
-    result = prepare(sample_root, Recipe(("64",), filter="lanczos"), workers=2)
+    result = prepare(sample_root, Recipe(("64",), filter=Filter.lanczos), workers=2)
     assert result.shards_done_before >= 1 and verify(sample_root, paths=[sample_root / LANCZOS_64]).ok
 
 
 @pytest.mark.slow
-def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root):
+def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root: Path) -> None:
     process = start_prepare(sample_root)
     workers = wait_for_workers(process, sample_root)
     process.kill()
     process.communicate(timeout=30)
     assert wait_until_gone(workers, 5) == set(), "workers noticed their parent died"
-    prepare(sample_root, Recipe(("64",), filter="lanczos"), workers=2)
+    prepare(sample_root, Recipe(("64",), filter=Filter.lanczos), workers=2)
     assert verify(sample_root, paths=[sample_root / LANCZOS_64]).ok
 
 
 @pytest.mark.slow
-def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path):
+def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path: Path) -> None:
     """Downsampled decoding runs on a process pool: a stop ends it at once, workers and all, and
     the batches staged before it are kept. A named pipe in place of one image holds the run there."""
     from imagenet_cli.exports import SplitSamples
@@ -179,7 +179,7 @@ def wait_for_stop_handlers(pid: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path, number):
+def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path: Path, number: int) -> None:
     """From the first moment our code runs (the entry point's handlers in: before that only
     Python's own start-up runs, where no code of ours can answer), through Typer reading the
     options, to the work itself."""
@@ -204,7 +204,7 @@ def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path, number):
     assert verify(root, paths=[root / "32"]).ok
 
 
-def test_a_signal_the_process_was_started_ignoring_stays_ignored(tmp_path):
+def test_a_signal_the_process_was_started_ignoring_stays_ignored(tmp_path: Path) -> None:
     """``nohup imagenet prepare &``: the SIGHUP of a closed terminal must not stop the run."""
     download_sample(tmp_path, train_per_class=3, val_per_class=2, test_images=0)
     command = ["prepare", "--root", str(tmp_path), "--size", "32"]

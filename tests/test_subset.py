@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import shutil
 from pathlib import Path
 
@@ -16,20 +17,21 @@ from PIL import Image
 from imagenet_cli import catalogue
 from imagenet_cli.checks import verify
 from imagenet_cli.errors import InvalidArgumentError, MissingInputError, OverwriteRefusedError
-from imagenet_cli.subsets import choose, fraction_count, subset
+from imagenet_cli.selection import choose
+from imagenet_cli.subsets import fraction_count, subset
 from imagenet_cli.trees import prepare
 
 from .conftest import imagenet, prepared_copy
 
 
 @pytest.fixture(scope="module")
-def prepared_root(official_root, tmp_path_factory) -> Path:
+def prepared_root(official_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A root with the sample (13 classes, 3 train and 2 val each) prepared at 64 px."""
     return prepared_copy(official_root, tmp_path_factory.mktemp("subset-root"), "64")
 
 
 @pytest.fixture
-def root(prepared_root, tmp_path) -> Path:
+def root(prepared_root: Path, tmp_path: Path) -> Path:
     copy = tmp_path / "root"
     shutil.copytree(prepared_root, copy, symlinks=True)
     return copy
@@ -39,7 +41,7 @@ def files(tree: Path, split: str = "train") -> dict[str, list[str]]:
     return {d.name: sorted(f.name for f in d.iterdir()) for d in sorted((tree / split).iterdir())}
 
 
-def test_classes_drawn_with_all_their_images(root):
+def test_classes_drawn_with_all_their_images(root: Path) -> None:
     result = subset(root, classes="5")
     assert result.path == root / "subsets" / "classes5-seed0" and result.classes == 5
     chosen = files(result.path)
@@ -48,7 +50,7 @@ def test_classes_drawn_with_all_their_images(root):
     assert result.images == {"train": 15, "val": 10}
 
 
-def test_seed_reproducibility_and_sensitivity(root, tmp_path):
+def test_seed_reproducibility_and_sensitivity(root: Path, tmp_path: Path) -> None:
     first = set(files(subset(root, classes="5", seed=3).path))
     again = set(files(subset(root, classes="5", seed=3, out=tmp_path / "again").path))
     other = set(files(subset(root, classes="5", seed=4).path))
@@ -56,7 +58,7 @@ def test_seed_reproducibility_and_sensitivity(root, tmp_path):
     assert first != other
 
 
-def test_nested_across_class_counts_and_k(root):
+def test_nested_across_class_counts_and_k(root: Path) -> None:
     small = set(files(subset(root, classes="3").path))
     large = set(files(subset(root, classes="8").path))
     assert small < large
@@ -71,20 +73,20 @@ def test_nested_across_class_counts_and_k(root):
     st.integers(0, 2**64 - 1),
     st.randoms(),
 )
-def test_choice_ignores_listing_order(names, seed, rng):
+def test_choice_ignores_listing_order(names: list[str], seed: int, rng: random.Random) -> None:
     shuffled = list(names)
     rng.shuffle(shuffled)
     assert choose(names, seed, 5) == choose(shuffled, seed, 5)
     assert choose(names, seed, 3) == choose(names, seed, 5)[:3]  # nested by construction
 
 
-def test_fraction_rounds_half_up_per_class(root):
+def test_fraction_rounds_half_up_per_class(root: Path) -> None:
     assert [fraction_count(f, n) for f, n in [(0.5, 3), (0.1, 25), (0.1, 24), (0.34, 3), (1.0, 7)]] == [2, 3, 2, 1, 7]
     result = subset(root, fraction=0.5)
     assert all(len(v) == 2 for v in files(result.path).values())  # round(0.5 x 3) = 2
 
 
-def test_named_lists_resolve_to_their_wnids(root):
+def test_named_lists_resolve_to_their_wnids(root: Path) -> None:
     result = subset(root, classes="imagenette")
     assert sorted(files(result.path)) == sorted(catalogue.named_subset("imagenette"))
     assert result.path.name == "imagenette"
@@ -92,7 +94,7 @@ def test_named_lists_resolve_to_their_wnids(root):
     assert len(woof) == 10 and all(catalogue.by_wnid(w).index < 300 for w in woof), "imagewoof: all dogs"
 
 
-def test_classes_by_name_and_file(root, tmp_path):
+def test_classes_by_name_and_file(root: Path, tmp_path: Path) -> None:
     by_name = subset(root, classes="tench,chain saw")
     assert sorted(files(by_name.path)) == ["n01440764", "n03000684"]
     listing = tmp_path / "wnids.txt"
@@ -102,7 +104,7 @@ def test_classes_by_name_and_file(root, tmp_path):
         subset(root, classes="goldfish")
 
 
-def test_short_classes_need_allow_short(root):
+def test_short_classes_need_allow_short(root: Path) -> None:
     with pytest.raises(MissingInputError, match="13 classes have fewer than 5 train images"):
         subset(root, per_class=5)
     assert not (root / "subsets" / "k5-seed0").exists()
@@ -110,7 +112,7 @@ def test_short_classes_need_allow_short(root):
     assert len(result.short_classes) == 13 and result.images["train"] == 39
 
 
-def test_label_fraction_list_on_a_tree_with_only_some_of_its_files(tmp_path):
+def test_label_fraction_list_on_a_tree_with_only_some_of_its_files(tmp_path: Path) -> None:
     listed = [f for f in catalogue.label_fraction("1percent") if f.startswith(("n01440764_", "n01443537_"))]
     tree = tmp_path / "root" / "full"
     pixel = io.BytesIO()
@@ -130,7 +132,7 @@ def test_label_fraction_list_on_a_tree_with_only_some_of_its_files(tmp_path):
     assert len(whole.missing) == 12811 - (len(listed) - 1)
 
 
-def test_link_modes(root):
+def test_link_modes(root: Path) -> None:
     source = root / "64"
     sym = subset(root, classes="2").path
     some = next((sym / "train").rglob("*.JPEG"))
@@ -147,17 +149,21 @@ def test_link_modes(root):
     not os.path.isdir("/dev/shm") or os.stat("/dev/shm").st_dev == os.stat("/tmp").st_dev,
     reason="needs a second filesystem",
 )
-def test_hardlink_across_filesystems_is_a_clear_error(root):
+def test_hardlink_across_filesystems_is_a_clear_error(root: Path) -> None:
     import tempfile
 
     with tempfile.TemporaryDirectory(dir="/dev/shm") as elsewhere:
         with pytest.raises(
-            InvalidArgumentError, match="hard links cannot cross them .use --link symlink or --link copy"
+            InvalidArgumentError, match=r"hard links cannot cross them \(choose symlink or copy for link\)$"
         ):
             subset(root, classes="2", link="hardlink", out=Path(elsewhere) / "s")
+        said = imagenet(
+            "subset", "--root", str(root), "--classes", "2", "--link", "hardlink", "--out", f"{elsewhere}/t"
+        )
+        assert "(choose symlink or copy for --link) — try" in said.stderr, said.stderr
 
 
-def test_rerun_is_a_no_op_and_a_different_subset_is_refused(root):
+def test_rerun_is_a_no_op_and_a_different_subset_is_refused(root: Path) -> None:
     first = subset(root, classes="4")
     stamp = (first.path / "subset.json").stat().st_mtime_ns
     again = subset(root, classes="4")
@@ -166,7 +172,7 @@ def test_rerun_is_a_no_op_and_a_different_subset_is_refused(root):
         subset(root, classes="4", seed=1, out=first.path)
 
 
-def test_self_describing_and_verifiable(root):
+def test_self_describing_and_verifiable(root: Path) -> None:
     result = subset(root, classes="3", per_class=2, val_per_class=1)
     record = json.loads((result.path / "subset.json").read_text())
     assert record["arguments"]["per_class"] == 2 and record["arguments"]["seed"] == 0
@@ -180,7 +186,7 @@ def test_self_describing_and_verifiable(root):
     assert verify(root, paths=[result.path]).ok
 
 
-def test_every_label_file_uses_the_1000_class_index(root):
+def test_every_label_file_uses_the_1000_class_index(root: Path) -> None:
     """train.txt and val.txt of a tree and of a subset: the sorted-WNID index a pretrained model
     predicts; a subset's own 0..k-1 numbering only in the files named for it."""
     sub = subset(root, classes="imagenette").path
@@ -202,7 +208,7 @@ def test_every_label_file_uses_the_1000_class_index(root):
         assert own[path.split("/")[1]] == int(label)
 
 
-def test_moving_the_root_keeps_the_links_and_a_rerun_is_a_no_op(root, tmp_path):
+def test_moving_the_root_keeps_the_links_and_a_rerun_is_a_no_op(root: Path, tmp_path: Path) -> None:
     subset(root, classes="3")
     moved = tmp_path / "moved"
     root.rename(moved)
@@ -210,7 +216,7 @@ def test_moving_the_root_keeps_the_links_and_a_rerun_is_a_no_op(root, tmp_path):
     assert subset(moved, classes="3").status == "kept"
 
 
-def test_a_subset_recorded_with_an_absolute_source_is_still_recognised(root):
+def test_a_subset_recorded_with_an_absolute_source_is_still_recognised(root: Path) -> None:
     """subset.json files written before sources were named relative to the root."""
     made = subset(root, classes="3")
     path = made.path / "subset.json"
@@ -219,7 +225,7 @@ def test_a_subset_recorded_with_an_absolute_source_is_still_recognised(root):
     assert subset(root, classes="3").status == "kept"
 
 
-def test_an_interrupted_subset_leaves_nothing_that_counts(root):
+def test_an_interrupted_subset_leaves_nothing_that_counts(root: Path) -> None:
     staged = root / "subsets" / ".classes3-seed0.999.tmp" / "train" / "n01440764"
     staged.mkdir(parents=True)  # what a run killed while linking leaves behind
     assert verify(root).ok and len(verify(root).checks) == 5  # 4 archives and the 64 tree, no staging
@@ -228,20 +234,20 @@ def test_an_interrupted_subset_leaves_nothing_that_counts(root):
     assert verify(root, paths=[result.path]).ok
 
 
-def test_subset_of_a_subset(root):
+def test_subset_of_a_subset(root: Path) -> None:
     outer = subset(root, classes="6")
     inner = subset(root, classes="3", source=outer.path, out=root / "subsets" / "inner")
     assert set(files(inner.path)) < set(files(outer.path))
     assert verify(root, paths=[inner.path]).ok
 
 
-def test_several_prepared_trees_need_from(root):
+def test_several_prepared_trees_need_from(root: Path) -> None:
     prepare(root, ["32"], workers=1)
     with pytest.raises(InvalidArgumentError, match=r"several prepared trees \(32, 64\)"):
         subset(root, classes="2")
 
 
-def test_cli(root):
+def test_cli(root: Path) -> None:
     result = imagenet("subset", "--root", str(root), "--classes", "5", "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["images"] == {"train": 15, "val": 10}
@@ -252,7 +258,7 @@ def test_cli(root):
     assert bad.exit_code == 2 and "choose one of --per-class, --fraction and --images" in bad.stderr
 
 
-def test_class_index_fixes_what_image_folder_readers_number(root):
+def test_class_index_fixes_what_image_folder_readers_number(root: Path) -> None:
     """torchvision's ImageFolder, timm and datasets number the folders present 0..k-1; on a
     subset that is wrong for a 1000-class model, and class_index / class_map.txt set it right."""
     from imagenet_cli import class_index
@@ -269,7 +275,7 @@ def test_class_index_fixes_what_image_folder_readers_number(root):
     assert (root / "64" / "class_map.txt").read_text() == (made.path / "class_map.txt").read_text()
 
 
-def test_subset_json_is_one_typed_record_and_a_damaged_one_is_one_line(root):
+def test_subset_json_is_one_typed_record_and_a_damaged_one_is_one_line(root: Path) -> None:
     from imagenet_cli.subsets import SubsetRecord
 
     made = subset(root, classes="3")

@@ -16,7 +16,7 @@ from imagenet_cli.errors import ArchiveError
 from imagenet_cli.trees import prepare
 
 
-def make_zip(path: Path, files: dict[str, bytes], zip64: bool, monkeypatch) -> None:
+def make_zip(path: Path, files: dict[str, bytes], zip64: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     if zip64:  # force every ZIP64 record a 150 GB bundle has, on a small file
         monkeypatch.setattr(zipfile, "ZIP64_LIMIT", 1000)
         monkeypatch.setattr(zipfile, "ZIP_FILECOUNT_LIMIT", 10)
@@ -37,7 +37,9 @@ def files() -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("zip64", [False, True])
-def test_entries_and_members_match_zipfile(tmp_path, files, zip64, monkeypatch):
+def test_entries_and_members_match_zipfile(
+    tmp_path: Path, files: dict[str, bytes], zip64: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "a.zip"
     make_zip(path, files, zip64, monkeypatch)
     assert (b"PK\x06\x06" in path.read_bytes()) == zip64
@@ -50,7 +52,9 @@ def test_entries_and_members_match_zipfile(tmp_path, files, zip64, monkeypatch):
             assert b"".join(iter(lambda: stream.read(777), b"")) == files[big.name]
 
 
-def test_a_damaged_member_fails_its_crc(tmp_path, files, monkeypatch):
+def test_a_damaged_member_fails_its_crc(
+    tmp_path: Path, files: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = tmp_path / "a.zip"
     make_zip(path, files, False, monkeypatch)
     entry = next(e for e in zip_entries.entries(path) if e.method == zipfile.ZIP_STORED and e.size > 100)
@@ -61,14 +65,14 @@ def test_a_damaged_member_fails_its_crc(tmp_path, files, monkeypatch):
         zip_entries.read(file, entry)
 
 
-def test_not_a_zip(tmp_path):
+def test_not_a_zip(tmp_path: Path) -> None:
     path = tmp_path / "a.zip"
     path.write_bytes(b"not a zip at all" * 10)
     with pytest.raises(ArchiveError, match="no end of central directory"):
         list(zip_entries.entries(path))
 
 
-def test_a_kaggle_zip_with_a_class_split_in_two_still_prepares(tmp_path):
+def test_a_kaggle_zip_with_a_class_split_in_two_still_prepares(tmp_path: Path) -> None:
     pixel = io.BytesIO()
     Image.new("RGB", (16, 16), "blue").save(pixel, "JPEG")
     downloads = tmp_path / "downloads"

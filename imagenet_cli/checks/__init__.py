@@ -21,7 +21,7 @@ from ..progress import SILENT, Progress
 from ..records import archives_in
 from .archives import check_archive
 from .exports import check_export, is_export
-from .findings import Check
+from .findings import Check, ProblemKind
 from .trees import check_tree
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ def verify(
     )
 
     def archive_check(path: Path) -> Check:
-        return check_archive(path, sums, deep, rehash, record, progress)
+        return check_archive(path, checksums=sums, deep=deep, rehash=rehash, record=record, progress=progress)
 
     checks = _in_parallel(archive_check, archive_paths, workers)
     for path in tree_paths:
@@ -89,7 +89,7 @@ def verify(
 def _being_written(path: Path, writer: str) -> Check:
     """A tree or export another run is writing: unfinished, whatever its files say so far."""
     check = Check(path, "export" if is_export(path) else "tree")
-    check.add("unfinished", str(path), f"being written by {writer}: verify it once that run has finished")
+    check.add(ProblemKind.UNFINISHED, str(path), f"being written by {writer}: verify it once that run has finished")
     return check
 
 

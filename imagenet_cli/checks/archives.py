@@ -21,24 +21,25 @@ from ..errors import ArchiveError, UnknownClassError
 from ..progress import SILENT, Advance, Progress
 from ..records import DownloadRecord, read_record, refresh_record, write_record
 from ..workers import ordered_map, thread_pool
-from .findings import Check
+from .findings import Check, ProblemKind
 
 
 def check_archive(
     path: Path,
+    *,
     checksums: dict[str, tuple[str, str]] | None = None,
     deep: bool = False,
     rehash: bool = False,
-    remember: bool = False,
+    record: bool = False,
     progress: Progress = SILENT,
 ) -> Check:
-    """Check one archive; with ``remember``, a successful hash is written down as its record
+    """Check one archive; with ``record``, a successful hash is written down as its record
     (``NAME.record.json``) so the next check of the unchanged file is instant. Otherwise nothing
     is written: a read-only root gets its full report."""
     check = Check(path, "archive")
-    record = read_record(path)
-    _check_bytes(check, path, record, checksums or {}, rehash, remember, progress)
-    expected = _expected_contents(record)
+    existing = read_record(path)
+    _check_bytes(check, path, existing, checksums or {}, rehash, record, progress)
+    expected = _expected_contents(existing)
     kind = archives.role_of(path)
     structure = {
         "train": _check_train_tar,
@@ -51,7 +52,7 @@ def check_archive(
         try:
             structure(check, path, expected, deep, progress)
         except ArchiveError as error:
-            check.add("structure", path.name, str(error))
+            check.add(ProblemKind.STRUCTURE, path.name, str(error))
     return check
 
 
@@ -77,7 +78,7 @@ class Expected:
 def _expected_digests(path: Path, record: DownloadRecord | None, checksums: dict[str, tuple[str, str]]) -> Expected:
     if path.name in checksums:
         algorithm, hexdigest = checksums[path.name]
-        return Expected({algorithm: hexdigest}, DigestSource.CHECKSUMS_FILE, "the --checksums file")
+        return Expected({algorithm: hexdigest}, DigestSource.CHECKSUMS_FILE, "the checksums file")
     if record is not None:
         return Expected(
             {"md5": record.md5, "xxh3_64": record.xxh3_64},
@@ -96,7 +97,7 @@ def _check_bytes(
     record: DownloadRecord | None,
     checksums: dict[str, tuple[str, str]],
     rehash: bool,
-    remember: bool,
+    record_digests: bool,
     progress: Progress,
 ) -> None:
     expected = _expected_digests(path, record, checksums)
@@ -109,11 +110,11 @@ def _check_bytes(
         and published.size is not None
         and size != published.size
     ):
-        check.add("size", path.name, f"{size:,} bytes; the published file is {published.size:,} bytes")
+        check.add(ProblemKind.SIZE, path.name, f"{size:,} bytes; the published file is {published.size:,} bytes")
         return  # hashing a file of the wrong size can only fail, slowly
     if record is not None and not record.matches(path) and expected.source is DigestSource.DOWNLOAD_RECORD:
         if size != record.size:
-            check.add("size", path.name, f"{size:,} bytes; {record.size:,} when it was downloaded")
+            check.add(ProblemKind.SIZE, path.name, f"{size:,} bytes; {record.size:,} when it was downloaded")
             return
     recorded = {"md5": record.md5, "xxh3_64": record.xxh3_64} if record is not None else {}
     against = f" against {expected.words}" if expected.words else ""
@@ -130,13 +131,13 @@ def _check_bytes(
     wrong = [a for a, h in expected.digests.items() if digests.get(a) != h.lower()]
     for algorithm in wrong:
         check.add(
-            "checksum",
+            ProblemKind.CHECKSUM,
             path.name,
             f"{algorithm} is {digests[algorithm]}; {expected.words} says {expected.digests[algorithm]}",
         )
     if not wrong and (record is None or not record.matches(path)):
-        if not remember:
-            check.note("not recorded (--record makes the next check of the unchanged file instant)")
+        if not record_digests:
+            check.note("not recorded (recording it makes the next check of the unchanged file instant)")
             return
         if record is None:
             write_record(path, digests, source="local")
@@ -179,7 +180,7 @@ def _expected_contents(record: DownloadRecord | None) -> Contents:
 
 
 def _refuser(check: Check) -> archives.Refuse:
-    return lambda where, why: check.add("refused", where, f"refused: {why}")
+    return lambda where, why: check.add(ProblemKind.REFUSED, where, f"refused: {why}")
 
 
 def _check_train_tar(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
@@ -189,15 +190,15 @@ def _check_train_tar(check: Check, path: Path, expected: Contents, deep: bool, p
         name = member.name
         wnid = archives.class_tar_wnid(name)
         if wnid is None:
-            check.add("structure", f"{path.name}:{name}", archives.NOT_A_CLASS_TAR)
+            check.add(ProblemKind.STRUCTURE, f"{path.name}:{name}", archives.NOT_A_CLASS_TAR)
             continue
         if wnid in found:
-            check.add("duplicate", f"{path.name}:{name}", f"a second {name}, at byte {member.offset:,}")
+            check.add(ProblemKind.DUPLICATE, f"{path.name}:{name}", f"a second {name}, at byte {member.offset:,}")
         found.add(wnid)
     for wnid in sorted(expected.classes - found):
-        check.add("missing", f"{path.name}:{wnid}.tar", "class tar missing")
+        check.add(ProblemKind.MISSING, f"{path.name}:{wnid}.tar", "class tar missing")
     for wnid in sorted(found - expected.classes):
-        check.add("extra", f"{path.name}:{wnid}.tar", "a class this archive should not hold")
+        check.add(ProblemKind.EXTRA, f"{path.name}:{wnid}.tar", "a class this archive should not hold")
     check.counts["classes"] = len(found)
     check.note(f"{len(found)} class tars present")
     if deep:
@@ -205,10 +206,10 @@ def _check_train_tar(check: Check, path: Path, expected: Contents, deep: bool, p
         low, high = expected.train_range
         for wnid, count in sorted(per_class.items()):
             if not low <= count <= high:
-                check.add("count", f"{path.name}:{wnid}.tar", f"{count} images; expected {low}–{high}")
+                check.add(ProblemKind.COUNT, f"{path.name}:{wnid}.tar", f"{count} images; expected {low}–{high}")
         if expected.full and sum(per_class.values()) != catalogue.SPLIT_IMAGES["train"]:
             check.add(
-                "count",
+                ProblemKind.COUNT,
                 path.name,
                 f"{sum(per_class.values()):,} images; ILSVRC-2012 has {catalogue.SPLIT_IMAGES['train']:,}",
             )
@@ -225,15 +226,15 @@ def _check_flat_tar(check: Check, path: Path, expected: Contents, deep: bool, pr
         count += 1
         base = name.rsplit("/", 1)[-1]
         if base in names:
-            check.add("duplicate", f"{path.name}:{name}", f"a second {base}, at byte {member.offset:,}")
+            check.add(ProblemKind.DUPLICATE, f"{path.name}:{name}", f"a second {base}, at byte {member.offset:,}")
         names.add(base)
         if not pattern.fullmatch(base):
-            check.add("structure", f"{path.name}:{name}", f"not an ILSVRC2012 {split} file name")
+            check.add(ProblemKind.STRUCTURE, f"{path.name}:{name}", f"not an ILSVRC2012 {split} file name")
         elif split == "val" and catalogue.val_class(base).wnid not in expected.classes:
-            check.add("extra", f"{path.name}:{name}", "an image of a class this archive should not hold")
+            check.add(ProblemKind.EXTRA, f"{path.name}:{name}", "an image of a class this archive should not hold")
     check.counts["images"] = count
     if count != expected.images(split):
-        check.add("count", path.name, f"{count:,} images; expected {expected.images(split):,}")
+        check.add(ProblemKind.COUNT, path.name, f"{count:,} images; expected {expected.images(split):,}")
     check.note(f"{count:,} {split} images named as ILSVRC-2012 names them")
     if deep:
         _check_members(check, archives.flat_members(path, split, refuse), progress, path.name, count)
@@ -256,21 +257,21 @@ def _decode_members(check: Check, members: Iterator[archives.Member], advance: A
     for member, problem in _decoded(members):
         advance(1)
         if member.damage:
-            check.add("damaged", member.origin, member.damage)
+            check.add(ProblemKind.DAMAGED, member.origin, member.damage)
             continue
         if member.split == "train":
             if member.wnid != run:
                 run, names = member.wnid, set()
             if member.name in names:
-                check.add("duplicate", member.origin, f"a second {member.name} in class {member.wnid}")
+                check.add(ProblemKind.DUPLICATE, member.origin, f"a second {member.name} in class {member.wnid}")
             names.add(member.name)
         if member.split == "train" and member.wnid is not None:
             match = archives.TRAIN_NAME.fullmatch(member.name)
             if not match or match.group(1) != member.wnid:
-                check.add("misplaced", member.origin, f"not an image of class {member.wnid}")
+                check.add(ProblemKind.MISPLACED, member.origin, f"not an image of class {member.wnid}")
             per_class[member.wnid] += 1
         if problem:
-            check.add("undecodable", member.origin, problem)
+            check.add(ProblemKind.UNDECODABLE, member.origin, problem)
         decoded += 1
     check.counts["decoded"] = decoded
     check.note(f"{decoded:,} images decoded")
@@ -293,7 +294,7 @@ def _decoded(members: Iterator[archives.Member]) -> Iterator[tuple[archives.Memb
 def _check_devkit(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
     truth = archives.devkit_ground_truth(path)
     if len(truth) != catalogue.NUM_VAL_IMAGES:
-        check.add("count", f"{path.name}:{archives.GROUND_TRUTH}", f"{len(truth):,} lines; expected 50,000")
+        check.add(ProblemKind.COUNT, f"{path.name}:{archives.GROUND_TRUTH}", f"{len(truth):,} lines; expected 50,000")
     _compare_val_labels(check, f"{path.name}:{archives.GROUND_TRUTH}", _devkit_labels(truth), "line")
     check.note("validation ground truth against the catalogue, line by line")
 
@@ -310,11 +311,11 @@ def _compare_val_labels(check: Check, where: str, labels: Iterable[tuple[int, st
     known = catalogue.val_labels()
     for number, wnid in labels:
         if not 1 <= number <= catalogue.NUM_VAL_IMAGES:
-            check.add("label", where, f"{unit} {number}: no such val image")
+            check.add(ProblemKind.LABEL, where, f"{unit} {number}: no such val image")
         elif wnid != known[number - 1]:
             ours = catalogue.by_wnid(known[number - 1])
             check.add(
-                "label",
+                ProblemKind.LABEL,
                 where,
                 f"{unit} {number} (ILSVRC2012_val_{number:08d}) says "
                 f"{wnid}; the catalogue says {ours.wnid} ({ours.name})",
@@ -331,20 +332,22 @@ def _check_kaggle_zip(check: Check, path: Path, expected: Contents, deep: bool, 
     texts = {name: archives.kaggle_text(bundle, name) for name in archives.LOC_FILES}
     for name, text in texts.items():
         if text is None:
-            check.add("missing", f"{path.name}:{name}", "missing from the bundle")
+            check.add(ProblemKind.MISSING, f"{path.name}:{name}", "missing from the bundle")
     solution = texts["LOC_val_solution.csv"]
     if solution is not None:
         where = f"{path.name}:LOC_val_solution.csv"
         try:
             labels = val_labels.loc_solution_labels(solution, where).labels
         except ArchiveError as error:
-            check.add("damaged", where, str(error).removeprefix(f"{where} "))
+            check.add(ProblemKind.DAMAGED, where, str(error).removeprefix(f"{where} "))
         else:
             _compare_val_labels(check, where, sorted(labels.items()), "val image")
             check.note(f"{len(labels):,} val labels in LOC_val_solution.csv against the catalogue")
     mapping = texts["LOC_synset_mapping.txt"]
     if mapping is not None and [line.split(" ", 1)[0] for line in mapping.splitlines()] != list(catalogue.wnids()):
-        check.add("label", f"{path.name}:LOC_synset_mapping.txt", "its class order is not the sorted WNID order")
+        check.add(
+            ProblemKind.LABEL, f"{path.name}:LOC_synset_mapping.txt", "its class order is not the sorted WNID order"
+        )
     if deep:
         listed = sum(v for k, v in check.counts.items() if k.endswith("_images")) or None
         counted = _check_members(check, archives.kaggle_members(bundle, refuse), progress, path.name, listed)
@@ -363,15 +366,15 @@ def _check_kaggle_listing(check: Check, path: Path, expected: Contents, refuse: 
             per_class[wnid] += 1
             match = archives.TRAIN_NAME.fullmatch(name)
             if not match or match.group(1) != wnid:
-                check.add("misplaced", f"{path.name}:{entry.name}", f"not an image of class {wnid}")
+                check.add(ProblemKind.MISPLACED, f"{path.name}:{entry.name}", f"not an image of class {wnid}")
         elif not (archives.VAL_NAME if split == "val" else archives.TEST_NAME).fullmatch(name):
-            check.add("structure", f"{path.name}:{entry.name}", f"not an ILSVRC2012 {split} file name")
+            check.add(ProblemKind.STRUCTURE, f"{path.name}:{entry.name}", f"not an ILSVRC2012 {split} file name")
     check.counts.update({f"{s}_images": n for s, n in splits.items()})
     _check_class_counts(check, path, expected, per_class)
     for split in ("val", "test"):
         if splits[split] != expected.images(split):
             check.add(
-                "count",
+                ProblemKind.COUNT,
                 f"{path.name}:{archives.KAGGLE_DATA}{split}/",
                 f"{splits[split]:,} images; expected {expected.images(split):,}",
             )
@@ -380,14 +383,18 @@ def _check_kaggle_listing(check: Check, path: Path, expected: Contents, refuse: 
 
 def _check_class_counts(check: Check, path: Path, expected: Contents, per_class: collections.Counter[str]) -> None:
     for wnid in sorted(expected.classes - set(per_class)):
-        check.add("missing", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "class folder missing")
+        check.add(ProblemKind.MISSING, f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "class folder missing")
     low, high = expected.train_range
     for wnid, count in sorted(per_class.items()):
         if wnid not in expected.classes:
             check.add(
-                "extra", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", "a class this archive should not hold"
+                ProblemKind.EXTRA,
+                f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/",
+                "a class this archive should not hold",
             )
         elif not low <= count <= high:
             check.add(
-                "count", f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/", f"{count} images; expected {low}–{high}"
+                ProblemKind.COUNT,
+                f"{path.name}:{archives.KAGGLE_DATA}train/{wnid}/",
+                f"{count} images; expected {low}–{high}",
             )

@@ -13,7 +13,7 @@ from ..exports.formats import Writer, writer_for
 from ..exports.record import RECORD, ExportRecord, ShardRecord
 from ..hashing import hash_file
 from ..progress import SILENT, Progress
-from .findings import Check
+from .findings import Check, ProblemKind
 
 
 def is_export(path: Path) -> bool:
@@ -35,9 +35,9 @@ def check_export(folder: Path, deep: bool = False, progress: Progress = SILENT) 
     )
     for extra in sorted(written):
         if extra not in listed:
-            check.add("extra", extra, f"not in {RECORD}")
+            check.add(ProblemKind.EXTRA, extra, f"not in {RECORD}")
     for kind, where, detail in writer.own_file_problems(folder, shards):
-        check.add(kind, where, detail)
+        check.add(ProblemKind(kind), where, detail)
     check.counts["samples"] = sum(record.samples().values())
     check.counts["bytes"] = record.bytes()
     check.note(f"{len(shards)} shards against {RECORD} (size, xxh3)" + ("; every sample counted" if deep else ""))
@@ -49,15 +49,15 @@ def _check_shard(check: Check, folder: Path, shard: ShardRecord, counting: Write
     through the format's writer (whose extra, if missing, is named in one line)."""
     path = folder / shard.file
     if not path.is_file():
-        check.add("missing", shard.file, f"in {RECORD}, not on disk")
+        check.add(ProblemKind.MISSING, shard.file, f"in {RECORD}, not on disk")
         return
     if path.stat().st_size != shard.bytes:
-        check.add("size", shard.file, f"{path.stat().st_size:,} bytes; {RECORD} says {shard.bytes:,}")
+        check.add(ProblemKind.SIZE, shard.file, f"{path.stat().st_size:,} bytes; {RECORD} says {shard.bytes:,}")
         return
     digest = hash_file(path, ["xxh3_64"])["xxh3_64"]
     if digest != shard.xxh3_64:
-        check.add("checksum", shard.file, f"xxh3 is {digest}; {RECORD} says {shard.xxh3_64}")
+        check.add(ProblemKind.CHECKSUM, shard.file, f"xxh3 is {digest}; {RECORD} says {shard.xxh3_64}")
     if counting is not None:
         counted = counting.count_samples(path)
         if counted != shard.samples:
-            check.add("count", shard.file, f"{counted:,} samples; {RECORD} says {shard.samples:,}")
+            check.add(ProblemKind.COUNT, shard.file, f"{counted:,} samples; {RECORD} says {shard.samples:,}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 # Per check and per kind: beyond it problems of that kind are counted, not kept (a broken tree
@@ -10,11 +11,33 @@ from pathlib import Path
 MAX_LISTED = 1000
 
 
+class ProblemKind(StrEnum):
+    CHECKSUM = "checksum"  # the bytes hash to another digest than expected
+    SIZE = "size"  # another length than published or recorded
+    STRUCTURE = "structure"  # an archive lacks or holds members it must not
+    MISSING = "missing"  # a file the manifest or the dataset names is not there
+    EXTRA = "extra"  # a file nothing names
+    CHANGED = "changed"  # a file's bytes differ from its manifest row
+    MISPLACED = "misplaced"  # a file under another class than its label
+    UNDECODABLE = "undecodable"  # an image that does not decode
+    LABEL = "label"  # a val label that disagrees with the ground truth
+    COUNT = "count"  # a split or class holds another number of images than expected
+    REFUSED = "refused"  # a member refused as unsafe (a path outside, a link)
+    STALE = "stale"  # a tree whose recorded inputs have changed since
+    DUPLICATE = "duplicate"  # a name that appears twice
+    DAMAGED = "damaged"  # a record or member that cannot be read
+    UNFINISHED = "unfinished"  # being written, or left half-made
+
+
+class Status(StrEnum):
+    OK = "ok"
+    PROBLEMS = "problems"
+    UNKNOWN = "unknown"  # nothing to check the content against: not "good"
+
+
 @dataclass(frozen=True)
 class Problem:
-    # checksum, size, missing, extra, changed, misplaced, undecodable, label, structure, count,
-    # refused, stale, duplicate, damaged, unfinished
-    kind: str
+    kind: ProblemKind
     where: str  # the file, archive member or tree-relative path
     detail: str
 
@@ -26,11 +49,11 @@ class Check:
     checked: list[str] = field(default_factory=list)  # what was checked, in words
     problems: list[Problem] = field(default_factory=list)
     problem_count: int = 0
-    counted: dict[str, int] = field(default_factory=dict)  # problems of each kind, kept or not
+    counted: dict[ProblemKind, int] = field(default_factory=dict)  # problems of each kind, kept or not
     unknown: bool = False  # nothing to check the content against: not "good"
     counts: dict[str, int] = field(default_factory=dict)
 
-    def add(self, kind: str, where: str, detail: str) -> None:
+    def add(self, kind: ProblemKind, where: str, detail: str) -> None:
         self.problem_count += 1
         self.counted[kind] = self.counted.get(kind, 0) + 1
         if self.counted[kind] <= MAX_LISTED:
@@ -40,7 +63,7 @@ class Check:
         self.checked.append(what)
 
     @property
-    def status(self) -> str:
+    def status(self) -> Status:
         if self.problem_count:
-            return "problems"
-        return "unknown" if self.unknown else "ok"
+            return Status.PROBLEMS
+        return Status.UNKNOWN if self.unknown else Status.OK

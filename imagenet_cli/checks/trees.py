@@ -25,7 +25,7 @@ from ..inputs import InputFile, changed_since
 from ..layout import SPLITS
 from ..progress import SILENT, Progress
 from ..workers import ordered_map, thread_pool
-from .findings import Check
+from .findings import Check, ProblemKind
 
 _VAL_STEM = re.compile(r"ILSVRC2012_val_(\d{8})")
 _TRAIN_STEM = re.compile(r"(n\d{8})_\d+")
@@ -97,13 +97,15 @@ def _class_directories(tree: Path, check: Check) -> list[str]:
         with os.scandir(split_dir) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
                 if not entry.is_dir():
-                    check.add("extra", f"{split}/{entry.name}", "a file outside any class folder")
+                    check.add(ProblemKind.EXTRA, f"{split}/{entry.name}", "a file outside any class folder")
                 elif not catalogue.is_wnid(entry.name):
-                    check.add("structure", f"{split}/{entry.name}/", "not a WNID: ImageFolder would make it a class")
+                    check.add(
+                        ProblemKind.STRUCTURE, f"{split}/{entry.name}/", "not a WNID: ImageFolder would make it a class"
+                    )
                 else:
                     found.append(f"{split}/{entry.name}")
     if not found:
-        check.add("structure", str(tree), "no split folder (train/, val/, test/) with class folders")
+        check.add(ProblemKind.STRUCTURE, str(tree), "no split folder (train/, val/, test/) with class folders")
     return found
 
 
@@ -136,21 +138,21 @@ def _compare_directory(
     for name, found in seen.items():
         where = f"{directory}/{name}"
         if found.xxh3_64 is None:
-            check.add("missing", where, found.problem or "a broken link")
+            check.add(ProblemKind.MISSING, where, found.problem or "a broken link")
             continue
         if found.problem:
-            check.add("undecodable", where, found.problem)
+            check.add(ProblemKind.UNDECODABLE, where, found.problem)
         _check_label(check, split, wnid, name, where)
         entry = entries.get(name)
         if entry is None:
             if has_manifest:
                 extra[name] = (directory, found)
         elif entry.bytes != found.bytes:
-            check.add("changed", where, f"{found.bytes:,} bytes; the manifest says {entry.bytes:,}")
+            check.add(ProblemKind.CHANGED, where, f"{found.bytes:,} bytes; the manifest says {entry.bytes:,}")
         elif entry.xxh3_64 != found.xxh3_64:
-            check.add("changed", where, f"xxh3 {found.xxh3_64}; the manifest says {entry.xxh3_64}")
+            check.add(ProblemKind.CHANGED, where, f"xxh3 {found.xxh3_64}; the manifest says {entry.xxh3_64}")
         elif entry.wnid != wnid:
-            check.add("misplaced", where, f"the manifest files it under {entry.wnid}")
+            check.add(ProblemKind.MISPLACED, where, f"the manifest files it under {entry.wnid}")
     for name, entry in entries.items():
         if name not in seen:
             missing[name] = (directory, entry)
@@ -162,9 +164,9 @@ def _check_label(check: Check, split: str, wnid: str, name: str, where: str) -> 
         number = int(match.group(1))
         if 1 <= number <= catalogue.NUM_VAL_IMAGES and catalogue.val_labels()[number - 1] != wnid:
             label = catalogue.by_wnid(catalogue.val_labels()[number - 1])
-            check.add("misplaced", where, f"its label is {label.wnid} ({label.name}), not {wnid}")
+            check.add(ProblemKind.MISPLACED, where, f"its label is {label.wnid} ({label.name}), not {wnid}")
     elif split == "train" and (match := _TRAIN_STEM.fullmatch(stem)) and match.group(1) != wnid:
-        check.add("misplaced", where, f"a {match.group(1)} image in the {wnid} folder")
+        check.add(ProblemKind.MISPLACED, where, f"a {match.group(1)} image in the {wnid} folder")
 
 
 def _pair_misplaced(
@@ -175,11 +177,11 @@ def _pair_misplaced(
         moved_from = missing.get(name)
         if moved_from is not None and moved_from[1].xxh3_64 == found.xxh3_64:
             del missing[name]
-            check.add("misplaced", f"{directory}/{name}", f"the manifest has it in {moved_from[0]}/")
+            check.add(ProblemKind.MISPLACED, f"{directory}/{name}", f"the manifest has it in {moved_from[0]}/")
         else:
-            check.add("extra", f"{directory}/{name}", "not in the manifest")
+            check.add(ProblemKind.EXTRA, f"{directory}/{name}", "not in the manifest")
     for name, (directory, _) in sorted(missing.items()):
-        check.add("missing", f"{directory}/{name}", "in the manifest, not on disk")
+        check.add(ProblemKind.MISSING, f"{directory}/{name}", "in the manifest, not on disk")
 
 
 def _check_inputs(check: Check, tree: Path, info: manifest.TreeInfo | None) -> None:
@@ -187,12 +189,11 @@ def _check_inputs(check: Check, tree: Path, info: manifest.TreeInfo | None) -> N
     if info is None:
         return
     for split, recorded in sorted(info.inputs.items()):
-        for data in recorded:
-            before = InputFile.from_dict(data)
+        for before in recorded:
             now = changed_since(before, tree)
             if now is not None:
                 check.add(
-                    "stale",
+                    ProblemKind.STALE,
                     f"{split}/",
                     f"{before.name} changed since the tree was made ({_identity(before)} then, {_identity(now)} now); "
                     "the same prepare command brings the tree up to date",
@@ -214,7 +215,9 @@ def _check_counts(check: Check, tree: Path, per_class: dict[str, collections.Cou
         check.counts[f"{split}_classes"] = len(counts)
         if info is not None and split in info.splits and info.splits[split].get("images") != images:
             check.add(
-                "count", f"{split}/", f"{images:,} images; {manifest.TREE_INFO} says {info.splits[split]['images']:,}"
+                ProblemKind.COUNT,
+                f"{split}/",
+                f"{images:,} images; {manifest.TREE_INFO} says {info.splits[split]['images']:,}",
             )
         if len(counts) == catalogue.NUM_CLASSES and split in ("train", "val"):
             _check_full_split(check, split, counts, images)
@@ -225,8 +228,10 @@ def _check_counts(check: Check, tree: Path, per_class: dict[str, collections.Cou
 def _check_full_split(check: Check, split: str, counts: collections.Counter[str], images: int) -> None:
     """All 1000 classes present: hold the split to the real dataset's numbers."""
     if images != catalogue.SPLIT_IMAGES[split]:
-        check.add("count", f"{split}/", f"{images:,} images; ILSVRC-2012 has {catalogue.SPLIT_IMAGES[split]:,}")
+        check.add(
+            ProblemKind.COUNT, f"{split}/", f"{images:,} images; ILSVRC-2012 has {catalogue.SPLIT_IMAGES[split]:,}"
+        )
     low, high = catalogue.TRAIN_PER_CLASS if split == "train" else (catalogue.VAL_IMAGES_PER_CLASS,) * 2
     for wnid, count in sorted(counts.items()):
         if not low <= count <= high:
-            check.add("count", f"{split}/{wnid}/", f"{count} images; expected {low}–{high}")
+            check.add(ProblemKind.COUNT, f"{split}/{wnid}/", f"{count} images; expected {low}–{high}")

@@ -166,7 +166,7 @@ def option_for(parameter: str) -> str:
 
 
 def _in_options(error: BaseException) -> str:
-    """The error's text, a bad argument named by the option a user of the CLI typed."""
-    if isinstance(error, InvalidArgumentError) and error.parameter:
-        return f"{option_for(error.parameter)} {error.detail}"
+    """The error's text, each parameter it names spelled as the option a user of the CLI typed."""
+    if isinstance(error, ImagenetError):
+        return error.spelled(option_for)
     return str(error)

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ..info import RootState, TreeState, describe_root
+from ..manifest import Prepared, made_by_to_dict
 from .common import Rendering, Session, command, human_bytes, print_table
 
 EXAMPLES = """\
@@ -78,21 +79,19 @@ def _tree_json(tree: TreeState) -> dict[str, Any]:
         "images": tree.images,
         "bytes": tree.bytes,
         "splits": tree.splits,
-        "made_by": tree.made_by,
+        "made_by": made_by_to_dict(tree.made_by),
     }
 
 
 def _how_made(tree: TreeState) -> str:
     made = tree.made_by
-    if not made:
-        return "-"
-    if made.get("command") == "prepare" and made["size"] == "full":
-        if made["format"] == "jpeg":
+    if isinstance(made, Prepared) and made.size == "full":
+        if made.format == "jpeg":
             return "originals as published; repaired files as jpeg q95"
-        return f"originals as {made['format']}"
-    if made.get("command") == "prepare":
-        return f"{made['mode']} {made['size']}, {made['format']} q{made['quality']}, {made['filter']} filter"
-    return str(made.get("command", "-"))
+        return f"originals as {made.format}"
+    if isinstance(made, Prepared):
+        return f"{made.mode} {made.size}, {made.format} q{made.quality}, {made.filter} filter"
+    return made.command if made is not None else "-"
 
 
 def _print_state(state: RootState) -> None:

@@ -166,7 +166,7 @@ def _options(
     if to == "downsampled":
         given = [
             o
-            for o, v in (("--shard-size", shard_size), ("--max-shard-bytes", max_shard_bytes), ("--prefix", prefix))
+            for o, v in (("{shard_size}", shard_size), ("{max_shard_bytes}", max_shard_bytes), ("{prefix}", prefix))
             if v is not None
         ]
         if given:
@@ -175,7 +175,7 @@ def _options(
             )
         if (size := 32 if size is None else size) not in DOWNSAMPLED_SIZES:
             raise InvalidArgumentError(
-                f"--size {size}: Downsampled ImageNet is {', '.join(map(str, DOWNSAMPLED_SIZES))} pixels"
+                f"{size}: Downsampled ImageNet is {', '.join(map(str, DOWNSAMPLED_SIZES))} pixels", "size"
             )
         return {**options, "size": size}
     if size is not None:
@@ -273,15 +273,16 @@ def class_names(tree: Path) -> list[str]:
     return [f"{name} ({wnid})" if name in shared else name for name, wnid in zip(first, wnids, strict=True)]
 
 
-def made_by(tree: Path, root: Path) -> dict[str, Any]:
-    """How the prepared tree beneath ``tree`` was made: a subset's own source, followed back."""
+def prepared_by(tree: Path, root: Path) -> manifest.Prepared | None:
+    """How the prepared tree beneath ``tree`` was made, a subset followed back to the tree it was
+    cut from; None for a tree this tool did not prepare."""
     seen: set[Path] = set()
-    while (info := manifest.read_tree_info(tree)) is not None and info.made_by.get("command") == "subset":
+    while (info := manifest.read_tree_info(tree)) is not None and isinstance(info.made_by, manifest.CutFrom):
         seen.add(tree.resolve())
-        tree = root / info.made_by["source"]  # relative to the root, or absolute
+        tree = root / info.made_by.tree  # relative to the root, or absolute
         if tree.resolve() in seen:
-            break
-    return info.made_by if info is not None else {}
+            return None
+    return info.made_by if info is not None and isinstance(info.made_by, manifest.Prepared) else None
 
 
 class SplitSamples:

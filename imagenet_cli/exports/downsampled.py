@@ -31,7 +31,7 @@ from typing import Any
 from .. import atomic, catalogue
 from ..errors import DamagedTreeError, MissingExtraError, UnsuitableTreeError
 from ..workers import ordered_map
-from . import Job, Sample, SplitSamples, made_by
+from . import Job, Sample, SplitSamples, prepared_by
 from .record import ShardRecord
 
 SUFFIX = ".npz"
@@ -54,10 +54,9 @@ def check_source(tree: Path, root: Path) -> None:
     """Only full-size images give the published pixels: the originals (JPEG kept byte for byte) or
     a lossless re-encoding of them (PNG)."""
     require_numpy()
-    recipe = made_by(tree, root)
-    size, encoding = recipe.get("size"), recipe.get("format", "jpeg")
-    if recipe.get("command") != "prepare" or size != "full" or encoding not in ("jpeg", "png"):
-        what = f"{size}-pixel {encoding} images" if size else "images this tool did not prepare"
+    made = prepared_by(tree, root)
+    if made is None or made.size != "full" or made.format not in ("jpeg", "png"):
+        what = f"{made.size}-pixel {made.format} images" if made else "images this tool did not prepare"
         raise UnsuitableTreeError(
             f"{tree} holds {what}; Downsampled ImageNet is a box resize of the full-size originals, "
             "which a resized or lossy tree cannot give"

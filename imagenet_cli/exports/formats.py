@@ -43,7 +43,8 @@ class Writer(Protocol):
         """Samples in one written file: what ``verify --deep`` compares with the record."""
 
     def own_file_problems(self, folder: Path, shards: Sequence[ShardRecord]) -> list[tuple[str, str, str]]:
-        """(kind, where, detail) of each way the format's own files disagree with the record."""
+        """(kind, where, detail) of each way the format's own files disagree with the record; kind is
+        a ProblemKind value (checks.findings)."""
 
 
 if TYPE_CHECKING:  # mypy holds each module to the protocol; at run time they load on first use

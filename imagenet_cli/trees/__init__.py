@@ -38,7 +38,7 @@ from . import cluster
 from .finish import TreeSummary, finish_tree
 from .plan import Plan, make_plan, val_labels_for
 from .resize import Recipe
-from .shards import MARKERS, NEW, Engine, Shard, ShardJob, run_shards, shard_state
+from .shards import MARKERS, Engine, Redo, Shard, ShardJob, ShardState, run_shards, shard_state
 
 log = logging.getLogger(__name__)
 
@@ -234,32 +234,34 @@ class _Reasons:
 
     def __init__(self, trees: dict[str, Path], redo: bool, inputs: dict[str, list[InputFile]]) -> None:
         self.trees, self.redo = trees, redo
-        self.counts: collections.Counter[tuple[Path, str, str]] = collections.Counter()
+        self.counts: collections.Counter[tuple[Path, str, Redo, str]] = collections.Counter()
         self.changed = {tree: _changed_inputs(tree, inputs) for tree in trees.values()}
 
     def sizes_needing(self, shard: Shard) -> tuple[str, ...]:
         needing = []
         for size, tree in self.trees.items():
-            why = shard_state(tree, shard)
-            if why is None and self.redo:
-                why = "--redo"
-            if why is None:
+            state = shard_state(tree, shard)
+            if state is None and self.redo:
+                state = ShardState(Redo.ASKED)
+            if state is None:
                 continue
             needing.append(size)
             changed = self.changed[tree].get(shard.split)
             if changed:  # new inputs: every shard of the split run is theirs, new classes too
-                self.counts[(tree, shard.split, f"{changed} changed")] += 1
-            elif why != NEW:
-                self.counts[(tree, shard.split, why)] += 1
+                self.counts[(tree, shard.split, Redo.INPUT_CHANGED, changed)] += 1
+            elif state.reason is Redo.INPUT_CHANGED:
+                self.counts[(tree, shard.split, Redo.INPUT_CHANGED, " and ".join(state.changed))] += 1
+            elif state.reason is not Redo.NEW:
+                self.counts[(tree, shard.split, state.reason, "")] += 1
         return tuple(needing)
 
     def announce(self) -> None:
-        for (tree, split, why), count in sorted(self.counts.items()):
+        for (tree, split, reason, changed), count in sorted(self.counts.items()):
             shards = f"{count} {split} shard{'s' if count != 1 else ''}"
-            if why.endswith(" changed"):
-                log.warning("%s since %s was made: redoing %s", why, tree, shards)
+            if reason is Redo.INPUT_CHANGED:
+                log.warning("%s changed since %s was made: redoing %s", changed, tree, shards)
             else:
-                log.warning("%s: redoing %s (%s)", tree, shards, why)
+                log.warning("%s: redoing %s (%s)", tree, shards, reason)
         self.counts.clear()
 
 
@@ -270,7 +272,7 @@ def _changed_inputs(tree: Path, inputs: dict[str, list[InputFile]]) -> dict[str,
         return {}
     changed = {}
     for split, current in inputs.items():
-        recorded = info.inputs.get(split, [])
+        recorded = info.inputs.get(split, ())
         if recorded and (names := changed_names(recorded, current)):
             changed[split] = " and ".join(names)
     return changed

@@ -40,7 +40,7 @@ def _distributed() -> ModuleType:
     try:
         import distributed
     except ImportError:
-        raise MissingExtraError.of("--dask", "Dask's distributed package", "dask") from None
+        raise MissingExtraError.of("{dask}", "Dask's distributed package", "dask") from None
     return distributed
 
 
@@ -77,7 +77,7 @@ def connect(address: str) -> Iterator[Client]:
         address = dask.config.get("scheduler-address", None)
         if not address:
             raise InvalidArgumentError(
-                "--dask auto: Dask's configuration names no scheduler (set DASK_SCHEDULER_ADDRESS)"
+                "auto: Dask's configuration names no scheduler (set DASK_SCHEDULER_ADDRESS)", "dask"
             )
     try:
         # Dask's own setting (distributed.comm.timeouts.connect, 30 s unless configured) decides

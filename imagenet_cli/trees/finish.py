@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import atomic, catalogue, class_files, manifest
@@ -68,14 +68,14 @@ def finish_tree(
     markers, dropped = _markers_by_split(tree, shards, splits)
     previous = manifest.read_tree_info(tree)
     inputs = dict(previous.inputs) if previous is not None else {}
-    inputs.update({split: [i.as_dict() for i in plan.inputs.get(split, [])] for split in splits})
+    inputs.update({split: tuple(plan.inputs.get(split, [])) for split in splits})
     up_to_date = (
         not ran
         and not dropped
         and manifest.has_manifest(tree)
         and previous is not None
         and not any(
-            changed_names(previous.inputs.get(split, []), plan.inputs.get(split, []))
+            changed_names(previous.inputs.get(split, ()), plan.inputs.get(split, []))
             for split in splits
             if split in previous.splits
         )
@@ -113,18 +113,21 @@ def finish_tree(
     if up_to_date:
         return summary
     info = manifest.TreeInfo(
-        made_by={
-            "command": "prepare",
-            "source": plan.described,
-            "val_labels": label_source,
-            "size": size,
-            **asdict(recipe),
-        },
+        made_by=manifest.Prepared(
+            inputs_described=plan.described,
+            val_labels=label_source,
+            size=size,
+            mode=recipe.mode,
+            quality=recipe.quality,
+            format=recipe.format,
+            filter=recipe.filter,
+            upscale=recipe.upscale,
+            repaired=dict(repaired),
+        ),
         splits={split: {"images": images[split], "classes": len(classes[split])} for split in sorted(images)},
-        failures=failures,
+        failures=tuple(failures),
         inputs={split: inputs[split] for split in sorted(inputs) if split in images},
     )
-    info.made_by["repaired"] = dict(repaired)
     manifest.write_tree_info(tree, info)
     return summary
 

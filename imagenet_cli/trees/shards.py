@@ -19,8 +19,9 @@ import os
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import asdict, dataclass, field
+from enum import StrEnum
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from .. import atomic, catalogue
 from ..errors import ShardCrashError
@@ -34,6 +35,7 @@ from .resize import ImageError, Recipe, process
 log = logging.getLogger(__name__)
 
 MARKERS = ".shards"
+MARKER_SCHEMA = 1
 
 
 @dataclass(frozen=True)
@@ -55,41 +57,72 @@ class Shard:
 
 @dataclass
 class ShardResult:
+    """What one shard made in one tree; saved as its completion marker, written last."""
+
     split: str
     wnid: str | None
     entries: list[Entry] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
     repaired: dict[str, str] = field(default_factory=dict)  # file name -> what was wrong
-    inputs: list[dict[str, Any]] = field(default_factory=list)  # InputFile.as_dict() of each input read
+    inputs: list[InputFile] = field(default_factory=list)  # each input it read
     listing: str = ""
+    schema: int = MARKER_SCHEMA
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> ShardResult:
+        data = json.loads(text)
+        return cls(
+            data["split"],
+            data["wnid"],
+            [Entry(**e) for e in data["entries"]],
+            [Failure(**f) for f in data["failures"]],
+            data["repaired"],
+            [InputFile.from_dict(i) for i in data.get("inputs", [])],
+            data.get("listing", ""),
+            data.get("schema", 1),
+        )
 
 
 def marker_path(tree: Path, shard: Shard) -> Path:
     return tree / MARKERS / f"{shard.key}.json"
 
 
-# Why a shard is not done (None: it is).
-NEW = "new"
-FAILED = "it had failed images"
-MISSING = "files of it were missing"
-LISTING = "the images it holds changed"
+class Redo(StrEnum):
+    """Why a shard is not done; its value is the reason in words."""
+
+    NEW = "new"
+    INPUT_CHANGED = "an input changed"
+    LISTING = "the images it holds changed"
+    FAILED = "it had failed images"
+    MISSING = "files of it were missing"
+    DAMAGED = "its completion marker was unreadable"
+    ASKED = "asked to redo"
 
 
-def shard_state(tree: Path, shard: Shard) -> str | None:
-    """None when ``shard`` is done in ``tree`` for the current inputs; else why it must be (re)done:
-    one of the constants above, or ``"<input name> changed"``."""
+class ShardState(NamedTuple):
+    reason: Redo
+    changed: tuple[str, ...] = ()  # with INPUT_CHANGED: the names of the inputs that differ
+
+
+def shard_state(tree: Path, shard: Shard) -> ShardState | None:
+    """None when ``shard`` is done in ``tree`` for the current inputs; else why it must be (re)done."""
     try:
         result = read_marker(marker_path(tree, shard))
     except FileNotFoundError:
-        return NEW
+        return ShardState(Redo.NEW)
+    except (ValueError, KeyError, TypeError):  # not written by this version, or damaged by hand
+        return ShardState(Redo.DAMAGED)
     if changed := changed_names(result.inputs, shard.inputs):
-        return f"{changed[0]} changed"
+        return ShardState(Redo.INPUT_CHANGED, tuple(changed))
     if result.listing != shard.listing:
-        return LISTING
+        return ShardState(Redo.LISTING)
     if result.failures:
-        return FAILED
+        return ShardState(Redo.FAILED)
     if not _all_on_disk(tree, result.entries):
-        return MISSING
+        return ShardState(Redo.MISSING)
     return None
 
 
@@ -109,16 +142,7 @@ def _all_on_disk(tree: Path, entries: list[Entry]) -> bool:
 
 
 def read_marker(path: Path) -> ShardResult:
-    data = json.loads(path.read_text())
-    return ShardResult(
-        data["split"],
-        data["wnid"],
-        [Entry(**e) for e in data["entries"]],
-        [Failure(**f) for f in data["failures"]],
-        data["repaired"],
-        data.get("inputs", []),
-        data.get("listing", ""),
-    )
+    return ShardResult.from_json(path.read_text())
 
 
 def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
@@ -128,7 +152,7 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
     or refused bytes, an image that does not decode, a name no filesystem takes, or a name that
     appears twice (then neither copy is used: which one is right cannot be known).
     """
-    inputs = [i.as_dict() for i in shard.inputs]
+    inputs = list(shard.inputs)
     results = {
         size: ShardResult(shard.split, shard.wnid, inputs=inputs, listing=shard.listing) for size in recipe.sizes
     }
@@ -167,7 +191,7 @@ def run_shard(shard: Shard, recipe: Recipe, trees: dict[str, str]) -> int:
     for size, result in results.items():
         result.entries.sort(key=lambda e: e.path)
         marker = marker_path(Path(trees[size]), shard)
-        atomic.write_text(marker, json.dumps(asdict(result)))
+        atomic.write_text(marker, result.to_json())
     return handled
 
 

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,7 +38,7 @@ from tests.servers import FileServer  # noqa: E402
 NAME = "ILSVRC2012_img_val.tar"
 
 
-def serve(files: dict[str, bytes], rate: float | None, ready, stop) -> None:
+def serve(files: dict[str, bytes], rate: float | None, ready: Connection, stop: Connection) -> None:
     with FileServer(files) as server:
         server.faults.rate = rate
         ready.send(server.base_url)
@@ -51,9 +53,9 @@ class ServerProcess:
 
     def __enter__(self) -> str:
         self.process.start()
-        return self.ready_recv.recv()
+        return str(self.ready_recv.recv())
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stop_send.send(None)
         self.process.join(10)
 
@@ -141,18 +143,18 @@ def main() -> None:
         data = os.urandom(args.size_mb << 20)
         gb = len(data) / 1e9
         with ServerProcess({NAME: data}) as url:
-            runs = {
+            runs: dict[str, Callable[[], tuple[float, float] | None]] = {
                 "curl -o": lambda: curl(url, work / "curl"),
                 "plain httpx stream": lambda: plain_httpx(url, work / "httpx"),
                 "ours, 1 connection": lambda: ours(url, work / "ours1", 1),
                 "ours, 4 connections": lambda: ours(url, work / "ours4", 4),
             }
-            results = {}
+            results: dict[str, tuple[float, float]] = {}
             for label, run in runs.items():
-                timings = [run() for _ in range(3)]
-                if timings[0] is not None:
+                timings = [timing for _ in range(3) if (timing := run()) is not None]
+                if timings:
                     results[label] = min(timings)
-            reference = results.get("plain httpx stream")
+            reference = results["plain httpx stream"]
             for label, (wall, cpu) in results.items():
                 print(
                     f"   {label:22} {len(data) / wall / 1e6:7.1f} MB/s  {cpu / gb:5.2f} CPU s/GB"

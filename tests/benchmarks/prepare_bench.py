@@ -25,7 +25,9 @@ import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
@@ -70,7 +72,7 @@ def floor(data: bytes, size: int, mode: str) -> bytes:
     return out.getvalue()
 
 
-def ours(recipe: images.Recipe):
+def ours(recipe: images.Recipe) -> Callable[[bytes, int, str], bytes]:
     return lambda data, size, mode: images.process(data, recipe).outputs[str(size)]
 
 
@@ -101,8 +103,10 @@ def per_image(data: list[bytes], rounds: int) -> None:
     for size, mode in cases:
         contenders = {
             "naive": naive,
-            "ours": ours(images.Recipe((str(size),), mode=mode)),
-            "ours --filter lanczos": ours(images.Recipe((str(size),), mode=mode, filter="lanczos")),
+            "ours": ours(images.Recipe((str(size),), mode=images.Mode(mode))),
+            "ours --filter lanczos": ours(
+                images.Recipe((str(size),), mode=images.Mode(mode), filter=images.Filter.lanczos)
+            ),
             "floor": floor,
         }
         best = dict.fromkeys(contenders, math.inf)
@@ -114,9 +118,9 @@ def per_image(data: list[bytes], rounds: int) -> None:
                 best[name] = min(best[name], time.perf_counter() - start)
         rate = {name: len(data) / seconds for name, seconds in best.items()}
         quality = {
-            "ours": resample_psnr(data[:50], size, images.Recipe((str(size),), mode=mode)),
+            "ours": resample_psnr(data[:50], size, images.Recipe((str(size),), mode=images.Mode(mode))),
             "ours --filter lanczos": resample_psnr(
-                data[:50], size, images.Recipe((str(size),), mode=mode, filter="lanczos")
+                data[:50], size, images.Recipe((str(size),), mode=images.Mode(mode), filter=images.Filter.lanczos)
             ),
         }
         print(f"\n   --size {size} --resize {mode}")
@@ -152,11 +156,11 @@ def on_dask(work: Path, rounds: int) -> None:
         return
     source = work / "source"
 
-    def run(**engine) -> float:
+    def run(**engine: Any) -> tuple[float, int]:
         root = work / "run"
         shutil.rmtree(root, ignore_errors=True)
         shutil.copytree(source / "downloads", root / "downloads")
-        result = prepare(root, ["224"], **engine)
+        result = prepare(root, images.Recipe(("224",)), **engine)
         return result.images_processed / result.seconds, result.shards_run
 
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0") as local:

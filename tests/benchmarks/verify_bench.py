@@ -22,23 +22,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from imagenet_cli import catalogue, hashing, manifest  # noqa: E402
-from imagenet_cli.checks import verify  # noqa: E402
+from imagenet_cli.checks import VerifyReport, verify  # noqa: E402
 from tests.benchmarks.measure import run_cli  # noqa: E402
 
 
-def timed(function) -> float:
+def timed(function: Callable[[], object]) -> float:
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
 
 
-def best_of(runs: int, function) -> float:
+def best_of(runs: int, function: Callable[[], object]) -> float:
     return min(timed(function) for _ in range(runs))
 
 
@@ -111,7 +112,7 @@ def main() -> None:
         sums = sums_file(work, [train, val, devkit])
         warm(train, val, devkit)
 
-        def verify_paths(paths, rehash=True):
+        def verify_paths(paths: list[Path], rehash: bool = True) -> VerifyReport:
             return verify(work / "root", paths=paths, checksums=sums, rehash=rehash)
 
         alone = best_of(3, lambda: verify_paths([train]))
@@ -135,7 +136,10 @@ def main() -> None:
         subprocess.run(cat, check=True)  # warm the cache
         plain = best_of(3, lambda: subprocess.run(cat, check=True))
         checked = best_of(3, lambda: verify(tree, paths=[tree]))
-        rate = lambda seconds: args.files / seconds  # noqa: E731
+
+        def rate(seconds: float) -> float:
+            return float(args.files) / seconds
+
         print(
             f"   cat {rate(plain):8.0f} files/s   verify {rate(checked):8.0f} files/s   "
             f"= {plain / checked:.2f} x cat's rate"
