@@ -35,6 +35,7 @@ def claim_in(folder: Path, claim: str, command: str, parameter: str = "out") -> 
 def own(
     folder: Path,
     claim: str,
+    *,
     command: str,
     wanted: dict[str, Any],
     conflict: Callable[[dict[str, Any]], str],

@@ -553,7 +553,9 @@ def test_a_library_message_names_parameters_and_the_cli_spells_them_as_options()
 
     choice = InvalidArgumentError("choose one of {per_class}, {fraction} and {images}")
     assert str(choice) == "choose one of per_class, fraction and images"
-    assert message_for(choice, "subset").startswith("imagenet: error: choose one of --per-class, --fraction and --images")
+    assert message_for(choice, "subset").startswith(
+        "imagenet: error: choose one of --per-class, --fraction and --images"
+    )
     named = MissingInputError("no tree here; name one with {source}")
     assert str(named) == "no tree here; name one with source"
     assert "name one with --from — try" in message_for(named, "export")

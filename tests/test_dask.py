@@ -78,13 +78,13 @@ def test_a_worker_on_another_version_or_without_the_inputs_is_named(scheduler: s
         with pytest.raises(
             ClusterError, match=r"Dask worker tcp://127\.0\.0\.1:\d+ \(on .+\) runs imagenet-cli .+, the client 0\.0\.0"
         ):
-            cluster.check_workers(client, "0.0.0", [], [])
+            cluster.check_workers(client, "0.0.0", inputs=[], outputs=[])
         from imagenet_cli import __version__
 
         missing = tmp_path / "not-mounted" / "ILSVRC2012_img_train.tar"
         with pytest.raises(ClusterError, match=f"cannot read {missing}"):
-            cluster.check_workers(client, __version__, [missing], [])
-        assert cluster.check_workers(client, __version__, [], [tmp_path / "out"]) == 2
+            cluster.check_workers(client, __version__, inputs=[missing], outputs=[])
+        assert cluster.check_workers(client, __version__, inputs=[], outputs=[tmp_path / "out"]) == 2
 
 
 def test_without_the_extra_dask_is_one_line_naming_it(official_root: Path, tmp_path: Path) -> None:

@@ -81,7 +81,9 @@ def verify(
             checks.append(_being_written(path, writer))
         else:
             checks.append(
-                check_export(path, deep, progress) if is_export(path) else check_tree(path, deep, workers, progress)
+                check_export(path, deep, progress)
+                if is_export(path)
+                else check_tree(path, deep=deep, workers=workers, progress=progress)
             )
     return VerifyReport(checks)
 

@@ -41,7 +41,7 @@ class Seen:
     problem: str | None  # why it does not decode (deep), or that it is a broken link
 
 
-def check_tree(tree: Path, deep: bool = False, workers: int | None = None, progress: Progress = SILENT) -> Check:
+def check_tree(tree: Path, *, deep: bool = False, workers: int | None = None, progress: Progress = SILENT) -> Check:
     check = Check(tree, "tree")
     has_manifest = manifest.has_manifest(tree)
     directories = _class_directories(tree, check)

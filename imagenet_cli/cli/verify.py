@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from ..checks import VerifyReport, verify
-from ..checks.findings import MAX_LISTED, Check
+from ..checks.findings import MAX_LISTED, Check, Status
 from ..hashing import Algorithm
 from .common import Rendering, Session, command, file_option, human_bytes, jsonable, print_table
 
@@ -116,7 +116,7 @@ def _print_report(report: VerifyReport) -> None:
             f"  (--json lists up to {MAX_LISTED:,} of each kind per "
             f"check; {report.problem_count - kept:,} more were counted)"
         )
-    unknown = [c for c in report.checks if c.status == "unknown"]
+    unknown = [c for c in report.checks if c.status is Status.UNKNOWN]
     if unknown:
         typer.echo(
             f"\n{len(unknown)} checked for structure only: nothing to compare their bytes with (try --checksums)"

@@ -133,7 +133,7 @@ def download_sample(
             digests = hashing.hash_file(temporary, progress=progress)
             written[final] = write_record(final, digests, source="sample", content=temporary, details=wanted)
 
-        paths = sample.write_sample(downloads, layout, options, progress, before_rename=record)
+        paths = sample.write_sample(downloads, layout, options, progress=progress, before_rename=record)
     return DownloadResult("sample", downloads, [_recorded(p, written[p], WRITTEN) for p in paths])
 
 

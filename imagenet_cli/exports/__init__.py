@@ -121,13 +121,14 @@ def export(
     ``max_shard_bytes`` would be passed. downsampled: ``size`` pixels square (default 32),
     decoded on ``workers`` processes (default: every core).
     """
-    options = _options(to, seed, shard_size, max_shard_bytes, prefix, size, splits)
+    chosen = _format_named(to)
+    options = _options(chosen, seed, shard_size, max_shard_bytes, prefix, size, splits)
     tree = source or Root(root).the_prepared_tree()
     if not manifest.has_manifest(tree):
         raise MissingInputError(f"{tree} has no {manifest.MANIFEST}: export reads trees this tool made")
-    name = f"downsampled{options['size']}" if to == "downsampled" else to
+    name = f"downsampled{options['size']}" if chosen is ExportFormat.downsampled else chosen.value
     destination = out or Root(root).path / EXPORTS / f"{name}-{tree.name}"
-    writer = writer_for(to)
+    writer = writer_for(chosen)
     with locks.writing(destination, wait), locks.reading(tree, wait):
         writer.check_source(tree, Root(root).path)
         source_manifest = hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"]
@@ -147,8 +148,15 @@ def export(
         return job.result
 
 
+def _format_named(to: str) -> ExportFormat:
+    try:
+        return ExportFormat(to)
+    except ValueError:
+        raise InvalidArgumentError(f"export format {to!r} is not one of {', '.join(FORMATS)}") from None
+
+
 def _options(
-    to: str,
+    to: ExportFormat,
     seed: int,
     shard_size: int | None,
     max_shard_bytes: int | None,
@@ -157,13 +165,11 @@ def _options(
     splits: list[str] | None,
 ) -> dict[str, Any]:
     """Checked options, with each format's defaults filled in; those of another format refused."""
-    if to not in FORMATS:
-        raise InvalidArgumentError(f"export format {to!r} is not one of {', '.join(FORMATS)}")
     chosen = list(dict.fromkeys(splits or ("train", "val")))
     if unknown := [s for s in chosen if s not in SPLIT_NAMES]:
         raise InvalidArgumentError(f"{', '.join(unknown)}: a tree has train and val", "splits")
-    options: dict[str, Any] = {"format": to, "splits": chosen, "seed": seed}
-    if to == "downsampled":
+    options: dict[str, Any] = {"format": to.value, "splits": chosen, "seed": seed}
+    if to is ExportFormat.downsampled:
         given = [
             o
             for o, v in (("{shard_size}", shard_size), ("{max_shard_bytes}", max_shard_bytes), ("{prefix}", prefix))
@@ -193,7 +199,7 @@ def _claim(destination: Path, wanted: dict[str, Any]) -> None:
     """One export folder, one set of options and one source: a re-run keeps finished shards only
     when they are what it would write."""
     other = f"{destination} holds an export made with other options or from another tree"
-    owned.own(destination, CLAIM, "export", wanted, lambda existing: other)
+    owned.own(destination, CLAIM, command="export", wanted=wanted, conflict=lambda existing: other)
 
 
 def write_shards(

@@ -215,6 +215,7 @@ def write_sample(
     downloads: Path,
     layout: str,
     options: SampleOptions,
+    *,
     progress: Progress = SILENT,
     before_rename: Finish | None = None,
 ) -> list[Path]:

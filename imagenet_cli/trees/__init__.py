@@ -166,7 +166,7 @@ class _Run:
         inputs = [tree / i.path for tree in self.trees.values() for files in plan.inputs.values() for i in files]
         inputs += [self.from_tree] if self.from_tree is not None else []
         count = cluster.check_workers(
-            self.client, __version__, inputs, [tree / MARKERS for tree in self.trees.values()]
+            self.client, __version__, inputs=inputs, outputs=[tree / MARKERS for tree in self.trees.values()]
         )
         log.info("running the shards on %d Dask workers", count)
         return cluster.engine(self.client)
@@ -177,9 +177,16 @@ def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, started: flo
     # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
     zip_path = downloads / archives.KAGGLE_ZIP
     kaggle = archives.kaggle_bundle(zip_path) if run.from_tree is None and zip_path.is_file() else None
-    chosen = val_labels_for(downloads, run.from_tree, kaggle, run.trust_input_labels, splits)
+    chosen = val_labels_for(downloads, source=run.from_tree, kaggle=kaggle, trust=run.trust_input_labels, splits=splits)
     labels, label_source = chosen.wnids, chosen.source
-    plan = make_plan(downloads, run.from_tree, splits, labels, kaggle, next(iter(run.trees.values())))
+    plan = make_plan(
+        downloads,
+        source=run.from_tree,
+        splits=splits,
+        labels=labels,
+        kaggle=kaggle,
+        tree=next(iter(run.trees.values())),
+    )
     log.info("reading %s; val labels from %s", plan.described, label_source)
     reasons = _Reasons(run.trees, run.redo, plan.inputs)
     engine = run.engine(plan)
@@ -208,7 +215,16 @@ def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, started: flo
         _logplan(len(shards), result.shards_run)
     for size, tree in run.trees.items():
         result.trees.append(
-            finish_tree(tree, size, shards, splits, run.recipe, plan, label_source, result.shards_run > 0)
+            finish_tree(
+                tree,
+                size=size,
+                shards=shards,
+                splits=splits,
+                recipe=run.recipe,
+                plan=plan,
+                label_source=label_source,
+                ran=result.shards_run > 0,
+            )
         )
     result.seconds = time.monotonic() - started
     return result
@@ -299,7 +315,7 @@ def _claim(tree: Path, size: str, recipe: Recipe) -> None:
         changed = ", ".join(f"{k} {existing.get(k)!r} → {v!r}" for k, v in wanted.items() if existing.get(k) != v)
         return f"{tree} was prepared with other options ({changed}); it will not be mixed"
 
-    owned.own(tree, f"{MARKERS}/{RECIPE_FILE}", "prepare", wanted, conflict, parameter="into")
+    owned.own(tree, f"{MARKERS}/{RECIPE_FILE}", command="prepare", wanted=wanted, conflict=conflict, parameter="into")
 
 
 def _remove_temporaries(tree: Path) -> None:

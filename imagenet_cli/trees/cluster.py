@@ -104,7 +104,7 @@ def _ctrl_c_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def check_workers(client: Client, version: str, inputs: list[Path], outputs: list[Path]) -> int:
+def check_workers(client: Client, version: str, *, inputs: list[Path], outputs: list[Path]) -> int:
     """Check every worker once before any work; returns how many there are.
 
     Raises :class:`ClusterError` naming the first worker that fails: another version, an input it

@@ -46,6 +46,7 @@ class TreeSummary:
 
 def finish_tree(
     tree: Path,
+    *,
     size: str,
     shards: list[Shard],
     splits: tuple[str, ...],

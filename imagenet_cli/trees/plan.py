@@ -35,7 +35,12 @@ log = logging.getLogger(__name__)
 
 
 def val_labels_for(
-    downloads: Path, source: Path | None, kaggle: archives.KaggleBundle | None, trust: bool, splits: tuple[str, ...]
+    downloads: Path,
+    *,
+    source: Path | None,
+    kaggle: archives.KaggleBundle | None,
+    trust: bool,
+    splits: tuple[str, ...],
 ) -> ValLabels:
     """The WNID of every val image: the shipped table's, checked against every label file the
     inputs hold (the devkit's ground truth, LOC_val_solution.csv), or theirs when trusted. A run
@@ -77,6 +82,7 @@ class Plan:
 
 def make_plan(
     downloads: Path,
+    *,
     source: Path | None,
     splits: tuple[str, ...],
     labels: tuple[str, ...],
