@@ -6,7 +6,7 @@ values and returning a result object; nothing in the library prints.
 
 from typing import Any
 
-__version__ = "0.1.0"
+__version__ = "0.2.0.dev0"
 
 # The public API, imported on first use (PEP 562): `imagenet --help` and tab completion import
 # this package too, and must not pay for modules they do not run. The stages are packages named

@@ -158,7 +158,14 @@ def message_for(error: BaseException, command: str = "COMMAND") -> str:
 
 
 # The library's parameter names whose option is spelled otherwise; every other is --name-with-dashes.
-OPTIONS = {"source": "--from", "sizes": "--size", "mode": "--resize", "headers": "--header"}
+OPTIONS = {
+    "source": "--from",
+    "sizes": "--size",
+    "mode": "--resize",
+    "headers": "--header",
+    "image_format": "--format",
+    "upscale": "--no-upscale",
+}
 
 
 def option_for(parameter: str) -> str:

@@ -10,16 +10,21 @@ import typer
 from ..exports import ExportResult, export
 from ..exports.formats import ExportFormat
 from ..exports.webdataset import brace_pattern
-from .common import FromTreeOption, NoWaitOption, Rendering, Session, comma_list, command, its_path
+from ..trees.resize import Filter, ImageFormat, Mode
+from .common import NoWaitOption, Rendering, Session, comma_list, command, its_path
 
 EXAMPLES = """\
 Examples:
 
 \b
   imagenet export webdataset                           ROOT/exports/webdataset-224/
+  imagenet export webdataset --size 224                from ROOT/downloads/: no tree written
+  imagenet export webdataset --size 160 --resize center-crop --quality 95 --dask local:2
   imagenet export webdataset --from ROOT/subsets/imagenette --shard-size 500
   imagenet export webdataset --max-shard-bytes 1000000000 --prefix in1k --seed 1 --out ROOT/exports/in1k
   imagenet export parquet                              ROOT/exports/parquet-224/data/*.parquet
+  imagenet export parquet --size 224                   from the archives, as the Hub's layout
+  imagenet export downsampled --size 32                Imagenet32 from the archives, no full-size tree
   imagenet export downsampled --from ROOT/full --size 64 --workers 16   ROOT/exports/downsampled64-full/
 """
 
@@ -34,12 +39,31 @@ def _print_result(result: ExportResult) -> None:
     if result.format == ExportFormat.webdataset:  # the names to hand to a reader, exactly as written
         for split in result.samples:
             typer.echo(f"  {split}: {brace_pattern([s.file for s in result.shards if s.split == split])}")
+    for failure in result.failures[:50]:
+        typer.echo(f"  failed: {failure.where}: {failure.error}")
+    if result.failures:
+        typer.echo(f"{len(result.failures):,} images could not be used (export.json names each)")
 
 
-@command("export", Rendering(text=lambda result: _print_result(result), quiet=its_path))
+@command(
+    "export",
+    Rendering(text=lambda result: _print_result(result), quiet=its_path, problems=lambda result: bool(result.failures)),
+)
 def export_command(
     to: Annotated[ExportFormat, typer.Argument(help="The format to write.", show_default=False, metavar="FORMAT")],
-    source: FromTreeOption = None,
+    source: Annotated[
+        Path | None,
+        typer.Option(
+            "--from",
+            help="A prepared tree or subset to copy, or an extracted Kaggle ILSVRC/ tree to make images from "
+            "[default: the archives in ROOT/downloads/ when an image option is given or no tree is prepared, "
+            "else the prepared tree].",
+            file_okay=False,
+            exists=True,
+            show_default=False,
+            metavar="PATH",
+        ),
+    ] = None,
     out: Annotated[
         Path | None,
         typer.Option(
@@ -78,25 +102,72 @@ def export_command(
         ),
     ] = None,
     size: Annotated[
-        int | None,
+        str | None,
         typer.Option(
             "--size",
-            help="downsampled: the images' side in pixels, 8, 16, 32 or 64 [default: 32].",
+            help="The images' size in pixels. downsampled: 8, 16, 32 or 64 [default: 32]; webdataset and parquet "
+            "from the archives: N or full, as prepare makes them [default: 224].",
             show_default=False,
             metavar="N",
         ),
     ] = None,
+    resize: Annotated[
+        Mode | None,
+        typer.Option(help="From the archives: how images fit N pixels, as prepare --resize.", show_default=False),
+    ] = None,
+    no_upscale: Annotated[
+        bool, typer.Option("--no-upscale", help="From the archives: leave images smaller than N as they are.")
+    ] = False,
+    quality: Annotated[
+        int | None,
+        typer.Option(
+            help="From the archives: JPEG/WebP quality [default: 90].", min=1, max=100, show_default=False, metavar="Q"
+        ),
+    ] = None,
+    image_format: Annotated[
+        ImageFormat | None,
+        typer.Option("--format", help="From the archives: the images' format [default: jpeg].", show_default=False),
+    ] = None,
+    resampling: Annotated[
+        Filter | None,
+        typer.Option("--filter", help="From the archives: as prepare --filter [default: fast].", show_default=False),
+    ] = None,
     workers: Annotated[
         int | None,
         typer.Option(
-            help="downsampled: decoding processes [default: all cores].", min=1, show_default=False, metavar="N"
+            help="Processes that decode images (from the archives, or for downsampled) [default: all cores].",
+            min=1,
+            show_default=False,
+            metavar="N",
         ),
     ] = None,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            help="From the archives: make the images on a Dask cluster, as prepare --dask. Needs the dask extra.",
+            show_default=False,
+            metavar="ADDRESS",
+        ),
+    ] = None,
+    trust_input_labels: Annotated[
+        bool,
+        typer.Option(
+            "--trust-input-labels", help="From the archives: sort val by the inputs' labels, as prepare does with it."
+        ),
+    ] = False,
     no_wait: NoWaitOption = False,
     *,
     ui: Session,
 ) -> ExportResult:
-    """Write a prepared tree or subset in a format people train from.
+    """Training shards, straight from the archives or from a tree.
+
+    From the archives (ROOT/downloads/, or --from an extracted Kaggle tree), the images are made as
+    prepare makes them (the same --size, --resize, --quality, --format, --filter and repairs) and
+    go straight into the shards: no tree is written, and the extra disk during the run is about
+    the output's size. Images that cannot be used are named (exit 3). A re-run keeps what is done;
+    changed archives make it again. From a prepared tree or subset (--from TREE), its files are
+    copied.
 
     webdataset: shards as timm's imagenet-1k-wds (KEY.jpg copied byte for byte, KEY.cls, KEY.json)
     and _info.json with the sample counts.
@@ -106,11 +177,11 @@ def export_command(
     datasets.load_dataset(DIR). Needs the parquet extra (pip install '.[parquet]' in the checkout).
 
     downsampled: Imagenet32/64 as published, train_data_batch_1..10.npz and val_data.npz (data,
-    labels as devkit IDs 1..1000, mean), a box resize of full-size images: export from a tree made
-    by prepare --size full. Needs the numpy extra (pip install '.[numpy]').
+    labels as devkit IDs 1..1000, mean), a box resize of each full-size image: from the archives, or
+    from a tree made by prepare --size full. Needs the numpy extra (pip install '.[numpy]').
 
-    Labels come from the tree's label tables. Files are written atomically and deterministically;
-    a re-run keeps the finished ones.
+    Train samples are in a seeded shuffle across all classes. Labels are the 1000-class index (a
+    subset's own from its tables). Files are written atomically and deterministically.
     """
     return export(
         ui.root,
@@ -123,7 +194,14 @@ def export_command(
         max_shard_bytes=max_shard_bytes,
         prefix=prefix,
         size=size,
+        mode=resize,
+        quality=quality,
+        image_format=image_format,
+        filter=resampling,
+        upscale=False if no_upscale else None,
         workers=workers,
+        dask=dask,
+        trust_input_labels=trust_input_labels,
         wait=not no_wait,
         progress=ui.progress,
     )

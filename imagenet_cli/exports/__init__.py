@@ -18,20 +18,28 @@ import contextlib
 import logging
 import os
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import atomic, catalogue, locks, manifest, owned
 from ..errors import DamagedTreeError, InvalidArgumentError, MissingInputError
 from ..hashing import hash_file
-from ..layout import EXPORTS, Root
+from ..layout import DEFAULT_TREE, EXPORTS, Root
+from ..manifest import Failure
 from ..progress import SILENT, Progress
 from ..selection import rank
+from ..trees import Staged
+from ..trees.resize import BoxRows, Filter, ImageFormat, Mode, Recipe
+from ..trees.shards import PACKS, read_marker
 from ..workers import ordered_map, thread_pool
 from .formats import ExportFormat, writer_for
 from .record import RECORD, ExportRecord, ShardRecord, samples_per_split
+
+if TYPE_CHECKING:
+    from .straight import Straight
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +58,8 @@ class Sample:
     wnid: str
     label: int  # the exported label: sorted-WNID index, or the subset's own
     label_1k: int  # the index among the 1000 classes
+    pack: Path | None = None  # made straight from the archives: the pack file holding its bytes…
+    offset: int = 0  # …from here
 
     @property
     def key(self) -> str:
@@ -68,24 +78,57 @@ class ExportResult:
     source: Path
     shards: list[ShardRecord] = field(default_factory=list)
     written: int = 0  # files written by this run; the rest were already complete
+    failures: list[Failure] = field(default_factory=list)  # straight from the archives: images not used
 
     @property
     def samples(self) -> dict[str, int]:
         return samples_per_split(self.shards)
 
 
+class _Packs:
+    """Reads samples out of pack files, each opened once, from any thread (``pread`` moves no
+    shared offset)."""
+
+    def __init__(self) -> None:
+        self.open: dict[Path, int] = {}
+        self.lock = threading.Lock()
+
+    def read(self, pack: Path, offset: int, size: int) -> bytes:
+        with self.lock:
+            if pack not in self.open:
+                self.open[pack] = os.open(pack, os.O_RDONLY)
+            descriptor = self.open[pack]
+        data = os.pread(descriptor, size, offset)
+        if len(data) != size:
+            raise DamagedTreeError(f"{pack} ends before the {size} bytes at {offset:,}: it was cut short")
+        return data
+
+    def close(self) -> None:
+        with self.lock:
+            for descriptor in self.open.values():
+                os.close(descriptor)
+            self.open.clear()
+
+
 @dataclass
 class Job:
     """One export as a format module sees it: where to read, where to write, with what options."""
 
-    tree: Path
+    tree: Path  # the tree read, or the staging folder of an export made straight from the archives
     out: Path
     options: dict[str, Any]
     result: ExportResult
     progress: Progress
     workers: int = 1
+    name: str = ""  # what the export is of, in its own files (_info.json, the dataset card): the tree's name
+    packs: _Packs = field(default_factory=lambda: _Packs())
+
+    def __post_init__(self) -> None:
+        self.name = self.name or self.tree.name
 
     def read(self, sample: Sample) -> bytes:
+        if sample.pack is not None:
+            return self.packs.read(sample.pack, sample.offset, sample.bytes)
         try:
             return (self.tree / sample.path).read_bytes()
         except OSError as error:
@@ -109,26 +152,79 @@ def export(
     shard_size: int | None = None,
     max_shard_bytes: int | None = None,
     prefix: str | None = None,
-    size: int | None = None,
+    size: int | str | None = None,
+    mode: Mode | None = None,
+    quality: int | None = None,
+    image_format: ImageFormat | None = None,
+    filter: Filter | None = None,
+    upscale: bool | None = None,
     workers: int | None = None,
+    dask: str | None = None,
+    trust_input_labels: bool = False,
     wait: bool = True,
     progress: Progress = SILENT,
 ) -> ExportResult:
-    """Write ``source`` (default: the only prepared tree under the root) in the format ``to`` into
-    ``out`` (default: ``ROOT/exports/<format>-<tree name>``, ``downsampled32-<tree name>`` for size 32).
+    """Write images in the format ``to`` into ``out`` (default: ``ROOT/exports/<format>-<tree>``,
+    ``downsampled32-<tree>`` for size 32), from a prepared tree or straight from the archives.
+
+    The source: ``source`` when it is a tree this tool prepared (its files are copied); otherwise
+    the archives, read as ``prepare`` reads them, from ``ROOT/downloads`` or from ``source`` when
+    it is an extracted Kaggle tree. Without ``source``, webdataset and parquet read the archives
+    when an image option is given (``size``, ``mode``, ``quality``, ``image_format``, ``filter``,
+    ``upscale``) or the root holds no prepared tree, else they copy the prepared tree (``ROOT/224``
+    among several); downsampled reads ``ROOT/full`` when it is there, else the archives. An
+    export from the archives is ``ROOT/exports/<format>-<tree it would be>-archives`` by default.
 
     webdataset and parquet: a shard holds ``shard_size`` samples, or fewer where
-    ``max_shard_bytes`` would be passed. downsampled: ``size`` pixels square (default 32),
-    decoded on ``workers`` processes (default: every core).
+    ``max_shard_bytes`` would be passed; from the archives, the images are made as ``prepare``
+    would make them (default: 224 pixels). downsampled: ``size`` pixels square (default 32),
+    decoded on ``workers`` processes (default: every core). From the archives, the images are
+    made on ``workers`` processes or on the Dask cluster ``dask`` (see ``prepare``), and images
+    that cannot be used are in the result's ``failures``.
     """
     chosen = _format_named(to)
+    image_options = {"mode": mode, "quality": quality, "format": image_format, "filter": filter, "upscale": upscale}
+    from_tree = _tree_to_read(root, source, chosen, size, image_options)
     options = _options(chosen, seed, shard_size, max_shard_bytes, prefix, size, splits)
-    tree = source or Root(root).the_prepared_tree()
-    if not manifest.has_manifest(tree):
-        raise MissingInputError(f"{tree} has no {manifest.MANIFEST}: export reads trees this tool made")
-    name = f"downsampled{options['size']}" if chosen is ExportFormat.downsampled else chosen.value
-    destination = out or Root(root).path / EXPORTS / f"{name}-{tree.name}"
+    if from_tree is not None:
+        if dask is not None or trust_input_labels:
+            given = "dask" if dask is not None else "trust_input_labels"
+            raise InvalidArgumentError(f"applies to making images from the archives; {from_tree} is a tree", given)
+        return _export_tree(root, chosen, from_tree, options, out, wait, workers, progress)
+    straight = _straight(chosen, size, image_options, source, dask, trust_input_labels)
+    options["from"] = {"archives": str(source) if source else "downloads", "images": straight.described()}
+    destination = out or Root(root).path / EXPORTS / f"{_export_name(chosen, options)}-{straight.name}-archives"
     writer = writer_for(chosen)
+    with locks.writing(destination, wait):
+        if chosen is not ExportFormat.downsampled:
+            writer.check_source(destination, Root(root).path)  # the extra a format needs, before the work
+        _claim(destination, {"options": options})
+        atomic.remove_temporaries(destination, recursive=True)  # what killed runs left half-written
+        from . import straight as straight_export  # it builds on this package
+
+        def job_of(tree: Path, name: str) -> Job:
+            result = ExportResult(to, destination, tree)
+            return Job(tree, destination, options, result, progress, workers or os.cpu_count() or 1, name)
+
+        return straight_export.run(
+            root, writer, job_of, options, straight, workers=workers or os.cpu_count() or 1, progress=progress
+        )
+
+
+def _export_tree(
+    root: Path,
+    to: ExportFormat,
+    tree: Path,
+    options: dict[str, Any],
+    out: Path | None,
+    wait: bool,
+    workers: int | None,
+    progress: Progress,
+) -> ExportResult:
+    if not manifest.has_manifest(tree):
+        raise MissingInputError(f"{tree} has no {manifest.MANIFEST}: a tree is copied only when this tool made it")
+    destination = out or Root(root).path / EXPORTS / f"{_export_name(to, options)}-{tree.name}"
+    writer = writer_for(to)
     with locks.writing(destination, wait), locks.reading(tree, wait):
         writer.check_source(tree, Root(root).path)
         source_manifest = hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"]
@@ -139,13 +235,65 @@ def export(
             tree, destination, options, ExportResult(to, destination, tree), progress, workers or os.cpu_count() or 1
         )
         for split in options["splits"]:
-            samples = SplitSamples(tree, split, seed)
+            samples = SplitSamples(tree, split, options["seed"])
             if len(samples):
                 writer.write_split(job, split, samples)
         writer.finish(job)
         record = ExportRecord(options, source_manifest, str(tree), tuple(job.result.shards))
         atomic.write_text(destination / RECORD, record.to_json())
         return job.result
+
+
+def _export_name(to: ExportFormat, options: dict[str, Any]) -> str:
+    return f"downsampled{options['size']}" if to is ExportFormat.downsampled else to.value
+
+
+def _tree_to_read(
+    root: Path, source: Path | None, to: ExportFormat, size: int | str | None, image_options: dict[str, Any]
+) -> Path | None:
+    """The prepared tree the export copies, or None when it makes its images from the archives."""
+    given = [name for name, value in image_options.items() if value is not None]
+    given += ["size"] if size is not None and to is not ExportFormat.downsampled else []
+    if source is not None and manifest.has_manifest(source):
+        if given:
+            raise InvalidArgumentError(
+                f"applies to making images from the archives; {source} is a prepared tree, copied as it is",
+                "image_format" if given[0] == "format" else given[0],
+            )
+        return source
+    if source is not None:
+        return None  # an extracted Kaggle tree (or another ImageFolder tree): its images are made anew
+    if to is ExportFormat.downsampled:
+        full = Root(root).path / "full"
+        return full if full in Root(root).trees() else None
+    if given or not Root(root).trees():
+        return None
+    return Root(root).the_prepared_tree()
+
+
+def _straight(
+    to: ExportFormat,
+    size: int | str | None,
+    image_options: dict[str, Any],
+    source: Path | None,
+    dask: str | None,
+    trust_input_labels: bool,
+) -> Straight:
+    """How an export made from the archives makes its images: as ``prepare`` would for a JPEG
+    format, as the published files were for Downsampled ImageNet."""
+    from ..trees import tree_name
+    from .straight import Straight
+
+    if to is ExportFormat.downsampled:
+        if given := [name for name, value in image_options.items() if value is not None]:
+            raise InvalidArgumentError(
+                "applies to JPEG exports: Downsampled ImageNet is a box resize of each original", given[0]
+            )
+        return Straight(BoxRows(int(size or 32)), "full", source, dask, trust_input_labels)
+    chosen = {key: value for key, value in image_options.items() if value is not None}
+    recipe = Recipe((str(size or DEFAULT_TREE),), **chosen)
+    size_name = recipe.sizes[0]
+    return Straight(recipe.applied_to(size_name), tree_name(size_name, recipe), source, dask, trust_input_labels)
 
 
 def _format_named(to: str) -> ExportFormat:
@@ -161,7 +309,7 @@ def _options(
     shard_size: int | None,
     max_shard_bytes: int | None,
     prefix: str | None,
-    size: int | None,
+    size: int | str | None,
     splits: list[str] | None,
 ) -> dict[str, Any]:
     """Checked options, with each format's defaults filled in; those of another format refused."""
@@ -179,13 +327,11 @@ def _options(
             raise InvalidArgumentError(
                 f"{', '.join(given)}: downsampled writes 10 train batches and val_data, as the published files"
             )
-        if (size := 32 if size is None else size) not in DOWNSAMPLED_SIZES:
+        if (size := 32 if size is None else _whole(size)) not in DOWNSAMPLED_SIZES:
             raise InvalidArgumentError(
                 f"{size}: Downsampled ImageNet is {', '.join(map(str, DOWNSAMPLED_SIZES))} pixels", "size"
             )
         return {**options, "size": size}
-    if size is not None:
-        raise InvalidArgumentError(f"applies to downsampled; {to} copies the tree's images as they are", "size")
     if shard_size is not None and shard_size < 1:
         raise InvalidArgumentError("must be at least 1", "shard_size")
     if max_shard_bytes is not None and max_shard_bytes < 64 << 10:
@@ -193,6 +339,10 @@ def _options(
     defaults = writer_for(to).SHARD_SIZES
     sizes = {split: shard_size or defaults[split] for split in chosen}
     return {**options, "shard_sizes": sizes, "max_shard_bytes": max_shard_bytes, "prefix": prefix or "imagenet1k"}
+
+
+def _whole(size: int | str) -> int | str:
+    return int(size) if isinstance(size, int) or size.isdigit() else size
 
 
 def _claim(destination: Path, wanted: dict[str, Any]) -> None:
@@ -291,6 +441,14 @@ def prepared_by(tree: Path, root: Path) -> manifest.Prepared | None:
     return info.made_by if info is not None and isinstance(info.made_by, manifest.Prepared) else None
 
 
+class Row(NamedTuple):
+    path: str
+    bytes: int
+    wnid: str
+    pack: str  # "" for a file of the tree
+    offset: int
+
+
 class SplitSamples:
     """A split's samples in export order, from the manifest: train in a seeded shuffle (so that any
     shard holds a mix of classes), val in manifest order. Iterated as a stream, any number of times.
@@ -305,34 +463,62 @@ class SplitSamples:
     def __init__(self, tree: Path, split: str, seed: int) -> None:
         self.tree, self.split, self.seed = tree, split, seed
         self.labels = labels_of(tree)
-        self.count = sum(1 for _ in _entries(tree, split))
+        self.count = sum(1 for _ in self._rows())
 
     def __len__(self) -> int:
         return self.count
 
+    def _rows(self) -> Iterator[Row]:
+        """The split's samples in path order."""
+        for entry in _entries(self.tree, self.split):
+            yield Row(entry.path, entry.bytes, entry.wnid, "", 0)
+
     def __iter__(self) -> Iterator[Sample]:
         if self.split != "train":
-            for entry in _entries(self.tree, self.split):
-                yield self._sample(entry.path, entry.bytes, entry.wnid)
+            for row in self._rows():
+                yield self._sample(row)
             return
         with tempfile.TemporaryDirectory(prefix="imagenet-export-") as spool, contextlib.ExitStack() as stack:
             buckets = [
                 stack.enter_context(open(Path(spool) / f"{i:03d}", "w+", encoding="utf-8")) for i in range(self.BUCKETS)
             ]
-            for entry in _entries(self.tree, self.split):
-                key = rank(self.seed, entry.path)
-                buckets[key >> 56].write(f"{key}\t{entry.path}\t{entry.bytes}\t{entry.wnid}\n")
+            for row in self._rows():
+                key = rank(self.seed, row.path)
+                buckets[key >> 56].write(f"{key}\t{row.path}\t{row.bytes}\t{row.wnid}\t{row.pack}\t{row.offset}\n")
             for bucket in buckets:
                 bucket.seek(0)
                 rows = sorted(
-                    (int(key), path, int(size), wnid)
-                    for key, path, size, wnid in (line.rstrip("\n").split("\t") for line in bucket)
+                    (int(key), Row(path, int(size), wnid, pack, int(offset)))
+                    for key, path, size, wnid, pack, offset in (line.rstrip("\n").split("\t") for line in bucket)
                 )
-                for _, path, size, wnid in rows:  # by (hash, path): the same order on every machine
-                    yield self._sample(path, size, wnid)
+                for _, row in rows:  # by (hash, path): the same order on every machine
+                    yield self._sample(row)
 
-    def _sample(self, path: str, size: int, wnid: str) -> Sample:
-        return Sample(path, size, wnid, *self.labels[wnid])
+    def _sample(self, row: Row) -> Sample:
+        pack = Path(row.pack) if row.pack else None
+        return Sample(row.path, row.bytes, row.wnid, *self.labels[row.wnid], pack, row.offset)
+
+
+class StagedSamples(SplitSamples):
+    """A split's samples as an export straight from the archives staged them (``trees.stage``):
+    the same order as from a tree of the same images, each read out of its shard's pack."""
+
+    def __init__(self, staged: Staged, split: str, seed: int) -> None:
+        self.markers, self.packs = staged.markers.get(split, []), staged.folder / PACKS
+        super().__init__(staged.folder, split, seed)
+
+    def _rows(self) -> Iterator[Row]:
+        if self.split == "train":  # shuffled after: any order will do, one marker in memory at a time
+            yield from self._rows_of_markers()
+        else:  # val's 50,000 at most, in path order across the shards that share classes
+            yield from sorted(self._rows_of_markers())
+
+    def _rows_of_markers(self) -> Iterator[Row]:
+        for path in self.markers:
+            result = read_marker(path)
+            pack = str(self.packs / result.pack) if result.pack else ""
+            for entry in result.entries:
+                yield Row(entry.path, entry.bytes, entry.wnid, pack, result.offsets[entry.path])
 
 
 def _entries(tree: Path, split: str) -> Iterator[manifest.Entry]:

@@ -30,6 +30,7 @@ from typing import Any
 
 from .. import atomic, catalogue
 from ..errors import DamagedTreeError, MissingExtraError, UnsuitableTreeError
+from ..trees.resize import BoxRows, ImageError
 from ..workers import ordered_map
 from . import Job, Sample, SplitSamples, prepared_by
 from .record import ShardRecord
@@ -148,10 +149,23 @@ def _add_array(archive: zipfile.ZipFile, key: str, array: Any) -> None:
 
 
 def _downsample(job: Job, what: str, rows: list[Sample]) -> tuple[Any, Any, Any]:
-    """(data, labels, per-pixel sum) for ``rows``, decoded on ``job.workers`` processes."""
+    """(data, labels, per-pixel sum) for ``rows``: decoded on ``job.workers`` processes, or read as
+    staged when the export is made straight from the archives (each row made as it was read)."""
     np = require_numpy()
     size = job.options["size"]
     data = np.empty((len(rows), 3 * size * size), dtype=np.uint8)
+    if rows and rows[0].pack is not None:
+        for at, sample in enumerate(rows):
+            data[at] = np.frombuffer(job.read(sample), dtype=np.uint8)
+    else:
+        _decode_into(data, job, what, rows)
+    labels = np.array([catalogue.by_wnid(s.wnid).devkit_id for s in rows], dtype=np.int64)
+    return data, labels, data.sum(axis=0, dtype=np.uint64)
+
+
+def _decode_into(data: Any, job: Job, what: str, rows: list[Sample]) -> None:
+    np = require_numpy()
+    size = job.options["size"]
     chunks = [[str(job.tree / s.path) for s in rows[at : at + CHUNK]] for at in range(0, len(rows), CHUNK)]
     with job.progress.task(f"downsampling {what}", total=len(rows), unit="img") as advance:
         done = 0
@@ -162,23 +176,16 @@ def _downsample(job: Job, what: str, rows: list[Sample]) -> tuple[Any, Any, Any]
             data[done : done + count] = np.frombuffer(pixels, dtype=np.uint8).reshape(count, -1)
             done += count
             advance(count)
-    labels = np.array([catalogue.by_wnid(s.wnid).devkit_id for s in rows], dtype=np.int64)
-    return data, labels, data.sum(axis=0, dtype=np.uint64)
 
 
 def downsample_files(paths: Sequence[str], size: int) -> bytes:
-    """Each image as one row: a box resize of its RGB decode, planes red, green, blue."""
-    np = require_numpy()
-    from PIL import Image
-
-    rows = []
+    """Each image as one row, as :class:`~imagenet_cli.trees.resize.BoxRows` makes it."""
+    recipe, rows = BoxRows(size), []
     for path in paths:
         try:
-            with Image.open(io.BytesIO(Path(path).read_bytes())) as image:
-                small = image.convert("RGB").resize((size, size), Image.Resampling.BOX)
-        except (OSError, ValueError, Image.DecompressionBombError) as error:
+            rows.append(recipe.make(Path(path).read_bytes()).outputs[str(size)])
+        except (OSError, ImageError) as error:
             raise DamagedTreeError(f"cannot decode {path}: {error}") from None
-        rows.append(np.asarray(small, dtype=np.uint8).transpose(2, 0, 1).tobytes())
     return b"".join(rows)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DamagedTreeError
+from ..inputs import InputFile
+from ..manifest import Failure
 
 RECORD = "export.json"
 SCHEMA = 1
@@ -38,10 +40,14 @@ def samples_per_split(shards: Iterable[ShardRecord]) -> dict[str, int]:
 @dataclass(frozen=True)
 class ExportRecord:
     options: dict[str, Any]  # the export's checked options, "format" among them
-    source_manifest_xxh3: str  # the manifest of the tree it was made from
-    source: str  # that tree's path
+    source_manifest_xxh3: str  # the manifest of the tree it was made from, or the staged images' listing
+    source: str  # that tree's path, or the folder of the archives
     shards: tuple[ShardRecord, ...]
     schema: int = SCHEMA
+    # Made straight from the archives: the files read (paths relative to the export), and the
+    # images that could not be used.
+    inputs: tuple[InputFile, ...] = ()
+    failures: tuple[Failure, ...] = ()
 
     @property
     def format(self) -> str:
@@ -55,6 +61,9 @@ class ExportRecord:
 
     def to_json(self) -> str:
         data = asdict(self)
+        for name in ("inputs", "failures"):  # a tree's export has neither
+            if not data[name]:
+                del data[name]
         return json.dumps({"schema": data.pop("schema"), **data}, indent=2) + "\n"
 
     @classmethod
@@ -62,7 +71,15 @@ class ExportRecord:
         try:
             data = json.loads(text)
             shards = tuple(ShardRecord(**shard) for shard in data["shards"])
-            return cls(data["options"], data["source_manifest_xxh3"], data["source"], shards, data.get("schema", 1))
+            return cls(
+                data["options"],
+                data["source_manifest_xxh3"],
+                data["source"],
+                shards,
+                data.get("schema", 1),
+                tuple(InputFile.from_dict(i) for i in data.get("inputs", [])),
+                tuple(Failure(**f) for f in data.get("failures", [])),
+            )
         except (ValueError, KeyError, TypeError) as error:
             raise DamagedTreeError(f"{where} is not an export record ({type(error).__name__}: {error})") from None
 

@@ -157,7 +157,7 @@ def finish(job: Job) -> None:
                 "filenames": [s.file for s in shards],
                 "shard_lengths": [s.samples for s in shards],
             }
-    info = {"name": f"imagenet-cli {result.source.name}", "splits": splits}
+    info = {"name": f"imagenet-cli {job.name}", "splits": splits}
     atomic.write_text(job.out / INFO, json.dumps(info, indent=2) + "\n")
 
 

@@ -33,12 +33,25 @@ from .. import __version__, archives, atomic, locks, manifest, owned
 from ..errors import InvalidArgumentError
 from ..inputs import InputFile, changed_names
 from ..layout import Root
+from ..manifest import Failure
 from ..progress import SILENT, Progress
 from . import cluster
 from .finish import TreeSummary, finish_tree
 from .plan import Plan, make_plan, val_labels_for
-from .resize import Recipe
-from .shards import MARKERS, Engine, Redo, Shard, ShardJob, ShardState, run_shards, shard_state
+from .resize import Making, Recipe
+from .shards import (
+    MARKERS,
+    PACKS,
+    Engine,
+    Redo,
+    Shard,
+    ShardJob,
+    ShardState,
+    marker_path,
+    read_marker,
+    run_shards,
+    shard_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -135,14 +148,80 @@ def prepare(
                 source,
                 trust_input_labels,
             )
-            return _prepare_locked(root, chosen, run, started)
+            return _prepare_locked(root, chosen, run, recipe, started)
+
+
+@dataclass
+class Staged:
+    """What ``stage`` made: under ``folder``, a pack file and a marker per shard (``.packs/``,
+    ``.shards/``), and no tree."""
+
+    folder: Path
+    markers: dict[str, list[Path]]  # per split, the markers of the current shards, by name
+    inputs: dict[str, list[InputFile]]  # per split, the files read
+    result: PrepareResult  # what was read, the label source, the shards run and skipped
+
+    @property
+    def failures(self) -> list[Failure]:
+        return [f for paths in self.markers.values() for path in paths for f in read_marker(path).failures]
+
+
+def stage(
+    root: Path,
+    making: Making,
+    folder: Path,
+    *,
+    splits: Sequence[str] | None = None,
+    workers: int | None = None,
+    source: Path | None = None,
+    dask: str | None = None,
+    executor: Executor | None = None,
+    progress: Progress = SILENT,
+    trust_input_labels: bool = False,
+) -> Staged:
+    """Make every image of the inputs (read as ``prepare`` reads them) as ``making`` says, each
+    shard's images into one pack file under ``folder`` instead of a tree; the caller holds
+    ``folder``'s lock. Re-running keeps the shards done for the same inputs and redoes the others,
+    as ``prepare`` does; markers of shards the inputs no longer have are removed."""
+    chosen = _splits(splits)
+    started = time.monotonic()
+    (folder / MARKERS).mkdir(parents=True, exist_ok=True)
+    _remove_temporaries(folder)
+    atomic.remove_temporaries(folder / PACKS)
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(cluster.connect(dask)) if dask else None
+        (size,) = making.sizes
+        run = _Run(
+            making,
+            {size: folder},
+            workers or os.cpu_count() or 1,
+            False,
+            progress,
+            client,
+            executor,
+            source,
+            trust_input_labels,
+            packed=True,
+        )
+        plan, result = _make_shards(root, chosen, run)
+    current = {marker_path(folder, shard) for shard in plan.shards.seen}
+    for stale in (folder / MARKERS).glob("*-*.json"):
+        if stale not in current:
+            log.info("%s is no longer in the inputs", stale.stem)
+            stale.unlink()
+            (folder / PACKS / f"{stale.stem}.pack").unlink(missing_ok=True)
+    markers: dict[str, list[Path]] = {split: [] for split in chosen}
+    for path in sorted(current):
+        markers[path.name.split("-", 1)[0]].append(path)
+    result.seconds = time.monotonic() - started
+    return Staged(folder, markers, {s: list(plan.inputs.get(s, [])) for s in chosen}, result)
 
 
 @dataclass
 class _Run:
     """How this run works: what it makes, where its shards run, and how it reports."""
 
-    recipe: Recipe
+    recipe: Making
     trees: dict[str, Path]
     workers: int
     redo: bool
@@ -151,6 +230,7 @@ class _Run:
     executor: Executor | None
     from_tree: Path | None  # --from: an extracted tree read instead of the archives
     trust_input_labels: bool  # val labels from the inputs where they differ from the shipped table
+    packed: bool = False  # each shard's images in one pack file, no tree (see stage)
 
     def engine(self, plan: Plan) -> Engine | None:
         if self.executor is not None:
@@ -172,7 +252,28 @@ class _Run:
         return cluster.engine(self.client)
 
 
-def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, started: float) -> PrepareResult:
+def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, recipe: Recipe, started: float) -> PrepareResult:
+    plan, result = _make_shards(root, splits, run)
+    for size, tree in run.trees.items():
+        result.trees.append(
+            finish_tree(
+                tree,
+                size=size,
+                shards=plan.shards.seen,
+                splits=splits,
+                recipe=recipe,
+                plan=plan,
+                label_source=result.label_source,
+                ran=result.shards_run > 0,
+            )
+        )
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def _make_shards(root: Path, splits: tuple[str, ...], run: _Run) -> tuple[Plan, PrepareResult]:
+    """List the inputs into shards and make those the trees lack: the work of a prepare before
+    its trees are finished, and all of what a packed run (``stage``) does."""
     downloads = Root(root).downloads
     # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
     zip_path = downloads / archives.KAGGLE_ZIP
@@ -207,42 +308,31 @@ def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, started: flo
             reasons.announce()
             _logplan(len(plan.shards.seen), len(listed))
             work = iter(listed)
-        run_shards(_jobs(work, run.recipe, run.trees), run.workers, on_done, engine)
+        run_shards(_jobs(work, run.recipe, run.trees, run.packed), run.workers, on_done, engine)
     shards = plan.shards.seen
     result.shards_done_before = len(shards) - result.shards_run
     if not plan.shards.listed:
         reasons.announce()
         _logplan(len(shards), result.shards_run)
-    for size, tree in run.trees.items():
-        result.trees.append(
-            finish_tree(
-                tree,
-                size=size,
-                shards=shards,
-                splits=splits,
-                recipe=run.recipe,
-                plan=plan,
-                label_source=label_source,
-                ran=result.shards_run > 0,
-            )
-        )
-    result.seconds = time.monotonic() - started
-    return result
+    return plan, result
 
 
 def _logplan(shards: int, to_make: int) -> None:
     log.info("%d shards: %d to make, %d already done (skipped)", shards, to_make, shards - to_make)
 
 
-def _jobs(work: Iterable[tuple[Shard, tuple[str, ...]]], recipe: Recipe, trees: dict[str, Path]) -> Iterator[ShardJob]:
+def _jobs(
+    work: Iterable[tuple[Shard, tuple[str, ...]]], recipe: Making, trees: dict[str, Path], packed: bool
+) -> Iterator[ShardJob]:
     """Each pending shard with the sizes it lacks: a shard finished in some trees only is made
     again for the others alone."""
     paths = {size: str(path) for size, path in trees.items()}
     for shard, sizes in work:
         if sizes == recipe.sizes:
-            yield ShardJob(shard, recipe, paths)
+            yield ShardJob(shard, recipe, paths, packed)
         else:
-            yield ShardJob(shard, dataclasses.replace(recipe, sizes=sizes), {s: paths[s] for s in sizes})
+            assert isinstance(recipe, Recipe)  # a recipe of one size is made whole or not at all
+            yield ShardJob(shard, dataclasses.replace(recipe, sizes=sizes), {s: paths[s] for s in sizes}, packed)
 
 
 class _Reasons:

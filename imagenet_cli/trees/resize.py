@@ -6,13 +6,15 @@ Pure and parallel-safe: the hot path of ``prepare``, run in worker processes.
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from ..decode_check import bomb_warnings_raised, describe_error
 from ..errors import InvalidArgumentError
+
+_T = TypeVar("_T")
 
 if TYPE_CHECKING:  # Pillow is imported where images are made, never at startup
     from PIL.Image import Image as Picture
@@ -92,6 +94,9 @@ class Recipe:
         default = Recipe(self.sizes)
         return replace(self, mode=default.mode, filter=default.filter, upscale=default.upscale)
 
+    def make(self, data: bytes) -> Processed:
+        return process(data, self)
+
     def output_name(self, name: str) -> str:
         """``n01440764_10026.JPEG`` keeps its name as JPEG; other formats change the extension."""
         stem = name.rsplit(".", 1)[0] if "." in name else name
@@ -106,17 +111,55 @@ class Processed:
 
 def process(data: bytes, recipe: Recipe) -> Processed:
     """Decode once, repair to RGB, and encode every requested size."""
+    return _decoding(_process, data, recipe)
+
+
+@dataclass(frozen=True)
+class BoxRows:
+    """Downsampled ImageNet's recipe, for making it straight from the archives: each image one row
+    of raw pixels (side·side red values, then green, then blue, rows top to bottom), a box resize
+    of its full-resolution decode, ``Image.open(f).convert("RGB").resize((s, s), Image.BOX)``, as
+    the published files were made. Nothing is repaired first: that call is the recipe."""
+
+    side: int
+
+    @property
+    def sizes(self) -> tuple[str, ...]:
+        return (str(self.side),)
+
+    def output_name(self, name: str) -> str:
+        return name
+
+    def make(self, data: bytes) -> Processed:
+        return _decoding(_box_rows, data, self.side)
+
+
+def _box_rows(data: bytes, side: int) -> Processed:
+    from PIL import Image
+
+    if not data:
+        raise ImageError("empty file (0 bytes)")
+    with Image.open(io.BytesIO(data)) as image:
+        small = image.convert("RGB").resize((side, side), Image.Resampling.BOX)
+    return Processed({str(side): b"".join(band.tobytes() for band in small.split())}, None)
+
+
+def _decoding(make: Callable[[bytes, _T], Processed], data: bytes, how: _T) -> Processed:
+    """``make(data, how)``, every way an image can fail to decode turned into an ImageError."""
     from PIL import Image
 
     with bomb_warnings_raised():
         try:
-            return _process(data, recipe)
+            return make(data, how)
         except Image.DecompressionBombWarning as warning:
             raise ImageError(f"refused as a decompression bomb ({warning})") from None
         except ImageError:
             raise
         except Exception as error:  # Pillow raises many kinds for broken files; each is a finding
             raise ImageError(describe_error(error)) from None
+
+
+Making = Recipe | BoxRows  # what a shard makes of each image
 
 
 def _process(data: bytes, recipe: Recipe) -> Processed:
