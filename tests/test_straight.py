@@ -215,6 +215,9 @@ def test_a_damaged_class_tar_is_named_and_every_other_image_exported(official_ro
     assert exported == 12 * 3 + 1, "the other 12 classes whole, and the image read before the damage"
     again = imagenet("export", "webdataset", "--root", str(root), "--size", "32")
     assert again.exit_code == EXIT_PROBLEMS and "failed:" in again.stdout, "a re-run says it again"
+    checked = imagenet("verify", str(root / "exports" / "webdataset-32-archives"), "--json")
+    assert checked.exit_code == 0, checked.output
+    assert "1 images of its inputs could not be used (export.json names each)" in checked.stdout
 
 
 def test_the_kaggle_zip_gives_the_official_archives_shards(

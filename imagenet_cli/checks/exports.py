@@ -41,6 +41,8 @@ def check_export(folder: Path, deep: bool = False, progress: Progress = SILENT) 
     check.counts["samples"] = sum(record.samples().values())
     check.counts["bytes"] = record.bytes()
     check.note(f"{len(shards)} shards against {RECORD} (size, xxh3)" + ("; every sample counted" if deep else ""))
+    if record.failures:  # known when it was made, and named there: not a problem of the files
+        check.note(f"{len(record.failures):,} images of its inputs could not be used ({RECORD} names each)")
     return check
 
 
