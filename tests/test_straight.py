@@ -256,3 +256,37 @@ def test_dask_makes_the_local_runs_bytes(official_root: Path, tmp_path: Path) ->
     )
     assert done.returncode == 0, done.stderr
     assert files_of(root / "exports" / "webdataset-32-archives") == files_of(local.path)
+
+
+def test_an_image_that_does_not_decode_is_named_and_its_shard_holds_the_rest(
+    official_root: Path, tmp_path: Path
+) -> None:
+    """Images are listed first and made as their shard is written: one that does not decode is a
+    named failure there, and the shards stay cut as a clean run cuts them (one is one short)."""
+    root = archives_only(official_root, tmp_path / "root")
+    train = root / "downloads" / archives.TRAIN_TAR
+    with tarfile.open(train) as outer:
+        classes = [(m, read_member(outer, m)) for m in outer if m.isfile()]
+    info, data = classes[2]
+    with tarfile.open(fileobj=io.BytesIO(data)) as inner:
+        images = [(m, read_member(inner, m)) for m in inner if m.isfile()]
+    broken = images[0][0].name
+    images[0] = (images[0][0], b"\xff\xd8 not a jpeg after all" + bytes(images[0][0].size - 22))
+    classes[2] = (info, _tar([*images]))
+    train.write_bytes(_tar(classes))
+    result = imagenet("export", "webdataset", "--root", str(root), "--size", "32", "--shard-size", "10")
+    assert result.exit_code == EXIT_PROBLEMS, result.output
+    assert f"failed: train/{info.name.removesuffix('.tar')}/{broken}:" in result.stdout
+    record = json.loads((root / "exports" / "webdataset-32-archives" / "export.json").read_text())
+    assert [f["name"] for f in record["failures"]] == [broken]
+    train_shards = [s["samples"] for s in record["shards"] if s["split"] == "train"]
+    assert sorted(train_shards) == [9, 9, 10, 10], "39 images cut 10, 10, 10, 9, then one of a shard not made"
+
+
+def _tar(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for member, data in members:
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    return out.getvalue()

@@ -15,23 +15,24 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import json
 import logging
 import os
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .. import atomic, catalogue, locks, manifest, owned
-from ..errors import DamagedTreeError, InvalidArgumentError, MissingInputError
+from ..errors import ArchiveError, DamagedTreeError, InvalidArgumentError, MissingInputError
 from ..hashing import hash_file
 from ..layout import DEFAULT_TREE, EXPORTS, Root
 from ..manifest import Failure
 from ..progress import SILENT, Progress
 from ..selection import rank
 from ..trees import Staged
+from ..trees.readers import Origin, OriginReader
 from ..trees.resize import BoxRows, Filter, ImageFormat, Mode, Recipe
 from ..trees.shards import PACKS, read_marker
 from ..workers import ordered_map, thread_pool
@@ -58,8 +59,7 @@ class Sample:
     wnid: str
     label: int  # the exported label: sorted-WNID index, or the subset's own
     label_1k: int  # the index among the 1000 classes
-    pack: Path | None = None  # made straight from the archives: the pack file holding its bytes…
-    offset: int = 0  # …from here
+    origin: Origin | None = None  # made straight from the archives: where its bytes are (see readers.Origin)
 
     @property
     def key(self) -> str:
@@ -85,31 +85,6 @@ class ExportResult:
         return samples_per_split(self.shards)
 
 
-class _Packs:
-    """Reads samples out of pack files, each opened once, from any thread (``pread`` moves no
-    shared offset)."""
-
-    def __init__(self) -> None:
-        self.open: dict[Path, int] = {}
-        self.lock = threading.Lock()
-
-    def read(self, pack: Path, offset: int, size: int) -> bytes:
-        with self.lock:
-            if pack not in self.open:
-                self.open[pack] = os.open(pack, os.O_RDONLY)
-            descriptor = self.open[pack]
-        data = os.pread(descriptor, size, offset)
-        if len(data) != size:
-            raise DamagedTreeError(f"{pack} ends before the {size} bytes at {offset:,}: it was cut short")
-        return data
-
-    def close(self) -> None:
-        with self.lock:
-            for descriptor in self.open.values():
-                os.close(descriptor)
-            self.open.clear()
-
-
 @dataclass
 class Job:
     """One export as a format module sees it: where to read, where to write, with what options."""
@@ -121,14 +96,18 @@ class Job:
     progress: Progress
     workers: int = 1
     name: str = ""  # what the export is of, in its own files (_info.json, the dataset card): the tree's name
-    packs: _Packs = field(default_factory=lambda: _Packs())
+    origins: OriginReader = field(default_factory=OriginReader)
 
     def __post_init__(self) -> None:
         self.name = self.name or self.tree.name
 
     def read(self, sample: Sample) -> bytes:
-        if sample.pack is not None:
-            return self.packs.read(sample.pack, sample.offset, sample.bytes)
+        """A sample's bytes as exported: a tree's file, or a staged image out of its pack."""
+        if sample.origin is not None:
+            try:
+                return self.origins.read(sample.origin)
+            except (OSError, ArchiveError) as error:
+                raise DamagedTreeError(f"cannot read {sample.path} from {sample.origin.path}: {error}") from None
         try:
             return (self.tree / sample.path).read_bytes()
         except OSError as error:
@@ -445,8 +424,7 @@ class Row(NamedTuple):
     path: str
     bytes: int
     wnid: str
-    pack: str  # "" for a file of the tree
-    offset: int
+    origin: str  # JSON of a readers.Origin, or "" for a file of the tree
 
 
 class SplitSamples:
@@ -471,7 +449,7 @@ class SplitSamples:
     def _rows(self) -> Iterator[Row]:
         """The split's samples in path order."""
         for entry in _entries(self.tree, self.split):
-            yield Row(entry.path, entry.bytes, entry.wnid, "", 0)
+            yield Row(entry.path, entry.bytes, entry.wnid, "")
 
     def __iter__(self) -> Iterator[Sample]:
         if self.split != "train":
@@ -484,19 +462,19 @@ class SplitSamples:
             ]
             for row in self._rows():
                 key = rank(self.seed, row.path)
-                buckets[key >> 56].write(f"{key}\t{row.path}\t{row.bytes}\t{row.wnid}\t{row.pack}\t{row.offset}\n")
+                buckets[key >> 56].write(f"{key}\t{row.path}\t{row.bytes}\t{row.wnid}\t{row.origin}\n")
             for bucket in buckets:
                 bucket.seek(0)
                 rows = sorted(
-                    (int(key), Row(path, int(size), wnid, pack, int(offset)))
-                    for key, path, size, wnid, pack, offset in (line.rstrip("\n").split("\t") for line in bucket)
+                    (int(key), Row(path, int(size), wnid, origin))
+                    for key, path, size, wnid, origin in (line.rstrip("\n").split("\t") for line in bucket)
                 )
                 for _, row in rows:  # by (hash, path): the same order on every machine
                     yield self._sample(row)
 
     def _sample(self, row: Row) -> Sample:
-        pack = Path(row.pack) if row.pack else None
-        return Sample(row.path, row.bytes, row.wnid, *self.labels[row.wnid], pack, row.offset)
+        origin = Origin(*json.loads(row.origin)) if row.origin else None
+        return Sample(row.path, row.bytes, row.wnid, *self.labels[row.wnid], origin)
 
 
 class StagedSamples(SplitSamples):
@@ -516,9 +494,14 @@ class StagedSamples(SplitSamples):
     def _rows_of_markers(self) -> Iterator[Row]:
         for path in self.markers:
             result = read_marker(path)
-            pack = str(self.packs / result.pack) if result.pack else ""
             for entry in result.entries:
-                yield Row(entry.path, entry.bytes, entry.wnid, pack, result.offsets[entry.path])
+                if entry.path in result.origins:  # listed: made when its shard is written
+                    origin = result.origins[entry.path]
+                else:  # made already, in the shard's pack
+                    origin = list(
+                        Origin("pack", str(self.packs / str(result.pack)), result.offsets[entry.path], entry.bytes)
+                    )
+                yield Row(entry.path, entry.bytes, entry.wnid, json.dumps(origin))
 
 
 def _entries(tree: Path, split: str) -> Iterator[manifest.Entry]:

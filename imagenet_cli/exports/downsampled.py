@@ -154,7 +154,7 @@ def _downsample(job: Job, what: str, rows: list[Sample]) -> tuple[Any, Any, Any]
     np = require_numpy()
     size = job.options["size"]
     data = np.empty((len(rows), 3 * size * size), dtype=np.uint8)
-    if rows and rows[0].pack is not None:
+    if rows and rows[0].origin is not None:
         for at, sample in enumerate(rows):
             data[at] = np.frombuffer(job.read(sample), dtype=np.uint8)
     else:

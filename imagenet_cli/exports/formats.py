@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
-    from . import Job, SplitSamples, downsampled, parquet, webdataset
+    from . import Job, Sample, SplitSamples, downsampled, parquet, webdataset
     from .record import ShardRecord
 
 
@@ -47,8 +47,29 @@ class Writer(Protocol):
         a ProblemKind value (checks.findings)."""
 
 
+class ShardWriter(Writer, Protocol):
+    """A format whose files are shards of samples, each written on its own: they can be written
+    anywhere (by the worker that made its images), given the job's options."""
+
+    def names_of(self, job: Job, split: str, count: int) -> list[str]:
+        """The names of a split's ``count`` shards, relative to the export folder."""
+
+    def write_shard(self, job: Job, path: Path, group: list[Sample]) -> str | None:
+        """Write one shard of ``group`` at ``path`` (atomically); its xxh3, or None to read it back."""
+
+
+SHARDED = (ExportFormat.webdataset, ExportFormat.parquet)
+
+
+def shard_writer_for(name: str) -> ShardWriter:
+    if ExportFormat(name) not in SHARDED:
+        raise ValueError(f"{name} does not write shards one by one")
+    return cast(ShardWriter, writer_for(name))
+
+
 if TYPE_CHECKING:  # mypy holds each module to the protocol; at run time they load on first use
     _WRITERS: tuple[Writer, ...] = (webdataset, parquet, downsampled)
+    _SHARD_WRITERS: tuple[ShardWriter, ...] = (webdataset, parquet)
 
 
 def writer_for(name: str) -> Writer:

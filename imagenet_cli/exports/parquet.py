@@ -10,6 +10,7 @@ YAML names the features, splits and files, so ``datasets.load_dataset("parquet",
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -51,32 +52,36 @@ def features(names: list[str]) -> dict[str, Any]:
 
 
 def write_split(job: Job, split: str, samples: SplitSamples) -> None:
+    write_shards(job, split, samples, lambda count: names_of(job, split, count), functools.partial(write_shard, job))
+
+
+def names_of(job: Job, split: str, count: int) -> list[str]:
+    return shard_names(split, count)
+
+
+def write_shard(job: Job, path: Path, group: list[Sample]) -> None:
     pa, pq = require_pyarrow()
     metadata = {"huggingface": json.dumps({"info": {"features": features(class_names(job.tree))}})}
     schema = pa.schema(
         [("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())],
         metadata=metadata,
     )
-
-    def write(path: Path, group: list[Sample]) -> None:
-        # JPEG does not compress: leaving compression off saves the time and changes nothing.
-        with (
-            atomic.atomic_path(path) as temporary,
-            pq.ParquetWriter(str(temporary), schema, compression="none") as writer,
-        ):
-            for rows in _row_groups(group):
-                images = pa.StructArray.from_arrays(
-                    [
-                        pa.array([job.read(sample) for sample in rows], pa.binary()),
-                        pa.array([sample.filename for sample in rows], pa.string()),
-                    ],
-                    names=["bytes", "path"],
-                )
-                labels = pa.array([sample.label for sample in rows], pa.int64())
-                writer.write_table(pa.Table.from_arrays([images, labels], schema=schema), row_group_size=len(rows))
-        return None  # read back for its xxh3: pyarrow writes the file itself
-
-    write_shards(job, split, samples, lambda count: shard_names(split, count), write)
+    # JPEG does not compress: leaving compression off saves the time and changes nothing.
+    with (
+        atomic.atomic_path(path) as temporary,
+        pq.ParquetWriter(str(temporary), schema, compression="none") as writer,
+    ):
+        for rows in _row_groups(group):
+            images = pa.StructArray.from_arrays(
+                [
+                    pa.array([job.read(sample) for sample in rows], pa.binary()),
+                    pa.array([sample.filename for sample in rows], pa.string()),
+                ],
+                names=["bytes", "path"],
+            )
+            labels = pa.array([sample.label for sample in rows], pa.int64())
+            writer.write_table(pa.Table.from_arrays([images, labels], schema=schema), row_group_size=len(rows))
+    return None  # read back for its xxh3: pyarrow writes the file itself
 
 
 def _row_groups(samples: list[Sample]) -> list[list[Sample]]:

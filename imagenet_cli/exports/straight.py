@@ -19,10 +19,13 @@ output's size. A re-run whose inputs are unchanged does nothing.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dataclasses
 import json
 import logging
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,18 +33,24 @@ from typing import Any
 import xxhash
 
 from .. import atomic
+from ..errors import ArchiveError
+from ..hashing import hash_file
 from ..inputs import InputFile, changed_since, describe
+from ..manifest import Failure
 from ..progress import Progress
-from ..trees import Staged, stage
-from ..trees.resize import Making
-from ..trees.shards import read_marker
-from . import CLAIM, ExportResult, Job, StagedSamples
-from .formats import Writer
+from ..trees import Staged, cluster, stage
+from ..trees.readers import OriginReader
+from ..trees.resize import ImageError, Making
+from ..trees.shards import Sink, read_marker
+from ..workers import local_pool, ordered_map
+from . import CLAIM, ExportResult, Job, Sample, StagedSamples, shard_groups
+from .formats import SHARDED, ExportFormat, Writer, shard_writer_for
 from .record import RECORD, ExportRecord
 
 log = logging.getLogger(__name__)
 
 STAGED = ".staged"
+MERGED = ".merged"  # in STAGED: the record of each output shard written, with its failures
 MERGED_FROM = ".merged-from.json"  # the staged listing the output files were made from
 KEPT = (STAGED, MERGED_FROM)  # what a restart keeps in the folder besides the claim and locks
 
@@ -80,6 +89,7 @@ def run(
         log.info("%s is complete and its inputs are unchanged", destination)
         job.result.shards, job.result.failures = list(done.shards), list(done.failures)
         return job.result
+    sharded = ExportFormat(options["format"]) in SHARDED
     staged = stage(
         root,
         straight.making,
@@ -90,6 +100,9 @@ def run(
         dask=straight.dask,
         progress=progress,
         trust_input_labels=straight.trust_input_labels,
+        # Listed only, made as each output shard is written: the images are written once. Shards
+        # cut by bytes need the made images' sizes first, so those are made and packed first.
+        sink=Sink.origins if sharded and options.get("max_shard_bytes") is None else Sink.packs,
     )
     listing = _listing(staged)
     _start_merge(destination, listing)
@@ -98,12 +111,16 @@ def run(
     try:
         for split in options["splits"]:
             samples = StagedSamples(staged, split, options["seed"])
-            if len(samples):
+            if not len(samples):
+                continue
+            if sharded:
+                _write_shards_on_workers(job, split, samples, straight, workers)
+            else:
                 writer.write_split(job, split, samples)
         writer.finish(job)
     finally:
-        job.packs.close()
-    failures = tuple(staged.failures)
+        job.origins.close()
+    failures = tuple(staged.failures) + tuple(job.result.failures)
     inputs = tuple(_relative(i, staged.folder, destination) for files in staged.inputs.values() for i in files)
     source = str(straight.source or Path(root) / "downloads")
     record = ExportRecord(options, listing, source, tuple(job.result.shards), inputs=inputs, failures=failures)
@@ -111,6 +128,151 @@ def run(
     shutil.rmtree(staged.folder)  # the images are in the shards now
     job.result.failures = list(failures)
     return job.result
+
+
+# --- output shards: images made on the workers, each shard written as its images come ----------
+
+CHUNK = 32  # images per task: a small export's one shard still spreads over every worker
+
+
+@dataclass(frozen=True)
+class MakeChunk:
+    """Images for a worker to make, each from where its bytes are (or read made, out of a pack)."""
+
+    making: Making
+    samples: tuple[Sample, ...]
+
+
+@dataclass(frozen=True)
+class ShardDone:
+    file: str
+    samples: int  # written: those that could be made
+    xxh3_64: str
+    failures: tuple[Failure, ...]
+
+
+def make_chunk(chunk: MakeChunk) -> list[bytes | str]:
+    """Each image made, or why it could not be (a string); runs in a worker."""
+    made: list[bytes | str] = []
+    with OriginReader() as origins:
+        for sample in chunk.samples:
+            try:
+                made.append(_made(sample, chunk.making, origins))
+            except (ImageError, ArchiveError, OSError) as error:
+                made.append(str(error) or type(error).__name__)
+    return made
+
+
+def _made(sample: Sample, making: Making, origins: OriginReader) -> bytes:
+    assert sample.origin is not None  # a staged sample always says where it is
+    data = origins.read(sample.origin)
+    if sample.origin.kind == "pack":
+        return data  # made when it was staged
+    (size,) = making.sizes
+    return making.make(data).outputs[size]
+
+
+@dataclass
+class _MadeJob(Job):
+    """A job whose samples are made already, in memory: what the format's writer is given."""
+
+    made: dict[str, bytes] = dataclasses.field(default_factory=dict)
+
+    def read(self, sample: Sample) -> bytes:
+        return self.made[sample.path]
+
+
+class _Shard:
+    """One output shard being gathered: its samples' images arrive chunk by chunk, in order."""
+
+    def __init__(self, file: str, samples: list[Sample], done: ShardDone | None = None) -> None:
+        self.file, self.samples, self.done = file, samples, done  # done: written before a stop
+        self.made: list[bytes | str] = []
+
+    def chunks(self, making: Making) -> Iterator[MakeChunk]:
+        for at in range(0, len(self.samples), CHUNK):
+            yield MakeChunk(making, tuple(self.samples[at : at + CHUNK]))
+
+    @property
+    def complete(self) -> bool:
+        return self.done is not None or len(self.made) == len(self.samples)
+
+    def write(self, job: Job, writer: Any) -> ShardDone:
+        """The shard, then its record (under ``.staged/.merged/``): a stop between the two redoes it."""
+        made, kept, failures = {}, [], []
+        for sample, data in zip(self.samples, self.made, strict=True):
+            split, wnid, name = sample.path.split("/", 2)
+            if isinstance(data, str):
+                failures.append(Failure(split, wnid, name, data))
+                continue
+            made[sample.path] = data
+            kept.append(dataclasses.replace(sample, bytes=len(data), origin=None))
+        writing = _MadeJob(job.tree, job.out, job.options, job.result, job.progress, name=job.name, made=made)
+        path = job.out / self.file
+        digest = writer.write_shard(writing, path, kept) or hash_file(path, ["xxh3_64"])["xxh3_64"]
+        done = ShardDone(self.file, len(kept), digest, tuple(failures))
+        atomic.write_text(_merged_record(job.tree, self.file), json.dumps(dataclasses.asdict(done)) + "\n")
+        return done
+
+
+def _merged_record(staged: Path, file: str) -> Path:
+    return staged / MERGED / (file.replace("/", "__") + ".json")
+
+
+def _finished(job: Job, file: str) -> ShardDone | None:
+    """A shard under its final name with its record: written before a stop, kept as it is."""
+    record = _merged_record(job.tree, file)
+    if not (job.out / file).is_file() or not record.is_file():
+        return None
+    data = json.loads(record.read_text())
+    return ShardDone(data["file"], data["samples"], data["xxh3_64"], tuple(Failure(**f) for f in data["failures"]))
+
+
+def _write_shards_on_workers(job: Job, split: str, samples: StagedSamples, straight: Straight, workers: int) -> None:
+    """The split's shards, cut as a tree export cuts them. The images are made on the workers (local
+    processes, or the Dask cluster's), a chunk per task, and each shard is written here as soon as
+    its images are in: the images are decoded once, and the disk sees each shard once."""
+    writer = shard_writer_for(job.options["format"])
+    size, max_bytes = job.options["shard_sizes"][split], job.options["max_shard_bytes"]
+    count = -(-len(samples) // size) if max_bytes is None else sum(1 for _ in shard_groups(samples, size, max_bytes))
+    (job.tree / MERGED).mkdir(exist_ok=True)
+    files = writer.names_of(job, split, count)
+    waiting: collections.deque[_Shard] = collections.deque()
+
+    def chunks() -> Iterator[MakeChunk]:
+        for file, group in zip(files, shard_groups(samples, size, max_bytes), strict=True):
+            shard = _Shard(file, group, _finished(job, file))
+            waiting.append(shard)
+            if shard.done is None:
+                yield from shard.chunks(straight.making)
+
+    def finish_complete_shards() -> None:
+        """In shard order, so the record lists them as a clean run does."""
+        while waiting and waiting[0].complete:
+            shard = waiting.popleft()
+            done = shard.done or shard.write(job, writer)
+            job.result.written += shard.done is None
+            job.result.failures += done.failures
+            job.keep(done.file, split, done.samples, done.xxh3_64)
+            advance(len(shard.samples) if shard.done else 0)
+
+    with contextlib.ExitStack() as stack:
+        advance = stack.enter_context(job.progress.task(f"writing {split} shards", total=len(samples), unit="img"))
+        pool, slots = _pool(stack, straight.dask, workers)
+        for made in ordered_map(make_chunk, chunks(), slots, pool=pool):
+            next(shard for shard in waiting if shard.done is None and not shard.complete).made += made
+            advance(len(made))
+            finish_complete_shards()
+        finish_complete_shards()
+
+
+def _pool(stack: contextlib.ExitStack, dask: str | None, workers: int) -> tuple[Callable[[int], Any], int]:
+    """Where the images are made: the Dask cluster of ``dask``, or ``workers`` local processes."""
+    if dask is None:
+        return local_pool, workers
+    client = stack.enter_context(cluster.connect(dask))
+    executor = client.get_executor(pure=False)
+    return (lambda _slots: contextlib.nullcontext(executor)), max(1, sum(client.nthreads().values()))
 
 
 def _unchanged_export(destination: Path) -> ExportRecord | None:
@@ -139,7 +301,7 @@ def _listing(staged: Staged) -> str:
         for path in staged.markers[split]:
             result = read_marker(path)
             digest.update(path.name.encode())
-            _update(digest, (f"{e.path}\t{e.bytes}\t{e.xxh3_64}" for e in result.entries))
+            _update(digest, (f"{e.path}\t{e.bytes}\t{e.xxh3_64}\t{result.origins.get(e.path)}" for e in result.entries))
             _update(digest, (f.where for f in result.failures))
     return digest.hexdigest()
 

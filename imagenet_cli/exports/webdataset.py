@@ -9,6 +9,7 @@ deterministic: fixed member order, mtime 0, uid/gid 0, no user names; any tar re
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import tarfile
@@ -55,11 +56,16 @@ def brace_pattern(names: list[str]) -> str:
 
 
 def write_split(job: Job, split: str, samples: SplitSamples) -> None:
-    def write(path: Path, group: list[Sample]) -> str:
-        with atomic.atomic_writer(path) as file:
-            return _write_tar(_Hashing(file), job, group)
+    write_shards(job, split, samples, lambda count: names_of(job, split, count), functools.partial(write_shard, job))
 
-    write_shards(job, split, samples, lambda count: shard_names(job.options["prefix"], split, count), write)
+
+def names_of(job: Job, split: str, count: int) -> list[str]:
+    return shard_names(job.options["prefix"], split, count)
+
+
+def write_shard(job: Job, path: Path, group: list[Sample]) -> str:
+    with atomic.atomic_writer(path) as file:
+        return _write_tar(_Hashing(file), job, group)
 
 
 class _Hashing:

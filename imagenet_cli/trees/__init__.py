@@ -47,6 +47,7 @@ from .shards import (
     Shard,
     ShardJob,
     ShardState,
+    Sink,
     marker_path,
     read_marker,
     run_shards,
@@ -178,9 +179,11 @@ def stage(
     executor: Executor | None = None,
     progress: Progress = SILENT,
     trust_input_labels: bool = False,
+    sink: Sink = Sink.packs,
 ) -> Staged:
     """Make every image of the inputs (read as ``prepare`` reads them) as ``making`` says, each
-    shard's images into one pack file under ``folder`` instead of a tree; the caller holds
+    shard's images into one pack file under ``folder`` instead of a tree, or with ``Sink.origins``
+    note where each image lies in the inputs, for the caller to make it; the caller holds
     ``folder``'s lock. Re-running keeps the shards done for the same inputs and redoes the others,
     as ``prepare`` does; markers of shards the inputs no longer have are removed."""
     chosen = _splits(splits)
@@ -201,7 +204,7 @@ def stage(
             executor,
             source,
             trust_input_labels,
-            packed=True,
+            sink=sink,
         )
         plan, result = _make_shards(root, chosen, run)
     current = {marker_path(folder, shard) for shard in plan.shards.seen}
@@ -230,7 +233,7 @@ class _Run:
     executor: Executor | None
     from_tree: Path | None  # --from: an extracted tree read instead of the archives
     trust_input_labels: bool  # val labels from the inputs where they differ from the shipped table
-    packed: bool = False  # each shard's images in one pack file, no tree (see stage)
+    sink: Sink = Sink.files  # where the images go: a tree's files, or packs or origins (see stage)
 
     def engine(self, plan: Plan) -> Engine | None:
         if self.executor is not None:
@@ -308,7 +311,7 @@ def _make_shards(root: Path, splits: tuple[str, ...], run: _Run) -> tuple[Plan, 
             reasons.announce()
             _logplan(len(plan.shards.seen), len(listed))
             work = iter(listed)
-        run_shards(_jobs(work, run.recipe, run.trees, run.packed), run.workers, on_done, engine)
+        run_shards(_jobs(work, run.recipe, run.trees, run.sink), run.workers, on_done, engine)
     shards = plan.shards.seen
     result.shards_done_before = len(shards) - result.shards_run
     if not plan.shards.listed:
@@ -322,17 +325,17 @@ def _logplan(shards: int, to_make: int) -> None:
 
 
 def _jobs(
-    work: Iterable[tuple[Shard, tuple[str, ...]]], recipe: Making, trees: dict[str, Path], packed: bool
+    work: Iterable[tuple[Shard, tuple[str, ...]]], recipe: Making, trees: dict[str, Path], sink: Sink
 ) -> Iterator[ShardJob]:
     """Each pending shard with the sizes it lacks: a shard finished in some trees only is made
     again for the others alone."""
     paths = {size: str(path) for size, path in trees.items()}
     for shard, sizes in work:
         if sizes == recipe.sizes:
-            yield ShardJob(shard, recipe, paths, packed)
+            yield ShardJob(shard, recipe, paths, sink)
         else:
             assert isinstance(recipe, Recipe)  # a recipe of one size is made whole or not at all
-            yield ShardJob(shard, dataclasses.replace(recipe, sizes=sizes), {s: paths[s] for s in sizes}, packed)
+            yield ShardJob(shard, dataclasses.replace(recipe, sizes=sizes), {s: paths[s] for s in sizes}, sink)
 
 
 class _Reasons:

@@ -9,17 +9,32 @@ receives the whole listing, and no archive is ever unpacked to disk.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import posixpath
 import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, BinaryIO, NamedTuple, cast
+from typing import IO, Any, BinaryIO, NamedTuple, cast
 
 from .. import archives, zip_entries
 from ..errors import ArchiveError
 from ..inputs import Snapshot, open_as_planned
+
+
+class Origin(NamedTuple):
+    """Where one image's bytes are, for any worker to read them later on its own: ``tar`` (a run of
+    bytes in an archive: a train or val member), ``zip`` (a member of the Kaggle zip), ``file``,
+    or ``pack`` (an image made already, in a shard's pack)."""
+
+    kind: str
+    path: str
+    offset: int = 0
+    size: int = 0
+    entry: tuple[Any, ...] = ()  # zip: the member's ZipEntry fields
+    snapshot: tuple[int, int, int] | None = None  # the archive as it was listed (inode, size, mtime)
 
 
 class Item(NamedTuple):
@@ -29,6 +44,7 @@ class Item(NamedTuple):
     wnid: str | None  # its class; None: the shard's
     data: bytes | None
     problem: str | None = None  # why it could not be read
+    origin: Origin | None = None  # listed, not read (``origins()``): where its bytes are
 
 
 class MemberAt(NamedTuple):
@@ -60,6 +76,13 @@ class TarRegion:
     snapshot: Snapshot | None = None  # the train tar the offsets were listed from
 
     def items(self) -> Iterator[Item]:
+        return self._walk(read=True)
+
+    def origins(self) -> Iterator[Item]:
+        """The members and where their bytes lie in the train tar, none of them read."""
+        return self._walk(read=False)
+
+    def _walk(self, read: bool) -> Iterator[Item]:
         refused: list[tuple[str, str]] = []
         with open_as_planned(self.path, self.snapshot) as file:
             file.seek(self.offset)
@@ -70,7 +93,12 @@ class TarRegion:
                     fileobj=cast(IO[bytes], region), mode="r|", bufsize=1 << 20
                 ) as tar:  # a stream reads only read()
                     for member, data in archives.tar_files(tar, self.origin, lambda w, why: refused.append((w, why))):
-                        yield Item(posixpath.basename(member.name), None, data.read())
+                        name = posixpath.basename(member.name)
+                        if read:
+                            yield Item(name, None, data.read())
+                        else:  # the stream skips its bytes
+                            at = Origin("tar", str(self.path), self.offset + member.offset_data, member.size)
+                            yield Item(name, None, None, None, at._replace(snapshot=self.snapshot))
                         while refused:
                             where, why = refused.pop()
                             yield Item(where.rsplit(":", 1)[-1], None, None, f"refused: {why}")
@@ -114,6 +142,12 @@ class TarMembers:
                 data = os.pread(fd, size, offset)
                 yield Item(name, None, data) if len(data) == size else Item(name, None, None, "truncated archive")
 
+    def origins(self) -> Iterator[Item]:
+        length = self.path.stat().st_size
+        for name, offset, size in self.members:
+            at = Origin("tar", str(self.path), offset, size, (), self.snapshot)
+            yield Item(name, None, None, None if offset + size <= length else "truncated archive", at)
+
 
 @dataclass(frozen=True)
 class ZipMembers:
@@ -131,6 +165,13 @@ class ZipMembers:
                 except ArchiveError as error:
                     yield Item(name, None, None, f"damaged zip member ({error})")
 
+    def origins(self) -> Iterator[Item]:
+        for name, entry in self.members:
+            too_large = entry.size > archives.MAX_IMAGE_BYTES
+            problem = f"claims {entry.size:,} bytes, over the cap for one image" if too_large else None
+            at = Origin("zip", str(self.path), 0, entry.size, dataclasses.astuple(entry), self.snapshot)
+            yield Item(name, None, None, problem, at)
+
 
 @dataclass(frozen=True)
 class Files:
@@ -146,6 +187,15 @@ class Files:
             except OSError as error:
                 yield Item(name, None, None, f"unreadable: {error.strerror or error}")
 
+    def origins(self) -> Iterator[Item]:
+        for name, path in self.paths:
+            try:
+                size = os.stat(path).st_size
+            except OSError as error:
+                yield Item(name, None, None, f"unreadable: {error.strerror or error}")
+            else:
+                yield Item(name, None, None, None, Origin("file", path, 0, size))
+
 
 @dataclass(frozen=True)
 class Blobs:
@@ -158,3 +208,45 @@ class Blobs:
 
 
 Reader = TarRegion | TarMembers | ZipMembers | Files | Blobs
+Listable = TarRegion | TarMembers | ZipMembers | Files  # readers that can say where each image is
+
+
+class OriginReader:
+    """Reads images by their origins, each archive opened once (as planned: a replaced archive
+    raises :class:`~imagenet_cli.errors.InputChangedError`). Use it as a context manager."""
+
+    def __init__(self) -> None:
+        self.files: dict[str, BinaryIO] = {}
+        self.lock = threading.Lock()  # threads may share one: packs and tars are read with pread
+
+    def __enter__(self) -> OriginReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        with self.lock:
+            for file in self.files.values():
+                file.close()
+            self.files.clear()
+
+    def read(self, origin: Origin) -> bytes:
+        """The image's bytes; raises :class:`~imagenet_cli.errors.ArchiveError` or OSError. A zip
+        member is read with seek and read: one thread per reader for those."""
+        if origin.kind == "file":
+            return Path(origin.path).read_bytes()
+        file = self._open(origin)
+        if origin.kind == "zip":
+            return zip_entries.read(file, zip_entries.ZipEntry(*origin.entry), archives.MAX_IMAGE_BYTES)
+        data = os.pread(file.fileno(), origin.size, origin.offset)
+        if len(data) != origin.size:
+            raise ArchiveError(f"{Path(origin.path).name} ends before the {origin.size:,} bytes at {origin.offset:,}")
+        return data
+
+    def _open(self, origin: Origin) -> BinaryIO:
+        with self.lock:
+            if origin.path not in self.files:
+                snapshot = Snapshot(*origin.snapshot) if origin.snapshot else None
+                self.files[origin.path] = open_as_planned(Path(origin.path), snapshot)
+            return self.files[origin.path]

@@ -22,7 +22,7 @@ from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import BinaryIO, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 from .. import atomic, catalogue
 from ..errors import ShardCrashError
@@ -30,7 +30,7 @@ from ..hashing import hash_bytes
 from ..inputs import InputFile, changed_names
 from ..manifest import Entry, Failure
 from ..workers import kill_local_workers, local_pool
-from .readers import Reader
+from .readers import Listable, Reader
 from .resize import ImageError, Making
 
 log = logging.getLogger(__name__)
@@ -71,6 +71,7 @@ class ShardResult:
     schema: int = MARKER_SCHEMA
     pack: str | None = None  # packed: the file under PACKS holding every entry's bytes, in a row
     offsets: dict[str, int] = field(default_factory=dict)  # packed: entry path -> where its bytes start
+    origins: dict[str, list[Any]] = field(default_factory=dict)  # listed: entry path -> its Origin, as a list
 
     def to_json(self) -> str:
         return json.dumps(asdict(self))
@@ -89,6 +90,7 @@ class ShardResult:
             data.get("schema", 1),
             data.get("pack"),
             data.get("offsets", {}),
+            data.get("origins", {}),
         )
 
 
@@ -127,6 +129,8 @@ def shard_state(tree: Path, shard: Shard) -> ShardState | None:
         return ShardState(Redo.LISTING)
     if result.failures:
         return ShardState(Redo.FAILED)
+    if result.origins and not result.pack:
+        return None  # only listed: nothing of it is on disk to miss
     if not (_pack_whole(tree, result) if result.pack else _all_on_disk(tree, result.entries)):
         return ShardState(Redo.MISSING)
     return None
@@ -160,24 +164,36 @@ def read_marker(path: Path) -> ShardResult:
     return ShardResult.from_json(path.read_text())
 
 
-def run_shard(shard: Shard, recipe: Making, trees: dict[str, str], packed: bool = False) -> int:
+class Sink(StrEnum):
+    """Where a shard's images go: files of a tree, one pack per shard, or nowhere yet (``origins``:
+    only where each image lies in the inputs is noted, for the export that makes it later)."""
+
+    files = "files"
+    packs = "packs"
+    origins = "origins"
+
+
+def run_shard(shard: Shard, recipe: Making, trees: dict[str, str], sink: Sink = Sink.files) -> int:
     """Make every size of one shard; runs in a worker process. Returns the images handled.
 
     An item that cannot be used is a failure of the shard, never an error of the run: unreadable
     or refused bytes, an image that does not decode, a name no filesystem takes, or a name that
     appears twice (then neither copy is used: which one is right cannot be known).
 
-    ``packed``: instead of a file per image, each tree gets one file for the shard, its images'
+    ``Sink.packs``: instead of a file per image, each tree gets one file for the shard, its images'
     bytes in a row (``TREE/.packs/<shard>.pack``), and the marker says where each one starts;
     that is what an export made straight from the archives reads (no tree of 1.28 M files).
+    ``Sink.origins``: nothing is made, the marker says where each image's bytes lie in the inputs;
+    a reader that cannot say (a stream read whole, as the 2019 Kaggle tar.gz) makes a pack instead.
     """
     inputs = list(shard.inputs)
     results = {
         size: ShardResult(shard.split, shard.wnid, inputs=inputs, listing=shard.listing) for size in recipe.sizes
     }
+    listing = sink is Sink.origins and isinstance(shard.reader, Listable)
     with contextlib.ExitStack() as stack:
-        packs = _open_packs(stack, shard, trees, results) if packed else {}
-        handled, written = _make_items(shard, recipe, trees, results, packs)
+        packs = _open_packs(stack, shard, trees, results) if sink is not Sink.files and not listing else {}
+        handled, written = _make_items(shard, recipe, trees, results, packs, listing)
     written += [Path(trees[size]) / PACKS / r.pack for size, r in results.items() if r.pack]
     # The images are on disk before any marker says so (a name taken back by _drop is gone).
     atomic.make_durable(path for path in written if path.exists())
@@ -204,15 +220,18 @@ def _make_items(
     trees: dict[str, str],
     results: dict[str, ShardResult],
     packs: dict[str, BinaryIO],
+    listing: bool,
 ) -> tuple[int, list[Path]]:
-    """Each item of the shard made into every size: its files written (or appended to the packs)
-    and its entries and failures noted in ``results``. Returns the items handled, files written."""
+    """Each item of the shard made into every size: its files written (or appended to the packs;
+    or, ``listing``, its origin noted) and its entries and failures noted in ``results``. Returns
+    the items handled and the files written."""
     seen: set[str] = set()
     written: list[Path] = []
     handled = 0
     # Temporaries of a killed attempt are not swept here: on a cluster, another host may still be
     # writing this shard. The tree's finish sweeps them, when no shard runs any more.
-    for name, item_wnid, data, problem in shard.reader.items():
+    items = shard.reader.origins() if listing and isinstance(shard.reader, Listable) else shard.reader.items()
+    for name, item_wnid, data, problem, origin in items:
         handled += 1
         wnid = item_wnid or shard.wnid
         relative = f"{shard.split}/{wnid}/{recipe.output_name(name)}"
@@ -221,6 +240,11 @@ def _make_items(
             problem = "appears twice in the input: neither copy is used"
             _drop(results, trees, relative, name)
         seen.add(relative)
+        if listing and problem is None and origin is not None and wnid is not None:
+            for result in results.values():
+                result.origins[relative] = list(origin)
+                result.entries.append(Entry(relative, origin.size, "", wnid))
+            continue
         processed = None
         if problem is None and data is not None and wnid is not None:  # a refused item has a problem instead
             try:
@@ -270,6 +294,7 @@ def _drop(results: dict[str, ShardResult], trees: dict[str, str], relative: str,
     for size, result in results.items():
         result.entries = [e for e in result.entries if e.path != relative]
         result.repaired.pop(name, None)
+        result.origins.pop(relative, None)
         if result.pack:  # its bytes stay in the pack, unreferenced
             result.offsets.pop(relative, None)
         else:
@@ -294,11 +319,11 @@ class ShardJob(NamedTuple):
     shard: Shard
     recipe: Making
     trees: dict[str, str]
-    packed: bool = False
+    sink: Sink = Sink.files
 
 
 def run_job(job: ShardJob) -> int:
-    return run_shard(job.shard, job.recipe, job.trees, job.packed)
+    return run_shard(job.shard, job.recipe, job.trees, job.sink)
 
 
 def run_shards(
