@@ -164,10 +164,9 @@ def export_command(
 
     From the archives (ROOT/downloads/, or --from an extracted Kaggle tree), the images are made as
     prepare makes them (the same --size, --resize, --quality, --format, --filter and repairs) and
-    go straight into the shards: no tree is written, and the extra disk during the run is about
-    the output's size. Images that cannot be used are named (exit 3). A re-run keeps what is done;
-    changed archives make it again. From a prepared tree or subset (--from TREE), its files are
-    copied.
+    go straight into the shards: no tree is written, and each image is written once, in its
+    shard. Images that cannot be used are named (exit 3). A re-run keeps what is done; changed
+    archives make it again. From a prepared tree or subset (--from TREE), its files are copied.
 
     webdataset: shards as timm's imagenet-1k-wds (KEY.jpg copied byte for byte, KEY.cls, KEY.json)
     and _info.json with the sample counts.

@@ -175,8 +175,13 @@ def export(
     destination = out or Root(root).path / EXPORTS / f"{_export_name(chosen, options)}-{straight.name}-archives"
     writer = writer_for(chosen)
     with locks.writing(destination, wait):
-        if chosen is not ExportFormat.downsampled:
-            writer.check_source(destination, Root(root).path)  # the extra a format needs, before the work
+        # The extra a format needs, before the work (downsampled's check is of a tree's recipe).
+        if chosen is ExportFormat.downsampled:
+            from .downsampled import require_numpy
+
+            require_numpy()
+        else:
+            writer.check_source(destination, Root(root).path)
         _claim(destination, {"options": options})
         atomic.remove_temporaries(destination, recursive=True)  # what killed runs left half-written
         from . import straight as straight_export  # it builds on this package

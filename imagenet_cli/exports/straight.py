@@ -2,19 +2,24 @@
 
 Two steps, each restartable, under the export folder's lock:
 
-1. Staging (:func:`imagenet_cli.trees.stage`): the inputs are read as ``prepare`` reads them and
-   each image made as the format needs it (a JPEG of the recipe's size, or Downsampled ImageNet's
-   row of raw pixels), with the same repairs and failures, but each shard's images go into one
-   pack file under ``OUT/.staged/`` beside a marker naming the inputs it read. A stop keeps the
-   finished shards; changed inputs redo theirs.
+1. Staging (:func:`imagenet_cli.trees.stage`): the inputs are read as ``prepare`` reads them, with
+   the same refusals, and for each input shard a marker under ``OUT/.staged/`` says where every
+   image lies in the archives (``Sink.origins``). Nothing is made yet. Where the images' made sizes
+   are needed first (shards cut by ``max_shard_bytes``), where the input is one stream (the 2019
+   Kaggle tar.gz), and for Downsampled ImageNet's small rows, they are made now instead, into one
+   pack per input shard (``Sink.packs``). A stop keeps the finished input shards; changed inputs
+   redo theirs.
 2. Merging: the staged samples, in the export's order (train in the seeded shuffle across every
-   class, exactly as from a tree of the same images), are written by the format's writer. Before
-   the first output file, ``OUT/.merged-from.json`` names the staged listing the outputs are made
-   from, so a re-run from other images removes them instead of keeping any.
+   class, exactly as from a tree of the same images), are cut into shards as a tree export cuts
+   them. Their images are made on the workers (local processes, or the Dask cluster's) a chunk at
+   a time, and each shard is written here as soon as its images are in, then its record
+   (``.staged/.merged/``). Before the first output file, ``OUT/.merged-from.json`` names the
+   staged listing the outputs are made from, so a re-run from other images removes them instead
+   of keeping any.
 
 Then ``export.json``, written last, records the options, the inputs and the images that could not
-be used, and the staging is deleted: the extra disk a run takes is the staged images, about the
-output's size. A re-run whose inputs are unchanged does nothing.
+be used, and the staging is deleted. The disk sees the output once, and the packs' extra (about
+the output's size) only where they are made. A re-run whose inputs are unchanged does nothing.
 """
 
 from __future__ import annotations
@@ -83,6 +88,7 @@ def run(
     """The export into the folder ``job_of(tree, name)``'s jobs write to (locked and claimed by
     the caller), each split written by ``writer``."""
     job = job_of(Path(root) / "downloads", straight.name)
+    job.result.source = Path(straight.source or Path(root) / "downloads")
     destination = job.out
     done = _unchanged_export(destination)
     if done is not None:
@@ -320,6 +326,7 @@ def _start_merge(destination: Path, listing: str) -> None:
         before = None
     if before == listing:
         return  # a stopped merge of the same images: its finished files are kept
+    shutil.rmtree(destination / STAGED / MERGED, ignore_errors=True)  # the records of those outputs
     removed = _remove_outputs(destination)
     if removed:
         log.warning("%s: removed %d files made from other images", destination, removed)
