@@ -8,6 +8,7 @@ and a fingerprint of its listing. Members that cannot be used become a shard of 
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator
@@ -23,7 +24,19 @@ from ..errors import (
 )
 from ..inputs import InputFile, Snapshot, describe, fingerprint
 from ..val_labels import ValLabels
-from .readers import Blobs, Files, Item, LooseFile, MemberAt, Reader, TarMembers, TarRegion, ZipMember, ZipMembers
+from .readers import (
+    Blobs,
+    Files,
+    Item,
+    LooseFile,
+    MemberAt,
+    Reader,
+    TarMembers,
+    TarRegion,
+    WebDatasetShard,
+    ZipMember,
+    ZipMembers,
+)
 from .shards import (
     Shard,
 )
@@ -91,6 +104,8 @@ def make_plan(
 ) -> Plan:
     """``tree``: any of the trees being made (they share a parent), to record inputs relative to."""
     if source is not None:
+        if is_webdataset(source):
+            return _plan_webdataset(source, splits, tree)
         return _plan_tree(source, splits, labels, tree)
     train, val = downloads / archives.TRAIN_TAR, downloads / archives.VAL_TAR
     if ("train" not in splits or train.is_file()) and ("val" not in splits or val.is_file()):
@@ -376,6 +391,52 @@ class _KaggleTarGzShards(_KaggleShards):
     def _val_part(self, items: list[Item], part: int) -> Shard:
         listing = fingerprint((item.name, item.wnid) for item in items)
         return Shard("val", None, len(items), Blobs(tuple(items)), part, self.inputs, listing)
+
+
+WEBDATASET_INFO = "_info.json"
+WEBDATASET_SPLITS = {"train": "train", "val": "validation"}  # as timm's imagenet-1k-wds names them
+
+
+def is_webdataset(source: Path) -> bool:
+    """A folder of WebDataset shards: timm's ``_info.json``, or ``*-train-*.tar`` / ``*-validation-*.tar``."""
+    return (source / WEBDATASET_INFO).is_file() or any(
+        next(source.glob(f"*-{name}-*.tar"), None) is not None for name in WEBDATASET_SPLITS.values()
+    )
+
+
+def _plan_webdataset(source: Path, splits: tuple[str, ...], tree: Path) -> Plan:
+    """One shard of the plan per WebDataset shard: its images come with their names and classes."""
+    shards, inputs = [], {}
+    for split in splits:
+        files = _webdataset_files(source, split)
+        if not files:
+            raise MissingInputError(f"{source} has no {WEBDATASET_SPLITS[split]} shards")
+        # Known by size and mtime: hashing every shard to plan would read the whole dataset once more.
+        inputs[split] = [_unhashed(path, tree) for path in files]
+        for number, (path, identity) in enumerate(zip(files, inputs[split], strict=True)):
+            listing = fingerprint([path.name, identity.size, identity.mtime_ns])
+            reader = WebDatasetShard(path, Snapshot.of(path.stat()))
+            shards.append(Shard(split, None, None, reader, number, (identity,), listing))
+    return Plan(f"the WebDataset shards at {source}", ListedShards(shards), inputs)
+
+
+def _webdataset_files(source: Path, split: str) -> list[Path]:
+    """A split's shards: as ``_info.json`` lists them, else by name."""
+    name = WEBDATASET_SPLITS[split]
+    info = source / WEBDATASET_INFO
+    if info.is_file():
+        try:
+            listed = json.loads(info.read_text())["splits"].get(name, {}).get("filenames", [])
+        except (ValueError, KeyError, AttributeError) as error:
+            raise ArchiveError(f"{info} is not a WebDataset shard list ({error})") from None
+        return [source / file for file in listed]
+    return sorted(source.glob(f"*-{name}-*.tar"))
+
+
+def _unhashed(path: Path, tree: Path) -> InputFile:
+    stat = path.stat()
+    relative = os.path.relpath(path.absolute(), tree.absolute()).replace(os.sep, "/")
+    return InputFile(path.name, relative, stat.st_size, stat.st_mtime_ns)
 
 
 def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], tree: Path) -> Plan:

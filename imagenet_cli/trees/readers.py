@@ -10,6 +10,7 @@ receives the whole listing, and no archive is ever unpacked to disk.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import posixpath
 import tarfile
@@ -19,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO, NamedTuple, cast
 
-from .. import archives, zip_entries
-from ..errors import ArchiveError
+from .. import archives, catalogue, zip_entries
+from ..errors import ArchiveError, InvalidArgumentError
 from ..inputs import Snapshot, open_as_planned
 
 
@@ -197,6 +198,65 @@ class Files:
                 yield Item(name, None, None, None, Origin("file", path, 0, size))
 
 
+IMAGE_SUFFIXES = ("jpg", "jpeg", "png", "webp")  # what a WebDataset sample's image is stored as
+
+
+@dataclass(frozen=True)
+class WebDatasetShard:
+    """One WebDataset shard (timm's ``imagenet-1k-wds`` layout, or an export of ours): samples of
+    adjacent ``KEY.jpg`` (or ``.jpeg``, ``.png``, ``.webp``), ``KEY.cls`` (the sorted-WNID index)
+    and, where there is one, ``KEY.json`` (the file name and WNID). Each image gets its official
+    file name back and its class; a ``cls`` that disagrees with the ``json`` WNID is a failure."""
+
+    path: Path
+    snapshot: Snapshot | None = None
+
+    def items(self) -> Iterator[Item]:
+        refused: list[tuple[str, str]] = []
+        try:
+            with open_as_planned(self.path, self.snapshot) as file, tarfile.open(fileobj=file, mode="r|") as tar:
+                key, parts = None, {}
+                for member, data in archives.tar_files(tar, self.path.name, lambda w, why: refused.append((w, why))):
+                    this, _, suffix = posixpath.basename(member.name).partition(".")
+                    if key is not None and this != key:
+                        yield _sample(key, parts)
+                        parts = {}
+                    key, parts[suffix.lower()] = this, data.read()
+                if key is not None:
+                    yield _sample(key, parts)
+        except ArchiveError as error:
+            yield Item(self.path.name, None, None, str(error))
+        for where, why in refused:
+            yield Item(where.rsplit(":", 1)[-1], None, None, f"refused: {why}")
+
+
+def _sample(key: str, parts: dict[str, bytes]) -> Item:
+    """A sample's image with its name and class, or why it cannot be used."""
+    suffix = next((s for s in IMAGE_SUFFIXES if s in parts), None)
+    meta: dict[str, Any] = {}
+    if "json" in parts:
+        try:
+            meta = json.loads(parts["json"])
+        except ValueError:
+            return Item(key, None, None, "its .json is not JSON")
+    default = f"{key}.JPEG" if suffix in ("jpg", "jpeg") else f"{key}.{suffix}"
+    name = posixpath.basename(str(meta.get("filename") or default))
+    if suffix is None:
+        return Item(name, None, None, f"no image among its members ({', '.join(sorted(parts))})")
+    wnid = meta.get("wnid")
+    if "cls" in parts:
+        try:
+            named = catalogue.by_index(int(parts["cls"])).wnid
+        except (ValueError, InvalidArgumentError):
+            return Item(name, None, None, f"its .cls {parts['cls'][:20]!r} is no class index 0–999")
+        if wnid is not None and wnid != named:
+            return Item(name, None, None, f"its .cls says {named}, its .json {wnid}: which is right cannot be known")
+        wnid = named
+    if wnid is None or not catalogue.is_wnid(str(wnid)):
+        return Item(name, None, None, "no class: neither a .cls nor a WNID in its .json")
+    return Item(name, str(wnid), parts[suffix])
+
+
 @dataclass(frozen=True)
 class Blobs:
     """Images already read, for inputs that can only be streamed (the 2019 Kaggle tar.gz)."""
@@ -207,7 +267,7 @@ class Blobs:
         yield from self.images
 
 
-Reader = TarRegion | TarMembers | ZipMembers | Files | Blobs
+Reader = TarRegion | TarMembers | ZipMembers | Files | Blobs | WebDatasetShard
 Listable = TarRegion | TarMembers | ZipMembers | Files  # readers that can say where each image is
 
 

@@ -1,0 +1,100 @@
+"""Shards read back into trees: our WebDataset exports and timm's layout, with their labels checked."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from imagenet_cli import catalogue, manifest
+from imagenet_cli.errors import EXIT_PROBLEMS
+from imagenet_cli.exports import export
+from imagenet_cli.trees import prepare
+
+from .conftest import imagenet, prepared_copy
+
+
+@pytest.fixture(scope="module")
+def exported(official_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample's 64-pixel tree and its WebDataset export, in small shards."""
+    root = prepared_copy(official_root, tmp_path_factory.mktemp("readback"), "64")
+    export(root, "webdataset", source=root / "64", shard_size=10)
+    return root
+
+
+def rows(tree: Path) -> list[manifest.Entry]:
+    return list(manifest.read_manifest(tree))
+
+
+def test_an_export_read_back_is_the_tree_it_was_made_from(exported: Path, tmp_path: Path) -> None:
+    """tree → export webdataset → prepare --from the export → the same manifest, row for row."""
+    result = imagenet(
+        "prepare",
+        "--root",
+        str(tmp_path),
+        "--from",
+        str(exported / "exports" / "webdataset-64"),
+        "--size",
+        "full",
+    )
+    assert result.exit_code == 0, result.output
+    assert "the WebDataset shards at" in result.stdout
+    assert rows(tmp_path / "full") == rows(exported / "64")
+    assert (tmp_path / "full" / "val.txt").read_text() == (exported / "64" / "val.txt").read_text()
+
+
+def write_timm_shard(path: Path, samples: list[tuple[str, bytes, int]]) -> None:
+    """A shard as timm's imagenet-1k-wds holds one: KEY.jpg and KEY.cls, no json, keys without extension."""
+    with tarfile.open(path, "w") as tar:
+        for key, image, label in samples:
+            for suffix, data in (("jpg", image), ("cls", str(label).encode())):
+                info = tarfile.TarInfo(f"{key}.{suffix}")
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+
+
+def test_timm_shards_without_json_give_official_names_and_true_labels(exported: Path, tmp_path: Path) -> None:
+    tree = exported / "64"
+    train = [e for e in rows(tree) if e.path.startswith("train/")][:12]
+    val = [e for e in rows(tree) if e.path.startswith("val/")][:6]
+    source = tmp_path / "imagenet-1k-wds"
+    source.mkdir()
+
+    def samples(entries: list[manifest.Entry]) -> list[tuple[str, bytes, int]]:
+        return [
+            (e.name.rsplit(".", 1)[0], (tree / e.path).read_bytes(), catalogue.by_wnid(e.wnid).index) for e in entries
+        ]
+
+    write_timm_shard(source / "imagenet1k-train-0000.tar", samples(train))
+    write_timm_shard(source / "imagenet1k-validation-00.tar", samples(val))
+    prepare(tmp_path / "root", ["full"], source=source, workers=1)
+    made = tmp_path / "root" / "full"
+    assert rows(made) == sorted(train + val, key=lambda e: e.path)
+
+
+def test_a_sample_whose_cls_and_json_disagree_is_named(exported: Path, tmp_path: Path) -> None:
+    source = tmp_path / "wds"
+    source.mkdir()
+    entry = next(e for e in rows(exported / "64") if e.path.startswith("train/"))
+    key = entry.name.rsplit(".", 1)[0]
+    with tarfile.open(source / "x-train-0000.tar", "w") as tar:
+        other = (catalogue.by_wnid(entry.wnid).index + 1) % 1000
+        meta = json.dumps({"filename": f"{entry.wnid}/{entry.name}", "wnid": entry.wnid}).encode()
+        for suffix, data in (
+            ("cls", str(other).encode()),
+            ("jpg", (exported / "64" / entry.path).read_bytes()),
+            ("json", meta),
+        ):
+            info = tarfile.TarInfo(f"{key}.{suffix}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    result = imagenet(
+        "prepare", "--root", str(tmp_path / "root"), "--from", str(source), "--size", "full", "--splits", "train"
+    )
+    assert result.exit_code == EXIT_PROBLEMS, result.output
+    assert f"failed: train/{entry.name}: its .cls says {catalogue.by_index(other).wnid}, its .json {entry.wnid}" in (
+        result.stdout
+    )
