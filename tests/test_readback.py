@@ -98,3 +98,12 @@ def test_a_sample_whose_cls_and_json_disagree_is_named(exported: Path, tmp_path:
     assert f"failed: train/{entry.name}: its .cls says {catalogue.by_index(other).wnid}, its .json {entry.wnid}" in (
         result.stdout
     )
+
+
+def test_a_parquet_export_read_back_is_its_tree(exported: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    out = export(exported, "parquet", source=exported / "64", out=tmp_path / "pq", shard_size=10).path
+    result = imagenet("prepare", "--root", str(tmp_path / "root"), "--from", str(out), "--size", "full")
+    assert result.exit_code == 0, result.output
+    assert "the Parquet files at" in result.stdout
+    assert rows(tmp_path / "root" / "full") == rows(exported / "64")

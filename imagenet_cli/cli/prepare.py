@@ -75,8 +75,8 @@ def prepare_command(
         Path | None,
         typer.Option(
             "--from",
-            help="Read an extracted Kaggle ILSVRC/ tree, an ImageFolder tree, or WebDataset shards (timm's "
-            "imagenet-1k-wds layout, or an export) instead of ROOT/downloads/.",
+            help="Read an extracted Kaggle ILSVRC/ tree, an ImageFolder tree, WebDataset shards (timm's "
+            "imagenet-1k-wds layout, or an export) or Parquet files (the hub's features) instead of ROOT/downloads/.",
             file_okay=False,
             exists=True,
             show_default=False,

@@ -30,6 +30,7 @@ from .readers import (
     Item,
     LooseFile,
     MemberAt,
+    ParquetShard,
     Reader,
     TarMembers,
     TarRegion,
@@ -106,6 +107,8 @@ def make_plan(
     if source is not None:
         if is_webdataset(source):
             return _plan_webdataset(source, splits, tree)
+        if is_parquet(source):
+            return _plan_parquet(source, splits, tree)
         return _plan_tree(source, splits, labels, tree)
     train, val = downloads / archives.TRAIN_TAR, downloads / archives.VAL_TAR
     if ("train" not in splits or train.is_file()) and ("val" not in splits or val.is_file()):
@@ -405,19 +408,46 @@ def is_webdataset(source: Path) -> bool:
 
 
 def _plan_webdataset(source: Path, splits: tuple[str, ...], tree: Path) -> Plan:
-    """One shard of the plan per WebDataset shard: its images come with their names and classes."""
+    files = {split: _webdataset_files(source, split) for split in splits}
+    return _plan_sample_files(f"the WebDataset shards at {source}", source, files, WebDatasetShard, tree)
+
+
+def is_parquet(source: Path) -> bool:
+    """A folder of Parquet files as the hub lays them out: ``data/train-*.parquet``, ``data/validation-*``."""
+    return any(next(_parquet_folder(source).glob(f"{name}-*.parquet"), None) for name in WEBDATASET_SPLITS.values())
+
+
+def _parquet_folder(source: Path) -> Path:
+    return source / "data" if (source / "data").is_dir() else source
+
+
+def _plan_parquet(source: Path, splits: tuple[str, ...], tree: Path) -> Plan:
+    folder = _parquet_folder(source)
+    files = {split: sorted(folder.glob(f"{WEBDATASET_SPLITS[split]}-*.parquet")) for split in splits}
+    return _plan_sample_files(f"the Parquet files at {source}", source, files, ParquetShard, tree)
+
+
+def _plan_sample_files(
+    described: str,
+    source: Path,
+    files: dict[str, list[Path]],
+    reader: Callable[[Path, Snapshot], Reader],
+    tree: Path,
+) -> Plan:
+    """One shard of the plan per file of samples (a WebDataset tar, a Parquet file): its images
+    come with their names and classes."""
     shards, inputs = [], {}
-    for split in splits:
-        files = _webdataset_files(source, split)
-        if not files:
-            raise MissingInputError(f"{source} has no {WEBDATASET_SPLITS[split]} shards")
-        # Known by size and mtime: hashing every shard to plan would read the whole dataset once more.
-        inputs[split] = [_unhashed(path, tree) for path in files]
-        for number, (path, identity) in enumerate(zip(files, inputs[split], strict=True)):
+    for split, paths in files.items():
+        if not paths:
+            raise MissingInputError(f"{source} has no {WEBDATASET_SPLITS[split]} files")
+        # Known by size and mtime: hashing every file to plan would read the whole dataset once more.
+        inputs[split] = [_unhashed(path, tree) for path in paths]
+        for number, (path, identity) in enumerate(zip(paths, inputs[split], strict=True)):
             listing = fingerprint([path.name, identity.size, identity.mtime_ns])
-            reader = WebDatasetShard(path, Snapshot.of(path.stat()))
-            shards.append(Shard(split, None, None, reader, number, (identity,), listing))
-    return Plan(f"the WebDataset shards at {source}", ListedShards(shards), inputs)
+            shards.append(
+                Shard(split, None, None, reader(path, Snapshot.of(path.stat())), number, (identity,), listing)
+            )
+    return Plan(described, ListedShards(shards), inputs)
 
 
 def _webdataset_files(source: Path, split: str) -> list[Path]:

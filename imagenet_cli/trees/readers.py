@@ -258,6 +258,47 @@ def _sample(key: str, parts: dict[str, bytes]) -> Item:
 
 
 @dataclass(frozen=True)
+class ParquetShard:
+    """One Parquet file with the features of Hugging Face's ``ILSVRC/imagenet-1k`` (an export of
+    ours, or a copy of the hub's): ``image`` {``bytes``, ``path``} and ``label`` (the sorted-WNID
+    index). Read a row group at a time; a path ``wnid/name`` whose WNID is not the label's is a
+    failure."""
+
+    path: Path
+    snapshot: Snapshot | None = None
+
+    def items(self) -> Iterator[Item]:
+        from ..exports.parquet import require_pyarrow
+
+        _, pq = require_pyarrow()
+        with open_as_planned(self.path, self.snapshot) as file:
+            try:
+                table = pq.ParquetFile(file)
+                for group in range(table.num_row_groups):
+                    rows = table.read_row_group(group, columns=["image", "label"]).to_pylist()
+                    for row in rows:
+                        yield _row(row)
+            except (OSError, ValueError, KeyError) as error:  # pyarrow's errors derive from these
+                yield Item(self.path.name, None, None, f"unreadable Parquet file ({error})")
+
+
+def _row(row: dict[str, Any]) -> Item:
+    image = row.get("image") or {}
+    path = str(image.get("path") or "")
+    name = posixpath.basename(path) or "a row without a path"
+    if not image.get("bytes"):
+        return Item(name, None, None, "no image bytes")
+    try:
+        wnid = catalogue.by_index(int(row["label"])).wnid
+    except (TypeError, ValueError, InvalidArgumentError):
+        return Item(name, None, None, f"its label {row.get('label')!r} is no class index 0–999")
+    folder = posixpath.dirname(path)
+    if catalogue.is_wnid(folder) and folder != wnid:
+        return Item(name, None, None, f"its label says {wnid}, its path {folder}: which is right cannot be known")
+    return Item(name, wnid, bytes(image["bytes"]))
+
+
+@dataclass(frozen=True)
 class Blobs:
     """Images already read, for inputs that can only be streamed (the 2019 Kaggle tar.gz)."""
 
@@ -267,7 +308,7 @@ class Blobs:
         yield from self.images
 
 
-Reader = TarRegion | TarMembers | ZipMembers | Files | Blobs | WebDatasetShard
+Reader = TarRegion | TarMembers | ZipMembers | Files | Blobs | WebDatasetShard | ParquetShard
 Listable = TarRegion | TarMembers | ZipMembers | Files  # readers that can say where each image is
 
 
