@@ -66,7 +66,11 @@ def changed_since(recorded: InputFile, tree: Path) -> InputFile | None:
     path = tree / recorded.path
     if not path.is_file():
         return None
-    now = describe(path, tree)
+    if recorded.xxh3_64 is None:  # known by size and mtime when recorded: compared so, unread
+        stat = path.stat()
+        now = InputFile(recorded.name, recorded.path, stat.st_size, stat.st_mtime_ns)
+    else:
+        now = describe(path, tree)
     return None if recorded.same_content(now) else now
 
 

@@ -107,3 +107,18 @@ def test_a_parquet_export_read_back_is_its_tree(exported: Path, tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "the Parquet files at" in result.stdout
     assert rows(tmp_path / "root" / "full") == rows(exported / "64")
+
+
+def test_shards_convert_to_another_format_with_their_bytes_kept(exported: Path, tmp_path: Path) -> None:
+    """export parquet --from WebDataset shards: the images made already are copied, not re-encoded."""
+    pq = pytest.importorskip("pyarrow.parquet")
+    result = export(exported, "parquet", source=exported / "exports" / "webdataset-64", out=tmp_path / "pq")
+    assert not result.failures
+    tree = exported / "64"
+    found = {}
+    for file in sorted((tmp_path / "pq" / "data").glob("*.parquet")):
+        for row in pq.read_table(file).to_pylist():
+            found[row["image"]["path"]] = (row["image"]["bytes"], row["label"])
+    assert found == {
+        e.path.split("/", 1)[1]: ((tree / e.path).read_bytes(), catalogue.by_wnid(e.wnid).index) for e in rows(tree)
+    }

@@ -32,6 +32,7 @@ from ..manifest import Failure
 from ..progress import SILENT, Progress
 from ..selection import rank
 from ..trees import Staged
+from ..trees.plan import is_parquet, is_webdataset
 from ..trees.readers import Origin, OriginReader
 from ..trees.resize import BoxRows, Filter, ImageFormat, Mode, Recipe
 from ..trees.shards import PACKS, read_marker
@@ -275,7 +276,9 @@ def _straight(
             )
         return Straight(BoxRows(int(size or 32)), "full", source, dask, trust_input_labels)
     chosen = {key: value for key, value in image_options.items() if value is not None}
-    recipe = Recipe((str(size or DEFAULT_TREE),), **chosen)
+    # Shards hold images made already: their bytes are kept unless a size is asked for.
+    shards = source is not None and (is_webdataset(source) or is_parquet(source))
+    recipe = Recipe((str(size or ("full" if shards else DEFAULT_TREE)),), **chosen)
     size_name = recipe.sizes[0]
     return Straight(recipe.applied_to(size_name), tree_name(size_name, recipe), source, dask, trust_input_labels)
 

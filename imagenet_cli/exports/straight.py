@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import json
 import logging
+import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -40,7 +41,7 @@ import xxhash
 from .. import atomic
 from ..errors import ArchiveError
 from ..hashing import hash_file
-from ..inputs import InputFile, changed_since, describe
+from ..inputs import InputFile, changed_since
 from ..manifest import Failure
 from ..progress import Progress
 from ..trees import Staged, cluster, stage
@@ -297,7 +298,8 @@ def _unchanged_export(destination: Path) -> ExportRecord | None:
 
 def _relative(recorded: InputFile, staged: Path, destination: Path) -> InputFile:
     """An input as the staging recorded it, its path made relative to the export folder."""
-    return describe((staged / recorded.path).resolve(), destination)
+    moved = os.path.relpath((staged / recorded.path).absolute(), destination.absolute()).replace(os.sep, "/")
+    return dataclasses.replace(recorded, path=moved)
 
 
 def _listing(staged: Staged) -> str:
