@@ -31,6 +31,11 @@ TEST_TAR = "ILSVRC2012_img_test_v10102019.tar"
 DEVKIT = "ILSVRC2012_devkit_t12.tar.gz"
 KAGGLE_ZIP = "imagenet-object-localization-challenge.zip"
 KAGGLE_INNER_TAR = "imagenet_object_localization_patched2019.tar.gz"
+# Hugging Face's ILSVRC/imagenet-1k (its data/ folder, downloaded into ROOT/downloads/): flat JPEGs
+# named <official stem>_<wnid>.JPEG; test images have no class.
+HUB_TRAIN = tuple(f"train_images_{number}.tar.gz" for number in range(5))
+HUB_VAL = "val_images.tar.gz"
+HUB_TEST = "test_images.tar.gz"
 GROUND_TRUTH = "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt"
 LOC_FILES = ("LOC_synset_mapping.txt", "LOC_val_solution.csv", "LOC_train_solution.csv", "LOC_sample_submission.csv")
 
@@ -54,6 +59,28 @@ class Member:
     data: bytes
     origin: str  # where it came from, for messages: "ILSVRC2012_img_train.tar:n01440764.tar:n01440764_10026.JPEG"
     damage: str | None = None  # why its bytes could not be read (a zip member failing its CRC); data is then empty
+
+
+class HubImage(NamedTuple):
+    name: str  # the official file name: n01440764_10026.JPEG, ILSVRC2012_val_00000001.JPEG
+    wnid: str | None  # from the name's suffix; None where it is none of the 1000
+    data: bytes
+    origin: str  # the member as it is named in the archive
+
+
+def hub_images(path: Path, refuse: Refuse) -> Iterator[HubImage]:
+    """The images of one of the hub's ``.tar.gz`` files, streamed in their order, each with its
+    official name back (``n01440764_10026_n01440764.JPEG`` is ``n01440764_10026.JPEG`` of class
+    n01440764)."""
+    with tarfile.open(path, mode="r|gz") as tar:
+        for member, data in tar_files(tar, path.name, refuse):
+            named = posixpath.basename(member.name)
+            stem, dot, extension = named.rpartition(".")
+            official, _, wnid = stem.rpartition("_")
+            if not official or not catalogue.is_wnid(wnid):
+                yield HubImage(named, None, data.read(), member.name)
+            else:
+                yield HubImage(f"{official}{dot}{extension}", wnid, data.read(), member.name)
 
 
 def role_of(path: Path) -> str:

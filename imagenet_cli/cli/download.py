@@ -103,8 +103,8 @@ def download(
     layout: Annotated[
         sample.Layout | None,
         typer.Option(
-            help="sample: the official archives, Kaggle's zip, or "
-            "Kaggle's older zip of one tar.gz [default: official].",
+            help="sample: the official archives, Kaggle's zip, Kaggle's older zip of one tar.gz, or the "
+            "Hugging Face hub's ILSVRC/imagenet-1k tar.gz files (hf) [default: official].",
             show_default=False,
         ),
     ] = None,

@@ -112,7 +112,7 @@ def download_sample(
     )
     wanted = sample.options_record(layout, options)
     downloads = Root(root).downloads
-    names = sample.OFFICIAL_FILES if layout == "official" else (archives.KAGGLE_ZIP,)
+    names = {"official": sample.OFFICIAL_FILES, "hf": sample.HUB_FILES}.get(layout, (archives.KAGGLE_ZIP,))
     paths = [downloads / name for name in names]
 
     with locks.writing_all(paths, wait):

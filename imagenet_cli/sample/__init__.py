@@ -38,6 +38,9 @@ from typing import Any, BinaryIO, NamedTuple, TypeVar
 from .. import catalogue
 from ..archives import (
     DEVKIT,
+    HUB_TEST,
+    HUB_TRAIN,
+    HUB_VAL,
     KAGGLE_INNER_TAR,
     KAGGLE_ZIP,
     TEST_TAR,
@@ -58,10 +61,12 @@ class Layout(StrEnum):
     official = "official"  # the archives of image-net.org
     kaggle = "kaggle"  # the competition zip as Kaggle serves it now
     kaggle_2019 = "kaggle-2019"  # the older zip: one inner tar.gz
+    hf = "hf"  # Hugging Face's ILSVRC/imagenet-1k: five train tar.gz, val and test, flat, class in the name
 
 
 LAYOUTS = tuple(Layout)
 OFFICIAL_FILES = (TRAIN_TAR, VAL_TAR, TEST_TAR, DEVKIT)
+HUB_FILES = (*HUB_TRAIN, HUB_VAL, HUB_TEST)
 
 
 class Quirks(NamedTuple):
@@ -228,6 +233,8 @@ def write_sample(
     with progress.task("generating sample images", total=len(images), unit="img") as advance:
         if layout == "official":
             return _write_official(downloads, images, rng, advance, before_rename)
+        if layout == "hf":
+            return _write_hub(downloads, images, rng, advance, before_rename)
         write = _write_kaggle if layout == "kaggle" else _write_kaggle_2019
         return [write(downloads / KAGGLE_ZIP, images, rng, advance, before_rename)]
 
@@ -436,6 +443,33 @@ def _add_to_zip(archive: zipfile.ZipFile, name: str, data: bytes, compress: bool
     info.compress_type = zipfile.ZIP_DEFLATED if compress else zipfile.ZIP_STORED
     info.external_attr = 0o644 << 16
     archive.writestr(info, data)
+
+
+def _write_hub(
+    downloads: Path, images: list[SampleImage], rng: random.Random, advance: Advance, before_rename: Finish | None
+) -> list[Path]:
+    """The hub's layout: train in five gzipped tars, classes in a shuffled order cut across them
+    (a class can straddle two), val and test beside them; every image flat, its class after the
+    last underscore (``n01440764_10026_n01440764.JPEG``), test images without one."""
+    classes = sorted({i.wnid for i in images if i.split == "train" and i.wnid is not None})
+    train = [i for wnid in _shuffled(classes, rng) for i in images if i.split == "train" and i.wnid == wnid]
+    cut = -(-len(train) // len(HUB_TRAIN))
+    parts = [train[at : at + cut] for at in range(0, len(HUB_TRAIN) * cut, cut)]
+    groups = [*zip(HUB_TRAIN, parts, strict=True), (HUB_VAL, [i for i in images if i.split == "val"])]
+    groups.append((HUB_TEST, [i for i in images if i.split == "test"]))
+    written = []
+    for name, members in groups:
+        shuffled = _shuffled(members, rng) if name in (HUB_VAL, HUB_TEST) else members
+        tar = _tar_bytes((_hub_name(image), data) for image, data in _rendered(shuffled, advance))
+        with atomic_writer(downloads / name, before_rename=before_rename) as file:
+            with gzip.GzipFile(fileobj=file, mode="wb", mtime=0, filename="") as gz:
+                gz.write(tar)
+        written.append(downloads / name)
+    return written
+
+
+def _hub_name(image: SampleImage) -> str:
+    return f"{image.stem}_{image.wnid}.JPEG" if image.wnid else image.name
 
 
 def _write_kaggle(

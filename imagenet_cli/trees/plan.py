@@ -126,6 +126,11 @@ def make_plan(
     if kaggle is not None:
         bundle = describe(kaggle.path, tree)
         return Plan("the Kaggle zip", _plan_kaggle(kaggle, splits, labels, bundle), {s: [bundle] for s in splits})
+    hub = {"train": [downloads / n for n in archives.HUB_TRAIN], "val": [downloads / archives.HUB_VAL]}
+    if all(path.is_file() for split in splits for path in hub[split]):
+        inputs = {split: [describe(path, tree) for path in hub[split]] for split in splits}
+        files = {split: hub[split] for split in splits}
+        return Plan("the Hugging Face hub's tar.gz files", _HubShards(files, labels, inputs), inputs)
     raise MissingInputError(
         f"no archives to prepare in {downloads}: it needs {archives.TRAIN_TAR} and {archives.VAL_TAR}, "
         f"or {archives.KAGGLE_ZIP}"
@@ -134,6 +139,7 @@ def make_plan(
 
 NOT_A_VAL_NAME = "not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000, so it has no label: not used"
 NOT_A_CLASS_FOLDER = "not in a class folder named by one of the 1000 WNIDs: not used"
+NO_CLASS_SUFFIX = "no WNID of the 1000 after its last underscore (<name>_<wnid>.JPEG): not used"
 
 
 def _val_label(labels: tuple[str, ...], name: str) -> str | None:
@@ -394,6 +400,75 @@ class _KaggleTarGzShards(_KaggleShards):
     def _val_part(self, items: list[Item], part: int) -> Shard:
         listing = fingerprint((item.name, item.wnid) for item in items)
         return Shard("val", None, len(items), Blobs(tuple(items)), part, self.inputs, listing)
+
+
+class _HubShards(Shards):
+    """Hugging Face's ``ILSVRC/imagenet-1k``: each ``.tar.gz`` read from start to end here, train
+    cut in runs of one class (a class that straddles two files is two runs), val in stretches.
+    The names get their official form back, so the tree is the one the official archives make."""
+
+    VAL_PART = 500
+    spreadable = False
+
+    def __init__(
+        self, files: dict[str, list[Path]], labels: tuple[str, ...], inputs: dict[str, list[InputFile]]
+    ) -> None:
+        super().__init__()
+        self.files, self.labels, self.inputs = files, labels, {s: tuple(i) for s, i in inputs.items()}
+
+    def _cut(self) -> Iterator[Shard]:
+        refused: list[Item] = []
+
+        def refuse(where: str, why: str) -> None:
+            refused.append(Item(where.rsplit(":", 1)[-1], None, None, f"refused: {why}"))
+
+        if "train" in self.files:
+            yield from self._train(refuse, refused)
+        if "val" in self.files:
+            yield from self._val(refuse)
+        yield from _unusable(next(iter(self.files)), refused, self.inputs[next(iter(self.files))])
+
+    def _train(self, refuse: Callable[[str, str], None], refused: list[Item]) -> Iterator[Shard]:
+        runs = _ClassRuns(self.inputs["train"], lambda items: Blobs(items))
+        for path in self.files["train"]:
+            for image in archives.hub_images(path, refuse):
+                if image.wnid is None:
+                    refused.append(Item(image.origin, None, None, NO_CLASS_SUFFIX))
+                elif finished := runs.add(image.wnid, Item(image.name, None, image.data)):
+                    yield finished
+        if finished := runs.flush():
+            yield finished
+
+    def _val(self, refuse: Callable[[str, str], None]) -> Iterator[Shard]:
+        items: list[Item] = []
+        unlabelled: list[Item] = []
+        differing: list[str] = []
+        part = 0
+        for image in archives.hub_images(self.files["val"][0], refuse):
+            wnid = _val_label(self.labels, image.name)  # the shipped label, as for every input
+            if wnid is None:
+                unlabelled.append(Item(image.origin, None, None, NOT_A_VAL_NAME))
+                continue
+            if image.wnid != wnid:
+                differing.append(f"{image.origin}: ILSVRC-2012's label is {wnid}")
+            items.append(Item(image.name, wnid, image.data))
+            if len(items) == self.VAL_PART:
+                yield self._val_part(items, part)
+                items, part = [], part + 1
+        if items:
+            yield self._val_part(items, part)
+        if differing:
+            log.warning(
+                "%d val images carry another class in their names than ILSVRC-2012's label (%s%s): filed by the label",
+                len(differing),
+                "; ".join(differing[:3]),
+                "; …" if len(differing) > 3 else "",
+            )
+        yield from _unusable("val", unlabelled, self.inputs["val"])
+
+    def _val_part(self, items: list[Item], part: int) -> Shard:
+        listing = fingerprint((item.name, item.wnid) for item in items)
+        return Shard("val", None, len(items), Blobs(tuple(items)), part, self.inputs["val"], listing)
 
 
 WEBDATASET_INFO = "_info.json"
