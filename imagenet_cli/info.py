@@ -12,6 +12,7 @@ from .exports.record import ExportRecord
 from .layout import EXPORTS, SPLITS, Root, SplitCount, count_split, free_bytes
 from .manifest import MadeBy, has_manifest, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
+from .trees.plan import is_parquet, is_webdataset
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,14 @@ class RootState:
     trees: list[TreeState] = field(default_factory=list)
     subsets: list[TreeState] = field(default_factory=list)
     exports: list[ExportState] = field(default_factory=list)
+    shards: str | None = None  # the folder is itself a set of shards: "webdataset" or "parquet"
 
     @property
     def next_step(self) -> str | None:
-        """The stage the root is ready for: download, prepare, subset — or None when all are done."""
+        """The stage the root is ready for: download, prepare (of the root's archives, or of the
+        shards the folder is), subset — or None when all are done."""
+        if self.shards is not None and not self.trees:
+            return "prepare"
         if (not self.archives and not self.trees) or self.partial:
             return "download"
         if not self.trees:
@@ -103,6 +108,7 @@ def describe_root(root: Path) -> RootState:
         trees=[_tree_state(path) for path in layout.trees()],
         subsets=[_tree_state(path) for path in layout.subset_trees()],
         exports=_export_states(layout.path / EXPORTS),
+        shards="webdataset" if is_webdataset(root) else "parquet" if is_parquet(root) else None,
     )
 
 

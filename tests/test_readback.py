@@ -122,3 +122,16 @@ def test_shards_convert_to_another_format_with_their_bytes_kept(exported: Path, 
     assert found == {
         e.path.split("/", 1)[1]: ((tree / e.path).read_bytes(), catalogue.by_wnid(e.wnid).index) for e in rows(tree)
     }
+
+
+def test_info_of_a_shard_folder_suggests_the_prepare_that_reads_it(exported: Path, tmp_path: Path) -> None:
+    folder = exported / "exports" / "webdataset-64"
+    shown = imagenet("info", "--root", str(folder), "--json")
+    assert shown.exit_code == 0, shown.output
+    state = json.loads(shown.stdout)
+    assert state["shards"] == "webdataset" and state["next_step"] == "prepare"
+    command = state["next_command"].split("  (", 1)[0].split()
+    assert command[:2] == ["imagenet", "prepare"]
+    ran = imagenet(*command[1:], "--root", str(tmp_path / "root"))
+    assert ran.exit_code == 0, ran.output
+    assert rows(tmp_path / "root" / "full") == rows(exported / "64")

@@ -67,6 +67,7 @@ def _as_json(state: RootState) -> dict[str, Any]:
             }
             for e in state.exports
         ],
+        "shards": state.shards,
         "next_step": state.next_step,
         "next_command": next_command(state),
     }
@@ -96,7 +97,14 @@ def _how_made(tree: TreeState) -> str:
 
 def _print_state(state: RootState) -> None:
     typer.echo(f"root: {state.root} ({human_bytes(state.free_bytes)} free)")
-    if not state.archives and not state.trees and not state.subsets:
+    if state.shards is not None:
+        what = (
+            "WebDataset shards (timm's imagenet-1k-wds layout, or an export)"
+            if state.shards == "webdataset"
+            else ("Parquet files with the Hugging Face hub's features")
+        )
+        typer.echo(f"this folder holds {what}: prepare reads them back into a tree")
+    elif not state.archives and not state.trees and not state.subsets:
         typer.echo("nothing here yet; start with `imagenet download`")
     if state.archives:
         typer.echo("\narchives (downloads/):")
@@ -143,6 +151,8 @@ def next_command(state: RootState) -> str | None:
         if state.partial:
             return "imagenet download  (again, with the same options: it resumes)"
         return "imagenet download  (Kaggle; --source official for image-net.org, --source sample to try it offline)"
+    if step == "prepare" and state.shards is not None:  # the folder is shards, not a root: a tree elsewhere
+        return f"imagenet prepare --from {state.root} --size full  (into ./imagenet, or --root DIR)"
     if step == "prepare":
         return "imagenet prepare --size 224"
     if step == "subset" and (suggestion := state.subset_to_suggest()) is not None:
