@@ -194,6 +194,10 @@ class AccessDeniedError(DownloadError):
     """The server refused the request (HTTP 401/403): a login, cookie or header is needed."""
 
 
+class HubAccessError(AccessDeniedError):
+    """The Hugging Face hub refused a gated dataset: no valid token, or its terms not accepted."""
+
+
 class RemoteChangedError(DownloadError):
     """The file on the server is not the one recorded or published (size or validator differ)."""
 

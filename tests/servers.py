@@ -134,6 +134,11 @@ class FileServer:
             def log_message(self, *args: object) -> None:
                 pass
 
+            def do_HEAD(self) -> None:
+                server.requests.append(("HEAD", self.path, None))
+                if not server.handle_other(self):
+                    self.send_error(405)
+
             def do_POST(self) -> None:
                 server.requests.append(("POST", self.path, None))
                 if not server.handle_other(self):
@@ -286,3 +291,59 @@ class FakeKaggle(FileServer):
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
         handler.wfile.write(data)
+
+
+class FakeHub(FileServer):
+    """The Hugging Face hub for one gated dataset, ``ILSVRC/imagenet-1k``: the routes
+    ``huggingface_hub`` calls to fetch a file (HEAD, then GET with Range, of
+    ``/datasets/REPO/resolve/REVISION/data/NAME``), with the headers it reads (the commit, the LFS
+    sha256 as the linked ETag, the size). No valid token: 401; terms not accepted: 403."""
+
+    COMMIT = "0123456789abcdef0123456789abcdef01234567"
+    RESOLVE = "/datasets/ILSVRC/imagenet-1k/resolve/"
+
+    def __init__(self, files: dict[str, bytes], revision: str = "main", token: str = "hf_good") -> None:
+        super().__init__(files, path_prefix=f"{self.RESOLVE}{revision}/data/")
+        self.token, self.terms_accepted = token, True
+        self.sha256 = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+
+    def extra_headers(self, name: str, data: bytes) -> dict[str, str]:
+        return {
+            "X-Repo-Commit": self.COMMIT,
+            "X-Linked-Etag": f'"{self.sha256[name]}"',
+            "X-Linked-Size": str(len(data)),
+        }
+
+    def handle_other(self, handler: BaseHTTPRequestHandler) -> bool:
+        path = urlsplit(handler.path).path
+        if not path.startswith(self.RESOLVE):
+            return False
+        refusal = self._refusal(handler, path)
+        if refusal is not None:
+            status, code = refusal
+            handler.send_response(status)
+            handler.send_header("X-Error-Code", code)
+            handler.send_header("Content-Length", "0")
+            handler.end_headers()
+            return True
+        if handler.command == "HEAD":
+            name = path.removeprefix(self.prefix)
+            data = self.files[name]
+            handler.send_response(200)
+            for key, value in {**self.extra_headers(name, data), "ETag": self.etags[name]}.items():
+                handler.send_header(key, value)
+            handler.send_header("Content-Length", str(len(data)))
+            handler.end_headers()
+            return True
+        return False  # a GET the file server answers, ranges and all
+
+    def _refusal(self, handler: BaseHTTPRequestHandler, path: str) -> tuple[int, str] | None:
+        if handler.headers.get("Authorization") != f"Bearer {self.token}":
+            return 401, "RepoNotFound"
+        if not self.terms_accepted:
+            return 403, "GatedRepo"
+        if not path.startswith(self.prefix):
+            return 404, "RevisionNotFound"
+        if path.removeprefix(self.prefix) not in self.files:
+            return 404, "EntryNotFound"
+        return None

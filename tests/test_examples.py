@@ -6,7 +6,7 @@ where it cannot run here, and each change is in the table below:
 
 - a line that downloads from image-net.org or a mirror goes to a server on 127.0.0.1 that serves
   the sample's archives (``IMAGENET_BASE_URL``, or in place of the example's mirror host);
-- a line that needs Kaggle credentials or a running cluster runs with ``--help``;
+- a line that needs Kaggle or Hugging Face credentials or a running cluster runs with ``--help``;
 - example paths (``ROOT``, ``/data/ILSVRC``, ``/scratch``) become folders of the scratch root;
 - a subset asking for more images than the sample has (260 per class, the 1% list) runs with
   ``--allow-short``, the option its message names.
@@ -38,6 +38,7 @@ pytestmark = pytest.mark.slow
 # Lines that cannot run here as written: they need credentials or a cluster we do not have.
 NEEDS_HELP = (
     re.compile(r"^imagenet download\s*$"),  # the Kaggle bundle: Kaggle credentials
+    re.compile(r"^imagenet download --source hf"),  # the hub: a token, and the dataset's terms accepted
     re.compile(r"--dask (tcp://|auto)"),  # a running scheduler
 )
 MIRROR = "https://mirror.example.org/imagenet/"

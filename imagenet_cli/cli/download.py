@@ -12,6 +12,7 @@ from .. import sample
 from ..download import (
     DEFAULT_CONNECTIONS,
     DownloadResult,
+    download_hf,
     download_kaggle,
     download_official,
     download_sample,
@@ -29,6 +30,7 @@ Examples:
   imagenet download --source official --base-url https://mirror.example.org/imagenet/ --dry-run
   imagenet download --source official --cookies cookies.txt --connections 8
   imagenet download --source official --header 'Authorization: Bearer TOKEN' --trust-host cdn.example.org
+  imagenet download --source hf                       Hugging Face's ILSVRC/imagenet-1k (hf auth login first)
   imagenet download --source sample                   a miniature ImageNet, offline, in seconds
   imagenet download --source sample --layout kaggle --classes imagewoof --per-class 20
 """
@@ -37,6 +39,7 @@ Examples:
 class Source(StrEnum):
     kaggle = "kaggle"
     official = "official"
+    hf = "hf"
     sample = "sample"
 
 
@@ -49,6 +52,7 @@ def download(
         Source,
         typer.Option(
             help="kaggle: the competition bundle, via Kaggle's API. official: image-net.org or a mirror. "
+            "hf: Hugging Face's ILSVRC/imagenet-1k (a token, and its terms accepted; the hf extra). "
             "sample: a miniature ILSVRC-2012 generated offline."
         ),
     ] = Source.kaggle,
@@ -64,7 +68,7 @@ def download(
     files: Annotated[
         str | None,
         typer.Option(
-            help="official: archives to fetch, comma-separated (default: train tar, val tar, devkit).",
+            help="official and hf: files to fetch, comma-separated (default: train and val, and the devkit).",
             show_default=False,
             metavar="N|LIST",
         ),
@@ -100,6 +104,12 @@ def download(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Show what would be fetched, its size and the free disk; fetch nothing.")
     ] = False,
+    revision: Annotated[
+        str | None,
+        typer.Option(
+            help="hf: the dataset's branch, tag or commit [default: main].", show_default=False, metavar="REV"
+        ),
+    ] = None,
     layout: Annotated[
         sample.Layout | None,
         typer.Option(
@@ -156,7 +166,6 @@ def download(
     file never both fetch it: the second waits, then finds it complete.
     """
     official_only = {
-        "--files": files,
         "--cookies": cookies,
         "--header": header,
         "--trust-host": trust_host,
@@ -172,6 +181,9 @@ def download(
     }
     _refuse_options_of_other_sources(source, official_only, Source.official)
     _refuse_options_of_other_sources(source, sample_only, Source.sample)
+    _refuse_options_of_other_sources(source, {"--revision": revision}, Source.hf)
+    if files is not None and source not in (Source.official, Source.hf):
+        raise typer.BadParameter("--files only applies to --source official and hf", param_hint="'--files'")
     if source is Source.sample and dry_run:
         raise typer.BadParameter("the sample is generated, not fetched: drop --dry-run", param_hint="'--dry-run'")
 
@@ -195,6 +207,16 @@ def download(
             cookies=cookies,
             trusted_hosts=trust_host,
             checksums=checksums,
+            connections=connections,
+            dry_run=dry_run,
+            wait=not no_wait,
+            progress=ui.progress,
+        )
+    if source is Source.hf:
+        return download_hf(
+            root,
+            files=comma_list(files, "--files"),
+            revision=revision or "main",
             connections=connections,
             dry_run=dry_run,
             wait=not no_wait,

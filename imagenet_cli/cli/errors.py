@@ -22,6 +22,7 @@ from ..errors import (
     ClusterUnreachableError,
     DamagedTreeError,
     DownloadError,
+    HubAccessError,
     ImagenetError,
     InputChangedError,
     InsufficientSpaceError,
@@ -111,6 +112,7 @@ ERROR_TABLE = (
         "saving your token as ~/.kaggle/kaggle.json (chmod 600) or setting KAGGLE_API_TOKEN",
     ),
     ErrorRule(KaggleRulesError, EXIT_ERROR, "accepting the rules in a browser while logged in, then the same command"),
+    ErrorRule(HubAccessError, EXIT_ERROR, "`hf auth login` (or HF_TOKEN), then the terms on the page it names"),
     ErrorRule(
         AccessDeniedError, EXIT_ERROR, "logging in on the site, then --cookies cookies.txt or --header 'Name: value'"
     ),

@@ -25,7 +25,7 @@ from ..records import (
     write_record,
 )
 from ..selection import choose
-from . import kaggle, official
+from . import hub, kaggle, official
 from .transfer import (
     Endpoint,
     Plan,
@@ -166,6 +166,40 @@ def _existing_sample_record(path: Path) -> DownloadRecord | None:
 # --- over HTTP ---------------------------------------------------------------------------------
 
 
+def download_hf(
+    root: Path,
+    *,
+    files: list[str] | None = None,
+    revision: str = "main",
+    token: str | None = None,
+    connections: int = DEFAULT_CONNECTIONS,
+    dry_run: bool = False,
+    wait: bool = True,
+    progress: Progress = SILENT,
+    retry: RetryPolicy = RetryPolicy(),
+) -> DownloadResult:
+    """Fetch Hugging Face's ``ILSVRC/imagenet-1k`` files (default: the five train tar.gz and val)
+    into ``ROOT/downloads`` (see :mod:`imagenet_cli.download.hub`; extra ``[hf]``), each checked
+    against the sha256 the hub publishes. ``token``: default, the hub client's own (``HF_TOKEN``,
+    the login cache)."""
+    names = files or list(hub.DEFAULT_FILES)
+    if unknown := [name for name in names if name not in hub.FILES]:
+        raise InvalidArgumentError(f"{', '.join(unknown)}: the dataset's files are {', '.join(hub.FILES)}", "files")
+    remotes, bearer = hub.remotes(names, revision, token)
+    credentials = {"Authorization": f"Bearer {bearer}"} if bearer else {}
+    with http_client(connections, credentials, None, home=hub.endpoint()) as client:
+        return _fetch_all(
+            "hf",
+            Root(root).downloads,
+            remotes,
+            lambda r: Endpoint(client, r.url, policy=retry),
+            connections,
+            dry_run,
+            wait,
+            progress,
+        )
+
+
 def download_official(
     root: Path,
     *,
@@ -291,6 +325,8 @@ def _fetch_all(
                         url=identity.url,
                         etag=identity.etag,
                         last_modified=identity.last_modified,
+                        # A digest the source publishes beside MD5 (the hub's sha256), as checked.
+                        details={"sha256": digests["sha256"]} if "sha256" in digests else {},
                     )
                 )
 
