@@ -47,13 +47,12 @@ def test_an_export_read_back_is_the_tree_it_was_made_from(exported: Path, tmp_pa
 
 
 def write_timm_shard(path: Path, samples: list[tuple[str, bytes, int]]) -> None:
-    """A shard as timm's imagenet-1k-wds holds one: KEY.jpg and KEY.cls, no json, keys without extension."""
-    with tarfile.open(path, "w") as tar:
+    """A shard as timm's imagenet-1k-wds holds one, written by webdataset's own TarWriter: KEY.jpg
+    and KEY.cls, no json, keys without extension."""
+    wds = pytest.importorskip("webdataset")
+    with wds.TarWriter(str(path)) as sink:
         for key, image, label in samples:
-            for suffix, data in (("jpg", image), ("cls", str(label).encode())):
-                info = tarfile.TarInfo(f"{key}.{suffix}")
-                info.size = len(data)
-                tar.addfile(info, io.BytesIO(data))
+            sink.write({"__key__": key, "jpg": image, "cls": label})
 
 
 def test_timm_shards_without_json_give_official_names_and_true_labels(exported: Path, tmp_path: Path) -> None:
