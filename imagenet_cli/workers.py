@@ -18,13 +18,18 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 from contextlib import AbstractContextManager, contextmanager
 from typing import TypeVar
 
+from . import stops
+
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def leave_stops_to_the_parent() -> None:
     """A worker's initializer: ignore stop signals, and exit with the parent."""
-    for number in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    for number in STOP_SIGNALS:
         signal.signal(number, signal.SIG_IGN)
     parent = os.getppid()
 
@@ -47,6 +52,8 @@ def local_pool(workers: int) -> Iterator[ProcessPoolExecutor]:
     """A pool of ``workers`` processes; stopped by Ctrl-C or SIGTERM, its workers are killed at once
     rather than left to finish what they hold (every write they make is atomic)."""
     with ProcessPoolExecutor(max_workers=workers, initializer=leave_stops_to_the_parent) as pool:
+        with stops.held():  # a stop during the forks comes when they are done (see stops.py)
+            pool.submit(os.getpid).result()  # with fork, the first task starts every worker
         try:
             yield pool
         except KeyboardInterrupt:

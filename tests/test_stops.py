@@ -216,3 +216,24 @@ def test_a_signal_the_process_was_started_ignoring_stays_ignored(tmp_path: Path)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 0, stderr
     assert verify(tmp_path, paths=[tmp_path / "32"]).ok
+
+
+def test_a_stop_while_workers_are_forked_is_held_and_delivered_after() -> None:
+    """Raised inside fork's own callbacks, a stop would be swallowed and the run go on: while the
+    pool forks, the handlers note a stop, and it comes as soon as the workers are up."""
+    from imagenet_cli import stops
+
+    got: list[int] = []
+
+    def handler(number: int, _frame: object) -> None:
+        if not stops.holding(number):
+            got.append(number)
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        with stops.held():
+            signal.raise_signal(signal.SIGTERM)
+            assert got == [], "held back"
+        assert got == [signal.SIGTERM], "delivered once the block ends"
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
+from .. import stops
 from ..errors import EXIT_PROBLEMS, EXIT_USAGE, Stopped
 from ..progress import Progress
 from .errors import exit_code_for, message_for
@@ -186,9 +187,14 @@ def _stop_signals_as_interrupts() -> Iterator[None]:
     Typer would turn a KeyboardInterrupt raised in its own code into a silent exit 130."""
 
     def stop(number: int, _frame: FrameType | None) -> None:
-        raise Stopped(number, signal.Signals(number).name)
+        if not stops.holding(number):
+            raise Stopped(number, signal.Signals(number).name)
 
-    handlers: dict[int, Any] = {signal.SIGTERM: stop, signal.SIGHUP: stop, signal.SIGINT: signal.default_int_handler}
+    def interrupt(number: int, _frame: FrameType | None) -> None:
+        if not stops.holding(number):
+            raise KeyboardInterrupt
+
+    handlers: dict[int, Any] = {signal.SIGTERM: stop, signal.SIGHUP: stop, signal.SIGINT: interrupt}
     # A signal the process was started with ignored stays ignored: nohup's SIGHUP, the SIGINT of a
     # shell's background job.
     kept = {number for number in handlers if signal.getsignal(number) is signal.SIG_IGN}
