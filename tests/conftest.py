@@ -83,6 +83,21 @@ def kaggle2019_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.fixture(scope="session")
+def imagenette_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Imagenette's 10 classes, 25 train and 5 val images each: enough work that a run is still
+    going when a test stops it. Generated once per worker; tests copy its downloads."""
+    root = tmp_path_factory.mktemp("imagenette")
+    download_sample(root, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
+    return root
+
+
+def copy_of(source_root: Path, root: Path) -> Path:
+    """A root holding a copy of ``source_root``'s downloads."""
+    shutil.copytree(source_root / "downloads", root / "downloads", dirs_exist_ok=True)
+    return root
+
+
 def prepared_copy(official_root: Path, parent: Path, size: str) -> Path:
     """A root of its own holding the official-form sample, prepared at ``size``."""
     from imagenet_cli.trees import prepare

@@ -23,7 +23,6 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from imagenet_cli import manifest  # noqa: E402
-from imagenet_cli.download import download_sample  # noqa: E402
 from imagenet_cli.errors import ClusterError, ShardCrashError, install_command  # noqa: E402
 from imagenet_cli.trees import cluster, prepare  # noqa: E402
 from imagenet_cli.trees.resize import Filter, Recipe  # noqa: E402
@@ -106,12 +105,11 @@ def test_without_the_extra_dask_is_one_line_naming_it(official_root: Path, tmp_p
 
 
 @pytest.mark.slow
-def test_a_worker_killed_mid_run_still_gives_the_identical_tree(tmp_path: Path) -> None:
-    download_sample(tmp_path / "source", classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
-    local = copy_downloads(tmp_path / "source", tmp_path / "local")
+def test_a_worker_killed_mid_run_still_gives_the_identical_tree(imagenette_root: Path, tmp_path: Path) -> None:
+    local = copy_downloads(imagenette_root, tmp_path / "local")
     prepare(local, Recipe(("64",), filter=Filter.lanczos), workers=2)
 
-    remote = copy_downloads(tmp_path / "source", tmp_path / "dask")
+    remote = copy_downloads(imagenette_root, tmp_path / "dask")
     file = tmp_path / "scheduler.json"
     quiet: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
     processes = [
@@ -232,11 +230,11 @@ def test_a_shard_that_kills_every_worker_is_named_and_the_rest_are_done(official
 
 
 @pytest.mark.slow
-def test_ctrl_c_cancels_the_cluster_work_and_exits_130(tmp_path: Path) -> None:
+def test_ctrl_c_cancels_the_cluster_work_and_exits_130(imagenette_root: Path, tmp_path: Path) -> None:
     """Ctrl-C as a terminal sends it: to every process of the group, the cluster's workers too."""
-    from .conftest import imagenet_process
+    from .conftest import copy_of, imagenet_process
 
-    download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
+    copy_of(imagenette_root, tmp_path)
     command = [
         "prepare",
         "--root",

@@ -25,7 +25,7 @@ from imagenet_cli.trees import prepare
 from imagenet_cli.trees.resize import Filter, ImageFormat, Mode, Recipe
 
 from .builders import prepared_by, rewrite_ground_truth, set_devkit_line
-from .conftest import SMALL, imagenet, imagenet_process
+from .conftest import SMALL, copy_of, imagenet, imagenet_process
 
 
 def copy_downloads(source_root: Path, root: Path) -> Path:
@@ -391,10 +391,8 @@ def test_a_stray_file_in_val_is_named(official_root: Path, tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(tmp_path: Path) -> None:
-    from imagenet_cli.download import download_sample
-
-    download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
+def test_ctrl_c_reaches_every_worker_and_exits_130_cleanly(imagenette_root: Path, tmp_path: Path) -> None:
+    copy_of(imagenette_root, tmp_path)
     markers = tmp_path / "64-lanczos" / ".shards"
     # Lanczos from a full decode: slow enough per image that the run is still going when signalled.
     command = [

@@ -19,7 +19,7 @@ from imagenet_cli.download import download_sample
 from imagenet_cli.trees import prepare
 from imagenet_cli.trees.resize import Filter, Recipe
 
-from .conftest import imagenet_process
+from .conftest import copy_of, imagenet_process
 
 LANCZOS_64 = "64-lanczos"  # the tree --size 64 --filter lanczos makes
 
@@ -76,9 +76,8 @@ def wait_until_gone(pids: set[int], seconds: float) -> set[int]:
 
 
 @pytest.fixture
-def sample_root(tmp_path: Path) -> Path:
-    download_sample(tmp_path, classes=["imagenette"], train_per_class=25, val_per_class=5, test_images=0)
-    return tmp_path
+def sample_root(imagenette_root: Path, tmp_path: Path) -> Path:
+    return copy_of(imagenette_root, tmp_path)
 
 
 @pytest.mark.slow
@@ -179,12 +178,11 @@ def wait_for_stop_handlers(pid: int) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
-def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path: Path, number: int) -> None:
+def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(official_root: Path, tmp_path: Path, number: int) -> None:
     """From the first moment our code runs (the entry point's handlers in: before that only
     Python's own start-up runs, where no code of ours can answer), through Typer reading the
     options, to the work itself."""
-    root = tmp_path / "root"
-    download_sample(root, train_per_class=3, val_per_class=2, test_images=0)
+    root = copy_of(official_root, tmp_path / "root")
     command = ["prepare", "--root", str(root), "--size", "32", "--redo"]
     for delay in (None, 0.08, 0.15, 0.25, 0.4, 0.7):  # None: the moment the handlers are in
         process = imagenet_process(*command)
@@ -204,9 +202,9 @@ def test_a_stop_at_any_moment_is_one_line_and_128_plus_signal(tmp_path: Path, nu
     assert verify(root, paths=[root / "32"]).ok
 
 
-def test_a_signal_the_process_was_started_ignoring_stays_ignored(tmp_path: Path) -> None:
+def test_a_signal_the_process_was_started_ignoring_stays_ignored(official_root: Path, tmp_path: Path) -> None:
     """``nohup imagenet prepare &``: the SIGHUP of a closed terminal must not stop the run."""
-    download_sample(tmp_path, train_per_class=3, val_per_class=2, test_images=0)
+    copy_of(official_root, tmp_path)
     command = ["prepare", "--root", str(tmp_path), "--size", "32"]
     process = imagenet_process(*command, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
     for delay in (0.05, 0.3, 0.6):
