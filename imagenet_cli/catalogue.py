@@ -29,6 +29,8 @@ NUM_CLASSES = 1000
 NUM_VAL_IMAGES = 50_000
 VAL_IMAGES_PER_CLASS = 50
 # ILSVRC-2012 in full: images per split, and the fewest and most train images of a class.
+# A split's name in published shard sets (timm's imagenet-1k-wds, the Hugging Face hub's Parquet).
+SHARD_SPLIT_NAMES = {"train": "train", "val": "validation"}
 SPLIT_IMAGES = {"train": 1_281_167, "val": NUM_VAL_IMAGES, "test": 100_000}
 TRAIN_PER_CLASS = (732, 1300)
 

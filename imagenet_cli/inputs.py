@@ -49,6 +49,11 @@ class InputFile:
 HASHED_BELOW = 1 << 30
 
 
+def relative_to(path: Path, tree: Path) -> str:
+    """``path`` as ``tree`` records it: relative, '/'-separated, so a moved root still finds it."""
+    return os.path.relpath(path.absolute(), tree.absolute()).replace(os.sep, "/")
+
+
 def describe(path: Path, tree: Path) -> InputFile:
     """The identity of the input at ``path`` as seen from ``tree``."""
     stat = path.stat()
@@ -56,8 +61,14 @@ def describe(path: Path, tree: Path) -> InputFile:
     digest = record.xxh3_64 if record is not None and record.matches(path) else None
     if digest is None and stat.st_size < HASHED_BELOW:
         digest = hash_file(path, ("xxh3_64",))["xxh3_64"]
-    relative = os.path.relpath(path.absolute(), tree.absolute()).replace(os.sep, "/")
-    return InputFile(path.name, relative, stat.st_size, stat.st_mtime_ns, digest)
+    return InputFile(path.name, relative_to(path, tree), stat.st_size, stat.st_mtime_ns, digest)
+
+
+def by_size_and_mtime(path: Path, tree: Path) -> InputFile:
+    """An input known without reading it: one of many shard files, whose hashing would read the
+    dataset once more."""
+    stat = path.stat()
+    return InputFile(path.name, relative_to(path, tree), stat.st_size, stat.st_mtime_ns)
 
 
 def changed_since(recorded: InputFile, tree: Path) -> InputFile | None:

@@ -95,14 +95,16 @@ def _how_made(tree: TreeState) -> str:
     return made.command if made is not None else "-"
 
 
+SHARD_FOLDERS = {
+    "webdataset": "WebDataset shards (timm's imagenet-1k-wds layout, or an export)",
+    "parquet": "Parquet files with the Hugging Face hub's features",
+}
+
+
 def _print_state(state: RootState) -> None:
     typer.echo(f"root: {state.root} ({human_bytes(state.free_bytes)} free)")
     if state.shards is not None:
-        what = (
-            "WebDataset shards (timm's imagenet-1k-wds layout, or an export)"
-            if state.shards == "webdataset"
-            else ("Parquet files with the Hugging Face hub's features")
-        )
+        what = SHARD_FOLDERS[state.shards]
         typer.echo(f"this folder holds {what}: prepare reads them back into a tree")
     elif not state.archives and not state.trees and not state.subsets:
         typer.echo("nothing here yet; start with `imagenet download`")

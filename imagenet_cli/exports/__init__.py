@@ -50,7 +50,7 @@ FORMATS = tuple(ExportFormat)
 DOWNSAMPLED_SIZES = (8, 16, 32, 64)
 SHARD_THREADS = 3
 CLAIM = ".export-claim.json"  # the options and source an export folder is for (see owned.py)
-SPLIT_NAMES = {"train": "train", "val": "validation"}  # as timm's imagenet-1k-wds and the Hub name them
+SPLIT_NAMES = catalogue.SHARD_SPLIT_NAMES  # as timm's imagenet-1k-wds and the Hub name them
 
 
 @dataclass(frozen=True)
@@ -354,7 +354,7 @@ def write_shards(
     """
     size, max_bytes = job.options["shard_sizes"][split], job.options["max_shard_bytes"]
     # A first pass counts the shards (their names say how many); the second writes them.
-    count = -(-len(samples) // size) if max_bytes is None else sum(1 for _ in shard_groups(samples, size, max_bytes))
+    count = shard_count(samples, size, max_bytes)
 
     def write_missing(shard: tuple[str, list[Sample]]) -> tuple[str, list[Sample], bool, str | None]:
         name, group = shard
@@ -375,6 +375,11 @@ def write_shards(
 # Per sample, besides the image: a tar's three headers, a .cls block, a .json under 1 KiB, padding.
 SAMPLE_OVERHEAD = 7 * 512
 SHARD_OVERHEAD = 20 * 512  # a tar's end and its padding to a whole record
+
+
+def shard_count(samples: SplitSamples, size: int, max_bytes: int | None) -> int:
+    """How many shards ``shard_groups`` cuts (a pass over the samples when bytes decide)."""
+    return -(-len(samples) // size) if max_bytes is None else sum(1 for _ in shard_groups(samples, size, max_bytes))
 
 
 def shard_groups(samples: Iterable[Sample], size: int, max_bytes: int | None) -> Iterator[list[Sample]]:

@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
@@ -41,7 +40,7 @@ import xxhash
 from .. import atomic
 from ..errors import ArchiveError
 from ..hashing import hash_file
-from ..inputs import InputFile, changed_since
+from ..inputs import InputFile, changed_since, relative_to
 from ..manifest import Failure
 from ..progress import Progress
 from ..trees import Staged, cluster, stage
@@ -49,7 +48,7 @@ from ..trees.readers import OriginReader
 from ..trees.resize import ImageError, Making
 from ..trees.shards import Sink, read_marker
 from ..workers import local_pool, ordered_map
-from . import CLAIM, ExportResult, Job, Sample, StagedSamples, shard_groups
+from . import CLAIM, ExportResult, Job, Sample, StagedSamples, shard_count, shard_groups
 from .formats import SHARDED, ExportFormat, Writer, shard_writer_for
 from .record import RECORD, ExportRecord
 
@@ -241,7 +240,7 @@ def _write_shards_on_workers(job: Job, split: str, samples: StagedSamples, strai
     its images are in: the images are decoded once, and the disk sees each shard once."""
     writer = shard_writer_for(job.options["format"])
     size, max_bytes = job.options["shard_sizes"][split], job.options["max_shard_bytes"]
-    count = -(-len(samples) // size) if max_bytes is None else sum(1 for _ in shard_groups(samples, size, max_bytes))
+    count = shard_count(samples, size, max_bytes)
     (job.tree / MERGED).mkdir(exist_ok=True)
     files = writer.names_of(job, split, count)
     waiting: collections.deque[_Shard] = collections.deque()
@@ -298,8 +297,7 @@ def _unchanged_export(destination: Path) -> ExportRecord | None:
 
 def _relative(recorded: InputFile, staged: Path, destination: Path) -> InputFile:
     """An input as the staging recorded it, its path made relative to the export folder."""
-    moved = os.path.relpath((staged / recorded.path).absolute(), destination.absolute()).replace(os.sep, "/")
-    return dataclasses.replace(recorded, path=moved)
+    return dataclasses.replace(recorded, path=relative_to(staged / recorded.path, destination))
 
 
 def _listing(staged: Staged) -> str:

@@ -22,7 +22,7 @@ from ..errors import (
     InvalidArgumentError,
     MissingInputError,
 )
-from ..inputs import InputFile, Snapshot, describe, fingerprint
+from ..inputs import InputFile, Snapshot, by_size_and_mtime, describe, fingerprint
 from ..val_labels import ValLabels
 from .readers import (
     Blobs,
@@ -362,10 +362,17 @@ class _KaggleZipShards(_KaggleShards):
             )
 
 
+VAL_PART = 500  # val images per shard of a stream read whole (no class order to cut it by)
+
+
+def _val_stretch(items: list[Item], part: int, inputs: tuple[InputFile, ...]) -> Shard:
+    listing = fingerprint((item.name, item.wnid) for item in items)
+    return Shard("val", None, len(items), Blobs(tuple(items)), part, inputs, listing)
+
+
 class _KaggleTarGzShards(_KaggleShards):
     """The 2019 layout: one inner tar.gz, read from start to end; val cut in stretches of VAL_PART."""
 
-    VAL_PART = 500
     spreadable = False
 
     def _cut(self) -> Iterator[Shard]:
@@ -386,7 +393,7 @@ class _KaggleTarGzShards(_KaggleShards):
                     unlabelled.append(Item(member.origin, None, None, NOT_A_VAL_NAME))
                     continue
                 val_items.append(Item(member.name, wnid, member.data))
-                if len(val_items) == self.VAL_PART:
+                if len(val_items) == VAL_PART:
                     yield self._val_part(val_items, part)
                     val_items, part = [], part + 1
         if finished := runs.flush():
@@ -398,8 +405,7 @@ class _KaggleTarGzShards(_KaggleShards):
             raise ArchiveError(f"{refused[0][0]}: refused: {refused[0][1]} ({len(refused)} members refused)")
 
     def _val_part(self, items: list[Item], part: int) -> Shard:
-        listing = fingerprint((item.name, item.wnid) for item in items)
-        return Shard("val", None, len(items), Blobs(tuple(items)), part, self.inputs, listing)
+        return _val_stretch(items, part, self.inputs)
 
 
 class _HubShards(Shards):
@@ -407,7 +413,6 @@ class _HubShards(Shards):
     cut in runs of one class (a class that straddles two files is two runs), val in stretches.
     The names get their official form back, so the tree is the one the official archives make."""
 
-    VAL_PART = 500
     spreadable = False
 
     def __init__(
@@ -452,7 +457,7 @@ class _HubShards(Shards):
             if image.wnid != wnid:
                 differing.append(f"{image.origin}: ILSVRC-2012's label is {wnid}")
             items.append(Item(image.name, wnid, image.data))
-            if len(items) == self.VAL_PART:
+            if len(items) == VAL_PART:
                 yield self._val_part(items, part)
                 items, part = [], part + 1
         if items:
@@ -467,18 +472,16 @@ class _HubShards(Shards):
         yield from _unusable("val", unlabelled, self.inputs["val"])
 
     def _val_part(self, items: list[Item], part: int) -> Shard:
-        listing = fingerprint((item.name, item.wnid) for item in items)
-        return Shard("val", None, len(items), Blobs(tuple(items)), part, self.inputs["val"], listing)
+        return _val_stretch(items, part, self.inputs["val"])
 
 
 WEBDATASET_INFO = "_info.json"
-WEBDATASET_SPLITS = {"train": "train", "val": "validation"}  # as timm's imagenet-1k-wds names them
 
 
 def is_webdataset(source: Path) -> bool:
     """A folder of WebDataset shards: timm's ``_info.json``, or ``*-train-*.tar`` / ``*-validation-*.tar``."""
     return (source / WEBDATASET_INFO).is_file() or any(
-        next(source.glob(f"*-{name}-*.tar"), None) is not None for name in WEBDATASET_SPLITS.values()
+        next(source.glob(f"*-{name}-*.tar"), None) is not None for name in catalogue.SHARD_SPLIT_NAMES.values()
     )
 
 
@@ -489,7 +492,9 @@ def _plan_webdataset(source: Path, splits: tuple[str, ...], tree: Path) -> Plan:
 
 def is_parquet(source: Path) -> bool:
     """A folder of Parquet files as the hub lays them out: ``data/train-*.parquet``, ``data/validation-*``."""
-    return any(next(_parquet_folder(source).glob(f"{name}-*.parquet"), None) for name in WEBDATASET_SPLITS.values())
+    return any(
+        next(_parquet_folder(source).glob(f"{name}-*.parquet"), None) for name in catalogue.SHARD_SPLIT_NAMES.values()
+    )
 
 
 def _parquet_folder(source: Path) -> Path:
@@ -498,7 +503,7 @@ def _parquet_folder(source: Path) -> Path:
 
 def _plan_parquet(source: Path, splits: tuple[str, ...], tree: Path) -> Plan:
     folder = _parquet_folder(source)
-    files = {split: sorted(folder.glob(f"{WEBDATASET_SPLITS[split]}-*.parquet")) for split in splits}
+    files = {split: sorted(folder.glob(f"{catalogue.SHARD_SPLIT_NAMES[split]}-*.parquet")) for split in splits}
     return _plan_sample_files(f"the Parquet files at {source}", source, files, ParquetShard, tree)
 
 
@@ -514,9 +519,8 @@ def _plan_sample_files(
     shards, inputs = [], {}
     for split, paths in files.items():
         if not paths:
-            raise MissingInputError(f"{source} has no {WEBDATASET_SPLITS[split]} files")
-        # Known by size and mtime: hashing every file to plan would read the whole dataset once more.
-        inputs[split] = [_unhashed(path, tree) for path in paths]
+            raise MissingInputError(f"{source} has no {catalogue.SHARD_SPLIT_NAMES[split]} files")
+        inputs[split] = [by_size_and_mtime(path, tree) for path in paths]
         for number, (path, identity) in enumerate(zip(paths, inputs[split], strict=True)):
             listing = fingerprint([path.name, identity.size, identity.mtime_ns])
             shards.append(
@@ -527,7 +531,7 @@ def _plan_sample_files(
 
 def _webdataset_files(source: Path, split: str) -> list[Path]:
     """A split's shards: as ``_info.json`` lists them, else by name."""
-    name = WEBDATASET_SPLITS[split]
+    name = catalogue.SHARD_SPLIT_NAMES[split]
     info = source / WEBDATASET_INFO
     if info.is_file():
         try:
@@ -536,12 +540,6 @@ def _webdataset_files(source: Path, split: str) -> list[Path]:
             raise ArchiveError(f"{info} is not a WebDataset shard list ({error})") from None
         return [source / file for file in listed]
     return sorted(source.glob(f"*-{name}-*.tar"))
-
-
-def _unhashed(path: Path, tree: Path) -> InputFile:
-    stat = path.stat()
-    relative = os.path.relpath(path.absolute(), tree.absolute()).replace(os.sep, "/")
-    return InputFile(path.name, relative, stat.st_size, stat.st_mtime_ns)
 
 
 def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], tree: Path) -> Plan:
