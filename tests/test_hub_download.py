@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -130,3 +131,24 @@ def test_a_download_killed_mid_file_resumes_where_it_stopped(
         assert hub.sent_bytes - sent_before < len(data) - (1 << 19), "the first chunk was not fetched again"
         assert any(r[0] == "GET" and r[2] for r in hub.requests), "with a Range request"
     assert (tmp_path / "downloads" / archives.HUB_VAL).read_bytes() == data
+
+
+def test_without_its_extra_the_hub_is_one_line_naming_it(tmp_path: Path) -> None:
+    from imagenet_cli.errors import install_command
+
+    program = (
+        "import sys; sys.modules['huggingface_hub'] = None; sys.argv[0] = 'imagenet'\n"
+        "from imagenet_cli.cli.app import main; main()"
+    )
+    arguments = ["download", "--source", "hf", "--root", str(tmp_path)]
+    completed = subprocess.run([sys.executable, "-c", program, *arguments], capture_output=True, text=True)
+    assert completed.returncode == 1 and len(completed.stderr.strip().splitlines()) == 1
+    assert completed.stderr.startswith(
+        f"imagenet: error: download --source hf needs huggingface_hub: {install_command('hf')} — try"
+    )
+
+
+def test_the_cli_writes_the_sample_in_the_hubs_layout(tmp_path: Path) -> None:
+    made = imagenet("download", "--source", "sample", "--layout", "hf", "--per-class", "2", "--root", str(tmp_path))
+    assert made.exit_code == 0, made.output
+    assert sorted(p.name for p in (tmp_path / "downloads").glob("*.tar.gz")) == sorted([*WANTED, archives.HUB_TEST])

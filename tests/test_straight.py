@@ -290,3 +290,20 @@ def _tar(members: list[tuple[tarfile.TarInfo, bytes]]) -> bytes:
             member.size = len(data)
             tar.addfile(member, io.BytesIO(data))
     return out.getvalue()
+
+
+def test_every_image_option_of_an_export_from_the_archives_is_taken_by_the_cli(
+    official_root: Path, tmp_path: Path
+) -> None:
+    root = archives_only(official_root, tmp_path / "root")
+    made = imagenet(
+        *["export", "webdataset", "--root", str(root), "--size", "40", "--format", "png", "--filter", "lanczos"],
+        *["--no-upscale", "--trust-input-labels", "--workers", "1", "-q"],
+    )
+    assert made.exit_code == 0, made.output
+    out = root / "exports" / "webdataset-40-png-lanczos-noupscale-archives"
+    assert made.stdout == f"{out}\n"
+    with tarfile.open(sorted(out.glob("*.tar"))[0]) as tar:
+        assert any(m.name.endswith(".png") for m in tar), "the images are PNG"
+    record = json.loads((out / "export.json").read_text())
+    assert record["options"]["from"]["images"]["upscale"] is False
