@@ -26,11 +26,11 @@ def imagenet(*args: str, env: dict[str, str] | None = None) -> Result:
 
 def imagenet_process(*args: str, **popen: Any) -> subprocess.Popen[str]:
     """``imagenet ARGS`` as a process of its own, as a terminal starts it: progress bars off,
-    SIGINT at its default (see :func:`default_sigint`), output captured as text. ``popen`` adds to
+    stops at their defaults (see :func:`default_stop_signals`), output captured as text. ``popen`` adds to
     or overrides ``subprocess.Popen``'s arguments."""
     options: dict[str, Any] = {
         "env": {**os.environ, "IMAGENET_NO_PROGRESS": "1"},
-        "preexec_fn": default_sigint,
+        "preexec_fn": default_stop_signals,
         "stdout": subprocess.PIPE,
         "stderr": subprocess.PIPE,
         "text": True,
@@ -107,9 +107,11 @@ def prepared_copy(official_root: Path, parent: Path, size: str) -> Path:
     return parent
 
 
-def default_sigint() -> None:
-    """``preexec_fn`` for subprocesses that are sent SIGINT: a test run started in the background
-    inherits SIGINT ignored, and a child that starts with it ignored never sees Ctrl-C."""
+def default_stop_signals() -> None:
+    """``preexec_fn`` for subprocesses that are sent stops: a test run started in the background
+    inherits SIGINT ignored (and under ``nohup``, SIGHUP), and a child that starts with a stop
+    ignored keeps ignoring it, as a ``nohup``-ed run should."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)

@@ -16,7 +16,7 @@ import pytest
 from imagenet_cli.cli.errors import ERROR_TABLE, message_for, rule_for
 from imagenet_cli.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, ImagenetError
 
-from .conftest import default_sigint, imagenet
+from .conftest import default_stop_signals, imagenet
 from .docs import command_names
 
 
@@ -260,7 +260,7 @@ def test_ctrl_c_exits_130_and_leaves_no_partial_archive(tmp_path: Path) -> None:
         "imagenette",
     ]
     process = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_stop_signals
     )
     downloads = tmp_path / "downloads"
     deadline = time.monotonic() + 60
