@@ -10,7 +10,7 @@ from .exports import CLAIM as EXPORT_CLAIM
 from .exports.record import RECORD as EXPORT_RECORD
 from .exports.record import ExportRecord
 from .layout import EXPORTS, SPLITS, Root, SplitCount, count_split, free_bytes
-from .manifest import MadeBy, has_manifest, read_manifest, read_tree_info
+from .manifest import MadeBy, has_manifest, is_labelled, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
 from .trees.plan import is_parquet, is_webdataset
 
@@ -89,7 +89,7 @@ class RootState:
         """A subset that will work on this root as it is: the tree to name (None: the default
         one) and a class count no more than the tree holds; None when its trees are too small."""
         tree = self.trees[0]
-        classes = min((split.classes for split in tree.splits.values()), default=0)
+        classes = min((count.classes for split, count in tree.splits.items() if is_labelled(split)), default=0)
         if classes < 2:
             return None
         return (tree.path if len(self.trees) > 1 else None), (100 if classes > 100 else classes // 2)
@@ -158,8 +158,8 @@ def _counts_from_manifest(tree: Path) -> dict[str, SplitCount]:
     images: dict[str, int] = {}
     size: dict[str, int] = {}
     for entry in read_manifest(tree):
-        split = entry.path.split("/", 1)[0]
-        classes.setdefault(split, set()).add(entry.wnid)
+        split = entry.split
+        classes.setdefault(split, set()).update([entry.wnid] if entry.wnid else [])
         images[split] = images.get(split, 0) + 1
         size[split] = size.get(split, 0) + entry.bytes
     return {split: SplitCount(len(classes[split]), images[split], size[split]) for split in sorted(images)}

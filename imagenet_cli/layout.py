@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import InvalidArgumentError, MissingInputError
+from .manifest import is_labelled
 
 SPLITS = ("train", "val", "test")
 DOWNLOADS = "downloads"
@@ -104,11 +105,15 @@ class SplitCount:
 
 
 def count_split(split_dir: Path) -> SplitCount:
-    """Class folders, files and bytes of one split of an ImageFolder tree, streaming the listing."""
+    """Class folders, files and bytes of one split of an ImageFolder tree, streaming the listing;
+    the test split is flat, its images beside each other."""
     classes = images = size = 0
     with os.scandir(split_dir) as class_entries:
         for class_entry in class_entries:
             if not class_entry.is_dir():
+                if not is_labelled(split_dir.name) and class_entry.is_file():
+                    images += 1
+                    size += class_entry.stat().st_size
                 continue
             classes += 1
             with os.scandir(class_entry.path) as files:

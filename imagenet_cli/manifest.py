@@ -29,7 +29,7 @@ from .errors import ArchiveError, no_record
 from .inputs import InputFile
 
 MANIFEST = "manifest.tsv"
-LABELLED_SPLITS = ("train", "val")  # each has a label file, TREE/<split>.txt
+LABELLED_SPLITS = ("train", "val")  # each has a label file, TREE/<split>.txt; test images have no class
 OWN_INDEX_SUFFIX = "_subset_index"  # a subset's own 0..k-1 labels: TREE/<split>_subset_index.txt
 TREE_INFO = "tree.json"
 TREE_INFO_SCHEMA = 2  # 1: before 0.1.0, made_by a flat dict
@@ -37,12 +37,22 @@ FORMAT = 1
 HEADER = f"# imagenet-manifest {FORMAT}\tpath\tbytes\txxh3_64\twnid\n"
 
 
+def is_labelled(split: str) -> bool:
+    """Train and val images are filed by class (``split/wnid/name``); test images have none
+    (``test/name``, an empty ``wnid`` in the manifest)."""
+    return split in LABELLED_SPLITS
+
+
 @dataclass(frozen=True)
 class Entry:
-    path: str  # relative to the tree, '/'-separated: split/wnid/name
+    path: str  # relative to the tree, '/'-separated: split/wnid/name, or test/name
     bytes: int
     xxh3_64: str
-    wnid: str
+    wnid: str  # "" for a test image
+
+    @property
+    def split(self) -> str:
+        return self.path.split("/", 1)[0]
 
     @property
     def directory(self) -> str:
@@ -200,7 +210,10 @@ def write_labels_and_manifest(
 
         def labelled() -> Iterator[Entry]:
             for entry in entries:
-                split = entry.path.split("/", 1)[0]
+                split = entry.split
+                if not is_labelled(split):
+                    yield entry
+                    continue
                 label_files[split].write(f"{entry.path} {label_of(entry)}\n".encode())
                 if own_label_of is not None:
                     own_files[split].write(f"{entry.path} {own_label_of(entry)}\n".encode())

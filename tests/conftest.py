@@ -84,6 +84,14 @@ def kaggle2019_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def hub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample in the layout of Hugging Face's ILSVRC/imagenet-1k: flat tar.gz files."""
+    root = tmp_path_factory.mktemp("hub")
+    download_sample(root, layout="hf", **SMALL)
+    return root
+
+
+@pytest.fixture(scope="session")
 def imagenette_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Imagenette's 10 classes, 25 train and 5 val images each: enough work that a run is still
     going when a test stops it. Generated once per worker; tests copy its downloads."""

@@ -8,24 +8,13 @@ import shutil
 import tarfile
 from pathlib import Path
 
-import pytest
-
 from imagenet_cli import archives, manifest
-from imagenet_cli.download import download_sample
 from imagenet_cli.errors import EXIT_PROBLEMS
 from imagenet_cli.exports import export
 from imagenet_cli.trees import prepare
 
 from .builders import read_member
-from .conftest import SMALL, imagenet
-
-
-@pytest.fixture(scope="module")
-def hub_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The sample (the conftest's counts and seed) in the hub's layout."""
-    root = tmp_path_factory.mktemp("hub")
-    download_sample(root, layout="hf", **SMALL)
-    return root
+from .conftest import imagenet
 
 
 def copy(source: Path, root: Path) -> Path:

@@ -29,6 +29,7 @@ from .findings import Check, ProblemKind
 
 _VAL_STEM = re.compile(r"ILSVRC2012_val_(\d{8})")
 _TRAIN_STEM = re.compile(r"(n\d{8})_\d+")
+_TEST_STEM = re.compile(r"ILSVRC2012_test_\d{8}")
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ def check_tree(tree: Path, *, deep: bool = False, workers: int | None = None, pr
                 listed += len(entries)
                 wanted = next(expected, None)
             _compare_directory(check, directory, seen, entries, has_manifest, missing, extra)
-            split, wnid = directory.split("/")
+            split, _, wnid = directory.partition("/")
             per_class[split][wnid] = len(seen)
             advance(1)
         while wanted is not None:
@@ -88,11 +89,19 @@ def check_tree(tree: Path, *, deep: bool = False, workers: int | None = None, pr
 
 
 def _class_directories(tree: Path, check: Check) -> list[str]:
-    """``split/wnid`` of every class folder, sorted as the manifest sorts its paths."""
+    """``split/wnid`` of every class folder (and ``test``, a flat folder of images), sorted as the
+    manifest sorts its paths."""
     found = []
     for split in sorted(SPLITS):  # the manifest's path order: test, train, val
         split_dir = tree / split
         if not split_dir.is_dir():
+            continue
+        if not manifest.is_labelled(split):
+            found.append(split)
+            with os.scandir(split_dir) as entries:
+                for entry in sorted(entries, key=lambda e: e.name):
+                    if entry.is_dir():
+                        check.add(ProblemKind.STRUCTURE, f"{split}/{entry.name}/", "test images have no class folders")
             continue
         with os.scandir(split_dir) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
@@ -134,7 +143,7 @@ def _compare_directory(
     missing: dict[str, tuple[str, manifest.Entry]],
     extra: dict[str, tuple[str, Seen]],
 ) -> None:
-    split, wnid = directory.split("/")
+    split, _, wnid = directory.partition("/")
     for name, found in seen.items():
         where = f"{directory}/{name}"
         if found.xxh3_64 is None:
@@ -167,6 +176,8 @@ def _check_label(check: Check, split: str, wnid: str, name: str, where: str) -> 
             check.add(ProblemKind.MISPLACED, where, f"its label is {label.wnid} ({label.name}), not {wnid}")
     elif split == "train" and (match := _TRAIN_STEM.fullmatch(stem)) and match.group(1) != wnid:
         check.add(ProblemKind.MISPLACED, where, f"a {match.group(1)} image in the {wnid} folder")
+    elif split == "test" and not _TEST_STEM.fullmatch(stem):
+        check.add(ProblemKind.STRUCTURE, where, "not an ILSVRC2012_test_<8 digits> name")
 
 
 def _pair_misplaced(
@@ -212,7 +223,8 @@ def _check_counts(check: Check, tree: Path, per_class: dict[str, collections.Cou
     for split, counts in sorted(per_class.items()):
         images = sum(counts.values())
         check.counts[f"{split}_images"] = images
-        check.counts[f"{split}_classes"] = len(counts)
+        if manifest.is_labelled(split):
+            check.counts[f"{split}_classes"] = len(counts)
         if info is not None and split in info.splits and info.splits[split].get("images") != images:
             check.add(
                 ProblemKind.COUNT,

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from ..info import RootState, TreeState, describe_root
-from ..manifest import Prepared, made_by_to_dict
+from ..layout import SPLITS
+from ..manifest import Prepared, is_labelled, made_by_to_dict
 from .common import Rendering, Session, command, human_bytes, print_table
 
 EXAMPLES = """\
@@ -123,16 +124,18 @@ def _print_state(state: RootState) -> None:
     for title, trees in (("prepared trees", state.trees), ("subsets (subsets/)", state.subsets)):
         if trees:
             typer.echo(f"\n{title}:")
+            # the unlabelled test split is prepared only when asked: a column only when a tree has it
+            splits = [s for s in SPLITS if is_labelled(s) or any(s in t.splits for t in trees)]
             made = [
                 (
                     t.name,
-                    *(t.splits[s].images if s in t.splits else "-" for s in ("train", "val")),
+                    *(t.splits[s].images if s in t.splits else "-" for s in splits),
                     human_bytes(t.bytes),
                     _how_made(t),
                 )
                 for t in trees
             ]
-            print_table(("tree", "train", "val", "size", "made"), made)
+            print_table(("tree", *splits, "size", "made"), made)
     if state.exports:
         typer.echo("\nexports (exports/):")
         exports = [

@@ -22,6 +22,7 @@ Examples:
   imagenet prepare --size 224 --from /data/ILSVRC    an already extracted Kaggle tree
   imagenet prepare --size 224 --dask tcp://head:8786 on a Dask cluster (paths shared by all)
   imagenet prepare --size 224 --redo --splits val    make val again, keep train
+  imagenet prepare --size 32 --splits test          the unlabelled test images, flat: ROOT/32/test/
   imagenet prepare --size 224 --trust-input-labels   sort val by the devkit where it differs from ours
 """
 
@@ -58,7 +59,13 @@ def prepare_command(
         Filter,
         typer.Option("--filter", help="fast: reduced decode + bilinear; lanczos: full decode, reference quality."),
     ] = Filter.fast,
-    splits: Annotated[str, typer.Option(help="Splits to prepare, comma-separated.", metavar="LIST")] = "train,val",
+    splits: Annotated[
+        str,
+        typer.Option(
+            help="Splits to prepare, comma-separated: train, val, test (no class: a flat TREE/test/, only when asked).",
+            metavar="LIST",
+        ),
+    ] = "train,val",
     workers: Annotated[
         int | None, typer.Option(help="Worker processes [default: all cores].", min=1, show_default=False, metavar="N")
     ] = None,

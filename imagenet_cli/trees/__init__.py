@@ -32,7 +32,7 @@ from typing import Any
 from .. import __version__, archives, atomic, locks, manifest, owned
 from ..errors import InvalidArgumentError
 from ..inputs import InputFile, changed_names
-from ..layout import Root
+from ..layout import SPLITS, Root
 from ..manifest import Failure
 from ..progress import SILENT, Progress
 from . import cluster
@@ -56,7 +56,7 @@ from .shards import (
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val")
+DEFAULT_SPLITS = manifest.LABELLED_SPLITS  # test images have no class: prepared only when asked
 RECIPE_FILE = "recipe.json"
 
 
@@ -391,10 +391,10 @@ def _changed_inputs(tree: Path, inputs: dict[str, list[InputFile]]) -> dict[str,
 
 
 def _splits(splits: Sequence[str] | None) -> tuple[str, ...]:
-    chosen = tuple(dict.fromkeys(splits or SPLITS))
+    chosen = tuple(dict.fromkeys(splits or DEFAULT_SPLITS))
     unknown = [s for s in chosen if s not in SPLITS]
     if unknown:
-        raise InvalidArgumentError(f"{', '.join(unknown)}: prepare makes train and val trees", "splits")
+        raise InvalidArgumentError(f"{', '.join(unknown)}: the splits are train, val and test", "splits")
     return chosen
 
 

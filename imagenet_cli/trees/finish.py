@@ -88,7 +88,7 @@ def finish_tree(
             failures.extend(result.failures)
             repaired.update(result.repaired.values())
             images[result.split] += len(result.entries)
-            classes[result.split].update(e.wnid for e in result.entries)
+            classes[result.split].update(e.wnid for e in result.entries if e.wnid)
             yield result.entries
 
     def entries() -> Iterator[Entry]:
@@ -141,8 +141,9 @@ def _without_duplicates(tree: Path, entries: Iterable[Entry], failures: list[Fai
         if not copies:
             yield entry
             continue
-        split = path.split("/", 1)[0]
-        failures.append(Failure(split, entry.wnid, entry.name, "appears twice in the input: neither copy is used"))
+        failures.append(
+            Failure(entry.split, entry.wnid or None, entry.name, "appears twice in the input: neither copy is used")
+        )
         (tree / path).unlink(missing_ok=True)
 
 
@@ -194,10 +195,11 @@ class _Sweep:
     def _sweep_folder(self, folder: str | None, names: set[str]) -> None:
         if folder is None:
             return
-        split, wnid = folder.split("/", 1)
+        split, _, wnid = folder.partition("/")
         if split not in self.splits:
             return
-        self.folders[split].add(wnid)
+        # A class folder is kept whole; a flat split (test) keeps the files its rows name.
+        self.folders[split].update([wnid] if wnid else names)
         try:
             listing = os.scandir(self.tree / folder)
         except FileNotFoundError:  # deleted while we ran: the next run finds its files missing

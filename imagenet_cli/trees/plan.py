@@ -8,13 +8,14 @@ and a fingerprint of its listing. Members that cannot be used become a shard of 
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import logging
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from .. import archives, catalogue, manifest, val_labels
 from ..errors import (
@@ -110,36 +111,64 @@ def make_plan(
         if is_parquet(source):
             return _plan_parquet(source, splits, tree)
         return _plan_tree(source, splits, labels, tree)
-    train, val = downloads / archives.TRAIN_TAR, downloads / archives.VAL_TAR
-    if ("train" not in splits or train.is_file()) and ("val" not in splits or val.is_file()):
+    official = {split: downloads / name for split, name in OFFICIAL_TARS.items() if split in splits}
+    if all(path.is_file() for path in official.values()):
         if kaggle is not None:
             log.warning(
                 "%s holds the official archives and %s: preparing from the official archives; the zip is not read",
                 downloads,
                 kaggle.path.name,
             )
-        inputs: dict[str, list[InputFile]] = {"train": [describe(train, tree)] if "train" in splits else [], "val": []}
-        if "val" in splits:
-            devkit = downloads / archives.DEVKIT
-            inputs["val"] = [describe(val, tree)] + ([describe(devkit, tree)] if devkit.is_file() else [])
-        return Plan("the official archives", ListedShards(_plan_official(train, val, splits, labels, inputs)), inputs)
+        inputs: dict[str, list[InputFile]] = {split: [describe(path, tree)] for split, path in official.items()}
+        devkit = downloads / archives.DEVKIT
+        if "val" in splits and devkit.is_file():
+            inputs["val"].append(describe(devkit, tree))
+        return Plan("the official archives", ListedShards(_plan_official(official, labels, inputs)), inputs)
     if kaggle is not None:
         bundle = describe(kaggle.path, tree)
         return Plan("the Kaggle zip", _plan_kaggle(kaggle, splits, labels, bundle), {s: [bundle] for s in splits})
-    hub = {"train": [downloads / n for n in archives.HUB_TRAIN], "val": [downloads / archives.HUB_VAL]}
-    if all(path.is_file() for split in splits for path in hub[split]):
-        inputs = {split: [describe(path, tree) for path in hub[split]] for split in splits}
-        files = {split: hub[split] for split in splits}
-        return Plan("the Hugging Face hub's tar.gz files", _HubShards(files, labels, inputs), inputs)
+    hub = {split: [downloads / name for name in names] for split, names in HUB_FILES.items() if split in splits}
+    if all(path.is_file() for paths in hub.values() for path in paths):
+        inputs = {split: [describe(path, tree) for path in paths] for split, paths in hub.items()}
+        return Plan("the Hugging Face hub's tar.gz files", _HubShards(hub, labels, inputs), inputs)
     raise MissingInputError(
-        f"no archives to prepare in {downloads}: it needs {archives.TRAIN_TAR} and {archives.VAL_TAR}, "
+        f"no archives to prepare in {downloads}: it needs {' and '.join(p.name for p in official.values())}, "
         f"or {archives.KAGGLE_ZIP}"
     )
+
+
+OFFICIAL_TARS = {"train": archives.TRAIN_TAR, "val": archives.VAL_TAR, "test": archives.TEST_TAR}
+HUB_FILES = {"train": archives.HUB_TRAIN, "val": (archives.HUB_VAL,), "test": (archives.HUB_TEST,)}
 
 
 NOT_A_VAL_NAME = "not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000, so it has no label: not used"
 NOT_A_CLASS_FOLDER = "not in a class folder named by one of the 1000 WNIDs: not used"
 NO_CLASS_SUFFIX = "no WNID of the 1000 after its last underscore (<name>_<wnid>.JPEG): not used"
+NOT_A_TEST_NAME = "not an ILSVRC2012_test_<8 digits>.JPEG name: not used"
+
+
+def _is_test_name(name: str) -> bool:
+    return archives.TEST_NAME.fullmatch(name) is not None
+
+
+Stretched = TypeVar("Stretched", MemberAt, ZipMember, Item, LooseFile)
+
+
+def _stretches(
+    split: str,
+    items: Iterable[Stretched],
+    reader: Callable[[tuple[Stretched, ...]], Reader],
+    inputs: tuple[InputFile, ...],
+    listing: Callable[[tuple[Stretched, ...]], str],
+) -> Iterator[Shard]:
+    """A split no class cuts (test; a val read as one stream) in stretches of VAL_PART, numbered
+    in the order read: the same inputs give the same shards."""
+    iterator = iter(items)
+    for part in itertools.count():
+        stretch = tuple(itertools.islice(iterator, VAL_PART))
+        if not stretch:
+            return
+        yield Shard(split, None, len(stretch), reader(stretch), part, inputs, listing(stretch))
 
 
 def _val_label(labels: tuple[str, ...], name: str) -> str | None:
@@ -161,10 +190,11 @@ def _refuse_listing(where: str, why: str) -> None:
 
 
 def _plan_official(
-    train: Path, val: Path, splits: tuple[str, ...], labels: tuple[str, ...], inputs: dict[str, list[InputFile]]
+    official: dict[str, Path], labels: tuple[str, ...], inputs: dict[str, list[InputFile]]
 ) -> list[Shard]:
     shards = []
-    if "train" in splits:
+    if "train" in official:
+        train = official["train"]
         read = (inputs["train"][0],)
         copies: collections.Counter[str] = collections.Counter()
         snapshot = Snapshot.of(train.stat())  # before listing: every shard then reads what was listed
@@ -182,7 +212,8 @@ def _plan_official(
             copies[wnid] += 1
             shards.append(Shard("train", wnid, None, region, part, read, listing))
         shards += _unusable("train", odd, read)
-    if "val" in splits:
+    if "val" in official:
+        val = official["val"]
         by_class: dict[str, list[MemberAt]] = collections.defaultdict(list)
         snapshot = Snapshot.of(val.stat())
         unlabelled: list[Item] = []
@@ -198,7 +229,22 @@ def _plan_official(
             Shard("val", w, len(m), TarMembers(val, tuple(m), snapshot), inputs=read, listing=fingerprint(m))
             for w, m in by_class.items()
         ]
-    return sorted(shards, key=lambda s: (s.split, s.wnid or ""))
+    if "test" in official:
+        shards += _plan_test_tar(official["test"], (inputs["test"][0],))
+    return sorted(shards, key=lambda s: (s.split, s.wnid or "", s.part or 0))
+
+
+def _plan_test_tar(test: Path, read: tuple[InputFile, ...]) -> list[Shard]:
+    snapshot = Snapshot.of(test.stat())
+    members, odd = [], []
+    for member in archives.tar_headers(test, _refuse_listing):
+        name = member.name.rsplit("/", 1)[-1]
+        if _is_test_name(name):
+            members.append(MemberAt(name, member.offset_data, member.size))
+        else:
+            odd.append(Item(member.name, None, None, NOT_A_TEST_NAME))
+    stretches = _stretches("test", members, lambda m: TarMembers(test, m, snapshot), read, fingerprint)
+    return [*stretches, *_unusable("test", odd, read)]
 
 
 def _plan_kaggle(
@@ -330,6 +376,7 @@ class _KaggleZipShards(_KaggleShards):
         snapshot = Snapshot.of(path.stat())
         runs = _ClassRuns(self.inputs, lambda items: ZipMembers(path, items, snapshot))
         val: dict[str, list[ZipMember]] = collections.defaultdict(list)
+        test: list[ZipMember] = []  # 100,000 small records at most
         refused: list[Item] = []  # named as failures, never skipped: one may be where an image should be
 
         def refuse(where: str, why: str) -> None:
@@ -344,6 +391,12 @@ class _KaggleZipShards(_KaggleShards):
                 else:
                     val[label].append(ZipMember(name, entry))
                 continue
+            if split == "test":
+                if _is_test_name(name):
+                    test.append(ZipMember(name, entry))
+                else:
+                    refused.append(Item(entry.name, None, None, NOT_A_TEST_NAME))
+                continue
             if wnid is None or not catalogue.is_wnid(wnid):
                 refused.append(Item(entry.name, None, None, NOT_A_CLASS_FOLDER))
                 continue
@@ -356,6 +409,7 @@ class _KaggleZipShards(_KaggleShards):
             yield Shard(
                 "val", wnid, len(items), ZipMembers(path, items, snapshot), None, self.inputs, _listing_of(items)
             )
+        yield from _stretches("test", test, lambda m: ZipMembers(path, m, snapshot), self.inputs, _listing_of)
         if refused:
             yield Shard(
                 self.splits[0], None, len(refused), Blobs(tuple(refused)), None, self.inputs, _listing_of(refused)
@@ -365,9 +419,33 @@ class _KaggleZipShards(_KaggleShards):
 VAL_PART = 500  # val images per shard of a stream read whole (no class order to cut it by)
 
 
-def _val_stretch(items: list[Item], part: int, inputs: tuple[InputFile, ...]) -> Shard:
-    listing = fingerprint((item.name, item.wnid) for item in items)
-    return Shard("val", None, len(items), Blobs(tuple(items)), part, inputs, listing)
+class _StreamedStretches:
+    """Images of a split no class cuts (val, test), from a stream read whole: kept in stretches
+    of VAL_PART as they come, with the members that cannot be used as one shard of failures."""
+
+    def __init__(self, split: str, inputs: tuple[InputFile, ...]) -> None:
+        self.split, self.inputs = split, inputs
+        self.items: list[Item] = []
+        self.unusable: list[Item] = []
+        self.part = 0
+
+    def add(self, item: Item) -> Shard | None:
+        self.items.append(item)
+        return self._cut() if len(self.items) == VAL_PART else None
+
+    def refuse(self, origin: str, why: str) -> None:
+        self.unusable.append(Item(origin, None, None, why))
+
+    def _cut(self) -> Shard:
+        items, self.items = tuple(self.items), []
+        shard = Shard(self.split, None, len(items), Blobs(items), self.part, self.inputs, _listing_of(items))
+        self.part += 1
+        return shard
+
+    def finish(self) -> Iterator[Shard]:
+        if self.items:
+            yield self._cut()
+        yield from _unusable(self.split, self.unusable, self.inputs)
 
 
 class _KaggleTarGzShards(_KaggleShards):
@@ -377,35 +455,42 @@ class _KaggleTarGzShards(_KaggleShards):
 
     def _cut(self) -> Iterator[Shard]:
         runs = _ClassRuns(self.inputs, lambda items: Blobs(items))
-        val_items: list[Item] = []
-        part = 0
+        streamed = {split: _StreamedStretches(split, self.inputs) for split in ("val", "test")}
         refused: list[tuple[str, str]] = []
-        unlabelled: list[Item] = []
         for member in archives.kaggle_inner_tar_members(self.bundle, lambda where, why: refused.append((where, why))):
             if member.split not in self.splits:
                 continue
             if member.split == "train" and member.wnid is not None:
                 if finished := runs.add(member.wnid, Item(member.name, None, member.data)):
                     yield finished
-            else:
-                wnid = _val_label(self.labels, member.name)
-                if wnid is None:
-                    unlabelled.append(Item(member.origin, None, None, NOT_A_VAL_NAME))
-                    continue
-                val_items.append(Item(member.name, wnid, member.data))
-                if len(val_items) == VAL_PART:
-                    yield self._val_part(val_items, part)
-                    val_items, part = [], part + 1
+            elif stretch := _streamed_image(
+                streamed[member.split], self.labels, member.name, member.data, member.origin
+            ):
+                yield stretch
         if finished := runs.flush():
             yield finished
-        if val_items:
-            yield self._val_part(val_items, part)
-        yield from _unusable("val", unlabelled, self.inputs)
+        for split in self.splits:
+            if split in streamed:
+                yield from streamed[split].finish()
         if refused:
             raise ArchiveError(f"{refused[0][0]}: refused: {refused[0][1]} ({len(refused)} members refused)")
 
-    def _val_part(self, items: list[Item], part: int) -> Shard:
-        return _val_stretch(items, part, self.inputs)
+
+def _streamed_image(
+    stretches: _StreamedStretches, labels: tuple[str, ...], name: str, data: bytes, origin: str
+) -> Shard | None:
+    """A val image gets its label from its number, a test image none; names neither split has are
+    failures."""
+    if stretches.split == "test":
+        if not _is_test_name(name):
+            stretches.refuse(origin, NOT_A_TEST_NAME)
+            return None
+        return stretches.add(Item(name, None, data))
+    wnid = _val_label(labels, name)
+    if wnid is None:
+        stretches.refuse(origin, NOT_A_VAL_NAME)
+        return None
+    return stretches.add(Item(name, wnid, data))
 
 
 class _HubShards(Shards):
@@ -429,8 +514,9 @@ class _HubShards(Shards):
 
         if "train" in self.files:
             yield from self._train(refuse, refused)
-        if "val" in self.files:
-            yield from self._val(refuse)
+        for split in ("val", "test"):
+            if split in self.files:
+                yield from self._streamed(split, refuse)
         yield from _unusable(next(iter(self.files)), refused, self.inputs[next(iter(self.files))])
 
     def _train(self, refuse: Callable[[str, str], None], refused: list[Item]) -> Iterator[Shard]:
@@ -444,24 +530,16 @@ class _HubShards(Shards):
         if finished := runs.flush():
             yield finished
 
-    def _val(self, refuse: Callable[[str, str], None]) -> Iterator[Shard]:
-        items: list[Item] = []
-        unlabelled: list[Item] = []
+    def _streamed(self, split: str, refuse: Callable[[str, str], None]) -> Iterator[Shard]:
+        stretches = _StreamedStretches(split, self.inputs[split])
         differing: list[str] = []
-        part = 0
-        for image in archives.hub_images(self.files["val"][0], refuse):
-            wnid = _val_label(self.labels, image.name)  # the shipped label, as for every input
-            if wnid is None:
-                unlabelled.append(Item(image.origin, None, None, NOT_A_VAL_NAME))
-                continue
-            if image.wnid != wnid:
+        for image in archives.hub_images(self.files[split][0], refuse):
+            # The shipped label, as for every input; the name's suffix only checked against it.
+            if split == "val" and (wnid := _val_label(self.labels, image.name)) and image.wnid != wnid:
                 differing.append(f"{image.origin}: ILSVRC-2012's label is {wnid}")
-            items.append(Item(image.name, wnid, image.data))
-            if len(items) == VAL_PART:
-                yield self._val_part(items, part)
-                items, part = [], part + 1
-        if items:
-            yield self._val_part(items, part)
+            if stretch := _streamed_image(stretches, self.labels, image.name, image.data, image.origin):
+                yield stretch
+        yield from stretches.finish()
         if differing:
             log.warning(
                 "%d val images carry another class in their names than ILSVRC-2012's label (%s%s): filed by the label",
@@ -469,10 +547,6 @@ class _HubShards(Shards):
                 "; ".join(differing[:3]),
                 "; …" if len(differing) > 3 else "",
             )
-        yield from _unusable("val", unlabelled, self.inputs["val"])
-
-    def _val_part(self, items: list[Item], part: int) -> Shard:
-        return _val_stretch(items, part, self.inputs["val"])
 
 
 WEBDATASET_INFO = "_info.json"
@@ -555,6 +629,9 @@ def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], t
         if not split_dir.is_dir():
             raise MissingInputError(f"{source} has no {split}/ folder")
         unusable: list[Item] = []
+        if not manifest.is_labelled(split):
+            shards += _plan_flat_folder(split_dir)
+            continue
         refiled: list[str] = []  # val images in another class's folder than their label's
         for dirpath, _, names in os.walk(split_dir):
             folder = Path(dirpath).name
@@ -589,7 +666,21 @@ def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], t
     return Plan(f"{kind} at {source}", ListedShards(shards), {split: recorded for split in splits})
 
 
-def _files_listing(paths: list[LooseFile]) -> str:
+def _plan_flat_folder(split_dir: Path) -> list[Shard]:
+    """The test split of an extracted tree: its images side by side, in stretches by name."""
+    files, odd = [], []
+    for dirpath, _, names in os.walk(split_dir):
+        for name in sorted(names):
+            path = os.path.join(dirpath, name)
+            if dirpath == str(split_dir) and _is_test_name(name):
+                files.append(LooseFile(name, path))
+            else:
+                odd.append(Item(path, None, None, NOT_A_TEST_NAME))
+    split = split_dir.name
+    return [*_stretches(split, files, Files, (), _files_listing), *_unusable(split, odd)]
+
+
+def _files_listing(paths: Sequence[LooseFile]) -> str:
     """Loose files are known by name, size and mtime: a stat each, no read."""
 
     def identity(name: str, path: str) -> tuple[Any, ...]:

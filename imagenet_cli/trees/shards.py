@@ -28,7 +28,7 @@ from .. import atomic, catalogue
 from ..errors import ShardCrashError
 from ..hashing import hash_bytes
 from ..inputs import InputFile, changed_names
-from ..manifest import Entry, Failure
+from ..manifest import Entry, Failure, is_labelled
 from ..workers import kill_local_workers, local_pool
 from .readers import Listable, Reader
 from .resize import ImageError, Making
@@ -234,24 +234,27 @@ def _make_items(
     for name, item_wnid, data, problem, origin in items:
         handled += 1
         wnid = item_wnid or shard.wnid
-        relative = f"{shard.split}/{wnid}/{recipe.output_name(name)}"
+        # Test images have no class: their split is one flat folder, each filed under no label.
+        labelled = is_labelled(shard.split)
+        filed = wnid is not None or not labelled
+        relative = "/".join(p for p in (shard.split, wnid, recipe.output_name(name)) if p)
         problem = problem or unusable_name(name) or _in_another_class(shard.split, wnid, name)
         if problem is None and relative in seen:
             problem = "appears twice in the input: neither copy is used"
             _drop(results, trees, relative, name)
         seen.add(relative)
-        if listing and problem is None and origin is not None and wnid is not None:
+        if listing and problem is None and origin is not None and filed:
             for result in results.values():
                 result.origins[relative] = list(origin)
-                result.entries.append(Entry(relative, origin.size, "", wnid))
+                result.entries.append(Entry(relative, origin.size, "", wnid or ""))
             continue
         processed = None
-        if problem is None and data is not None and wnid is not None:  # a refused item has a problem instead
+        if problem is None and data is not None and filed:  # a refused item has a problem instead
             try:
                 processed = recipe.make(data)
             except ImageError as error:
                 problem = str(error)
-        if processed is None or wnid is None:
+        if processed is None or not filed:
             for result in results.values():
                 result.failures.append(Failure(shard.split, wnid, name, problem or "no bytes"))
             continue
@@ -262,7 +265,7 @@ def _make_items(
             else:
                 written.append(Path(trees[size]) / relative)
                 atomic.write_bytes(written[-1], encoded, durable=False)
-            results[size].entries.append(Entry(relative, len(encoded), hash_bytes(encoded), wnid))
+            results[size].entries.append(Entry(relative, len(encoded), hash_bytes(encoded), wnid or ""))
             if processed.repaired:
                 results[size].repaired[name] = processed.repaired
     return handled, written
