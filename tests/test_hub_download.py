@@ -54,7 +54,12 @@ def test_the_dataset_files_arrive_checked_and_recorded_and_a_rerun_keeps_them(
             path = tmp_path / "downloads" / name
             assert path.read_bytes() == hub_files[name]
             record = DownloadRecord.read(path)
-            assert record.source == "hf" and record.details["sha256"] == hashlib.sha256(hub_files[name]).hexdigest()
+            assert record.source == "hf" and record.details == {
+                "repo": "ILSVRC/imagenet-1k",
+                "revision": "main",
+                "commit": FakeHub.COMMIT,
+                "sha256": hashlib.sha256(hub_files[name]).hexdigest(),
+            }
             assert record.url == f"{hub.base_url}{name}"
         assert sorted(p.name for p in (tmp_path / "downloads").iterdir() if not p.name.startswith(".")) == sorted(
             [*WANTED, *(f"{name}.record.json" for name in WANTED)]
@@ -106,6 +111,7 @@ def test_a_revision_is_asked_for_by_name(hub_files: dict[str, bytes], hub_env: d
         assert imagenet(*command, env=env).exit_code == EXIT_ERROR, "main is not there"
         assert imagenet(*command, "--revision", "v1.0", env=env).exit_code == 0
     assert (tmp_path / "downloads" / archives.HUB_VAL).read_bytes() == hub_files[archives.HUB_VAL]
+    assert DownloadRecord.read(tmp_path / "downloads" / archives.HUB_VAL).details["revision"] == "v1.0"
 
 
 def test_a_download_killed_mid_file_resumes_where_it_stopped(

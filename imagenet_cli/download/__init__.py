@@ -326,7 +326,10 @@ def _fetch_all(
                         etag=identity.etag,
                         last_modified=identity.last_modified,
                         # A digest the source publishes beside MD5 (the hub's sha256), as checked.
-                        details={"sha256": digests["sha256"]} if "sha256" in digests else {},
+                        details={
+                            **done.remote.details,
+                            **({"sha256": digests["sha256"]} if "sha256" in digests else {}),
+                        },
                     )
                 )
 
@@ -354,7 +357,10 @@ def _already_complete(path: Path, remote: Remote, source: str, progress: Progres
         algorithms = tuple(dict.fromkeys(hashing.DEFAULT_ALGORITHMS + tuple(remote.expected)))
         digests = hashing.hash_file(path, algorithms, progress=progress)
         if _agrees(digests, remote.expected):
-            return _recorded(path, write_record(path, digests, source=source, url=url_without_query(remote.url)), KEPT)
+            written = write_record(
+                path, digests, source=source, url=url_without_query(remote.url), details=remote.details
+            )
+            return _recorded(path, written, KEPT)
     partial = path.with_name(path.name + KAGGLE_PARTIAL_SUFFIX)
     why = " (the kaggle tool left it half-downloaded)" if partial.exists() else ""
     raise OverwriteRefusedError(

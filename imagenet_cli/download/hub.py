@@ -47,7 +47,13 @@ def remotes(names: list[str], revision: str, token: str | None) -> tuple[list[Re
         url = hub.hf_hub_url(REPO, f"data/{name}", repo_type="dataset", revision=revision, endpoint=endpoint())
         metadata = _guarded(hub.get_hf_file_metadata, url, revision, token=bearer)
         expected = {"sha256": metadata.etag} if metadata.etag and len(metadata.etag) == 64 else {}
-        found.append(Remote(name, url, expected, metadata.size))
+        # The commit a branch or tag resolved to: which version of the dataset these bytes are.
+        details = {
+            "repo": REPO,
+            "revision": revision,
+            **({"commit": metadata.commit_hash} if metadata.commit_hash else {}),
+        }
+        found.append(Remote(name, url, expected, metadata.size, details))
     return found, bearer
 
 

@@ -78,6 +78,7 @@ class Remote:
     url: str
     expected: dict[str, str] = field(default_factory=dict)  # {algorithm: hex}, checked before the final name
     size: int | None = None  # the published size
+    details: dict[str, str] = field(default_factory=dict)  # what else it says (the hub's commit), recorded
 
 
 @dataclass(frozen=True)
