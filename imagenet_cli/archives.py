@@ -36,6 +36,7 @@ KAGGLE_INNER_TAR = "imagenet_object_localization_patched2019.tar.gz"
 HUB_TRAIN = tuple(f"train_images_{number}.tar.gz" for number in range(5))
 HUB_VAL = "val_images.tar.gz"
 HUB_TEST = "test_images.tar.gz"
+HUB_BY_SPLIT = {"train": HUB_TRAIN, "val": (HUB_VAL,), "test": (HUB_TEST,)}
 GROUND_TRUTH = "ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt"
 LOC_FILES = ("LOC_synset_mapping.txt", "LOC_val_solution.csv", "LOC_train_solution.csv", "LOC_sample_submission.csv")
 
@@ -84,7 +85,7 @@ def hub_images(path: Path, refuse: Refuse) -> Iterator[HubImage]:
 
 
 def role_of(path: Path) -> str:
-    """What an archive is, from its name: train, val, test, devkit, kaggle — or unknown."""
+    """What an archive is, from its name: train, val, test, devkit, kaggle, hub — or unknown."""
     name = path.name
     if name == TRAIN_TAR:
         return "train"
@@ -96,7 +97,14 @@ def role_of(path: Path) -> str:
         return "devkit"
     if name == KAGGLE_ZIP:
         return "kaggle"
+    if hub_split(path) is not None:
+        return "hub"
     return "unknown"
+
+
+def hub_split(path: Path) -> str | None:
+    """The split one of the Hugging Face hub's files holds (train_images_0.tar.gz: train), or None."""
+    return next((split for split, names in HUB_BY_SPLIT.items() if path.name in names), None)
 
 
 # --- member safety -----------------------------------------------------------------------------

@@ -8,13 +8,15 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from imagenet_cli import archives, manifest
+from imagenet_cli import archives, manifest, sample
+from imagenet_cli.checks import verify
+from imagenet_cli.checks.findings import ProblemKind
 from imagenet_cli.errors import EXIT_PROBLEMS
 from imagenet_cli.exports import export
 from imagenet_cli.trees import prepare
 
 from .builders import read_member
-from .conftest import imagenet
+from .conftest import SMALL, imagenet
 
 
 def copy(source: Path, root: Path) -> Path:
@@ -85,3 +87,27 @@ def test_a_changed_hub_file_redoes_its_split_and_a_nameless_member_is_named(hub_
     named = imagenet("prepare", "--root", str(root), "--size", "32")
     assert named.exit_code == EXIT_PROBLEMS, named.output
     assert "failed: train/n01440764_99_nothing.JPEG: no WNID of the 1000 after its last underscore" in named.stdout
+
+
+def test_verify_reads_the_hub_files_only_with_deep_and_then_names_each_bad_name(hub_root: Path, tmp_path: Path) -> None:
+    root = copy(hub_root, tmp_path / "hub")
+    quick = verify(root)
+    assert quick.ok and all(
+        "a gzip stream: its images are named, counted and decoded with --deep" in c.checked
+        for c in quick.checks
+        if c.path.name.endswith(".tar.gz")
+    )
+    deep = verify(root, deep=True)
+    assert deep.ok, [p for c in deep.checks for p in c.problems]
+    counted = {c.path.name: c.counts for c in deep.checks}
+    assert counted[archives.HUB_VAL]["images"] == len(sample.default_classes()) * SMALL["val_per_class"]
+    assert (
+        sum(counted[name]["images"] for name in archives.HUB_TRAIN)
+        == len(sample.default_classes()) * SMALL["train_per_class"]
+    )
+    with_member_added(root / "downloads" / archives.HUB_VAL, "ILSVRC2012_val_00000001_n01443537.JPEG")
+    with_member_added(root / "downloads" / archives.HUB_TRAIN[0], "n01440764_99.JPEG")
+    problems = {(p.kind, p.where) for c in verify(root, deep=True).checks for p in c.problems}
+    assert (ProblemKind.MISPLACED, f"{archives.HUB_VAL}:ILSVRC2012_val_00000001_n01443537.JPEG") in problems
+    assert (ProblemKind.COUNT, archives.HUB_VAL) in problems
+    assert (ProblemKind.STRUCTURE, f"{archives.HUB_TRAIN[0]}:n01440764_99.JPEG") in problems

@@ -47,6 +47,7 @@ def check_archive(
         "test": _check_flat_tar,
         "devkit": _check_devkit,
         "kaggle": _check_kaggle_zip,
+        "hub": _check_hub_file,
     }.get(kind)
     if structure is not None:
         try:
@@ -238,6 +239,57 @@ def _check_flat_tar(check: Check, path: Path, expected: Contents, deep: bool, pr
     check.note(f"{count:,} {split} images named as ILSVRC-2012 names them")
     if deep:
         _check_members(check, archives.flat_members(path, split, refuse), progress, path.name, count)
+
+
+def _check_hub_file(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
+    """One of the hub's ``.tar.gz`` files: a gzip stream has no index, so its names are read, like
+    its images, only by decompressing it whole, which ``--deep`` does."""
+    split = archives.hub_split(path)
+    assert split is not None, path
+    if not deep:
+        check.note("a gzip stream: its images are named, counted and decoded with --deep")
+        return
+    count = 0
+    names: set[str] = set()  # one file's names: 260,000 at most
+
+    def members() -> Iterator[archives.Member]:
+        nonlocal count
+        for image in archives.hub_images(path, _refuser(check)):
+            count += 1
+            where = f"{path.name}:{image.origin}"
+            if image.name in names:
+                check.add(ProblemKind.DUPLICATE, where, f"a second {image.name}")
+            names.add(image.name)
+            _check_hub_name(check, split, image, where, expected)
+            yield archives.Member(split, image.wnid if split == "train" else None, image.name, image.data, where)
+
+    per_class = _check_members(check, members(), progress, path.name, None)
+    check.counts["images"] = count
+    if split == "train":
+        check.counts["classes"] = len(per_class)
+        check.note(f"{count:,} train images of {len(per_class)} classes, each named <name>_<wnid>.JPEG")
+        return
+    if count != expected.images(split):
+        check.add(ProblemKind.COUNT, path.name, f"{count:,} images; expected {expected.images(split):,}")
+    check.note(f"{count:,} {split} images named as the hub names them")
+
+
+def _check_hub_name(check: Check, split: str, image: archives.HubImage, where: str, expected: Contents) -> None:
+    """A hub name is the official one plus ``_<wnid>`` (test: no class): each part as it should be."""
+    if split == "train":
+        if image.wnid is None:
+            check.add(ProblemKind.STRUCTURE, where, "no _<wnid> class suffix")
+        elif image.wnid not in expected.classes:
+            check.add(ProblemKind.EXTRA, where, "an image of a class this archive should not hold")
+    elif split == "val":
+        if image.wnid is None or not archives.VAL_NAME.fullmatch(image.name):
+            check.add(ProblemKind.STRUCTURE, where, "not an ILSVRC2012_val_<8 digits>_<wnid>.JPEG name")
+        elif (wnid := catalogue.val_class(image.name).wnid) != image.wnid:
+            check.add(ProblemKind.MISPLACED, where, f"named {image.wnid}; ILSVRC-2012's label is {wnid}")
+        elif wnid not in expected.classes:
+            check.add(ProblemKind.EXTRA, where, "an image of a class this archive should not hold")
+    elif not archives.TEST_NAME.fullmatch(image.name):
+        check.add(ProblemKind.STRUCTURE, where, "not an ILSVRC2012_test_<8 digits>.JPEG name")
 
 
 def _check_members(

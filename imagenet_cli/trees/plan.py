@@ -127,7 +127,9 @@ def make_plan(
     if kaggle is not None:
         bundle = describe(kaggle.path, tree)
         return Plan("the Kaggle zip", _plan_kaggle(kaggle, splits, labels, bundle), {s: [bundle] for s in splits})
-    hub = {split: [downloads / name for name in names] for split, names in HUB_FILES.items() if split in splits}
+    hub = {
+        split: [downloads / name for name in names] for split, names in archives.HUB_BY_SPLIT.items() if split in splits
+    }
     if all(path.is_file() for paths in hub.values() for path in paths):
         inputs = {split: [describe(path, tree) for path in paths] for split, paths in hub.items()}
         return Plan("the Hugging Face hub's tar.gz files", _HubShards(hub, labels, inputs), inputs)
@@ -138,7 +140,6 @@ def make_plan(
 
 
 OFFICIAL_TARS = {"train": archives.TRAIN_TAR, "val": archives.VAL_TAR, "test": archives.TEST_TAR}
-HUB_FILES = {"train": archives.HUB_TRAIN, "val": (archives.HUB_VAL,), "test": (archives.HUB_TEST,)}
 
 
 NOT_A_VAL_NAME = "not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000, so it has no label: not used"
