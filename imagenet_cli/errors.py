@@ -90,6 +90,15 @@ class MissingInputError(ImagenetError):
     """Something the command needs to read is not where it should be."""
 
 
+class ShardsNotATreeError(MissingInputError):
+    """A folder of shards (WebDataset, Parquet) where a tree of image files is needed; ``folder``
+    is that folder, which ``prepare`` can read into a tree."""
+
+    def __init__(self, message: str, folder: Path) -> None:
+        super().__init__(message)
+        self.folder = folder
+
+
 class OverwriteRefusedError(ImagenetError):
     """Writing would replace a file this tool did not make (or made differently).
 

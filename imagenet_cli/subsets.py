@@ -30,10 +30,17 @@ from typing import Any
 import xxhash
 
 from . import atomic, catalogue, class_files, hashing, locks, manifest, owned
-from .errors import DamagedTreeError, InvalidArgumentError, MissingInputError, OverwriteRefusedError
+from .errors import (
+    DamagedTreeError,
+    InvalidArgumentError,
+    MissingInputError,
+    OverwriteRefusedError,
+    ShardsNotATreeError,
+)
 from .layout import Root
 from .progress import SILENT, Progress
 from .selection import choose, select_classes
+from .trees.plan import is_parquet, is_webdataset
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +201,8 @@ def _check_options(
 def _classes_in(tree: Path) -> list[str]:
     train = tree / "train"
     if not train.is_dir():
+        if is_webdataset(tree) or is_parquet(tree):
+            raise ShardsNotATreeError(f"{tree} holds shards, not a tree: a subset links a tree's files", tree)
         raise MissingInputError(f"{tree} has no train/ folder: it is not an ImageFolder tree")
     return sorted(p.name for p in train.iterdir() if p.is_dir() and catalogue.is_wnid(p.name))
 

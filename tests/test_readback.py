@@ -134,3 +134,14 @@ def test_info_of_a_shard_folder_suggests_the_prepare_that_reads_it(exported: Pat
     ran = imagenet(*command[1:], "--root", str(tmp_path / "root"))
     assert ran.exit_code == 0, ran.output
     assert rows(tmp_path / "root" / "full") == rows(exported / "64")
+
+
+def test_a_subset_of_shards_says_to_make_a_tree_of_them_first(exported: Path, tmp_path: Path) -> None:
+    folder = exported / "exports" / "webdataset-64"
+    refused = imagenet("subset", "--root", str(exported), "--from", str(folder), "--classes", "3")
+    assert refused.exit_code == 1 and refused.stdout == ""
+    [line] = refused.stderr.strip().splitlines()
+    assert line == (
+        f"imagenet: error: {folder} holds shards, not a tree: a subset links a tree's files"
+        f" — try `imagenet prepare --from {folder} --size full` to make a tree of them first"
+    )

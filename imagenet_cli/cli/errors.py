@@ -37,6 +37,7 @@ from ..errors import (
     RemoteChangedError,
     RemoteNotFoundError,
     ShardCrashError,
+    ShardsNotATreeError,
     Stopped,
     UnknownClassError,
     UnsuitableTreeError,
@@ -65,6 +66,11 @@ def _elsewhere(error: OverwriteRefusedError) -> str:
 ERROR_TABLE = (
     ErrorRule(UnknownClassError, EXIT_USAGE, "`imagenet classes WORDS` to search the class names"),
     ErrorRule(InvalidArgumentError, EXIT_USAGE, "`imagenet COMMAND --help` for the accepted values"),
+    ErrorRule(
+        ShardsNotATreeError,
+        EXIT_ERROR,
+        lambda error: f"`imagenet prepare --from {error.folder} --size full` to make a tree of them first",
+    ),
     ErrorRule(MissingInputError, EXIT_ERROR, "`imagenet info` to see what the root holds, or another --root"),
     ErrorRule(OverwriteRefusedError, EXIT_ERROR, _elsewhere),
     ErrorRule(UnsuitableTreeError, EXIT_ERROR, "`imagenet prepare --size full`, then export --from ROOT/full"),
