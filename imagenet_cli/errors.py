@@ -94,7 +94,7 @@ class ShardsNotATreeError(MissingInputError):
     """A folder of shards (WebDataset, Parquet) where a tree of image files is needed; ``folder``
     is that folder, which ``prepare`` can read into a tree."""
 
-    def __init__(self, message: str, folder: Path) -> None:
+    def __init__(self, message: str, folder: Path | str = "FOLDER") -> None:
         super().__init__(message)
         self.folder = folder
 

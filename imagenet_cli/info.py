@@ -12,7 +12,7 @@ from .exports.record import ExportRecord
 from .layout import EXPORTS, SPLITS, Root, SplitCount, count_split, free_bytes
 from .manifest import MadeBy, has_manifest, is_labelled, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
-from .trees.plan import is_parquet, is_webdataset
+from .trees.plan import is_kaggle_tree, is_parquet, is_webdataset
 
 
 @dataclass(frozen=True)
@@ -69,13 +69,14 @@ class RootState:
     trees: list[TreeState] = field(default_factory=list)
     subsets: list[TreeState] = field(default_factory=list)
     exports: list[ExportState] = field(default_factory=list)
-    shards: str | None = None  # the folder is itself a set of shards: "webdataset" or "parquet"
+    # The folder is itself an input for prepare --from: "webdataset", "parquet" or "kaggle-tree".
+    input_folder: str | None = None
 
     @property
     def next_step(self) -> str | None:
         """The stage the root is ready for: download, prepare (of the root's archives, or of the
-        shards the folder is), subset — or None when all are done."""
-        if self.shards is not None and not self.trees:
+        input the folder is), subset — or None when all are done."""
+        if self.input_folder is not None and not self.trees:
             return "prepare"
         if (not self.archives and not self.trees) or self.partial:
             return "download"
@@ -108,8 +109,19 @@ def describe_root(root: Path) -> RootState:
         trees=[_tree_state(path) for path in layout.trees()],
         subsets=[_tree_state(path) for path in layout.subset_trees()],
         exports=_export_states(layout.path / EXPORTS),
-        shards="webdataset" if is_webdataset(root) else "parquet" if is_parquet(root) else None,
+        input_folder=_input_folder(root),
     )
+
+
+def _input_folder(root: Path) -> str | None:
+    """What kind of input for prepare --from the folder is, if it is one."""
+    if is_webdataset(root):
+        return "webdataset"
+    if is_parquet(root):
+        return "parquet"
+    if is_kaggle_tree(root):
+        return "kaggle-tree"
+    return None
 
 
 def _archive_state(path: Path) -> ArchiveState:

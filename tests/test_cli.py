@@ -413,6 +413,22 @@ def test_info_suggests_a_command_that_works_on_the_root(official_root: Path, tmp
     assert result.exit_code == 0, result.output
 
 
+def test_info_of_an_extracted_kaggle_tree_suggests_the_prepare_that_reads_it(kaggle_root: Path, tmp_path: Path) -> None:
+    import shlex
+    import zipfile
+
+    from imagenet_cli import archives
+
+    with zipfile.ZipFile(kaggle_root / "downloads" / archives.KAGGLE_ZIP) as bundle:
+        bundle.extractall(tmp_path / "data")
+    state = json.loads(imagenet("info", "--root", str(tmp_path / "data" / "ILSVRC"), "--json").stdout)
+    assert state["input_folder"] == "kaggle-tree" and state["next_step"] == "prepare"
+    command = shlex.split(state["next_command"].split("  (", 1)[0])
+    assert command[1:] == ["prepare", "--from", str(tmp_path / "data" / "ILSVRC"), "--size", "224"]
+    ran = imagenet(*command[1:], "--root", str(tmp_path / "root"))
+    assert ran.exit_code == 0, ran.output
+
+
 def test_quiet_prints_only_the_result_paths_and_verbose_tells_what_was_read(
     official_root: Path, tmp_path: Path
 ) -> None:

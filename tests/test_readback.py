@@ -128,7 +128,7 @@ def test_info_of_a_shard_folder_suggests_the_prepare_that_reads_it(exported: Pat
     shown = imagenet("info", "--root", str(folder), "--json")
     assert shown.exit_code == 0, shown.output
     state = json.loads(shown.stdout)
-    assert state["shards"] == "webdataset" and state["next_step"] == "prepare"
+    assert state["input_folder"] == "webdataset" and state["next_step"] == "prepare"
     command = state["next_command"].split("  (", 1)[0].split()
     assert command[:2] == ["imagenet", "prepare"]
     ran = imagenet(*command[1:], "--root", str(tmp_path / "root"))

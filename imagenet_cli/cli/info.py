@@ -18,6 +18,7 @@ Examples:
 \b
   imagenet info
   imagenet info --root /data/imagenet --json
+  imagenet info /data/ILSVRC                         an extracted Kaggle tree: what reads it
 """
 
 
@@ -43,7 +44,9 @@ def info(
     """Show what the root holds and what to run next.
 
     Archives in downloads/ (size, source, whether their checksums are recorded), prepared trees and
-    subsets (images per split, size on disk), exports (format, samples), and the free disk.
+    subsets (images per split, size on disk), exports (format, samples), and the free disk. A
+    folder that is itself an input (WebDataset or Parquet shards, an extracted Kaggle ILSVRC/
+    tree) is named as one, with the prepare --from that makes a tree of it.
     """
     return describe_root(path or ui.root)
 
@@ -68,7 +71,7 @@ def _as_json(state: RootState) -> dict[str, Any]:
             }
             for e in state.exports
         ],
-        "shards": state.shards,
+        "input_folder": state.input_folder,
         "next_step": state.next_step,
         "next_command": next_command(state),
     }
@@ -96,17 +99,18 @@ def _how_made(tree: TreeState) -> str:
     return made.command if made is not None else "-"
 
 
-SHARD_FOLDERS = {
+INPUT_FOLDERS = {
     "webdataset": "WebDataset shards (timm's imagenet-1k-wds layout, or an export)",
     "parquet": "Parquet files with the Hugging Face hub's features",
+    "kaggle-tree": "an extracted Kaggle ILSVRC/ tree",
 }
 
 
 def _print_state(state: RootState) -> None:
     typer.echo(f"root: {state.root} ({human_bytes(state.free_bytes)} free)")
-    if state.shards is not None:
-        what = SHARD_FOLDERS[state.shards]
-        typer.echo(f"this folder holds {what}: prepare reads them back into a tree")
+    if state.input_folder is not None:
+        what = INPUT_FOLDERS[state.input_folder]
+        typer.echo(f"this folder holds {what}: prepare --from makes a tree of it")
     elif not state.archives and not state.trees and not state.subsets:
         typer.echo("nothing here yet; start with `imagenet download`")
     if state.archives:
@@ -156,8 +160,10 @@ def next_command(state: RootState) -> str | None:
         if state.partial:
             return "imagenet download  (again, with the same options: it resumes)"
         return "imagenet download  (Kaggle; --source official for image-net.org, --source sample to try it offline)"
-    if step == "prepare" and state.shards is not None:  # the folder is shards, not a root: a tree elsewhere
-        return f"imagenet prepare --from {state.root} --size full  (into ./imagenet, or --root DIR)"
+    if step == "prepare" and state.input_folder is not None:  # an input, not a root: the tree goes elsewhere
+        # Shards hold images made already: kept as they are. A Kaggle tree holds the originals.
+        size = "224" if state.input_folder == "kaggle-tree" else "full"
+        return f"imagenet prepare --from {state.root} --size {size}  (into ./imagenet, or --root DIR)"
     if step == "prepare":
         return "imagenet prepare --size 224"
     if step == "subset" and (suggestion := state.subset_to_suggest()) is not None:

@@ -617,9 +617,18 @@ def _webdataset_files(source: Path, split: str) -> list[Path]:
     return sorted(source.glob(f"*-{name}-*.tar"))
 
 
+def _kaggle_base(source: Path) -> Path | None:
+    """Where an extracted Kaggle tree's ``Data/CLS-LOC`` is, given its ``ILSVRC/`` or the folder above."""
+    return next((p for p in (source / "Data" / "CLS-LOC", source / "ILSVRC" / "Data" / "CLS-LOC") if p.is_dir()), None)
+
+
+def is_kaggle_tree(source: Path) -> bool:
+    return _kaggle_base(source) is not None
+
+
 def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], tree: Path) -> Plan:
     """An extracted Kaggle ``ILSVRC/`` tree (flat val) or an ImageFolder tree (val in class folders)."""
-    candidates = (source / "Data" / "CLS-LOC", source / "ILSVRC" / "Data" / "CLS-LOC", source)
+    candidates = (_kaggle_base(source) or source, source)
     base = next((p for p in candidates if (p / "train").is_dir() or (p / "val").is_dir()), None)
     if base is None:
         raise MissingInputError(f"{source} has neither train/ nor val/ (nor ILSVRC/Data/CLS-LOC/)")
