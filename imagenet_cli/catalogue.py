@@ -87,16 +87,16 @@ class OfficialArchive:
     source: str
 
 
-def _data_text(name: str) -> str:
+def data_text(name: str) -> str:
     raw = resources.files(__package__).joinpath("data").joinpath(name).read_bytes()
     if name.endswith(".gz"):
         raw = gzip.decompress(raw)
     return raw.decode("utf-8")
 
 
-def _data_rows(name: str) -> Iterator[list[str]]:
+def data_rows(name: str) -> Iterator[list[str]]:
     """Rows of a tab-separated data file, skipping its ``#`` header."""
-    for row in csv.reader(io.StringIO(_data_text(name)), delimiter="\t"):
+    for row in csv.reader(io.StringIO(data_text(name)), delimiter="\t"):
         if row and not row[0].startswith("#"):
             yield row
 
@@ -105,11 +105,11 @@ def _data_rows(name: str) -> Iterator[list[str]]:
 def classes() -> tuple[ImageNetClass, ...]:
     """All 1000 classes in sorted-WNID order: ``classes()[i].index == i``."""
     devkit = {}
-    for line in _data_text("map_clsloc.txt").splitlines():
+    for line in data_text("map_clsloc.txt").splitlines():
         wnid, number, short_name = line.split(" ", 2)
         devkit[wnid] = (int(number), short_name)
     table = []
-    for index, line in enumerate(_data_text("LOC_synset_mapping.txt").splitlines()):
+    for index, line in enumerate(data_text("LOC_synset_mapping.txt").splitlines()):
         wnid, names = line.split(" ", 1)
         devkit_id, short_name = devkit[wnid]
         table.append(ImageNetClass(index, wnid, devkit_id, short_name, tuple(n.strip() for n in names.split(","))))
@@ -170,7 +170,7 @@ def val_file_name(number: int) -> str:
 @functools.cache
 def val_labels() -> tuple[str, ...]:
     """WNID of every val image: ``val_labels()[k - 1]`` labels ``ILSVRC2012_val_<k>``."""
-    labels = tuple(_data_text("val_ground_truth_wnids.txt.gz").split())
+    labels = tuple(data_text("val_ground_truth_wnids.txt.gz").split())
     assert len(labels) == NUM_VAL_IMAGES, "package data damaged: val labels"
     return labels
 
@@ -254,14 +254,14 @@ def resolve_classes(items: list[str] | tuple[str, ...]) -> tuple[str, ...]:
 
 @functools.cache
 def known_bad_images() -> tuple[KnownBadImage, ...]:
-    return tuple(KnownBadImage(*row) for row in _data_rows("known_bad_images.tsv"))
+    return tuple(KnownBadImage(*row) for row in data_rows("known_bad_images.tsv"))
 
 
 @functools.cache
 def official_archives() -> dict[str, OfficialArchive]:
     """The official archives by file name, with their published sizes and MD5s."""
     table = {}
-    for name, size, md5, source in _data_rows("official_archives.tsv"):
+    for name, size, md5, source in data_rows("official_archives.tsv"):
         table[name] = OfficialArchive(name, None if size == "-" else int(size), md5, source)
     return table
 
@@ -273,7 +273,7 @@ def named_subset(name: str) -> tuple[str, ...]:
     except KeyError:
         known = ", ".join(NAMED_SUBSETS)
         raise InvalidArgumentError(f"no named class list {name!r} (known: {known})") from None
-    return tuple(_data_text(file).split())
+    return tuple(data_text(file).split())
 
 
 def label_fraction(name: str) -> Iterator[str]:
@@ -283,7 +283,7 @@ def label_fraction(name: str) -> Iterator[str]:
     except ValueError:
         known = ", ".join(LABEL_FRACTIONS)
         raise InvalidArgumentError(f"no label-fraction list {name!r} (known: {known})") from None
-    for line in _data_text(file).splitlines():
+    for line in data_text(file).splitlines():
         wnid, *numbers = line.split()
         for number in numbers:
             yield f"{wnid}_{number}.JPEG"

@@ -32,6 +32,11 @@ class Root:
     def downloads(self) -> Path:
         return self.path / DOWNLOADS
 
+    def evalset_downloads(self, name: str) -> Path:
+        """An evaluation set's files: ROOT/downloads/<set>/, apart from ILSVRC-2012's archives and
+        from each other (ImageNet-C's noise.tar is no name to share a folder with)."""
+        return self.downloads / name
+
     @property
     def subsets(self) -> Path:
         return self.path / SUBSETS

@@ -39,6 +39,7 @@ pytestmark = pytest.mark.slow
 NEEDS_HELP = (
     re.compile(r"^imagenet download\s*$"),  # the Kaggle bundle: Kaggle credentials
     re.compile(r"^imagenet download --source hf"),  # the hub: a token, and the dataset's terms accepted
+    re.compile(r"^imagenet download --dataset"),  # an evaluation set's publisher: the internet
     re.compile(r"--dask (tcp://|auto)"),  # a running scheduler
 )
 MIRROR = "https://mirror.example.org/imagenet/"

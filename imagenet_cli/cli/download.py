@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from .. import sample
+from .. import evalsets, sample
 from ..download import (
     DEFAULT_CONNECTIONS,
     DownloadResult,
+    download_evalset,
+    download_evalset_sample,
     download_hf,
     download_kaggle,
     download_official,
@@ -33,6 +36,9 @@ Examples:
   imagenet download --source hf                       Hugging Face's ILSVRC/imagenet-1k (hf auth login first)
   imagenet download --source sample                   a miniature ImageNet, offline, in seconds
   imagenet download --source sample --layout kaggle --classes imagewoof --per-class 20
+  imagenet download --dataset imagenet-a              an evaluation set, from its publisher
+  imagenet download --dataset imagenet-c --corruptions noise,blur --dry-run
+  imagenet download --source sample --dataset imagenet-v2  a miniature ImageNetV2, offline
 """
 
 
@@ -41,6 +47,21 @@ class Source(StrEnum):
     official = "official"
     hf = "hf"
     sample = "sample"
+
+
+def _dataset_list() -> str:
+    """The evaluation sets with their sizes, for --dataset's help."""
+    listed = []
+    for name, chosen in evalsets.sets().items():
+        size = chosen.size
+        listed.append(
+            f"{name} ({human_bytes(size) if size is not None else EVALSET_SIZES.get(name, 'size unpublished')})"
+        )
+    return ", ".join(listed)
+
+
+# Sizes their hosts give only roughly (hendrycks/robustness's README; the JSON is small).
+EVALSET_SIZES = {"imagenet-c": "about 62 GB in 5 tars, see --corruptions", "imagenet-real": "a few MB"}
 
 
 @command(
@@ -56,11 +77,28 @@ def download(
             "sample: a miniature ILSVRC-2012 generated offline."
         ),
     ] = Source.kaggle,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help=f"{evalsets.DEFAULT}, or an evaluation set from its publisher: {_dataset_list()}.",
+            autocompletion=lambda: [evalsets.DEFAULT, *evalsets.sets()],
+            metavar="NAME",
+        ),
+    ] = evalsets.DEFAULT,
+    corruptions: Annotated[
+        str | None,
+        typer.Option(
+            help=f"imagenet-c: the corruption groups to fetch, comma-separated: {', '.join(evalsets.CORRUPTIONS)} "
+            "[default: all].",
+            show_default=False,
+            metavar="LIST",
+        ),
+    ] = None,
     base_url: Annotated[
         str | None,
         typer.Option(
-            envvar="IMAGENET_BASE_URL",
-            help=f"official: where the archives are (default {BASE_URL}).",
+            help=f"official: where the archives are ($IMAGENET_BASE_URL when not given, else {BASE_URL}). With "
+            "--dataset: a mirror of the set's files, by name.",
             show_default=False,
             metavar="URL",
         ),
@@ -188,6 +226,51 @@ def download(
         raise typer.BadParameter("the sample is generated, not fetched: drop --dry-run", param_hint="'--dry-run'")
 
     root = ui.root
+    if dataset != evalsets.DEFAULT:
+        _refuse_options_of_other_sources(
+            source,
+            official_only
+            | {
+                "--layout": layout,
+                "--val-per-class": val_per_class,
+                "--test-images": test_images,
+                "--files": files,
+                "--revision": revision,
+            },
+            None,
+        )
+        chosen = comma_list(corruptions, "--corruptions")
+        if source is Source.sample:
+            return download_evalset_sample(
+                root,
+                dataset,
+                corruptions=chosen,
+                wait=not no_wait,
+                progress=ui.progress,
+                **{
+                    k: v
+                    for k, v in {"classes": _count(classes), "per_class": per_class, "seed": seed}.items()
+                    if v is not None
+                },
+            )
+        if source is not Source.kaggle:
+            raise typer.BadParameter(
+                f"--dataset {dataset} comes from its publisher (or --base-url): drop --source {source.value}",
+                param_hint="'--source'",
+            )
+        _refuse_options_of_other_sources(source, sample_only, Source.sample)
+        return download_evalset(
+            root,
+            dataset,
+            corruptions=chosen,
+            base_url=base_url,
+            connections=connections,
+            dry_run=dry_run,
+            wait=not no_wait,
+            progress=ui.progress,
+        )
+    if corruptions is not None:
+        raise typer.BadParameter("--corruptions only applies to --dataset imagenet-c", param_hint="'--corruptions'")
     if source is Source.sample:
         given = {"train_per_class": per_class, "val_per_class": val_per_class, "test_images": test_images, "seed": seed}
         return download_sample(
@@ -202,7 +285,7 @@ def download(
         return download_official(
             root,
             files=comma_list(files, "--files"),
-            base_url=base_url or BASE_URL,
+            base_url=base_url or os.environ.get("IMAGENET_BASE_URL") or BASE_URL,
             headers=header,
             cookies=cookies,
             trusted_hosts=trust_host,
@@ -225,10 +308,22 @@ def download(
     return download_kaggle(root, connections=connections, dry_run=dry_run, wait=not no_wait, progress=ui.progress)
 
 
-def _refuse_options_of_other_sources(source: Source, options: dict[str, Any], owner: Source) -> None:
+def _refuse_options_of_other_sources(source: Source, options: dict[str, Any], owner: Source | None) -> None:
+    """Options given that only ``owner`` takes (None: ILSVRC-2012's, given with --dataset) are a usage error."""
     given = [name for name, value in options.items() if value is not None]
+    if owner is None and given:
+        raise typer.BadParameter(f"{', '.join(given)} do not apply to --dataset", param_hint=f"'{given[0]}'")
     if source is not owner and given:
-        raise typer.BadParameter(f"{', '.join(given)} only apply to --source {owner.value}", param_hint=f"'{given[0]}'")
+        raise typer.BadParameter(f"{', '.join(given)} only apply to --source {owner}", param_hint=f"'{given[0]}'")
+
+
+def _count(classes: str | None) -> int | None:
+    """--classes for an evaluation set's miniature: a number of classes."""
+    if classes is None:
+        return None
+    if not classes.isdigit() or int(classes) < 1:
+        raise typer.BadParameter("a miniature evaluation set takes a number of classes", param_hint="'--classes'")
+    return int(classes)
 
 
 def _print_result(result: DownloadResult) -> None:

@@ -11,8 +11,10 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from .. import archives, atomic, catalogue, hashing, locks, sample
+from .. import archives, atomic, catalogue, evalsets, hashing, locks, sample
+from ..atomic import Finish
 from ..errors import InvalidArgumentError, OverwriteRefusedError
 from ..layout import Root, free_bytes
 from ..progress import SILENT, Progress
@@ -24,6 +26,7 @@ from ..records import (
     read_record,
     write_record,
 )
+from ..sample import evalsets as miniatures
 from ..selection import choose
 from . import hub, kaggle, official
 from .transfer import (
@@ -113,19 +116,72 @@ def download_sample(
     wanted = sample.options_record(layout, options)
     downloads = Root(root).downloads
     names = {"official": sample.OFFICIAL_FILES, "hf": sample.HUB_FILES}.get(layout, (archives.KAGGLE_ZIP,))
-    paths = [downloads / name for name in names]
+    return _generated(
+        f"the sample ({layout} layout, {len(options.classes)} classes)",
+        [downloads / name for name in names],
+        wanted,
+        lambda record: sample.write_sample(downloads, layout, options, progress=progress, before_rename=record),
+        wait,
+        progress,
+    )
 
+
+def download_evalset_sample(
+    root: Path,
+    name: str,
+    *,
+    classes: int = 4,
+    per_class: int = 2,
+    corruptions: list[str] | None = None,
+    seed: int = 0,
+    wait: bool = True,
+    progress: Progress = SILENT,
+) -> DownloadResult:
+    """Write the miniature of an evaluation set (see :mod:`imagenet_cli.sample.evalsets`) where
+    :func:`download_evalset` puts the real one, recorded as the sample is."""
+    chosen = evalsets.evalset(name)
+    downloads = Root(root).evalset_downloads(chosen.name)
+    wanted = miniatures.options_record(chosen.name, classes, per_class, seed)
+    return _generated(
+        f"the miniature {chosen.title}",
+        [downloads / file.name for file in chosen.files_for(corruptions)],
+        wanted,
+        lambda record: miniatures.write_evalset(
+            downloads,
+            chosen.name,
+            classes=classes,
+            per_class=per_class,
+            corruptions=corruptions,
+            seed=seed,
+            before_rename=record,
+        ),
+        wait,
+        progress,
+    )
+
+
+def _generated(
+    what: str,
+    paths: list[Path],
+    wanted: dict[str, Any],
+    generate: Callable[[Finish], list[Path]],
+    wait: bool,
+    progress: Progress,
+) -> DownloadResult:
+    """Files a generator makes (the sample, a miniature): kept if made with the options ``wanted``,
+    else generated, each under its name only with its record (``generate`` calls the finish it is
+    given for each file before its rename). Files this tool did not make are never overwritten."""
+    downloads = paths[0].parent
     with locks.writing_all(paths, wait):
         for path in paths:
             atomic.sweep_temporaries(path)  # a killed or disk-full run's bytes, never under a final name
         records = {path: _existing_sample_record(path) for path in paths}
         if all(r is not None and r.details == wanted and r.matches(p) for p, r in records.items()):
-            log.info("the sample in %s was generated with these options already: keeping it", downloads)
+            log.info("%s in %s was generated with these options already: keeping it", what, downloads)
             return DownloadResult(
                 "sample", downloads, [_recorded(p, r, KEPT) for p, r in records.items() if r is not None]
             )
-
-        log.info("generating the sample (%s layout, %d classes) in %s", layout, len(options.classes), downloads)
+        log.info("generating %s in %s", what, downloads)
         written: dict[Path, DownloadRecord] = {}
 
         def record(temporary: Path, final: Path) -> None:
@@ -133,8 +189,8 @@ def download_sample(
             digests = hashing.hash_file(temporary, progress=progress)
             written[final] = write_record(final, digests, source="sample", content=temporary, details=wanted)
 
-        paths = sample.write_sample(downloads, layout, options, progress=progress, before_rename=record)
-    return DownloadResult("sample", downloads, [_recorded(p, written[p], WRITTEN) for p in paths])
+        made = generate(record)
+    return DownloadResult("sample", downloads, [_recorded(p, written[p], WRITTEN) for p in made])
 
 
 def _sample_classes(classes: list[str], seed: int) -> tuple[str, ...]:
@@ -193,6 +249,49 @@ def download_hf(
             Root(root).downloads,
             remotes,
             lambda r: Endpoint(client, r.url, policy=retry),
+            connections,
+            dry_run,
+            wait,
+            progress,
+        )
+
+
+def download_evalset(
+    root: Path,
+    name: str,
+    *,
+    corruptions: list[str] | None = None,
+    base_url: str | None = None,
+    connections: int = DEFAULT_CONNECTIONS,
+    dry_run: bool = False,
+    wait: bool = True,
+    progress: Progress = SILENT,
+    retry: RetryPolicy = RetryPolicy(),
+) -> DownloadResult:
+    """Fetch an evaluation set's files (see :mod:`imagenet_cli.evalsets`) into
+    ``ROOT/downloads/<name>/``, each checked against its published size and MD5 where there is one
+    and recorded with the digests it arrived with. ``base_url``: a mirror holding the same file
+    names; ``corruptions``: ImageNet-C's groups to fetch (default: all five, about 62 GB)."""
+    chosen = evalsets.evalset(name)
+    if base_url is not None and not base_url.startswith(("http://", "https://")):
+        raise InvalidArgumentError(f"{base_url!r} is not an http(s) URL", "base_url")
+    mirror = base_url.rstrip("/") + "/" if base_url else None
+    remotes = [
+        Remote(
+            file.name,
+            mirror + file.name if mirror else file.url,
+            {"md5": file.md5} if file.md5 else {},
+            file.size,
+            {"dataset": chosen.name},
+        )
+        for file in chosen.files_for(corruptions)
+    ]
+    with http_client(connections) as client:
+        return _fetch_all(
+            chosen.name,
+            Root(root).evalset_downloads(chosen.name),
+            remotes,
+            lambda remote: Endpoint(client, remote.url, policy=retry),
             connections,
             dry_run,
             wait,

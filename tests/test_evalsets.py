@@ -1,0 +1,178 @@
+"""The evaluation sets: their table, their miniatures' shapes, and ``download --dataset``."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+from typer.testing import Result
+
+from imagenet_cli import catalogue, evalsets
+from imagenet_cli.download import download_evalset_sample
+from imagenet_cli.errors import EXIT_ERROR, EXIT_USAGE
+from imagenet_cli.records import DownloadRecord
+from imagenet_cli.sample.evalsets import write_evalset
+
+from .conftest import imagenet
+from .servers import FileServer
+
+# ImageNet-C's miniature is 19 corruptions x 5 severities of these: kept small, it is 224-pixel JPEGs.
+C_SMALL = {"classes": 2, "per_class": 1}
+
+
+def miniature(name: str, folder: Path, classes: int = 4, per_class: int = 2, seed: int = 0) -> dict[str, bytes]:
+    written = write_evalset(folder, name, classes=classes, per_class=per_class, seed=seed)
+    return {path.name: path.read_bytes() for path in written}
+
+
+def download(mirror: FileServer, root: Path, *arguments: str) -> Result:
+    return imagenet("download", "--root", str(root), "--base-url", mirror.base_url, *arguments)
+
+
+def tar_names(data: bytes) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        return [m.name + ("/" if m.isdir() else "") for m in tar]
+
+
+def test_the_table_knows_every_set_with_its_published_facts() -> None:
+    table = evalsets.sets()
+    assert list(table) == [
+        "imagenet-v2",
+        "imagenet-v2-threshold-0.7",
+        "imagenet-v2-top-images",
+        "imagenet-real",
+        "imagenet-a",
+        "imagenet-r",
+        "imagenet-sketch",
+        "imagenet-o",
+        "imagenet-c",
+    ]
+    assert table["imagenet-a"].files[0].md5 == "c3e55429088dc681f30d81f4726b6595"
+    assert table["imagenet-v2"].size == 1_264_079_360
+    assert [f.name for f in table["imagenet-c"].files] == [f"{group}.tar" for group in evalsets.CORRUPTIONS]
+    a, r = set(table["imagenet-a"].wnids()), set(table["imagenet-r"].wnids())
+    assert len(a) == len(r) == 200 and a != r and a | r <= set(catalogue.wnids())
+    assert sum(len(c) for c in evalsets.CORRUPTIONS.values()) == 19
+
+
+def test_v2_folders_are_the_1k_index_including_those_imagefolder_misorders(tmp_path: Path) -> None:
+    [(name, data)] = miniature("imagenet-v2", tmp_path).items()
+    assert name == "imagenetv2-matched-frequency.tar.gz"
+    names = tar_names(gzip.decompress(data))
+    top = "imagenetv2-matched-frequency-format-val/"
+    assert names[0] == top and all(n.startswith(top) for n in names)
+    folders = {n.split("/")[1] for n in names if n.count("/") == 2 and n.endswith("/")}
+    assert {"0", "1", "2", "10", "100"} <= folders and sorted(folders) != sorted(folders, key=int), "the trap"
+    images = [n for n in names if n.endswith(".jpeg")]
+    assert len(images) == len(folders) * 2 and all(len(n.rsplit("/", 1)[1]) == len("0" * 40 + ".jpeg") for n in images)
+
+
+def test_real_json_lists_every_val_image_some_empty_and_indexed_from_file_1(tmp_path: Path) -> None:
+    lists = json.loads(miniature("imagenet-real", tmp_path)["real.json"])
+    assert len(lists) == catalogue.NUM_VAL_IMAGES
+    assert any(entry == [] for entry in lists) and any(len(entry) == 2 for entry in lists)
+    assert all(0 <= label < 1000 for entry in lists for label in entry)
+    # Entry i is ILSVRC2012_val_<i+1>: most lists hold that image's ILSVRC label.
+    truth = [catalogue.by_wnid(w).index for w in catalogue.val_labels()]
+    agree = sum(truth[i] in entry for i, entry in enumerate(lists))
+    shifted = sum(truth[i + 1] in entry for i, entry in enumerate(lists[:-1]))
+    assert agree > 0.85 * len(lists) and shifted < 0.05 * len(lists)
+
+
+@pytest.mark.parametrize("name", ["imagenet-a", "imagenet-r", "imagenet-o"])
+def test_a_r_and_o_are_wnid_folders_with_a_readme(name: str, tmp_path: Path) -> None:
+    names = tar_names(miniature(name, tmp_path)[f"{name}.tar"])
+    assert names[:2] == [f"{name}/", f"{name}/README.txt"]
+    wnids = {n.split("/")[1] for n in names if n.count("/") == 2 and n.endswith("/")}
+    if name == "imagenet-o":
+        assert not any(catalogue.is_wnid(w) for w in wnids), "O's classes are outside the 1000"
+    else:
+        assert wnids <= set(evalsets.evalset(name).wnids())
+    assert sum(n.endswith(".jpg") for n in names) == 4 * 2
+
+
+def test_sketch_is_a_zip_under_sketch(tmp_path: Path) -> None:
+    with zipfile.ZipFile(io.BytesIO(miniature("imagenet-sketch", tmp_path)["ImageNet-Sketch.zip"])) as archive:
+        names = archive.namelist()
+    assert names[0] == "sketch/" and all(n.startswith("sketch/") for n in names)
+    assert sorted(n.rsplit("/", 1)[1] for n in names if n.endswith(".JPEG"))[:2] == ["1.JPEG", "1.JPEG"]
+
+
+def test_c_is_corruption_severity_wnid_folders_of_val_names(tmp_path: Path) -> None:
+    files = miniature("imagenet-c", tmp_path, **C_SMALL)
+    assert list(files) == [f"{group}.tar" for group in evalsets.CORRUPTIONS]
+    names = [n for n in tar_names(files["noise.tar"]) if n.endswith(".JPEG")]
+    assert len(names) == 3 * 5 * 2
+    for name in names:
+        corruption, severity, wnid, file = name.split("/")
+        assert corruption in evalsets.CORRUPTIONS["noise"] and severity in "12345"
+        assert catalogue.val_class(file).wnid == wnid
+
+
+def test_the_same_options_give_the_same_bytes(tmp_path: Path) -> None:
+    assert miniature("imagenet-a", tmp_path / "one") == miniature("imagenet-a", tmp_path / "two")
+    assert miniature("imagenet-a", tmp_path / "three", seed=1) != miniature("imagenet-a", tmp_path / "one")
+
+
+def test_download_from_a_mirror_records_what_arrived(tmp_path: Path) -> None:
+    served = miniature("imagenet-c", tmp_path / "made", **C_SMALL)
+    with FileServer(served) as mirror:
+        result = download(mirror, tmp_path / "root", "--dataset", "imagenet-c", "--corruptions", "noise,blur", "--json")
+    assert result.exit_code == 0, result.output
+    assert [f["name"] for f in json.loads(result.stdout)["files"]] == ["noise.tar", "blur.tar"]
+    folder = tmp_path / "root" / "downloads" / "imagenet-c"
+    for name in ("noise.tar", "blur.tar"):
+        assert (folder / name).read_bytes() == served[name]
+        record = DownloadRecord.read(folder / name)
+        assert record.source == "imagenet-c" and record.details == {"dataset": "imagenet-c"}
+    assert not (folder / "weather.tar").exists()
+
+
+def test_a_file_that_is_not_the_published_one_is_refused(tmp_path: Path) -> None:
+    # The miniature is not the published imagenet-a.tar: its size and MD5 are not the table's.
+    served = miniature("imagenet-a", tmp_path / "made")
+    with FileServer(served) as mirror:
+        result = download(mirror, tmp_path / "root", "--dataset", "imagenet-a")
+    assert result.exit_code == EXIT_ERROR, result.output
+    [line] = result.stderr.strip().splitlines()
+    assert "imagenet-a.tar" in line and "687,552,512" in line.replace(" ", ""), line
+    assert not (tmp_path / "root" / "downloads" / "imagenet-a" / "imagenet-a.tar").exists()
+
+
+def test_dry_run_names_the_files_and_fetches_nothing(tmp_path: Path) -> None:
+    served = miniature("imagenet-c", tmp_path / "made", **C_SMALL)
+    with FileServer(served) as mirror:
+        result = download(mirror, tmp_path / "root", "--dataset", "imagenet-c", "--corruptions", "extra", "--dry-run")
+        assert not [r for r in mirror.requests if r[0] == "GET" and r[2] is None], "no whole-file GET"
+    assert result.exit_code == 0, result.output
+    assert "extra.tar" in result.stdout and "would fetch" in result.stdout
+    assert not (tmp_path / "root" / "downloads" / "imagenet-c" / "extra.tar").exists()
+
+
+def test_the_miniature_is_written_where_the_set_goes_and_kept_on_a_rerun(tmp_path: Path) -> None:
+    first = download_evalset_sample(tmp_path, "imagenet-r")
+    assert [f.status for f in first.files] == ["written"]
+    assert first.files[0].path == tmp_path / "downloads" / "imagenet-r" / "imagenet-r.tar"
+    assert [f.status for f in download_evalset_sample(tmp_path, "imagenet-r").files] == ["kept"]
+    assert [f.status for f in download_evalset_sample(tmp_path, "imagenet-r", per_class=3).files] == ["written"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "said"),
+    [
+        (["--dataset", "imagenet-x"], "'imagenet-x' is not a dataset this tool knows (known: ilsvrc-2012, imagenet-v2"),
+        (["--dataset", "imagenet-a", "--corruptions", "noise"], "--corruptions applies to imagenet-c only"),
+        (["--dataset", "imagenet-c", "--corruptions", "rain"], "rain: the groups are noise, blur, weather"),
+        (["--corruptions", "noise"], "--corruptions only applies to --dataset imagenet-c"),
+        (["--dataset", "imagenet-a", "--source", "hf"], "comes from its publisher (or --base-url): drop --source hf"),
+        (["--dataset", "imagenet-a", "--source", "sample", "--layout", "hf"], "--layout do not apply to --dataset"),
+    ],
+)
+def test_options_that_do_not_fit_a_set_are_usage_errors(arguments: list[str], said: str, tmp_path: Path) -> None:
+    result = imagenet("download", "--root", str(tmp_path), *arguments)
+    assert result.exit_code == EXIT_USAGE and said in result.stderr, result.output
