@@ -6,12 +6,13 @@ where it cannot run here, and each change is in the table below:
 
 - a line that downloads from image-net.org or a mirror goes to a server on 127.0.0.1 that serves
   the sample's archives (``IMAGENET_BASE_URL``, or in place of the example's mirror host);
-- a line that needs Kaggle or Hugging Face credentials or a running cluster runs with ``--help``;
+- a line that needs Kaggle or Hugging Face credentials, an evaluation set's publisher or a running
+  cluster runs with ``--help``; a local cluster (``--dask local:8``) has this machine's two workers;
 - example paths (``ROOT``, ``/data/ILSVRC``, ``/scratch``) become folders of the scratch root;
 - a subset asking for more images than the sample has (260 per class, the 1% list) runs with
   ``--allow-short``, the option its message names.
 
-Before the first ``prepare``, the sample is widened to 110 classes (three images each), so that
+Before the first ``prepare``, the sample is widened to 110 classes (two train images each), so that
 the examples that draw 100 classes have them.
 """
 
@@ -117,7 +118,7 @@ def wider_sample() -> str:
     return ",".join(list(chosen)[:110])
 
 
-WIDER_SAMPLE = f"imagenet download --source sample --classes {wider_sample()} --per-class 3 --val-per-class 1"
+WIDER_SAMPLE = f"imagenet download --source sample --classes {wider_sample()} --per-class 2 --val-per-class 1"
 
 
 def runnable(line: str, folder: Path, mirror: str) -> str:
@@ -132,6 +133,7 @@ def runnable(line: str, folder: Path, mirror: str) -> str:
         .replace("/data/ILSVRC", str(folder / "data" / "ILSVRC"))
     )
     line = line.replace("/scratch/", f"{folder}/scratch/")
+    line = re.sub(r"--dask local:\d+", "--dask local:2", line)  # a cluster as large as this machine
     return re.sub(r"\bROOT\b", "imagenet", line)
 
 
