@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, NamedTuple
 
-from . import catalogue, zip_entries
+from . import catalogue, evalsets, zip_entries
 from .errors import ArchiveError
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
@@ -85,7 +85,8 @@ def hub_images(path: Path, refuse: Refuse) -> Iterator[HubImage]:
 
 
 def role_of(path: Path) -> str:
-    """What an archive is, from its name: train, val, test, devkit, kaggle, hub — or unknown."""
+    """What an archive is, from its name: train, val, test, devkit, kaggle, hub, evalset (a file of
+    an evaluation set, in its set's folder) — or unknown."""
     name = path.name
     if name == TRAIN_TAR:
         return "train"
@@ -99,6 +100,8 @@ def role_of(path: Path) -> str:
         return "kaggle"
     if hub_split(path) is not None:
         return "hub"
+    if path.parent.name in evalsets.sets() and name in {f.name for f in evalsets.sets()[path.parent.name].files}:
+        return "evalset"  # ROOT/downloads/<set>/<file>
     return "unknown"
 
 

@@ -65,6 +65,7 @@ class RootState:
     exists: bool
     free_bytes: int
     archives: list[ArchiveState] = field(default_factory=list)
+    evalset_files: list[ArchiveState] = field(default_factory=list)  # named <set>/<file>
     partial: list[PartialDownload] = field(default_factory=list)
     trees: list[TreeState] = field(default_factory=list)
     subsets: list[TreeState] = field(default_factory=list)
@@ -105,6 +106,11 @@ def describe_root(root: Path) -> RootState:
         exists=True,
         free_bytes=free_bytes(root),
         archives=[_archive_state(path) for path in archives_in(layout.downloads)],
+        evalset_files=[
+            _archive_state(path, f"{folder.name}/{path.name}")
+            for folder in layout.evalset_folders()
+            for path in archives_in(folder)
+        ],
         partial=[_partial_state(path) for path in partial_downloads_in(layout.downloads)],
         trees=[_tree_state(path) for path in layout.trees()],
         subsets=[_tree_state(path) for path in layout.subset_trees()],
@@ -124,13 +130,13 @@ def _input_folder(root: Path) -> str | None:
     return None
 
 
-def _archive_state(path: Path) -> ArchiveState:
+def _archive_state(path: Path, name: str | None = None) -> ArchiveState:
     record = read_record(path)
     if record is None:
         state = "none"
     else:
         state = "ok" if record.matches(path) else "stale"
-    return ArchiveState(path.name, path.stat().st_size, record.source if record else None, state)
+    return ArchiveState(name or path.name, path.stat().st_size, record.source if record else None, state)
 
 
 def _partial_state(path: Path) -> PartialDownload:

@@ -14,6 +14,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import evalsets
 from .errors import InvalidArgumentError, MissingInputError
 from .manifest import is_labelled
 
@@ -36,6 +37,10 @@ class Root:
         """An evaluation set's files: ROOT/downloads/<set>/, apart from ILSVRC-2012's archives and
         from each other (ImageNet-C's noise.tar is no name to share a folder with)."""
         return self.downloads / name
+
+    def evalset_folders(self) -> list[Path]:
+        """The evaluation sets' download folders that exist."""
+        return [self.evalset_downloads(name) for name in evalsets.sets() if self.evalset_downloads(name).is_dir()]
 
     @property
     def subsets(self) -> Path:

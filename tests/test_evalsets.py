@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import shutil
 import tarfile
 import zipfile
 from pathlib import Path
@@ -12,17 +13,19 @@ from pathlib import Path
 import pytest
 from typer.testing import Result
 
-from imagenet_cli import catalogue, evalsets
+from imagenet_cli import catalogue, evalsets, hashing
+from imagenet_cli.checks import verify
+from imagenet_cli.checks.findings import ProblemKind
 from imagenet_cli.download import download_evalset_sample
 from imagenet_cli.errors import EXIT_ERROR, EXIT_USAGE
-from imagenet_cli.records import DownloadRecord
+from imagenet_cli.records import DownloadRecord, write_record
 from imagenet_cli.sample.evalsets import write_evalset
 
 from .conftest import imagenet
 from .servers import FileServer
 
-# ImageNet-C's miniature is 19 corruptions x 5 severities of these: kept small, it is 224-pixel JPEGs.
-C_SMALL = {"classes": 2, "per_class": 1}
+# ImageNet-C's miniature is 19 corruptions x 5 severities of classes x per_class 224-pixel JPEGs.
+C_CLASSES, C_PER_CLASS = 2, 1
 
 
 def miniature(name: str, folder: Path, classes: int = 4, per_class: int = 2, seed: int = 0) -> dict[str, bytes]:
@@ -104,7 +107,7 @@ def test_sketch_is_a_zip_under_sketch(tmp_path: Path) -> None:
 
 
 def test_c_is_corruption_severity_wnid_folders_of_val_names(tmp_path: Path) -> None:
-    files = miniature("imagenet-c", tmp_path, **C_SMALL)
+    files = miniature("imagenet-c", tmp_path, classes=C_CLASSES, per_class=C_PER_CLASS)
     assert list(files) == [f"{group}.tar" for group in evalsets.CORRUPTIONS]
     names = [n for n in tar_names(files["noise.tar"]) if n.endswith(".JPEG")]
     assert len(names) == 3 * 5 * 2
@@ -120,7 +123,7 @@ def test_the_same_options_give_the_same_bytes(tmp_path: Path) -> None:
 
 
 def test_download_from_a_mirror_records_what_arrived(tmp_path: Path) -> None:
-    served = miniature("imagenet-c", tmp_path / "made", **C_SMALL)
+    served = miniature("imagenet-c", tmp_path / "made", classes=C_CLASSES, per_class=C_PER_CLASS)
     with FileServer(served) as mirror:
         result = download(mirror, tmp_path / "root", "--dataset", "imagenet-c", "--corruptions", "noise,blur", "--json")
     assert result.exit_code == 0, result.output
@@ -145,7 +148,7 @@ def test_a_file_that_is_not_the_published_one_is_refused(tmp_path: Path) -> None
 
 
 def test_dry_run_names_the_files_and_fetches_nothing(tmp_path: Path) -> None:
-    served = miniature("imagenet-c", tmp_path / "made", **C_SMALL)
+    served = miniature("imagenet-c", tmp_path / "made", classes=C_CLASSES, per_class=C_PER_CLASS)
     with FileServer(served) as mirror:
         result = download(mirror, tmp_path / "root", "--dataset", "imagenet-c", "--corruptions", "extra", "--dry-run")
         assert not [r for r in mirror.requests if r[0] == "GET" and r[2] is None], "no whole-file GET"
@@ -176,3 +179,83 @@ def test_the_miniature_is_written_where_the_set_goes_and_kept_on_a_rerun(tmp_pat
 def test_options_that_do_not_fit_a_set_are_usage_errors(arguments: list[str], said: str, tmp_path: Path) -> None:
     result = imagenet("download", "--root", str(tmp_path), *arguments)
     assert result.exit_code == EXIT_USAGE and said in result.stderr, result.output
+
+
+@pytest.fixture(scope="module")
+def miniatures(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A root holding the miniature of every set (C: one group), as download --source sample writes them."""
+    root = tmp_path_factory.mktemp("evalsets")
+    for name in evalsets.sets():
+        if name == "imagenet-c":
+            download_evalset_sample(root, name, corruptions=["noise"], classes=C_CLASSES, per_class=C_PER_CLASS)
+        else:
+            download_evalset_sample(root, name)
+    return root
+
+
+def problems_of(root: Path, deep: bool = False) -> set[tuple[ProblemKind, str]]:
+    return {(p.kind, p.where) for c in verify(root, deep=deep).checks for p in c.problems}
+
+
+def test_verify_checks_every_set_it_finds_and_deep_decodes_every_image(miniatures: Path) -> None:
+    quick = verify(miniatures)
+    assert quick.ok, [p for c in quick.checks for p in c.problems]
+    assert sorted(c.path.parent.name for c in quick.checks) == sorted(evalsets.sets())
+    counts = {c.path.parent.name: c.counts for c in quick.checks}
+    assert counts["imagenet-a"]["images"] == 4 * 2 and counts["imagenet-a"]["classes"] == 4
+    assert counts["imagenet-c"]["images"] == 3 * 5 * 2
+    assert "images" not in counts["imagenet-v2"], "a gzip stream is listed only with --deep"
+    deep = verify(miniatures, deep=True)
+    assert deep.ok, [p for c in deep.checks for p in c.problems]
+    decoded = {c.path.parent.name: c.counts.get("decoded") for c in deep.checks}
+    assert decoded["imagenet-v2"] == 5 * 2 and decoded["imagenet-sketch"] == 4 * 2
+
+
+def with_members_added(path: Path, extra: list[tuple[str, bytes]]) -> None:
+    """The tar (or tar.gz) at ``path`` with ``extra`` members added, recorded again as the same
+    miniature: what is found wrong is its structure, not its bytes."""
+    with tarfile.open(path) as tar:
+        members = [(m, tar.extractfile(m).read() if m.isfile() else b"") for m in tar]  # type: ignore[union-attr]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for member, data in [*members, *((tarfile.TarInfo(n), d) for n, d in extra)]:
+            member.size = len(data)
+            tar.addfile(member, io.BytesIO(data))
+    path.write_bytes(gzip.compress(buffer.getvalue(), mtime=0) if path.name.endswith(".gz") else buffer.getvalue())
+    details = DownloadRecord.read(path).details
+    write_record(path, hashing.hash_file(path), source="sample", details=details)
+
+
+def test_verify_names_each_member_out_of_place_and_each_count_short(miniatures: Path, tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    shutil.copytree(miniatures, root)
+    downloads = root / "downloads"
+    image = b"\xff\xd8 not really"
+    v2 = "imagenetv2-matched-frequency-format-val"
+    with_members_added(
+        downloads / "imagenet-v2" / "imagenetv2-matched-frequency.tar.gz", [(f"{v2}/1000/x.jpeg", image)]
+    )
+    with_members_added(downloads / "imagenet-a" / "imagenet-a.tar", [("imagenet-a/n01440764/tench.jpg", image)])
+    with_members_added(downloads / "imagenet-o" / "imagenet-o.tar", [("imagenet-o/n01440764/tench.jpg", image)])
+    stray = "gaussian_noise/3/n01440764/ILSVRC2012_val_00000001.JPEG"
+    with_members_added(downloads / "imagenet-c" / "noise.tar", [(stray, image)])
+    (downloads / "imagenet-real" / "real.json").write_text(json.dumps([[1]] * 49_999 + [[1000]]))
+    found = problems_of(root, deep=True)
+    assert (ProblemKind.STRUCTURE, f"imagenetv2-matched-frequency.tar.gz:{v2}/1000/x.jpeg") in found
+    assert (ProblemKind.EXTRA, "imagenet-a.tar:imagenet-a/n01440764/tench.jpg") in found
+    assert (ProblemKind.EXTRA, "imagenet-o.tar:imagenet-o/n01440764/tench.jpg") in found
+    assert (ProblemKind.MISPLACED, f"noise.tar:{stray}") in found, "val 1 is a snake, not a tench"
+    assert (ProblemKind.COUNT, "noise.tar:gaussian_noise/3") in found
+    assert (ProblemKind.UNDECODABLE, f"noise.tar:{stray}") in found
+    assert (ProblemKind.STRUCTURE, "real.json:50000") in found
+
+
+def test_info_lists_the_sets_apart_from_the_archives(miniatures: Path) -> None:
+    shown = imagenet("info", "--root", str(miniatures), "--json")
+    assert shown.exit_code == 0, shown.output
+    state = json.loads(shown.stdout)
+    assert state["archives"] == [] and state["next_step"] == "download", "the sets are no ILSVRC-2012 to prepare"
+    names = [f["name"] for f in state["evalset_files"]]
+    assert "imagenet-a/imagenet-a.tar" in names and "imagenet-c/noise.tar" in names and len(names) == 9, (
+        "8 sets of one file, C's noise.tar"
+    )

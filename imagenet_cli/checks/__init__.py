@@ -98,7 +98,8 @@ def _being_written(path: Path, writer: str) -> Check:
 def _targets(root: Path, paths: list[Path] | None) -> tuple[list[Path], list[Path]]:
     if not paths:
         layout = Root(root)
-        return list(archives_in(layout.downloads)), layout.trees() + layout.subset_trees() + layout.exports()
+        files = [*archives_in(layout.downloads), *(f for d in layout.evalset_folders() for f in archives_in(d))]
+        return files, layout.trees() + layout.subset_trees() + layout.exports()
     archive_paths, tree_paths = [], []
     for path in paths:
         if path.is_file():

@@ -9,18 +9,17 @@ member: each inner tar, each zip member's CRC-32, each image decoded.
 from __future__ import annotations
 
 import collections
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
 from .. import archives, catalogue, hashing, val_labels
-from ..decode_check import decode_problem
 from ..errors import ArchiveError, UnknownClassError
-from ..progress import SILENT, Advance, Progress
+from ..progress import SILENT, Progress
 from ..records import DownloadRecord, read_record, refresh_record, write_record
-from ..workers import ordered_map, thread_pool
+from .decoding import decode_members
+from .evalsets import check_evalset_file
 from .findings import Check, ProblemKind
 
 
@@ -39,8 +38,20 @@ def check_archive(
     check = Check(path, "archive")
     existing = read_record(path)
     _check_bytes(check, path, existing, checksums or {}, rehash, record, progress)
-    expected = _expected_contents(existing)
-    kind = archives.role_of(path)
+    try:
+        _check_structure(check, path, archives.role_of(path), existing, deep, progress)
+    except ArchiveError as error:
+        check.add(ProblemKind.STRUCTURE, path.name, str(error))
+    return check
+
+
+def _check_structure(
+    check: Check, path: Path, kind: str, existing: DownloadRecord | None, deep: bool, progress: Progress
+) -> None:
+    """What the archive holds, checked as its kind should hold it (an unknown kind: nothing)."""
+    if kind == "evalset":  # its expectations are its set's, or a miniature's record
+        check_evalset_file(check, path, existing, deep, progress)
+        return
     structure = {
         "train": _check_train_tar,
         "val": _check_flat_tar,
@@ -50,11 +61,7 @@ def check_archive(
         "hub": _check_hub_file,
     }.get(kind)
     if structure is not None:
-        try:
-            structure(check, path, expected, deep, progress)
-        except ArchiveError as error:
-            check.add(ProblemKind.STRUCTURE, path.name, str(error))
-    return check
+        structure(check, path, _expected_contents(existing), deep, progress)
 
 
 # --- bytes -------------------------------------------------------------------------------------
@@ -203,7 +210,7 @@ def _check_train_tar(check: Check, path: Path, expected: Contents, deep: bool, p
     check.counts["classes"] = len(found)
     check.note(f"{len(found)} class tars present")
     if deep:
-        per_class = _check_members(check, archives.train_members(path, refuse), progress, path.name, None)
+        per_class = decode_members(check, archives.train_members(path, refuse), progress, path.name, None)
         low, high = expected.train_range
         for wnid, count in sorted(per_class.items()):
             if not low <= count <= high:
@@ -238,7 +245,7 @@ def _check_flat_tar(check: Check, path: Path, expected: Contents, deep: bool, pr
         check.add(ProblemKind.COUNT, path.name, f"{count:,} images; expected {expected.images(split):,}")
     check.note(f"{count:,} {split} images named as ILSVRC-2012 names them")
     if deep:
-        _check_members(check, archives.flat_members(path, split, refuse), progress, path.name, count)
+        decode_members(check, archives.flat_members(path, split, refuse), progress, path.name, count)
 
 
 def _check_hub_file(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
@@ -263,7 +270,7 @@ def _check_hub_file(check: Check, path: Path, expected: Contents, deep: bool, pr
             _check_hub_name(check, split, image, where, expected)
             yield archives.Member(split, image.wnid if split == "train" else None, image.name, image.data, where)
 
-    per_class = _check_members(check, members(), progress, path.name, None)
+    per_class = decode_members(check, members(), progress, path.name, None)
     check.counts["images"] = count
     if split == "train":
         check.counts["classes"] = len(per_class)
@@ -290,57 +297,6 @@ def _check_hub_name(check: Check, split: str, image: archives.HubImage, where: s
             check.add(ProblemKind.EXTRA, where, "an image of a class this archive should not hold")
     elif not archives.TEST_NAME.fullmatch(image.name):
         check.add(ProblemKind.STRUCTURE, where, "not an ILSVRC2012_test_<8 digits>.JPEG name")
-
-
-def _check_members(
-    check: Check, members: Iterator[archives.Member], progress: Progress, name: str, total: int | None
-) -> collections.Counter[str]:
-    """Decode every image (on all cores); count train images per class."""
-    with progress.task(f"decoding {name}", total=total, unit="img") as advance:
-        return _decode_members(check, members, advance)
-
-
-def _decode_members(check: Check, members: Iterator[archives.Member], advance: Advance) -> collections.Counter[str]:
-    per_class: collections.Counter[str] = collections.Counter()
-    decoded = 0
-    # Names within one class tar (or one run of a class in the zip): exact, and memory stays flat.
-    run: str | None = None
-    names: set[str] = set()
-    for member, problem in _decoded(members):
-        advance(1)
-        if member.damage:
-            check.add(ProblemKind.DAMAGED, member.origin, member.damage)
-            continue
-        if member.split == "train":
-            if member.wnid != run:
-                run, names = member.wnid, set()
-            if member.name in names:
-                check.add(ProblemKind.DUPLICATE, member.origin, f"a second {member.name} in class {member.wnid}")
-            names.add(member.name)
-        if member.split == "train" and member.wnid is not None:
-            match = archives.TRAIN_NAME.fullmatch(member.name)
-            if not match or match.group(1) != member.wnid:
-                check.add(ProblemKind.MISPLACED, member.origin, f"not an image of class {member.wnid}")
-            per_class[member.wnid] += 1
-        if problem:
-            check.add(ProblemKind.UNDECODABLE, member.origin, problem)
-        decoded += 1
-    check.counts["decoded"] = decoded
-    check.note(f"{decoded:,} images decoded")
-    return per_class
-
-
-def _decoded(members: Iterator[archives.Member]) -> Iterator[tuple[archives.Member, str | None]]:
-    """(member, why it does not decode) in archive order, decoded by a thread pool.
-
-    Pillow releases the GIL while decoding, so threads use every core; at most two images per
-    thread are in flight, so memory stays flat however large the archive.
-    """
-
-    def decoded(member: archives.Member) -> tuple[archives.Member, str | None]:
-        return member, None if member.damage else decode_problem(member.data)
-
-    yield from ordered_map(decoded, members, os.cpu_count() or 1, pool=thread_pool)
 
 
 def _check_devkit(check: Check, path: Path, expected: Contents, deep: bool, progress: Progress) -> None:
@@ -402,7 +358,7 @@ def _check_kaggle_zip(check: Check, path: Path, expected: Contents, deep: bool, 
         )
     if deep:
         listed = sum(v for k, v in check.counts.items() if k.endswith("_images")) or None
-        counted = _check_members(check, archives.kaggle_members(bundle, refuse), progress, path.name, listed)
+        counted = decode_members(check, archives.kaggle_members(bundle, refuse), progress, path.name, listed)
         check.note("every member read: CRC-32 checked")
         if bundle.inner is not None:
             _check_class_counts(check, path, expected, counted)

@@ -57,6 +57,7 @@ def _as_json(state: RootState) -> dict[str, Any]:
         "exists": state.exists,
         "free_bytes": state.free_bytes,
         "archives": state.archives,
+        "evalset_files": state.evalset_files,
         "partial": state.partial,
         "trees": [_tree_json(t) for t in state.trees],
         "subsets": [_tree_json(t) for t in state.subsets],
@@ -111,13 +112,14 @@ def _print_state(state: RootState) -> None:
     if state.input_folder is not None:
         what = INPUT_FOLDERS[state.input_folder]
         typer.echo(f"this folder holds {what}: prepare --from makes a tree of it")
-    elif not state.archives and not state.trees and not state.subsets:
+    elif not state.archives and not state.evalset_files and not state.trees and not state.subsets:
         typer.echo("nothing here yet; start with `imagenet download`")
-    if state.archives:
-        typer.echo("\narchives (downloads/):")
-        record_words = {"ok": "recorded", "stale": "changed since recorded", "none": "not recorded"}
-        rows = [(a.name, human_bytes(a.bytes), a.source or "-", record_words[a.record]) for a in state.archives]
-        print_table(("archive", "size", "source", "checksums"), rows)
+    record_words = {"ok": "recorded", "stale": "changed since recorded", "none": "not recorded"}
+    for title, files in (("archives", state.archives), ("evaluation sets", state.evalset_files)):
+        if files:
+            typer.echo(f"\n{title} (downloads/):")
+            rows = [(a.name, human_bytes(a.bytes), a.source or "-", record_words[a.record]) for a in files]
+            print_table(("archive", "size", "source", "checksums"), rows)
     if state.partial:
         typer.echo("\nunfinished downloads (run `imagenet download` again to resume):")
         partial = [
