@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_cli import archives, sample
+from imagenet_cli import archives, catalogue, manifest, sample
 
 from . import docs
 from .servers import FileServer
@@ -52,7 +52,7 @@ NOT_COMMANDS = ("pip install", "python3 -m venv", "ruff ", "python tests/", "pyt
 
 
 # The order a user runs the commands in: each needs what the ones before it made.
-PIPELINE = ("download", "prepare", "verify", "subset", "export", "show", "info", "classes")
+PIPELINE = ("download", "prepare", "verify", "subset", "export", "show", "score", "info", "classes")
 
 
 def example_lines() -> list[tuple[str, str]]:
@@ -90,7 +90,8 @@ def test_every_readme_shell_line_is_a_command_or_a_known_developer_line() -> Non
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A folder whose ./imagenet holds the sample, an extracted Kaggle tree beside it, and the
-    files the examples name (cookies.txt, MD5SUMS)."""
+    files the examples name (cookies.txt, MD5SUMS; the score examples' predictions are written
+    once the tree they predict exists)."""
     folder = tmp_path_factory.mktemp("examples")
     run_line(folder, "imagenet download --source sample")
     kaggle = tmp_path_factory.mktemp("kaggle")
@@ -110,10 +111,28 @@ def write_md5sums(folder: Path) -> None:
     )
 
 
+PREDICTIONS = "predictions.csv"
+
+
+def write_predictions(tree: Path) -> None:
+    """The files the score examples name, beside the root: a model that is always right, as a
+    CSV of each val image's five best classes and as logits in the manifest's order."""
+    import numpy
+
+    val = [catalogue.by_wnid(e.wnid).index for e in manifest.read_manifest(tree) if e.split == "val"]
+    paths = [e.path for e in manifest.read_manifest(tree) if e.split == "val"]
+    rows = [
+        f"{p},{label},{(label + 1) % 1000},{(label + 2) % 1000},{(label + 3) % 1000},{(label + 4) % 1000}"
+        for p, label in zip(paths, val, strict=True)
+    ]
+    (tree.parent.parent / PREDICTIONS).write_text("path,1,2,3,4,5\n" + "\n".join(rows) + "\n")
+    logits = numpy.zeros((len(val), 1000), dtype=numpy.float32)
+    logits[numpy.arange(len(val)), val] = 1.0
+    numpy.save(tree.parent.parent / "logits.npy", logits)
+
+
 def wider_sample() -> str:
     """The sample's own classes, goldfish and shark, and more up to 110 in sorted order."""
-    from imagenet_cli import catalogue
-
     chosen = dict.fromkeys([*sample.default_classes(), "n01443537", *catalogue.wnids()])
     return ",".join(list(chosen)[:110])
 
@@ -163,6 +182,8 @@ def test_every_example_runs_in_order(scratch: Path) -> None:
                 assert run_line(scratch, WIDER_SAMPLE).returncode == 0
                 write_md5sums(scratch)
                 widened = True
+            if line.startswith("imagenet score") and not (scratch / PREDICTIONS).exists():
+                write_predictions(scratch / "imagenet" / "224")
             command = runnable(line, scratch, mirror.base_url)
             # Downloads from the local mirror: the sample is not the published ImageNet, so its own sums apply.
             if command.startswith("imagenet download --source official") and "--help" not in command:

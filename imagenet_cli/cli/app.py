@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
-from . import classes, download, export, info, prepare, show, subset, verify
+from . import classes, download, export, info, prepare, score, show, subset, verify
 
 app = typer.Typer(
     name="imagenet",
@@ -47,6 +47,7 @@ app.command("prepare", epilog=prepare.EXAMPLES)(prepare.prepare_command)
 app.command("subset", epilog=subset.EXAMPLES)(subset.subset_command)
 app.command("export", epilog=export.EXAMPLES)(export.export_command)
 app.command("show", epilog=show.EXAMPLES)(show.show_command)
+app.command("score", epilog=score.EXAMPLES)(score.score_command)
 app.command("info", epilog=info.EXAMPLES)(info.info)
 app.command("classes", epilog=classes.EXAMPLES)(classes.classes)
 

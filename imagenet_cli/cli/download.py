@@ -38,7 +38,7 @@ Examples:
   imagenet download --source sample --layout kaggle --classes imagewoof --per-class 20
   imagenet download --dataset imagenet-a              an evaluation set, from its publisher
   imagenet download --dataset imagenet-c --corruptions noise,blur --dry-run
-  imagenet download --source sample --dataset imagenet-v2  a miniature ImageNetV2, offline
+  imagenet download --source sample --dataset imagenet-real  a miniature of the set, offline
 """
 
 
