@@ -100,7 +100,7 @@ def role_of(path: Path) -> str:
         return "kaggle"
     if hub_split(path) is not None:
         return "hub"
-    if path.parent.name in evalsets.sets() and name in {f.name for f in evalsets.sets()[path.parent.name].files}:
+    if evalsets.file_at(path) is not None:
         return "evalset"  # ROOT/downloads/<set>/<file>
     return "unknown"
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 from . import catalogue
 from .errors import InvalidArgumentError
@@ -123,6 +124,12 @@ def sets() -> dict[str, EvalSet]:
     for name, file, size, md5, url, _source in catalogue.data_rows("evaluation_sets.tsv"):
         files[name].append(EvalFile(file, url, None if size == "-" else int(size), None if md5 == "-" else md5))
     return {name: EvalSet(name, *shape, files=tuple(files[name])) for name, shape in _SHAPES.items()}
+
+
+def file_at(path: Path) -> EvalFile | None:
+    """The set's file ``path`` is, where downloads put it (``ROOT/downloads/<set>/<file>``), or None."""
+    chosen = sets().get(path.parent.name)
+    return next((f for f in chosen.files if f.name == path.name), None) if chosen else None
 
 
 def evalset(name: str) -> EvalSet:

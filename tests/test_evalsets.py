@@ -259,3 +259,14 @@ def test_info_lists_the_sets_apart_from_the_archives(miniatures: Path) -> None:
     assert "imagenet-a/imagenet-a.tar" in names and "imagenet-c/noise.tar" in names and len(names) == 9, (
         "8 sets of one file, C's noise.tar"
     )
+
+
+def test_a_set_file_without_a_record_is_held_to_its_published_md5(miniatures: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "downloads" / "imagenet-a"
+    folder.mkdir(parents=True)
+    shutil.copy(miniatures / "downloads" / "imagenet-a" / "imagenet-a.tar", folder)  # the miniature: not the real one
+    [check] = verify(tmp_path).checks
+    assert [(p.kind, p.where) for p in check.problems if p.kind is ProblemKind.CHECKSUM] == [
+        (ProblemKind.CHECKSUM, "imagenet-a.tar")
+    ]
+    assert any("c3e55429088dc681f30d81f4726b6595" in p.detail for p in check.problems)

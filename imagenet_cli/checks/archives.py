@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from .. import archives, catalogue, hashing, val_labels
+from .. import archives, catalogue, evalsets, hashing, val_labels
 from ..errors import ArchiveError, UnknownClassError
 from ..progress import SILENT, Progress
 from ..records import DownloadRecord, read_record, refresh_record, write_record
@@ -96,6 +96,9 @@ def _expected_digests(path: Path, record: DownloadRecord | None, checksums: dict
     published = catalogue.official_archives().get(path.name)
     if published is not None:
         return Expected({"md5": published.md5}, DigestSource.PUBLISHED, "the published MD5")
+    evaluation = evalsets.file_at(path)
+    if evaluation is not None and evaluation.md5 is not None:
+        return Expected({"md5": evaluation.md5}, DigestSource.PUBLISHED, "the published MD5")
     return Expected({}, DigestSource.NONE, "")
 
 
