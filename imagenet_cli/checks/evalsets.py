@@ -38,9 +38,10 @@ def check_evalset_file(check: Check, path: Path, record: DownloadRecord | None, 
         return
     members = _members(path, deep, lambda where, why: check.add(ProblemKind.REFUSED, where, f"refused: {why}"))
     counts: collections.Counter[str] = collections.Counter()
+    classes = frozenset(chosen.wnids())  # a set: asked once per image
 
     def counted(name: str) -> bool:
-        place = _place(check, chosen, path.name, name)
+        place = _place(check, chosen, classes, path.name, name)
         if place is not None:
             counts[place] += 1
         return place is not None
@@ -78,7 +79,7 @@ def _members(path: Path, deep: bool, refuse: archives.Refuse) -> Iterator[tuple[
         raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
 
 
-def _place(check: Check, chosen: EvalSet, file: str, name: str) -> str | None:
+def _place(check: Check, chosen: EvalSet, classes: frozenset[str], file: str, name: str) -> str | None:
     """Where an image counts (``<wnid>``, or ``<corruption>/<severity>`` for C), or None for a
     member that is no image of the set (named as a problem, unless it is a README)."""
     parts = name.split("/")
@@ -100,7 +101,7 @@ def _place(check: Check, chosen: EvalSet, file: str, name: str) -> str | None:
         if catalogue.is_wnid(folder):
             check.add(ProblemKind.EXTRA, where, "a class of the 1000: ImageNet-O holds none of them")
         return folder
-    if folder not in chosen.wnids():
+    if folder not in classes:
         check.add(ProblemKind.EXTRA, where, f"not one of {chosen.title}'s classes")
         return None
     return folder
