@@ -23,13 +23,15 @@ from .docs import command_names
 def test_help_lists_every_command_with_a_summary() -> None:
     result = imagenet("--help")
     assert result.exit_code == 0
-    assert command_names() == ["download", "verify", "prepare", "subset", "export", "show", "info", "classes"]
+    assert command_names() == ["download", "verify", "prepare", "subset", "export", "show", "score", "info", "classes"]
     for name in command_names():
         line = next(line for line in result.output.splitlines() if line.startswith(f"  {name} "))
         assert len(line.split(None, 1)[1]) > 10 and not line.endswith("...")
 
 
-@pytest.mark.parametrize("name", ["download", "verify", "prepare", "subset", "export", "show", "info", "classes"])
+@pytest.mark.parametrize(
+    "name", ["download", "verify", "prepare", "subset", "export", "show", "score", "info", "classes"]
+)
 def test_every_command_help_has_examples(name: str) -> None:
     result = imagenet(name, "--help")
     assert result.exit_code == 0

@@ -226,7 +226,7 @@ def test_two_downloads_of_one_file_fetch_it_once(train_tar: bytes, tmp_path: Pat
         )
         with locks.writing(tmp_path / "root" / "downloads" / archives.TRAIN_TAR):  # both start while it is busy
             first, second = imagenet_process(*args), imagenet_process(*args)
-            time.sleep(2)
+            time.sleep(5)  # long enough for both to start and reach the lock on a loaded 2-core machine
         outputs = [p.communicate(timeout=120) for p in (first, second)]
         sent = server.settled_bytes()
     assert [p.returncode for p in (first, second)] == [0, 0], outputs
