@@ -114,6 +114,29 @@ def test_a_revision_is_asked_for_by_name(hub_files: dict[str, bytes], hub_env: d
     assert DownloadRecord.read(tmp_path / "downloads" / archives.HUB_VAL).details["revision"] == "v1.0"
 
 
+def test_a_file_the_hub_changed_is_fetched_again_and_an_unchanged_one_kept_anywhere(
+    hub_files: dict[str, bytes], hub_env: dict[str, str], tmp_path: Path
+) -> None:
+    command = ["download", "--source", "hf", "--root", str(tmp_path), "--files", archives.HUB_VAL, "--json"]
+    old, new = hub_files[archives.HUB_VAL], hub_files[archives.HUB_TEST]
+    with FakeHub({archives.HUB_VAL: old}) as hub:
+        env = {**hub_env, "HF_ENDPOINT": hub.base_url.split("/datasets/")[0]}
+        assert imagenet(*command, env=env).exit_code == 0
+    with FakeHub({archives.HUB_VAL: old}) as mirror:  # the same file from another address: kept as it is
+        env = {**hub_env, "HF_ENDPOINT": mirror.base_url.split("/datasets/")[0]}
+        kept = imagenet(*command, env=env)
+        assert json.loads(kept.stdout)["files"][0]["status"] == "kept", kept.output
+        assert not [r for r in mirror.requests if r[0] == "GET"]
+        mirror.replace(archives.HUB_VAL, new)  # main moves on: the hub publishes other bytes under the name
+        mirror.sha256[archives.HUB_VAL] = hashlib.sha256(new).hexdigest()
+        again = imagenet(*command, env=env)
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["files"][0]["status"] == "downloaded"
+    assert f"{archives.HUB_VAL} changed at" in again.stderr
+    path = tmp_path / "downloads" / archives.HUB_VAL
+    assert path.read_bytes() == new and DownloadRecord.read(path).details["sha256"] == hashlib.sha256(new).hexdigest()
+
+
 def test_a_download_killed_mid_file_resumes_where_it_stopped(
     hub_files: dict[str, bytes], hub_env: dict[str, str], tmp_path: Path
 ) -> None:

@@ -445,10 +445,17 @@ def _already_complete(path: Path, remote: Remote, source: str, progress: Progres
         return None
     record = read_record(path)
     if record is not None and record.matches(path):
+        published = _published_digests(record)
+        if _contradicts(published, remote.expected):
+            # The source publishes another digest for this name now (the hub's main moved on): the
+            # recorded file stays usable until the new one is complete and replaces it. (An MD5
+            # that differs is not this: a mirror may serve other bytes, checked by its own sums.)
+            log.warning("%s changed at %s since it was fetched: fetching it again", path.name, remote.url)
+            return None
         # Recorded from this very URL (a mirror checked against its own --checksums, say): it is
         # complete whatever this run expects; verify still holds it to its checksums.
         same_place = record.url is not None and record.url == url_without_query(remote.url)
-        if same_place or _agrees({"md5": record.md5, "xxh3_64": record.xxh3_64}, remote.expected):
+        if same_place or _agrees({"md5": record.md5, "xxh3_64": record.xxh3_64, **published}, remote.expected):
             _remove_leftovers_of(path)
             return _recorded(path, record, KEPT)
     if remote.expected and (remote.size is None or path.stat().st_size == remote.size):
@@ -477,3 +484,13 @@ def _remove_leftovers_of(path: Path) -> None:
 
 def _agrees(digests: dict[str, str], expected: dict[str, str]) -> bool:
     return all(digests.get(algorithm) == hexdigest for algorithm, hexdigest in expected.items())
+
+
+def _published_digests(record: DownloadRecord) -> dict[str, str]:
+    """Digests a record keeps beside its own MD5 and xxh3: the hub's sha256, as it was checked."""
+    return {"sha256": str(record.details["sha256"])} if "sha256" in record.details else {}
+
+
+def _contradicts(known: dict[str, str], expected: dict[str, str]) -> bool:
+    """A digest both sides have, and disagree on: the expected file is another file."""
+    return any(algorithm in known and known[algorithm] != hexdigest for algorithm, hexdigest in expected.items())
