@@ -231,12 +231,12 @@ def _make_items(
     # Temporaries of a killed attempt are not swept here: on a cluster, another host may still be
     # writing this shard. The tree's finish sweeps them, when no shard runs any more.
     items = shard.reader.origins() if listing and isinstance(shard.reader, Listable) else shard.reader.items()
+    # Test images have no class: their split is one flat folder, each filed under no label.
+    unlabelled = not is_labelled(shard.split)
     for name, item_wnid, data, problem, origin in items:
         handled += 1
         wnid = item_wnid or shard.wnid
-        # Test images have no class: their split is one flat folder, each filed under no label.
-        labelled = is_labelled(shard.split)
-        filed = wnid is not None or not labelled
+        filed = wnid is not None or unlabelled
         relative = "/".join(p for p in (shard.split, wnid, recipe.output_name(name)) if p)
         problem = problem or unusable_name(name) or _in_another_class(shard.split, wnid, name)
         if problem is None and relative in seen:
