@@ -24,6 +24,7 @@ from .decoding import decode_members
 from .findings import Check, ProblemKind
 
 README = "README.txt"  # A, R and O have one beside their class folders: not an image
+SEVERITY_FOLDERS = frozenset(str(severity) for severity in evalsets.SEVERITIES)
 
 
 def check_evalset_file(check: Check, path: Path, record: DownloadRecord | None, deep: bool, progress: Progress) -> None:
@@ -86,7 +87,7 @@ def _place(check: Check, chosen: EvalSet, classes: frozenset[str], file: str, na
     where = f"{file}:{name}"
     if chosen.layout is Layout.CORRUPTIONS:
         return _corruption_place(check, file, parts, where)
-    if len(parts) == 2 and parts[0] == chosen.top and parts[1] == README and chosen.top != "sketch":
+    if len(parts) == 2 and parts[0] == chosen.top and parts[1] == README:
         return None
     if len(parts) != 3 or parts[0] != chosen.top:
         check.add(ProblemKind.STRUCTURE, where, f"not under {chosen.top}/<class>/")
@@ -109,7 +110,7 @@ def _place(check: Check, chosen: EvalSet, classes: frozenset[str], file: str, na
 
 def _corruption_place(check: Check, file: str, parts: list[str], where: str) -> str | None:
     group = evalsets.CORRUPTIONS[file.removesuffix(".tar")]
-    if len(parts) != 4 or parts[0] not in group or parts[1] not in {str(s) for s in evalsets.SEVERITIES}:
+    if len(parts) != 4 or parts[0] not in group or parts[1] not in SEVERITY_FOLDERS:
         check.add(ProblemKind.STRUCTURE, where, f"not <{'|'.join(group)}>/<severity 1..5>/<wnid>/<val image>")
         return None
     corruption, severity, wnid, name = parts
