@@ -227,18 +227,14 @@ def download(
 
     root = ui.root
     if dataset != evalsets.DEFAULT:
-        _refuse_options_of_other_sources(
-            source,
-            official_only
-            | {
-                "--layout": layout,
-                "--val-per-class": val_per_class,
-                "--test-images": test_images,
-                "--files": files,
-                "--revision": revision,
-            },
-            None,
-        )
+        if source not in (Source.kaggle, Source.sample):  # kaggle: the default, not asked for
+            raise typer.BadParameter(
+                f"--dataset {dataset} comes from its publisher (or --base-url): drop --source {source.value}",
+                param_hint="'--source'",
+            )
+        # Other sources' options were refused above; these shape ILSVRC-2012's sample, not a set's.
+        sample_layout = {"--layout": layout, "--val-per-class": val_per_class, "--test-images": test_images}
+        _refuse_options_of_other_sources(source, sample_layout, None)
         chosen = comma_list(corruptions, "--corruptions")
         if source is Source.sample:
             return download_evalset_sample(
@@ -253,12 +249,6 @@ def download(
                     if v is not None
                 },
             )
-        if source is not Source.kaggle:
-            raise typer.BadParameter(
-                f"--dataset {dataset} comes from its publisher (or --base-url): drop --source {source.value}",
-                param_hint="'--source'",
-            )
-        _refuse_options_of_other_sources(source, sample_only, Source.sample)
         return download_evalset(
             root,
             dataset,
