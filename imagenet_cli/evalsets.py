@@ -14,9 +14,11 @@ The files (URL, size and MD5 where their publishers or TFDS give them) are packa
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import NamedTuple
 
 from . import catalogue
 from .errors import InvalidArgumentError
@@ -48,6 +50,16 @@ class EvalSet:
     images: int  # images in the set (C: per corruption and severity; ReaL: val images labelled or not)
     class_list: str | None  # the package-data list of its WNIDs, when not all 1000 (O: none of them)
     files: tuple[EvalFile, ...]
+
+    @property
+    def has_images(self) -> bool:
+        """ReaL is labels for ILSVRC-2012's val images, not images of its own."""
+        return self.layout is not Layout.LABELS
+
+    @property
+    def in_index(self) -> bool:
+        """Its classes are among the 1000 (all but O's), so its images have a 1k label."""
+        return self.name != "imagenet-o"
 
     @property
     def size(self) -> int | None:
@@ -124,6 +136,73 @@ def sets() -> dict[str, EvalSet]:
     for name, file, size, md5, url, _source in catalogue.data_rows("evaluation_sets.tsv"):
         files[name].append(EvalFile(file, url, None if size == "-" else int(size), None if md5 == "-" else md5))
     return {name: EvalSet(name, *shape, files=tuple(files[name])) for name, shape in _SHAPES.items()}
+
+
+def image_sets() -> tuple[str, ...]:
+    """The sets with images of their own: each is prepared as a folder of a tree, beside val."""
+    return tuple(name for name, chosen in sets().items() if chosen.has_images)
+
+
+README = "README.txt"  # A, R and O have one beside their class folders: not an image
+_WNID_SHAPE = re.compile(r"n\d{8}")  # O's classes are WordNet nouns outside the 1000
+
+
+class Placed(NamedTuple):
+    """Where a member of a set's archive goes in a tree: ``folder`` (C's ``<corruption>/<severity>``,
+    else "") and ``wnid``, or why it goes nowhere."""
+
+    folder: str
+    wnid: str
+    name: str  # the image's file name
+    sat_in: str | None = None  # C: the other class folder it sat in (it goes by its val label)
+
+
+class Unplaced(NamedTuple):
+    why: str
+    kind: str  # "structure" (not where the set's images are), "extra" (a class not of the set)
+
+
+def place(chosen: EvalSet, file: str, member: str) -> Placed | Unplaced | None:
+    """Where ``member`` of the set's ``file`` belongs (its 1k WNID, for V2 from its index folder),
+    why it belongs nowhere, or None for a member that is no image and no problem (A's README)."""
+    parts = member.split("/")
+    if chosen.layout is Layout.CORRUPTIONS:
+        return _corruption_place(file, parts)
+    if len(parts) == 2 and parts[0] == chosen.top and parts[1] == README:
+        return None
+    if len(parts) != 3 or parts[0] != chosen.top or not parts[2]:
+        return Unplaced(f"not under {chosen.top}/<class>/", "structure")
+    folder, name = parts[1], parts[2]
+    if chosen.layout is Layout.INDEX_FOLDERS:
+        if not folder.isdigit() or not 0 <= int(folder) < catalogue.NUM_CLASSES or folder != str(int(folder)):
+            return Unplaced("not in a folder named by a class index 0..999", "structure")
+        return Placed("", catalogue.by_index(int(folder)).wnid, name)
+    if not chosen.in_index:
+        if catalogue.is_wnid(folder):
+            return Unplaced(f"a class of the 1000: {chosen.title} holds none of them", "extra")
+        if not _WNID_SHAPE.fullmatch(folder):
+            return Unplaced("not in a folder named by a WNID", "structure")
+        return Placed("", folder, name)
+    if folder not in _classes(chosen.name):
+        return Unplaced(f"not one of {chosen.title}'s classes", "extra")
+    return Placed("", folder, name)
+
+
+@functools.cache
+def _classes(name: str) -> frozenset[str]:
+    return frozenset(evalset(name).wnids())
+
+
+def _corruption_place(file: str, parts: list[str]) -> Placed | Unplaced:
+    group = CORRUPTIONS.get(file.removesuffix(".tar"), ())
+    if len(parts) != 4 or parts[0] not in group or parts[1] not in {str(s) for s in SEVERITIES}:
+        return Unplaced(f"not <{'|'.join(group)}>/<severity 1..5>/<wnid>/<val image>", "structure")
+    corruption, severity, wnid, name = parts
+    try:
+        label = catalogue.val_class(name).wnid
+    except InvalidArgumentError:
+        return Unplaced("not an ILSVRC2012_val_<8 digits>.JPEG name", "structure")
+    return Placed(f"{corruption}/{severity}", label, name, wnid if wnid != label else None)
 
 
 def file_at(path: Path) -> EvalFile | None:

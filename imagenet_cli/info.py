@@ -9,8 +9,8 @@ from .download.transfer import Journal, Plan, Remote
 from .exports import CLAIM as EXPORT_CLAIM
 from .exports.record import RECORD as EXPORT_RECORD
 from .exports.record import ExportRecord
-from .layout import EXPORTS, SPLITS, Root, SplitCount, count_split, free_bytes
-from .manifest import MadeBy, has_manifest, is_labelled, read_manifest, read_tree_info
+from .layout import EXPORTS, IMAGE_SPLITS, Root, SplitCount, count_split, free_bytes
+from .manifest import LABELLED_SPLITS, MadeBy, has_manifest, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
 from .trees.plan import is_kaggle_tree, is_parquet, is_webdataset
 
@@ -91,7 +91,7 @@ class RootState:
         """A subset that will work on this root as it is: the tree to name (None: the default
         one) and a class count no more than the tree holds; None when its trees are too small."""
         tree = self.trees[0]
-        classes = min((count.classes for split, count in tree.splits.items() if is_labelled(split)), default=0)
+        classes = min((count.classes for split, count in tree.splits.items() if split in LABELLED_SPLITS), default=0)
         if classes < 2:
             return None
         return (tree.path if len(self.trees) > 1 else None), (100 if classes > 100 else classes // 2)
@@ -167,7 +167,7 @@ def _tree_state(path: Path) -> TreeState:
     if has_manifest(path):
         splits = _counts_from_manifest(path)  # one streamed file instead of a stat per image
     else:
-        splits = {split: count_split(path / split) for split in SPLITS if (path / split).is_dir()}
+        splits = {split: count_split(path / split) for split in IMAGE_SPLITS if (path / split).is_dir()}
     return TreeState(path.name, path, splits, info.made_by if info else None)
 
 

@@ -2,6 +2,7 @@
 
 ROOT/downloads/                 archives exactly as fetched, each with <name>.record.json
 ROOT/<size>/{train,val}/<wnid>/ prepared ImageFolder trees, e.g. ROOT/224, ROOT/full, ROOT/64-squash
+ROOT/<size>/imagenet-a/<wnid>/  an evaluation set, prepared into the tree beside val
 ROOT/subsets/<name>/            subsets of a prepared tree
 ROOT/exports/<format>-<tree>/   a tree in a training format, with export.json
 ROOT/sheets/                    contact sheets
@@ -19,6 +20,9 @@ from .errors import InvalidArgumentError, MissingInputError
 from .manifest import is_labelled
 
 SPLITS = ("train", "val", "test")
+# Every folder of a tree that holds images: ILSVRC-2012's splits, and the evaluation sets
+# prepared beside them (TREE/imagenet-a/<wnid>/).
+IMAGE_SPLITS = (*SPLITS, *evalsets.image_sets())
 DOWNLOADS = "downloads"
 SUBSETS = "subsets"
 EXPORTS = "exports"
@@ -80,7 +84,7 @@ class Root:
     def is_data_root(self) -> bool:
         """A root, not a tree: it has downloads/, subsets/ or prepared trees, and no split folder."""
         path = self.path
-        if not path.is_dir() or any((path / split).is_dir() for split in SPLITS):
+        if not path.is_dir() or any((path / split).is_dir() for split in IMAGE_SPLITS):
             return False
         return self.downloads.is_dir() or self.subsets.is_dir() or bool(self.trees())
 
@@ -95,7 +99,7 @@ def _image_trees(parent: Path, exclude: set[str]) -> list[Path]:
         if child.is_dir()
         and not child.name.startswith(".")
         and child.name not in exclude
-        and any((child / s).is_dir() for s in SPLITS)
+        and any((child / s).is_dir() for s in IMAGE_SPLITS)
     ]
 
 

@@ -24,7 +24,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, BinaryIO, ClassVar
 
-from . import atomic
+from . import atomic, evalsets
 from .errors import ArchiveError, no_record
 from .inputs import InputFile
 
@@ -38,9 +38,16 @@ HEADER = f"# imagenet-manifest {FORMAT}\tpath\tbytes\txxh3_64\twnid\n"
 
 
 def is_labelled(split: str) -> bool:
-    """Train and val images are filed by class (``split/wnid/name``); test images have none
-    (``test/name``, an empty ``wnid`` in the manifest)."""
-    return split in LABELLED_SPLITS
+    """Train and val images, and an evaluation set's (``imagenet-a``), are filed by class
+    (``split/wnid/name``; ImageNet-C's ``imagenet-c/<corruption>/<severity>/wnid/name``); test
+    images have none (``test/name``, an empty ``wnid`` in the manifest)."""
+    return split in LABELLED_SPLITS or split in evalsets.image_sets()
+
+
+def has_label_file(split: str) -> bool:
+    """A split whose classes are among the 1000 has ``TREE/<split>.txt`` (path and 1k index per
+    line); ImageNet-O's classes are outside them, and test images have no class."""
+    return split in LABELLED_SPLITS or (split in evalsets.image_sets() and evalsets.evalset(split).in_index)
 
 
 @dataclass(frozen=True)
@@ -68,7 +75,8 @@ class Failure:
     """An image that is not in the tree, and why: data for the summary, never an exception."""
 
     split: str
-    wnid: str | None  # None where even the class is unknown (a refused member of a streamed input)
+    wnid: str | None  # None where even the class is unknown (a refused member of a streamed input);
+    # ImageNet-C's: <corruption>/<severity>/<wnid>, the folder that names it
     name: str
     error: str
 
@@ -193,30 +201,33 @@ def write_labels_and_manifest(
     label_of: Callable[[Entry], int],
     own_label_of: Callable[[Entry], int] | None = None,
 ) -> int:
-    """``manifest.tsv`` and the label files ``train.txt`` and ``val.txt`` (``relative/path label``,
-    the label ``label_of`` gives: always the 1000-class sorted-WNID index), in one pass over
-    entries given in path order; returns how many. With ``own_label_of`` (a subset's 0..k-1
-    numbering, for training a k-class head), also ``train_subset_index.txt`` and its val twin."""
+    """``manifest.tsv`` and the label files ``train.txt``, ``val.txt`` (and ``imagenet-a.txt``
+    for an evaluation set: see :func:`has_label_file`) as ``relative/path label``, the label
+    ``label_of`` gives: always the 1000-class sorted-WNID index, in one pass over entries given in
+    path order; returns how many. With ``own_label_of`` (a subset's 0..k-1 numbering, for
+    training a k-class head), also ``train_subset_index.txt`` and its val twin."""
     with contextlib.ExitStack() as stack:
+        files: dict[str, BinaryIO] = {}
 
-        def writers(suffix: str) -> dict[str, BinaryIO]:
-            return {
-                split: stack.enter_context(atomic.atomic_writer(tree / f"{split}{suffix}.txt"))
-                for split in LABELLED_SPLITS
-            }
+        def label_file(split: str, suffix: str) -> BinaryIO:
+            if split + suffix not in files:
+                files[split + suffix] = stack.enter_context(atomic.atomic_writer(tree / f"{split}{suffix}.txt"))
+            return files[split + suffix]
 
-        label_files = writers("")
-        own_files = writers(OWN_INDEX_SUFFIX) if own_label_of is not None else {}
+        for split in LABELLED_SPLITS:  # always there, empty or not: loaders open them by name
+            label_file(split, "")
+            if own_label_of is not None:
+                label_file(split, OWN_INDEX_SUFFIX)
 
         def labelled() -> Iterator[Entry]:
             for entry in entries:
                 split = entry.split
-                if not is_labelled(split):
+                if not has_label_file(split):
                     yield entry
                     continue
-                label_files[split].write(f"{entry.path} {label_of(entry)}\n".encode())
+                label_file(split, "").write(f"{entry.path} {label_of(entry)}\n".encode())
                 if own_label_of is not None:
-                    own_files[split].write(f"{entry.path} {own_label_of(entry)}\n".encode())
+                    label_file(split, OWN_INDEX_SUFFIX).write(f"{entry.path} {own_label_of(entry)}\n".encode())
                 yield entry
 
         return write_manifest(tree, labelled())

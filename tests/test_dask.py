@@ -23,6 +23,7 @@ import pytest
 distributed = pytest.importorskip("distributed")
 
 from imagenet_cli import manifest  # noqa: E402
+from imagenet_cli.download import download_evalset_sample  # noqa: E402
 from imagenet_cli.errors import ClusterError, ShardCrashError, install_command  # noqa: E402
 from imagenet_cli.trees import cluster, prepare  # noqa: E402
 from imagenet_cli.trees.resize import Filter, Recipe  # noqa: E402
@@ -70,6 +71,19 @@ def test_the_cluster_prepares_from_an_image_folder(official_root: Path, schedule
     prepare(tmp_path / "local", ["64", "224"], source=source, workers=2)
     prepare(tmp_path / "dask", ["64", "224"], source=source, dask=scheduler)
     same_trees(tmp_path / "local", tmp_path / "dask")
+
+
+def test_the_cluster_prepares_an_evaluation_set_as_the_local_pool_does(scheduler: str, tmp_path: Path) -> None:
+    """Sketch's zip members and A's tar members by offset on the workers; V2's gzip stream here."""
+    local, remote = tmp_path / "local", tmp_path / "dask"
+    for name in ("imagenet-sketch", "imagenet-a", "imagenet-v2"):
+        download_evalset_sample(local, name)
+        prepare(local, ["64"], dataset=name, workers=2)
+        download_evalset_sample(remote, name)
+        prepare(remote, ["64"], dataset=name, dask=scheduler)
+    local, remote = local / "64", remote / "64"
+    assert (local / manifest.MANIFEST).read_text() == (remote / manifest.MANIFEST).read_text()
+    assert (local / "imagenet-sketch.txt").read_text() == (remote / "imagenet-sketch.txt").read_text()
 
 
 def test_a_worker_on_another_version_or_without_the_inputs_is_named(scheduler: str, tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_cli import archives, catalogue, manifest, sample
+from imagenet_cli import archives, catalogue, evalsets, manifest, sample
 
 from . import docs
 from .servers import FileServer
@@ -74,10 +74,20 @@ def example_lines() -> list[tuple[str, str]]:
     return [(where, line) for line, where in first.items()]
 
 
+LOOP = re.compile(r"for (\w+) in ([^;]+); do (imagenet [^;]+); done")
+
+
 def readme_shell_lines() -> list[str]:
+    """Every line of the README's sh blocks; a ``for x in …; do imagenet …; done`` loop as the
+    commands it runs, in order."""
     text = docs.README.read_text()
     blocks = re.findall(r"```sh\n(.*?)```", text, re.DOTALL)
-    return [line.strip() for block in blocks for line in block.splitlines() if line.strip()]
+    lines = []
+    for line in (line.strip() for block in blocks for line in block.splitlines() if line.strip()):
+        loop = LOOP.fullmatch(line)
+        values = loop.group(2).split() if loop else []
+        lines += [loop.group(3).replace(f"${loop.group(1)}", value) for value in values] if loop else [line]
+    return lines
 
 
 def test_every_readme_shell_line_is_a_command_or_a_known_developer_line() -> None:
@@ -156,6 +166,33 @@ def runnable(line: str, folder: Path, mirror: str) -> str:
     return re.sub(r"\bROOT\b", "imagenet", line)
 
 
+def _make_ready(line: str, scratch: Path) -> None:
+    """What a prepare or score line of an evaluation set takes for granted: the set downloaded
+    (from its publisher in the docs; its miniature here), prepared at 224 for score, and the
+    logits file it names, of a model that is always right, one row per image it scores."""
+    named = re.search(r"--dataset (imagenet-[\w.-]+)", line)
+    if not named or not line.startswith(("imagenet prepare", "imagenet score")):
+        return
+    name, root = named.group(1), scratch / "imagenet"
+    if not (root / "downloads" / name).is_dir():
+        assert run_line(scratch, f"imagenet download --source sample --dataset {name}").returncode == 0
+    if not line.startswith("imagenet score") or name not in evalsets.image_sets():
+        return
+    if not (root / "224" / name).is_dir():
+        assert run_line(scratch, f"imagenet prepare --size 224 --dataset {name}").returncode == 0
+    logits = scratch / line.split()[2]
+    if not logits.exists():
+        import numpy
+
+        splits = (name, "val") if name == "imagenet-o" else (name,)
+        rows = [e for e in manifest.read_manifest(root / "224") if e.split in splits]
+        scores = numpy.zeros((len(rows), 1000), dtype=numpy.float32)
+        for number, entry in enumerate(rows):
+            if catalogue.is_wnid(entry.wnid):
+                scores[number, catalogue.by_wnid(entry.wnid).index] = 1.0
+        numpy.save(logits, scores)
+
+
 def run_line(folder: Path, line: str, **env: str) -> subprocess.CompletedProcess[str]:
     words = shlex.split(line)
     assert words[0] == "imagenet"
@@ -182,6 +219,7 @@ def test_every_example_runs_in_order(scratch: Path) -> None:
                 assert run_line(scratch, WIDER_SAMPLE).returncode == 0
                 write_md5sums(scratch)
                 widened = True
+            _make_ready(line, scratch)
             if line.startswith("imagenet score") and not (scratch / PREDICTIONS).exists():
                 write_predictions(scratch / "imagenet" / "224")
             command = runnable(line, scratch, mirror.base_url)

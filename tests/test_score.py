@@ -96,7 +96,7 @@ def test_real_counts_labelled_images_only_and_reads_entry_i_as_image_i_plus_1(ro
     real.mkdir(parents=True, exist_ok=True)
     (real / "real.json").write_text(json.dumps(lists))
     rows: list[tuple[str, Sequence[int | str]]] = [(p, [predicted[p]]) for p, _ in images]
-    result = score(root, write_csv(tmp_path / "p.csv", rows, header=False), dataset="real")
+    result = score(root, write_csv(tmp_path / "p.csv", rows, header=False), dataset="imagenet-real")
     assert (result.images, result.unlabelled, result.top1, result.top5) == (22, 4, 16 / 22, None)
     plain = score(root, tmp_path / "p.csv")
     assert plain.top1 == 1.0 and plain.top5 is None, "one guess each: no top-5"
@@ -106,7 +106,7 @@ def test_real_counts_labelled_images_only_and_reads_entry_i_as_image_i_plus_1(ro
     ("change", "said"),
     [
         ("drop", "predicts 25 of the tree's 26 val images"),
-        ("stranger", "ILSVRC2012_val_00000000.JPEG is not a val image of the tree: predictions of another tree?"),
+        ("stranger", "ILSVRC2012_val_00000000.JPEG is not one of the tree's val images: predictions of another tree?"),
         ("twice", "is predicted twice"),
         ("unknown", "'n99999999' is neither a class index 0..999 nor one of the 1000 WNIDs"),
     ],
@@ -141,8 +141,8 @@ def test_cli_prints_percentages_and_json_per_class(root: Path, tmp_path: Path) -
     predictions = write_csv(tmp_path / "p.csv", rows)
     shown = imagenet("score", str(predictions), "--root", str(root))
     assert shown.exit_code == 0, shown.output
-    assert "val: 26 images of" in shown.stdout and "top-1   100.00%" in shown.stdout
+    assert "ilsvrc-2012: 26 images of" in shown.stdout and "top-1   100.00%" in shown.stdout
     parsed = json.loads(imagenet("score", str(predictions), "--root", str(root), "--json").stdout)
     assert parsed["top5"] == 1.0 and len(parsed["per_class"]) == 13
     wrong = imagenet("score", str(predictions), "--root", str(root), "--dataset", "v3")
-    assert wrong.exit_code == EXIT_USAGE and "--dataset 'v3' is not one of val, real" in wrong.stderr
+    assert wrong.exit_code == EXIT_USAGE and "--dataset 'v3' is not one of ilsvrc-2012, imagenet-v2," in wrong.stderr

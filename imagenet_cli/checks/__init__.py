@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import hashing, locks, manifest
 from ..errors import InvalidArgumentError, MissingInputError
-from ..layout import EXPORTS, SPLITS, Root
+from ..layout import EXPORTS, IMAGE_SPLITS, Root
 from ..progress import SILENT, Progress
 from ..records import archives_in
 from .archives import check_archive
@@ -119,7 +119,9 @@ def _targets(root: Path, paths: list[Path] | None) -> tuple[list[Path], list[Pat
 def _refuse_wrong_level(path: Path) -> None:
     """A split folder of a tree, or the folder that holds the exports, is a mistyped path, not a
     damaged tree: say which level to check."""
-    if path.name in SPLITS and (manifest.has_manifest(path.parent) or (path.parent / manifest.TREE_INFO).is_file()):
+    if path.name in IMAGE_SPLITS and (
+        manifest.has_manifest(path.parent) or (path.parent / manifest.TREE_INFO).is_file()
+    ):
         raise InvalidArgumentError(f"{path} is the {path.name} split of the tree {path.parent}: verify the tree")
     if path.name == EXPORTS and any(is_export(child) for child in path.iterdir() if child.is_dir()):
         raise InvalidArgumentError(f"{path} holds exports: verify one of them, or the data root {path.parent}")

@@ -15,16 +15,13 @@ import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from .. import archives, catalogue, evalsets
+from .. import archives, evalsets
 from ..errors import ArchiveError
 from ..evalsets import EvalSet, Layout
 from ..progress import Progress
 from ..records import DownloadRecord
 from .decoding import decode_members
 from .findings import Check, ProblemKind
-
-README = "README.txt"  # A, R and O have one beside their class folders: not an image
-SEVERITY_FOLDERS = frozenset(str(severity) for severity in evalsets.SEVERITIES)
 
 
 def check_evalset_file(check: Check, path: Path, record: DownloadRecord | None, deep: bool, progress: Progress) -> None:
@@ -39,10 +36,9 @@ def check_evalset_file(check: Check, path: Path, record: DownloadRecord | None, 
         return
     members = _members(path, deep, lambda where, why: check.add(ProblemKind.REFUSED, where, f"refused: {why}"))
     counts: collections.Counter[str] = collections.Counter()
-    classes = frozenset(chosen.wnids())  # a set: asked once per image
 
     def counted(name: str) -> bool:
-        place = _place(check, chosen, classes, path.name, name)
+        place = _place(check, chosen, path.name, name)
         if place is not None:
             counts[place] += 1
         return place is not None
@@ -80,46 +76,19 @@ def _members(path: Path, deep: bool, refuse: archives.Refuse) -> Iterator[tuple[
         raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
 
 
-def _place(check: Check, chosen: EvalSet, classes: frozenset[str], file: str, name: str) -> str | None:
+def _place(check: Check, chosen: EvalSet, file: str, name: str) -> str | None:
     """Where an image counts (``<wnid>``, or ``<corruption>/<severity>`` for C), or None for a
     member that is no image of the set (named as a problem, unless it is a README)."""
-    parts = name.split("/")
     where = f"{file}:{name}"
-    if chosen.layout is Layout.CORRUPTIONS:
-        return _corruption_place(check, file, parts, where)
-    if len(parts) == 2 and parts[0] == chosen.top and parts[1] == README:
+    placed = evalsets.place(chosen, file, name)
+    if placed is None:
         return None
-    if len(parts) != 3 or parts[0] != chosen.top:
-        check.add(ProblemKind.STRUCTURE, where, f"not under {chosen.top}/<class>/")
+    if isinstance(placed, evalsets.Unplaced):
+        check.add(ProblemKind.EXTRA if placed.kind == "extra" else ProblemKind.STRUCTURE, where, placed.why)
         return None
-    folder = parts[1]
-    if chosen.layout is Layout.INDEX_FOLDERS:
-        if not folder.isdigit() or not 0 <= int(folder) < 1000 or folder != str(int(folder)):
-            check.add(ProblemKind.STRUCTURE, where, "not in a folder named by a class index 0..999")
-            return None
-        return catalogue.by_index(int(folder)).wnid
-    if chosen.name == "imagenet-o":
-        if catalogue.is_wnid(folder):
-            check.add(ProblemKind.EXTRA, where, "a class of the 1000: ImageNet-O holds none of them")
-        return folder
-    if folder not in classes:
-        check.add(ProblemKind.EXTRA, where, f"not one of {chosen.title}'s classes")
-        return None
-    return folder
-
-
-def _corruption_place(check: Check, file: str, parts: list[str], where: str) -> str | None:
-    group = evalsets.CORRUPTIONS[file.removesuffix(".tar")]
-    if len(parts) != 4 or parts[0] not in group or parts[1] not in SEVERITY_FOLDERS:
-        check.add(ProblemKind.STRUCTURE, where, f"not <{'|'.join(group)}>/<severity 1..5>/<wnid>/<val image>")
-        return None
-    corruption, severity, wnid, name = parts
-    if not archives.VAL_NAME.fullmatch(name):
-        check.add(ProblemKind.STRUCTURE, where, "not an ILSVRC2012_val_<8 digits>.JPEG name")
-        return None
-    if catalogue.val_class(name).wnid != wnid:
-        check.add(ProblemKind.MISPLACED, where, f"its label is {catalogue.val_class(name).wnid}, not {wnid}")
-    return f"{corruption}/{severity}"
+    if placed.sat_in is not None:
+        check.add(ProblemKind.MISPLACED, where, f"its label is {placed.wnid}, not {placed.sat_in}")
+    return placed.folder or placed.wnid
 
 
 def _check_counts(check: Check, chosen: EvalSet, path: Path, counts: collections.Counter[str], expected: int) -> None:

@@ -15,14 +15,16 @@ from __future__ import annotations
 import collections
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import catalogue, manifest
+from .. import catalogue, evalsets, manifest
 from ..decode_check import decode_problem
+from ..evalsets import Layout
 from ..hashing import hash_bytes
 from ..inputs import InputFile, changed_since
-from ..layout import SPLITS
+from ..layout import IMAGE_SPLITS
 from ..progress import SILENT, Progress
 from ..workers import ordered_map, thread_pool
 from .findings import Check, ProblemKind
@@ -30,6 +32,7 @@ from .findings import Check, ProblemKind
 _VAL_STEM = re.compile(r"ILSVRC2012_val_(\d{8})")
 _TRAIN_STEM = re.compile(r"(n\d{8})_\d+")
 _TEST_STEM = re.compile(r"ILSVRC2012_test_\d{8}")
+_WNID = re.compile(r"n\d{8}")
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,8 @@ def check_tree(tree: Path, *, deep: bool = False, workers: int | None = None, pr
                 listed += len(entries)
                 wanted = next(expected, None)
             _compare_directory(check, directory, seen, entries, has_manifest, missing, extra)
-            split, _, wnid = directory.partition("/")
-            per_class[split][wnid] = len(seen)
+            split, _ = _split_and_class(directory)
+            per_class[split][directory] = len(seen)
             advance(1)
         while wanted is not None:
             missing.update((name, (wanted[0], entry)) for name, entry in wanted[1].items())
@@ -89,33 +92,60 @@ def check_tree(tree: Path, *, deep: bool = False, workers: int | None = None, pr
 
 
 def _class_directories(tree: Path, check: Check) -> list[str]:
-    """``split/wnid`` of every class folder (and ``test``, a flat folder of images), sorted as the
-    manifest sorts its paths."""
+    """``split/wnid`` of every class folder (ImageNet-C's ``imagenet-c/<corruption>/<severity>/wnid``;
+    and ``test``, a flat folder of images), sorted as the manifest sorts its paths."""
     found = []
-    for split in sorted(SPLITS):  # the manifest's path order: test, train, val
+    for split in IMAGE_SPLITS:
         split_dir = tree / split
         if not split_dir.is_dir():
             continue
         if not manifest.is_labelled(split):
             found.append(split)
-            with os.scandir(split_dir) as entries:
-                for entry in sorted(entries, key=lambda e: e.name):
-                    if entry.is_dir():
-                        check.add(ProblemKind.STRUCTURE, f"{split}/{entry.name}/", "test images have no class folders")
+            for entry in _sorted_entries(split_dir):
+                if entry.is_dir():
+                    check.add(ProblemKind.STRUCTURE, f"{split}/{entry.name}/", "test images have no class folders")
             continue
-        with os.scandir(split_dir) as entries:
-            for entry in sorted(entries, key=lambda e: e.name):
-                if not entry.is_dir():
-                    check.add(ProblemKind.EXTRA, f"{split}/{entry.name}", "a file outside any class folder")
-                elif not catalogue.is_wnid(entry.name):
-                    check.add(
-                        ProblemKind.STRUCTURE, f"{split}/{entry.name}/", "not a WNID: ImageFolder would make it a class"
-                    )
-                else:
-                    found.append(f"{split}/{entry.name}")
+        levels = 3 if split in evalsets.image_sets() and evalsets.evalset(split).layout is Layout.CORRUPTIONS else 1
+        found += _class_folders(check, split_dir, split, levels, _is_class(split))
     if not found:
         check.add(ProblemKind.STRUCTURE, str(tree), "no split folder (train/, val/, test/) with class folders")
+    return sorted(found)
+
+
+def _class_folders(
+    check: Check, folder: Path, relative: str, levels: int, is_class: Callable[[str], bool]
+) -> list[str]:
+    """The class folders ``levels`` down from ``folder`` (C's have a corruption and a severity above)."""
+    found = []
+    for entry in _sorted_entries(folder):
+        where = f"{relative}/{entry.name}"
+        if not entry.is_dir():
+            check.add(ProblemKind.EXTRA, where, "a file outside any class folder")
+        elif levels > 1:
+            found += _class_folders(check, Path(entry.path), where, levels - 1, is_class)
+        elif not is_class(entry.name):
+            check.add(ProblemKind.STRUCTURE, f"{where}/", "not a WNID: ImageFolder would make it a class")
+        else:
+            found.append(where)
     return found
+
+
+def _sorted_entries(folder: Path) -> list[os.DirEntry[str]]:
+    with os.scandir(folder) as entries:
+        return sorted(entries, key=lambda e: e.name)
+
+
+def _is_class(split: str) -> Callable[[str], bool]:
+    """ImageNet-O's classes are WordNet nouns outside the 1000; every other split's are among them."""
+    if split in evalsets.image_sets() and not evalsets.evalset(split).in_index:
+        return lambda name: _WNID.fullmatch(name) is not None
+    return catalogue.is_wnid
+
+
+def _split_and_class(directory: str) -> tuple[str, str]:
+    """``imagenet-c/fog/3/n01440764`` → (``imagenet-c``, ``n01440764``); ``test`` → (``test``, "")."""
+    split = directory.split("/", 1)[0]
+    return split, directory.rsplit("/", 1)[1] if "/" in directory else ""
 
 
 def _scan_directory(directory: Path, deep: bool) -> dict[str, Seen]:
@@ -143,7 +173,7 @@ def _compare_directory(
     missing: dict[str, tuple[str, manifest.Entry]],
     extra: dict[str, tuple[str, Seen]],
 ) -> None:
-    split, _, wnid = directory.partition("/")
+    split, wnid = _split_and_class(directory)
     for name, found in seen.items():
         where = f"{directory}/{name}"
         if found.xxh3_64 is None:
@@ -169,7 +199,7 @@ def _compare_directory(
 
 def _check_label(check: Check, split: str, wnid: str, name: str, where: str) -> None:
     stem = name.rsplit(".", 1)[0]
-    if split == "val" and (match := _VAL_STEM.fullmatch(stem)):
+    if split in ("val", "imagenet-c") and (match := _VAL_STEM.fullmatch(stem)):  # C's images are val's, corrupted
         number = int(match.group(1))
         if 1 <= number <= catalogue.NUM_VAL_IMAGES and catalogue.val_labels()[number - 1] != wnid:
             label = catalogue.by_wnid(catalogue.val_labels()[number - 1])
@@ -224,7 +254,7 @@ def _check_counts(check: Check, tree: Path, per_class: dict[str, collections.Cou
         images = sum(counts.values())
         check.counts[f"{split}_images"] = images
         if manifest.is_labelled(split):
-            check.counts[f"{split}_classes"] = len(counts)
+            check.counts[f"{split}_classes"] = len({folder.rsplit("/", 1)[1] for folder in counts})
         if info is not None and split in info.splits and info.splits[split].get("images") != images:
             check.add(
                 ProblemKind.COUNT,
@@ -244,6 +274,6 @@ def _check_full_split(check: Check, split: str, counts: collections.Counter[str]
             ProblemKind.COUNT, f"{split}/", f"{images:,} images; ILSVRC-2012 has {catalogue.SPLIT_IMAGES[split]:,}"
         )
     low, high = catalogue.TRAIN_PER_CLASS if split == "train" else (catalogue.VAL_IMAGES_PER_CLASS,) * 2
-    for wnid, count in sorted(counts.items()):
+    for folder, count in sorted(counts.items()):  # by class folder: split/wnid
         if not low <= count <= high:
-            check.add(ProblemKind.COUNT, f"{split}/{wnid}/", f"{count} images; expected {low}–{high}")
+            check.add(ProblemKind.COUNT, f"{folder}/", f"{count} images; expected {low}–{high}")

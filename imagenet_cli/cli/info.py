@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from ..info import RootState, TreeState, describe_root
-from ..layout import SPLITS
-from ..manifest import Prepared, is_labelled, made_by_to_dict
+from ..layout import IMAGE_SPLITS
+from ..manifest import LABELLED_SPLITS, Prepared, made_by_to_dict
 from .common import Rendering, Session, command, human_bytes, print_table
 
 EXAMPLES = """\
@@ -130,8 +130,8 @@ def _print_state(state: RootState) -> None:
     for title, trees in (("prepared trees", state.trees), ("subsets (subsets/)", state.subsets)):
         if trees:
             typer.echo(f"\n{title}:")
-            # the unlabelled test split is prepared only when asked: a column only when a tree has it
-            splits = [s for s in SPLITS if is_labelled(s) or any(s in t.splits for t in trees)]
+            # test and the evaluation sets are prepared only when asked: a column only when a tree has it
+            splits = [s for s in IMAGE_SPLITS if s in LABELLED_SPLITS or any(s in t.splits for t in trees)]
             made = [
                 (
                     t.name,

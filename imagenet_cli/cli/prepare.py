@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from .. import evalsets
 from ..trees import PrepareResult, prepare
 from ..trees.resize import Filter, ImageFormat, Mode, Recipe
 from .common import NoWaitOption, Rendering, Session, comma_list, command, print_table
@@ -24,6 +25,8 @@ Examples:
   imagenet prepare --size 224 --redo --splits val    make val again, keep train
   imagenet prepare --size 32 --splits test          the unlabelled test images, flat: ROOT/32/test/
   imagenet prepare --size 224 --trust-input-labels   sort val by the devkit where it differs from ours
+  imagenet prepare --size 224 --dataset imagenet-a   ROOT/224/imagenet-a/<wnid>/, made as val is
+  imagenet prepare --size 224 --dataset imagenet-real  ROOT/224/val_real.txt: ReaL's labels of val
 """
 
 
@@ -31,7 +34,7 @@ Examples:
     "prepare",
     Rendering(
         text=lambda result: _print_result(result),
-        quiet=lambda result: [str(tree.path) for tree in result.trees],
+        quiet=lambda result: [str(tree.path) for tree in result.trees] + [str(path) for path in result.label_files],
         problems=lambda result: bool(result.failed),
     ),
 )
@@ -60,12 +63,25 @@ def prepare_command(
         typer.Option("--filter", help="fast: reduced decode + bilinear; lanczos: full decode, reference quality."),
     ] = Filter.fast,
     splits: Annotated[
-        str,
+        str | None,
         typer.Option(
-            help="Splits to prepare, comma-separated: train, val, test (no class: a flat TREE/test/, only when asked).",
+            help="Splits to prepare, comma-separated: train, val, test (no class: a flat TREE/test/, only when asked) "
+            "[default: train,val].",
+            show_default=False,
             metavar="LIST",
         ),
-    ] = "train,val",
+    ] = None,
+    dataset: Annotated[
+        str,
+        typer.Option(
+            help=f"{evalsets.DEFAULT} (its --splits), or an evaluation set fetched with download --dataset, made "
+            "with the same options into a folder of the tree beside val: TREE/<set>/<wnid>/ (imagenet-c: "
+            "TREE/imagenet-c/<corruption>/<severity>/<wnid>/). imagenet-real writes TREE/val_real.txt beside a "
+            "prepared val.",
+            autocompletion=lambda: [evalsets.DEFAULT, *evalsets.sets()],
+            metavar="NAME",
+        ),
+    ] = evalsets.DEFAULT,
     workers: Annotated[
         int | None, typer.Option(help="Worker processes [default: all cores].", min=1, show_default=False, metavar="N")
     ] = None,
@@ -143,15 +159,22 @@ def prepare_command(
         dask=dask,
         progress=ui.progress,
         trust_input_labels=trust_input_labels,
+        dataset=dataset,
     )
 
 
 def _print_result(result: PrepareResult) -> None:
+    for path, (images, labelled) in result.label_files.items():  # --dataset imagenet-real
+        typer.echo(f"{path}: ReaL labels for {labelled:,} of its {images:,} val images (the rest have none)")
+    if result.label_files:
+        return
+    made = {split for t in result.trees for split in t.images}
+    splits = sorted(made & set(evalsets.sets())) or ["train", "val"]  # an evaluation set is made on its own
     rows = [
-        (str(t.path), t.images.get("train", 0), t.images.get("val", 0), sum(t.repaired.values()), len(t.failures))
+        (str(t.path), *(t.images.get(split, 0) for split in splits), sum(t.repaired.values()), len(t.failures))
         for t in result.trees
     ]
-    print_table(("tree", "train", "val", "repaired", "failed"), rows)
+    print_table(("tree", *splits, "repaired", "failed"), rows)
     for failure in result.trees[0].failures[:50] if result.trees else []:
         typer.echo(f"  failed: {failure.where}: {failure.error}")
     typer.echo(

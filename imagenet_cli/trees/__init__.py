@@ -29,13 +29,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import __version__, archives, atomic, locks, manifest, owned
-from ..errors import InvalidArgumentError
+from .. import __version__, archives, atomic, evalsets, locks, manifest, owned, real
+from ..errors import InvalidArgumentError, MissingInputError
 from ..inputs import InputFile, changed_names
 from ..layout import SPLITS, Root
 from ..manifest import Failure
 from ..progress import SILENT, Progress
 from . import cluster
+from .evalset_plan import plan_evalset
 from .finish import TreeSummary, finish_tree
 from .plan import Plan, make_plan, val_labels_for
 from .resize import Making, Recipe
@@ -52,6 +53,7 @@ from .shards import (
     read_marker,
     run_shards,
     shard_state,
+    split_of,
 )
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,7 @@ class PrepareResult:
     shards_run: int = 0
     seconds: float = 0.0
     images_processed: int = 0
+    label_files: dict[Path, tuple[int, int]] = field(default_factory=dict)  # ReaL's: (val images, labelled)
 
     @property
     def failed(self) -> int:
@@ -107,6 +110,7 @@ def prepare(
     executor: Executor | None = None,
     progress: Progress = SILENT,
     trust_input_labels: bool = False,
+    dataset: str | None = None,
 ) -> PrepareResult:
     """Write one tree per size of ``recipe`` into the folder ``into`` (default: the root); see the
     module docstring. ``recipe`` is a :class:`~imagenet_cli.trees.resize.Recipe`, or sizes alone
@@ -126,11 +130,20 @@ def prepare(
     Val labels are the shipped table's; where the devkit's ground truth or LOC_val_solution.csv
     says otherwise, each such image is named in a warning. ``trust_input_labels`` uses the
     inputs' labels instead (see :mod:`imagenet_cli.val_labels`).
+
+    ``dataset``: an evaluation set (:mod:`imagenet_cli.evalsets`) instead of ILSVRC-2012's splits,
+    from ``ROOT/downloads/<set>/``, made with the same recipe into a split of the same trees
+    (``TREE/imagenet-a/<wnid>/``; see :mod:`imagenet_cli.trees.evalset_plan`); for ImageNet-ReaL, the
+    label file ``TREE/val_real.txt`` beside a prepared val (see :mod:`imagenet_cli.real`).
     """
     recipe = Recipe.of(recipe)
-    chosen = _splits(splits)
     started = time.monotonic()
     trees = {size: (into or root) / tree_name(size, recipe) for size in recipe.sizes}
+    if dataset is not None and dataset != evalsets.DEFAULT and source is not None:
+        raise InvalidArgumentError(f"{dataset} is read from ROOT/downloads/{dataset}/, not from a folder", "source")
+    if dataset is not None and dataset != evalsets.DEFAULT and not evalsets.evalset(dataset).has_images:
+        return _label_files(Root(root), trees, wait, started)
+    chosen = _splits(splits, dataset)
     with locks.writing_all(trees.values(), wait):
         for size, tree in trees.items():
             _claim(tree, size, recipe)
@@ -150,6 +163,19 @@ def prepare(
                 trust_input_labels,
             )
             return _prepare_locked(root, chosen, run, recipe, started)
+
+
+def _label_files(root: Root, trees: dict[str, Path], wait: bool, started: float) -> PrepareResult:
+    """ReaL's labels written beside each tree's val images: ``TREE/val_real.txt``."""
+    real_json = root.evalset_downloads("imagenet-real") / real.REAL_JSON
+    result = PrepareResult(f"ImageNet-ReaL ({real.REAL_JSON})", "ReaL")
+    with locks.writing_all(trees.values(), wait):
+        for tree in trees.values():
+            if not manifest.has_manifest(tree):
+                raise MissingInputError(f"no prepared tree at {tree}: prepare its val images first")
+            result.label_files[tree / real.LABELS_FILE] = real.write_labels_file(tree, real_json)
+    result.seconds = time.monotonic() - started
+    return result
 
 
 @dataclass
@@ -215,7 +241,7 @@ def stage(
             (folder / PACKS / f"{stale.stem}.pack").unlink(missing_ok=True)
     markers: dict[str, list[Path]] = {split: [] for split in chosen}
     for path in sorted(current):
-        markers[path.name.split("-", 1)[0]].append(path)
+        markers[split_of(path.stem)].append(path)
     result.seconds = time.monotonic() - started
     return Staged(folder, markers, {s: list(plan.inputs.get(s, [])) for s in chosen}, result)
 
@@ -241,10 +267,7 @@ class _Run:
         if self.client is None:
             return None
         if not plan.shards.spreadable:
-            log.warning(
-                "the older Kaggle layout (one tar.gz read from start to "
-                "end) cannot be spread over a cluster: preparing it here"
-            )
+            log.warning("%s is read as one stream, start to end: it cannot be spread over a cluster", plan.described)
             return None
         inputs = [tree / i.path for tree in self.trees.values() for files in plan.inputs.values() for i in files]
         inputs += [self.from_tree] if self.from_tree is not None else []
@@ -283,14 +306,11 @@ def _make_shards(root: Path, splits: tuple[str, ...], run: _Run) -> tuple[Plan, 
     kaggle = archives.kaggle_bundle(zip_path) if run.from_tree is None and zip_path.is_file() else None
     chosen = val_labels_for(downloads, source=run.from_tree, kaggle=kaggle, trust=run.trust_input_labels, splits=splits)
     labels, label_source = chosen.wnids, chosen.source
-    plan = make_plan(
-        downloads,
-        source=run.from_tree,
-        splits=splits,
-        labels=labels,
-        kaggle=kaggle,
-        tree=next(iter(run.trees.values())),
-    )
+    tree = next(iter(run.trees.values()))
+    if splits[0] in evalsets.image_sets():  # an evaluation set: prepared on its own
+        plan = plan_evalset(Root(root).evalset_downloads(splits[0]), splits[0], tree)
+    else:
+        plan = make_plan(downloads, source=run.from_tree, splits=splits, labels=labels, kaggle=kaggle, tree=tree)
     log.info("reading %s; val labels from %s", plan.described, label_source)
     reasons = _Reasons(run.trees, run.redo, plan.inputs)
     engine = run.engine(plan)
@@ -390,7 +410,14 @@ def _changed_inputs(tree: Path, inputs: dict[str, list[InputFile]]) -> dict[str,
 # --- options -----------------------------------------------------------------------------------
 
 
-def _splits(splits: Sequence[str] | None) -> tuple[str, ...]:
+def _splits(splits: Sequence[str] | None, dataset: str | None = None) -> tuple[str, ...]:
+    """The splits a run makes: ILSVRC-2012's asked for, or an evaluation set's images (a split of
+    their own, ``TREE/<set>/``), never both in one run."""
+    if dataset is not None and dataset != evalsets.DEFAULT:
+        if splits:
+            raise InvalidArgumentError(f"--splits are ILSVRC-2012's; {dataset} is prepared whole", "splits")
+        evalsets.evalset(dataset)  # an unknown name is told with the known ones
+        return (dataset,)
     chosen = tuple(dict.fromkeys(splits or DEFAULT_SPLITS))
     unknown = [s for s in chosen if s not in SPLITS]
     if unknown:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from .. import atomic, catalogue, class_files, manifest
 from ..inputs import changed_names
+from ..layout import SPLITS
 from ..manifest import Entry, Failure
 from .plan import Plan
 from .resize import Recipe
@@ -25,8 +26,10 @@ from .shards import (
     MARKERS,
     Shard,
     ShardResult,
+    is_whole_class,
     marker_path,
     read_marker,
+    split_of,
 )
 
 log = logging.getLogger(__name__)
@@ -92,9 +95,10 @@ def finish_tree(
             yield result.entries
 
     def entries() -> Iterator[Entry]:
-        for split in sorted(markers):
+        # In the manifest's path order: imagenet-v2-top-images/ sorts before imagenet-v2/.
+        for split in sorted(markers, key=lambda split: split + "/"):
             paths = sorted(markers[split], key=lambda p: p.name)
-            if all(p.stem.count("-") == 1 for p in paths):  # one marker per class: already in order
+            if all(is_whole_class(p.stem) for p in paths):  # one marker per class: already in order
                 for shard_entries in results(paths):
                     yield from shard_entries
             else:  # shards that share classes (streamed stretches, a class's later runs): merge by path
@@ -113,9 +117,10 @@ def finish_tree(
     summary = TreeSummary(size, tree, dict(images), failures, dict(repaired))
     if up_to_date:
         return summary
+    described, label_source = _made_from(previous, splits, plan.described, label_source)
     info = manifest.TreeInfo(
         made_by=manifest.Prepared(
-            inputs_described=plan.described,
+            inputs_described=described,
             val_labels=label_source,
             size=size,
             mode=recipe.mode,
@@ -131,6 +136,17 @@ def finish_tree(
     )
     manifest.write_tree_info(tree, info)
     return summary
+
+
+def _made_from(
+    previous: manifest.TreeInfo | None, splits: tuple[str, ...], described: str, label_source: str
+) -> tuple[str, str]:
+    """What the tree says it was made from: an evaluation set prepared into a tree of ILSVRC-2012
+    leaves the tree's words as they were (each split's inputs are recorded apart)."""
+    made = previous.made_by if previous is not None else None
+    if isinstance(made, manifest.Prepared) and not set(splits) & set(SPLITS):
+        return made.inputs_described, made.val_labels
+    return described, label_source
 
 
 def _without_duplicates(tree: Path, entries: Iterable[Entry], failures: list[Failure]) -> Iterator[Entry]:
@@ -156,7 +172,7 @@ def _markers_by_split(tree: Path, shards: list[Shard], splits: tuple[str, ...]) 
     by_split: dict[str, list[Path]] = collections.defaultdict(list)
     dropped = 0
     for path in (tree / MARKERS).glob("*-*.json"):
-        split = path.name.split("-", 1)[0]
+        split = split_of(path.stem)
         if split not in splits:
             by_split[split].append(path)
         elif path not in current:
@@ -164,7 +180,7 @@ def _markers_by_split(tree: Path, shards: list[Shard], splits: tuple[str, ...]) 
             path.unlink()
             dropped += 1
     for path in current:
-        by_split[path.name.split("-", 1)[0]].append(path)
+        by_split[split_of(path.stem)].append(path)
     return by_split, dropped
 
 
@@ -179,6 +195,7 @@ class _Sweep:
     def __init__(self, tree: Path, splits: tuple[str, ...]) -> None:
         self.tree, self.splits = tree, set(splits)
         self.folders: dict[str, set[str]] = collections.defaultdict(set)  # split -> class folders kept
+        self.between: dict[str, set[str]] = collections.defaultdict(set)  # split -> C's corruption/severity
         self.removed_files = self.removed_folders = 0
 
     def alongside(self, entries: Iterable[Entry]) -> Iterator[Entry]:
@@ -200,6 +217,8 @@ class _Sweep:
             return
         # A class folder is kept whole; a flat split (test) keeps the files its rows name.
         self.folders[split].update([wnid] if wnid else names)
+        parts = wnid.split("/")[:-1]  # C's class folders are <corruption>/<severity>/<wnid>
+        self.between[split].update("/".join(parts[: n + 1]) for n in range(len(parts)))
         try:
             listing = os.scandir(self.tree / folder)
         except FileNotFoundError:  # deleted while we ran: the next run finds its files missing
@@ -211,12 +230,7 @@ class _Sweep:
 
     def finish(self) -> None:
         for split in self.splits:
-            split_dir = self.tree / split
-            if split_dir.is_dir():
-                with os.scandir(split_dir) as listing:
-                    for item in listing:
-                        if item.name not in self.folders[split]:
-                            self._remove(item)
+            self._sweep_level(self.tree / split, split, "")
         if self.removed_files or self.removed_folders:
             log.warning(
                 "%s: removed %d files and %d class folders that the inputs no longer give",
@@ -224,6 +238,19 @@ class _Sweep:
                 self.removed_files,
                 self.removed_folders,
             )
+
+    def _sweep_level(self, directory: Path, split: str, prefix: str) -> None:
+        if not directory.is_dir():
+            return
+        with os.scandir(directory) as listing:
+            for item in listing:
+                relative = prefix + item.name
+                if relative in self.folders[split]:
+                    continue
+                if relative in self.between[split] and item.is_dir(follow_symlinks=False):
+                    self._sweep_level(Path(item.path), split, relative + "/")
+                else:
+                    self._remove(item)
 
     def _remove(self, item: os.DirEntry[str]) -> None:
         if item.is_dir(follow_symlinks=False):

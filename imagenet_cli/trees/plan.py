@@ -183,7 +183,13 @@ def _val_label(labels: tuple[str, ...], name: str) -> str | None:
 def _unusable(split: str, items: list[Item], inputs: tuple[InputFile, ...] = ()) -> list[Shard]:
     """Members that cannot be prepared (no label to file them under), as one shard of failures:
     each is named in the tree's failures, and every other image is prepared."""
-    return [Shard(split, None, len(items), Blobs(tuple(items)), None, inputs, _listing_of(items))] if items else []
+    return [Shard(split, None, len(items), Blobs(tuple(items)), None, inputs, listing_of(items))] if items else []
+
+
+def warn_refiled(what: str, examples: list[str]) -> None:
+    """One warning for the images filed by their label rather than where the input had them: how
+    many, the first three, and that."""
+    log.warning("%s (%s%s): filed by the label", what, "; ".join(examples[:3]), "; …" if len(examples) > 3 else "")
 
 
 def _refuse_listing(where: str, why: str) -> None:
@@ -321,16 +327,18 @@ class _KaggleShards(Shards):
 Listed = ZipMember | Item  # what a shard's listing is made of
 
 
-class _ClassRuns:
-    """Cuts a stream of train items into runs of one class, each run a shard.
+class ClassRuns:
+    """Cuts a stream of train items (or another split's) into runs of one class, each run a shard.
 
     The bundle keeps each class folder together, so a class is normally one run; should a class
     come back later, its later runs become shards of their own (numbered, so a re-run cuts the same
     ones) and the tree's manifest merges them by path.
     """
 
-    def __init__(self, inputs: tuple[InputFile, ...], reader: Callable[[tuple[Any, ...]], Reader]) -> None:
-        self.inputs, self.reader = inputs, reader
+    def __init__(
+        self, inputs: tuple[InputFile, ...], reader: Callable[[tuple[Any, ...]], Reader], split: str = "train"
+    ) -> None:
+        self.inputs, self.reader, self.split = inputs, reader, split
         self.current: str | None = None
         self.items: list[Listed] = []
         self.runs: collections.Counter[str] = collections.Counter()
@@ -350,13 +358,13 @@ class _ClassRuns:
         self.runs[self.current] += 1
         items = tuple(self.items)
         shard = Shard(
-            "train", self.current, len(items), self.reader(items), earlier or None, self.inputs, _listing_of(items)
+            self.split, self.current, len(items), self.reader(items), earlier or None, self.inputs, listing_of(items)
         )
         self.current = None
         return shard
 
 
-def _listing_of(items: Iterable[Listed]) -> str:
+def listing_of(items: Iterable[Listed]) -> str:
     """A shard's listing: the members' names and where they are (never their bytes)."""
     return fingerprint((item[0], item[1]) for item in items)
 
@@ -375,7 +383,7 @@ class _KaggleZipShards(_KaggleShards):
     def _cut(self) -> Iterator[Shard]:
         path = self.bundle.path
         snapshot = Snapshot.of(path.stat())
-        runs = _ClassRuns(self.inputs, lambda items: ZipMembers(path, items, snapshot))
+        runs = ClassRuns(self.inputs, lambda items: ZipMembers(path, items, snapshot))
         val: dict[str, list[ZipMember]] = collections.defaultdict(list)
         test: list[ZipMember] = []  # 100,000 small records at most
         refused: list[Item] = []  # named as failures, never skipped: one may be where an image should be
@@ -408,12 +416,12 @@ class _KaggleZipShards(_KaggleShards):
         for wnid, members in sorted(val.items()):  # 50,000 small records at most
             items = tuple(members)
             yield Shard(
-                "val", wnid, len(items), ZipMembers(path, items, snapshot), None, self.inputs, _listing_of(items)
+                "val", wnid, len(items), ZipMembers(path, items, snapshot), None, self.inputs, listing_of(items)
             )
-        yield from _stretches("test", test, lambda m: ZipMembers(path, m, snapshot), self.inputs, _listing_of)
+        yield from _stretches("test", test, lambda m: ZipMembers(path, m, snapshot), self.inputs, listing_of)
         if refused:
             yield Shard(
-                self.splits[0], None, len(refused), Blobs(tuple(refused)), None, self.inputs, _listing_of(refused)
+                self.splits[0], None, len(refused), Blobs(tuple(refused)), None, self.inputs, listing_of(refused)
             )
 
 
@@ -439,7 +447,7 @@ class _StreamedStretches:
 
     def _cut(self) -> Shard:
         items, self.items = tuple(self.items), []
-        shard = Shard(self.split, None, len(items), Blobs(items), self.part, self.inputs, _listing_of(items))
+        shard = Shard(self.split, None, len(items), Blobs(items), self.part, self.inputs, listing_of(items))
         self.part += 1
         return shard
 
@@ -455,7 +463,7 @@ class _KaggleTarGzShards(_KaggleShards):
     spreadable = False
 
     def _cut(self) -> Iterator[Shard]:
-        runs = _ClassRuns(self.inputs, lambda items: Blobs(items))
+        runs = ClassRuns(self.inputs, lambda items: Blobs(items))
         streamed = {split: _StreamedStretches(split, self.inputs) for split in ("val", "test")}
         refused: list[tuple[str, str]] = []
         for member in archives.kaggle_inner_tar_members(self.bundle, lambda where, why: refused.append((where, why))):
@@ -521,7 +529,7 @@ class _HubShards(Shards):
         yield from _unusable(next(iter(self.files)), refused, self.inputs[next(iter(self.files))])
 
     def _train(self, refuse: Callable[[str, str], None], refused: list[Item]) -> Iterator[Shard]:
-        runs = _ClassRuns(self.inputs["train"], lambda items: Blobs(items))
+        runs = ClassRuns(self.inputs["train"], lambda items: Blobs(items))
         for path in self.files["train"]:
             for image in archives.hub_images(path, refuse):
                 if image.wnid is None:
@@ -542,12 +550,8 @@ class _HubShards(Shards):
                 yield stretch
         yield from stretches.finish()
         if differing:
-            log.warning(
-                "%d val images carry another class in their names than ILSVRC-2012's label (%s%s): filed by the label",
-                len(differing),
-                "; ".join(differing[:3]),
-                "; …" if len(differing) > 3 else "",
-            )
+            what = f"{len(differing)} val images carry another class in their names than ILSVRC-2012's label"
+            warn_refiled(what, differing)
 
 
 WEBDATASET_INFO = "_info.json"
@@ -659,13 +663,7 @@ def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], t
                     by_class[wnid].append(LooseFile(name, path))
         if refiled:
             images = "1 val image sits" if len(refiled) == 1 else f"{len(refiled):,} val images sit"
-            log.warning(
-                "%s: %s in another class's folder than its label (%s%s): filed by the label",
-                split_dir,
-                images,
-                "; ".join(refiled[:3]),
-                "; …" if len(refiled) > 3 else "",
-            )
+            warn_refiled(f"{split_dir}: {images} in another class's folder than its label", refiled)
         shards += [
             Shard(split, w, len(p), Files(tuple(p)), listing=_files_listing(p)) for w, p in sorted(by_class.items())
         ]

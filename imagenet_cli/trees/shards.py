@@ -17,6 +17,7 @@ import itertools
 import json
 import logging
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import asdict, dataclass, field
@@ -24,10 +25,11 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO, NamedTuple
 
-from .. import atomic, catalogue
+from .. import atomic, catalogue, evalsets
 from ..errors import ShardCrashError
 from ..hashing import hash_bytes
 from ..inputs import InputFile, changed_names
+from ..layout import SPLITS
 from ..manifest import Entry, Failure, is_labelled
 from ..workers import kill_local_workers, local_pool
 from .readers import Listable, Reader
@@ -49,12 +51,36 @@ class Shard:
     part: int | None = None  # numbers the stretches of a streamed split, or a class's later runs
     inputs: tuple[InputFile, ...] = ()  # the files it reads (none for loose files: see listing)
     listing: str = ""  # fingerprint of what it reads from them: members, offsets, labels
+    folder: str = ""  # between the split and the class: ImageNet-C's <corruption>/<severity>
 
     @property
     def key(self) -> str:
+        """Its marker's name. Keys sort as the shards' folders do (no corruption's name begins
+        another's), so that one-class markers read in name order give the manifest's path order."""
+        split = f"{self.split}-{self.folder.replace('/', '+')}" if self.folder else self.split
         if self.part is None:
-            return f"{self.split}-{self.wnid or 'refused'}"
-        return f"{self.split}-{self.wnid or 'part'}-{self.part:06d}"
+            return f"{split}-{self.wnid or 'refused'}"
+        return f"{split}-{self.wnid or 'part'}-{self.part:06d}"
+
+    @property
+    def directory(self) -> str:
+        """Where its images go: ``split``, ``split/wnid``, or ``split/<folder>/wnid``."""
+        return "/".join(p for p in (self.split, self.folder, self.wnid) if p)
+
+
+_PART = re.compile(r"-\d{6}$")
+
+
+def split_of(key: str) -> str:
+    """The split a marker's name (a shard's key) belongs to: the longest split name it begins
+    with, since evaluation sets' names hold dashes (``imagenet-v2-top-images-n01440764``)."""
+    known = sorted((*SPLITS, *evalsets.image_sets()), key=len, reverse=True)
+    return next((split for split in known if key.startswith(f"{split}-")), key.split("-", 1)[0])
+
+
+def is_whole_class(key: str) -> bool:
+    """A marker of one class folder (or of refused members), not a stretch or a later run."""
+    return _PART.search(key) is None
 
 
 @dataclass
@@ -237,7 +263,9 @@ def _make_items(
         handled += 1
         wnid = item_wnid or shard.wnid
         filed = wnid is not None or unlabelled
-        relative = "/".join(p for p in (shard.split, wnid, recipe.output_name(name)) if p)
+        relative = "/".join(p for p in (shard.split, shard.folder, wnid, recipe.output_name(name)) if p)
+        # A failure is named by its folder: C's images come 95 times under one class.
+        failed_in = "/".join(p for p in (shard.folder, wnid) if p) or None
         problem = problem or unusable_name(name) or _in_another_class(shard.split, wnid, name)
         if problem is None and relative in seen:
             problem = "appears twice in the input: neither copy is used"
@@ -256,7 +284,7 @@ def _make_items(
                 problem = str(error)
         if processed is None or not filed:
             for result in results.values():
-                result.failures.append(Failure(shard.split, wnid, name, problem or "no bytes"))
+                result.failures.append(Failure(shard.split, failed_in, name, problem or "no bytes"))
             continue
         for size, encoded in processed.outputs.items():
             if packs:
