@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from imagenet_cli import archives, hashing, manifest
+from imagenet_cli import archives, hashing, manifest, sample
 from imagenet_cli.checks import VerifyReport, verify
 from imagenet_cli.checks.findings import ProblemKind
 from imagenet_cli.errors import EXIT_PROBLEMS, EXIT_USAGE
@@ -63,6 +63,11 @@ def test_the_sample_passes_clean(root: Path) -> None:
     result = imagenet("verify", "--root", str(root), "--deep")
     assert result.exit_code == 0, result.output
     assert "all good in 4 checked" in result.stdout
+
+
+def test_a_roots_downloads_folder_is_its_archives_not_a_tree(root: Path) -> None:
+    report = verify(root, paths=[root / "downloads"])
+    assert report.ok and [c.path.name for c in report.checks] == sorted(sample.OFFICIAL_FILES)
 
 
 def test_the_kaggle_sample_passes_clean(kaggle_root: Path) -> None:

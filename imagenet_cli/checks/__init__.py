@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .. import hashing, locks, manifest
 from ..errors import InvalidArgumentError, MissingInputError
-from ..layout import EXPORTS, IMAGE_SPLITS, Root
+from ..layout import DOWNLOADS, EXPORTS, IMAGE_SPLITS, Root
 from ..progress import SILENT, Progress
 from ..records import archives_in
 from .archives import check_archive
@@ -108,6 +108,11 @@ def _targets(root: Path, paths: list[Path] | None) -> tuple[list[Path], list[Pat
             archives, trees = _targets(path, None)
             archive_paths += archives
             tree_paths += trees
+        elif path.name == DOWNLOADS and path.is_dir():  # a root's downloads: the archives in it
+            archive_paths += [
+                *archives_in(path),
+                *(f for d in Root(path.parent).evalset_folders() for f in archives_in(d)),
+            ]
         elif path.is_dir():
             _refuse_wrong_level(path)
             tree_paths.append(path)
