@@ -14,9 +14,11 @@ import pytest
 from PIL import Image
 
 from imagenet_cli import archives, catalogue, hashing, sample
+from imagenet_cli.checks import verify
 from imagenet_cli.download import download_sample
 from imagenet_cli.errors import InvalidArgumentError, OverwriteRefusedError
 from imagenet_cli.records import read_record
+from imagenet_cli.sample.images import TINY, tiny_jpeg
 
 from .builders import read_member
 from .conftest import SMALL, SampleChoice
@@ -249,3 +251,38 @@ def test_devkit_meta_mat_reads_as_torchvision_reads_it(official_root: Path) -> N
     assert wnids[0] == "n02119789" and words[0] == "kit fox, Vulpes macrotis"
     assert all(catalogue.by_devkit_id(int(i)).wnid == w for i, w in zip(ids, wnids, strict=True))
     assert all(tuple(w.split(", ")) == catalogue.by_wnid(n).names for n, w in zip(wnids, words, strict=True))
+
+
+def test_the_real_shaped_train_counts_add_up_to_ilsvrc_2012() -> None:
+    counts = sample.real_shaped_train_counts()
+    assert sorted(counts) == sorted(catalogue.wnids())
+    assert sum(counts.values()) == catalogue.SPLIT_IMAGES["train"]
+    assert (min(counts.values()), max(counts.values())) == catalogue.TRAIN_PER_CLASS
+
+
+def test_at_a_scale_the_sample_has_all_1000_classes_in_the_real_counts_of_tiny_images(tmp_path: Path) -> None:
+    scale = 0.002
+    download_sample(tmp_path, scale=scale, test_images=0)
+    downloads = tmp_path / "downloads"
+    per_class, images = {}, []
+    with tarfile.open(downloads / archives.TRAIN_TAR) as outer:
+        for member in outer:
+            with tarfile.open(fileobj=io.BytesIO(read_member(outer, member))) as inner:
+                per_class[member.name.removesuffix(".tar")] = [m.name for m in inner]
+                images.append(read_member(inner, inner.getmembers()[0]))
+    wanted = {w: max(1, round(n * scale)) for w, n in sample.real_shaped_train_counts().items()}
+    assert {w: len(names) for w, names in per_class.items()} == wanted
+    with tarfile.open(downloads / archives.VAL_TAR) as val:
+        assert len(val.getnames()) == 1000  # 50 per class x 0.002, at least one
+    assert sum(len(data) < 3000 for data in images) > 900, "tiny images, but the quirks"
+    report = verify(tmp_path)
+    assert report.ok, [p for c in report.checks for p in c.problems]
+
+
+def test_tiny_images_differ_by_name_and_decode() -> None:
+    a, b = tiny_jpeg("0:n01440764_1.JPEG"), tiny_jpeg("0:n01440764_2.JPEG")
+    assert a != b
+    for data in (a, b):
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            assert image.size == TINY

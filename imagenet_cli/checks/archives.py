@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
-from .. import archives, catalogue, evalsets, hashing, val_labels
+from .. import archives, catalogue, evalsets, hashing, sample, val_labels
 from ..errors import ArchiveError, UnknownClassError
 from ..progress import SILENT, Progress
 from ..records import DownloadRecord, read_record, refresh_record, write_record
@@ -165,7 +165,7 @@ class Contents:
 
     full: bool
     classes: set[str]
-    train_per_class: int | None  # the sample's; the real classes hold 732–1300 each
+    sample_train: tuple[int, int] | None  # the sample's fewest and most per class; the real classes hold 732–1300
     val: int
     test: int
 
@@ -175,18 +175,17 @@ class Contents:
     @property
     def train_range(self) -> tuple[int, int]:
         """The fewest and most train images a class may hold."""
-        if self.full or self.train_per_class is None:
+        if self.full or self.sample_train is None:
             return catalogue.TRAIN_PER_CLASS
-        return self.train_per_class, self.train_per_class
+        return self.sample_train
 
 
 def _expected_contents(record: DownloadRecord | None) -> Contents:
     if record is not None and record.source == "sample":
         details = record.details
         classes = set(details["classes"])
-        return Contents(
-            False, classes, details["train_per_class"], details["val_per_class"] * len(classes), details["test_images"]
-        )
+        train, val_per_class = sample.expected_counts(details)
+        return Contents(False, classes, train, val_per_class * len(classes), details["test_images"])
     return Contents(True, set(catalogue.wnids()), None, catalogue.SPLIT_IMAGES["val"], catalogue.SPLIT_IMAGES["test"])
 
 

@@ -95,10 +95,12 @@ def download_sample(
     val_per_class: int = 5,
     test_images: int = 10,
     seed: int = 0,
+    scale: float | None = None,
     wait: bool = True,
     progress: Progress = SILENT,
 ) -> DownloadResult:
-    """Write the built-in miniature ILSVRC-2012 (see :mod:`imagenet_cli.sample`).
+    """Write the built-in miniature ILSVRC-2012 (see :mod:`imagenet_cli.sample`); with ``scale``,
+    ILSVRC-2012's own counts times it, of tiny images (a full-count benchmark's source).
 
     ``classes`` takes a count (``["5"]``: five classes drawn with ``seed``, as ``subset`` draws
     them), or WNIDs, indices, named lists (``imagenette``) and unambiguous class names; the default
@@ -112,6 +114,7 @@ def download_sample(
         val_per_class=val_per_class,
         test_images=test_images,
         seed=seed,
+        scale=scale,
     )
     wanted = sample.options_record(layout, options)
     downloads = Root(root).downloads

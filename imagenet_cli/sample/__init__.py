@@ -17,6 +17,11 @@ The real quirks appear under their real names where their class is chosen: the P
 ``n02105855_2933.JPEG``, the CMYK ``n01739381_1309.JPEG`` and ``ILSVRC2012_val_00019877.JPEG``;
 grayscale and progressive JPEGs, one huge and one 500×33 image are spread over the rest.
 
+At ``scale`` (a full-count benchmark's source) the sample has ILSVRC-2012's own counts times the
+scale, all 1000 classes: train per class shaped as the real ones are (732 to 1,300, 1,281,167 in
+all at scale 1), 50 val images per class; its plain images are tiny JPEGs, each made unique by a
+comment naming it, so that the whole dataset builds in minutes.
+
 Same options, same bytes: archive metadata (mtimes, owners, gzip headers, member order) is fixed
 or drawn from the seeded RNG.
 """
@@ -51,7 +56,7 @@ from ..atomic import Finish, atomic_writer
 from ..class_files import class_file
 from ..errors import InvalidArgumentError
 from ..progress import SILENT, Advance, Progress
-from .images import CMYK, GRAY, PNG, PROGRESSIVE, RGB, ImageSpec, render
+from .images import CMYK, GRAY, PNG, PROGRESSIVE, RGB, TINY, ImageSpec, render, tiny_jpeg
 from .matlab import Value, struct_array_file
 
 T = TypeVar("T")
@@ -114,8 +119,13 @@ class SampleOptions:
     val_per_class: int = 5
     test_images: int = 10
     seed: int = 0
+    scale: float | None = None  # ILSVRC-2012's counts times this, of tiny images; None: the counts above
 
     def __post_init__(self) -> None:
+        if self.scale is not None:
+            if not 0 < self.scale <= 1:
+                raise InvalidArgumentError(f"a scale of {self.scale} is outside (0, 1]: 1 is the real dataset's counts")
+            object.__setattr__(self, "classes", catalogue.wnids())
         for wnid in self.classes:
             catalogue.by_wnid(wnid)
         if not self.classes:
@@ -154,17 +164,62 @@ def plan(options: SampleOptions) -> list[SampleImage]:
 
 
 def _spec(name: str, encoding: str, rng: random.Random, options: SampleOptions) -> ImageSpec:
-    width, height = rng.choice(COMMON_SIZES)
+    width, height = rng.choice(COMMON_SIZES) if options.scale is None else TINY
     return ImageSpec(width, height, encoding, f"{options.seed}:{name}")
+
+
+@functools.cache
+def real_shaped_train_counts() -> dict[str, int]:
+    """Train images per class shaped as ILSVRC-2012's are: most classes 1,300, a tail of fewer
+    down to 732, 1,281,167 in all (which classes are short is drawn, not the real ones)."""
+    wnids = list(catalogue.wnids())
+    low, high = catalogue.TRAIN_PER_CLASS
+    tail = 66  # classes short of 1,300: with counts spread evenly over low..high, the deficit is near the real one
+    short = random.Random("imagenet-sample:train-counts").sample(wnids, tail)
+    counts = dict.fromkeys(wnids, high)
+    for i, wnid in enumerate(short):
+        counts[wnid] = round(low + (high - 1 - low) * i / (tail - 1))
+    excess = sum(counts.values()) - catalogue.SPLIT_IMAGES["train"]
+    for wnid in [w for w in wnids if counts[w] == high][: abs(excess)]:  # the remainder, one image each
+        counts[wnid] -= 1 if excess > 0 else -1
+    return counts
+
+
+def _train_count(wnid: str, options: SampleOptions) -> int:
+    if options.scale is None:
+        return options.train_per_class
+    return max(1, round(real_shaped_train_counts()[wnid] * options.scale))
+
+
+def expected_counts(details: dict[str, Any]) -> tuple[tuple[int, int], int]:
+    """The fewest and most train images per class, and the val images per class, of the sample
+    a download record's ``details`` describe."""
+    options = SampleOptions(
+        tuple(details["classes"]),
+        details["train_per_class"],
+        details["val_per_class"],
+        details["test_images"],
+        details["seed"],
+        details.get("scale"),
+    )
+    counts = [_train_count(wnid, options) for wnid in options.classes]
+    return (min(counts), max(counts)), _val_count(options)
+
+
+def _val_count(options: SampleOptions) -> int:
+    if options.scale is None:
+        return options.val_per_class
+    return max(1, round(catalogue.VAL_IMAGES_PER_CLASS * options.scale))
 
 
 def _plan_train(wnid: str, options: SampleOptions, rng: random.Random) -> Iterator[SampleImage]:
     real_quirks = {quirks().png_train: PNG, quirks().cmyk_train: CMYK}
     forced = {number: encoding for (quirk_wnid, number), encoding in real_quirks.items() if quirk_wnid == wnid}
     # Real numbers are unpadded and sparse (n01440764_10026, n09399592_115824).
-    numbers = list(forced)[: options.train_per_class]
-    pool = [n for n in rng.sample(range(1, 40_000), options.train_per_class + len(forced)) if n not in forced]
-    numbers += pool[: options.train_per_class - len(numbers)]
+    count = _train_count(wnid, options)
+    numbers = list(forced)[:count]
+    pool = [n for n in rng.sample(range(1, 40_000), count + len(forced)) if n not in forced]
+    numbers += pool[: count - len(numbers)]
     for number in sorted(numbers):
         name = f"{wnid}_{number}.JPEG"
         yield SampleImage("train", wnid, name, _spec(name, forced.get(number, RGB), rng, options))
@@ -174,8 +229,9 @@ def _plan_val(wnid: str, options: SampleOptions, rng: random.Random) -> Iterator
     labels = catalogue.val_labels()
     mine = [k for k in range(1, catalogue.NUM_VAL_IMAGES + 1) if labels[k - 1] == wnid]
     cmyk = quirks().cmyk_val
-    chosen = [k for k in mine if k == cmyk][: options.val_per_class]
-    chosen += rng.sample([k for k in mine if k not in chosen], options.val_per_class - len(chosen))
+    count = _val_count(options)
+    chosen = [k for k in mine if k == cmyk][:count]
+    chosen += rng.sample([k for k in mine if k not in chosen], count - len(chosen))
     for number in sorted(chosen):
         name = catalogue.val_file_name(number)
         encoding = CMYK if number == cmyk else RGB
@@ -241,7 +297,9 @@ def write_sample(
 
 def _rendered(images: Iterable[SampleImage], advance: Advance) -> Iterator[tuple[SampleImage, bytes]]:
     for image in images:
-        data = render(image.spec)
+        spec = image.spec
+        tiny = (spec.width, spec.height) == TINY and spec.encoding == RGB
+        data = tiny_jpeg(spec.seed) if tiny else render(spec)
         advance(1)
         yield image, data
 
@@ -286,9 +344,11 @@ def _write_official(
         by_split[image.split].append(image)
 
     def inner_tars() -> Iterator[tuple[str, bytes]]:
-        wnids = _shuffled(sorted({image.wnid for image in by_split["train"] if image.wnid is not None}), rng)
-        for wnid in wnids:
-            members = _shuffled((i for i in by_split["train"] if i.wnid == wnid), rng)
+        by_class: dict[str, list[SampleImage]] = {}
+        for image in by_split["train"]:
+            by_class.setdefault(image.wnid or "", []).append(image)
+        for wnid in _shuffled(sorted(by_class), rng):
+            members = _shuffled(by_class[wnid], rng)
             inner = _tar_bytes((image.name, data) for image, data in _rendered(members, advance))
             yield f"{wnid}.tar", inner
 

@@ -1,0 +1,140 @@
+"""Every step at ILSVRC-2012's real file count: how time and memory grow with the dataset.
+
+    python tests/benchmarks/full_count.py [--fractions 0.01,0.1,1] [--workdir DIR] [--keep]
+
+For each fraction, a source with the real layout is generated (the built-in sample at ``scale``:
+all 1000 class tars, train per class shaped as the real counts, 50 val per class, the devkit; tiny
+JPEGs, so 1.0 is 1,281,167 train images in about 3 GB), and the real CLI runs each step in a fresh
+process: verify of the archives, prepare --size 32, the same prepare again (nothing to do), verify
+of the tree, a subset, every export from the tree and straight from the archives (and one again),
+and info. Printed per step: wall seconds, CPU seconds of the step's processes, peak RSS of its main
+process and of its largest worker, and, between the last two fractions, how each grew.
+
+Targets (#25): CPU time grows at most 11x for 10x the images; peak RSS flat (within 10%); the
+no-op re-runs at 1.0 under 10 s; no temporary file left. Machines here are shared and noisy: read
+the growth ratios, not the absolute times.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from imagenet_cli import atomic  # noqa: E402
+from imagenet_cli.download import download_sample  # noqa: E402
+
+# The step's own process: its time, its peak RSS (VmHWM: ru_maxrss would carry the benchmark's
+# over exec), and those of the workers it waited for (RUSAGE_CHILDREN), on stderr's last line.
+_MEASURED = (
+    "import re, resource, sys\nfrom imagenet_cli.cli.app import main\n"
+    "try:\n    main()\nfinally:\n"
+    "    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))\n"
+    "    hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
+    "    print(me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, hwm, kids.ru_maxrss, file=sys.stderr)"
+)
+
+
+@dataclass(frozen=True)
+class Measured:
+    wall: float
+    cpu: float
+    main_kib: int
+    worker_kib: int
+
+
+def steps(root: Path) -> list[tuple[str, list[str]]]:
+    r = ["--root", str(root), "--quiet"]
+    tree = str(root / "32")
+    return [
+        ("verify archives", ["verify", *r, str(root / "downloads")]),
+        ("prepare --size 32", ["prepare", *r, "--size", "32"]),
+        ("prepare again (no-op)", ["prepare", *r, "--size", "32"]),
+        ("verify tree", ["verify", *r, tree]),
+        ("subset --classes 100", ["subset", *r, "--classes", "100", "--from", tree]),
+        ("export webdataset (tree)", ["export", "webdataset", *r, "--from", tree]),
+        ("export parquet (tree)", ["export", "parquet", *r, "--from", tree]),
+        ("export webdataset --size 32 (straight)", ["export", "webdataset", *r, "--size", "32"]),
+        ("export again (no-op)", ["export", "webdataset", *r, "--size", "32"]),
+        ("export downsampled --size 32 (straight)", ["export", "downsampled", *r, "--size", "32"]),
+        ("info", ["info", *r]),
+    ]
+
+
+def measure(arguments: list[str], exit_codes: tuple[int, ...] = (0,)) -> Measured:
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-c", _MEASURED, *arguments], capture_output=True, text=True, cwd=REPO)
+    wall = time.perf_counter() - start
+    if done.returncode not in exit_codes:
+        raise RuntimeError(f"imagenet {' '.join(arguments)} exited {done.returncode}: {done.stderr[-800:]}")
+    cpu, main_kib, worker_kib = done.stderr.split("\n")[-2].split()
+    return Measured(wall, float(cpu), int(main_kib), int(worker_kib))
+
+
+def temporaries(root: Path) -> list[Path]:
+    """What a finished run must not leave: our temporary names, partial downloads, staging."""
+    left = []
+    for folder, names, files in os.walk(root):
+        left += [Path(folder) / n for n in files if atomic.is_temporary(n) or n.endswith(".part")]
+        left += [Path(folder) / n for n in names if n in (".staged", ".packs")]
+    return left
+
+
+def run_fraction(fraction: float, workdir: Path) -> dict[str, Measured]:
+    root = workdir / f"root-{fraction:g}"
+    shutil.rmtree(root, ignore_errors=True)
+    started = time.perf_counter()
+    download_sample(root, scale=fraction, test_images=0)
+    size = sum(p.stat().st_size for p in (root / "downloads").iterdir())
+    print(f"\nfraction {fraction:g}: source generated in {time.perf_counter() - started:.0f} s, {size / 1e9:.2f} GB")
+    results = {}
+    for name, arguments in steps(root):
+        # A tree of all 1000 classes is held to ILSVRC-2012's counts: below 1.0, verify names them (exit 3).
+        partial = name == "verify tree" and fraction < 1
+        results[name] = measured = measure(arguments, (0, 3) if partial else (0,))
+        print(
+            f"  {name:40s} {measured.wall:8.1f} s wall {measured.cpu:8.1f} s CPU "
+            f"{measured.main_kib / 1024:7.0f} MiB main {measured.worker_kib / 1024:7.0f} MiB worker",
+            flush=True,
+        )
+    left = temporaries(root)
+    print(f"  temporaries left: {len(left)}" + (f" ({', '.join(map(str, left[:3]))})" if left else ""))
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--fractions", default="0.01,0.1,1", help="comma-separated fractions of the real counts")
+    parser.add_argument("--workdir", type=Path, default=None, help="where the roots go [default: a temporary folder]")
+    parser.add_argument("--keep", action="store_true", help="keep the roots")
+    options = parser.parse_args()
+    fractions = [float(f) for f in options.fractions.split(",")]
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="imagenet-full-count-"))
+    try:
+        runs = {fraction: run_fraction(fraction, workdir) for fraction in fractions}
+    finally:
+        if not options.keep:
+            shutil.rmtree(workdir, ignore_errors=True)
+    if len(fractions) < 2:
+        return
+    small, large = fractions[-2], fractions[-1]
+    print(f"\ngrowth {small:g} -> {large:g} ({large / small:g}x the images): CPU (target <= 11x), peak RSS (<= 1.1x)")
+    for name in runs[large]:
+        a, b = runs[small][name], runs[large][name]
+        print(
+            f"  {name:40s} CPU {b.cpu / max(a.cpu, 0.01):6.2f} x   main RSS {b.main_kib / a.main_kib:5.2f} x   "
+            f"worker RSS {b.worker_kib / max(a.worker_kib, 1):5.2f} x"
+        )
+
+
+if __name__ == "__main__":
+    main()
