@@ -188,6 +188,18 @@ def test_downsampled_is_the_published_recipe_with_devkit_labels(root: Path, tmp_
     assert all(np.array_equal(m, means[0]) for m in means) and np.allclose(means[0], everything.mean(axis=0))
 
 
+def test_a_downsampled_batch_lost_is_made_again_from_its_own_rows(root: Path, tmp_path: Path) -> None:
+    """Batches already there are passed over in the row stream, so the batch made again is the
+    one that was lost, byte for byte, not the next batch's rows."""
+    out = tmp_path / "ds"
+    export(root, "downsampled", source=root / "full", out=out, size=8, workers=2)
+    lost = (out / "train_data_batch_3.npz").read_bytes()
+    (out / "train_data_batch_3.npz").unlink()
+    (out / "export.json").unlink()
+    export(root, "downsampled", source=root / "full", out=out, size=8, workers=2)
+    assert (out / "train_data_batch_3.npz").read_bytes() == lost
+
+
 def test_downsampled_labels_stay_devkit_ids_for_a_subset(root: Path, tmp_path: Path) -> None:
     made = subset(root, classes="3", source=root / "full", seed=2)
     export(root, "downsampled", source=made.path, out=tmp_path / "ds", size=8, workers=1)

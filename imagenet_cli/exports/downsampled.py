@@ -12,7 +12,9 @@ can give them. Decoding runs on every core.
 
 A train batch is written in two steps, because the mean needs every batch: its rows go to
 ``.staging/NAME.npz`` with their per-pixel sum beside it, and once every batch is staged the mean
-is appended to each as it moves to its final name. A stopped run keeps what it staged.
+is appended to each as it moves to its final name. A stopped run keeps what it staged. Rows are
+written into the file as they are made, a chunk at a time: at the full count a batch is 128,000
+rows (390 MB at 32 pixels, 1.5 GB at 64), and memory holds none of it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import itertools
 import os
 import shutil
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -68,16 +70,14 @@ def write_split(job: Job, split: str, samples: SplitSamples) -> None:
     if split == "val":
         if not (job.out / "val_data.npz").is_file():
             rows = sorted(samples, key=lambda s: s.key)  # ILSVRC2012_val_00000001 first; 50,000 at most
-            data, labels, _ = _downsample(job, "val", rows)
-            _write_npz(job.out / "val_data.npz", {"data": data, "labels": labels})
+            _write_rows(job.out / "val_data.npz", job, "val", rows, len(rows))
             job.result.written += 1
         job.keep("val_data.npz", split, len(samples))
         return
     batches = _batches(len(samples))
     stream = iter(samples)
-    for name, count in batches:  # one batch of rows in memory at a time
-        rows = list(itertools.islice(stream, count))
-        _stage(job, name, rows)
+    for name, count in batches:  # each batch's rows read from the stream as they are written
+        _stage(job, name, itertools.islice(stream, count), count)
     mean = None
     for name, count in batches:
         if not (job.out / f"{name}.npz").is_file():
@@ -101,26 +101,32 @@ def _batches(total: int) -> list[tuple[str, int]]:
     ]
 
 
-def _stage(job: Job, name: str, rows: list[Sample]) -> None:
-    """Decode a batch's rows unless they are staged or final already; the sum is written first,
-    so a staged batch always has one."""
+def _stage(job: Job, name: str, rows: Iterable[Sample], count: int) -> None:
+    """Decode a batch's rows unless they are staged or final already; the sum is written after the
+    batch, so a staged batch with its sum is whole (the stream is consumed either way)."""
     staged, total = job.out / STAGING / f"{name}.npz", job.out / STAGING / f"{name}.sum.npy"
     if (job.out / f"{name}.npz").is_file() or (staged.is_file() and total.is_file()):
+        for _skipped in rows:  # the stream moves on to the next batch's rows
+            pass
         return
     np = require_numpy()
-    data, labels, pixel_sum = _downsample(job, name, rows)
+    pixel_sum = _write_rows(staged, job, name, rows, count)
     # Through a buffer: numpy writes straight to a real file with tofile(), whose short write on
     # a full disk is an OSError without errno ("N requested and M written"), not ENOSPC.
     encoded = io.BytesIO()
     np.lib.format.write_array(encoded, pixel_sum, allow_pickle=False)
     with atomic.atomic_writer(total) as file:
         file.write(encoded.getvalue())
-    _write_npz(staged, {"data": data, "labels": labels})
 
 
 def _mean(job: Job, batches: list[tuple[str, int]]) -> Any:
-    """The mean train row, from the staged sums (exact integers, so any order gives the same)."""
+    """The mean train row, from the staged sums (exact integers, so any order gives the same); or,
+    where batches are final already (their sums swept), the mean they hold."""
     np = require_numpy()
+    final = next((job.out / f"{name}.npz" for name, _ in batches if (job.out / f"{name}.npz").is_file()), None)
+    if final is not None:
+        with np.load(final) as arrays:
+            return arrays["mean"]
     total = sum(np.load(job.out / STAGING / f"{name}.sum.npy") for name, _ in batches)
     count = sum(rows for _, rows in batches)
     return total.astype(np.float64) / max(count, 1)
@@ -134,13 +140,6 @@ def _finish_batch(job: Job, name: str, mean: Any) -> None:
             _add_array(archive, "mean", mean)
 
 
-def _write_npz(path: Path, arrays: dict[str, Any]) -> None:
-    """What ``numpy.savez`` writes, but with fixed member times: the same arrays, the same bytes."""
-    with atomic.atomic_writer(path) as file, zipfile.ZipFile(file, "w") as archive:
-        for key, array in arrays.items():
-            _add_array(archive, key, array)
-
-
 def _add_array(archive: zipfile.ZipFile, key: str, array: Any) -> None:
     np = require_numpy()
     info = zipfile.ZipInfo(f"{key}.npy", date_time=_EPOCH)
@@ -148,34 +147,58 @@ def _add_array(archive: zipfile.ZipFile, key: str, array: Any) -> None:
         np.lib.format.write_array(member, np.asarray(array), allow_pickle=False)
 
 
-def _downsample(job: Job, what: str, rows: list[Sample]) -> tuple[Any, Any, Any]:
-    """(data, labels, per-pixel sum) for ``rows``: decoded on ``job.workers`` processes, or read as
-    staged when the export is made straight from the archives (each row made as it was read)."""
+def _write_rows(path: Path, job: Job, what: str, rows: Iterable[Sample], count: int) -> Any:
+    """Write ``path``, an ``.npz`` of ``data`` (``count`` rows, each written as it is made) and
+    ``labels``, as ``numpy.savez`` would; returns the rows' per-pixel sum."""
     np = require_numpy()
-    size = job.options["size"]
-    data = np.empty((len(rows), 3 * size * size), dtype=np.uint8)
-    if rows and rows[0].origin is not None:
-        for at, sample in enumerate(rows):
-            data[at] = np.frombuffer(job.read(sample), dtype=np.uint8)
-    else:
-        _decode_into(data, job, what, rows)
-    labels = np.array([catalogue.by_wnid(s.wnid).devkit_id for s in rows], dtype=np.int64)
-    return data, labels, data.sum(axis=0, dtype=np.uint64)
+    width = 3 * job.options["size"] ** 2
+    labels: list[int] = []
+    pixel_sum = np.zeros(width, dtype=np.uint64)
+    header = {
+        "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
+        "fortran_order": False,
+        "shape": (count, width),
+    }
+    with atomic.atomic_writer(path) as file, zipfile.ZipFile(file, "w") as archive:
+        info = zipfile.ZipInfo("data.npy", date_time=_EPOCH)
+        with archive.open(info, "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, header)
+            with job.progress.task(f"downsampling {what}", total=count, unit="img") as advance:
+                for chunk, block in _made_rows(job, rows, width):
+                    member.write(block.tobytes())
+                    pixel_sum += block.sum(axis=0, dtype=np.uint64)
+                    labels += [catalogue.by_wnid(s.wnid).devkit_id for s in chunk]
+                    advance(len(chunk))
+        if len(labels) != count:
+            raise DamagedTreeError(f"{what}: {len(labels):,} images where {count:,} were listed")
+        _add_array(archive, "labels", np.array(labels, dtype=np.int64))
+    return pixel_sum
 
 
-def _decode_into(data: Any, job: Job, what: str, rows: list[Sample]) -> None:
+def _made_rows(job: Job, rows: Iterable[Sample], width: int) -> Iterator[tuple[list[Sample], Any]]:
+    """The rows a chunk at a time, with their samples: decoded on ``job.workers`` processes, or
+    read as staged when the export is made straight from the archives (each row made as it was
+    read)."""
     np = require_numpy()
-    size = job.options["size"]
-    chunks = [[str(job.tree / s.path) for s in rows[at : at + CHUNK]] for at in range(0, len(rows), CHUNK)]
-    with job.progress.task(f"downsampling {what}", total=len(rows), unit="img") as advance:
-        done = 0
-        for pixels in ordered_map(
-            functools.partial(downsample_files, size=size), chunks, min(job.workers, max(1, len(chunks)))
-        ):
-            count = len(pixels) // data.shape[1]
-            data[done : done + count] = np.frombuffer(pixels, dtype=np.uint8).reshape(count, -1)
-            done += count
-            advance(count)
+    stream = iter(rows)
+    chunks = iter(lambda: list(itertools.islice(stream, CHUNK)), [])
+    first = next(chunks, None)
+    if first is None:
+        return
+    chunks = itertools.chain([first], chunks)
+    if first[0].origin is not None:
+        for chunk in chunks:
+            yield chunk, np.frombuffer(b"".join(job.read(s) for s in chunk), dtype=np.uint8).reshape(len(chunk), width)
+        return
+    listed: list[list[Sample]] = []  # the chunks sent out, in order, until their rows come back
+
+    def paths() -> Iterator[list[str]]:
+        for chunk in chunks:
+            listed.append(chunk)
+            yield [str(job.tree / s.path) for s in chunk]
+
+    for pixels in ordered_map(functools.partial(downsample_files, size=job.options["size"]), paths(), job.workers):
+        yield listed.pop(0), np.frombuffer(pixels, dtype=np.uint8).reshape(-1, width)
 
 
 def downsample_files(paths: Sequence[str], size: int) -> bytes:
