@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 from . import catalogue, evalsets, zip_entries
 from .errors import ArchiveError
@@ -161,7 +161,7 @@ def _regular_files(
 ) -> Iterator[tarfile.TarInfo]:
     """The one refusal rule for tars: links, devices, unsafe names and (with ``max_size``) members
     claiming more than an image can hold go to ``refuse``; folders are skipped."""
-    for member in tar:
+    for member in _each_member(tar):
         why = tar_member_refusal(member)
         if not why and max_size is not None and member.size > max_size:
             why = f"claims {member.size:,} bytes, over the {max_size:,}-byte cap for one image"
@@ -169,6 +169,15 @@ def _regular_files(
             refuse(f"{origin}:{member.name}", why)
         elif member.isfile():
             yield member
+
+
+def _each_member(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    """Each member in order, none kept: tarfile's own iteration keeps every header it has read (val's
+    50,000 are 25 MB), which reading a tar once through does not need."""
+    kept: list[tarfile.TarInfo] = cast(Any, tar).members  # TarFile's list of what next() has read
+    while (member := tar.next()) is not None:
+        kept.clear()  # next() only appends to it; nothing of ours asks for it
+        yield member
 
 
 def data_after_end(path: Path, start: int, end: int) -> int | None:
