@@ -13,6 +13,7 @@ uninterrupted one, and new inputs give the tree they make.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -74,8 +75,12 @@ _PART = re.compile(r"-\d{6}$")
 def split_of(key: str) -> str:
     """The split a marker's name (a shard's key) belongs to: the longest split name it begins
     with, since evaluation sets' names hold dashes (``imagenet-v2-top-images-n01440764``)."""
-    known = sorted((*SPLITS, *evalsets.image_sets()), key=len, reverse=True)
-    return next((split for split in known if key.startswith(f"{split}-")), key.split("-", 1)[0])
+    return next((split for split in _longest_first() if key.startswith(f"{split}-")), key.split("-", 1)[0])
+
+
+@functools.cache
+def _longest_first() -> tuple[str, ...]:
+    return tuple(sorted((*SPLITS, *evalsets.image_sets()), key=len, reverse=True))
 
 
 def is_whole_class(key: str) -> bool:
