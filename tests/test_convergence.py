@@ -190,3 +190,49 @@ def test_a_stop_while_the_tree_was_being_claimed_does_not_refuse_the_rerun(offic
     (root / "65" / "notes.txt").write_text("someone's")
     with pytest.raises(OverwriteRefusedError, match="was not made by prepare"):
         prepare(root, ["65"], splits=["val"])
+
+
+class _Watching(ThreadPoolExecutor):
+    """A pool that notes, as each shard is handed to it, whether its tree says it is being changed."""
+
+    def __init__(self, flag: Path) -> None:
+        super().__init__(max_workers=2)
+        self.flag = flag
+        self.seen: list[bool] = []
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        self.seen.append(self.flag.exists())
+        return super().submit(fn, *args, **kwargs)
+
+
+def test_a_tree_says_it_is_changing_from_its_first_shard_until_its_record_is_written(prepared: Path) -> None:
+    tree = prepared / "64"
+    flag = tree / ".shards" / "changing"
+    with _Watching(flag) as pool:
+        prepare(prepared, ["64"], splits=["val"], redo=True, executor=pool)
+    assert pool.seen and all(pool.seen)
+    assert not flag.exists()
+
+
+def test_a_run_stopped_before_it_finished_its_tree_is_finished_by_the_next(prepared: Path) -> None:
+    """Every shard done, but the manifest not yet merged from them (the flag the stopped run left):
+    the next run, with nothing to make, writes the manifest and labels again."""
+    tree = prepared / "64"
+    expected = tree_state(tree)
+    lines = (tree / "manifest.tsv").read_text().splitlines(keepends=True)
+    (tree / "manifest.tsv").write_text("".join(lines[:-1]))  # as the stopped run's merge would have changed it
+    (tree / ".shards" / "changing").write_text("")
+    result = prepare(prepared, ["64"], workers=2)
+    assert result.shards_run == 0
+    assert tree_state(tree) == expected
+
+
+def test_a_run_with_nothing_to_do_counts_from_the_manifest_and_sweeps_strays(prepared: Path) -> None:
+    tree = prepared / "64"
+    before = manifest.TreeInfo.read(tree)
+    (tree / "val" / "n01440764" / "stray.JPEG").write_bytes(b"not ours")
+    result = prepare(prepared, ["64"], workers=2)
+    assert result.shards_run == 0
+    assert result.trees[0].images == {split: counts["images"] for split, counts in before.splits.items()}
+    assert not (tree / "val" / "n01440764" / "stray.JPEG").exists()
+    assert manifest.TreeInfo.read(tree).created_at == before.created_at, "the record is not rewritten"

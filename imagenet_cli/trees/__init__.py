@@ -41,6 +41,7 @@ from .finish import TreeSummary, finish_tree
 from .plan import Plan, make_plan, val_labels_for
 from .resize import Making, Recipe
 from .shards import (
+    CHANGING,
     MARKERS,
     PACKS,
     Engine,
@@ -350,7 +351,11 @@ def _jobs(
     """Each pending shard with the sizes it lacks: a shard finished in some trees only is made
     again for the others alone."""
     paths = {size: str(path) for size, path in trees.items()}
+    marked: set[str] = set()
     for shard, sizes in work:
+        for size in set(sizes) - marked:  # before its first shard: the tree's record will be behind
+            atomic.write_text(trees[size] / MARKERS / CHANGING, "")
+            marked.add(size)
         if sizes == recipe.sizes:
             yield ShardJob(shard, recipe, paths, sink)
         else:

@@ -19,10 +19,11 @@ from pathlib import Path
 from .. import atomic, catalogue, class_files, manifest
 from ..inputs import changed_names
 from ..layout import SPLITS
-from ..manifest import Entry, Failure
+from ..manifest import Entry, Failure, Prepared
 from .plan import Plan
 from .resize import Recipe
 from .shards import (
+    CHANGING,
     MARKERS,
     Shard,
     ShardResult,
@@ -76,6 +77,7 @@ def finish_tree(
     up_to_date = (
         not ran
         and not dropped
+        and not (tree / MARKERS / CHANGING).exists()
         and manifest.has_manifest(tree)
         and previous is not None
         and not any(
@@ -105,18 +107,20 @@ def finish_tree(
                 yield from heapq.merge(*results(paths), key=lambda e: e.path)
 
     sweep = _Sweep(tree, splits)
-    rows = sweep.alongside(_without_duplicates(tree, entries(), failures))
-    # One pass over the rows either way: it counts the images and sweeps strays as it goes; a tree
-    # nothing changed keeps its files, so a read-only mount re-runs cleanly.
-    if up_to_date:
-        for _row in rows:
-            pass
-    else:
-        _write_labels_and_manifest(tree, rows)
+    if up_to_date and previous is not None:
+        # The manifest is what the markers would merge to: one stream instead of every marker again.
+        # It counts the images and sweeps strays as it goes; the files stay as they are, so a
+        # read-only mount re-runs cleanly.
+        for entry in sweep.alongside(manifest.read_manifest(tree)):
+            images[entry.split] += 1
+        sweep.finish()
+        made = previous.made_by
+        return TreeSummary(
+            size, tree, dict(images), list(previous.failures), made.repaired if isinstance(made, Prepared) else {}
+        )
+    _write_labels_and_manifest(tree, sweep.alongside(_without_duplicates(tree, entries(), failures)))
     sweep.finish()
     summary = TreeSummary(size, tree, dict(images), failures, dict(repaired))
-    if up_to_date:
-        return summary
     described, label_source = _made_from(previous, splits, plan.described, label_source)
     info = manifest.TreeInfo(
         made_by=manifest.Prepared(
@@ -135,6 +139,7 @@ def finish_tree(
         inputs={split: inputs[split] for split in sorted(inputs) if split in images},
     )
     manifest.write_tree_info(tree, info)
+    (tree / MARKERS / CHANGING).unlink(missing_ok=True)  # the record says what the markers hold again
     return summary
 
 
