@@ -228,6 +228,7 @@ def test_real_labels_file_follows_the_val_tree_and_reads_entry_i_as_image_i_plus
     ("arguments", "said"),
     [
         (["--dataset", "imagenet-a", "--splits", "train"], "--splits are ILSVRC-2012's"),
+        (["--dataset", "imagenet-real", "--splits", "val"], "--splits are ILSVRC-2012's"),
         (["--dataset", "imagenet-a", "--from", "."], "is read from ROOT/downloads/imagenet-a/"),
         (["--dataset", "imagenet-z"], "'imagenet-z' is not a dataset this tool knows"),
     ],

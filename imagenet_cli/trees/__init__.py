@@ -142,9 +142,9 @@ def prepare(
     trees = {size: (into or root) / tree_name(size, recipe) for size in recipe.sizes}
     if dataset is not None and dataset != evalsets.DEFAULT and source is not None:
         raise InvalidArgumentError(f"{dataset} is read from ROOT/downloads/{dataset}/, not from a folder", "source")
+    chosen = _splits(splits, dataset)
     if dataset is not None and dataset != evalsets.DEFAULT and not evalsets.evalset(dataset).has_images:
         return _label_files(Root(root), trees, wait, started)
-    chosen = _splits(splits, dataset)
     with locks.writing_all(trees.values(), wait):
         for size, tree in trees.items():
             _claim(tree, size, recipe)
