@@ -69,7 +69,7 @@ class EvalSet:
 
     def wnids(self) -> tuple[str, ...]:
         """Its classes in the 1k index (A, R: their 200; O: none of the 1000)."""
-        if self.name == "imagenet-o":
+        if not self.in_index:
             return ()
         if self.class_list is None:
             return catalogue.wnids()
