@@ -239,7 +239,7 @@ def tar_headers(path: Path, refuse: Refuse) -> Iterator[tarfile.TarInfo]:
 
 def train_members(path: Path, refuse: Refuse) -> Iterator[Member]:
     """Every image of the train tar, through its per-class tars, read as streams."""
-    with _open_tar_stream(path) as outer:
+    with open_tar_stream(path) as outer:
         for inner_info, inner_file in tar_files(outer, path.name, refuse, max_size=None):
             wnid = class_tar_wnid(inner_info.name)
             origin = f"{path.name}:{inner_info.name}"
@@ -262,7 +262,7 @@ def train_members(path: Path, refuse: Refuse) -> Iterator[Member]:
 
 def flat_members(path: Path, split: str, refuse: Refuse) -> Iterator[Member]:
     """Every image of a flat tar (val or test)."""
-    with _open_tar_stream(path) as tar:
+    with open_tar_stream(path) as tar:
         for member, data in tar_files(tar, path.name, refuse):
             yield Member(split, None, posixpath.basename(member.name), data.read(), f"{path.name}:{member.name}")
         _check_stream_end(path, tar)
@@ -276,7 +276,9 @@ def _check_stream_end(path: Path, tar: tarfile.TarFile) -> None:
         raise ArchiveError(damage)
 
 
-def _open_tar_stream(path: Path) -> tarfile.TarFile:
+def open_tar_stream(path: Path) -> tarfile.TarFile:
+    """A tar (or tar.gz) read as a stream; one that cannot be opened is an ArchiveError. Read it with
+    :func:`tar_files`, which says so of one damaged further on."""
     try:
         return tarfile.open(path, mode="r|*")
     except (tarfile.TarError, OSError) as error:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import collections
 import json
-import tarfile
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from .. import archives, evalsets
-from ..errors import ArchiveError
 from ..evalsets import EvalSet, Layout
 from ..progress import Progress
 from ..records import DownloadRecord
@@ -68,12 +66,9 @@ def _members(path: Path, deep: bool, refuse: archives.Refuse) -> Iterator[tuple[
         for member in archives.tar_headers(path, refuse):
             yield member.name, None
         return
-    try:
-        with tarfile.open(path, mode="r|*") as tar:
-            for member, data in archives.tar_files(tar, path.name, refuse):
-                yield member.name, data.read()
-    except (tarfile.TarError, EOFError, OSError) as error:
-        raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
+    with archives.open_tar_stream(path) as tar:
+        for member, data in archives.tar_files(tar, path.name, refuse):
+            yield member.name, data.read()
 
 
 def _place(check: Check, chosen: EvalSet, file: str, name: str) -> str | None:

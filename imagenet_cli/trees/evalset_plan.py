@@ -14,12 +14,11 @@ from start to end and cut into runs of one class.
 from __future__ import annotations
 
 import collections
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from .. import archives, evalsets, zip_entries
-from ..errors import ArchiveError, MissingInputError
+from ..errors import MissingInputError
 from ..evalsets import EvalSet, Layout, Placed, Unplaced
 from ..inputs import InputFile, Snapshot, describe, fingerprint
 from .plan import ClassRuns, ListedShards, Plan, Shards, listing_of, warn_refiled
@@ -124,14 +123,11 @@ class _StreamedSet(Shards):
         def refuse(where: str, why: str) -> None:
             unusable.append(Item(where.split(":", 1)[1], None, None, f"refused: {why}"))
 
-        try:
-            with tarfile.open(self.path, mode="r|gz") as tar:
-                for member, data in archives.tar_files(tar, self.path.name, refuse):
-                    placed = _placed(self.chosen, self.path.name, member.name, unusable)
-                    if placed is not None and (finished := runs.add(placed.wnid, Item(placed.name, None, data.read()))):
-                        yield finished
-        except (tarfile.TarError, OSError, EOFError) as error:
-            raise ArchiveError(f"{self.path.name} is damaged or truncated ({error})") from error
+        with archives.open_tar_stream(self.path) as tar:
+            for member, data in archives.tar_files(tar, self.path.name, refuse):
+                placed = _placed(self.chosen, self.path.name, member.name, unusable)
+                if placed is not None and (finished := runs.add(placed.wnid, Item(placed.name, None, data.read()))):
+                    yield finished
         if finished := runs.flush():
             yield finished
         if unusable:
