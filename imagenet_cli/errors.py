@@ -191,6 +191,26 @@ class InsufficientSpaceError(ImagenetError):
     """Not enough free disk for what the command is about to write."""
 
 
+class StorageError(ImagenetError):
+    """Object storage (a bucket named by a URL) refused or failed a request."""
+
+
+class StorageCredentialsError(StorageError):
+    """No credentials for the store were found, or the store does not accept them."""
+
+
+class StorageAccessDeniedError(StorageError):
+    """The store answered AccessDenied for the bucket or prefix."""
+
+
+class StorageNotFoundError(StorageError):
+    """The bucket named does not exist."""
+
+
+class StorageUnreachableError(StorageError):
+    """The storage endpoint does not answer (a wrong endpoint URL, or no network)."""
+
+
 class DownloadError(ImagenetError):
     """A transfer could not complete; what was fetched so far is kept for the next run."""
 

@@ -11,7 +11,7 @@ from ..exports import ExportResult, export
 from ..exports.formats import ExportFormat
 from ..exports.webdataset import brace_pattern
 from ..trees.resize import Filter, ImageFormat, Mode
-from .common import NoWaitOption, Rendering, Session, comma_list, command, its_path
+from .common import NoWaitOption, Rendering, Session, comma_list, command
 
 EXAMPLES = """\
 Examples:
@@ -33,7 +33,7 @@ def _print_result(result: ExportResult) -> None:
     counts = ", ".join(f"{n:,} {split}" for split, n in result.samples.items())
     kept = len(result.shards) - result.written
     typer.echo(
-        f"{result.path}: {len(result.shards)} {result.format} files, {counts} samples"
+        f"{result.where}: {len(result.shards)} {result.format} files, {counts} samples"
         + (f" ({kept} were already complete)" if kept else "")
     )
     if result.format == ExportFormat.webdataset:  # the names to hand to a reader, exactly as written
@@ -47,7 +47,11 @@ def _print_result(result: ExportResult) -> None:
 
 @command(
     "export",
-    Rendering(text=lambda result: _print_result(result), quiet=its_path, problems=lambda result: bool(result.failures)),
+    Rendering(
+        text=lambda result: _print_result(result),
+        quiet=lambda result: [result.where],
+        problems=lambda result: bool(result.failures),
+    ),
 )
 def export_command(
     to: Annotated[ExportFormat, typer.Argument(help="The format to write.", show_default=False, metavar="FORMAT")],

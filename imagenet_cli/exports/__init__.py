@@ -24,19 +24,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .. import atomic, catalogue, locks, manifest, owned
+from .. import catalogue, locks, manifest
 from ..errors import ArchiveError, DamagedTreeError, InvalidArgumentError, MissingInputError
 from ..hashing import hash_file
 from ..layout import DEFAULT_TREE, EXPORTS, Root
 from ..manifest import Failure
 from ..progress import SILENT, Progress
 from ..selection import rank
+from ..storage import Bucket, local_or_url
 from ..trees import Staged
 from ..trees.plan import is_parquet, is_webdataset
 from ..trees.readers import Origin, OriginReader
 from ..trees.resize import BoxRows, Filter, ImageFormat, Mode, Recipe
 from ..trees.shards import PACKS, read_marker
 from ..workers import ordered_map, thread_pool
+from .destinations import BucketFolder, Destination, Finished, Folder
 from .formats import ExportFormat, writer_for
 from .record import RECORD, ExportRecord, ShardRecord, samples_per_split
 
@@ -80,6 +82,12 @@ class ExportResult:
     shards: list[ShardRecord] = field(default_factory=list)
     written: int = 0  # files written by this run; the rest were already complete
     failures: list[Failure] = field(default_factory=list)  # straight from the archives: images not used
+    url: str | None = None  # written to object storage: its URL (``path`` is then the local spool)
+
+    @property
+    def where(self) -> str:
+        """Where the export is, as a user names it: its folder or its URL."""
+        return self.url or str(self.path)
 
     @property
     def samples(self) -> dict[str, int]:
@@ -98,9 +106,16 @@ class Job:
     workers: int = 1
     name: str = ""  # what the export is of, in its own files (_info.json, the dataset card): the tree's name
     origins: OriginReader = field(default_factory=OriginReader)
+    destination: Destination | None = None  # where files are published; None: ``out`` itself
 
     def __post_init__(self) -> None:
         self.name = self.name or self.tree.name
+        self.destination = self.destination or Folder(self.out)
+
+    @property
+    def to(self) -> Destination:
+        assert self.destination is not None  # set by __post_init__
+        return self.destination
 
     def read(self, sample: Sample) -> bytes:
         """A sample's bytes as exported: a tree's file, or a staged image out of its pack."""
@@ -114,11 +129,14 @@ class Job:
         except OSError as error:
             raise DamagedTreeError(f"cannot read {self.tree / sample.path}: {error.strerror or error}") from None
 
-    def keep(self, name: str, split: str, samples: int, digest: str | None = None) -> None:
+    def keep(self, name: str, split: str, samples: int, finished: Finished) -> None:
         """Record a finished file (its digest as written, or read back when it was already there)."""
-        path = self.out / name
-        digest = digest or hash_file(path, ["xxh3_64"])["xxh3_64"]
-        self.result.shards.append(ShardRecord(name, split, samples, path.stat().st_size, digest))
+        digest = finished.xxh3_64 or hash_file(self.out / name, ["xxh3_64"])["xxh3_64"]
+        self.result.shards.append(ShardRecord(name, split, samples, finished.bytes, digest))
+
+    def publish(self, name: str, digest: str | None = None) -> Finished:
+        """``out/name``, just written, under its final name (uploaded, for a bucket)."""
+        return self.to.publish(name, digest)
 
 
 def export(
@@ -126,7 +144,8 @@ def export(
     to: str = "webdataset",
     *,
     source: Path | None = None,
-    out: Path | None = None,
+    out: Path | str | None = None,
+    storage_options: dict[str, Any] | None = None,
     splits: list[str] | None = None,
     seed: int = 0,
     shard_size: int | None = None,
@@ -161,35 +180,42 @@ def export(
     decoded on ``workers`` processes (default: every core). From the archives, the images are
     made on ``workers`` processes or on the Dask cluster ``dask`` (see ``prepare``), and images
     that cannot be used are in the result's ``failures``.
+
+    ``out`` may be a URL of object storage (``s3://bucket/prefix``, any fsspec URL, opened with
+    ``storage_options``): each file is made in a local spool under the root, uploaded whole under
+    its final key and deleted, and ``export.json`` is written last (see ``destinations``).
     """
     chosen = _format_named(to)
     image_options = {"mode": mode, "quality": quality, "format": image_format, "filter": filter, "upscale": upscale}
     from_tree = _tree_to_read(root, source, chosen, size, image_options)
     options = _options(chosen, seed, shard_size, max_shard_bytes, prefix, size, splits)
+    chosen_out = _destination(root, out, storage_options)
     if from_tree is not None:
         if dask is not None or trust_input_labels:
             given = "dask" if dask is not None else "trust_input_labels"
             raise InvalidArgumentError(f"applies to making images from the archives; {from_tree} is a tree", given)
-        return _export_tree(root, chosen, from_tree, options, out, wait, workers, progress)
+        return _export_tree(root, chosen, from_tree, options, chosen_out, wait, workers, progress)
     straight = _straight(chosen, size, image_options, source, dask, trust_input_labels)
     options["from"] = {"archives": str(source) if source else "downloads", "images": straight.described()}
-    destination = out or Root(root).path / EXPORTS / f"{_export_name(chosen, options)}-{straight.name}-archives"
+    destination = chosen_out or Folder(
+        Root(root).path / EXPORTS / f"{_export_name(chosen, options)}-{straight.name}-archives"
+    )
     writer = writer_for(chosen)
-    with locks.writing(destination, wait):
-        # The extra a format needs, before the work (downsampled's check is of a tree's recipe).
-        if chosen is ExportFormat.downsampled:
-            from .downsampled import require_numpy
+    # The extra a format needs, before the work (downsampled's check is of a tree's recipe).
+    if chosen is ExportFormat.downsampled:
+        from .downsampled import require_numpy
 
-            require_numpy()
-        else:
-            writer.check_source(destination, Root(root).path)
+        require_numpy()
+    else:
+        writer.check_source(destination.work, Root(root).path)
+    with destination.held(wait):
         _claim(destination, {"options": options})
-        atomic.remove_temporaries(destination, recursive=True)  # what killed runs left half-written
         from . import straight as straight_export  # it builds on this package
 
         def job_of(tree: Path, name: str) -> Job:
-            result = ExportResult(to, destination, tree)
-            return Job(tree, destination, options, result, progress, workers or os.cpu_count() or 1, name)
+            result = ExportResult(to, destination.work, tree, url=_url(destination))
+            cores = workers or os.cpu_count() or 1
+            return Job(tree, destination.work, options, result, progress, cores, name, destination=destination)
 
         return straight_export.run(
             root, writer, job_of, options, straight, workers=workers or os.cpu_count() or 1, progress=progress
@@ -201,32 +227,45 @@ def _export_tree(
     to: ExportFormat,
     tree: Path,
     options: dict[str, Any],
-    out: Path | None,
+    out: Destination | None,
     wait: bool,
     workers: int | None,
     progress: Progress,
 ) -> ExportResult:
     if not manifest.has_manifest(tree):
         raise MissingInputError(f"{tree} has no {manifest.MANIFEST}: a tree is copied only when this tool made it")
-    destination = out or Root(root).path / EXPORTS / f"{_export_name(to, options)}-{tree.name}"
+    destination = out or Folder(Root(root).path / EXPORTS / f"{_export_name(to, options)}-{tree.name}")
     writer = writer_for(to)
-    with locks.writing(destination, wait), locks.reading(tree, wait):
-        writer.check_source(tree, Root(root).path)
+    writer.check_source(tree, Root(root).path)
+    with destination.held(wait), locks.reading(tree, wait):
         source_manifest = hash_file(tree / manifest.MANIFEST, ["xxh3_64"])["xxh3_64"]
         wanted = {"options": options, "source_manifest_xxh3": source_manifest}
         _claim(destination, wanted)
-        atomic.remove_temporaries(destination, recursive=True)  # what killed runs left half-written
-        job = Job(
-            tree, destination, options, ExportResult(to, destination, tree), progress, workers or os.cpu_count() or 1
-        )
+        result = ExportResult(to, destination.work, tree, url=_url(destination))
+        cores = workers or os.cpu_count() or 1
+        job = Job(tree, destination.work, options, result, progress, cores, destination=destination)
         for split in options["splits"]:
             samples = SplitSamples(tree, split, options["seed"])
             if len(samples):
                 writer.write_split(job, split, samples)
         writer.finish(job)
         record = ExportRecord(options, source_manifest, str(tree), tuple(job.result.shards))
-        atomic.write_text(destination / RECORD, record.to_json())
+        destination.write_text(RECORD, record.to_json())
         return job.result
+
+
+def _destination(root: Path, out: Path | str | None, storage_options: dict[str, Any] | None) -> Destination | None:
+    """The folder or the bucket (spooled under the root) ``out`` names; None when it names none."""
+    where = local_or_url(out) if out is not None else None
+    if isinstance(where, str):
+        return BucketFolder.under(Root(root).path, Bucket(where, storage_options))
+    if storage_options:
+        raise InvalidArgumentError("applies to a URL of object storage; the export is to a folder", "storage_options")
+    return Folder(where) if where is not None else None
+
+
+def _url(destination: Destination) -> str | None:
+    return None if isinstance(destination, Folder) else str(destination)
 
 
 def _export_name(to: ExportFormat, options: dict[str, Any]) -> str:
@@ -332,11 +371,11 @@ def _whole(size: int | str) -> int | str:
     return int(size) if isinstance(size, int) or size.isdigit() else size
 
 
-def _claim(destination: Path, wanted: dict[str, Any]) -> None:
+def _claim(destination: Destination, wanted: dict[str, Any]) -> None:
     """One export folder, one set of options and one source: a re-run keeps finished shards only
     when they are what it would write."""
     other = f"{destination} holds an export made with other options or from another tree"
-    owned.own(destination, CLAIM, command="export", wanted=wanted, conflict=lambda existing: other)
+    destination.claim(CLAIM, wanted, lambda existing: other)
 
 
 def write_shards(
@@ -356,19 +395,19 @@ def write_shards(
     # A first pass counts the shards (their names say how many); the second writes them.
     count = shard_count(samples, size, max_bytes)
 
-    def write_missing(shard: tuple[str, list[Sample]]) -> tuple[str, list[Sample], bool, str | None]:
+    def write_missing(shard: tuple[str, list[Sample]]) -> tuple[str, list[Sample], bool, Finished]:
         name, group = shard
-        if (job.out / name).is_file():  # a shard under its final name is complete
-            return name, group, False, None
-        return name, group, True, write(job.out / name, group)
+        if finished := job.to.finished(name):  # a shard under its final name is complete
+            return name, group, False, finished
+        return name, group, True, job.publish(name, write(job.out / name, group))
 
     shards = zip(names(count), shard_groups(samples, size, max_bytes), strict=True)
     with job.progress.task(f"writing {split} shards", total=len(samples), unit="img") as advance:
-        for name, group, written, digest in ordered_map(
+        for name, group, written, finished in ordered_map(
             write_missing, shards, min(SHARD_THREADS, count), pool=thread_pool
         ):
             job.result.written += written
-            job.keep(name, split, len(group), digest)
+            job.keep(name, split, len(group), finished)
             advance(len(group))
 
 

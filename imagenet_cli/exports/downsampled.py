@@ -68,11 +68,13 @@ def check_source(tree: Path, root: Path) -> None:
 
 def write_split(job: Job, split: str, samples: SplitSamples) -> None:
     if split == "val":
-        if not (job.out / "val_data.npz").is_file():
+        finished = job.to.finished("val_data.npz")
+        if finished is None:
             rows = sorted(samples, key=lambda s: s.key)  # ILSVRC2012_val_00000001 first; 50,000 at most
             _write_rows(job.out / "val_data.npz", job, "val", rows, len(rows))
+            finished = job.publish("val_data.npz")
             job.result.written += 1
-        job.keep("val_data.npz", split, len(samples))
+        job.keep("val_data.npz", split, len(samples), finished)
         return
     batches = _batches(len(samples))
     stream = iter(samples)
@@ -80,11 +82,13 @@ def write_split(job: Job, split: str, samples: SplitSamples) -> None:
         _stage(job, name, itertools.islice(stream, count), count)
     mean = None
     for name, count in batches:
-        if not (job.out / f"{name}.npz").is_file():
+        finished = job.to.finished(f"{name}.npz")
+        if finished is None:
             mean = _mean(job, batches) if mean is None else mean
             _finish_batch(job, name, mean)
+            finished = job.publish(f"{name}.npz")
             job.result.written += 1
-        job.keep(f"{name}.npz", split, count)
+        job.keep(f"{name}.npz", split, count, finished)
 
 
 def finish(job: Job) -> None:
@@ -105,7 +109,7 @@ def _stage(job: Job, name: str, rows: Iterable[Sample], count: int) -> None:
     """Decode a batch's rows unless they are staged or final already; the sum is written after the
     batch, so a staged batch with its sum is whole (the stream is consumed either way)."""
     staged, total = job.out / STAGING / f"{name}.npz", job.out / STAGING / f"{name}.sum.npy"
-    if (job.out / f"{name}.npz").is_file() or (staged.is_file() and total.is_file()):
+    if job.to.finished(f"{name}.npz") or (staged.is_file() and total.is_file()):
         for _skipped in rows:  # the stream moves on to the next batch's rows
             pass
         return
@@ -123,9 +127,9 @@ def _mean(job: Job, batches: list[tuple[str, int]]) -> Any:
     """The mean train row, from the staged sums (exact integers, so any order gives the same); or,
     where batches are final already (their sums swept), the mean they hold."""
     np = require_numpy()
-    final = next((job.out / f"{name}.npz" for name, _ in batches if (job.out / f"{name}.npz").is_file()), None)
+    final = next((f"{name}.npz" for name, _ in batches if job.to.finished(f"{name}.npz")), None)
     if final is not None:
-        with np.load(final) as arrays:
+        with job.to.open(final) as file, np.load(file) as arrays:
             return arrays["mean"]
     total = sum(np.load(job.out / STAGING / f"{name}.sum.npy") for name, _ in batches)
     count = sum(rows for _, rows in batches)

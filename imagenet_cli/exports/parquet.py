@@ -135,7 +135,7 @@ def finish(job: Job) -> None:
         'dataset = load_dataset("path/to/this/folder")\n'
         "```\n"
     )
-    atomic.write_text(job.out / CARD, card)
+    job.to.write_text(CARD, card)
 
 
 def count_samples(path: Path) -> int:

@@ -37,9 +37,7 @@ from typing import Any
 
 import xxhash
 
-from .. import atomic
 from ..errors import ArchiveError
-from ..hashing import hash_file
 from ..inputs import InputFile, changed_since, relative_to
 from ..manifest import Failure
 from ..progress import Progress
@@ -49,6 +47,7 @@ from ..trees.resize import ImageError, Making
 from ..trees.shards import Sink, read_marker
 from ..workers import local_pool, ordered_map
 from . import CLAIM, ExportResult, Job, Sample, StagedSamples, shard_count, shard_groups
+from .destinations import Destination, Finished
 from .formats import SHARDED, ExportFormat, Writer, shard_writer_for
 from .record import RECORD, ExportRecord
 
@@ -89,7 +88,7 @@ def run(
     the caller), each split written by ``writer``."""
     job = job_of(Path(root) / "downloads", straight.name)
     job.result.source = Path(straight.source or Path(root) / "downloads")
-    destination = job.out
+    destination, work = job.to, job.out
     done = _unchanged_export(destination)
     if done is not None:
         log.info("%s is complete and its inputs are unchanged", destination)
@@ -99,7 +98,7 @@ def run(
     staged = stage(
         root,
         straight.making,
-        destination / STAGED,
+        work / STAGED,
         splits=options["splits"],
         workers=workers,
         source=straight.source,
@@ -127,11 +126,12 @@ def run(
     finally:
         job.origins.close()
     failures = tuple(staged.failures) + tuple(job.result.failures)
-    inputs = tuple(_relative(i, staged.folder, destination) for files in staged.inputs.values() for i in files)
+    inputs = tuple(_relative(i, staged.folder, work) for files in staged.inputs.values() for i in files)
     source = str(straight.source or Path(root) / "downloads")
     record = ExportRecord(options, listing, source, tuple(job.result.shards), inputs=inputs, failures=failures)
-    atomic.write_text(destination / RECORD, record.to_json())
+    destination.write_text(RECORD, record.to_json())
     shutil.rmtree(staged.folder)  # the images are in the shards now
+    destination.remove_prefix(STAGED)  # and the shards' records in the export's record
     job.result.failures = list(failures)
     return job.result
 
@@ -191,8 +191,10 @@ class _MadeJob(Job):
 class _Shard:
     """One output shard being gathered: its samples' images arrive chunk by chunk, in order."""
 
-    def __init__(self, file: str, samples: list[Sample], done: ShardDone | None = None) -> None:
-        self.file, self.samples, self.done = file, samples, done  # done: written before a stop
+    def __init__(self, file: str, samples: list[Sample], done: tuple[ShardDone, Finished] | None = None) -> None:
+        self.file, self.samples = file, samples
+        self.done: ShardDone | None = done[0] if done else None  # written before a stop
+        self.finished: Finished | None = done[1] if done else None
         self.made: list[bytes | str] = []
 
     def chunks(self, making: Making) -> Iterator[MakeChunk]:
@@ -203,7 +205,7 @@ class _Shard:
     def complete(self) -> bool:
         return self.done is not None or len(self.made) == len(self.samples)
 
-    def write(self, job: Job, writer: Any) -> ShardDone:
+    def write(self, job: Job, writer: Any) -> tuple[ShardDone, Finished]:
         """The shard, then its record (under ``.staged/.merged/``): a stop between the two redoes it."""
         made, kept, failures = {}, [], []
         for sample, data in zip(self.samples, self.made, strict=True):
@@ -215,23 +217,26 @@ class _Shard:
             kept.append(dataclasses.replace(sample, bytes=len(data), origin=None))
         writing = _MadeJob(job.tree, job.out, job.options, job.result, job.progress, name=job.name, made=made)
         path = job.out / self.file
-        digest = writer.write_shard(writing, path, kept) or hash_file(path, ["xxh3_64"])["xxh3_64"]
-        done = ShardDone(self.file, len(kept), digest, tuple(failures))
-        atomic.write_text(_merged_record(job.tree, self.file), json.dumps(dataclasses.asdict(done)) + "\n")
-        return done
+        finished = job.publish(self.file, writer.write_shard(writing, path, kept))
+        assert finished.xxh3_64 is not None
+        done = ShardDone(self.file, len(kept), finished.xxh3_64, tuple(failures))
+        job.to.write_text(_merged_record(self.file), json.dumps(dataclasses.asdict(done)) + "\n")
+        return done, finished
 
 
-def _merged_record(staged: Path, file: str) -> Path:
-    return staged / MERGED / (file.replace("/", "__") + ".json")
+def _merged_record(file: str) -> str:
+    return f"{STAGED}/{MERGED}/{file.replace('/', '__')}.json"
 
 
-def _finished(job: Job, file: str) -> ShardDone | None:
+def _finished(job: Job, file: str) -> tuple[ShardDone, Finished] | None:
     """A shard under its final name with its record: written before a stop, kept as it is."""
-    record = _merged_record(job.tree, file)
-    if not (job.out / file).is_file() or not record.is_file():
+    finished = job.to.finished(file)
+    text = job.to.read_text(_merged_record(file)) if finished else None
+    if finished is None or text is None:
         return None
-    data = json.loads(record.read_text())
-    return ShardDone(data["file"], data["samples"], data["xxh3_64"], tuple(Failure(**f) for f in data["failures"]))
+    data = json.loads(text)
+    done = ShardDone(data["file"], data["samples"], data["xxh3_64"], tuple(Failure(**f) for f in data["failures"]))
+    return done, Finished(finished.bytes, done.xxh3_64)
 
 
 def _write_shards_on_workers(job: Job, split: str, samples: StagedSamples, straight: Straight, workers: int) -> None:
@@ -241,7 +246,6 @@ def _write_shards_on_workers(job: Job, split: str, samples: StagedSamples, strai
     writer = shard_writer_for(job.options["format"])
     size, max_bytes = job.options["shard_sizes"][split], job.options["max_shard_bytes"]
     count = shard_count(samples, size, max_bytes)
-    (job.tree / MERGED).mkdir(exist_ok=True)
     files = writer.names_of(job, split, count)
     waiting: collections.deque[_Shard] = collections.deque()
 
@@ -256,10 +260,11 @@ def _write_shards_on_workers(job: Job, split: str, samples: StagedSamples, strai
         """In shard order, so the record lists them as a clean run does."""
         while waiting and waiting[0].complete:
             shard = waiting.popleft()
-            done = shard.done or shard.write(job, writer)
+            done, finished = (shard.done, shard.finished) if shard.done else shard.write(job, writer)
+            assert finished is not None
             job.result.written += shard.done is None
             job.result.failures += done.failures
-            job.keep(done.file, split, done.samples, done.xxh3_64)
+            job.keep(done.file, split, done.samples, finished)
             advance(len(shard.samples) if shard.done else 0)
 
     with contextlib.ExitStack() as stack:
@@ -281,15 +286,17 @@ def _pool(stack: contextlib.ExitStack, dask: str | None, workers: int) -> tuple[
     return (lambda _slots: contextlib.nullcontext(executor)), max(1, sum(client.nthreads().values()))
 
 
-def _unchanged_export(destination: Path) -> ExportRecord | None:
-    """The finished export's record, when every input it names is there and unchanged."""
-    if not (destination / RECORD).is_file():
+def _unchanged_export(destination: Destination) -> ExportRecord | None:
+    """The finished export's record, when every input it names is there and unchanged (the inputs'
+    paths are relative to the folder the export is made in)."""
+    text = destination.read_text(RECORD)
+    if text is None:
         return None
-    record = ExportRecord.read(destination)
+    record, work = ExportRecord.from_json(text, destination.work / RECORD), destination.work
     if not record.inputs:
         return None
     for recorded in record.inputs:
-        if not (destination / recorded.path).is_file() or changed_since(recorded, destination) is not None:
+        if not (work / recorded.path).is_file() or changed_since(recorded, work) is not None:
             log.warning("%s changed since %s was made: making it again", recorded.name, destination)
             return None
     return record
@@ -317,30 +324,16 @@ def _update(digest: Any, lines: Iterable[str]) -> None:
         digest.update(line.encode() + b"\n")
 
 
-def _start_merge(destination: Path, listing: str) -> None:
+def _start_merge(destination: Destination, listing: str) -> None:
     """Outputs made from other staged images are removed before any is written from these."""
-    marker = destination / MERGED_FROM
     try:
-        before = json.loads(marker.read_text())["listing"]
-    except (FileNotFoundError, ValueError, KeyError):
+        before = json.loads(destination.read_text(MERGED_FROM) or "null")["listing"]
+    except (TypeError, ValueError, KeyError):
         before = None
     if before == listing:
         return  # a stopped merge of the same images: its finished files are kept
-    shutil.rmtree(destination / STAGED / MERGED, ignore_errors=True)  # the records of those outputs
-    removed = _remove_outputs(destination)
+    destination.remove_prefix(f"{STAGED}/{MERGED}")  # the records of those outputs
+    removed = destination.remove_outputs(KEPT + (CLAIM,))
     if removed:
         log.warning("%s: removed %d files made from other images", destination, removed)
-    atomic.write_text(marker, json.dumps({"listing": listing}) + "\n")
-
-
-def _remove_outputs(destination: Path) -> int:
-    removed = 0
-    for item in destination.iterdir():
-        if item.name in KEPT or item.name == CLAIM:
-            continue
-        if item.is_dir():
-            shutil.rmtree(item)
-        else:
-            item.unlink()
-        removed += 1
-    return removed
+    destination.write_text(MERGED_FROM, json.dumps({"listing": listing}) + "\n")

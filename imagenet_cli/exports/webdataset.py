@@ -164,7 +164,7 @@ def finish(job: Job) -> None:
                 "shard_lengths": [s.samples for s in shards],
             }
     info = {"name": f"imagenet-cli {job.name}", "splits": splits}
-    atomic.write_text(job.out / INFO, json.dumps(info, indent=2) + "\n")
+    job.to.write_text(INFO, json.dumps(info, indent=2) + "\n")
 
 
 def count_samples(path: Path) -> int:

@@ -1,0 +1,243 @@
+"""Object storage: a prefix in a bucket (any fsspec URL, ``s3://``, ``gs://``, …) that files are
+written to whole and read back from.
+
+A bucket has no rename and no half-written object: a PUT (or a completed multipart upload) makes
+an object appear whole under its key or not at all, which is what an atomic rename gives on a
+disk. So a file is made locally under a temporary name and then uploaded under its final key;
+an upload that dies leaves nothing there (its parts, at most, which :meth:`Bucket.abort_uploads`
+clears). Every call to the store goes through :func:`_translated`, so the errors a user meets —
+no credentials, access denied, no such bucket, an endpoint that does not answer — are one line
+each, and nothing of the credentials is ever part of a message.
+
+fsspec and the store's own package (s3fs for ``s3://``, gcsfs for ``gs://``) are imported only
+when a URL is used; a missing one is named with the extra that brings it. Credentials and
+endpoints come from where those packages look (the botocore chain, ``AWS_ENDPOINT_URL``, fsspec's
+config files and ``FSSPEC_*`` variables) and from ``storage_options``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from .errors import (
+    InvalidArgumentError,
+    MissingExtraError,
+    StorageAccessDeniedError,
+    StorageCredentialsError,
+    StorageError,
+    StorageNotFoundError,
+    StorageUnreachableError,
+)
+
+log = logging.getLogger(__name__)
+
+# The package each kind of URL needs, and the extra of ours that installs it.
+EXTRAS = {"s3": ("s3fs", "s3"), "s3a": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "gcs": ("gcsfs", "gcs")}
+
+
+def is_url(location: str | Path) -> bool:
+    """A location in object storage (``s3://bucket/prefix``); a path or a ``file://`` URL is local."""
+    scheme = urlsplit(str(location)).scheme if isinstance(location, str) else ""
+    return len(scheme) > 1 and scheme != "file"  # one letter: a Windows drive
+
+
+def local_or_url(location: str | Path) -> Path | str:
+    """A ``file://`` URL or a path as a Path; any other URL as it is."""
+    if isinstance(location, Path):
+        return location
+    if location.startswith("file://"):
+        return Path(urlsplit(location).path)
+    return location if is_url(location) else Path(location)
+
+
+def parse_options(pairs: list[str] | None) -> dict[str, Any]:
+    """``KEY=VALUE`` pairs as fsspec storage options; a value that reads as JSON (a number, true,
+    an object) is taken as that, so ``anon=true`` or ``client_kwargs={"region_name": "eu"}`` work."""
+    options: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, equals, value = pair.partition("=")
+        if not equals or not key:
+            raise InvalidArgumentError(f"{key or pair!r} is not KEY=VALUE", "storage_option")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    size: int
+    etag: str  # changes whenever the object's bytes do (a version, for stores without ETags)
+
+
+class Bucket:
+    """A prefix of a bucket: the objects under it named relative to it (``data/x.parquet``)."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.fs, self.root = _filesystem(self.url, dict(storage_options or {}))
+
+    def __str__(self) -> str:
+        return self.url
+
+    def key(self, name: str) -> str:
+        return f"{self.root}/{name}"
+
+    def listing(self) -> dict[str, ObjectInfo]:
+        """Every object under the prefix, by name: one listing, however many objects."""
+        found = self._unless_missing(lambda: self.fs.find(self.root, detail=True)) or {}
+        files = ((path, entry) for path, entry in found.items() if entry.get("type") != "directory")
+        return {path[len(self.root) + 1 :]: _info(entry) for path, entry in files}
+
+    def info(self, name: str) -> ObjectInfo | None:
+        found = self._unless_missing(lambda: self.fs.info(self.key(name)))
+        return None if found is None else _info(found)
+
+    def read_bytes(self, name: str) -> bytes | None:
+        found = self._unless_missing(lambda: self.fs.cat_file(self.key(name)))
+        return None if found is None else bytes(found)
+
+    def read_text(self, name: str) -> str | None:
+        data = self.read_bytes(name)
+        return None if data is None else data.decode("utf-8")
+
+    def write_bytes(self, name: str, data: bytes, **conditions: str) -> ObjectInfo:
+        """One PUT: the object appears whole. ``conditions`` (``IfNoneMatch="*"``, ``IfMatch=ETAG``)
+        make it conditional; a condition that fails raises :class:`FileExistsError`."""
+        with _translated(self.url):
+            try:
+                self.fs.pipe_file(self.key(name), data, **conditions)
+            except OSError as error:
+                if conditions and _precondition_failed(error):
+                    raise FileExistsError(self.key(name)) from None
+                raise
+        return self.info(name) or ObjectInfo(len(data), "")
+
+    def write_text(self, name: str, text: str) -> None:
+        self.write_bytes(name, text.encode("utf-8"))
+
+    def upload(self, local: Path, name: str) -> ObjectInfo:
+        """``local`` under ``name``: in one PUT, or as a multipart upload completed only at its end."""
+        with _translated(self.url):
+            self.fs.put_file(str(local), self.key(name))
+        info = self.info(name)
+        if info is None or info.size != local.stat().st_size:
+            raise StorageError(f"{self.url}/{name}: the upload did not arrive whole")
+        return info
+
+    def download(self, name: str, local: Path) -> None:
+        with _translated(self.url):
+            self.fs.get_file(self.key(name), str(local))
+
+    def open(self, name: str) -> Any:
+        """A file object reading ``name`` sequentially (in large blocks)."""
+        with _translated(self.url):
+            return self.fs.open(self.key(name), "rb")
+
+    def remove(self, names: list[str]) -> None:
+        if names:
+            with _translated(self.url):
+                self.fs.rm([self.key(name) for name in names])
+
+    def abort_uploads(self) -> int:
+        """Abort the multipart uploads under the prefix that were never completed (a killed run's):
+        they hold no object, but a store keeps and bills their parts. Only S3 has them."""
+        call = getattr(self.fs, "call_s3", None)
+        if call is None:
+            return 0
+        bucket, _, prefix = self.root.partition("/")
+        with _translated(self.url):
+            pending = call("list_multipart_uploads", Bucket=bucket, Prefix=prefix + "/").get("Uploads", [])
+            for upload in pending:
+                call("abort_multipart_upload", Bucket=bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+        if pending:
+            log.info("%s: aborted %d unfinished uploads", self.url, len(pending))
+        return len(pending)
+
+    def _unless_missing(self, call: Callable[[], Any]) -> Any:
+        """What ``call`` returns; None where it finds no such object."""
+        try:
+            with _translated(self.url):
+                return call()
+        except FileNotFoundError:
+            return None
+
+    def check_writable(self) -> None:
+        """Write and remove a small object: a bucket that cannot be written is said at once, before
+        any work (the message names the bucket, never the credentials)."""
+        probe = ".imagenet-write-probe"
+        self.write_bytes(probe, b"")
+        self.remove([probe])
+
+
+def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
+    scheme = urlsplit(url).scheme
+    try:
+        import fsspec
+        from fsspec.registry import known_implementations
+    except ImportError:
+        package, extra = EXTRAS.get(scheme, ("fsspec", "s3"))
+        raise MissingExtraError.of(f"{scheme}:// storage", package, extra) from None
+    if scheme not in known_implementations and scheme not in fsspec.registry:
+        raise InvalidArgumentError(f"{scheme}:// is not a kind of storage fsspec knows", "out")
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **options)
+    except ImportError as error:
+        if scheme in EXTRAS:
+            package, extra = EXTRAS[scheme]
+            raise MissingExtraError.of(f"{scheme}:// storage", package, extra) from None
+        raise MissingExtraError(f"{scheme}:// storage needs a package fsspec names: {error}") from None
+    except TypeError as error:  # an option the store does not take
+        raise InvalidArgumentError(f"{scheme}:// does not take that option ({error})", "storage_option") from None
+    return fs, str(path).rstrip("/")
+
+
+def _info(entry: Mapping[str, Any]) -> ObjectInfo:
+    tag = entry.get("ETag") or entry.get("etag") or entry.get("md5Hash") or entry.get("generation") or ""
+    return ObjectInfo(int(entry.get("size") or 0), str(tag).strip('"'))
+
+
+def _precondition_failed(error: OSError) -> bool:
+    return isinstance(error, FileExistsError) or "pre-condition" in str(error) or "Precondition" in str(error)
+
+
+@contextlib.contextmanager
+def _translated(url: str) -> Iterator[None]:
+    """The store's errors as ours, one line each; the message never holds a credential."""
+    bucket = "/".join(url.split("/", 3)[:3])
+    try:
+        yield
+    except FileNotFoundError as error:
+        if "bucket does not exist" in str(error) or "NoSuchBucket" in str(error):
+            raise StorageNotFoundError(f"{bucket}: no such bucket") from None
+        raise  # a missing object: asked about by the caller
+    except FileExistsError:
+        raise  # a condition not met: asked about by the caller
+    except PermissionError as error:
+        raise StorageAccessDeniedError(f"{bucket}: access denied ({_reason(error)})") from None
+    except OSError as error:
+        text = str(error)
+        if "NoSuchBucket" in text or "bucket does not exist" in text:
+            raise StorageNotFoundError(f"{bucket}: no such bucket") from None
+        if "InvalidAccessKeyId" in text or "SignatureDoesNotMatch" in text:
+            raise StorageCredentialsError(f"{bucket}: the store does not accept these credentials") from None
+        raise
+    except Exception as error:  # the store's own exceptions, told apart by name (no import of them)
+        name = type(error).__name__
+        if name in ("NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"):
+            raise StorageCredentialsError(f"{bucket}: no credentials were found") from None
+        if name in ("EndpointConnectionError", "ConnectTimeoutError", "ClientConnectorError", "ConnectionError"):
+            raise StorageUnreachableError(f"{bucket}: the storage endpoint does not answer") from None
+        raise
+
+
+def _reason(error: OSError) -> str:
+    return str(error.args[-1] if error.args else error).split("\n", 1)[0][:120]
