@@ -64,7 +64,7 @@ def parse_options(pairs: list[str] | None) -> dict[str, Any]:
     for pair in pairs or ():
         key, equals, value = pair.partition("=")
         if not equals or not key:
-            raise InvalidArgumentError(f"{key or pair!r} is not KEY=VALUE", "storage_option")
+            raise InvalidArgumentError(f"{key or pair!r} is not KEY=VALUE", "storage_options")
         try:
             options[key] = json.loads(value)
         except ValueError:
@@ -170,13 +170,6 @@ class Bucket:
         except FileNotFoundError:
             return None
 
-    def check_writable(self) -> None:
-        """Write and remove a small object: a bucket that cannot be written is said at once, before
-        any work (the message names the bucket, never the credentials)."""
-        probe = ".imagenet-write-probe"
-        self.write_bytes(probe, b"")
-        self.remove([probe])
-
 
 def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     scheme = urlsplit(url).scheme
@@ -196,7 +189,7 @@ def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
             raise MissingExtraError.of(f"{scheme}:// storage", package, extra) from None
         raise MissingExtraError(f"{scheme}:// storage needs a package fsspec names: {error}") from None
     except TypeError as error:  # an option the store does not take
-        raise InvalidArgumentError(f"{scheme}:// does not take that option ({error})", "storage_option") from None
+        raise InvalidArgumentError(f"{scheme}:// does not take that option ({error})", "storage_options") from None
     return fs, str(path).rstrip("/")
 
 

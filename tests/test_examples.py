@@ -6,6 +6,9 @@ where it cannot run here, and each change is in the table below:
 
 - a line that downloads from image-net.org or a mirror goes to a server on 127.0.0.1 that serves
   the sample's archives (``IMAGENET_BASE_URL``, or in place of the example's mirror host);
+- ``s3://bucket/…`` is a bucket of an S3 API on 127.0.0.1 (moto's server), named to every line by
+  ``AWS_ENDPOINT_URL`` and test keys, as a user's environment names theirs, and the README's own
+  store's endpoint is that server's;
 - a line that needs Kaggle or Hugging Face credentials, an evaluation set's publisher or a running
   cluster runs with ``--help``; a local cluster (``--dask local:8``) has this machine's two workers;
 - example paths (``ROOT``, ``/data/ILSVRC``, ``/scratch``) become folders of the scratch root;
@@ -32,6 +35,7 @@ import pytest
 from imagenet_cli import archives, catalogue, evalsets, manifest, sample
 
 from . import docs
+from .buckets import S3Server
 from .servers import FileServer
 
 pytestmark = pytest.mark.slow
@@ -150,7 +154,10 @@ def wider_sample() -> str:
 WIDER_SAMPLE = f"imagenet download --source sample --classes {wider_sample()} --per-class 2 --val-per-class 1"
 
 
-def runnable(line: str, folder: Path, mirror: str) -> str:
+STORE = "https://minio.lan:9000"  # the README's S3-compatible store
+
+
+def runnable(line: str, folder: Path, mirror: str, store: str) -> str:
     """The line as it runs here (see the module docstring)."""
     if any(pattern.search(line) for pattern in NEEDS_HELP):
         return f"{line} --help"
@@ -158,6 +165,7 @@ def runnable(line: str, folder: Path, mirror: str) -> str:
         line += " --allow-short"
     line = (
         line.replace(MIRROR, mirror)
+        .replace(STORE, store)
         .replace("/data/imagenet", "imagenet")
         .replace("/data/ILSVRC", str(folder / "data" / "ILSVRC"))
     )
@@ -213,7 +221,8 @@ def test_every_example_runs_in_order(scratch: Path) -> None:
     served = {name: (downloads / name).read_bytes() for name in sample.OFFICIAL_FILES}
     failed = []
     widened = False
-    with FileServer(served) as mirror:
+    with FileServer(served) as mirror, S3Server() as s3:
+        s3.bucket("bucket")  # the examples' bucket, on an S3 API of 127.0.0.1 (AWS_ENDPOINT_URL)
         for where, line in example_lines():
             if line.startswith("imagenet prepare") and not widened:
                 assert run_line(scratch, WIDER_SAMPLE).returncode == 0
@@ -222,11 +231,11 @@ def test_every_example_runs_in_order(scratch: Path) -> None:
             _make_ready(line, scratch)
             if line.startswith("imagenet score") and not (scratch / PREDICTIONS).exists():
                 write_predictions(scratch / "imagenet" / "224")
-            command = runnable(line, scratch, mirror.base_url)
+            command = runnable(line, scratch, mirror.base_url, s3.endpoint)
             # Downloads from the local mirror: the sample is not the published ImageNet, so its own sums apply.
             if command.startswith("imagenet download --source official") and "--help" not in command:
                 command += f" --checksums {scratch / 'MD5SUMS'}"
-            completed = run_line(scratch, command, IMAGENET_BASE_URL=mirror.base_url)
+            completed = run_line(scratch, command, IMAGENET_BASE_URL=mirror.base_url, **s3.env)
             if completed.returncode != 0 or "Traceback" in completed.stderr:
                 failed.append(
                     f"{where}: {line}\n  ran: {command}\n"

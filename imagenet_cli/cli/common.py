@@ -61,6 +61,18 @@ FromTreeOption = Annotated[
 ]
 
 
+StorageOptions = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--storage-option",
+        help="KEY=VALUE for the object store's fsspec filesystem (endpoint_url=…, anon=true, profile=…), "
+        "repeatable; credentials are better left to the store's own variables and files.",
+        show_default=False,
+        metavar="KEY=VALUE",
+    ),
+]
+
+
 def file_option(help: str) -> Any:
     """An option naming one file (never a folder), shown as FILE, with no default to show."""
     return typer.Option(help=help, dir_okay=False, show_default=False, metavar="FILE")

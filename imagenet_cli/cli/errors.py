@@ -190,6 +190,7 @@ OPTIONS = {
     "mode": "--resize",
     "headers": "--header",
     "image_format": "--format",
+    "storage_options": "--storage-option",
     "upscale": "--no-upscale",
 }
 

@@ -10,8 +10,9 @@ import typer
 from ..exports import ExportResult, export
 from ..exports.formats import ExportFormat
 from ..exports.webdataset import brace_pattern
+from ..storage import parse_options
 from ..trees.resize import Filter, ImageFormat, Mode
-from .common import NoWaitOption, Rendering, Session, comma_list, command
+from .common import NoWaitOption, Rendering, Session, StorageOptions, comma_list, command
 
 EXAMPLES = """\
 Examples:
@@ -26,6 +27,7 @@ Examples:
   imagenet export parquet --size 224                   from the archives, as the Hub's layout
   imagenet export downsampled --size 32                Imagenet32 from the archives, no full-size tree
   imagenet export downsampled --from ROOT/full --size 64 --workers 16   ROOT/exports/downsampled64-full/
+  imagenet export webdataset --size 224 --out s3://bucket/imagenet-wds   shards uploaded whole, one by one
 """
 
 
@@ -69,14 +71,15 @@ def export_command(
         ),
     ] = None,
     out: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
-            help="The export folder [default: ROOT/exports/<format>-<tree>].",
-            file_okay=False,
+            help="The export folder, or a URL of object storage (s3://bucket/prefix, gs://…; needs the s3 or gcs "
+            "extra) [default: ROOT/exports/<format>-<tree>].",
             show_default=False,
-            metavar="DIR",
+            metavar="DIR|URL",
         ),
     ] = None,
+    storage_options: StorageOptions = None,
     splits: Annotated[str, typer.Option(help="Splits to export, comma-separated.", metavar="LIST")] = "train,val",
     seed: Annotated[int, typer.Option(help="The shuffle of train samples over shards.", metavar="N")] = 0,
     shard_size: Annotated[
@@ -191,6 +194,7 @@ def export_command(
         to,
         source=source,
         out=out,
+        storage_options=parse_options(storage_options),
         splits=comma_list(splits, "--splits"),
         seed=seed,
         shard_size=shard_size,

@@ -162,6 +162,7 @@ class BucketFolder:
                 yield
             finally:
                 self.lease = None
+            shutil.rmtree(self.work, ignore_errors=True)  # done: every file is in the bucket
 
     def claim(self, name: str, wanted: dict[str, Any], conflict: Callable[[dict[str, Any]], str]) -> None:
         text = self.bucket.read_text(name)

@@ -1,0 +1,251 @@
+"""Exports written to object storage: a real S3 API (moto's server) on 127.0.0.1.
+
+The export to ``s3://`` must hold the bytes an export to a folder holds, be read back by the
+format's own readers straight from the bucket, keep what a re-run finds finished, leave nothing
+half-made after kill -9 (no object a clean run would not write, no multipart upload), hold one
+writer per prefix with a lease, and say each storage failure in one line without a secret.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from imagenet_cli import catalogue, leases
+from imagenet_cli.errors import LockHeldError, OverwriteRefusedError
+from imagenet_cli.exports import export
+from imagenet_cli.storage import Bucket
+
+from .buckets import S3Server, environment
+from .conftest import imagenet, imagenet_process
+from .test_straight import archives_only, files_of
+
+pytest.importorskip("s3fs")
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3Server]:
+    with S3Server() as server, environment(server.env):
+        yield server
+
+
+@pytest.fixture(scope="module")
+def root(official_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return archives_only(official_root, tmp_path_factory.mktemp("root"))
+
+
+@pytest.fixture(scope="module")
+def local_export(root: Path) -> Path:
+    """The same export to a folder: what every bucket export is compared with."""
+    return export(root, "webdataset", size=32, shard_size=20).path
+
+
+def published(s3: S3Server, bucket: str, prefix: str) -> dict[str, bytes]:
+    """The export's files as a reader sees them: every object but the hidden ones and the record."""
+    return {
+        name: data
+        for name, data in s3.objects(bucket, prefix + "/").items()
+        if not name.startswith(".") and name != "export.json"
+    }
+
+
+def test_a_straight_export_to_s3_holds_the_folder_exports_bytes(s3: S3Server, root: Path, local_export: Path) -> None:
+    s3.bucket("straight")
+    result = export(root, "webdataset", size=32, shard_size=20, out="s3://straight/imagenet-wds")
+    assert result.where == "s3://straight/imagenet-wds" and not result.failures
+    assert published(s3, "straight", "imagenet-wds") == files_of(local_export), "byte for byte"
+    record = json.loads(s3.objects("straight", "imagenet-wds/")["export.json"])
+    assert [s["file"] for s in record["shards"]] == [s.file for s in result.shards]
+    assert not any(name.startswith((".staged/", ".lock")) for name in s3.objects("straight", "imagenet-wds/"))
+    assert not any(p.is_file() for p in (root / "exports" / ".spool").rglob("*") if not p.name.endswith(".lock"))
+
+    again = export(root, "webdataset", size=32, shard_size=20, out="s3://straight/imagenet-wds")
+    assert again.written == 0 and again.shards == result.shards, "a re-run keeps every finished shard"
+
+
+def test_webdataset_reads_the_shards_from_the_bucket(s3: S3Server, root: Path) -> None:
+    """Through ``pipe:``, as users read buckets with ``aws s3 cp URL -``: here a Python one-liner
+    with s3fs and the same environment."""
+    webdataset = pytest.importorskip("webdataset")
+    s3.bucket("readback")
+    result = export(root, "webdataset", size=32, shard_size=20, out="s3://readback/wds")
+    reader = f'{sys.executable} -c "import s3fs,sys; sys.stdout.buffer.write(s3fs.S3FileSystem().cat(sys.argv[1]))"'
+    urls = [f"pipe:{reader} readback/wds/{shard.file}" for shard in result.shards]
+    seen: dict[str, int] = {}
+    for sample in webdataset.WebDataset(urls, shardshuffle=False):
+        meta = json.loads(sample["json"])
+        assert sample["__key__"] not in seen, "every image once"
+        seen[sample["__key__"]] = int(sample["cls"])
+        assert int(sample["cls"]) == catalogue.by_wnid(meta["wnid"]).index
+    assert len(seen) == sum(result.samples.values())
+
+
+def test_parquet_in_a_bucket_loads_with_datasets_and_storage_options(
+    s3: S3Server, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    s3.bucket("hub")
+    result = export(root, "parquet", size=32, out="s3://hub/imagenet")
+    options = {"endpoint_url": s3.endpoint, "key": "testing", "secret": "testing"}
+    files = {"validation": "s3://hub/imagenet/data/validation-*.parquet"}
+    loaded = datasets.load_dataset("parquet", data_files=files, split="validation", storage_options=options)
+    assert len(loaded) == result.samples["val"]
+    assert loaded[0]["image"].size == (32, 32) or min(loaded[0]["image"].size) == 32, "decoded images"
+    for row in loaded.cast_column("image", datasets.Image(decode=False)):
+        wnid = row["image"]["path"].split("/", 1)[0]
+        assert row["label"] == catalogue.by_wnid(wnid).index
+
+
+def test_a_tree_exported_to_s3_from_the_command_line(s3: S3Server, root: Path, tmp_path: Path) -> None:
+    from imagenet_cli.trees import prepare
+
+    tree_root = archives_only(root, tmp_path / "tree")
+    prepare(tree_root, ["32"], workers=2)
+    s3.bucket("trees")
+    done = imagenet("export", "parquet", "--root", str(tree_root), "--out", "s3://trees/p", env=s3.env)
+    assert done.exit_code == 0, done.output
+    assert done.stdout.startswith("s3://trees/p: 2 parquet files")
+    local = imagenet("export", "parquet", "--root", str(tree_root), "--out", str(tmp_path / "p"))
+    assert local.exit_code == 0, local.output
+    assert published(s3, "trees", "p") == files_of(tmp_path / "p")
+
+
+def test_a_kill_mid_upload_then_a_rerun_gives_the_clean_runs_objects(
+    s3: S3Server, root: Path, local_export: Path
+) -> None:
+    """kill -9 once shards are arriving; a multipart upload left by an earlier killed run waits too.
+    The re-run takes over the dead writer's lease at once, aborts the upload and converges."""
+    s3.bucket("killed")
+    orphan = s3.client().create_multipart_upload(Bucket="killed", Key="wds/imagenet1k-train-0003.tar")
+    s3.client().upload_part(Bucket="killed", Key="wds/imagenet1k-train-0003.tar", PartNumber=1,
+                            UploadId=orphan["UploadId"], Body=b"x" * 1024)  # fmt: skip
+    args = ["export", "webdataset", "--size", "32", "--shard-size", "20", "--workers", "1"]
+    process = imagenet_process(*args, "--root", str(root), "--out", "s3://killed/wds", env={**os.environ, **s3.env})
+    deadline = time.monotonic() + 60
+    while not any(n.endswith(".tar") for n in s3.objects("killed", "wds/")) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    partial = s3.objects("killed", "wds/")
+    assert LEASE_NAME in partial, "the killed writer's lease is still there"
+    clean = _clean_run_objects(s3, root)
+    finals = {name: data for name, data in partial.items() if not name.startswith(".")}
+    assert finals and all(clean[name] == data for name, data in finals.items()), "only whole files a clean run writes"
+
+    again = imagenet(*args, "--root", str(root), "--out", "s3://killed/wds", env=s3.env)
+    assert again.exit_code == 0, again.output
+    assert published(s3, "killed", "wds") == files_of(local_export)
+    assert not s3.client().list_multipart_uploads(Bucket="killed").get("Uploads"), "no upload left behind"
+    assert sorted(s3.objects("killed", "wds/")) == sorted(clean), "the same objects, the lease released"
+
+
+LEASE_NAME = leases.LEASE
+
+
+def _clean_run_objects(s3: S3Server, root: Path) -> dict[str, bytes]:
+    s3.bucket("clean")
+    export(root, "webdataset", size=32, shard_size=20, workers=1, out="s3://clean/wds")
+    return s3.objects("clean", "wds/")
+
+
+def test_one_writer_per_prefix(s3: S3Server, root: Path) -> None:
+    s3.bucket("leased")
+    bucket = Bucket("s3://leased/wds")
+    with leases.leased(bucket):
+        busy = imagenet("export", "webdataset", "--size", "32", "--root", str(root), "--out", "s3://leased/wds",
+                        "--no-wait", env=s3.env)  # fmt: skip
+        assert busy.exit_code == 1
+        assert f"is busy: PID {os.getpid()}" in busy.stderr and "without --no-wait" in busy.stderr
+        with pytest.raises(LockHeldError):
+            export(root, "webdataset", size=32, out="s3://leased/wds", wait=False)
+    assert bucket.info(leases.LEASE) is None, "released"
+
+
+def test_a_lease_whose_holder_is_gone_is_taken_over(s3: S3Server) -> None:
+    s3.bucket("stale")
+    bucket = Bucket("s3://stale/p")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    here = leases.Holder(os.uname().nodename, int(dead.stdout), "t", time.time() + 600, bucket.url)
+    bucket.write_bytes(leases.LEASE, json.dumps(here.__dict__).encode())
+    with leases.leased(bucket, wait=False) as lease:  # its PID runs no longer on this host
+        assert lease.holder.pid == os.getpid()
+    elsewhere = leases.Holder("another-host", 1, "t", time.time() + 600, bucket.url)
+    bucket.write_bytes(leases.LEASE, json.dumps(elsewhere.__dict__).encode())
+    with pytest.raises(LockHeldError, match="PID 1 on another-host"):
+        with leases.leased(bucket, wait=False):
+            pass
+    expired = leases.Holder("another-host", 1, "t", time.time() - 1, bucket.url)
+    bucket.write_bytes(leases.LEASE, json.dumps(expired.__dict__).encode())
+    with leases.leased(bucket, wait=False) as lease:
+        assert lease.holder.host == os.uname().nodename
+
+
+def test_a_lost_lease_stops_the_writer(s3: S3Server) -> None:
+    """Paused past its term, a writer finds its lease taken at the next renewal, and stops."""
+    s3.bucket("lost")
+    bucket = Bucket("s3://lost/p")
+    with leases.leased(bucket, term=0.3) as lease:
+        successor = leases.Holder("another-host", 7, "u", time.time() + 600, bucket.url)
+        bucket.write_bytes(leases.LEASE, json.dumps(successor.__dict__).encode())
+        deadline = time.monotonic() + 10
+        while lease.lost is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        with pytest.raises(LockHeldError, match="taken over by another writer.*PID 7 on another-host"):
+            lease.check()
+    assert json.loads(bucket.read_text(leases.LEASE) or "{}")["host"] == "another-host", "the successor's, kept"
+
+
+def test_a_prefix_holding_other_objects_is_not_written(s3: S3Server, root: Path) -> None:
+    s3.bucket("foreign")
+    s3.client().put_object(Bucket="foreign", Key="data/notes.txt", Body=b"mine")
+    with pytest.raises(OverwriteRefusedError, match="not written by export"):
+        export(root, "webdataset", size=32, out="s3://foreign/data")
+    assert s3.objects("foreign") == {"data/notes.txt": b"mine"}
+
+
+def test_storage_failures_are_one_line_each_and_never_show_a_secret(s3: S3Server, root: Path) -> None:
+    base = ["export", "webdataset", "--size", "32", "--root", str(root)]
+    missing = imagenet(*base, "--out", "s3://no-such-bucket/x", env=s3.env)
+    assert missing.exit_code == 1
+    assert missing.stderr.strip() == (
+        "imagenet: error: s3://no-such-bucket: no such bucket — try checking the bucket's name, or creating it first"
+    )
+    secret = "SUPERSECRET-do-not-print"
+    options = ["endpoint_url=http://127.0.0.1:9", f"secret={secret}", "key=someone",
+               'config_kwargs={"retries": {"max_attempts": 1}}']  # fmt: skip
+    for debug in ([], ["--debug"]):
+        closed = imagenet_process(*base, "--out", "s3://b/x", *_each("--storage-option", options), *debug)
+        stdout, stderr = closed.communicate(timeout=120)
+        assert closed.returncode == 1
+        assert secret not in stdout + stderr, "not even in a traceback"
+        assert debug or stderr.strip() == (
+            "imagenet: error: s3://b: the storage endpoint does not answer — try checking AWS_ENDPOINT_URL "
+            "(or --storage-option endpoint_url=URL) and the network"
+        )
+    nobody = {key: value for key, value in os.environ.items() if not key.startswith("AWS_")}
+    nobody |= {"AWS_ENDPOINT_URL": s3.endpoint, "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent",
+               "AWS_CONFIG_FILE": "/nonexistent", "AWS_EC2_METADATA_DISABLED": "true"}  # fmt: skip
+    anonymous = imagenet_process(*base, "--out", "s3://b/x", env=nobody)
+    _, stderr = anonymous.communicate(timeout=120)
+    assert anonymous.returncode == 1
+    assert "s3://b: no credentials were found — try AWS_ACCESS_KEY_ID" in stderr, stderr
+
+
+def test_storage_options_need_a_url(root: Path, tmp_path: Path) -> None:
+    done = imagenet("export", "webdataset", "--size", "32", "--root", str(root), "--out", str(tmp_path / "x"),
+                    "--storage-option", "anon=true")  # fmt: skip
+    assert done.exit_code == 2 and "--storage-option applies to a URL of object storage" in done.stderr
+
+
+def _each(option: str, values: list[str]) -> list[str]:
+    return [word for value in values for word in (option, value)]
