@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import xxhash
 
 from .errors import InvalidArgumentError
-from .progress import SILENT, Progress
+from .progress import SILENT, Advance, Progress
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
@@ -51,17 +51,31 @@ def hash_file(
     progress: Progress = SILENT,
 ) -> dict[str, str]:
     """Hex digests of ``path`` for each algorithm, computed in a single pass over the file."""
-    digests = {name: ALGORITHMS[name]() for name in algorithms}
-    buffer = bytearray(CHUNK_BYTES)
-    view = memoryview(buffer)
     with (
         open(path, "rb", buffering=0) as file,
         progress.task(f"hashing {path.name}", total=path.stat().st_size, unit="B") as advance,
     ):
-        while count := file.readinto(buffer):
-            chunk = view[:count]
-            for digest in digests.values():
-                digest.update(chunk)
+        return hash_stream(file, algorithms, advance)
+
+
+class ReadsInto(Protocol):
+    """A binary file that fills a buffer: an open file, or an object store's file."""
+
+    def readinto(self, buffer: bytearray, /) -> int | None: ...
+
+
+def hash_stream(
+    file: ReadsInto, algorithms: Iterable[str] = DEFAULT_ALGORITHMS, advance: Advance | None = None
+) -> dict[str, str]:
+    """Hex digests of what ``file`` reads to its end, for each algorithm, in one pass."""
+    digests = {name: ALGORITHMS[name]() for name in algorithms}
+    buffer = bytearray(CHUNK_BYTES)
+    view = memoryview(buffer)
+    while count := file.readinto(buffer):
+        chunk = view[:count]
+        for digest in digests.values():
+            digest.update(chunk)
+        if advance is not None:
             advance(count)
     return {name: digest.hexdigest() for name, digest in digests.items()}
 

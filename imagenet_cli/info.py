@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .download.transfer import Journal, Plan, Remote
 from .exports import CLAIM as EXPORT_CLAIM
@@ -12,6 +13,7 @@ from .exports.record import ExportRecord
 from .layout import EXPORTS, IMAGE_SPLITS, Root, SplitCount, count_split, free_bytes
 from .manifest import LABELLED_SPLITS, MadeBy, has_manifest, read_manifest, read_tree_info
 from .records import JOURNAL_SUFFIX, archives_in, partial_downloads_in, read_record
+from .storage import Bucket
 from .trees.plan import is_kaggle_tree, is_parquet, is_webdataset
 
 
@@ -53,10 +55,23 @@ class ExportState:
     format: str | None  # None for an export that never finished: only its claim is there
     samples: dict[str, int]  # per split, as export.json records them
     bytes: int
+    url: str | None = None  # in object storage: its URL (``path`` is then the bucket and prefix)
 
     @property
     def finished(self) -> bool:
         return self.format is not None
+
+    @property
+    def where(self) -> str:
+        return self.url or str(self.path)
+
+
+@dataclass(frozen=True)
+class BucketState:
+    """What a prefix of object storage holds: the export there, or the exports one level below."""
+
+    url: str
+    exports: list[ExportState]
 
 
 @dataclass(frozen=True)
@@ -117,6 +132,29 @@ def describe_root(root: Path) -> RootState:
         exports=_export_states(layout.path / EXPORTS),
         input_folder=_input_folder(root),
     )
+
+
+def describe_bucket(url: str, storage_options: dict[str, Any] | None = None) -> BucketState:
+    """The export at ``url``, or each export in a folder of it (one listing of the prefix)."""
+    bucket = Bucket(url, storage_options)
+    listed = bucket.listing()
+    folders = sorted({name.rsplit("/", 1)[0] if "/" in name else "" for name in listed if _marks_export(name)})
+    states = []
+    for folder in folders:
+        record = bucket.read_text(f"{folder}/{EXPORT_RECORD}" if folder else EXPORT_RECORD)
+        where = f"{bucket.url}/{folder}" if folder else bucket.url
+        name, path = where.rsplit("/", 1)[-1], Path(bucket.root) / folder
+        if record is None:
+            states.append(ExportState(name, path, None, {}, 0, url=where))
+            continue
+        made = ExportRecord.from_json(record, path / EXPORT_RECORD)
+        states.append(ExportState(name, path, made.format, made.samples(), made.bytes(), url=where))
+    return BucketState(bucket.url, states)
+
+
+def _marks_export(name: str) -> bool:
+    """An export's record or claim, at the prefix or one folder below it."""
+    return name.count("/") <= 1 and name.rsplit("/", 1)[-1] in (EXPORT_RECORD, EXPORT_CLAIM)
 
 
 def _input_folder(root: Path) -> str | None:

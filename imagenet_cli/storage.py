@@ -181,6 +181,9 @@ def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
         raise MissingExtraError.of(f"{scheme}:// storage", package, extra) from None
     if scheme not in known_implementations and scheme not in fsspec.registry:
         raise InvalidArgumentError(f"{scheme}:// is not a kind of storage fsspec knows", "out")
+    # A filesystem of our own, with no listings kept: fsspec shares instances (and their caches of
+    # listings and ETags) across a process, and an object another process rewrote must be seen.
+    options = {"skip_instance_cache": True, "use_listings_cache": False, **options}
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
     except ImportError as error:

@@ -249,3 +249,42 @@ def test_storage_options_need_a_url(root: Path, tmp_path: Path) -> None:
 
 def _each(option: str, values: list[str]) -> list[str]:
     return [word for value in values for word in (option, value)]
+
+
+def test_verify_checks_an_export_in_a_bucket_where_it_is(s3: S3Server, root: Path) -> None:
+    s3.bucket("checked")
+    result = export(root, "webdataset", size=32, shard_size=20, out="s3://checked/wds")
+    good = imagenet("verify", "s3://checked/wds", "--deep", "--json", "--root", str(root), env=s3.env)
+    assert good.exit_code == 0, good.output
+    (check,) = json.loads(good.stdout)["checks"]
+    assert check["url"] == "s3://checked/wds" and check["counts"]["samples"] == sum(result.samples.values())
+
+    client = s3.client()
+    first, second = (shard.file for shard in result.shards[:2])
+    body = bytearray(client.get_object(Bucket="checked", Key=f"wds/{first}")["Body"].read())
+    body[-2000] ^= 0xFF  # same size, other bytes
+    client.put_object(Bucket="checked", Key=f"wds/{first}", Body=bytes(body))
+    client.delete_object(Bucket="checked", Key=f"wds/{second}")
+    client.put_object(Bucket="checked", Key="wds/imagenet1k-train-9999.tar", Body=b"\0" * 1024)
+    bad = imagenet("verify", "s3://checked/wds", "--json", "--root", str(root), env=s3.env)
+    assert bad.exit_code == 3, bad.output
+    found = {(p["kind"], p["where"]) for p in json.loads(bad.stdout)["checks"][0]["problems"]}
+    assert found == {("checksum", first), ("missing", second), ("extra", "imagenet1k-train-9999.tar")}
+    text = imagenet("verify", "s3://checked/wds", "--root", str(root), env=s3.env)
+    assert f"wds: missing: {second}: in export.json, no such object" in text.stdout
+
+
+def test_info_of_a_bucket_lists_its_exports(s3: S3Server, root: Path) -> None:
+    s3.bucket("listed")
+    export(root, "parquet", size=32, out="s3://listed/exports/parquet")
+    export(root, "webdataset", size=32, shard_size=20, out="s3://listed/exports/wds")
+    shown = imagenet("info", "s3://listed/exports", "--json", env=s3.env)
+    assert shown.exit_code == 0, shown.output
+    listed = json.loads(shown.stdout)
+    assert [(e["name"], e["format"], e["path"]) for e in listed["exports"]] == [
+        ("parquet", "parquet", "s3://listed/exports/parquet"),
+        ("wds", "webdataset", "s3://listed/exports/wds"),
+    ]
+    one = imagenet("info", "s3://listed/exports/wds", env=s3.env)
+    assert "bucket: s3://listed/exports/wds" in one.stdout and "webdataset" in one.stdout
+    assert "next: imagenet verify s3://listed/exports/wds" in one.stdout

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import hashing, locks, manifest
 from ..errors import InvalidArgumentError, MissingInputError
@@ -20,7 +21,7 @@ from ..layout import DOWNLOADS, EXPORTS, IMAGE_SPLITS, Root
 from ..progress import SILENT, Progress
 from ..records import archives_in
 from .archives import check_archive
-from .exports import check_export, is_export
+from .exports import check_export, check_export_at, is_export
 from .findings import Check, ProblemKind
 from .trees import check_tree
 
@@ -43,7 +44,8 @@ class VerifyReport:
 def verify(
     root: Path,
     *,
-    paths: list[Path] | None = None,
+    paths: Sequence[Path | str] | None = None,
+    storage_options: dict[str, Any] | None = None,
     checksums: Path | None = None,
     algorithm: str | None = None,
     deep: bool = False,
@@ -56,13 +58,17 @@ def verify(
 
     ``checksums`` is an md5sum/sha256sum/xxhsum-style file whose digests take precedence for the
     archives it names; ``algorithm`` overrides what the digest lengths suggest. Read-only unless
-    ``record``: then archives hashed without a valid record get one.
+    ``record``: then archives hashed without a valid record get one. An export in object storage
+    is named by its URL among ``paths`` (opened with ``storage_options``).
     """
     if algorithm is not None and algorithm not in hashing.ALGORITHMS:
         raise InvalidArgumentError(f"unknown algorithm {algorithm!r} (known: {', '.join(hashing.ALGORITHMS)})")
     sums = hashing.read_checksums(checksums, algorithm) if checksums else None
-    archive_paths, tree_paths = _targets(root, paths)
-    if not archive_paths and not tree_paths:
+    urls = [path for path in paths or () if isinstance(path, str)]
+    local = [Path(path) for path in paths or () if not isinstance(path, str)]
+    # Only URLs named: those alone, not the root's contents too.
+    archive_paths, tree_paths = ([], []) if urls and not local else _targets(root, local or None)
+    if not archive_paths and not tree_paths and not urls:
         raise MissingInputError(f"nothing to verify under {root}: no archives in downloads/ and no trees")
     workers = workers or os.cpu_count() or 1
     log.info(
@@ -85,6 +91,7 @@ def verify(
                 if is_export(path)
                 else check_tree(path, deep=deep, workers=workers, progress=progress)
             )
+    checks += [check_export_at(url, storage_options, deep=deep, progress=progress) for url in urls]
     return VerifyReport(checks)
 
 

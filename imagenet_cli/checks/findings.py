@@ -52,6 +52,16 @@ class Check:
     counted: dict[ProblemKind, int] = field(default_factory=dict)  # problems of each kind, kept or not
     unknown: bool = False  # nothing to check the content against: not "good"
     counts: dict[str, int] = field(default_factory=dict)
+    url: str | None = None  # in object storage: its URL (``path`` is then the bucket and prefix)
+
+    @property
+    def where(self) -> str:
+        """What was checked, as a user names it: its path or its URL."""
+        return self.url or str(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.where.rstrip("/").rsplit("/", 1)[-1]
 
     def add(self, kind: ProblemKind, where: str, detail: str) -> None:
         self.problem_count += 1

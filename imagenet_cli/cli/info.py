@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ..info import RootState, TreeState, describe_root
+from ..info import BucketState, ExportState, RootState, TreeState, describe_bucket, describe_root
 from ..layout import IMAGE_SPLITS
 from ..manifest import LABELLED_SPLITS, Prepared, made_by_to_dict
-from .common import Rendering, Session, command, human_bytes, print_table
+from ..storage import local_or_url, parse_options
+from .common import Rendering, Session, StorageOptions, command, human_bytes, print_table
 
 EXAMPLES = """\
 Examples:
@@ -19,28 +19,34 @@ Examples:
   imagenet info
   imagenet info --root /data/imagenet --json
   imagenet info /data/ILSVRC                         an extracted Kaggle tree: what reads it
+  imagenet info s3://bucket                          the exports in a bucket
 """
 
 
 @command(
     "info",
     Rendering(
-        text=lambda state: _print_state(state),
-        json=lambda state: _as_json(state),
+        text=lambda state: _print_bucket(state) if isinstance(state, BucketState) else _print_state(state),
+        json=lambda state: _bucket_json(state) if isinstance(state, BucketState) else _as_json(state),
         quiet=lambda state: (
-            [str(tree.path) for tree in state.trees + state.subsets]
-            + [str(e.path) for e in state.exports if e.finished]
+            [str(tree.path) for tree in ([] if isinstance(state, BucketState) else state.trees + state.subsets)]
+            + [e.where for e in state.exports if e.finished]
         ),
     ),
 )
 def info(
     path: Annotated[
-        Path | None,
-        typer.Argument(help="The data root to describe (the same as --root).", show_default=False, metavar="[ROOT]"),
+        str | None,
+        typer.Argument(
+            help="The data root to describe (the same as --root), or a URL of object storage holding exports.",
+            show_default=False,
+            metavar="[ROOT|URL]",
+        ),
     ] = None,
+    storage_options: StorageOptions = None,
     *,
     ui: Session,
-) -> RootState:
+) -> RootState | BucketState:
     """Show what the root holds and what to run next.
 
     Archives in downloads/ (size, source, whether their checksums are recorded), prepared trees and
@@ -48,7 +54,10 @@ def info(
     folder that is itself an input (WebDataset or Parquet shards, an extracted Kaggle ILSVRC/
     tree) is named as one, with the prepare --from that makes a tree of it.
     """
-    return describe_root(path or ui.root)
+    where = local_or_url(path) if path is not None else ui.root
+    if isinstance(where, str):
+        return describe_bucket(where, parse_options(storage_options))
+    return describe_root(where)
 
 
 def _as_json(state: RootState) -> dict[str, Any]:
@@ -61,21 +70,26 @@ def _as_json(state: RootState) -> dict[str, Any]:
         "partial": state.partial,
         "trees": [_tree_json(t) for t in state.trees],
         "subsets": [_tree_json(t) for t in state.subsets],
-        "exports": [
-            {
-                "name": e.name,
-                "path": str(e.path),
-                "format": e.format,
-                "finished": e.finished,
-                "samples": e.samples,
-                "bytes": e.bytes,
-            }
-            for e in state.exports
-        ],
+        "exports": [_export_json(e) for e in state.exports],
         "input_folder": state.input_folder,
         "next_step": state.next_step,
         "next_command": next_command(state),
     }
+
+
+def _export_json(export: ExportState) -> dict[str, Any]:
+    return {
+        "name": export.name,
+        "path": export.where,
+        "format": export.format,
+        "finished": export.finished,
+        "samples": export.samples,
+        "bytes": export.bytes,
+    }
+
+
+def _bucket_json(state: BucketState) -> dict[str, Any]:
+    return {"url": state.url, "exports": [_export_json(e) for e in state.exports]}
 
 
 def _tree_json(tree: TreeState) -> dict[str, Any]:
@@ -144,15 +158,30 @@ def _print_state(state: RootState) -> None:
             print_table(("tree", *splits, "size", "made"), made)
     if state.exports:
         typer.echo("\nexports (exports/):")
-        exports = [
-            (e.name, e.format or "-", *(e.samples.get(s, "-") for s in ("train", "val")), human_bytes(e.bytes))
-            if e.finished
-            else (e.name, "-", "-", "-", "unfinished: run the same export again")
-            for e in state.exports
-        ]
-        print_table(("export", "format", "train", "val", "size"), exports)
+        _print_exports(state.exports)
     if command := next_command(state):
         typer.echo(f"\nnext: {command}")
+
+
+def _print_exports(exports: list[ExportState]) -> None:
+    rows = [
+        (e.name, e.format or "-", *(e.samples.get(s, "-") for s in ("train", "val")), human_bytes(e.bytes))
+        if e.finished
+        else (e.name, "-", "-", "-", "unfinished: run the same export again")
+        for e in exports
+    ]
+    print_table(("export", "format", "train", "val", "size"), rows)
+
+
+def _print_bucket(state: BucketState) -> None:
+    typer.echo(f"bucket: {state.url}")
+    if not state.exports:
+        typer.echo("no export here (an export's prefix holds export.json)")
+        return
+    typer.echo("\nexports:")
+    _print_exports(state.exports)
+    if finished := [e for e in state.exports if e.finished]:
+        typer.echo(f"\nnext: imagenet verify {finished[0].where}  (each file against its export.json)")
 
 
 def next_command(state: RootState) -> str | None:

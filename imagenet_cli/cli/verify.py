@@ -10,7 +10,8 @@ import typer
 from ..checks import VerifyReport, verify
 from ..checks.findings import MAX_LISTED, Check, Status
 from ..hashing import Algorithm
-from .common import Rendering, Session, command, file_option, human_bytes, jsonable, print_table
+from ..storage import local_or_url, parse_options
+from .common import Rendering, Session, StorageOptions, command, file_option, human_bytes, jsonable, print_table
 
 EXAMPLES = """\
 Examples:
@@ -21,6 +22,7 @@ Examples:
   imagenet verify --checksums MD5SUMS              a mirror's own md5sum list
   imagenet verify imagenet/224 --json              one tree, as JSON for a script
   imagenet verify --record                         remember what it hashed: the next check is instant
+  imagenet verify s3://bucket/imagenet-wds         an export in object storage, against its export.json
 """
 SHOWN_PROBLEMS = 50  # in the text output; --json lists every kept problem
 
@@ -30,15 +32,16 @@ SHOWN_PROBLEMS = 50  # in the text output; --json lists every kept problem
     Rendering(
         text=lambda report: _print_report(report),
         json=lambda report: _as_json(report),
-        quiet=lambda report: [str(check.path) for check in report.checks if check.problem_count],
+        quiet=lambda report: [check.where for check in report.checks if check.problem_count],
         problems=lambda report: not report.ok,
     ),
 )
 def verify_command(
     paths: Annotated[
-        list[Path] | None,
+        list[str] | None,
         typer.Argument(
-            help="Archives, trees or data roots to check (default: everything under --root).",
+            help="Archives, trees, exports or data roots to check (default: everything under --root); an export "
+            "in object storage by its URL (s3://bucket/prefix).",
             show_default=False,
             metavar="[PATH]...",
         ),
@@ -64,6 +67,7 @@ def verify_command(
             help="Write a record (NAME.record.json) for archives hashed without one, so the next check is instant.",
         ),
     ] = False,
+    storage_options: StorageOptions = None,
     *,
     ui: Session,
 ) -> VerifyReport:
@@ -75,7 +79,8 @@ def verify_command(
     """
     return verify(
         ui.root,
-        paths=paths or None,
+        paths=[local_or_url(path) for path in paths] if paths else None,
+        storage_options=parse_options(storage_options),
         checksums=checksums,
         algorithm=algo.value if algo else None,
         deep=deep,
@@ -94,7 +99,7 @@ def _print_report(report: VerifyReport) -> None:
     rows = []
     for check in report.checks:
         size = human_bytes(check.counts["bytes"]) if "bytes" in check.counts else _images(check)
-        rows.append((str(check.path), check.kind, size, check.status, check.problem_count))
+        rows.append((check.where, check.kind, size, check.status, check.problem_count))
     print_table(("path", "kind", "size", "status", "problems"), rows)
     groups = _grouped(report)
     if groups:
@@ -129,7 +134,7 @@ def _grouped(report: VerifyReport) -> list[tuple[tuple[str, str, str], list[str]
     groups: dict[tuple[str, str, str], list[str]] = {}
     for check in report.checks:
         for problem in check.problems:
-            groups.setdefault((check.path.name, problem.kind, problem.detail), []).append(problem.where)
+            groups.setdefault((check.name, problem.kind, problem.detail), []).append(problem.where)
     return list(groups.items())
 
 
