@@ -7,10 +7,13 @@ the code under test is configured exactly as a user's would be, with no option o
 
 from __future__ import annotations
 
+import http.client
 import logging
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
@@ -54,6 +57,76 @@ class S3Server:
             for item in page.get("Contents", []):
                 found[item["Key"][len(prefix) :]] = client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
         return found
+
+
+class FaultyProxy:
+    """An HTTP proxy of our own in front of the S3 server, that misbehaves on purpose: it answers
+    503 SlowDown to every ``every``-th request with a body (an upload, a record), and resets the
+    connection in the middle of every ``every``-th response body it relays. Counts what it does."""
+
+    def __init__(self, upstream: str, every: int = 3) -> None:
+        self.upstream, self.every = upstream.removeprefix("http://"), every
+        self.requests = self.refused = self.cut = 0
+        self.lock = threading.Lock()
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # answers botocore's Expect: 100-continue at once
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                proxy.relay(self)
+
+            do_PUT = do_POST = do_DELETE = do_HEAD = do_GET
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+
+    def __enter__(self) -> FaultyProxy:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def relay(self, handler: BaseHTTPRequestHandler) -> None:
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else b""
+        with self.lock:
+            self.requests += 1
+            turn = self.requests % self.every == 0
+        if turn and body:
+            self.refused += 1
+            error = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
+            handler.send_response(503)
+            handler.send_header("Content-Length", str(len(error)))
+            handler.end_headers()
+            handler.wfile.write(error)
+            return
+        connection = http.client.HTTPConnection(self.upstream, timeout=30)
+        headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "expect")}
+        connection.request(handler.command, handler.path, body=body or None, headers={**headers, "Host": self.upstream})
+        answer = connection.getresponse()
+        data = answer.read()
+        handler.send_response(answer.status)
+        for key, value in answer.getheaders():
+            if key.lower() not in ("transfer-encoding", "connection", "server", "date"):
+                handler.send_header(key, value)
+        handler.end_headers()
+        if turn and handler.command == "GET" and len(data) > 1:
+            self.cut += 1
+            handler.wfile.write(data[: len(data) // 2])
+            handler.close_connection = True  # the rest never comes: the client sees a short body
+            return
+        handler.wfile.write(data)
 
 
 def _boto_keys() -> dict[str, str]:

@@ -24,7 +24,7 @@ from imagenet_cli.errors import LockHeldError, OverwriteRefusedError
 from imagenet_cli.exports import export
 from imagenet_cli.storage import Bucket
 
-from .buckets import S3Server, environment
+from .buckets import FaultyProxy, S3Server, environment
 from .conftest import imagenet, imagenet_process
 from .test_straight import archives_only, files_of
 
@@ -288,3 +288,30 @@ def test_info_of_a_bucket_lists_its_exports(s3: S3Server, root: Path) -> None:
     one = imagenet("info", "s3://listed/exports/wds", env=s3.env)
     assert "bucket: s3://listed/exports/wds" in one.stdout and "webdataset" in one.stdout
     assert "next: imagenet verify s3://listed/exports/wds" in one.stdout
+
+
+def test_503s_and_cut_bodies_on_the_way_leave_the_clean_runs_objects(
+    s3: S3Server, root: Path, local_export: Path
+) -> None:
+    """Every third request with a body answered 503 SlowDown, every third response cut in half:
+    the client's retries absorb them, and every object is whole."""
+    s3.bucket("faulty")
+    with FaultyProxy(s3.endpoint) as proxy:
+        env = {**s3.env, "AWS_ENDPOINT_URL": proxy.endpoint}
+        done = imagenet("export", "webdataset", "--size", "32", "--shard-size", "20", "--root", str(root),
+                        "--out", "s3://faulty/wds", env=env)  # fmt: skip
+        assert done.exit_code == 0, done.output
+        checked = imagenet("verify", "s3://faulty/wds", "--root", str(root), env=env)
+        assert checked.exit_code == 0, checked.output
+    assert proxy.refused >= 3 and proxy.cut >= 1, (proxy.refused, proxy.cut)
+    assert published(s3, "faulty", "wds") == files_of(local_export)
+
+
+def test_dask_makes_the_images_and_the_client_uploads_them(s3: S3Server, root: Path, local_export: Path) -> None:
+    pytest.importorskip("distributed")
+    s3.bucket("clustered")
+    args = ["export", "webdataset", "--size", "32", "--shard-size", "20", "--dask", "local:2", "--root", str(root)]
+    done = imagenet_process(*args, "--out", "s3://clustered/wds", env={**os.environ, **s3.env})
+    _, stderr = done.communicate(timeout=300)
+    assert done.returncode == 0, stderr
+    assert published(s3, "clustered", "wds") == files_of(local_export)
