@@ -114,11 +114,13 @@ class Bucket:
         make it conditional; a condition that fails raises :class:`FileExistsError`."""
         with _translated(self.url):
             try:
-                self.fs.pipe_file(self.key(name), data, **conditions)
+                answer = self.fs.pipe_file(self.key(name), data, **conditions)
             except OSError as error:
                 if conditions and _precondition_failed(error):
                     raise FileExistsError(self.key(name)) from None
                 raise
+        if isinstance(answer, dict) and answer.get("ETag"):  # S3 answers a PUT with the new ETag
+            return ObjectInfo(len(data), str(answer["ETag"]).strip('"'))
         return self.info(name) or ObjectInfo(len(data), "")
 
     def write_text(self, name: str, text: str) -> None:

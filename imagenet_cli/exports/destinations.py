@@ -18,11 +18,14 @@ small files (the claim, ``export.json``, ``_info.json``) through it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import json
 import logging
 import shutil
+import threading
 from collections.abc import Callable, Container, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -35,6 +38,7 @@ from ..storage import Bucket, ObjectInfo
 
 log = logging.getLogger(__name__)
 
+UPLOADS_AHEAD = 2  # files uploading while the next are made: what the spool holds besides those
 PUBLISHED = ".published"  # in a bucket: each published file's record (size, xxh3, ETag)
 SPOOL = ".spool"  # under ROOT/exports: the local work folders of exports to buckets
 
@@ -140,6 +144,9 @@ class BucketFolder:
         self.bucket, self.work = bucket, spool
         self.lease: Lease | None = None
         self.objects: dict[str, ObjectInfo] = {}  # the prefix as listed when the lease was taken
+        self.uploading: collections.deque[Future[None]] = collections.deque()
+        self.uploads: ThreadPoolExecutor | None = None
+        self.queue = threading.Lock()  # publish runs on several threads when a tree is exported
 
     def __str__(self) -> str:
         return self.bucket.url
@@ -153,14 +160,23 @@ class BucketFolder:
     @contextlib.contextmanager
     def held(self, wait: bool) -> Iterator[None]:
         self.work.mkdir(parents=True, exist_ok=True)
-        with leased(self.bucket, wait) as lease, locks.writing(self.work, wait):
+        with (
+            leased(self.bucket, wait) as lease,
+            locks.writing(self.work, wait),
+            ThreadPoolExecutor(UPLOADS_AHEAD, thread_name_prefix="upload") as self.uploads,
+        ):
             self.lease = lease
             atomic.remove_temporaries(self.work, recursive=True)
             self.bucket.abort_uploads()  # a killed run's parts: no object, but kept and billed
             self.objects = self.bucket.listing()
             try:
                 yield
+                with self.queue:
+                    self._settle(0)
             finally:
+                for pending in self.uploading:  # stopped: what has not started never will
+                    pending.cancel()
+                self.uploading.clear()
                 self.lease = None
             shutil.rmtree(self.work, ignore_errors=True)  # done: every file is in the bucket
 
@@ -188,14 +204,30 @@ class BucketFolder:
         return Finished(there.size, record["xxh3_64"])
 
     def publish(self, name: str, xxh3_64: str | None) -> Finished:
+        """Uploaded on a thread of its own while the next files are made; at most
+        ``UPLOADS_AHEAD`` wait in the spool, and an upload that failed fails the next publish."""
         self._check_lease()
         local = self.work / name
-        digest = xxh3_64 or hash_file(local, ["xxh3_64"])["xxh3_64"]
+        size, digest = local.stat().st_size, xxh3_64 or hash_file(local, ["xxh3_64"])["xxh3_64"]
+        assert self.uploads is not None, "publish while the destination is held"
+        with self.queue:
+            self._settle(UPLOADS_AHEAD - 1)
+            self.uploading.append(self.uploads.submit(self._upload, name, local, digest))
+        return Finished(size, digest)
+
+    def _upload(self, name: str, local: Path, digest: str) -> None:
+        """The object, then its record: an object without a record is made again by a re-run."""
+        self._check_lease()
         info = self.bucket.upload(local, name)
         self.bucket.write_text(_record_of(name), json.dumps({"bytes": info.size, "xxh3_64": digest, "etag": info.etag}))
         self.objects[name] = info
         local.unlink()
-        return Finished(info.size, digest)
+
+    def _settle(self, pending: int) -> None:
+        """Wait until at most ``pending`` uploads are under way, raising what any of them raised
+        (called holding ``queue``)."""
+        while len(self.uploading) > pending:
+            self.uploading.popleft().result()
 
     @contextlib.contextmanager
     def open(self, name: str) -> Iterator[BinaryIO]:
@@ -206,7 +238,12 @@ class BucketFolder:
         return self.bucket.read_text(name)
 
     def write_text(self, name: str, text: str) -> None:
+        """A file of the export (``export.json``, ``_info.json``) only once every file before it is
+        uploaded: the record written last names files that are there. Hidden bookkeeping at once."""
         self._check_lease()
+        if not name.startswith("."):
+            with self.queue:
+                self._settle(0)
         info = self.bucket.write_bytes(name, text.encode("utf-8"))
         self.objects[name] = info
 

@@ -1,0 +1,95 @@
+"""Benchmark of exports written to object storage, as ratios against the same export to a folder.
+
+    python tests/benchmarks/bucket_bench.py [--per-class 100] [--rounds 2]
+
+An S3 API runs on 127.0.0.1 (moto's server, in this process); each export runs through the real
+CLI in a fresh process, from copies of the same archives, alternating folder and bucket, best
+round kept:
+
+- ``export webdataset --size 64`` into ``ROOT/exports/…`` against ``--out s3://…``: the bucket's
+  time as a ratio of the folder's (the work is decode and encode; the upload should not show);
+- the peak of the local spool while the bucket export runs (it holds the files being made only);
+- the raw upload rate of this server: shard-sized objects PUT by the same client (s3fs) on 1 and
+  4 threads. moto is a Python server, slower than a real store: this is the floor of what the
+  export meets here, not a figure of S3.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from imagenet_cli.download import download_sample  # noqa: E402
+from tests.benchmarks.measure import run_cli  # noqa: E402
+from tests.benchmarks.straight_bench import PeakDisk, fresh_root  # noqa: E402
+from tests.buckets import S3Server, environment  # noqa: E402
+
+SHARD_BYTES = 8 << 20
+
+
+def export_times(work: Path, source: Path, s3: S3Server, rounds: int) -> tuple[float, float, int]:
+    """Best wall seconds of the export to a folder and to the bucket, and the spool's peak bytes."""
+    best_folder = best_bucket = float("inf")
+    spool_peak = 0
+    args = ["export", "webdataset", "--size", "64", "--shard-size", "200", "-q"]
+    for number in range(rounds):
+        root = fresh_root(work, source, "folder")
+        seconds, _ = run_cli(*args, "--root", str(root))
+        best_folder = min(best_folder, seconds)
+        root = fresh_root(work, source, "bucket")
+        bucket = s3.bucket(f"round-{number}")
+        with PeakDisk(root / "exports") as spool:
+            seconds, _ = run_cli(*args, "--root", str(root), "--out", f"{bucket}/wds")
+        best_bucket = min(best_bucket, seconds)
+        spool_peak = max(spool_peak, spool.peak)
+    return best_folder, best_bucket, spool_peak
+
+
+def upload_rate(s3: S3Server, threads: int, objects: int = 16) -> float:
+    """MB/s of ``objects`` shard-sized PUTs through s3fs on ``threads`` threads."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    bucket = s3.bucket(f"rate-{threads}")
+    payload = os.urandom(SHARD_BYTES)
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(lambda n: fs.pipe_file(f"{bucket[5:]}/{n}", payload), range(objects)))
+    return objects * SHARD_BYTES / (time.perf_counter() - start) / 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="imagenet-bucket-bench-"))
+    try:
+        source = work / "source"
+        download_sample(source, classes=["imagenette"], train_per_class=args.per_class, val_per_class=10, test_images=0)
+        with S3Server() as s3, environment(s3.env):
+            folder, bucket, spool = export_times(work, source, s3, args.rounds)
+            one, four = upload_rate(s3, 1), upload_rate(s3, 4)
+        images = 10 * (args.per_class + 10)
+        print(f"{images:,} images (Imagenette classes, photo-sized JPEGs), {os.cpu_count()} cores")
+        print(f"export webdataset 64 to a folder   {folder:6.1f} s")
+        print(f"export webdataset 64 to s3://      {bucket:6.1f} s   = {folder / bucket:.2f}x the folder's speed")
+        print(f"   local spool at its peak: {spool / 1e6:.1f} MB")
+        print(
+            f"PUT of {SHARD_BYTES >> 20} MiB objects to this server: {one:.0f} MB/s on 1 thread, {four:.0f} MB/s on 4"
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
