@@ -188,11 +188,12 @@ def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
     options = {"skip_instance_cache": True, "use_listings_cache": False, **options}
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
-    except ImportError as error:
+    except ImportError:
         if scheme in EXTRAS:
             package, extra = EXTRAS[scheme]
             raise MissingExtraError.of(f"{scheme}:// storage", package, extra) from None
-        raise MissingExtraError(f"{scheme}:// storage needs a package fsspec names: {error}") from None
+        package = str(known_implementations.get(scheme, {}).get("class", "fsspec")).split(".", 1)[0]
+        raise MissingExtraError(f"{scheme}:// storage needs {package}: pip install {package}") from None
     except TypeError as error:  # an option the store does not take
         raise InvalidArgumentError(f"{scheme}:// does not take that option ({error})", "storage_options") from None
     return fs, str(path).rstrip("/")

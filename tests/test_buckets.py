@@ -8,6 +8,7 @@ writer per prefix with a lease, and say each storage failure in one line without
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -315,3 +316,19 @@ def test_dask_makes_the_images_and_the_client_uploads_them(s3: S3Server, root: P
     _, stderr = done.communicate(timeout=300)
     assert done.returncode == 0, stderr
     assert published(s3, "clustered", "wds") == files_of(local_export)
+
+
+def test_trees_stay_local_and_a_missing_store_package_is_named(tmp_path: Path) -> None:
+    for args in (
+        ["prepare", "--size", "32", "--root", "s3://bucket/root"],
+        ["subset", "--classes", "5", "--out", "gs://b/x"],
+    ):
+        done = imagenet(*args)
+        assert done.exit_code == 2 and "must be a local folder: trees stay on a local disk" in done.stderr
+    root = str(tmp_path / "root")
+    for scheme, package, extra in (("gs", "gcsfs", "[gcs]'"), ("az", "adlfs", "")):
+        if importlib.util.find_spec(package) is not None:
+            continue  # installed: the store would be asked for real, which no test does
+        done = imagenet("export", "webdataset", "--root", root, "--out", f"{scheme}://bucket/x")
+        assert done.exit_code == 1
+        assert f"{scheme}:// storage needs {package}: pip install " in done.stderr and extra in done.stderr

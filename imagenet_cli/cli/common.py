@@ -7,6 +7,7 @@ import functools
 import inspect
 import json
 import logging
+import re
 import signal
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -166,6 +167,20 @@ _COMMON = (
 )
 
 
+# What a URL becomes once Typer made a Path of it: s3://bucket/x is s3:/bucket/x.
+_URL_AS_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+:/")
+
+
+def local_folder(path: Path, option: str) -> Path:
+    """``path``, refused in one line when it names object storage: trees and roots stay local."""
+    if _URL_AS_PATH.match(str(path)) and not str(path).startswith("file:"):
+        raise typer.BadParameter(
+            f"{option} must be a local folder: trees stay on a local disk (in a bucket, 1.28 M objects to "
+            "request one by one); a bucket takes exports (imagenet export FORMAT --out URL)"
+        )
+    return path
+
+
 @contextmanager
 def session(command: str, quiet: bool, verbose: bool, debug: bool, root: Path = DEFAULT_ROOT) -> Iterator[Session]:
     """Run ``imagenet COMMAND``'s body: set up logging and progress, turn errors into one line
@@ -177,7 +192,7 @@ def session(command: str, quiet: bool, verbose: bool, debug: bool, root: Path = 
     )
     try:
         with _stop_signals_as_interrupts():
-            yield Session(progress=progress_for(quiet), root=root)
+            yield Session(progress=progress_for(quiet), root=local_folder(root, "--root"))
     except (typer.Exit, BrokenPipeError):  # a closed stdout ends the program quietly (app.main)
         raise
     except typer.BadParameter as error:  # a value only the command's body could judge

@@ -10,7 +10,7 @@ import typer
 from .. import evalsets
 from ..trees import PrepareResult, prepare
 from ..trees.resize import Filter, ImageFormat, Mode, Recipe
-from .common import NoWaitOption, Rendering, Session, comma_list, command, print_table
+from .common import NoWaitOption, Rendering, Session, comma_list, command, local_folder, print_table
 
 EXAMPLES = """\
 Examples:
@@ -152,7 +152,7 @@ def prepare_command(
         ),
         splits=comma_list(splits, "--splits"),
         workers=workers,
-        into=into,
+        into=local_folder(into, "--into") if into is not None else None,
         source=source,
         redo=redo,
         wait=not no_wait,

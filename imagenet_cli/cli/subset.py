@@ -9,7 +9,7 @@ import typer
 
 from ..catalogue import LabelFraction
 from ..subsets import LinkMode, SubsetResult, subset
-from .common import FromTreeOption, NoWaitOption, Rendering, Session, command, its_path, plural
+from .common import FromTreeOption, NoWaitOption, Rendering, Session, command, its_path, local_folder, plural
 
 EXAMPLES = """\
 Examples:
@@ -89,7 +89,7 @@ def subset_command(
         val_per_class=val_per_class,
         seed=seed,
         source=source,
-        out=out,
+        out=local_folder(out, "--out") if out is not None else None,
         link=link.value,
         allow_short=allow_short,
         dry_run=dry_run,
