@@ -332,3 +332,18 @@ def test_trees_stay_local_and_a_missing_store_package_is_named(tmp_path: Path) -
         done = imagenet("export", "webdataset", "--root", root, "--out", f"{scheme}://bucket/x")
         assert done.exit_code == 1
         assert f"{scheme}:// storage needs {package}: pip install " in done.stderr and extra in done.stderr
+
+
+def test_changed_archives_make_the_bucket_export_again(s3: S3Server, official_root: Path, tmp_path: Path) -> None:
+    """Other images in the archives: every object made from the old ones goes, the new ones come."""
+    from imagenet_cli.download import download_sample
+
+    root = archives_only(official_root, tmp_path / "root")
+    s3.bucket("changed")
+    export(root, "webdataset", size=32, shard_size=20, out="s3://changed/wds")
+    download_sample(root, seed=5, train_per_class=3, val_per_class=2, test_images=3)
+    remade = export(root, "webdataset", size=32, shard_size=20, out="s3://changed/wds")
+    assert remade.written == len(remade.shards)
+    clean = export(archives_only(root, tmp_path / "clean"), "webdataset", size=32, shard_size=20)
+    assert published(s3, "changed", "wds") == files_of(clean.path), "nothing of the old export is left"
+    assert not [name for name in s3.objects("changed", "wds/") if name.startswith(".staged/")]

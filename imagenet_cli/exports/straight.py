@@ -29,7 +29,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -92,6 +91,7 @@ def run(
     done = _unchanged_export(destination)
     if done is not None:
         log.info("%s is complete and its inputs are unchanged", destination)
+        destination.remove_prefix(STAGED)  # left by a stop just after the record
         job.result.shards, job.result.failures = list(done.shards), list(done.failures)
         return job.result
     sharded = ExportFormat(options["format"]) in SHARDED
@@ -130,8 +130,7 @@ def run(
     source = str(straight.source or Path(root) / "downloads")
     record = ExportRecord(options, listing, source, tuple(job.result.shards), inputs=inputs, failures=failures)
     destination.write_text(RECORD, record.to_json())
-    shutil.rmtree(staged.folder)  # the images are in the shards now
-    destination.remove_prefix(STAGED)  # and the shards' records in the export's record
+    destination.remove_prefix(STAGED)  # the images are in the shards, their records in the export's
     job.result.failures = list(failures)
     return job.result
 
@@ -215,7 +214,9 @@ class _Shard:
                 continue
             made[sample.path] = data
             kept.append(dataclasses.replace(sample, bytes=len(data), origin=None))
-        writing = _MadeJob(job.tree, job.out, job.options, job.result, job.progress, name=job.name, made=made)
+        writing = _MadeJob(
+            job.tree, job.out, job.options, job.result, job.progress, name=job.name, destination=job.to, made=made
+        )
         path = job.out / self.file
         finished = job.publish(self.file, writer.write_shard(writing, path, kept))
         assert finished.xxh3_64 is not None
