@@ -24,6 +24,7 @@ from typing import IO, Any, NamedTuple, cast
 
 from . import catalogue, evalsets, zip_entries
 from .errors import ArchiveError
+from .storage import Archive, archive_size, open_archive
 
 TRAIN_TAR = "ILSVRC2012_img_train.tar"
 VAL_TAR = "ILSVRC2012_img_val.tar"
@@ -180,14 +181,14 @@ def _each_member(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         yield member
 
 
-def data_after_end(path: Path, start: int, end: int) -> int | None:
+def data_after_end(path: Archive, start: int, end: int) -> int | None:
     """Where a non-zero byte lies in ``path`` between ``start`` and ``end``, or None.
 
     A tar ends with zero blocks; ``tarfile`` stops at the first zero block, and silently at a
     header with a bad checksum. Zeros written over the middle of an archive, or one damaged
     header, would so end it early without an error: its real end holds nothing but zeros.
     """
-    with open(path, "rb") as file:
+    with open_archive(path, end=end) as file:
         file.seek(start)
         position = start
         while position < end:
@@ -201,7 +202,7 @@ def data_after_end(path: Path, start: int, end: int) -> int | None:
     return None
 
 
-def ended_early(path: Path, stopped: int, end: int, what: str) -> str | None:
+def ended_early(path: Archive, stopped: int, end: int, what: str) -> str | None:
     """Why a tar read from ``path`` up to ``stopped`` (``tar.offset``) ended before ``end``, or None."""
     where = data_after_end(path, stopped, end)
     if where is None:
@@ -224,15 +225,16 @@ def class_tar_wnid(name: str) -> str | None:
     return wnid if name.endswith(".tar") and catalogue.is_wnid(wnid) else None
 
 
-def tar_headers(path: Path, refuse: Refuse) -> Iterator[tarfile.TarInfo]:
-    """Each regular file of an uncompressed tar — name, size, data offset — reading headers only."""
+def tar_headers(path: Archive, refuse: Refuse) -> Iterator[tarfile.TarInfo]:
+    """Each regular file of an uncompressed tar — name, size, data offset — reading headers only
+    (in a bucket, one small ranged read per header: nothing else of the archive is fetched)."""
     try:
-        with tarfile.open(path, mode="r:") as tar:
+        with open_archive(path, buffered=False) as file, tarfile.open(fileobj=file, mode="r:") as tar:
             yield from _regular_files(tar, path.name, refuse, None)
             stopped = tar.offset
     except (tarfile.TarError, EOFError, OSError) as error:
         raise ArchiveError(f"{path.name} is damaged or truncated ({error})") from error
-    damage = ended_early(path, stopped, path.stat().st_size, f"{path.name}'s listing")
+    damage = ended_early(path, stopped, archive_size(path), f"{path.name}'s listing")
     if damage:
         raise ArchiveError(damage)
 
@@ -293,10 +295,10 @@ def member_data(tar: tarfile.TarFile, member: tarfile.TarInfo) -> IO[bytes]:
     return data
 
 
-def devkit_ground_truth_text(path: Path) -> str:
+def devkit_ground_truth_text(path: Archive) -> str:
     """The devkit's ground truth file as it is: line k, the ILSVRC2012_ID of val image k."""
     try:
-        with tarfile.open(path, mode="r:*") as tar:
+        with open_archive(path) as file, tarfile.open(fileobj=file, mode="r:*") as tar:
             for member in tar:
                 if member.isfile() and member.name.lstrip("./") == GROUND_TRUTH:
                     return member_data(tar, member).read().decode("ascii")

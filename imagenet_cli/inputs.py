@@ -24,6 +24,7 @@ import xxhash
 from .errors import InputChangedError
 from .hashing import hash_file
 from .records import read_record
+from .storage import Archive, RemoteFile, is_url
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,11 @@ def relative_to(path: Path, tree: Path) -> str:
     return os.path.relpath(path.absolute(), tree.absolute()).replace(os.sep, "/")
 
 
-def describe(path: Path, tree: Path) -> InputFile:
-    """The identity of the input at ``path`` as seen from ``tree``."""
+def describe(path: Archive, tree: Path) -> InputFile:
+    """The identity of the input at ``path`` as seen from ``tree`` (an object of a bucket: its URL,
+    and its ETag standing for the mtime, which a bucket does not keep reliably)."""
+    if isinstance(path, RemoteFile):
+        return InputFile(path.name, path.url, path.size, _etag_number(path.etag))
     stat = path.stat()
     record = read_record(path)
     digest = record.xxh3_64 if record is not None and record.matches(path) else None
@@ -74,6 +78,12 @@ def by_size_and_mtime(path: Path, tree: Path) -> InputFile:
 def changed_since(recorded: InputFile, tree: Path) -> InputFile | None:
     """The input as it is now, when it differs from what ``tree`` recorded; None when it is the
     same or no longer there (archives are often deleted once a tree is made: that is not a change)."""
+    if is_url(recorded.path):
+        there = RemoteFile(recorded.path, 0, "").now()
+        if there is None:
+            return None
+        current = InputFile(recorded.name, recorded.path, there.size, _etag_number(there.etag))
+        return None if recorded.same_content(current) else current
     path = tree / recorded.path
     if not path.is_file():
         return None
@@ -107,11 +117,32 @@ class Snapshot(NamedTuple):
     def of(cls, stat: os.stat_result) -> Snapshot:
         return cls(stat.st_ino, stat.st_size, stat.st_mtime_ns)
 
+    @classmethod
+    def of_input(cls, path: Archive) -> Snapshot:
+        """A file's, from its status; an object's, from its size and ETag as listed."""
+        if isinstance(path, RemoteFile):
+            return cls(0, path.size, _etag_number(path.etag))
+        return cls.of(path.stat())
 
-def open_as_planned(path: Path, snapshot: Snapshot | None) -> BinaryIO:
+
+def _etag_number(etag: str) -> int:
+    """An ETag as a number where an mtime would be: equal for one version, different for another."""
+    return xxhash.xxh3_64_intdigest(etag.encode()) >> 1
+
+
+def open_as_planned(
+    path: Archive, snapshot: Snapshot | None, end: int | None = None, buffered: bool = True
+) -> BinaryIO:
     """``path`` opened for reading, once it is known to be the file that was planned from: the
     open file is read to the end even if the path is replaced meanwhile, so a shard reads one
-    version; a different file raises :class:`~imagenet_cli.errors.InputChangedError`."""
+    version; a different file raises :class:`~imagenet_cli.errors.InputChangedError`. An object of
+    a bucket is asked for its ETag now (a rewritten object has another), and read no further
+    than ``end``; unbuffered, each read is one request of just its bytes (members here and there)."""
+    if isinstance(path, RemoteFile):
+        now = path.now()
+        if snapshot is not None and (now is None or Snapshot(0, now.size, _etag_number(now.etag)) != snapshot):
+            raise InputChangedError(f"{path.name} was replaced or changed since it was listed; it is read again")
+        return path.open(buffered, end)
     file = open(path, "rb")
     if snapshot is not None and Snapshot.of(os.fstat(file.fileno())) != snapshot:
         file.close()

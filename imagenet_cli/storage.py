@@ -18,12 +18,15 @@ config files and ``FSSPEC_*`` variables) and from ``storage_options``.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
+import os
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlsplit
 
 from .errors import (
@@ -171,6 +174,139 @@ class Bucket:
                 return call()
         except FileNotFoundError:
             return None
+
+
+READ_ATTEMPTS = 5  # a ranged read that fails is tried again from the byte it reached, this often
+CHUNK = 8 << 20  # bytes one buffered read of an archive asks for: a class tar in a few requests
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """An object of a bucket standing where a path to an archive would: listed once by the
+    planner, then read by range by whichever process runs a shard (it is small and picklable; each
+    process opens its own connection). ``exists`` False: a name the folder does not hold."""
+
+    url: str
+    size: int
+    etag: str
+    options: tuple[tuple[str, Any], ...] = ()  # the storage options, as sorted pairs
+    exists: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.url.rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return self.url
+
+    def is_file(self) -> bool:
+        return self.exists
+
+    def bucket(self) -> Bucket:
+        """This process's connection to the object's bucket (a forked worker makes its own: a
+        client's connections and event loop do not survive a fork)."""
+        folder = self.url.rsplit("/", 1)[0]
+        key = (os.getpid(), folder, self.options)
+        if key not in _BUCKETS:
+            _BUCKETS[key] = Bucket(folder, dict(self.options))
+        return _BUCKETS[key]
+
+    def open(self, buffered: bool = True, end: int | None = None) -> BinaryIO:
+        """The object as a read-only, seekable file whose reads are ranged GETs: buffered in
+        ``CHUNK`` pieces for streaming, or unbuffered for reading headers here and there. ``end``:
+        no read goes past this byte (a region's end), so the buffer fetches nothing beyond it."""
+        raw = RangedReader(self, self.size if end is None else min(end, self.size))
+        return io.BufferedReader(raw, CHUNK) if buffered else raw  # type: ignore[return-value]
+
+    def now(self) -> ObjectInfo | None:
+        return self.bucket().info(self.name)
+
+
+_BUCKETS: dict[tuple[int, str, tuple[tuple[str, Any], ...]], Bucket] = {}
+
+
+class RemoteFolder:
+    """A prefix of a bucket holding archives, as ``ROOT/downloads`` holds them: one listing."""
+
+    def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
+        self.options = tuple(sorted((storage_options or {}).items()))
+        self.bucket = Bucket(url, dict(self.options))
+        self.url = self.bucket.url
+        self.objects = self.bucket.listing()
+
+    def __str__(self) -> str:
+        return self.url
+
+    def __truediv__(self, name: str) -> RemoteFile:
+        found = self.objects.get(name)
+        url = f"{self.url}/{name}"
+        if found is None:
+            return RemoteFile(url, 0, "", self.options, exists=False)
+        return RemoteFile(url, found.size, found.etag, self.options)
+
+
+Archive = Path | RemoteFile  # an input file, on a disk or in a bucket
+# Failures another try would meet again.
+_FINAL = (FileNotFoundError, StorageCredentialsError, StorageAccessDeniedError, StorageNotFoundError)
+
+
+def open_archive(path: Archive, buffered: bool = True, end: int | None = None) -> BinaryIO:
+    """An input for reading: a local file, or an object read by range (``buffered`` False: every
+    read one request of just its bytes, for headers read here and there; ``end``: nothing past it
+    is fetched)."""
+    return path.open(buffered, end) if isinstance(path, RemoteFile) else open(path, "rb")
+
+
+def archive_size(path: Archive) -> int:
+    return path.size if isinstance(path, RemoteFile) else path.stat().st_size
+
+
+class RangedReader(io.RawIOBase):
+    """Reads of an object by range, each from the position reached: a transient failure (a reset,
+    a 503 the client gave up on) is tried again from there, with backoff."""
+
+    def __init__(self, remote: RemoteFile, end: int) -> None:
+        self.remote, self.position, self.end = remote, 0, end
+        self.fs, self.key = remote.bucket().fs, remote.bucket().key(remote.name)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.remote.size}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer: Any) -> int:
+        wanted = min(len(buffer), self.end - self.position)
+        if wanted <= 0:
+            return 0
+        data = self._fetch(self.position, self.position + wanted)
+        buffer[: len(data)] = data
+        self.position += len(data)
+        return len(data)
+
+    def _fetch(self, start: int, end: int) -> bytes:
+        got = b""
+        for attempt in range(READ_ATTEMPTS):
+            try:
+                with _translated(self.remote.url):
+                    got += bytes(self.fs.cat_file(self.key, start=start + len(got), end=end))
+                return got
+            except _FINAL:
+                raise
+            except Exception as error:  # a reset, a body cut short, a 503 the client gave up on
+                if attempt == READ_ATTEMPTS - 1:
+                    raise
+                log.info("%s: read at byte %d failed (%s); trying again", self.remote.name, start + len(got), error)
+                time.sleep(0.2 * 2**attempt)
+        return got
 
 
 def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:

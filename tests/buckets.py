@@ -7,6 +7,7 @@ the code under test is configured exactly as a user's would be, with no option o
 
 from __future__ import annotations
 
+import collections
 import http.client
 import logging
 import os
@@ -45,6 +46,14 @@ class S3Server:
 
         return boto3.client("s3", endpoint_url=self.endpoint, **_boto_keys())
 
+    @staticmethod
+    def uploader(env: dict[str, str]) -> Any:
+        """``upload(path, bucket, key)`` for the server an environment names."""
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], **_boto_keys())
+        return lambda path, bucket, key: client.upload_file(str(path), bucket, key)
+
     def bucket(self, name: str) -> str:
         """A new, empty bucket; its URL."""
         self.client().create_bucket(Bucket=name)
@@ -59,14 +68,16 @@ class S3Server:
         return found
 
 
-class FaultyProxy:
-    """An HTTP proxy of our own in front of the S3 server, that misbehaves on purpose: it answers
-    503 SlowDown to every ``every``-th request with a body (an upload, a record), and resets the
-    connection in the middle of every ``every``-th response body it relays. Counts what it does."""
+class S3Proxy:
+    """An HTTP proxy of our own in front of the S3 server, that counts the bytes of every object it
+    serves (``served``, by path) and, given ``every``, misbehaves on purpose: it answers 503
+    SlowDown to every ``every``-th request with a body (an upload, a record), and resets the
+    connection in the middle of every ``every``-th response body it relays."""
 
-    def __init__(self, upstream: str, every: int = 3) -> None:
+    def __init__(self, upstream: str, every: int | None = None) -> None:
         self.upstream, self.every = upstream.removeprefix("http://"), every
         self.requests = self.refused = self.cut = 0
+        self.served: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         proxy = self
 
@@ -84,7 +95,7 @@ class FaultyProxy:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
 
-    def __enter__(self) -> FaultyProxy:
+    def __enter__(self) -> S3Proxy:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         return self
 
@@ -102,7 +113,7 @@ class FaultyProxy:
         body = handler.rfile.read(length) if length else b""
         with self.lock:
             self.requests += 1
-            turn = self.requests % self.every == 0
+            turn = self.every is not None and self.requests % self.every == 0
         if turn and body:
             self.refused += 1
             error = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
@@ -127,6 +138,9 @@ class FaultyProxy:
             handler.close_connection = True  # the rest never comes: the client sees a short body
             return
         handler.wfile.write(data)
+        if handler.command == "GET" and "?" not in handler.path:  # an object's bytes, not a listing
+            with self.lock:
+                self.served[handler.path] += len(data)
 
 
 def _boto_keys() -> dict[str, str]:

@@ -25,7 +25,7 @@ from imagenet_cli.errors import LockHeldError, OverwriteRefusedError
 from imagenet_cli.exports import export
 from imagenet_cli.storage import Bucket
 
-from .buckets import FaultyProxy, S3Server, environment
+from .buckets import S3Proxy, S3Server, environment
 from .conftest import imagenet, imagenet_process
 from .test_straight import archives_only, files_of
 
@@ -297,7 +297,7 @@ def test_503s_and_cut_bodies_on_the_way_leave_the_clean_runs_objects(
     """Every third request with a body answered 503 SlowDown, every third response cut in half:
     the client's retries absorb them, and every object is whole."""
     s3.bucket("faulty")
-    with FaultyProxy(s3.endpoint) as proxy:
+    with S3Proxy(s3.endpoint, every=3) as proxy:
         env = {**s3.env, "AWS_ENDPOINT_URL": proxy.endpoint}
         done = imagenet("export", "webdataset", "--size", "32", "--shard-size", "20", "--root", str(root),
                         "--out", "s3://faulty/wds", env=env)  # fmt: skip
@@ -347,3 +347,90 @@ def test_changed_archives_make_the_bucket_export_again(s3: S3Server, official_ro
     clean = export(archives_only(root, tmp_path / "clean"), "webdataset", size=32, shard_size=20)
     assert published(s3, "changed", "wds") == files_of(clean.path), "nothing of the old export is left"
     assert not [name for name in s3.objects("changed", "wds/") if name.startswith(".staged/")]
+
+
+# --- the archives in a bucket ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def archives_bucket(s3: S3Server, official_root: Path) -> dict[str, int]:
+    """The sample's official archives uploaded to ``s3://archives/ilsvrc/``; their sizes by name."""
+    s3.bucket("archives")
+    sizes = {}
+    for archive in sorted((official_root / "downloads").iterdir()):
+        if archive.name.endswith((".tar", ".tar.gz")):
+            s3.client().upload_file(str(archive), "archives", f"ilsvrc/{archive.name}")
+            sizes[archive.name] = archive.stat().st_size
+    return sizes
+
+
+def test_archives_in_a_bucket_give_the_local_archives_shards(
+    s3: S3Server, archives_bucket: dict[str, int], local_export: Path, tmp_path: Path
+) -> None:
+    """Read by range through a proxy that counts every byte served: the archives once, at most
+    (the train tar's 1000 headers, each class tar's range, val's members, the devkit)."""
+    root = tmp_path / "root"
+    with S3Proxy(s3.endpoint) as proxy, environment({"AWS_ENDPOINT_URL": proxy.endpoint}):
+        result = export(root, "webdataset", size=32, shard_size=20, source="s3://archives/ilsvrc")
+    assert files_of(result.path) == files_of(local_export), "byte for byte the local archives' export"
+    assert not (root / "downloads").exists() and not list(root.rglob("*.tar.gz")), "nothing fetched whole"
+    read = sum(proxy.served.values())
+    used = sum(size for name, size in archives_bucket.items() if "test" not in name)  # test: not asked for
+    assert read <= 1.05 * used, f"{read:,} bytes read for {used:,} bytes of archives"
+    record = json.loads((result.path / "export.json").read_text())
+    assert record["source"] == "s3://archives/ilsvrc"
+    assert {i["path"] for i in record["inputs"]} >= {"s3://archives/ilsvrc/ILSVRC2012_img_train.tar"}
+
+    again = export(root, "webdataset", size=32, shard_size=20, source="s3://archives/ilsvrc")
+    assert again.written == 0, "a re-run with the same objects does nothing"
+
+
+def test_val_alone_reads_no_train_byte(s3: S3Server, archives_bucket: dict[str, int], tmp_path: Path) -> None:
+    with S3Proxy(s3.endpoint) as proxy, environment({"AWS_ENDPOINT_URL": proxy.endpoint}):
+        done = imagenet("export", "parquet", "--size", "32", "--splits", "val", "--from", "s3://archives/ilsvrc",
+                        "--root", str(tmp_path / "root"), "--out", "s3://archives/val-only")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert not [path for path in proxy.served if "img_train" in path], "not one byte of the train tar"
+    assert any("img_val" in path for path in proxy.served)
+
+
+def test_a_bucket_export_from_a_bucket_under_faults_and_on_a_cluster(
+    s3: S3Server, archives_bucket: dict[str, int], local_export: Path, tmp_path: Path
+) -> None:
+    """503s and bodies cut in half on every third request, reads and uploads alike, with the
+    images made on a local Dask cluster whose workers read their ranges from the bucket."""
+    pytest.importorskip("distributed")
+    s3.bucket("both")
+    with S3Proxy(s3.endpoint, every=3) as proxy:
+        args = ["export", "webdataset", "--size", "32", "--shard-size", "20", "--dask", "local:2"]
+        env = {**os.environ, **s3.env, "AWS_ENDPOINT_URL": proxy.endpoint}
+        where = ["--from", "s3://archives/ilsvrc", "--out", "s3://both/wds", "--root", str(tmp_path / "root")]
+        done = imagenet_process(*args, *where, env=env)
+        _, stderr = done.communicate(timeout=300)
+        assert done.returncode == 0, stderr
+    assert proxy.cut >= 1 and proxy.refused >= 1
+    assert published(s3, "both", "wds") == files_of(local_export)
+
+
+def test_a_changed_archive_object_makes_the_export_again(s3: S3Server, official_root: Path, tmp_path: Path) -> None:
+    from imagenet_cli.download import download_sample
+
+    s3.bucket("moving")
+    upload = s3.client().upload_file
+    for archive in (official_root / "downloads").glob("ILSVRC2012_[id]*"):
+        upload(str(archive), "moving", f"ilsvrc/{archive.name}")
+    root = tmp_path / "root"
+    export(root, "webdataset", size=32, shard_size=20, source="s3://moving/ilsvrc")
+    other = tmp_path / "other"
+    download_sample(other, seed=5, train_per_class=3, val_per_class=2, test_images=0)
+    upload(str(other / "downloads" / "ILSVRC2012_img_train.tar"), "moving", "ilsvrc/ILSVRC2012_img_train.tar")
+    upload(str(other / "downloads" / "ILSVRC2012_img_val.tar"), "moving", "ilsvrc/ILSVRC2012_img_val.tar")
+    remade = imagenet("export", "webdataset", "--size", "32", "--shard-size", "20", "--from", "s3://moving/ilsvrc",
+                      "--root", str(root), env=s3.env)  # fmt: skip
+    assert remade.exit_code == 0, remade.output
+    assert "changed since" in remade.stderr and "making it again" in remade.stderr
+    local = export(archives_only(other, tmp_path / "local"), "webdataset", size=32, shard_size=20)
+    mine = root / "exports" / "webdataset-32-archives"
+    assert {k: v for k, v in files_of(mine).items() if "train" in k} == {
+        k: v for k, v in files_of(local.path).items() if "train" in k
+    }

@@ -181,9 +181,14 @@ def _make_ready(line: str, scratch: Path, **env: str) -> None:
     """What a prepare or score line of an evaluation set takes for granted: the set downloaded
     (from its publisher in the docs; its miniature here), prepared at 224 for score, and the
     logits file it names, of a model that is always right, one row per image it scores. A line
-    that reads the bucket's export (``verify``, documented before ``export``) finds it made."""
+    that reads the bucket's export (``verify``, documented before ``export``) finds it made, and
+    one that reads archives from the bucket finds the root's there."""
     if "s3://bucket/imagenet-wds" in line and not line.startswith("imagenet export"):
         assert run_line(scratch, BUCKET_EXPORT, **env).returncode == 0
+    if "--from s3://bucket/ilsvrc" in line:  # the archives, as a user keeps them in a bucket
+        upload = S3Server.uploader(env)
+        for name in sample.OFFICIAL_FILES:
+            upload(scratch / "imagenet" / "downloads" / name, "bucket", f"ilsvrc/{name}")
     named = re.search(r"--dataset (imagenet-[\w.-]+)", line)
     if not named or not line.startswith(("imagenet prepare", "imagenet score")):
         return

@@ -10,7 +10,7 @@ import typer
 from ..exports import ExportResult, export
 from ..exports.formats import ExportFormat
 from ..exports.webdataset import brace_pattern
-from ..storage import parse_options
+from ..storage import local_or_url, parse_options
 from ..trees.resize import Filter, ImageFormat, Mode
 from .common import NoWaitOption, Rendering, Session, StorageOptions, comma_list, command
 
@@ -28,6 +28,7 @@ Examples:
   imagenet export downsampled --size 32                Imagenet32 from the archives, no full-size tree
   imagenet export downsampled --from ROOT/full --size 64 --workers 16   ROOT/exports/downsampled64-full/
   imagenet export webdataset --size 224 --out s3://bucket/imagenet-wds   shards uploaded whole, one by one
+  imagenet export parquet --size 224 --from s3://bucket/ilsvrc --out s3://bucket/imagenet-hf-224
 """
 
 
@@ -58,16 +59,15 @@ def _print_result(result: ExportResult) -> None:
 def export_command(
     to: Annotated[ExportFormat, typer.Argument(help="The format to write.", show_default=False, metavar="FORMAT")],
     source: Annotated[
-        Path | None,
+        str | None,
         typer.Option(
             "--from",
-            help="A prepared tree or subset to copy, or an extracted Kaggle ILSVRC/ tree to make images from "
+            help="A prepared tree or subset to copy, an extracted Kaggle ILSVRC/ tree to make images from, or "
+            "the URL of a bucket's folder holding the official archives (s3://bucket/ilsvrc) "
             "[default: the archives in ROOT/downloads/ when an image option is given or no tree is prepared, "
             "else the prepared tree].",
-            file_okay=False,
-            exists=True,
             show_default=False,
-            metavar="PATH",
+            metavar="PATH|URL",
         ),
     ] = None,
     out: Annotated[
@@ -189,10 +189,13 @@ def export_command(
     Train samples are in a seeded shuffle across all classes. Labels are the 1000-class index (a
     subset's own from its tables). Files are written atomically and deterministically.
     """
+    read_from = local_or_url(source) if source is not None else None
+    if isinstance(read_from, Path) and not read_from.is_dir():
+        raise typer.BadParameter(f"--from {read_from}: no such folder")
     return export(
         ui.root,
         to,
-        source=source,
+        source=read_from,
         out=out,
         storage_options=parse_options(storage_options),
         splits=comma_list(splits, "--splits"),

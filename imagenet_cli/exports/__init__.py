@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -78,7 +79,7 @@ class Sample:
 class ExportResult:
     format: str
     path: Path
-    source: Path
+    source: Path | str  # a tree or folder of archives, or the URL of a bucket's
     shards: list[ShardRecord] = field(default_factory=list)
     written: int = 0  # files written by this run; the rest were already complete
     failures: list[Failure] = field(default_factory=list)  # straight from the archives: images not used
@@ -143,7 +144,7 @@ def export(
     root: Path,
     to: str = "webdataset",
     *,
-    source: Path | None = None,
+    source: Path | str | None = None,
     out: Path | str | None = None,
     storage_options: dict[str, Any] | None = None,
     splits: list[str] | None = None,
@@ -181,22 +182,29 @@ def export(
     made on ``workers`` processes or on the Dask cluster ``dask`` (see ``prepare``), and images
     that cannot be used are in the result's ``failures``.
 
+    ``source`` may be the URL of a bucket's folder that holds the official archives
+    (``s3://bucket/ilsvrc``): the train tar's 1000 class tars are found from its headers alone, and
+    each is read by range on the worker that makes its images; nothing is downloaded whole.
     ``out`` may be a URL of object storage (``s3://bucket/prefix``, any fsspec URL, opened with
     ``storage_options``): each file is made in a local spool under the root, uploaded whole under
     its final key and deleted, and ``export.json`` is written last (see ``destinations``).
     """
     chosen = _format_named(to)
     image_options = {"mode": mode, "quality": quality, "format": image_format, "filter": filter, "upscale": upscale}
+    read_from = local_or_url(source) if source is not None else None
+    archives_at, source = (read_from, None) if isinstance(read_from, str) else (None, read_from)
     from_tree = _tree_to_read(root, source, chosen, size, image_options)
     options = _options(chosen, seed, shard_size, max_shard_bytes, prefix, size, splits)
-    chosen_out = _destination(root, out, storage_options)
+    chosen_out = _destination(root, out, storage_options, reading_a_bucket=archives_at is not None)
     if from_tree is not None:
         if dask is not None or trust_input_labels:
             given = "dask" if dask is not None else "trust_input_labels"
             raise InvalidArgumentError(f"applies to making images from the archives; {from_tree} is a tree", given)
         return _export_tree(root, chosen, from_tree, options, chosen_out, wait, workers, progress)
     straight = _straight(chosen, size, image_options, source, dask, trust_input_labels)
-    options["from"] = {"archives": str(source) if source else "downloads", "images": straight.described()}
+    straight = dataclasses.replace(straight, archives=archives_at, storage_options=storage_options)
+    given = archives_at or (str(source) if source else "downloads")
+    options["from"] = {"archives": given, "images": straight.described()}
     destination = chosen_out or Folder(
         Root(root).path / EXPORTS / f"{_export_name(chosen, options)}-{straight.name}-archives"
     )
@@ -254,12 +262,14 @@ def _export_tree(
         return job.result
 
 
-def _destination(root: Path, out: Path | str | None, storage_options: dict[str, Any] | None) -> Destination | None:
+def _destination(
+    root: Path, out: Path | str | None, storage_options: dict[str, Any] | None, reading_a_bucket: bool = False
+) -> Destination | None:
     """The folder or the bucket (spooled under the root) ``out`` names; None when it names none."""
     where = local_or_url(out) if out is not None else None
     if isinstance(where, str):
         return BucketFolder.under(Root(root).path, Bucket(where, storage_options))
-    if storage_options:
+    if storage_options and not reading_a_bucket:
         raise InvalidArgumentError("applies to a URL of object storage; the export is to a folder", "storage_options")
     return Folder(where) if where is not None else None
 

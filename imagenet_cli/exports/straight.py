@@ -40,6 +40,7 @@ from ..errors import ArchiveError
 from ..inputs import InputFile, changed_since, relative_to
 from ..manifest import Failure
 from ..progress import Progress
+from ..storage import is_url
 from ..trees import Staged, cluster, stage
 from ..trees.readers import OriginReader
 from ..trees.resize import ImageError, Making
@@ -67,6 +68,12 @@ class Straight:
     source: Path | None  # an extracted Kaggle tree read instead of ROOT/downloads
     dask: str | None
     trust_input_labels: bool
+    archives: str | None = None  # a bucket's folder of the official archives, read instead of ROOT/downloads
+    storage_options: dict[str, Any] | None = None
+
+    def read_from(self, root: Path) -> str:
+        """Where the images are read, in words: a folder, or a URL."""
+        return self.archives or str(self.source or Path(root) / "downloads")
 
     def described(self) -> dict[str, Any]:
         """How the images are made, as JSON values (for the claim and the record)."""
@@ -86,7 +93,7 @@ def run(
     """The export into the folder ``job_of(tree, name)``'s jobs write to (locked and claimed by
     the caller), each split written by ``writer``."""
     job = job_of(Path(root) / "downloads", straight.name)
-    job.result.source = Path(straight.source or Path(root) / "downloads")
+    job.result.source = straight.read_from(root)
     destination, work = job.to, job.out
     done = _unchanged_export(destination)
     if done is not None:
@@ -106,13 +113,18 @@ def run(
         progress=progress,
         trust_input_labels=straight.trust_input_labels,
         # Listed only, made as each output shard is written: the images are written once. Shards
-        # cut by bytes need the made images' sizes first, so those are made and packed first.
-        sink=Sink.origins if sharded and options.get("max_shard_bytes") is None else Sink.packs,
+        # cut by bytes need the made images' sizes first, so those are made and packed first; so
+        # are images in a bucket, where reading a class tar's members twice would fetch it twice.
+        sink=Sink.origins
+        if sharded and options.get("max_shard_bytes") is None and not straight.archives
+        else Sink.packs,
+        archives_at=straight.archives,
+        storage_options=straight.storage_options,
     )
     listing = _listing(staged)
     _start_merge(destination, listing)
     job = job_of(staged.folder, straight.name)
-    job.result.source = Path(straight.source or Path(root) / "downloads")
+    job.result.source = straight.read_from(root)
     try:
         for split in options["splits"]:
             samples = StagedSamples(staged, split, options["seed"])
@@ -127,8 +139,9 @@ def run(
         job.origins.close()
     failures = tuple(staged.failures) + tuple(job.result.failures)
     inputs = tuple(_relative(i, staged.folder, work) for files in staged.inputs.values() for i in files)
-    source = str(straight.source or Path(root) / "downloads")
-    record = ExportRecord(options, listing, source, tuple(job.result.shards), inputs=inputs, failures=failures)
+    record = ExportRecord(
+        options, listing, straight.read_from(root), tuple(job.result.shards), inputs=inputs, failures=failures
+    )
     destination.write_text(RECORD, record.to_json())
     destination.remove_prefix(STAGED)  # the images are in the shards, their records in the export's
     job.result.failures = list(failures)
@@ -297,7 +310,8 @@ def _unchanged_export(destination: Destination) -> ExportRecord | None:
     if not record.inputs:
         return None
     for recorded in record.inputs:
-        if not (work / recorded.path).is_file() or changed_since(recorded, work) is not None:
+        there = is_url(recorded.path) or (work / recorded.path).is_file()
+        if not there or changed_since(recorded, work) is not None:
             log.warning("%s changed since %s was made: making it again", recorded.name, destination)
             return None
     return record
@@ -305,6 +319,8 @@ def _unchanged_export(destination: Destination) -> ExportRecord | None:
 
 def _relative(recorded: InputFile, staged: Path, destination: Path) -> InputFile:
     """An input as the staging recorded it, its path made relative to the export folder."""
+    if is_url(recorded.path):
+        return recorded  # an object of a bucket: its URL
     return dataclasses.replace(recorded, path=relative_to(staged / recorded.path, destination))
 
 

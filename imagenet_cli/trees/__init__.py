@@ -35,6 +35,7 @@ from ..inputs import InputFile, changed_names
 from ..layout import SPLITS, Root
 from ..manifest import Failure
 from ..progress import SILENT, Progress
+from ..storage import RemoteFolder, is_url
 from . import cluster
 from .evalset_plan import plan_evalset
 from .finish import TreeSummary, finish_tree
@@ -207,12 +208,16 @@ def stage(
     progress: Progress = SILENT,
     trust_input_labels: bool = False,
     sink: Sink = Sink.packs,
+    archives_at: str | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> Staged:
     """Make every image of the inputs (read as ``prepare`` reads them) as ``making`` says, each
     shard's images into one pack file under ``folder`` instead of a tree, or with ``Sink.origins``
     note where each image lies in the inputs, for the caller to make it; the caller holds
     ``folder``'s lock. Re-running keeps the shards done for the same inputs and redoes the others,
-    as ``prepare`` does; markers of shards the inputs no longer have are removed."""
+    as ``prepare`` does; markers of shards the inputs no longer have are removed. ``archives_at``:
+    the URL of a bucket's folder holding the official archives, read by range instead of
+    ``ROOT/downloads`` (opened with ``storage_options``)."""
     chosen = _splits(splits)
     started = time.monotonic()
     (folder / MARKERS).mkdir(parents=True, exist_ok=True)
@@ -232,6 +237,7 @@ def stage(
             source,
             trust_input_labels,
             sink=sink,
+            archives=RemoteFolder(archives_at, storage_options) if archives_at else None,
         )
         plan, result = _make_shards(root, chosen, run)
     current = {marker_path(folder, shard) for shard in plan.shards.seen}
@@ -261,6 +267,7 @@ class _Run:
     from_tree: Path | None  # --from: an extracted tree read instead of the archives
     trust_input_labels: bool  # val labels from the inputs where they differ from the shipped table
     sink: Sink = Sink.files  # where the images go: a tree's files, or packs or origins (see stage)
+    archives: RemoteFolder | None = None  # a bucket's folder of archives, read instead of ROOT/downloads
 
     def engine(self, plan: Plan) -> Engine | None:
         if self.executor is not None:
@@ -270,7 +277,13 @@ class _Run:
         if not plan.shards.spreadable:
             log.warning("%s is read as one stream, start to end: it cannot be spread over a cluster", plan.described)
             return None
-        inputs = [tree / i.path for tree in self.trees.values() for files in plan.inputs.values() for i in files]
+        inputs = [
+            tree / i.path
+            for tree in self.trees.values()
+            for files in plan.inputs.values()
+            for i in files
+            if not is_url(i.path)  # an object of a bucket: each worker reads it from there
+        ]
         inputs += [self.from_tree] if self.from_tree is not None else []
         count = cluster.check_workers(
             self.client, __version__, inputs=inputs, outputs=[tree / MARKERS for tree in self.trees.values()]
@@ -301,10 +314,11 @@ def _prepare_locked(root: Path, splits: tuple[str, ...], run: _Run, recipe: Reci
 def _make_shards(root: Path, splits: tuple[str, ...], run: _Run) -> tuple[Plan, PrepareResult]:
     """List the inputs into shards and make those the trees lack: the work of a prepare before
     its trees are finished, and all of what a packed run (``stage``) does."""
-    downloads = Root(root).downloads
+    downloads = run.archives or Root(root).downloads
     # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
     zip_path = downloads / archives.KAGGLE_ZIP
-    kaggle = archives.kaggle_bundle(zip_path) if run.from_tree is None and zip_path.is_file() else None
+    zipped = isinstance(zip_path, Path) and run.from_tree is None and zip_path.is_file()
+    kaggle = archives.kaggle_bundle(zip_path) if zipped and isinstance(zip_path, Path) else None
     chosen = val_labels_for(downloads, source=run.from_tree, kaggle=kaggle, trust=run.trust_input_labels, splits=splits)
     labels, label_source = chosen.wnids, chosen.source
     tree = next(iter(run.trees.values()))

@@ -24,6 +24,7 @@ from ..errors import (
     MissingInputError,
 )
 from ..inputs import InputFile, Snapshot, by_size_and_mtime, describe, fingerprint
+from ..storage import Archive, RemoteFolder
 from ..val_labels import ValLabels
 from .readers import (
     Blobs,
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 
 def val_labels_for(
-    downloads: Path,
+    downloads: Path | RemoteFolder,
     *,
     source: Path | None,
     kaggle: archives.KaggleBundle | None,
@@ -96,7 +97,7 @@ class Plan:
 
 
 def make_plan(
-    downloads: Path,
+    downloads: Path | RemoteFolder,
     *,
     source: Path | None,
     splits: tuple[str, ...],
@@ -124,6 +125,11 @@ def make_plan(
         if "val" in splits and devkit.is_file():
             inputs["val"].append(describe(devkit, tree))
         return Plan("the official archives", ListedShards(_plan_official(official, labels, inputs)), inputs)
+    if isinstance(downloads, RemoteFolder):
+        raise MissingInputError(
+            f"{downloads} has no {' and '.join(p.name for p in official.values())}: from a bucket, the official "
+            "archives are read (the Kaggle zip and the hub's files only from a disk, for now)"
+        )
     if kaggle is not None:
         bundle = describe(kaggle.path, tree)
         return Plan("the Kaggle zip", _plan_kaggle(kaggle, splits, labels, bundle), {s: [bundle] for s in splits})
@@ -197,14 +203,14 @@ def _refuse_listing(where: str, why: str) -> None:
 
 
 def _plan_official(
-    official: dict[str, Path], labels: tuple[str, ...], inputs: dict[str, list[InputFile]]
+    official: dict[str, Archive], labels: tuple[str, ...], inputs: dict[str, list[InputFile]]
 ) -> list[Shard]:
     shards = []
     if "train" in official:
         train = official["train"]
         read = (inputs["train"][0],)
         copies: collections.Counter[str] = collections.Counter()
-        snapshot = Snapshot.of(train.stat())  # before listing: every shard then reads what was listed
+        snapshot = Snapshot.of_input(train)  # before listing: every shard then reads what was listed
         odd: list[Item] = []
         for member in archives.tar_headers(train, _refuse_listing):
             wnid = archives.class_tar_wnid(member.name)
@@ -222,7 +228,7 @@ def _plan_official(
     if "val" in official:
         val = official["val"]
         by_class: dict[str, list[MemberAt]] = collections.defaultdict(list)
-        snapshot = Snapshot.of(val.stat())
+        snapshot = Snapshot.of_input(val)
         unlabelled: list[Item] = []
         for member in archives.tar_headers(val, _refuse_listing):
             name = member.name.rsplit("/", 1)[-1]
@@ -241,8 +247,8 @@ def _plan_official(
     return sorted(shards, key=lambda s: (s.split, s.wnid or "", s.part or 0))
 
 
-def _plan_test_tar(test: Path, read: tuple[InputFile, ...]) -> list[Shard]:
-    snapshot = Snapshot.of(test.stat())
+def _plan_test_tar(test: Archive, read: tuple[InputFile, ...]) -> list[Shard]:
+    snapshot = Snapshot.of_input(test)
     members, odd = [], []
     for member in archives.tar_headers(test, _refuse_listing):
         name = member.name.rsplit("/", 1)[-1]

@@ -23,6 +23,7 @@ from typing import IO, Any, BinaryIO, NamedTuple, cast
 from .. import archives, catalogue, zip_entries
 from ..errors import ArchiveError, InvalidArgumentError
 from ..inputs import Snapshot, open_as_planned
+from ..storage import Archive, RangedReader, archive_size
 
 
 class Origin(NamedTuple):
@@ -70,7 +71,7 @@ class LooseFile(NamedTuple):
 class TarRegion:
     """An inner tar inside the train tar: ``size`` bytes at ``offset``."""
 
-    path: Path
+    path: Archive
     offset: int
     size: int
     origin: str
@@ -85,7 +86,7 @@ class TarRegion:
 
     def _walk(self, read: bool) -> Iterator[Item]:
         refused: list[tuple[str, str]] = []
-        with open_as_planned(self.path, self.snapshot) as file:
+        with open_as_planned(self.path, self.snapshot, end=self.offset + self.size) as file:
             file.seek(self.offset)
             region = _Window(file, self.size)
             try:
@@ -115,6 +116,14 @@ class TarRegion:
             yield Item(where.rsplit(":", 1)[-1], None, None, f"refused: {why}")
 
 
+def _read_at(file: BinaryIO, offset: int, size: int) -> bytes:
+    """``size`` bytes at ``offset``: one pread of a local file, one ranged read of an object."""
+    if isinstance(file, RangedReader):
+        file.seek(offset)
+        return file.read(size)
+    return os.pread(file.fileno(), size, offset)
+
+
 class _Window:
     """A read-only view of ``size`` bytes of an open file, from its current position."""
 
@@ -130,21 +139,21 @@ class _Window:
 
 @dataclass(frozen=True)
 class TarMembers:
-    """Members of a flat tar (val) by offset and size, read with pread."""
+    """Members of a flat tar (val) by offset and size, read with pread (in a bucket, a ranged read
+    of each member)."""
 
-    path: Path
+    path: Archive
     members: tuple[MemberAt, ...]
     snapshot: Snapshot | None = None
 
     def items(self) -> Iterator[Item]:
-        with open_as_planned(self.path, self.snapshot) as file:
-            fd = file.fileno()
+        with open_as_planned(self.path, self.snapshot, buffered=False) as file:
             for name, offset, size in self.members:
-                data = os.pread(fd, size, offset)
+                data = _read_at(file, offset, size)
                 yield Item(name, None, data) if len(data) == size else Item(name, None, None, "truncated archive")
 
     def origins(self) -> Iterator[Item]:
-        length = self.path.stat().st_size
+        length = archive_size(self.path)
         for name, offset, size in self.members:
             at = Origin("tar", str(self.path), offset, size, (), self.snapshot)
             yield Item(name, None, None, None if offset + size <= length else "truncated archive", at)
