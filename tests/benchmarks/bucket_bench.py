@@ -1,4 +1,4 @@
-"""Benchmark of exports written to object storage, as ratios against the same export to a folder.
+"""Benchmark of exports to and from object storage, as ratios against the same export on a disk.
 
     python tests/benchmarks/bucket_bench.py [--per-class 100] [--rounds 2]
 
@@ -9,9 +9,12 @@ round kept:
 - ``export webdataset --size 64`` into ``ROOT/exports/…`` against ``--out s3://…``: the bucket's
   time as a ratio of the folder's (the work is decode and encode; the upload should not show);
 - the peak of the local spool while the bucket export runs (it holds the files being made only);
-- the raw upload rate of this server: shard-sized objects PUT by the same client (s3fs) on 1 and
-  4 threads. moto is a Python server, slower than a real store: this is the floor of what the
-  export meets here, not a figure of S3.
+- the same export from the archives in ``ROOT/downloads`` against ``--from s3://…`` (the same
+  archives uploaded): the bucket's speed as a ratio of the disk's (target >= 0.8);
+- the raw rates of this server for the same client (s3fs): shard-sized objects PUT, and 8 MiB
+  ranges of the train tar read, on 1 and 4 threads. moto is a Python server on the same two
+  cores, slower than a real store: these are the floor of what the export meets here, not
+  figures of S3.
 """
 
 from __future__ import annotations
@@ -54,6 +57,38 @@ def export_times(work: Path, source: Path, s3: S3Server, rounds: int) -> tuple[f
     return best_folder, best_bucket, spool_peak
 
 
+def read_times(work: Path, source: Path, s3: S3Server, rounds: int) -> tuple[float, float]:
+    """Best wall seconds of the export from local archives and from the same archives in a bucket."""
+    bucket = s3.bucket("archives")
+    for archive in (source / "downloads").iterdir():
+        if archive.name.endswith((".tar", ".tar.gz")):
+            s3.client().upload_file(str(archive), "archives", f"ilsvrc/{archive.name}")
+    best_disk = best_bucket = float("inf")
+    args = ["export", "webdataset", "--size", "64", "--shard-size", "200", "-q"]
+    for _ in range(rounds):
+        seconds, _ = run_cli(*args, "--root", str(fresh_root(work, source, "disk")))
+        best_disk = min(best_disk, seconds)
+        root = work / "from-bucket"
+        shutil.rmtree(root, ignore_errors=True)
+        seconds, _ = run_cli(*args, "--root", str(root), "--from", f"{bucket}/ilsvrc")
+        best_bucket = min(best_bucket, seconds)
+    return best_disk, best_bucket
+
+
+def range_read_rate(threads: int, reads: int = 32) -> float:
+    """MB/s of ``reads`` 8 MiB ranges of the uploaded train tar through s3fs on ``threads`` threads."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(skip_instance_cache=True)
+    key = "archives/ilsvrc/ILSVRC2012_img_train.tar"
+    size = fs.info(key)["size"]
+    starts = [(n * SHARD_BYTES) % max(size - SHARD_BYTES, 1) for n in range(reads)]
+    start = time.perf_counter()
+    with ThreadPoolExecutor(threads) as pool:
+        got = sum(pool.map(lambda at: len(fs.cat_file(key, start=at, end=min(at + SHARD_BYTES, size))), starts))
+    return got / (time.perf_counter() - start) / 1e6
+
+
 def upload_rate(s3: S3Server, threads: int, objects: int = 16) -> float:
     """MB/s of ``objects`` shard-sized PUTs through s3fs on ``threads`` threads."""
     import s3fs
@@ -78,12 +113,18 @@ def main() -> None:
         download_sample(source, classes=["imagenette"], train_per_class=args.per_class, val_per_class=10, test_images=0)
         with S3Server() as s3, environment(s3.env):
             folder, bucket, spool = export_times(work, source, s3, args.rounds)
+            disk, remote = read_times(work, source, s3, args.rounds)
             one, four = upload_rate(s3, 1), upload_rate(s3, 4)
+            read_one, read_four = range_read_rate(1), range_read_rate(4)
         images = 10 * (args.per_class + 10)
         print(f"{images:,} images (Imagenette classes, photo-sized JPEGs), {os.cpu_count()} cores")
         print(f"export webdataset 64 to a folder   {folder:6.1f} s")
         print(f"export webdataset 64 to s3://      {bucket:6.1f} s   = {folder / bucket:.2f}x the folder's speed")
         print(f"   local spool at its peak: {spool / 1e6:.1f} MB")
+        print(f"export from ROOT/downloads         {disk:6.1f} s")
+        ratio = f"{disk / remote:.2f}x the disk's speed (target >= 0.8)"
+        print(f"export --from s3://…/ilsvrc        {remote:6.1f} s   = {ratio}")
+        print(f"8 MiB ranged reads from this server: {read_one:.0f} MB/s on 1 thread, {read_four:.0f} MB/s on 4")
         print(
             f"PUT of {SHARD_BYTES >> 20} MiB objects to this server: {one:.0f} MB/s on 1 thread, {four:.0f} MB/s on 4"
         )
