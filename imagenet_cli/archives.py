@@ -13,12 +13,13 @@ refused and reported through ``refuse`` — CPython 3.11's tarfile filters do no
 
 from __future__ import annotations
 
+import collections
 import posixpath
 import re
 import tarfile
 import zlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple, cast
 
@@ -323,19 +324,22 @@ def devkit_ground_truth(path: Path) -> list[int]:
 class KaggleBundle:
     """What one pass over the Kaggle zip's central directory finds: its layout and its LOC files."""
 
-    path: Path
+    path: Archive
     inner: zip_entries.ZipEntry | None  # the 2019 layout's single tar.gz; None: the tree is in the zip
     loc_files: dict[str, zip_entries.ZipEntry]
+    images: dict[str, int] = field(default_factory=dict)  # per split, as kaggle_zip_images lists them
 
 
-def kaggle_bundle(path: Path) -> KaggleBundle:
-    inner, loc_files = None, {}
+def kaggle_bundle(path: Archive) -> KaggleBundle:
+    inner, loc_files, images = None, {}, collections.Counter[str]()
     for entry in zip_entries.entries(path):
         if entry.name.rstrip("/").endswith(KAGGLE_INNER_TAR):
             inner = entry
         elif entry.name in LOC_FILES:
             loc_files[entry.name] = entry
-    return KaggleBundle(path, inner, loc_files)
+        elif (image := _listed_image(entry)) is not None:
+            images[image[0]] += 1
+    return KaggleBundle(path, inner, loc_files, dict(images))
 
 
 def kaggle_image_split(member: str) -> tuple[str, str | None, str] | None:
@@ -359,7 +363,7 @@ class ListedImage(NamedTuple):
     entry: zip_entries.ZipEntry
 
 
-def kaggle_zip_images(path: Path, refuse: Refuse) -> Iterator[ListedImage]:
+def kaggle_zip_images(path: Archive, refuse: Refuse) -> Iterator[ListedImage]:
     """Every image the current Kaggle layout lists, from one streamed pass over its central
     directory (~2 M records); hostile members go to ``refuse``. verify, prepare and the member
     reader below all list the zip through this."""
@@ -368,9 +372,15 @@ def kaggle_zip_images(path: Path, refuse: Refuse) -> Iterator[ListedImage]:
         if why:
             refuse(f"{path.name}:{entry.name}", why)
             continue
-        where = kaggle_image_split(entry.name)
-        if where is not None and not entry.is_dir:
+        if (where := _listed_image(entry)) is not None:
             yield ListedImage(*where, entry)
+
+
+def _listed_image(entry: zip_entries.ZipEntry) -> tuple[str, str | None, str] | None:
+    """(split, wnid, name) of an image member not refused, else None."""
+    if zip_member_refusal(entry) or entry.is_dir:
+        return None
+    return kaggle_image_split(entry.name)
 
 
 def kaggle_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[Member]:
@@ -379,7 +389,7 @@ def kaggle_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[Member]:
         yield from kaggle_inner_tar_members(bundle, refuse)
         return
     path = bundle.path
-    with open(path, "rb") as file:
+    with open_archive(path) as file:
         for split, wnid, name, entry in kaggle_zip_images(path, refuse):
             origin = f"{path.name}:{entry.name}"
             try:
@@ -393,7 +403,7 @@ def kaggle_inner_tar_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[M
     if bundle.inner is None:  # the current layout: its images are zip members
         return
     origin = f"{bundle.path.name}:{bundle.inner.name}"
-    with open(bundle.path, "rb") as file, zip_entries.open_member(file, bundle.inner) as raw:
+    with open_archive(bundle.path) as file, zip_entries.open_member(file, bundle.inner) as raw:
         with tarfile.open(fileobj=raw, mode="r|gz") as tar:
             for member, data in tar_files(tar, origin, refuse):
                 where = kaggle_image_split(member.name.lstrip("./"))
@@ -404,7 +414,8 @@ def kaggle_inner_tar_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[M
 
 def kaggle_text(bundle: KaggleBundle, name: str) -> str | None:
     """A top-level LOC_* file of the Kaggle bundle, from either layout; None when absent."""
-    with open(bundle.path, "rb") as file:
+    # In a bucket, a LOC file is read by range alone; the 2019 layout's tar.gz streamed from its start.
+    with open_archive(bundle.path, buffered=bundle.inner is not None) as file:
         if name in bundle.loc_files:
             return zip_entries.read(file, bundle.loc_files[name]).decode("utf-8")
         if bundle.inner is None:

@@ -178,6 +178,7 @@ class Bucket:
 
 READ_ATTEMPTS = 5  # a ranged read that fails is tried again from the byte it reached, this often
 CHUNK = 8 << 20  # bytes one buffered read of an archive asks for: a class tar in a few requests
+PAST_END = 64 << 10  # what one read past a region's planned end may fetch
 
 
 @dataclass(frozen=True)
@@ -284,7 +285,10 @@ class RangedReader(io.RawIOBase):
         return self.position
 
     def readinto(self, buffer: Any) -> int:
-        wanted = min(len(buffer), self.end - self.position)
+        # Up to ``end`` as asked; past it (a member's header longer than planned for), in small
+        # reads of just what is asked, so a buffer never fetches far beyond where it was told.
+        ahead = self.end - self.position
+        wanted = min(len(buffer), ahead if ahead > 0 else PAST_END, self.remote.size - self.position)
         if wanted <= 0:
             return 0
         data = self._fetch(self.position, self.position + wanted)

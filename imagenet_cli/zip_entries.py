@@ -16,10 +16,10 @@ import zipfile
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from .errors import ArchiveError
+from .storage import Archive, open_archive
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -48,10 +48,11 @@ class ZipEntry:
         return self.name.endswith("/")
 
 
-def entries(path: Path) -> Iterator[ZipEntry]:
-    """Every member of the zip at ``path``, in central directory order, one record at a time."""
+def entries(path: Archive) -> Iterator[ZipEntry]:
+    """Every member of the zip at ``path``, in central directory order, one record at a time (in a
+    bucket: its end records, then its directory, by range; no member is read)."""
     try:
-        with open(path, "rb") as file:
+        with open_archive(path) as file:
             offset, size, count = _central_directory(file, path)
             file.seek(offset)
             directory = io.BufferedReader(_Limited(file, size), buffer_size=1 << 20)
@@ -144,7 +145,7 @@ class _Member(io.RawIOBase):
             raise ArchiveError(f"{self.entry.name}: bad CRC-32 or length: its bytes are damaged")
 
 
-def _central_directory(file: BinaryIO, path: Path) -> tuple[int, int, int]:
+def _central_directory(file: BinaryIO, path: Archive) -> tuple[int, int, int]:
     """(offset, size, record count) of the central directory, from the end records."""
     file.seek(0, os.SEEK_END)
     end = file.tell()
@@ -168,7 +169,7 @@ def _central_directory(file: BinaryIO, path: Path) -> tuple[int, int, int]:
     return offset, size, count
 
 
-def _read_record(directory: BinaryIO, path: Path) -> ZipEntry:
+def _read_record(directory: BinaryIO, path: Archive) -> ZipEntry:
     fixed = directory.read(46)
     if len(fixed) != 46:
         raise ArchiveError(f"{path.name}: the central directory ends early")

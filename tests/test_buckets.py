@@ -434,3 +434,19 @@ def test_a_changed_archive_object_makes_the_export_again(s3: S3Server, official_
     assert {k: v for k, v in files_of(mine).items() if "train" in k} == {
         k: v for k, v in files_of(local.path).items() if "train" in k
     }
+
+
+def test_the_kaggle_zip_in_a_bucket_is_read_by_its_directory_and_ranges(
+    s3: S3Server, kaggle_root: Path, tmp_path: Path
+) -> None:
+    """The zip's end records and central directory, then each class's members in one pass up to
+    the last one's end and val's one by one: the bytes of the local zip's export, the zip once."""
+    zip_path = kaggle_root / "downloads" / "imagenet-object-localization-challenge.zip"
+    s3.bucket("kaggle")
+    s3.client().upload_file(str(zip_path), "kaggle", f"bundle/{zip_path.name}")
+    with S3Proxy(s3.endpoint) as proxy, environment({"AWS_ENDPOINT_URL": proxy.endpoint}):
+        result = export(tmp_path / "root", "webdataset", size=32, shard_size=20, source="s3://kaggle/bundle")
+    local = export(archives_only(kaggle_root, tmp_path / "local"), "webdataset", size=32, shard_size=20)
+    assert files_of(result.path) == files_of(local.path) and not result.failures
+    read, size = sum(proxy.served.values()), zip_path.stat().st_size
+    assert read <= 1.05 * size, f"{read:,} bytes read of a {size:,}-byte zip"

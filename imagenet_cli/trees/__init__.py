@@ -317,8 +317,7 @@ def _make_shards(root: Path, splits: tuple[str, ...], run: _Run) -> tuple[Plan, 
     downloads = run.archives or Root(root).downloads
     # One pass over the Kaggle zip's ~2 M-record directory serves both the labels and the plan.
     zip_path = downloads / archives.KAGGLE_ZIP
-    zipped = isinstance(zip_path, Path) and run.from_tree is None and zip_path.is_file()
-    kaggle = archives.kaggle_bundle(zip_path) if zipped and isinstance(zip_path, Path) else None
+    kaggle = archives.kaggle_bundle(zip_path) if run.from_tree is None and zip_path.is_file() else None
     chosen = val_labels_for(downloads, source=run.from_tree, kaggle=kaggle, trust=run.trust_input_labels, splits=splits)
     labels, label_source = chosen.wnids, chosen.source
     tree = next(iter(run.trees.values()))

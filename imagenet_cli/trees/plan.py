@@ -125,14 +125,14 @@ def make_plan(
         if "val" in splits and devkit.is_file():
             inputs["val"].append(describe(devkit, tree))
         return Plan("the official archives", ListedShards(_plan_official(official, labels, inputs)), inputs)
-    if isinstance(downloads, RemoteFolder):
-        raise MissingInputError(
-            f"{downloads} has no {' and '.join(p.name for p in official.values())}: from a bucket, the official "
-            "archives are read (the Kaggle zip and the hub's files only from a disk, for now)"
-        )
     if kaggle is not None:
         bundle = describe(kaggle.path, tree)
         return Plan("the Kaggle zip", _plan_kaggle(kaggle, splits, labels, bundle), {s: [bundle] for s in splits})
+    if isinstance(downloads, RemoteFolder):
+        raise MissingInputError(
+            f"{downloads} has no {' and '.join(p.name for p in official.values())}, nor {archives.KAGGLE_ZIP}: "
+            "from a bucket, those are read (the hub's tar.gz files only from a disk, for now)"
+        )
     hub = {
         split: [downloads / name for name in names] for split, names in archives.HUB_BY_SPLIT.items() if split in splits
     }
@@ -379,16 +379,12 @@ class _KaggleZipShards(_KaggleShards):
     """The current layout: zip members listed from the central directory, read by offset."""
 
     def total(self) -> int:
-        # One more pass over the central directory (~10 s for 2 M members) buys the progress bar an ETA.
-        return sum(
-            1
-            for image in archives.kaggle_zip_images(self.bundle.path, lambda where, why: None)
-            if image.split in self.splits
-        )
+        # Counted in the pass that found the bundle's layout: no second pass over ~2 M records.
+        return sum(count for split, count in self.bundle.images.items() if split in self.splits)
 
     def _cut(self) -> Iterator[Shard]:
         path = self.bundle.path
-        snapshot = Snapshot.of(path.stat())
+        snapshot = Snapshot.of_input(path)
         runs = ClassRuns(self.inputs, lambda items: ZipMembers(path, items, snapshot))
         val: dict[str, list[ZipMember]] = collections.defaultdict(list)
         test: list[ZipMember] = []  # 100,000 small records at most

@@ -116,6 +116,21 @@ class TarRegion:
             yield Item(where.rsplit(":", 1)[-1], None, None, f"refused: {why}")
 
 
+# A zip member's local header as planned: 30 bytes, the name, and room for a usual extra field
+# (a longer one is read past the planned end, a small read at a time).
+LOCAL_HEADER = 30 + 1024
+
+
+def _span(members: tuple[ZipMember, ...]) -> tuple[int | None, bool]:
+    """Where the last member's bytes end, at most, and whether the members fill most of the span
+    from the first (then one buffered pass reads them)."""
+    if not members:
+        return None, False
+    start = min(m.entry.offset for m in members)
+    end = max(m.entry.offset + LOCAL_HEADER + len(m.entry.name.encode()) + m.entry.compressed for m in members)
+    return end, 2 * sum(m.entry.compressed for m in members) >= end - start
+
+
 def _read_at(file: BinaryIO, offset: int, size: int) -> bytes:
     """``size`` bytes at ``offset``: one pread of a local file, one ranged read of an object."""
     if isinstance(file, RangedReader):
@@ -163,12 +178,15 @@ class TarMembers:
 class ZipMembers:
     """Members of the Kaggle zip, read from their local headers; the CRC-32 of each is checked."""
 
-    path: Path
+    path: Archive
     members: tuple[ZipMember, ...]
     snapshot: Snapshot | None = None
 
     def items(self) -> Iterator[Item]:
-        with open_as_planned(self.path, self.snapshot) as file:
+        end, together = _span(self.members)
+        # In a bucket: a class's members lie together, read in large pieces up to the last one's
+        # end; members here and there (val's) one request each.
+        with open_as_planned(self.path, self.snapshot, end=end, buffered=together) as file:
             for name, entry in self.members:
                 try:
                     yield Item(name, None, zip_entries.read(file, entry, archives.MAX_IMAGE_BYTES))
