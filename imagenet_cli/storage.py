@@ -205,9 +205,11 @@ class RemoteFile:
 
     def bucket(self) -> Bucket:
         """This process's connection to the object's bucket (a forked worker makes its own: a
-        client's connections and event loop do not survive a fork)."""
+        client's connections and event loop do not survive a fork), made anew when the variables
+        that configure the store change (a library caller pointing ``AWS_ENDPOINT_URL`` elsewhere)."""
         folder = self.url.rsplit("/", 1)[0]
-        key = (os.getpid(), folder, self.options)
+        configured = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_STORE_VARIABLES)))
+        key = (os.getpid(), folder, self.options, configured)
         if key not in _BUCKETS:
             _BUCKETS[key] = Bucket(folder, dict(self.options))
         return _BUCKETS[key]
@@ -223,7 +225,8 @@ class RemoteFile:
         return self.bucket().info(self.name)
 
 
-_BUCKETS: dict[tuple[int, str, tuple[tuple[str, Any], ...]], Bucket] = {}
+_BUCKETS: dict[tuple[Any, ...], Bucket] = {}
+_STORE_VARIABLES = ("AWS_", "FSSPEC_", "GOOGLE_", "GCSFS_")  # what the stores' packages read
 
 
 class RemoteFolder:

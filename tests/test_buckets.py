@@ -450,3 +450,22 @@ def test_the_kaggle_zip_in_a_bucket_is_read_by_its_directory_and_ranges(
     assert files_of(result.path) == files_of(local.path) and not result.failures
     read, size = sum(proxy.served.values()), zip_path.stat().st_size
     assert read <= 1.05 * size, f"{read:,} bytes read of a {size:,}-byte zip"
+
+
+def test_workers_that_cannot_reach_the_bucket_are_named_before_any_work(
+    s3: S3Server, archives_bucket: dict[str, int], tmp_path: Path
+) -> None:
+    """Workers whose environment names another endpoint (a closed port here): the export stops at
+    the worker check, naming the worker and the object, with nothing made."""
+    distributed = pytest.importorskip("distributed")
+    from imagenet_cli.errors import ClusterError
+
+    elsewhere = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
+    with distributed.LocalCluster(
+        n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=":0", env=elsewhere
+    ) as local:
+        with pytest.raises(ClusterError, match=r"Dask worker .* cannot reach s3://archives/ilsvrc/ILSVRC2012_img_"):
+            export(
+                tmp_path / "root", "webdataset", size=32, source="s3://archives/ilsvrc", dask=local.scheduler_address
+            )
+    assert not list((tmp_path / "root").rglob("*.tar"))

@@ -285,9 +285,10 @@ class _Run:
             if not is_url(i.path)  # an object of a bucket: each worker reads it from there
         ]
         inputs += [self.from_tree] if self.from_tree is not None else []
-        count = cluster.check_workers(
-            self.client, __version__, inputs=inputs, outputs=[tree / MARKERS for tree in self.trees.values()]
-        )
+        bucket = self.archives
+        objects = [bucket / i.name for files in plan.inputs.values() for i in files if bucket and is_url(i.path)]
+        outputs = [tree / MARKERS for tree in self.trees.values()]
+        count = cluster.check_workers(self.client, __version__, inputs=inputs, outputs=outputs, objects=objects)
         log.info("running the shards on %d Dask workers", count)
         return cluster.engine(self.client)
 

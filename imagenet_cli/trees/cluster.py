@@ -18,13 +18,14 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ClusterError, ClusterUnreachableError, InvalidArgumentError, MissingExtraError
+from ..storage import RemoteFile
 from .shards import Engine
 
 if TYPE_CHECKING:
@@ -104,15 +105,18 @@ def _ctrl_c_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def check_workers(client: Client, version: str, *, inputs: list[Path], outputs: list[Path]) -> int:
+def check_workers(
+    client: Client, version: str, *, inputs: list[Path], outputs: list[Path], objects: Sequence[RemoteFile] = ()
+) -> int:
     """Check every worker once before any work; returns how many there are.
 
     Raises :class:`ClusterError` naming the first worker that fails: another version, an input it
-    cannot read, an output folder it cannot write (the paths must be the same on every node).
+    cannot read, an output folder it cannot write (the paths must be the same on every node), an
+    object of a bucket it cannot reach with its own credentials and endpoint.
     """
     readable = [str(p.absolute()) for p in inputs]
     writable = [str(p.absolute()) for p in outputs]
-    answers = client.run(_check_this_worker, version, readable, writable, on_error="return")
+    answers = client.run(_check_this_worker, version, readable, writable, list(objects), on_error="return")
     if not answers:
         raise ClusterError("the Dask cluster has no workers")
     for worker, answer in sorted(answers.items()):
@@ -123,9 +127,10 @@ def check_workers(client: Client, version: str, *, inputs: list[Path], outputs: 
     return len(answers)
 
 
-def _check_this_worker(version: str, readable: list[str], writable: list[str]) -> str | None:
+def _check_this_worker(version: str, readable: list[str], writable: list[str], objects: list[RemoteFile]) -> str | None:
     """Runs on each worker: why it cannot take shards, or None (and its allocator tuned)."""
     from .. import __version__
+    from ..errors import ImagenetError
 
     host = socket.gethostname()
     if __version__ != version:
@@ -133,6 +138,13 @@ def _check_this_worker(version: str, readable: list[str], writable: list[str]) -
     for path in readable:
         if not os.access(path, os.R_OK):
             return f"(on {host}) cannot read {path}: inputs must be at the same path on every worker"
+    for remote in objects:
+        try:
+            there = remote.now()
+        except ImagenetError as error:
+            return f"(on {host}) cannot reach {remote.url}: {error}"
+        if there is None or there.size != remote.size:
+            return f"(on {host}) does not see {remote.url} as the client does: the same store and endpoint for all"
     for folder in writable:
         probe = Path(folder) / f".write-test.{host}.{os.getpid()}"
         try:
