@@ -1,5 +1,7 @@
-"""Object storage: a prefix in a bucket (any fsspec URL, ``s3://``, ``gs://``, …) that files are
-written to whole and read back from.
+"""Object storage: a prefix in a bucket (any fsspec URL, ``s3://``, ``gs://``, …) that exports are
+written to whole (:class:`Bucket`), and archives in a bucket read by range where a path to a
+local archive would be read (:class:`RemoteFolder`, :class:`RemoteFile`, :class:`RangedReader`;
+:data:`Archive` is either kind of input).
 
 A bucket has no rename and no half-written object: a PUT (or a completed multipart upload) makes
 an object appear whole under its key or not at all, which is what an atomic rename gives on a
@@ -300,20 +302,18 @@ class RangedReader(io.RawIOBase):
         return len(data)
 
     def _fetch(self, start: int, end: int) -> bytes:
-        got = b""
         for attempt in range(READ_ATTEMPTS):
             try:
                 with _translated(self.remote.url):
-                    got += bytes(self.fs.cat_file(self.key, start=start + len(got), end=end))
-                return got
+                    return bytes(self.fs.cat_file(self.key, start=start, end=end))
             except _FINAL:
                 raise
             except Exception as error:  # a reset, a body cut short, a 503 the client gave up on
                 if attempt == READ_ATTEMPTS - 1:
                     raise
-                log.info("%s: read at byte %d failed (%s); trying again", self.remote.name, start + len(got), error)
+                log.info("%s: read at byte %d failed (%s); trying again", self.remote.name, start, error)
                 time.sleep(0.2 * 2**attempt)
-        return got
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:
