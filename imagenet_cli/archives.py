@@ -337,7 +337,7 @@ def kaggle_bundle(path: Archive) -> KaggleBundle:
             inner = entry
         elif entry.name in LOC_FILES:
             loc_files[entry.name] = entry
-        elif (image := _listed_image(entry)) is not None:
+        elif not zip_member_refusal(entry) and (image := _image_of(entry)) is not None:
             images[image[0]] += 1
     return KaggleBundle(path, inner, loc_files, dict(images))
 
@@ -372,15 +372,13 @@ def kaggle_zip_images(path: Archive, refuse: Refuse) -> Iterator[ListedImage]:
         if why:
             refuse(f"{path.name}:{entry.name}", why)
             continue
-        if (where := _listed_image(entry)) is not None:
+        if (where := _image_of(entry)) is not None:
             yield ListedImage(*where, entry)
 
 
-def _listed_image(entry: zip_entries.ZipEntry) -> tuple[str, str | None, str] | None:
-    """(split, wnid, name) of an image member not refused, else None."""
-    if zip_member_refusal(entry) or entry.is_dir:
-        return None
-    return kaggle_image_split(entry.name)
+def _image_of(entry: zip_entries.ZipEntry) -> tuple[str, str | None, str] | None:
+    """(split, wnid, name) of a member that is an image of the tree (refusals are the caller's)."""
+    return None if entry.is_dir else kaggle_image_split(entry.name)
 
 
 def kaggle_members(bundle: KaggleBundle, refuse: Refuse) -> Iterator[Member]:

@@ -206,15 +206,7 @@ class RemoteFile:
         return self.exists
 
     def bucket(self) -> Bucket:
-        """This process's connection to the object's bucket (a forked worker makes its own: a
-        client's connections and event loop do not survive a fork), made anew when the variables
-        that configure the store change (a library caller pointing ``AWS_ENDPOINT_URL`` elsewhere)."""
-        folder = self.url.rsplit("/", 1)[0]
-        configured = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_STORE_VARIABLES)))
-        key = (os.getpid(), folder, self.options, configured)
-        if key not in _BUCKETS:
-            _BUCKETS[key] = Bucket(folder, dict(self.options))
-        return _BUCKETS[key]
+        return _bucket_for(self.url.rsplit("/", 1)[0], self.options)
 
     def open(self, buffered: bool = True, end: int | None = None) -> BinaryIO:
         """The object as a read-only, seekable file whose reads are ranged GETs: buffered in
@@ -231,12 +223,23 @@ _BUCKETS: dict[tuple[Any, ...], Bucket] = {}
 _STORE_VARIABLES = ("AWS_", "FSSPEC_", "GOOGLE_", "GCSFS_")  # what the stores' packages read
 
 
+def _bucket_for(folder: str, options: tuple[tuple[str, Any], ...]) -> Bucket:
+    """This process's connection to ``folder`` (a forked worker makes its own: a client's
+    connections and event loop do not survive a fork), made anew when the variables that
+    configure the store change (a library caller pointing ``AWS_ENDPOINT_URL`` elsewhere)."""
+    configured = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_STORE_VARIABLES)))
+    key = (os.getpid(), folder.rstrip("/"), options, configured)
+    if key not in _BUCKETS:
+        _BUCKETS[key] = Bucket(folder, dict(options))
+    return _BUCKETS[key]
+
+
 class RemoteFolder:
     """A prefix of a bucket holding archives, as ``ROOT/downloads`` holds them: one listing."""
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.options = tuple(sorted((storage_options or {}).items()))
-        self.bucket = Bucket(url, dict(self.options))
+        self.bucket = _bucket_for(url, self.options)  # the one its files read through, here
         self.url = self.bucket.url
         self.objects = self.bucket.listing()
 

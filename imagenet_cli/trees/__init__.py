@@ -216,8 +216,8 @@ def stage(
     note where each image lies in the inputs, for the caller to make it; the caller holds
     ``folder``'s lock. Re-running keeps the shards done for the same inputs and redoes the others,
     as ``prepare`` does; markers of shards the inputs no longer have are removed. ``archives_at``:
-    the URL of a bucket's folder holding the official archives, read by range instead of
-    ``ROOT/downloads`` (opened with ``storage_options``)."""
+    the URL of a bucket's folder holding the official archives or the Kaggle zip, read by range
+    instead of ``ROOT/downloads`` (opened with ``storage_options``)."""
     chosen = _splits(splits)
     started = time.monotonic()
     (folder / MARKERS).mkdir(parents=True, exist_ok=True)
