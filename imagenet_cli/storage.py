@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 from urllib.parse import urlsplit
@@ -88,6 +88,7 @@ class Bucket:
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
+        self.options = tuple(sorted((storage_options or {}).items()))  # for a worker to open it too
         self.fs, self.root = _filesystem(self.url, dict(storage_options or {}))
 
     def __str__(self) -> str:
@@ -192,7 +193,7 @@ class RemoteFile:
     url: str
     size: int
     etag: str
-    options: tuple[tuple[str, Any], ...] = ()  # the storage options, as sorted pairs
+    options: tuple[tuple[str, Any], ...] = field(default=(), repr=False)  # storage options: may hold a secret
     exists: bool = True
 
     @property
@@ -206,7 +207,7 @@ class RemoteFile:
         return self.exists
 
     def bucket(self) -> Bucket:
-        return _bucket_for(self.url.rsplit("/", 1)[0], self.options)
+        return bucket_for(self.url.rsplit("/", 1)[0], self.options)
 
     def open(self, buffered: bool = True, end: int | None = None) -> BinaryIO:
         """The object as a read-only, seekable file whose reads are ranged GETs: buffered in
@@ -223,7 +224,7 @@ _BUCKETS: dict[tuple[Any, ...], Bucket] = {}
 _STORE_VARIABLES = ("AWS_", "FSSPEC_", "GOOGLE_", "GCSFS_")  # what the stores' packages read
 
 
-def _bucket_for(folder: str, options: tuple[tuple[str, Any], ...]) -> Bucket:
+def bucket_for(folder: str, options: tuple[tuple[str, Any], ...] = ()) -> Bucket:
     """This process's connection to ``folder`` (a forked worker makes its own: a client's
     connections and event loop do not survive a fork), made anew when the variables that
     configure the store change (a library caller pointing ``AWS_ENDPOINT_URL`` elsewhere)."""
@@ -239,7 +240,7 @@ class RemoteFolder:
 
     def __init__(self, url: str, storage_options: Mapping[str, Any] | None = None) -> None:
         self.options = tuple(sorted((storage_options or {}).items()))
-        self.bucket = _bucket_for(url, self.options)  # the one its files read through, here
+        self.bucket = bucket_for(url, self.options)  # the one its files read through, here
         self.url = self.bucket.url
         self.objects = self.bucket.listing()
 
@@ -305,18 +306,33 @@ class RangedReader(io.RawIOBase):
         return len(data)
 
     def _fetch(self, start: int, end: int) -> bytes:
-        for attempt in range(READ_ATTEMPTS):
-            try:
-                with _translated(self.remote.url):
-                    return bytes(self.fs.cat_file(self.key, start=start, end=end))
-            except _FINAL:
+        return _fetched(self.fs, self.key, self.remote.url, start, end)
+
+
+def read_range(url: str, start: int, end: int, options: tuple[tuple[str, Any], ...] = ()) -> bytes:
+    """Bytes ``start`` to ``end`` of the object ``url``, in one ranged read (tried again on a
+    transient failure), through this process's connection to its folder."""
+    folder, name = url.rsplit("/", 1)
+    bucket = bucket_for(folder, options)
+    data = _fetched(bucket.fs, bucket.key(name), url, start, end)
+    if len(data) != end - start:
+        raise StorageError(f"{url} ends before byte {end:,}")
+    return data
+
+
+def _fetched(fs: Any, key: str, url: str, start: int, end: int) -> bytes:
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            with _translated(url):
+                return bytes(fs.cat_file(key, start=start, end=end))
+        except _FINAL:
+            raise
+        except Exception as error:  # a reset, a body cut short, a 503 the client gave up on
+            if attempt == READ_ATTEMPTS - 1:
                 raise
-            except Exception as error:  # a reset, a body cut short, a 503 the client gave up on
-                if attempt == READ_ATTEMPTS - 1:
-                    raise
-                log.info("%s: read at byte %d failed (%s); trying again", self.remote.name, start, error)
-                time.sleep(0.2 * 2**attempt)
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            log.info("%s: read at byte %d failed (%s); trying again", url.rsplit("/", 1)[-1], start, error)
+            time.sleep(0.2 * 2**attempt)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _filesystem(url: str, options: dict[str, Any]) -> tuple[Any, str]:

@@ -70,7 +70,8 @@ class S3Server:
 
 class S3Proxy:
     """An HTTP proxy of our own in front of the S3 server, that counts the bytes of every object it
-    serves (``served``, by path) and, given ``every``, misbehaves on purpose: it answers 503
+    serves (``served``, by path) and of every upload it relays (``received``, by path, a multipart
+    upload's parts under the object's path), and, given ``every``, misbehaves on purpose: it answers 503
     SlowDown to every ``every``-th request with a body (an upload, a record), and resets the
     connection in the middle of every ``every``-th response body it relays."""
 
@@ -78,6 +79,7 @@ class S3Proxy:
         self.upstream, self.every = upstream.removeprefix("http://"), every
         self.requests = self.refused = self.cut = 0
         self.served: collections.Counter[str] = collections.Counter()
+        self.received: collections.Counter[str] = collections.Counter()
         self.lock = threading.Lock()
         proxy = self
 
@@ -114,6 +116,8 @@ class S3Proxy:
         with self.lock:
             self.requests += 1
             turn = self.every is not None and self.requests % self.every == 0
+            if handler.command in ("PUT", "POST"):
+                self.received[handler.path.split("?", 1)[0]] += len(body)
         if turn and body:
             self.refused += 1
             error = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"

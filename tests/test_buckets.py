@@ -308,7 +308,9 @@ def test_503s_and_cut_bodies_on_the_way_leave_the_clean_runs_objects(
     assert published(s3, "faulty", "wds") == files_of(local_export)
 
 
-def test_dask_makes_the_images_and_the_client_uploads_them(s3: S3Server, root: Path, local_export: Path) -> None:
+def test_dask_workers_make_and_upload_the_shards_of_local_archives(
+    s3: S3Server, root: Path, local_export: Path
+) -> None:
     pytest.importorskip("distributed")
     s3.bucket("clustered")
     args = ["export", "webdataset", "--size", "32", "--shard-size", "20", "--dask", "local:2", "--root", str(root)]
@@ -410,6 +412,83 @@ def test_a_bucket_export_from_a_bucket_under_faults_and_on_a_cluster(
         assert done.returncode == 0, stderr
     assert proxy.cut >= 1 and proxy.refused >= 1
     assert published(s3, "both", "wds") == files_of(local_export)
+
+
+def test_a_cluster_sharing_only_the_bucket_makes_the_shards(
+    s3: S3Server, archives_bucket: dict[str, int], local_export: Path, tmp_path: Path
+) -> None:
+    """Dask workers that may open nothing under this test's folder (the client's root, its spool
+    and staging: an audit hook refuses it) and reach the store through a proxy of their own. They
+    read the archives' ranges, put the packs and the shards in the bucket; the client's own
+    requests carry no image: the train tar's headers, val's, the devkit and small records."""
+    distributed = pytest.importorskip("distributed")
+    s3.bucket("apart")
+    with (
+        S3Proxy(s3.endpoint) as theirs,
+        S3Proxy(s3.endpoint) as ours,
+        distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=":0",
+            env={"AWS_ENDPOINT_URL": theirs.endpoint},
+        ) as cluster,
+        distributed.Client(cluster) as client,
+        environment({"AWS_ENDPOINT_URL": ours.endpoint}),
+    ):
+        client.run(refuse_paths_under, str(tmp_path))
+        with pytest.raises(Exception, match="refused"):  # the hook bites
+            client.submit(Path.read_bytes, tmp_path / "anything", pure=False).result()
+        source, out = "s3://archives/ilsvrc", "s3://apart/wds"
+        result = export(tmp_path / "root", "webdataset", size=32, shard_size=20, source=source, out=out,
+                        dask=cluster.scheduler_address)  # fmt: skip
+    assert published(s3, "apart", "wds") == files_of(local_export) and not result.failures
+    shards = [f"/apart/wds/{name}" for name in published(s3, "apart", "wds") if name.endswith(".tar")]
+    assert all(theirs.received[path] for path in shards), "every shard uploaded by a worker"
+    assert not [path for path in ours.received if "/.packs/" in path or path in shards]
+    assert [path for path in theirs.received if "/.staged/.packs/" in path], "the packs, by the workers"
+    assert not [path for path in ours.served if "/.packs/" in path]
+    for name, size in archives_bucket.items():
+        if "devkit" not in name:
+            assert ours.served[f"/archives/ilsvrc/{name}"] < 0.2 * size, f"{name}: headers at most"
+    assert not s3.objects("apart", "wds/.staged/"), "the staging is gone from the bucket"
+
+
+def test_a_pack_gone_from_the_bucket_is_made_again(
+    s3: S3Server, archives_bucket: dict[str, int], tmp_path: Path
+) -> None:
+    """Staged on a cluster with the packs in the bucket: a pack that went from there (a lifecycle
+    rule, a hand) is missed in one listing, and its shard alone is made again, under its name."""
+    pytest.importorskip("distributed")
+    from imagenet_cli.trees import Staged, stage
+    from imagenet_cli.trees.resize import Recipe
+    from imagenet_cli.trees.shards import PacksIn, Sink
+
+    s3.bucket("packs")
+    making, folder = Recipe(("32",)).applied_to("32"), tmp_path / "staged"
+
+    def staged() -> Staged:
+        return stage(tmp_path / "root", making, folder, splits=["val"], dask="local:1", sink=Sink.packs,
+                     archives_at="s3://archives/ilsvrc", packs_in=PacksIn("s3://packs/staging"))  # fmt: skip
+
+    first = staged()
+    packs = s3.objects("packs", "staging/")
+    assert first.result.shards_run == len(packs) > 1 and not list(folder.rglob("*.pack"))
+    s3.client().delete_object(Bucket="packs", Key=f"staging/{min(packs)}")
+    again = staged()
+    assert again.result.shards_run == 1
+    assert s3.objects("packs", "staging/") == packs
+
+
+def refuse_paths_under(folder: str) -> None:
+    """Runs on each worker: from now on, opening, listing or making anything under ``folder`` raises."""
+
+    def hook(event: str, args: tuple[object, ...]) -> None:
+        watched = ("open", "os.listdir", "os.scandir", "os.mkdir", "os.rename", "os.remove")
+        if event in watched and args and isinstance(args[0], str | Path) and str(args[0]).startswith(folder):
+            raise PermissionError(f"{event} {args[0]}: refused, no disk is shared with the client")
+
+    sys.addaudithook(hook)
 
 
 def test_a_changed_archive_object_makes_the_export_again(s3: S3Server, official_root: Path, tmp_path: Path) -> None:

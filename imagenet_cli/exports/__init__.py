@@ -32,7 +32,7 @@ from ..layout import DEFAULT_TREE, EXPORTS, Root
 from ..manifest import Failure
 from ..progress import SILENT, Progress
 from ..selection import rank
-from ..storage import Bucket, local_or_url
+from ..storage import Bucket, is_url, local_or_url
 from ..trees import Staged
 from ..trees.plan import is_parquet, is_webdataset
 from ..trees.readers import Origin, OriginReader
@@ -559,10 +559,9 @@ class StagedSamples(SplitSamples):
             for entry in result.entries:
                 if entry.path in result.origins:  # listed: made when its shard is written
                     origin = result.origins[entry.path]
-                else:  # made already, in the shard's pack
-                    origin = list(
-                        Origin("pack", str(self.packs / str(result.pack)), result.offsets[entry.path], entry.bytes)
-                    )
+                else:  # made already, in the shard's pack (here, or in a bucket: its URL)
+                    pack = str(result.pack) if is_url(str(result.pack)) else str(self.packs / str(result.pack))
+                    origin = list(Origin("pack", pack, result.offsets[entry.path], entry.bytes))
                 yield Row(entry.path, entry.bytes, entry.wnid, json.dumps(origin))
 
 

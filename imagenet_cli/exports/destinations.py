@@ -218,10 +218,18 @@ class BucketFolder:
     def _upload(self, name: str, local: Path, digest: str) -> None:
         """The object, then its record: an object without a record is made again by a re-run."""
         self._check_lease()
-        info = self.bucket.upload(local, name)
-        self.bucket.write_text(_record_of(name), json.dumps({"bytes": info.size, "xxh3_64": digest, "etag": info.etag}))
-        self.objects[name] = info
+        self.adopt(name, self.bucket.upload(local, name), digest)
         local.unlink()
+
+    def adopt(self, name: str, info: ObjectInfo, xxh3_64: str) -> Finished:
+        """An object under its final key, uploaded here or by a Dask worker: its record, written
+        after it. An object without a record is made again by a re-run."""
+        self._check_lease()
+        self.bucket.write_text(
+            _record_of(name), json.dumps({"bytes": info.size, "xxh3_64": xxh3_64, "etag": info.etag})
+        )
+        self.objects[name] = info
+        return Finished(info.size, xxh3_64)
 
     def _settle(self, pending: int) -> None:
         """Wait until at most ``pending`` uploads are under way, raising what any of them raised

@@ -17,6 +17,11 @@ Two steps, each restartable, under the export folder's lock:
    staged listing the outputs are made from, so a re-run from other images removes them instead
    of keeping any.
 
+To a bucket on a Dask cluster, the workers need no disk shared with this process: the packs are
+uploaded to ``OUT/.staged/.packs/`` by the workers that make them, their markers come back here
+(:class:`~imagenet_cli.trees.shards.PacksIn`), and each output shard is made and uploaded whole
+by a worker (:func:`write_shard_beside`); this process writes the records alone.
+
 Then ``export.json``, written last, records the options, the inputs and the images that could not
 be used, and the staging is deleted. The disk sees the output once, and the packs' extra (about
 the output's size) only where they are made. A re-run whose inputs are unchanged does nothing.
@@ -29,7 +34,8 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -37,18 +43,19 @@ from typing import Any
 import xxhash
 
 from ..errors import ArchiveError
+from ..hashing import hash_file
 from ..inputs import InputFile, changed_since, relative_to
 from ..manifest import Failure
-from ..progress import Progress
-from ..storage import is_url
+from ..progress import SILENT, Progress
+from ..storage import ObjectInfo, bucket_for, is_url
 from ..trees import Staged, cluster, stage
 from ..trees.readers import OriginReader
 from ..trees.resize import ImageError, Making
-from ..trees.shards import Sink, read_marker
-from ..workers import local_pool, ordered_map
+from ..trees.shards import PACKS, PacksIn, Sink, read_marker
+from ..workers import local_pool, ordered_map, thread_pool
 from . import CLAIM, ExportResult, Job, Sample, StagedSamples, shard_count, shard_groups
-from .destinations import Destination, Finished
-from .formats import SHARDED, ExportFormat, Writer, shard_writer_for
+from .destinations import BucketFolder, Destination, Finished
+from .formats import SHARDED, ExportFormat, ShardWriter, Writer, shard_writer_for
 from .record import RECORD, ExportRecord
 
 log = logging.getLogger(__name__)
@@ -102,6 +109,7 @@ def run(
         job.result.shards, job.result.failures = list(done.shards), list(done.failures)
         return job.result
     sharded = ExportFormat(options["format"]) in SHARDED
+    bucket = destination.bucket if isinstance(destination, BucketFolder) else None
     staged = stage(
         root,
         straight.making,
@@ -120,17 +128,22 @@ def run(
         else Sink.packs,
         archives_at=straight.archives,
         storage_options=straight.storage_options,
+        # To a bucket: on a cluster, the packs go there too, so the workers need no disk of ours.
+        packs_in=PacksIn(f"{bucket.url}/{STAGED}/{PACKS}", bucket.options) if bucket else None,
     )
     listing = _listing(staged)
     _start_merge(destination, listing)
     job = job_of(staged.folder, straight.name)
     job.result.source = straight.read_from(root)
+    job.origins = OriginReader(bucket.options if bucket else ())
     try:
         for split in options["splits"]:
             samples = StagedSamples(staged, split, options["seed"])
             if not len(samples):
                 continue
-            if sharded:
+            if sharded and straight.dask and isinstance(destination, BucketFolder):
+                _write_shards_beside(job, split, samples, straight, destination)
+            elif sharded:
                 _write_shards_on_workers(job, split, samples, straight, workers)
             else:
                 writer.write_split(job, split, samples)
@@ -140,7 +153,12 @@ def run(
     failures = tuple(staged.failures) + tuple(job.result.failures)
     inputs = tuple(_relative(i, staged.folder, work) for files in staged.inputs.values() for i in files)
     record = ExportRecord(
-        options, listing, straight.read_from(root), tuple(job.result.shards), inputs=inputs, failures=failures
+        options,
+        listing,
+        straight.read_from(root),
+        tuple(job.result.shards),
+        inputs=inputs,
+        failures=failures,
     )
     destination.write_text(RECORD, record.to_json())
     destination.remove_prefix(STAGED)  # the images are in the shards, their records in the export's
@@ -159,6 +177,7 @@ class MakeChunk:
 
     making: Making
     samples: tuple[Sample, ...]
+    storage_options: tuple[tuple[str, Any], ...] = dataclasses.field(default=(), repr=False)  # packs in a bucket
 
 
 @dataclass(frozen=True)
@@ -171,23 +190,21 @@ class ShardDone:
 
 def make_chunk(chunk: MakeChunk) -> list[bytes | str]:
     """Each image made, or why it could not be (a string); runs in a worker."""
-    made: list[bytes | str] = []
-    with OriginReader() as origins:
-        for sample in chunk.samples:
-            try:
-                made.append(_made(sample, chunk.making, origins))
-            except (ImageError, ArchiveError, OSError) as error:
-                made.append(str(error) or type(error).__name__)
-    return made
+    with OriginReader(chunk.storage_options) as origins:
+        return [_made_or_why(sample, chunk.making, origins) for sample in chunk.samples]
 
 
-def _made(sample: Sample, making: Making, origins: OriginReader) -> bytes:
+def _made_or_why(sample: Sample, making: Making, origins: OriginReader) -> bytes | str:
+    """The image made, or why it could not be."""
     assert sample.origin is not None  # a staged sample always says where it is
-    data = origins.read(sample.origin)
-    if sample.origin.kind == "pack":
-        return data  # made when it was staged
-    (size,) = making.sizes
-    return making.make(data).outputs[size]
+    try:
+        data = origins.read(sample.origin)
+        if sample.origin.kind == "pack":
+            return data  # made when it was staged
+        (size,) = making.sizes
+        return making.make(data).outputs[size]
+    except (ImageError, ArchiveError, OSError) as error:
+        return str(error) or type(error).__name__
 
 
 @dataclass
@@ -209,33 +226,45 @@ class _Shard:
         self.finished: Finished | None = done[1] if done else None
         self.made: list[bytes | str] = []
 
-    def chunks(self, making: Making) -> Iterator[MakeChunk]:
+    def chunks(self, making: Making, storage_options: tuple[tuple[str, Any], ...]) -> Iterator[MakeChunk]:
         for at in range(0, len(self.samples), CHUNK):
-            yield MakeChunk(making, tuple(self.samples[at : at + CHUNK]))
+            yield MakeChunk(making, tuple(self.samples[at : at + CHUNK]), storage_options)
 
     @property
     def complete(self) -> bool:
         return self.done is not None or len(self.made) == len(self.samples)
 
-    def write(self, job: Job, writer: Any) -> tuple[ShardDone, Finished]:
+    def write(self, job: Job, writer: ShardWriter) -> tuple[ShardDone, Finished]:
         """The shard, then its record (under ``.staged/.merged/``): a stop between the two redoes it."""
-        made, kept, failures = {}, [], []
-        for sample, data in zip(self.samples, self.made, strict=True):
-            split, wnid, name = sample.path.split("/", 2)
-            if isinstance(data, str):
-                failures.append(Failure(split, wnid, name, data))
-                continue
-            made[sample.path] = data
-            kept.append(dataclasses.replace(sample, bytes=len(data), origin=None))
-        writing = _MadeJob(
-            job.tree, job.out, job.options, job.result, job.progress, name=job.name, destination=job.to, made=made
-        )
-        path = job.out / self.file
-        finished = job.publish(self.file, writer.write_shard(writing, path, kept))
+        digest, samples, failures = _write_made(job, writer, self.file, self.samples, self.made)
+        finished = job.publish(self.file, digest)
         assert finished.xxh3_64 is not None
-        done = ShardDone(self.file, len(kept), finished.xxh3_64, tuple(failures))
-        job.to.write_text(_merged_record(self.file), json.dumps(dataclasses.asdict(done)) + "\n")
+        done = ShardDone(self.file, samples, finished.xxh3_64, failures)
+        _record_merged(job, done)
         return done, finished
+
+
+def _write_made(
+    job: Job, writer: ShardWriter, file: str, samples: Sequence[Sample], made: Sequence[bytes | str]
+) -> tuple[str | None, int, tuple[Failure, ...]]:
+    """The shard ``job.out/file`` written from its images as made: its xxh3 (None: to be read
+    back), how many samples it holds, and the failures, the images that could not be made."""
+    images, kept, failures = {}, [], []
+    for sample, data in zip(samples, made, strict=True):
+        split, wnid, name = sample.path.split("/", 2)
+        if isinstance(data, str):
+            failures.append(Failure(split, wnid, name, data))
+            continue
+        images[sample.path] = data
+        kept.append(dataclasses.replace(sample, bytes=len(data), origin=None))
+    writing = _MadeJob(
+        job.tree, job.out, job.options, job.result, job.progress, name=job.name, destination=job.to, made=images
+    )
+    return writer.write_shard(writing, job.out / file, kept), len(kept), tuple(failures)
+
+
+def _record_merged(job: Job, done: ShardDone) -> None:
+    job.to.write_text(_merged_record(done.file), json.dumps(dataclasses.asdict(done)) + "\n")
 
 
 def _merged_record(file: str) -> str:
@@ -268,7 +297,7 @@ def _write_shards_on_workers(job: Job, split: str, samples: StagedSamples, strai
             shard = _Shard(file, group, _finished(job, file))
             waiting.append(shard)
             if shard.done is None:
-                yield from shard.chunks(straight.making)
+                yield from shard.chunks(straight.making, job.origins.storage_options)
 
     def finish_complete_shards() -> None:
         """In shard order, so the record lists them as a clean run does."""
@@ -289,6 +318,83 @@ def _write_shards_on_workers(job: Job, split: str, samples: StagedSamples, strai
             advance(len(made))
             finish_complete_shards()
         finish_complete_shards()
+
+
+# --- output shards made and uploaded by Dask workers that share no disk with this process ---------
+
+READS_AT_ONCE = 16  # ranged reads of a shard's images in flight on one worker: each waits on the store
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One output shard for a Dask worker to make and upload whole under its final key."""
+
+    file: str
+    samples: tuple[Sample, ...]
+    making: Making
+    options: dict[str, Any]  # the export's
+    name: str  # what the export is of, for the format's files
+    to: str  # the bucket's folder the export is in
+    storage_options: tuple[tuple[str, Any], ...] = dataclasses.field(default=(), repr=False)  # may hold a secret
+
+
+def write_shard_beside(task: ShardTask) -> tuple[ShardDone, ObjectInfo]:
+    """Runs on a worker: the shard's images read (by range, many at once, where they are packs in
+    the bucket) and made, the shard written in a scratch folder and uploaded whole."""
+    at_once = READS_AT_ONCE if all(s.origin and is_url(s.origin.path) for s in task.samples) else 1  # a zip: seek
+    with OriginReader(task.storage_options) as origins, thread_pool(at_once) as reads:
+        made = list(reads.map(lambda sample: _made_or_why(sample, task.making, origins), task.samples))
+    with tempfile.TemporaryDirectory(prefix="imagenet-export-") as scratch:
+        out = Path(scratch)
+        job = Job(out, out, task.options, ExportResult(task.options["format"], out, out), SILENT, name=task.name)
+        digest, samples, failures = _write_made(
+            job, shard_writer_for(task.options["format"]), task.file, task.samples, made
+        )
+        digest = digest or hash_file(out / task.file, ["xxh3_64"])["xxh3_64"]
+        info = bucket_for(task.to, task.storage_options).upload(out / task.file, task.file)
+    return ShardDone(task.file, samples, digest, failures), info
+
+
+def _write_shards_beside(job: Job, split: str, samples: StagedSamples, straight: Straight, to: BucketFolder) -> None:
+    """The split's shards, cut as a tree export cuts them, each made and uploaded by a Dask worker:
+    this process sends where the images are and writes each shard's records, in shard order, as
+    its upload is reported. No image passes through it."""
+    writer = shard_writer_for(job.options["format"])
+    size, max_bytes = job.options["shard_sizes"][split], job.options["max_shard_bytes"]
+    files = writer.names_of(job, split, shard_count(samples, size, max_bytes))
+    waiting: collections.deque[tuple[str, int, tuple[ShardDone, Finished] | None]] = collections.deque()
+
+    def tasks() -> Iterator[ShardTask]:
+        for file, group in zip(files, shard_groups(samples, size, max_bytes), strict=True):
+            done = _finished(job, file)
+            waiting.append((file, len(group), done))
+            if done is None:
+                bucket = to.bucket
+                yield ShardTask(file, tuple(group), straight.making, job.options, job.name, bucket.url, bucket.options)
+
+    def keep(file: str, count: int, done: ShardDone, finished: Finished, written: bool) -> None:
+        job.result.written += written
+        job.result.failures += done.failures
+        job.keep(file, split, done.samples, finished)
+        advance(count)
+
+    def keep_those_done_before() -> None:
+        while waiting and waiting[0][2] is not None:
+            file, count, before = waiting.popleft()
+            assert before is not None
+            keep(file, count, *before, written=False)
+
+    with contextlib.ExitStack() as stack:
+        advance = stack.enter_context(job.progress.task(f"writing {split} shards", total=len(samples), unit="img"))
+        pool, slots = _pool(stack, straight.dask, 1)
+        for done, info in ordered_map(write_shard_beside, tasks(), slots, pool=pool):
+            keep_those_done_before()
+            file, count, _ = waiting.popleft()
+            assert file == done.file, "results come in shard order"
+            finished = to.adopt(file, info, done.xxh3_64)
+            _record_merged(job, done)
+            keep(file, count, done, finished, written=True)
+        keep_those_done_before()
 
 
 def _pool(stack: contextlib.ExitStack, dask: str | None, workers: int) -> tuple[Callable[[int], Any], int]:

@@ -46,6 +46,7 @@ from .shards import (
     MARKERS,
     PACKS,
     Engine,
+    PacksIn,
     Redo,
     Shard,
     ShardJob,
@@ -210,6 +211,7 @@ def stage(
     sink: Sink = Sink.packs,
     archives_at: str | None = None,
     storage_options: dict[str, Any] | None = None,
+    packs_in: PacksIn | None = None,
 ) -> Staged:
     """Make every image of the inputs (read as ``prepare`` reads them) as ``making`` says, each
     shard's images into one pack file under ``folder`` instead of a tree, or with ``Sink.origins``
@@ -217,12 +219,16 @@ def stage(
     ``folder``'s lock. Re-running keeps the shards done for the same inputs and redoes the others,
     as ``prepare`` does; markers of shards the inputs no longer have are removed. ``archives_at``:
     the URL of a bucket's folder holding the official archives or the Kaggle zip, read by range
-    instead of ``ROOT/downloads`` (opened with ``storage_options``)."""
+    instead of ``ROOT/downloads`` (opened with ``storage_options``). ``packs_in``: on a Dask
+    cluster, the packs go to that bucket's folder and the markers come back here (see
+    :class:`~imagenet_cli.trees.shards.PacksIn`): the workers need no disk shared with this one."""
     chosen = _splits(splits)
     started = time.monotonic()
     (folder / MARKERS).mkdir(parents=True, exist_ok=True)
     _remove_temporaries(folder)
     atomic.remove_temporaries(folder / PACKS)
+    if packs_in is not None:
+        _forget_lost_packs(folder, packs_in, on_a_cluster=dask is not None or executor is not None)
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(cluster.connect(dask)) if dask else None
         (size,) = making.sizes
@@ -238,6 +244,7 @@ def stage(
             trust_input_labels,
             sink=sink,
             archives=RemoteFolder(archives_at, storage_options) if archives_at else None,
+            packs_in=packs_in,
         )
         plan, result = _make_shards(root, chosen, run)
     current = {marker_path(folder, shard) for shard in plan.shards.seen}
@@ -251,6 +258,23 @@ def stage(
         markers[split_of(path.stem)].append(path)
     result.seconds = time.monotonic() - started
     return Staged(folder, markers, {s: list(plan.inputs.get(s, [])) for s in chosen}, result)
+
+
+def _forget_lost_packs(folder: Path, packs_in: PacksIn, on_a_cluster: bool) -> None:
+    """Markers whose pack is not in the bucket whole (removed, or never uploaded) are removed, so
+    their shards are made again: one listing of the packs, not a request per shard. On a cluster,
+    so are markers of packs on this disk (a run here stopped before), which no worker could read."""
+    there = {f"{packs_in.url}/{name}": info.size for name, info in packs_in.bucket().listing().items()}
+    for path in (folder / MARKERS).glob("*-*.json"):
+        try:
+            result = read_marker(path)
+        except (ValueError, KeyError, TypeError):
+            continue  # damaged: redone anyway
+        if not result.pack or not (is_url(result.pack) or on_a_cluster):
+            continue
+        length = there.get(result.pack)
+        if length is None or any(result.offsets[e.path] + e.bytes > length for e in result.entries):
+            path.unlink()
 
 
 @dataclass
@@ -268,6 +292,7 @@ class _Run:
     trust_input_labels: bool  # val labels from the inputs where they differ from the shipped table
     sink: Sink = Sink.files  # where the images go: a tree's files, or packs or origins (see stage)
     archives: RemoteFolder | None = None  # a bucket's folder of archives, read instead of ROOT/downloads
+    packs_in: PacksIn | None = None  # on a cluster: packs to a bucket, markers back here (see stage)
 
     def engine(self, plan: Plan) -> Engine | None:
         if self.executor is not None:
@@ -287,8 +312,12 @@ class _Run:
         inputs += [self.from_tree] if self.from_tree is not None else []
         bucket = self.archives
         objects = [bucket / i.name for files in plan.inputs.values() for i in files if bucket and is_url(i.path)]
-        outputs = [tree / MARKERS for tree in self.trees.values()]
-        count = cluster.check_workers(self.client, __version__, inputs=inputs, outputs=outputs, objects=objects)
+        # Packs to a bucket: the workers write nothing here, but must write there.
+        outputs = [tree / MARKERS for tree in self.trees.values()] if self.packs_in is None else []
+        writes_to = [self.packs_in.bucket()] if self.packs_in is not None else []
+        count = cluster.check_workers(
+            self.client, __version__, inputs=inputs, outputs=outputs, objects=objects, buckets=writes_to
+        )
         log.info("running the shards on %d Dask workers", count)
         return cluster.engine(self.client)
 
@@ -346,7 +375,8 @@ def _make_shards(root: Path, splits: tuple[str, ...], run: _Run) -> tuple[Plan, 
             reasons.announce()
             _logplan(len(plan.shards.seen), len(listed))
             work = iter(listed)
-        run_shards(_jobs(work, run.recipe, run.trees, run.sink), run.workers, on_done, engine)
+        packs_in = run.packs_in if engine is not None and run.client is not None else None
+        run_shards(_jobs(work, run.recipe, run.trees, run.sink, packs_in), run.workers, on_done, engine)
     shards = plan.shards.seen
     result.shards_done_before = len(shards) - result.shards_run
     if not plan.shards.listed:
@@ -360,7 +390,11 @@ def _logplan(shards: int, to_make: int) -> None:
 
 
 def _jobs(
-    work: Iterable[tuple[Shard, tuple[str, ...]]], recipe: Making, trees: dict[str, Path], sink: Sink
+    work: Iterable[tuple[Shard, tuple[str, ...]]],
+    recipe: Making,
+    trees: dict[str, Path],
+    sink: Sink,
+    packs_in: PacksIn | None,
 ) -> Iterator[ShardJob]:
     """Each pending shard with the sizes it lacks: a shard finished in some trees only is made
     again for the others alone."""
@@ -371,7 +405,7 @@ def _jobs(
             atomic.write_text(trees[size] / MARKERS / CHANGING, "")
             marked.add(size)
         if sizes == recipe.sizes:
-            yield ShardJob(shard, recipe, paths, sink)
+            yield ShardJob(shard, recipe, paths, sink, packs_in)
         else:
             assert isinstance(recipe, Recipe)  # a recipe of one size is made whole or not at all
             yield ShardJob(shard, dataclasses.replace(recipe, sizes=sizes), {s: paths[s] for s in sizes}, sink)

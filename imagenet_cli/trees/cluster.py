@@ -25,7 +25,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ClusterError, ClusterUnreachableError, InvalidArgumentError, MissingExtraError
-from ..storage import RemoteFile
+from ..storage import Bucket, RemoteFile
 from .shards import Engine
 
 if TYPE_CHECKING:
@@ -106,17 +106,25 @@ def _ctrl_c_ignored() -> Iterator[None]:
 
 
 def check_workers(
-    client: Client, version: str, *, inputs: list[Path], outputs: list[Path], objects: Sequence[RemoteFile] = ()
+    client: Client,
+    version: str,
+    *,
+    inputs: list[Path],
+    outputs: list[Path],
+    objects: Sequence[RemoteFile] = (),
+    buckets: Sequence[Bucket] = (),
 ) -> int:
     """Check every worker once before any work; returns how many there are.
 
     Raises :class:`ClusterError` naming the first worker that fails: another version, an input it
     cannot read, an output folder it cannot write (the paths must be the same on every node), an
-    object of a bucket it cannot reach with its own credentials and endpoint.
+    object of a bucket it cannot reach with its own credentials and endpoint, a bucket's folder it
+    cannot write to.
     """
     readable = [str(p.absolute()) for p in inputs]
     writable = [str(p.absolute()) for p in outputs]
-    answers = client.run(_check_this_worker, version, readable, writable, list(objects), on_error="return")
+    folders = [(bucket.url, bucket.options) for bucket in buckets]
+    answers = client.run(_check_this_worker, version, readable, writable, list(objects), folders, on_error="return")
     if not answers:
         raise ClusterError("the Dask cluster has no workers")
     for worker, answer in sorted(answers.items()):
@@ -127,7 +135,13 @@ def check_workers(
     return len(answers)
 
 
-def _check_this_worker(version: str, readable: list[str], writable: list[str], objects: list[RemoteFile]) -> str | None:
+def _check_this_worker(
+    version: str,
+    readable: list[str],
+    writable: list[str],
+    objects: list[RemoteFile],
+    folders: list[tuple[str, tuple[tuple[str, Any], ...]]],
+) -> str | None:
     """Runs on each worker: why it cannot take shards, or None (and its allocator tuned)."""
     from .. import __version__
     from ..errors import ImagenetError
@@ -145,6 +159,9 @@ def _check_this_worker(version: str, readable: list[str], writable: list[str], o
             return f"(on {host}) cannot reach {remote.url}: {error}"
         if there is None or there.size != remote.size:
             return f"(on {host}) does not see {remote.url} as the client does: the same store and endpoint for all"
+    for url, options in folders:
+        if (cannot := _cannot_write_to(url, options, host)) is not None:
+            return cannot
     for folder in writable:
         probe = Path(folder) / f".write-test.{host}.{os.getpid()}"
         try:
@@ -157,6 +174,21 @@ def _check_this_worker(version: str, readable: list[str], writable: list[str], o
                 "outputs must be on a filesystem every worker mounts"
             )
     _undo_eager_trimming()
+    return None
+
+
+def _cannot_write_to(url: str, options: tuple[tuple[str, Any], ...], host: str) -> str | None:
+    """Why this worker cannot write objects under ``url`` (an empty probe, removed again), or None."""
+    from ..errors import ImagenetError
+    from ..storage import bucket_for
+
+    probe = f".write-test.{host}.{os.getpid()}"
+    try:
+        bucket = bucket_for(url, options)
+        bucket.write_bytes(probe, b"")
+        bucket.remove([probe])
+    except ImagenetError as error:
+        return f"(on {host}) cannot write to {url}: {error}"
     return None
 
 

@@ -23,7 +23,7 @@ from typing import IO, Any, BinaryIO, NamedTuple, cast
 from .. import archives, catalogue, zip_entries
 from ..errors import ArchiveError, InvalidArgumentError
 from ..inputs import Snapshot, open_as_planned
-from ..storage import Archive, RangedReader, archive_size
+from ..storage import Archive, RangedReader, archive_size, is_url, read_range
 
 
 class Origin(NamedTuple):
@@ -341,11 +341,13 @@ Listable = TarRegion | TarMembers | ZipMembers | Files  # readers that can say w
 
 class OriginReader:
     """Reads images by their origins, each archive opened once (as planned: a replaced archive
-    raises :class:`~imagenet_cli.errors.InputChangedError`). Use it as a context manager."""
+    raises :class:`~imagenet_cli.errors.InputChangedError`). Use it as a context manager. A pack
+    in a bucket (its path a URL) is read by range, with ``storage_options``."""
 
-    def __init__(self) -> None:
+    def __init__(self, storage_options: tuple[tuple[str, Any], ...] = ()) -> None:
         self.files: dict[str, BinaryIO] = {}
         self.lock = threading.Lock()  # threads may share one: packs and tars are read with pread
+        self.storage_options = storage_options
 
     def __enter__(self) -> OriginReader:
         return self
@@ -364,6 +366,8 @@ class OriginReader:
         member is read with seek and read: one thread per reader for those."""
         if origin.kind == "file":
             return Path(origin.path).read_bytes()
+        if origin.kind == "pack" and is_url(origin.path):  # its name holds its digest: it never changes
+            return read_range(origin.path, origin.offset, origin.offset + origin.size, self.storage_options)
         file = self._open(origin)
         if origin.kind == "zip":
             return zip_entries.read(file, zip_entries.ZipEntry(*origin.entry), archives.MAX_IMAGE_BYTES)

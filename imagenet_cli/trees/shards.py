@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import asdict, dataclass, field
@@ -28,10 +29,11 @@ from typing import Any, BinaryIO, NamedTuple
 
 from .. import atomic, catalogue, evalsets
 from ..errors import ShardCrashError
-from ..hashing import hash_bytes
+from ..hashing import hash_bytes, hash_file
 from ..inputs import InputFile, changed_names
 from ..layout import SPLITS
 from ..manifest import Entry, Failure, is_labelled
+from ..storage import Bucket, bucket_for, is_url
 from ..workers import kill_local_workers, local_pool
 from .readers import Listable, Reader
 from .resize import ImageError, Making
@@ -176,7 +178,10 @@ def shard_state(tree: Path, shard: Shard) -> ShardState | None:
 
 
 def _pack_whole(tree: Path, result: ShardResult) -> bool:
-    """The shard's pack is there, and long enough for every entry it holds."""
+    """The shard's pack is there, and long enough for every entry it holds. A pack in a bucket is
+    checked by the run that reads it, from one listing (see ``trees.stage``)."""
+    if result.pack and is_url(result.pack):
+        return True
     try:
         length = (tree / PACKS / result.pack).stat().st_size if result.pack else 0
     except FileNotFoundError:
@@ -357,6 +362,20 @@ class Engine:
     stop: Callable[[], None] = lambda: None
 
 
+@dataclass(frozen=True)
+class PacksIn:
+    """A bucket's folder that packs go to, for a cluster whose workers share no disk with the
+    client: each worker makes its shard's pack in a scratch folder of its own, uploads it under a
+    name holding its digest (an attempt Dask runs twice never overwrites another's), and sends the
+    marker back for the client to write."""
+
+    url: str
+    options: tuple[tuple[str, Any], ...] = field(default=(), repr=False)  # may hold a secret
+
+    def bucket(self) -> Bucket:
+        return bucket_for(self.url, self.options)
+
+
 class ShardJob(NamedTuple):
     """One shard to make, with the recipe and the trees (size -> path) to make it into."""
 
@@ -364,10 +383,35 @@ class ShardJob(NamedTuple):
     recipe: Making
     trees: dict[str, str]
     sink: Sink = Sink.files
+    packs_in: PacksIn | None = None  # packs to a bucket, markers back to the client (see PacksIn)
 
 
-def run_job(job: ShardJob) -> int:
-    return run_shard(job.shard, job.recipe, job.trees, job.sink)
+class ShardOutcome(NamedTuple):
+    handled: int  # images
+    markers: dict[str, str]  # size -> marker, for the client to write; empty when written already
+
+
+def run_job(job: ShardJob) -> ShardOutcome:
+    if job.packs_in is not None:
+        return _run_shard_beside(job, job.packs_in)
+    return ShardOutcome(run_shard(job.shard, job.recipe, job.trees, job.sink), {})
+
+
+def _run_shard_beside(job: ShardJob, packs_in: PacksIn) -> ShardOutcome:
+    """The shard made in a scratch folder of this worker, its packs uploaded (see PacksIn)."""
+    markers = {}
+    with tempfile.TemporaryDirectory(prefix="imagenet-shard-") as scratch:
+        trees = {size: os.path.join(scratch, size) for size in job.trees}
+        handled = run_shard(job.shard, job.recipe, trees, job.sink)
+        for size, tree in trees.items():
+            result = read_marker(marker_path(Path(tree), job.shard))
+            if result.pack:
+                made = Path(tree) / PACKS / result.pack
+                name = f"{job.shard.key}.{hash_file(made, ['xxh3_64'])['xxh3_64']}.pack"
+                packs_in.bucket().upload(made, name)
+                result.pack = f"{packs_in.url}/{name}"
+            markers[size] = result.to_json()
+    return ShardOutcome(handled, markers)
 
 
 def run_shards(
@@ -383,33 +427,36 @@ def run_shards(
         _drive(engine, iter(jobs), on_done)
     elif workers == 1:
         for job in jobs:
-            on_done(job.shard, run_job(job))
+            outcome = run_job(job)
+            _write_markers(job, outcome)
+            on_done(job.shard, outcome.handled)
     else:
         with local_pool(workers) as pool:
             _drive(Engine(pool, workers, stop=kill_local_workers), iter(jobs), on_done)
 
 
 def _drive(engine: Engine, queue: Iterator[ShardJob], on_done: Callable[[Shard, int], None]) -> None:
-    running: dict[Future[int], Shard] = {}
+    running: dict[Future[ShardOutcome], ShardJob] = {}
     crashed: list[str] = []
 
     def submit(count: int) -> None:
         for job in itertools.islice(queue, count):
-            running[engine.executor.submit(run_job, job)] = job.shard
+            running[engine.executor.submit(run_job, job)] = job
 
     try:
         submit(2 * engine.slots)
         while running:
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
-                shard = running.pop(future)
+                job = running.pop(future)
                 try:
-                    handled = future.result()
+                    outcome = future.result()
                 except engine.crashes as error:
-                    log.warning("shard %s kept killing the workers that ran it (%s)", shard.key, error)
-                    crashed.append(shard.key)
+                    log.warning("shard %s kept killing the workers that ran it (%s)", job.shard.key, error)
+                    crashed.append(job.shard.key)
                 else:
-                    on_done(shard, handled)
+                    _write_markers(job, outcome)
+                    on_done(job.shard, outcome.handled)
                 submit(1)
     except BaseException as error:
         for future in running:
@@ -424,3 +471,9 @@ def _drive(engine: Engine, queue: Iterator[ShardJob], on_done: Callable[[Shard, 
             f"{len(crashed)} shard{'s' if len(crashed) != 1 else ''} kept killing the workers that ran "
             f"{'them' if len(crashed) != 1 else 'it'}: {', '.join(crashed[:10])}; every other shard is done"
         )
+
+
+def _write_markers(job: ShardJob, outcome: ShardOutcome) -> None:
+    """The markers a worker sent back: written here, last, as a worker writes its own."""
+    for size, text in outcome.markers.items():
+        atomic.write_text(marker_path(Path(job.trees[size]), job.shard), text)
