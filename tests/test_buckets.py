@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -367,7 +368,7 @@ def archives_bucket(s3: S3Server, official_root: Path) -> dict[str, int]:
 
 
 def test_archives_in_a_bucket_give_the_local_archives_shards(
-    s3: S3Server, archives_bucket: dict[str, int], local_export: Path, tmp_path: Path
+    s3: S3Server, archives_bucket: dict[str, int], local_export: Path, official_root: Path, tmp_path: Path
 ) -> None:
     """Read by range through a proxy that counts every byte served: the archives once, at most
     (the train tar's 1000 headers, each class tar's range, val's members, the devkit)."""
@@ -382,6 +383,10 @@ def test_archives_in_a_bucket_give_the_local_archives_shards(
     record = json.loads((result.path / "export.json").read_text())
     assert record["source"] == "s3://archives/ilsvrc"
     assert {i["path"] for i in record["inputs"]} >= {"s3://archives/ilsvrc/ILSVRC2012_img_train.tar"}
+    index = record["train_tar_index"]
+    with tarfile.open(official_root / "downloads" / "ILSVRC2012_img_train.tar") as train:
+        class_tars = [[m.name, m.offset_data, m.size] for m in train.getmembers()]
+    assert index["url"] == "s3://archives/ilsvrc/ILSVRC2012_img_train.tar" and index["members"] == class_tars
 
     again = export(root, "webdataset", size=32, shard_size=20, source="s3://archives/ilsvrc")
     assert again.written == 0, "a re-run with the same objects does nothing"
@@ -478,6 +483,26 @@ def test_a_pack_gone_from_the_bucket_is_made_again(
     again = staged()
     assert again.result.shards_run == 1
     assert s3.objects("packs", "staging/") == packs
+
+
+def test_a_stopped_staging_reads_the_tars_index_not_their_headers(
+    s3: S3Server, archives_bucket: dict[str, int], tmp_path: Path
+) -> None:
+    """The train tar's 1000 headers and val's 50,000 cost a request each: listed once, kept as
+    JSON beside the staging for the very objects read, not read again by a re-run."""
+    from imagenet_cli.trees import stage
+    from imagenet_cli.trees.resize import Recipe
+
+    making, folder = Recipe(("32",)).applied_to("32"), tmp_path / "staged"
+    stage(tmp_path / "root", making, folder, archives_at="s3://archives/ilsvrc", workers=1)
+    assert sorted(p.name for p in (folder / ".index").iterdir()) == [
+        "ILSVRC2012_img_train.tar.json",
+        "ILSVRC2012_img_val.tar.json",
+    ]
+    with S3Proxy(s3.endpoint) as proxy, environment({"AWS_ENDPOINT_URL": proxy.endpoint}):
+        again = stage(tmp_path / "root", making, folder, archives_at="s3://archives/ilsvrc", workers=1)
+    assert again.result.shards_run == 0
+    assert not [path for path in proxy.served if "_img_" in path], "no header read again"
 
 
 def refuse_paths_under(folder: str) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 from ..errors import DamagedTreeError
 from ..inputs import InputFile
 from ..manifest import Failure
+from ..tar_index import TarIndex
 
 RECORD = "export.json"
 SCHEMA = 1
@@ -48,6 +49,8 @@ class ExportRecord:
     # images that could not be used.
     inputs: tuple[InputFile, ...] = ()
     failures: tuple[Failure, ...] = ()
+    # Read from a bucket: the train tar's members (its class tars) with their byte ranges.
+    train_tar_index: TarIndex | None = None
 
     @property
     def format(self) -> str:
@@ -61,7 +64,7 @@ class ExportRecord:
 
     def to_json(self) -> str:
         data = asdict(self)
-        for name in ("inputs", "failures"):  # a tree's export has neither
+        for name in ("inputs", "failures", "train_tar_index"):  # a tree's export has none of them
             if not data[name]:
                 del data[name]
         return json.dumps({"schema": data.pop("schema"), **data}, indent=2) + "\n"
@@ -79,6 +82,7 @@ class ExportRecord:
                 data.get("schema", 1),
                 tuple(InputFile.from_dict(i) for i in data.get("inputs", [])),
                 tuple(Failure(**f) for f in data.get("failures", [])),
+                TarIndex.from_dict(data["train_tar_index"]) if data.get("train_tar_index") else None,
             )
         except (ValueError, KeyError, TypeError) as error:
             raise DamagedTreeError(f"{where} is not an export record ({type(error).__name__}: {error})") from None

@@ -42,6 +42,7 @@ from typing import Any
 
 import xxhash
 
+from .. import tar_index
 from ..errors import ArchiveError
 from ..hashing import hash_file
 from ..inputs import InputFile, changed_since, relative_to
@@ -152,6 +153,7 @@ def run(
         job.origins.close()
     failures = tuple(staged.failures) + tuple(job.result.failures)
     inputs = tuple(_relative(i, staged.folder, work) for files in staged.inputs.values() for i in files)
+    trains = [i.path for i in staged.inputs.get("train", ()) if is_url(i.path)]
     record = ExportRecord(
         options,
         listing,
@@ -159,6 +161,7 @@ def run(
         tuple(job.result.shards),
         inputs=inputs,
         failures=failures,
+        train_tar_index=tar_index.kept_for(staged.folder, trains[0]) if trains else None,
     )
     destination.write_text(RECORD, record.to_json())
     destination.remove_prefix(STAGED)  # the images are in the shards, their records in the export's

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .. import archives, catalogue, manifest, val_labels
+from .. import archives, catalogue, manifest, tar_index, val_labels
 from ..errors import (
     ArchiveError,
     InvalidArgumentError,
@@ -124,7 +124,8 @@ def make_plan(
         devkit = downloads / archives.DEVKIT
         if "val" in splits and devkit.is_file():
             inputs["val"].append(describe(devkit, tree))
-        return Plan("the official archives", ListedShards(_plan_official(official, labels, inputs)), inputs)
+        shards = _plan_official(official, labels, inputs, index_in=tree)
+        return Plan("the official archives", ListedShards(shards), inputs)
     if kaggle is not None:
         bundle = describe(kaggle.path, tree)
         return Plan("the Kaggle zip", _plan_kaggle(kaggle, splits, labels, bundle), {s: [bundle] for s in splits})
@@ -203,8 +204,9 @@ def _refuse_listing(where: str, why: str) -> None:
 
 
 def _plan_official(
-    official: dict[str, Archive], labels: tuple[str, ...], inputs: dict[str, list[InputFile]]
+    official: dict[str, Archive], labels: tuple[str, ...], inputs: dict[str, list[InputFile]], index_in: Path
 ) -> list[Shard]:
+    """``index_in``: where the indices of tars in a bucket are kept (see :mod:`imagenet_cli.tar_index`)."""
     shards = []
     if "train" in official:
         train = official["train"]
@@ -212,7 +214,7 @@ def _plan_official(
         copies: collections.Counter[str] = collections.Counter()
         snapshot = Snapshot.of_input(train)  # before listing: every shard then reads what was listed
         odd: list[Item] = []
-        for member in archives.tar_headers(train, _refuse_listing):
+        for member in tar_index.headers(train, _refuse_listing, index_in):
             wnid = archives.class_tar_wnid(member.name)
             if wnid is None:
                 odd.append(Item(member.name, None, None, f"{archives.NOT_A_CLASS_TAR}: not used"))
@@ -230,7 +232,7 @@ def _plan_official(
         by_class: dict[str, list[MemberAt]] = collections.defaultdict(list)
         snapshot = Snapshot.of_input(val)
         unlabelled: list[Item] = []
-        for member in archives.tar_headers(val, _refuse_listing):
+        for member in tar_index.headers(val, _refuse_listing, index_in):
             name = member.name.rsplit("/", 1)[-1]
             if (label := _val_label(labels, name)) is None:
                 unlabelled.append(Item(member.name, None, None, NOT_A_VAL_NAME))
