@@ -145,25 +145,35 @@ def zip_member_refusal(entry: zip_entries.ZipEntry) -> str | None:
 
 
 def tar_files(
-    tar: tarfile.TarFile, origin: str, refuse: Refuse, max_size: int | None = MAX_IMAGE_BYTES
+    tar: tarfile.TarFile,
+    origin: str,
+    refuse: Refuse,
+    max_size: int | None = MAX_IMAGE_BYTES,
+    window: tuple[int, int] | None = None,
 ) -> Iterator[tuple[tarfile.TarInfo, IO[bytes]]]:
     """Regular files of a tar opened as a stream, in order; anything else is refused or skipped.
 
     Files over ``max_size`` (images, by default; None for a tar of tars) are refused unread.
+    ``window``: only the members whose headers begin from its first offset up to its second (in
+    the stream), which ends the reading.
     """
     try:
-        for member in _regular_files(tar, origin, refuse, max_size):
+        for member in _regular_files(tar, origin, refuse, max_size, window):
             yield member, member_data(tar, member)
     except (tarfile.TarError, EOFError, OSError, zlib.error) as error:
         raise ArchiveError(f"{origin} is damaged or truncated ({error})") from error
 
 
 def _regular_files(
-    tar: tarfile.TarFile, origin: str, refuse: Refuse, max_size: int | None
+    tar: tarfile.TarFile, origin: str, refuse: Refuse, max_size: int | None, window: tuple[int, int] | None = None
 ) -> Iterator[tarfile.TarInfo]:
     """The one refusal rule for tars: links, devices, unsafe names and (with ``max_size``) members
     claiming more than an image can hold go to ``refuse``; folders are skipped."""
     for member in _each_member(tar):
+        if window is not None and member.offset >= window[1]:
+            return
+        if window is not None and member.offset < window[0]:
+            continue
         why = tar_member_refusal(member)
         if not why and max_size is not None and member.size > max_size:
             why = f"claims {member.size:,} bytes, over the {max_size:,}-byte cap for one image"

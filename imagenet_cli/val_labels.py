@@ -127,3 +127,15 @@ def choose(inputs: list[LabelInput], trust_input: bool = False) -> ValLabels:
     for number, wnid in inputs[0].labels.items():
         merged[number - 1] = wnid
     return ValLabels(tuple(merged), inputs[0].name, disagreements)
+
+
+NOT_A_VAL_NAME = "not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000, so it has no label: not used"
+
+
+def label_of(labels: tuple[str, ...], name: str) -> str | None:
+    """The WNID of a val image from its file name (``labels``: the WNID of each val image, in
+    order); None for a name no val image has."""
+    try:
+        return labels[catalogue.val_number(name) - 1]
+    except InvalidArgumentError:
+        return None

@@ -20,13 +20,13 @@ from typing import Any, TypeVar
 from .. import archives, catalogue, manifest, tar_index, val_labels
 from ..errors import (
     ArchiveError,
-    InvalidArgumentError,
     MissingInputError,
 )
 from ..inputs import InputFile, Snapshot, by_size_and_mtime, describe, fingerprint
-from ..storage import Archive, RemoteFolder
-from ..val_labels import ValLabels
+from ..storage import Archive, RemoteFile, RemoteFolder
+from ..val_labels import NOT_A_VAL_NAME, ValLabels, label_of
 from .readers import (
+    STRETCH,
     Blobs,
     Files,
     Item,
@@ -36,6 +36,7 @@ from .readers import (
     Reader,
     TarMembers,
     TarRegion,
+    TarStretch,
     WebDatasetShard,
     ZipMember,
     ZipMembers,
@@ -149,7 +150,6 @@ def make_plan(
 OFFICIAL_TARS = {"train": archives.TRAIN_TAR, "val": archives.VAL_TAR, "test": archives.TEST_TAR}
 
 
-NOT_A_VAL_NAME = "not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000, so it has no label: not used"
 NOT_A_CLASS_FOLDER = "not in a class folder named by one of the 1000 WNIDs: not used"
 NO_CLASS_SUFFIX = "no WNID of the 1000 after its last underscore (<name>_<wnid>.JPEG): not used"
 NOT_A_TEST_NAME = "not an ILSVRC2012_test_<8 digits>.JPEG name: not used"
@@ -177,14 +177,6 @@ def _stretches(
         if not stretch:
             return
         yield Shard(split, None, len(stretch), reader(stretch), part, inputs, listing(stretch))
-
-
-def _val_label(labels: tuple[str, ...], name: str) -> str | None:
-    """The WNID of a val image from its file name; None for a name no val image has."""
-    try:
-        return labels[catalogue.val_number(name) - 1]
-    except InvalidArgumentError:
-        return None
 
 
 def _unusable(split: str, items: list[Item], inputs: tuple[InputFile, ...] = ()) -> list[Shard]:
@@ -227,14 +219,16 @@ def _plan_official(
             copies[wnid] += 1
             shards.append(Shard("train", wnid, None, region, part, read, listing))
         shards += _unusable("train", odd, read)
-    if "val" in official:
+    if "val" in official and isinstance(official["val"], RemoteFile):
+        shards += _val_stretches(official["val"], labels, (inputs["val"][0],))
+    elif "val" in official:
         val = official["val"]
         by_class: dict[str, list[MemberAt]] = collections.defaultdict(list)
         snapshot = Snapshot.of_input(val)
         unlabelled: list[Item] = []
         for member in tar_index.headers(val, _refuse_listing, index_in):
             name = member.name.rsplit("/", 1)[-1]
-            if (label := _val_label(labels, name)) is None:
+            if (label := label_of(labels, name)) is None:
                 unlabelled.append(Item(member.name, None, None, NOT_A_VAL_NAME))
             else:
                 by_class[label].append(MemberAt(name, member.offset_data, member.size))
@@ -247,6 +241,24 @@ def _plan_official(
     if "test" in official:
         shards += _plan_test_tar(official["test"], (inputs["test"][0],))
     return sorted(shards, key=lambda s: (s.split, s.wnid or "", s.part or 0))
+
+
+def _val_stretches(val: RemoteFile, labels: tuple[str, ...], read: tuple[InputFile, ...]) -> list[Shard]:
+    """Val in a bucket, in stretches read as streams (see :class:`~.readers.TarStretch`): its
+    50,000 headers are not listed first, one request each."""
+    snapshot, table = Snapshot.of_input(val), fingerprint(labels)
+    return [
+        Shard(
+            "val",
+            None,
+            None,
+            TarStretch(val, start, min(start + STRETCH, val.size), labels, snapshot),
+            part=number,
+            inputs=read,
+            listing=fingerprint((start, STRETCH, table)),
+        )
+        for number, start in enumerate(range(0, val.size, STRETCH))
+    ]
 
 
 def _plan_test_tar(test: Archive, read: tuple[InputFile, ...]) -> list[Shard]:
@@ -399,7 +411,7 @@ class _KaggleZipShards(_KaggleShards):
             if split not in self.splits:
                 continue
             if split == "val":
-                if (label := _val_label(self.labels, name)) is None:
+                if (label := label_of(self.labels, name)) is None:
                     refused.append(Item(entry.name, None, None, NOT_A_VAL_NAME))
                 else:
                     val[label].append(ZipMember(name, entry))
@@ -499,7 +511,7 @@ def _streamed_image(
             stretches.refuse(origin, NOT_A_TEST_NAME)
             return None
         return stretches.add(Item(name, None, data))
-    wnid = _val_label(labels, name)
+    wnid = label_of(labels, name)
     if wnid is None:
         stretches.refuse(origin, NOT_A_VAL_NAME)
         return None
@@ -548,7 +560,7 @@ class _HubShards(Shards):
         differing: list[str] = []
         for image in archives.hub_images(self.files[split][0], refuse):
             # The shipped label, as for every input; the name's suffix only checked against it.
-            if split == "val" and (wnid := _val_label(self.labels, image.name)) and image.wnid != wnid:
+            if split == "val" and (wnid := label_of(self.labels, image.name)) and image.wnid != wnid:
                 differing.append(f"{image.origin}: ILSVRC-2012's label is {wnid}")
             if stretch := _streamed_image(stretches, self.labels, image.name, image.data, image.origin):
                 yield stretch
@@ -656,7 +668,7 @@ def _plan_tree(source: Path, splits: tuple[str, ...], labels: tuple[str, ...], t
             for name in sorted(names):
                 path = os.path.join(dirpath, name)
                 if split == "val":
-                    wnid = _val_label(labels, name)
+                    wnid = label_of(labels, name)
                     if wnid is not None and catalogue.is_wnid(folder) and folder != wnid:
                         refiled.append(f"{folder}/{name}: its label is {wnid}")
                 else:
