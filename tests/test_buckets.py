@@ -520,6 +520,20 @@ def refuse_paths_under(folder: str) -> None:
     sys.addaudithook(hook)
 
 
+def test_an_object_rewritten_while_it_is_read_fails_that_read(s3: S3Server) -> None:
+    """Each ranged read asks for the version listed (If-Match): no bytes of two versions mix."""
+    from imagenet_cli.errors import InputChangedError
+    from imagenet_cli.storage import RemoteFolder
+
+    s3.bucket("rewritten")
+    Bucket("s3://rewritten/x").write_bytes("a.tar", b"0" * 100_000)
+    with (RemoteFolder("s3://rewritten/x") / "a.tar").open(buffered=False) as file:
+        assert file.read(10) == b"0" * 10
+        Bucket("s3://rewritten/x").write_bytes("a.tar", b"1" * 100_000)
+        with pytest.raises(InputChangedError, match="a.tar was rewritten while it was read"):
+            file.read(10)
+
+
 def test_a_changed_archive_object_makes_the_export_again(s3: S3Server, official_root: Path, tmp_path: Path) -> None:
     from imagenet_cli.download import download_sample
 
