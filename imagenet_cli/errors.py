@@ -211,6 +211,10 @@ class StorageUnreachableError(StorageError):
     """The storage endpoint does not answer (a wrong endpoint URL, or no network)."""
 
 
+class StorageUnsupportedError(StorageError):
+    """The store cannot do what writing there needs (conditional writes, for one writer per prefix)."""
+
+
 class DownloadError(ImagenetError):
     """A transfer could not complete; what was fetched so far is kept for the next run."""
 

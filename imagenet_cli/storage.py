@@ -40,6 +40,7 @@ from .errors import (
     StorageError,
     StorageNotFoundError,
     StorageUnreachableError,
+    StorageUnsupportedError,
 )
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,14 @@ class Bucket:
 
     def write_bytes(self, name: str, data: bytes, **conditions: str) -> ObjectInfo:
         """One PUT: the object appears whole. ``conditions`` (``IfNoneMatch="*"``, ``IfMatch=ETAG``)
-        make it conditional; a condition that fails raises :class:`FileExistsError`."""
+        make it conditional; a condition that fails raises :class:`FileExistsError`. Only S3's
+        package takes them: elsewhere they raise :class:`StorageUnsupportedError`."""
+        if conditions and not hasattr(self.fs, "call_s3"):
+            scheme = self.url.split("://", 1)[0]
+            raise StorageUnsupportedError(
+                f"{scheme}:// is not written to: one writer per prefix needs conditional writes, "
+                "which imagenet-cli makes on S3 and S3-compatible stores only"
+            )
         with _translated(self.url):
             try:
                 answer = self.fs.pipe_file(self.key(name), data, **conditions)

@@ -250,6 +250,14 @@ def test_storage_failures_are_one_line_each_and_never_show_a_secret(s3: S3Server
     assert "s3://b: no credentials were found — try AWS_ACCESS_KEY_ID" in stderr, stderr
 
 
+def test_a_store_without_conditional_writes_is_not_written_to(root: Path) -> None:
+    """fsspec's memory:// stands for gs:// and the rest: no lease can be held there, so no export."""
+    done = imagenet("export", "webdataset", "--root", str(root), "--out", "memory://bucket/wds")
+    assert done.exit_code == 1, done.output
+    assert "memory:// is not written to: one writer per prefix needs conditional writes" in done.stderr
+    assert "try an s3:// URL" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
 def test_storage_options_need_a_url(root: Path, tmp_path: Path) -> None:
     done = imagenet("export", "webdataset", "--size", "32", "--root", str(root), "--out", str(tmp_path / "x"),
                     "--storage-option", "anon=true")  # fmt: skip

@@ -73,7 +73,7 @@ def export_command(
     out: Annotated[
         str | None,
         typer.Option(
-            help="The export folder, or a URL of object storage (s3://bucket/prefix, gs://…; needs the s3 or gcs "
+            help="The export folder, or a URL of S3 or an S3-compatible store (s3://bucket/prefix; needs the s3 "
             "extra) [default: ROOT/exports/<format>-<tree>].",
             show_default=False,
             metavar="DIR|URL",

@@ -185,7 +185,7 @@ def export(
     ``source`` may be the URL of a bucket's folder that holds the official archives
     (``s3://bucket/ilsvrc``): the train tar's 1000 class tars are found from its headers alone, and
     each is read by range on the worker that makes its images; nothing is downloaded whole.
-    ``out`` may be a URL of object storage (``s3://bucket/prefix``, any fsspec URL, opened with
+    ``out`` may be a URL of S3 or an S3-compatible store (``s3://bucket/prefix``, opened with
     ``storage_options``): each file is made in a local spool under the root, uploaded whole under
     its final key and deleted, and ``export.json`` is written last (see ``destinations``).
     """
