@@ -73,10 +73,11 @@ class S3Proxy:
     serves (``served``, by path) and of every upload it relays (``received``, by path, a multipart
     upload's parts under the object's path), and, given ``every``, misbehaves on purpose: it answers 503
     SlowDown to every ``every``-th request with a body (an upload, a record), and resets the
-    connection in the middle of every ``every``-th response body it relays."""
+    connection in the middle of every ``every``-th response body it relays. ``deny``: every request
+    is answered 403 AccessDenied, as S3 answers credentials without the rights."""
 
-    def __init__(self, upstream: str, every: int | None = None) -> None:
-        self.upstream, self.every = upstream.removeprefix("http://"), every
+    def __init__(self, upstream: str, every: int | None = None, deny: bool = False) -> None:
+        self.upstream, self.every, self.deny = upstream.removeprefix("http://"), every, deny
         self.requests = self.refused = self.cut = 0
         self.served: collections.Counter[str] = collections.Counter()
         self.received: collections.Counter[str] = collections.Counter()
@@ -118,13 +119,12 @@ class S3Proxy:
             turn = self.every is not None and self.requests % self.every == 0
             if handler.command in ("PUT", "POST"):
                 self.received[handler.path.split("?", 1)[0]] += len(body)
+        if self.deny:
+            self.refuse(handler, 403, "AccessDenied", "Access Denied")
+            return
         if turn and body:
             self.refused += 1
-            error = b"<Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message></Error>"
-            handler.send_response(503)
-            handler.send_header("Content-Length", str(len(error)))
-            handler.end_headers()
-            handler.wfile.write(error)
+            self.refuse(handler, 503, "SlowDown", "Please reduce your request rate.")
             return
         connection = http.client.HTTPConnection(self.upstream, timeout=30)
         headers = {k: v for k, v in handler.headers.items() if k.lower() not in ("host", "expect")}
@@ -145,6 +145,16 @@ class S3Proxy:
         if handler.command == "GET" and "?" not in handler.path:  # an object's bytes, not a listing
             with self.lock:
                 self.served[handler.path] += len(data)
+
+    @staticmethod
+    def refuse(handler: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
+        error = f"<Error><Code>{code}</Code><Message>{message}</Message></Error>".encode()
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/xml")
+        handler.send_header("Content-Length", str(len(error)))
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(error)
 
 
 def _boto_keys() -> dict[str, str]:

@@ -248,6 +248,12 @@ def test_storage_failures_are_one_line_each_and_never_show_a_secret(s3: S3Server
     _, stderr = anonymous.communicate(timeout=120)
     assert anonymous.returncode == 1
     assert "s3://b: no credentials were found — try AWS_ACCESS_KEY_ID" in stderr, stderr
+    with S3Proxy(s3.endpoint, deny=True) as proxy:
+        for where in (["--out", "s3://b/x"], ["--from", "s3://b/ilsvrc"]):
+            denied = imagenet(*base, *where, env={**s3.env, "AWS_ENDPOINT_URL": proxy.endpoint})
+            assert denied.exit_code == 1 and len(denied.stderr.strip().splitlines()) == 1, denied.stderr
+            assert denied.stderr.startswith("imagenet: error: s3://b: access denied"), denied.stderr
+            assert denied.stderr.strip().endswith("— try credentials allowed to list, read and write that prefix")
 
 
 def test_a_store_without_conditional_writes_is_not_written_to(root: Path) -> None:
