@@ -222,7 +222,7 @@ def test_a_prefix_holding_other_objects_is_not_written(s3: S3Server, root: Path)
     assert s3.objects("foreign") == {"data/notes.txt": b"mine"}
 
 
-def test_storage_failures_are_one_line_each_and_never_show_a_secret(s3: S3Server, root: Path) -> None:
+def test_storage_failures_are_one_line_each_and_never_show_a_secret(s3: S3Server, root: Path, tmp_path: Path) -> None:
     base = ["export", "webdataset", "--size", "32", "--root", str(root)]
     missing = imagenet(*base, "--out", "s3://no-such-bucket/x", env=s3.env)
     assert missing.exit_code == 1
@@ -249,8 +249,9 @@ def test_storage_failures_are_one_line_each_and_never_show_a_secret(s3: S3Server
     assert anonymous.returncode == 1
     assert "s3://b: no credentials were found — try AWS_ACCESS_KEY_ID" in stderr, stderr
     with S3Proxy(s3.endpoint, deny=True) as proxy:
-        for where in (["--out", "s3://b/x"], ["--from", "s3://b/ilsvrc"]):
-            denied = imagenet(*base, *where, env={**s3.env, "AWS_ENDPOINT_URL": proxy.endpoint})
+        reading = ["export", "webdataset", "--size", "32", "--root", str(tmp_path), "--from", "s3://b/ilsvrc"]
+        for command in ([*base, "--out", "s3://b/x"], reading):
+            denied = imagenet(*command, env={**s3.env, "AWS_ENDPOINT_URL": proxy.endpoint})
             assert denied.exit_code == 1 and len(denied.stderr.strip().splitlines()) == 1, denied.stderr
             assert denied.stderr.startswith("imagenet: error: s3://b: access denied"), denied.stderr
             assert denied.stderr.strip().endswith("— try credentials allowed to list, read and write that prefix")
