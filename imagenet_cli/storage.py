@@ -26,6 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -222,7 +223,7 @@ class RemoteFile:
         """The object as a read-only, seekable file whose reads are ranged GETs: buffered in
         ``CHUNK`` pieces for streaming, or unbuffered for reading headers here and there. ``end``:
         no read goes past this byte (a region's end), so the buffer fetches nothing beyond it."""
-        raw = RangedReader(self, self.size if end is None else min(end, self.size))
+        raw = RangedReader(self, self.size if end is None else min(end, self.size), read_ahead=buffered)
         return io.BufferedReader(raw, CHUNK) if buffered else raw  # type: ignore[return-value]
 
     def now(self) -> ObjectInfo | None:
@@ -282,11 +283,25 @@ def archive_size(path: Archive) -> int:
 
 class RangedReader(io.RawIOBase):
     """Reads of an object by range, each from the position reached: a transient failure (a reset,
-    a 503 the client gave up on) is tried again from there, with backoff."""
+    a 503 the client gave up on) is tried again from there, with backoff.
 
-    def __init__(self, remote: RemoteFile, end: int) -> None:
+    ``read_ahead`` (a buffered reader streaming a region): while the caller works on one piece, the
+    next one up to ``end`` is fetched on a thread of the reader's own, so the store's latency and
+    transfer overlap the decoding instead of adding to it. A seek within that piece takes its
+    bytes; one elsewhere drops it. Nothing past ``end`` is read ahead."""
+
+    def __init__(self, remote: RemoteFile, end: int, read_ahead: bool = False) -> None:
         self.remote, self.position, self.end = remote, 0, end
         self.fs, self.key = remote.bucket().fs, remote.bucket().key(remote.name)
+        self.read_ahead = read_ahead
+        self.ahead: tuple[int, int, Future[bytes]] | None = None  # start, end, the bytes coming
+        self.fetcher: ThreadPoolExecutor | None = None
+
+    def close(self) -> None:
+        if self.fetcher is not None:
+            self.fetcher.shutdown(wait=False, cancel_futures=True)
+        self.ahead = None
+        super().close()
 
     def readable(self) -> bool:
         return True
@@ -309,10 +324,33 @@ class RangedReader(io.RawIOBase):
         wanted = min(len(buffer), ahead if ahead > 0 else PAST_END, self.remote.size - self.position)
         if wanted <= 0:
             return 0
-        data = self._fetch(self.position, self.position + wanted)
+        data = self._fetched_ahead(self.position, wanted) or self._fetch(self.position, self.position + wanted)
         buffer[: len(data)] = data
         self.position += len(data)
+        if self.read_ahead and self.position < self.end and self.ahead is None:
+            start = self.position
+            self.fetcher = self.fetcher or ThreadPoolExecutor(1, thread_name_prefix="read-ahead")
+            ahead_end = min(start + wanted, self.end)
+            self.ahead = (start, ahead_end, self.fetcher.submit(self._fetch, start, ahead_end))
         return len(data)
+
+    def _fetched_ahead(self, start: int, wanted: int) -> bytes | None:
+        """At most ``wanted`` bytes from ``start`` out of the piece read ahead, when it holds them;
+        what it holds beyond stays for the next read."""
+        if self.ahead is None:
+            return None
+        begin, end, coming = self.ahead
+        if not begin <= start < end:
+            self.ahead = None  # a seek elsewhere
+            return None
+        data = coming.result()[start - begin :]
+        if len(data) > wanted:
+            rest: Future[bytes] = Future()
+            rest.set_result(data[wanted:])
+            self.ahead = (start + wanted, end, rest)
+            return data[:wanted]
+        self.ahead = None
+        return data
 
     def _fetch(self, start: int, end: int) -> bytes:
         return _fetched(self.fs, self.key, self.remote.url, start, end, self.remote.etag)

@@ -549,6 +549,26 @@ def test_an_object_rewritten_while_it_is_read_fails_that_read(s3: S3Server) -> N
             file.read(10)
 
 
+def test_reading_ahead_fetches_each_byte_once_and_follows_seeks(s3: S3Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While one piece is worked on the next is fetched: a stream reads each byte once, and a seek
+    (within the piece read ahead, or elsewhere) still reads what is there."""
+    from imagenet_cli import storage
+
+    monkeypatch.setattr(storage, "CHUNK", 64 << 10)
+    s3.bucket("ahead")
+    data = os.urandom(300_000)
+    Bucket("s3://ahead/x").write_bytes("blob", data)
+    with S3Proxy(s3.endpoint) as proxy, environment({"AWS_ENDPOINT_URL": proxy.endpoint}):
+        remote = storage.RemoteFolder("s3://ahead/x") / "blob"
+        with remote.open() as file:
+            assert b"".join(iter(lambda: file.read(10_000), b"")) == data
+        assert proxy.served["/ahead/x/blob"] == len(data)
+        with remote.open() as file:
+            for at, size in ((70_000, 1000), (140_000, 70_000), (10, 5), (299_990, 100)):
+                file.seek(at)
+                assert file.read(size) == data[at : at + size]
+
+
 def test_a_changed_archive_object_makes_the_export_again(s3: S3Server, official_root: Path, tmp_path: Path) -> None:
     from imagenet_cli.download import download_sample
 
