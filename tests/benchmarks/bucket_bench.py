@@ -1,12 +1,12 @@
 """Benchmark of exports to and from object storage, as ratios against the same export on a disk.
 
-    python tests/benchmarks/bucket_bench.py [--per-class 100] [--rounds 2]
+    python tests/benchmarks/bucket_bench.py [--per-class 100] [--rounds 2] [--size 64]
 
 An S3 API runs on 127.0.0.1 (moto's server, in this process); each export runs through the real
 CLI in a fresh process, from copies of the same archives, alternating folder and bucket, best
 round kept:
 
-- ``export webdataset --size 64`` into ``ROOT/exports/…`` against ``--out s3://…``: the bucket's
+- ``export webdataset --size SIZE`` (64 by default) into ``ROOT/exports/…`` against ``--out s3://…``: the bucket's
   time as a ratio of the folder's (the work is decode and encode; the upload should not show);
 - the peak of the local spool while the bucket export runs (it holds the files being made only);
 - the same export from the archives in ``ROOT/downloads`` against ``--from s3://…`` (the same
@@ -51,11 +51,11 @@ from tests.buckets import S3Server, environment  # noqa: E402
 SHARD_BYTES = 8 << 20
 
 
-def export_times(work: Path, source: Path, s3: S3Server, rounds: int) -> tuple[float, float, int]:
+def export_times(work: Path, source: Path, s3: S3Server, rounds: int, size: str) -> tuple[float, float, int]:
     """Best wall seconds of the export to a folder and to the bucket, and the spool's peak bytes."""
     best_folder = best_bucket = float("inf")
     spool_peak = 0
-    args = ["export", "webdataset", "--size", "64", "--shard-size", "200", "-q"]
+    args = ["export", "webdataset", "--size", size, "--shard-size", "200", "-q"]
     for number in range(rounds):
         root = fresh_root(work, source, "folder")
         seconds, _ = run_cli(*args, "--root", str(root))
@@ -83,14 +83,14 @@ class Reading:
             self.wall, self.cpu, self.server_cpu = wall, cpu, server_cpu
 
 
-def read_times(work: Path, source: Path, s3: S3Server, rounds: int) -> tuple[Reading, Reading]:
+def read_times(work: Path, source: Path, s3: S3Server, rounds: int, size: str) -> tuple[Reading, Reading]:
     """The export from local archives, and from the same archives in a bucket."""
     bucket = s3.bucket("archives")
     for archive in (source / "downloads").iterdir():
         if archive.name.endswith((".tar", ".tar.gz")):
             s3.client().upload_file(str(archive), "archives", f"ilsvrc/{archive.name}")
     disk, remote = Reading(), Reading()
-    args = ["export", "webdataset", "--size", "64", "--shard-size", "200", "-q"]
+    args = ["export", "webdataset", "--size", size, "--shard-size", "200", "-q"]
     for _ in range(rounds):
         before = _children_cpu()
         seconds, _ = run_cli(*args, "--root", str(fresh_root(work, source, "disk")))
@@ -187,6 +187,7 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--ranges", choices=["as-s3", "as-moto"], default="as-s3")
+    parser.add_argument("--size", default="64", help="the images' size, as export --size takes it")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="imagenet-bucket-bench-"))
     try:
@@ -194,14 +195,15 @@ def main() -> None:
         download_sample(source, classes=["imagenette"], train_per_class=args.per_class, val_per_class=10, test_images=0)
         ranges = ranges_as_s3() if args.ranges == "as-s3" else contextlib.nullcontext()
         with S3Server() as s3, environment(s3.env), ranges:
-            folder, bucket, spool = export_times(work, source, s3, args.rounds)
-            disk, remote = read_times(work, source, s3, args.rounds)
+            folder, bucket, spool = export_times(work, source, s3, args.rounds, args.size)
+            disk, remote = read_times(work, source, s3, args.rounds, args.size)
             one, four = upload_rate(s3, 1), upload_rate(s3, 4)
             read_one, read_four = range_read_rate(1), range_read_rate(4)
         images = 10 * (args.per_class + 10)
         print(f"{images:,} images (Imagenette classes, photo-sized JPEGs), {os.cpu_count()} cores")
-        print(f"export webdataset 64 to a folder   {folder:6.1f} s")
-        print(f"export webdataset 64 to s3://      {bucket:6.1f} s   = {folder / bucket:.2f}x the folder's speed")
+        print(f"export webdataset {args.size:>4} to a folder {folder:6.1f} s")
+        ratio = f"{folder / bucket:.2f}x the folder's speed"
+        print(f"export webdataset {args.size:>4} to s3://    {bucket:6.1f} s   = {ratio}")
         print(f"   local spool at its peak: {spool / 1e6:.1f} MB")
         print(f"export from ROOT/downloads         {disk.wall:6.1f} s, its processes' CPU {disk.cpu:5.1f} s")
         ratio = f"{disk.wall / remote.wall:.2f}x the disk's speed (target >= 0.8)"
