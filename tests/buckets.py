@@ -12,6 +12,7 @@ import http.client
 import logging
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -74,10 +75,14 @@ class S3Proxy:
     upload's parts under the object's path), and, given ``every``, misbehaves on purpose: it answers 503
     SlowDown to every ``every``-th request with a body (an upload, a record), and resets the
     connection in the middle of every ``every``-th response body it relays. ``deny``: every request
-    is answered 403 AccessDenied, as S3 answers credentials without the rights."""
+    is answered 403 AccessDenied, as S3 answers credentials without the rights. ``slow``: every
+    body is relayed in pieces of ``SLOW_PIECE`` bytes with a pause after each."""
 
-    def __init__(self, upstream: str, every: int | None = None, deny: bool = False) -> None:
-        self.upstream, self.every, self.deny = upstream.removeprefix("http://"), every, deny
+    SLOW_PIECE = 16 << 10
+
+    def __init__(self, upstream: str, every: int | None = None, deny: bool = False, slow: bool = False) -> None:
+        self.upstream, self.every, self.deny, self.slow = upstream.removeprefix("http://"), every, deny, slow
+        self.pauses = 0
         self.requests = self.refused = self.cut = 0
         self.served: collections.Counter[str] = collections.Counter()
         self.received: collections.Counter[str] = collections.Counter()
@@ -141,7 +146,13 @@ class S3Proxy:
             handler.wfile.write(data[: len(data) // 2])
             handler.close_connection = True  # the rest never comes: the client sees a short body
             return
-        handler.wfile.write(data)
+        pieces = range(0, len(data), self.SLOW_PIECE) if self.slow else range(1)
+        for at in pieces:
+            handler.wfile.write(data[at : at + self.SLOW_PIECE] if self.slow else data)
+            if self.slow:
+                handler.wfile.flush()
+                self.pauses += 1
+                time.sleep(0.002)
         if handler.command == "GET" and "?" not in handler.path:  # an object's bytes, not a listing
             with self.lock:
                 self.served[handler.path] += len(data)

@@ -414,6 +414,14 @@ def test_archives_in_a_bucket_give_the_local_archives_shards(
     assert again.written == 0, "a re-run with the same objects does nothing"
 
 
+def test_slow_bytes_from_the_store_give_the_same_shards(
+    s3: S3Server, archives_bucket: dict[str, int], local_export: Path, tmp_path: Path
+) -> None:
+    with S3Proxy(s3.endpoint, slow=True) as proxy, environment({"AWS_ENDPOINT_URL": proxy.endpoint}):
+        result = export(tmp_path / "root", "webdataset", size=32, shard_size=20, source="s3://archives/ilsvrc")
+    assert files_of(result.path) == files_of(local_export) and proxy.pauses > 100
+
+
 def test_val_alone_reads_no_train_byte(s3: S3Server, archives_bucket: dict[str, int], tmp_path: Path) -> None:
     with S3Proxy(s3.endpoint) as proxy, environment({"AWS_ENDPOINT_URL": proxy.endpoint}):
         done = imagenet("export", "parquet", "--size", "32", "--splits", "val", "--from", "s3://archives/ilsvrc",
