@@ -343,6 +343,14 @@ def test_dask_workers_make_and_upload_the_shards_of_local_archives(
     assert published(s3, "clustered", "wds") == files_of(local_export)
 
 
+def test_parquet_made_and_uploaded_by_dask_workers_is_the_folder_exports(s3: S3Server, root: Path) -> None:
+    pytest.importorskip("distributed")
+    s3.bucket("parquet-dask")
+    export(root, "parquet", size=32, shard_size=40, dask="local:2", out="s3://parquet-dask/hf")
+    local = export(root, "parquet", size=32, shard_size=40)
+    assert published(s3, "parquet-dask", "hf") == files_of(local.path)
+
+
 def test_trees_stay_local_and_a_missing_store_package_is_named(tmp_path: Path) -> None:
     for args in (
         ["prepare", "--size", "32", "--root", "s3://bucket/root"],
@@ -461,8 +469,8 @@ def test_a_cluster_sharing_only_the_bucket_makes_the_shards(
     with (
         S3Proxy(s3.endpoint) as theirs,
         S3Proxy(s3.endpoint) as ours,
-        distributed.LocalCluster(
-            n_workers=2,
+        distributed.LocalCluster(  # one worker thread: still no shard made here
+            n_workers=1,
             threads_per_worker=1,
             host="127.0.0.1",
             dashboard_address=":0",

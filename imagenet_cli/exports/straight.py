@@ -390,7 +390,8 @@ def _write_shards_beside(job: Job, split: str, samples: StagedSamples, straight:
     with contextlib.ExitStack() as stack:
         advance = stack.enter_context(job.progress.task(f"writing {split} shards", total=len(samples), unit="img"))
         pool, slots = _pool(stack, straight.dask, 1)
-        for done, info in ordered_map(write_shard_beside, tasks(), slots, pool=pool):
+        # At least two in flight: with one, ordered_map would make the shards in this process.
+        for done, info in ordered_map(write_shard_beside, tasks(), max(2, slots), pool=pool):
             keep_those_done_before()
             file, count, _ = waiting.popleft()
             assert file == done.file, "results come in shard order"

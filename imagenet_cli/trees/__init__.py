@@ -228,7 +228,7 @@ def stage(
     _remove_temporaries(folder)
     atomic.remove_temporaries(folder / PACKS)
     if packs_in is not None:
-        _forget_lost_packs(folder, packs_in, on_a_cluster=dask is not None or executor is not None)
+        _forget_lost_packs(folder, packs_in, on_a_cluster=dask is not None)
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(cluster.connect(dask)) if dask else None
         (size,) = making.sizes
@@ -375,7 +375,9 @@ def _make_shards(root: Path, splits: tuple[str, ...], run: _Run) -> tuple[Plan, 
             reasons.announce()
             _logplan(len(plan.shards.seen), len(listed))
             work = iter(listed)
-        packs_in = run.packs_in if engine is not None and run.client is not None else None
+        # On a cluster, the packs go to the bucket even from shards run here (a stream that cannot
+        # be spread): the workers that make the output from them share no disk with this process.
+        packs_in = run.packs_in if run.client is not None else None
         run_shards(_jobs(work, run.recipe, run.trees, run.sink, packs_in), run.workers, on_done, engine)
     shards = plan.shards.seen
     result.shards_done_before = len(shards) - result.shards_run
