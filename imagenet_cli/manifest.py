@@ -70,6 +70,9 @@ class Entry:
         return self.path.rsplit("/", 1)[1]
 
 
+APPEARS_TWICE = "appears twice in the input: neither copy is used"  # which one is right cannot be known
+
+
 @dataclass(frozen=True)
 class Failure:
     """An image that is not in the tree, and why: data for the summary, never an exception."""

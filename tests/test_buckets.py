@@ -9,6 +9,7 @@ writer per prefix with a lease, and say each storage failure in one line without
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import os
 import signal
@@ -428,6 +429,27 @@ def test_slow_bytes_from_the_store_give_the_same_shards(
     with S3Proxy(s3.endpoint, slow=True) as proxy, environment({"AWS_ENDPOINT_URL": proxy.endpoint}):
         result = export(tmp_path / "root", "webdataset", size=32, shard_size=20, source="s3://archives/ilsvrc")
     assert files_of(result.path) == files_of(local_export) and proxy.pauses > 100
+
+
+def test_a_val_image_in_two_stretches_is_used_by_neither(s3: S3Server, official_root: Path, tmp_path: Path) -> None:
+    """The first val image again at the val tar's end, in another stretch than the first copy:
+    neither is exported and the image is named, as from the same archives on a disk."""
+    local = archives_only(official_root, tmp_path / "local")
+    val = local / "downloads" / "ILSVRC2012_img_val.tar"
+    with tarfile.open(val) as tar:
+        members = [(member, tar.extractfile(member).read()) for member in tar.getmembers()]  # type: ignore[union-attr]
+    with tarfile.open(val, "w", format=tarfile.GNU_FORMAT) as tar:
+        for member, data in [*members, members[0]]:
+            tar.addfile(member, io.BytesIO(data))
+    s3.bucket("twice")
+    for archive in (local / "downloads").glob("ILSVRC2012_[di]*"):
+        s3.client().upload_file(str(archive), "twice", f"ilsvrc/{archive.name}")
+    remote = export(tmp_path / "root", "webdataset", size=32, shard_size=20, source="s3://twice/ilsvrc")
+    disk = export(local, "webdataset", size=32, shard_size=20)
+    assert files_of(remote.path) == files_of(disk.path)
+    name = members[0][0].name.rsplit("/", 1)[-1]
+    assert [f.where for f in remote.failures if f.name == name] == [f.where for f in disk.failures if f.name == name]
+    assert [f.error for f in remote.failures if f.name == name] == ["appears twice in the input: neither copy is used"]
 
 
 def test_val_alone_reads_no_train_byte(s3: S3Server, archives_bucket: dict[str, int], tmp_path: Path) -> None:

@@ -196,6 +196,23 @@ def test_a_kill_9_in_either_step_and_a_rerun_give_the_bytes_of_a_clean_run(
     assert not [p for p in out.rglob("*") if p.name.endswith(".tmp")] and not (out / ".staged").exists()
 
 
+def test_a_class_tar_that_comes_twice_gives_neither_copy(official_root: Path, tmp_path: Path) -> None:
+    """Its images come from two shards: none is exported, each is named, as prepare leaves them out."""
+    root = archives_only(official_root, tmp_path / "root")
+    train = root / "downloads" / archives.TRAIN_TAR
+    with tarfile.open(train) as tar:
+        class_tars = [(member, read_member(tar, member)) for member in tar.getmembers()]
+    with tarfile.open(train, "w") as tar:
+        for member, data in [*class_tars, class_tars[0]]:
+            tar.addfile(member, io.BytesIO(data))
+    wnid = class_tars[0][0].name.removesuffix(".tar")
+    result = export(root, "webdataset", size=32, shard_size=20, splits=["train"])
+    twice = sorted(f.name for f in result.failures if f.error == "appears twice in the input: neither copy is used")
+    with tarfile.open(fileobj=io.BytesIO(class_tars[0][1])) as inner:
+        assert twice == sorted(m.name for m in inner.getmembers()) and twice
+    assert wnid not in {found for _, found in wds_samples(result.path).values()}
+
+
 def test_a_damaged_class_tar_is_named_and_every_other_image_exported(official_root: Path, tmp_path: Path) -> None:
     root = archives_only(official_root, tmp_path / "root")
     train = root / "downloads" / archives.TRAIN_TAR

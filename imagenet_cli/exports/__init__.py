@@ -541,11 +541,19 @@ class SplitSamples:
 
 class StagedSamples(SplitSamples):
     """A split's samples as an export straight from the archives staged them (``trees.stage``):
-    the same order as from a tree of the same images, each read out of its shard's pack."""
+    the same order as from a tree of the same images, each read out of its shard's pack. An image
+    that two shards hold (a class tar that comes twice, a val name in two stretches) is not used,
+    as ``prepare`` leaves it out of a tree: it is among the ``failures``."""
 
     def __init__(self, staged: Staged, split: str, seed: int) -> None:
         self.markers, self.packs = staged.markers.get(split, []), staged.folder / PACKS
+        self.twice = _held_twice(self.markers)
         super().__init__(staged.folder, split, seed)
+
+    @property
+    def failures(self) -> list[Failure]:
+        where = (path.split("/", 2) for path in sorted(self.twice))
+        return [Failure(split, wnid, name, manifest.APPEARS_TWICE) for split, wnid, name in where]
 
     def _rows(self) -> Iterator[Row]:
         if self.split == "train":  # shuffled after: any order will do, one marker in memory at a time
@@ -557,12 +565,30 @@ class StagedSamples(SplitSamples):
         for path in self.markers:
             result = read_marker(path)
             for entry in result.entries:
+                if entry.path in self.twice:
+                    continue
                 if entry.path in result.origins:  # listed: made when its shard is written
                     origin = result.origins[entry.path]
                 else:  # made already, in the shard's pack (here, or in a bucket: its URL)
                     pack = str(result.pack) if is_url(str(result.pack)) else str(self.packs / str(result.pack))
                     origin = list(Origin("pack", pack, result.offsets[entry.path], entry.bytes))
                 yield Row(entry.path, entry.bytes, entry.wnid, json.dumps(origin))
+
+
+def _held_twice(markers: list[Path]) -> set[str]:
+    """The paths more than one shard holds. A class's shards are named alike and so come together,
+    and val's stretches hold no class: one class's paths are in memory at a time, val's all."""
+    twice: set[str] = set()
+    seen: set[str] = set()
+    group: str | None = ""
+    for path in markers:
+        result = read_marker(path)
+        if result.wnid != group:
+            seen.clear()
+            group = result.wnid
+        for entry in result.entries:
+            (twice if entry.path in seen else seen).add(entry.path)
+    return twice
 
 
 def _entries(tree: Path, split: str) -> Iterator[manifest.Entry]:

@@ -137,9 +137,11 @@ def run(
     job = job_of(staged.folder, straight.name)
     job.result.source = straight.read_from(root)
     job.origins = OriginReader(bucket.options if bucket else ())
+    twice: list[Failure] = []  # images two shards hold: used by neither
     try:
         for split in options["splits"]:
             samples = StagedSamples(staged, split, options["seed"])
+            twice += samples.failures
             if not len(samples):
                 continue
             if sharded and straight.dask and isinstance(destination, BucketFolder):
@@ -151,7 +153,7 @@ def run(
         writer.finish(job)
     finally:
         job.origins.close()
-    failures = tuple(staged.failures) + tuple(job.result.failures)
+    failures = tuple(staged.failures) + tuple(twice) + tuple(job.result.failures)
     inputs = tuple(_relative(i, staged.folder, work) for files in staged.inputs.values() for i in files)
     trains = [i.path for i in staged.inputs.get("train", ()) if is_url(i.path)]
     record = ExportRecord(

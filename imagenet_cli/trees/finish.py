@@ -162,9 +162,7 @@ def _without_duplicates(tree: Path, entries: Iterable[Entry], failures: list[Fai
         if not copies:
             yield entry
             continue
-        failures.append(
-            Failure(entry.split, entry.wnid or None, entry.name, "appears twice in the input: neither copy is used")
-        )
+        failures.append(Failure(entry.split, entry.wnid or None, entry.name, manifest.APPEARS_TWICE))
         (tree / path).unlink(missing_ok=True)
 
 

@@ -32,7 +32,7 @@ from ..errors import ShardCrashError
 from ..hashing import hash_bytes, hash_file
 from ..inputs import InputFile, changed_names
 from ..layout import SPLITS
-from ..manifest import Entry, Failure, is_labelled
+from ..manifest import APPEARS_TWICE, Entry, Failure, is_labelled
 from ..storage import Bucket, bucket_for, is_url
 from ..workers import kill_local_workers, local_pool
 from .readers import Listable, Reader
@@ -286,7 +286,7 @@ def _make_items(
         failed_in = "/".join(p for p in (shard.folder, wnid) if p) or None
         problem = problem or unusable_name(name) or _in_another_class(shard.split, wnid, name)
         if problem is None and relative in seen:
-            problem = "appears twice in the input: neither copy is used"
+            problem = APPEARS_TWICE
             _drop(results, trees, relative, name)
         seen.add(relative)
         if listing and problem is None and origin is not None and filed:
