@@ -500,10 +500,11 @@ class SplitSamples:
 
     BUCKETS = 256
 
-    def __init__(self, tree: Path, split: str, seed: int) -> None:
+    def __init__(self, tree: Path, split: str, seed: int, count: int | None = None) -> None:
+        """``count``: the samples, where the caller knows it (else they are counted)."""
         self.tree, self.split, self.seed = tree, split, seed
         self.labels = labels_of(tree)
-        self.count = sum(1 for _ in self._rows())
+        self.count = sum(1 for _ in self._rows()) if count is None else count
 
     def __len__(self) -> int:
         return self.count
@@ -547,8 +548,8 @@ class StagedSamples(SplitSamples):
 
     def __init__(self, staged: Staged, split: str, seed: int) -> None:
         self.markers, self.packs = staged.markers.get(split, []), staged.folder / PACKS
-        self.twice = _held_twice(self.markers)
-        super().__init__(staged.folder, split, seed)
+        self.twice, usable = _held_twice(self.markers)  # counted in the same pass
+        super().__init__(staged.folder, split, seed, usable)
 
     @property
     def failures(self) -> list[Failure]:
@@ -575,20 +576,25 @@ class StagedSamples(SplitSamples):
                 yield Row(entry.path, entry.bytes, entry.wnid, json.dumps(origin))
 
 
-def _held_twice(markers: list[Path]) -> set[str]:
-    """The paths more than one shard holds. A class's shards are named alike and so come together,
-    and val's stretches hold no class: one class's paths are in memory at a time, val's all."""
-    twice: set[str] = set()
+def _held_twice(markers: list[Path]) -> tuple[set[str], int]:
+    """The paths more than one shard holds, and how many entries are left without them. A class's
+    shards are named alike and so come together, and val's stretches hold no class: one class's
+    paths are in memory at a time, val's all."""
+    twice: collections.Counter[str] = collections.Counter()
     seen: set[str] = set()
     group: str | None = ""
+    entries = 0
     for path in markers:
         result = read_marker(path)
         if result.wnid != group:
             seen.clear()
             group = result.wnid
         for entry in result.entries:
-            (twice if entry.path in seen else seen).add(entry.path)
-    return twice
+            entries += 1
+            if entry.path in seen:
+                twice[entry.path] += 1 if twice[entry.path] else 2  # the first copy, then this one
+            seen.add(entry.path)
+    return set(twice), entries - sum(twice.values())
 
 
 def _entries(tree: Path, split: str) -> Iterator[manifest.Entry]:
