@@ -122,7 +122,7 @@ class Bucket:
         """One PUT: the object appears whole. ``conditions`` (``IfNoneMatch="*"``, ``IfMatch=ETAG``)
         make it conditional; a condition that fails raises :class:`FileExistsError`. Only S3's
         package takes them: elsewhere they raise :class:`StorageUnsupportedError`."""
-        if conditions and not hasattr(self.fs, "call_s3"):
+        if conditions and not _speaks_s3(self.fs):
             scheme = self.url.split("://", 1)[0]
             raise StorageUnsupportedError(
                 f"{scheme}:// is not written to: one writer per prefix needs conditional writes, "
@@ -386,7 +386,7 @@ def _ranged_get(fs: Any, key: str, url: str, start: int, end: int, etag: str) ->
     """One ranged read. On S3, of the version ``etag`` names only (If-Match): an object rewritten
     while a shard reads it fails that read, rather than give bytes of two versions. Other stores
     are checked when each shard opens its input."""
-    if not etag or not hasattr(fs, "_call_s3"):
+    if not etag or not _speaks_s3(fs):
         return bytes(fs.cat_file(key, start=start, end=end))
     from fsspec.asyn import sync
 
@@ -398,6 +398,11 @@ def _ranged_get(fs: Any, key: str, url: str, start: int, end: int, etag: str) ->
             name = url.rsplit("/", 1)[-1]
             raise InputChangedError(f"{name} was rewritten while it was read; it is read again") from None
         raise
+
+
+def _speaks_s3(fs: Any) -> bool:
+    """s3fs: the one store package whose requests take S3's conditions (If-Match, If-None-Match)."""
+    return hasattr(fs, "_call_s3")
 
 
 async def _s3_ranged_get(fs: Any, bucket: str, key: str, byte_range: str, etag: str) -> bytes:

@@ -1,7 +1,8 @@
 """The member index of a tar in a bucket: each regular file's name, data offset and size.
 
 Listing a tar in a bucket costs one small ranged read per header: 1000 for the train tar's class
-tars, 50,000 for val's images. The index is kept as JSON (``INDEX/<name>.json``, never a pickle)
+tars (val's are never listed so: it is read in stretches, see ``trees.readers.TarStretch``).
+The index is kept as JSON (``INDEX/<name>.json``, never a pickle)
 in the folder of the work made from the tar, for the very object it was read from (its URL, size
 and ETag): a stopped export run again reads it instead of the headers, and an object rewritten
 since is listed anew. The export's record carries the train tar's (its class tars' byte ranges).

@@ -580,7 +580,7 @@ def _held_twice(markers: list[Path]) -> tuple[set[str], int]:
     """The paths more than one shard holds, and how many entries are left without them. A class's
     shards are named alike and so come together, and val's stretches hold no class: one class's
     paths are in memory at a time, val's all."""
-    twice: collections.Counter[str] = collections.Counter()
+    extra: collections.Counter[str] = collections.Counter()  # copies of a path after its first
     seen: set[str] = set()
     group: str | None = ""
     entries = 0
@@ -592,9 +592,9 @@ def _held_twice(markers: list[Path]) -> tuple[set[str], int]:
         for entry in result.entries:
             entries += 1
             if entry.path in seen:
-                twice[entry.path] += 1 if twice[entry.path] else 2  # the first copy, then this one
+                extra[entry.path] += 1
             seen.add(entry.path)
-    return set(twice), entries - sum(twice.values())
+    return set(extra), entries - len(extra) - sum(extra.values())
 
 
 def _entries(tree: Path, split: str) -> Iterator[manifest.Entry]:

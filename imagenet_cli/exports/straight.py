@@ -370,12 +370,12 @@ def _write_shards_beside(job: Job, split: str, samples: StagedSamples, straight:
     waiting: collections.deque[tuple[str, int, tuple[ShardDone, Finished] | None]] = collections.deque()
 
     def tasks() -> Iterator[ShardTask]:
+        url, options = to.bucket.url, to.bucket.options
         for file, group in zip(files, shard_groups(samples, size, max_bytes), strict=True):
             done = _finished(job, file)
             waiting.append((file, len(group), done))
             if done is None:
-                bucket = to.bucket
-                yield ShardTask(file, tuple(group), straight.making, job.options, job.name, bucket.url, bucket.options)
+                yield ShardTask(file, tuple(group), straight.making, job.options, job.name, url, options)
 
     def keep(file: str, count: int, done: ShardDone, finished: Finished, written: bool) -> None:
         job.result.written += written

@@ -198,7 +198,8 @@ def _refuse_listing(where: str, why: str) -> None:
 def _plan_official(
     official: dict[str, Archive], labels: tuple[str, ...], inputs: dict[str, list[InputFile]], index_in: Path
 ) -> list[Shard]:
-    """``index_in``: where the indices of tars in a bucket are kept (see :mod:`imagenet_cli.tar_index`)."""
+    """``index_in``: where the train tar's index is kept when it is in a bucket (see
+    :mod:`imagenet_cli.tar_index`)."""
     shards = []
     if "train" in official:
         train = official["train"]
@@ -226,12 +227,12 @@ def _plan_official(
         by_class: dict[str, list[MemberAt]] = collections.defaultdict(list)
         snapshot = Snapshot.of_input(val)
         unlabelled: list[Item] = []
-        for member in tar_index.headers(val, _refuse_listing, index_in):
-            name = member.name.rsplit("/", 1)[-1]
+        for image in archives.tar_headers(val, _refuse_listing):
+            name = image.name.rsplit("/", 1)[-1]
             if (label := label_of(labels, name)) is None:
-                unlabelled.append(Item(member.name, None, None, NOT_A_VAL_NAME))
+                unlabelled.append(Item(image.name, None, None, NOT_A_VAL_NAME))
             else:
-                by_class[label].append(MemberAt(name, member.offset_data, member.size))
+                by_class[label].append(MemberAt(name, image.offset_data, image.size))
         read = (inputs["val"][0],)
         shards += _unusable("val", unlabelled, read)
         shards += [
