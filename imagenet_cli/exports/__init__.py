@@ -35,7 +35,7 @@ from ..selection import rank
 from ..storage import Bucket, is_url, local_or_url
 from ..trees import Staged
 from ..trees.plan import is_parquet, is_webdataset
-from ..trees.readers import Origin, OriginReader
+from ..trees.readers import Origin, OriginReader, read_whole
 from ..trees.resize import BoxRows, Filter, ImageFormat, Mode, Recipe
 from ..trees.shards import PACKS, read_marker
 from ..workers import ordered_map, thread_pool
@@ -126,7 +126,7 @@ class Job:
             except (OSError, ArchiveError) as error:
                 raise DamagedTreeError(f"cannot read {sample.path} from {sample.origin.path}: {error}") from None
         try:
-            return (self.tree / sample.path).read_bytes()
+            return read_whole(self.tree / sample.path, sample.bytes)
         except OSError as error:
             raise DamagedTreeError(f"cannot read {self.tree / sample.path}: {error.strerror or error}") from None
 

@@ -412,6 +412,20 @@ class Blobs:
         yield from self.images
 
 
+def read_whole(path: Path, size_hint: int = 0) -> bytes:
+    """A whole file, in one read when ``size_hint`` is its size (a manifest knows it): for
+    ImageNet's 110 KB images about half the time of ``Path.read_bytes``, which asks fstat first and
+    goes through a buffered file object. A file of another size is still read whole."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        chunks: list[bytes] = []
+        while chunk := os.read(fd, size_hint + 1 if size_hint and not chunks else 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)  # one chunk: returned as it is, not copied
+    finally:
+        os.close(fd)
+
+
 Reader = TarRegion | TarMembers | TarStretch | ZipMembers | Files | Blobs | WebDatasetShard | ParquetShard
 Listable = TarRegion | TarMembers | ZipMembers | Files  # readers that can say where each image is
 
@@ -442,7 +456,7 @@ class OriginReader:
         """The image's bytes; raises :class:`~imagenet_cli.errors.ArchiveError` or OSError. A zip
         member is read with seek and read: one thread per reader for those."""
         if origin.kind == "file":
-            return Path(origin.path).read_bytes()
+            return read_whole(Path(origin.path), origin.size)
         if origin.kind == "pack" and is_url(origin.path):  # its name holds its digest: it never changes
             return read_range(origin.path, origin.offset, origin.offset + origin.size, self.storage_options)
         file = self._open(origin)
