@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import tempfile
+import unittest.mock
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from imagenet_cli import catalogue, manifest
+from imagenet_cli import atomic, catalogue, manifest
 from imagenet_cli.errors import OverwriteRefusedError
-from imagenet_cli.exports import export
+from imagenet_cli.exports import export, webdataset
 from imagenet_cli.subsets import subset
 
 wds = pytest.importorskip("webdataset")
@@ -82,6 +88,42 @@ def test_the_same_tree_and_seed_give_the_same_bytes_and_a_rerun_keeps_shards(roo
     with pytest.raises(OverwriteRefusedError):
         export(root, out=tmp_path / "a", shard_size=10, seed=4)
     assert second.written == 7
+
+
+@settings(max_examples=60, deadline=None)
+@given(parts=st.lists(st.binary(max_size=3000), max_size=40), most=st.integers(1, 5000))
+def test_a_shard_file_gets_every_byte_when_it_takes_fewer_than_given(parts: list[bytes], most: int) -> None:
+    real = os.writev
+
+    def taking_at_most_most(fd: int, buffers: Sequence[bytes]) -> int:
+        given = b"".join(buffers)
+        return real(fd, [given[:most]]) if given else 0
+
+    with tempfile.TemporaryFile() as file, unittest.mock.patch.object(os, "writev", taking_at_most_most):
+        webdataset.write_all(file.fileno(), parts)
+        file.seek(0)
+        assert file.read() == b"".join(parts)
+
+
+def test_shards_sent_to_disk_as_they_are_written_hold_the_same_bytes(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    export(root, out=tmp_path / "once", shard_size=10)
+    started: list[tuple[int, int, int]] = []
+    real = atomic.start_writeback
+
+    def counted(fd: int, start: int, length: int) -> None:
+        started.append((fd, start, length))
+        real(fd, start, length)
+
+    monkeypatch.setattr(webdataset, "WRITEBACK_BYTES", 1)
+    monkeypatch.setattr(webdataset._Hashing, "BATCH_BYTES", 1)  # a write, then a writeback, per part
+    monkeypatch.setattr(atomic, "start_writeback", counted)
+    export(root, out=tmp_path / "as-written", shard_size=10)
+    shards = sorted((tmp_path / "once").glob("*.tar"))
+    assert sum(length for _fd, _start, length in started) == sum(s.stat().st_size for s in shards), "each byte once"
+    for shard in shards:
+        assert (tmp_path / "as-written" / shard.name).read_bytes() == shard.read_bytes()
 
 
 def test_the_cli_writes_under_the_root_and_says_where(root: Path) -> None:
