@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from imagenet_cli import atomic, catalogue, manifest
 from imagenet_cli.errors import OverwriteRefusedError
-from imagenet_cli.exports import export, webdataset
+from imagenet_cli.exports import SplitSamples, export, webdataset
 from imagenet_cli.subsets import subset
 
 wds = pytest.importorskip("webdataset")
@@ -119,11 +119,26 @@ def test_shards_sent_to_disk_as_they_are_written_hold_the_same_bytes(
     monkeypatch.setattr(webdataset, "WRITEBACK_BYTES", 1)
     monkeypatch.setattr(webdataset._Hashing, "BATCH_BYTES", 1)  # a write, then a writeback, per part
     monkeypatch.setattr(atomic, "start_writeback", counted)
-    export(root, out=tmp_path / "as-written", shard_size=10)
+    export(root, out=tmp_path / "as-written", shard_size=10, workers=1)  # written here, where it is counted
     shards = sorted((tmp_path / "once").glob("*.tar"))
     assert sum(length for _fd, _start, length in started) == sum(s.stat().st_size for s in shards), "each byte once"
     for shard in shards:
         assert (tmp_path / "as-written" / shard.name).read_bytes() == shard.read_bytes()
+
+
+def test_shards_written_on_worker_processes_are_the_ones_one_process_writes(root: Path, tmp_path: Path) -> None:
+    alone = export(root, out=tmp_path / "alone", shard_size=10, workers=1)
+    apart = export(root, out=tmp_path / "apart", shard_size=10, workers=2)
+    assert apart.shards == alone.shards and apart.written == alone.written == 7
+    for shard in alone.shards:
+        assert (tmp_path / "apart" / shard.file).read_bytes() == (tmp_path / "alone" / shard.file).read_bytes()
+
+
+def test_the_train_shuffle_is_the_same_in_one_bucket_or_256(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tree = root / "64"
+    one = [sample.path for sample in SplitSamples(tree, "train", 7)]
+    monkeypatch.setattr(SplitSamples, "BUCKET_SAMPLES", 0)  # as many buckets as there may be
+    assert [sample.path for sample in SplitSamples(tree, "train", 7)] == one and len(one) == 39
 
 
 def test_the_cli_writes_under_the_root_and_says_where(root: Path) -> None:

@@ -408,12 +408,13 @@ def test_verify_deep_of_a_parquet_export_without_pyarrow_names_the_extra(root: P
     assert install_command("parquet") in completed.stderr
 
 
-def test_an_image_missing_from_the_tree_is_one_line_naming_verify(root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("apart", [[], ["--shard-size", "5", "--workers", "2"]], ids=["here", "on-workers"])
+def test_an_image_missing_from_the_tree_is_one_line_naming_verify(root: Path, tmp_path: Path, apart: list[str]) -> None:
     work = tmp_path / "root"
     shutil.copytree(root / "64", work / "64")
     gone = tree_rows(work / "64", "val")[0]
     (work / "64" / gone.path).unlink()
-    result = imagenet("export", "webdataset", "--root", str(work), "--splits", "val")
+    result = imagenet("export", "webdataset", "--root", str(work), "--splits", "val", *apart)
     assert result.exit_code == 1
     assert (
         result.stderr.startswith(f"imagenet: error: cannot read {work / '64' / gone.path}")

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -38,9 +38,9 @@ from ..trees.plan import is_parquet, is_webdataset
 from ..trees.readers import Origin, OriginReader, read_whole
 from ..trees.resize import BoxRows, Filter, ImageFormat, Mode, Recipe
 from ..trees.shards import PACKS, read_marker
-from ..workers import ordered_map, thread_pool
+from ..workers import local_pool, ordered_map, thread_pool
 from .destinations import BucketFolder, Destination, Finished, Folder
-from .formats import ExportFormat, writer_for
+from .formats import ExportFormat, shard_writer_for, writer_for
 from .record import RECORD, ExportRecord, ShardRecord, samples_per_split
 
 if TYPE_CHECKING:
@@ -51,7 +51,6 @@ log = logging.getLogger(__name__)
 
 FORMATS = tuple(ExportFormat)
 DOWNSAMPLED_SIZES = (8, 16, 32, 64)
-SHARD_THREADS = 3
 CLAIM = ".export-claim.json"  # the options and source an export folder is for (see owned.py)
 SPLIT_NAMES = catalogue.SHARD_SPLIT_NAMES  # as timm's imagenet-1k-wds and the Hub name them
 
@@ -388,37 +387,60 @@ def _claim(destination: Destination, wanted: dict[str, Any]) -> None:
     destination.claim(CLAIM, wanted, lambda existing: other)
 
 
-def write_shards(
-    job: Job,
-    split: str,
-    samples: SplitSamples,
-    names: Callable[[int], list[str]],
-    write: Callable[[Path, list[Sample]], str | None],
-) -> None:
-    """Cut ``samples`` into shards, and ``write(path, samples)`` each one not already complete
-    (it returns the xxh3 of what it wrote, or None to have the file read back).
+def write_shards(job: Job, split: str, samples: SplitSamples) -> None:
+    """Cut ``samples`` into shards, and write each one not already complete with the format's
+    ``write_shard``.
 
-    A few shards are written at once, on threads: one shard's reads and writes overlap another's
-    fsync, which alone was a third of the time of writing one after another.
+    Shards are written on ``job.workers`` processes, each driven by a thread here that publishes
+    what its process wrote. Threads alone could not: the interpreter lock let one shard's
+    per-sample work run at a time, and three threads ran no faster than one.
     """
+    writer = shard_writer_for(job.options["format"])
     size, max_bytes = job.options["shard_sizes"][split], job.options["max_shard_bytes"]
     # A first pass counts the shards (their names say how many); the second writes them.
     count = shard_count(samples, size, max_bytes)
+    apart = job.workers > 1 and count > 1
 
-    def write_missing(shard: tuple[str, list[Sample]]) -> tuple[str, list[Sample], bool, Finished]:
-        name, group = shard
-        if finished := job.to.finished(name):  # a shard under its final name is complete
-            return name, group, False, finished
-        return name, group, True, job.publish(name, write(job.out / name, group))
+    with local_pool(job.workers) if apart else contextlib.nullcontext() as processes:
 
-    shards = zip(names(count), shard_groups(samples, size, max_bytes), strict=True)
-    with job.progress.task(f"writing {split} shards", total=len(samples), unit="img") as advance:
-        for name, group, written, finished in ordered_map(
-            write_missing, shards, min(SHARD_THREADS, count), pool=thread_pool
-        ):
-            job.result.written += written
-            job.keep(name, split, len(group), finished)
-            advance(len(group))
+        def write(name: str, group: list[Sample]) -> str | None:
+            if processes is None:
+                return writer.write_shard(job, job.out / name, group)
+            task = ShardWrite(job.tree, job.out, job.options, job.name, name, group)
+            return processes.submit(write_shard_apart, task).result()
+
+        def write_missing(shard: tuple[str, list[Sample]]) -> tuple[str, list[Sample], bool, Finished]:
+            name, group = shard
+            if finished := job.to.finished(name):  # a shard under its final name is complete
+                return name, group, False, finished
+            return name, group, True, job.publish(name, write(name, group))
+
+        shards = zip(writer.names_of(job, split, count), shard_groups(samples, size, max_bytes), strict=True)
+        with job.progress.task(f"writing {split} shards", total=len(samples), unit="img") as advance:
+            threads = min(job.workers, count)
+            for name, group, written, finished in ordered_map(write_missing, shards, threads, pool=thread_pool):
+                job.result.written += written
+                job.keep(name, split, len(group), finished)
+                advance(len(group))
+
+
+@dataclass(frozen=True)
+class ShardWrite:
+    """One shard for a worker process to write: the plain parts of its job, nothing of the parent's."""
+
+    tree: Path
+    out: Path
+    options: dict[str, Any]
+    name: str
+    file: str
+    samples: list[Sample]
+
+
+def write_shard_apart(task: ShardWrite) -> str | None:
+    """In a worker process: the shard written (under its final name, as ``write_shard`` does); its xxh3."""
+    result = ExportResult(task.options["format"], task.out, task.tree)
+    job = Job(task.tree, task.out, task.options, result, SILENT, name=task.name)
+    return shard_writer_for(task.options["format"]).write_shard(job, task.out / task.file, task.samples)
 
 
 # Per sample, besides the image: a tar's three headers, a .cls block, a .json under 1 KiB, padding.
@@ -494,11 +516,12 @@ class SplitSamples:
     shard holds a mix of classes), val in manifest order. Iterated as a stream, any number of times.
 
     The shuffle is a sort by a keyed hash of each path. For train it is made on disk, in buckets by
-    the hash's top bits: memory holds one bucket (about 5,000 samples of the full train set), never
-    the split.
+    the hash's top bits: memory holds one bucket (about 5,000 samples; the full train set takes
+    256), never the split. Buckets by top bits, each sorted, are the whole sort whatever their
+    number: a small export uses one file, not 256.
     """
 
-    BUCKETS = 256
+    BUCKET_SAMPLES, MAX_BUCKET_BITS = 5000, 8
 
     def __init__(self, tree: Path, split: str, seed: int, count: int | None = None) -> None:
         """``count``: the samples, where the caller knows it (else they are counted)."""
@@ -519,13 +542,16 @@ class SplitSamples:
             for row in self._rows():
                 yield self._sample(row)
             return
+        bits = 0  # buckets: the fewest, as a power of two, that hold BUCKET_SAMPLES each
+        while bits < self.MAX_BUCKET_BITS and self.count > self.BUCKET_SAMPLES << bits:
+            bits += 1
         with tempfile.TemporaryDirectory(prefix="imagenet-export-") as spool, contextlib.ExitStack() as stack:
             buckets = [
-                stack.enter_context(open(Path(spool) / f"{i:03d}", "w+", encoding="utf-8")) for i in range(self.BUCKETS)
+                stack.enter_context(open(Path(spool) / f"{i:03d}", "w+", encoding="utf-8")) for i in range(1 << bits)
             ]
             for row in self._rows():
                 key = rank(self.seed, row.path)
-                buckets[key >> 56].write(f"{key}\t{row.path}\t{row.bytes}\t{row.wnid}\t{row.origin}\n")
+                buckets[key >> (64 - bits)].write(f"{key}\t{row.path}\t{row.bytes}\t{row.wnid}\t{row.origin}\n")
             for bucket in buckets:
                 bucket.seek(0)
                 rows = sorted(

@@ -10,7 +10,6 @@ YAML names the features, splits and files, so ``datasets.load_dataset("parquet",
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -52,7 +51,7 @@ def features(names: list[str]) -> dict[str, Any]:
 
 
 def write_split(job: Job, split: str, samples: SplitSamples) -> None:
-    write_shards(job, split, samples, lambda count: names_of(job, split, count), functools.partial(write_shard, job))
+    write_shards(job, split, samples)
 
 
 def names_of(job: Job, split: str, count: int) -> list[str]:

@@ -9,7 +9,6 @@ deterministic: fixed member order, mtime 0, uid/gid 0, no user names; any tar re
 
 from __future__ import annotations
 
-import functools
 import io
 import json
 import os
@@ -58,7 +57,7 @@ def brace_pattern(names: list[str]) -> str:
 
 
 def write_split(job: Job, split: str, samples: SplitSamples) -> None:
-    write_shards(job, split, samples, lambda count: names_of(job, split, count), functools.partial(write_shard, job))
+    write_shards(job, split, samples)
 
 
 def names_of(job: Job, split: str, count: int) -> list[str]:
@@ -118,7 +117,7 @@ def _write_tar(out: _Hashing, job: Job, samples: list[Sample]) -> str:
     written = 0
     for sample in samples:
         image = job.read(sample)
-        extension = sample.path.rsplit(".", 1)[1].lower()
+        key, extension = sample.key, sample.path.rsplit(".", 1)[1].lower()
         extension = "jpg" if extension in ("jpeg", "jpg") else extension
         width, height = image_size(image)
         meta = {
@@ -129,14 +128,14 @@ def _write_tar(out: _Hashing, job: Job, samples: list[Sample]) -> str:
             "width": width,
             "height": height,
         }
-        for suffix, data in (
-            ("cls", str(sample.label).encode()),
-            (extension, image),
-            ("json", json.dumps(meta).encode()),
-        ):
-            header, padding = _member(f"{sample.key}.{suffix}", len(data))
-            out.write(header, data, padding)
-            written += len(header) + len(data) + len(padding)
+        label, described = str(sample.label).encode(), json.dumps(meta).encode()
+        parts = (
+            *_member(f"{key}.cls", label),
+            *_member(f"{key}.{extension}", image),
+            *_member(f"{key}.json", described),
+        )
+        out.write(*parts)
+        written += sum(len(part) for part in parts)
     end = 2 * _BLOCK  # two zero blocks, then padding to a whole record, as tar writes it
     out.write(bytes(end + (-(written + end)) % _RECORD))
     out.flush()
@@ -158,14 +157,15 @@ def _header_template() -> bytes:
 
 _TEMPLATE = _header_template()
 _TEMPLATE_SUM = sum(_TEMPLATE)
+_ZEROS = bytes(_BLOCK)
 
 
-def _member(name: str, length: int) -> tuple[bytes, bytes]:
-    """A regular file's header, and the padding after its ``length`` bytes to a whole block."""
-    encoded, size = name.encode(), f"{length:011o}\0".encode()
+def _member(name: str, data: bytes) -> tuple[bytes, bytes, bytes]:
+    """One regular file: its header, its data, and the padding to a whole block."""
+    encoded, size = name.encode(), f"{len(data):011o}\0".encode()
     checksum = f"{_TEMPLATE_SUM + sum(encoded) + sum(size):06o}\0 ".encode()
     header = encoded + _TEMPLATE[len(encoded) : 124] + size + _TEMPLATE[136:148] + checksum + _TEMPLATE[156:]
-    return header, bytes(-length % _BLOCK)
+    return header, data, _ZEROS[: -len(data) % _BLOCK]
 
 
 def image_size(image: bytes) -> tuple[int, int]:
