@@ -142,7 +142,10 @@ def export_command(
     workers: Annotated[
         int | None,
         typer.Option(
-            help="Processes that decode images (from the archives, or for downsampled) [default: all cores].",
+            help=(
+                "Processes that write a tree's shards, or decode images (from the archives, or for "
+                "downsampled) [default: all cores]."
+            ),
             min=1,
             show_default=False,
             metavar="N",

@@ -175,8 +175,9 @@ def export(
     export from the archives is ``ROOT/exports/<format>-<tree it would be>-archives`` by default.
 
     webdataset and parquet: a shard holds ``shard_size`` samples, or fewer where
-    ``max_shard_bytes`` would be passed; from the archives, the images are made as ``prepare``
-    would make them (default: 224 pixels). downsampled: ``size`` pixels square (default 32),
+    ``max_shard_bytes`` would be passed; from a tree, shards are written on ``workers`` processes
+    (default: every core); from the archives, the images are made as ``prepare`` would make them
+    (default: 224 pixels). downsampled: ``size`` pixels square (default 32),
     decoded on ``workers`` processes (default: every core). From the archives, the images are
     made on ``workers`` processes or on the Dask cluster ``dask`` (see ``prepare``), and images
     that cannot be used are in the result's ``failures``.
