@@ -154,8 +154,21 @@ def open_as_planned(
 
 def fingerprint(parts: Iterable[object]) -> str:
     """A short, stable digest of a shard's listing (names, offsets, sizes, labels)."""
-    digest = xxhash.xxh3_64()
+    listing = Fingerprint()
     for part in parts:
-        digest.update(repr(part).encode())
-        digest.update(b"\0")
-    return digest.hexdigest()
+        listing.add(part)
+    return listing.digest()
+
+
+class Fingerprint:
+    """:func:`fingerprint` made a part at a time, for listings whose parts are not kept."""
+
+    def __init__(self) -> None:
+        self._digest = xxhash.xxh3_64()
+
+    def add(self, part: object) -> None:
+        self._digest.update(repr(part).encode())
+        self._digest.update(b"\0")
+
+    def digest(self) -> str:
+        return self._digest.hexdigest()

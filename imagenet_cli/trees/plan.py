@@ -22,7 +22,7 @@ from ..errors import (
     ArchiveError,
     MissingInputError,
 )
-from ..inputs import InputFile, Snapshot, by_size_and_mtime, describe, fingerprint
+from ..inputs import Fingerprint, InputFile, Snapshot, by_size_and_mtime, describe, fingerprint
 from ..storage import Archive, RemoteFile, RemoteFolder
 from ..val_labels import NOT_A_VAL_NAME, ValLabels, label_of
 from .readers import (
@@ -32,6 +32,7 @@ from .readers import (
     Item,
     LooseFile,
     MemberAt,
+    PackedMembers,
     ParquetShard,
     Reader,
     TarMembers,
@@ -224,20 +225,25 @@ def _plan_official(
         shards += _val_stretches(official["val"], labels, (inputs["val"][0],))
     elif "val" in official:
         val = official["val"]
-        by_class: dict[str, list[MemberAt]] = collections.defaultdict(list)
+        # Every class is open until the listing ends: each keeps its members packed, and the digest
+        # of its listing (as fingerprint() makes it) grows as they come.
+        by_class: dict[str, tuple[PackedMembers, Fingerprint]] = {}
         snapshot = Snapshot.of_input(val)
         unlabelled: list[Item] = []
         for image in archives.tar_headers(val, _refuse_listing):
             name = image.name.rsplit("/", 1)[-1]
             if (label := label_of(labels, name)) is None:
                 unlabelled.append(Item(image.name, None, None, NOT_A_VAL_NAME))
-            else:
-                by_class[label].append(MemberAt(name, image.offset_data, image.size))
+                continue
+            packed, digest = by_class.setdefault(label, (PackedMembers(), Fingerprint()))
+            at = MemberAt(name, image.offset_data, image.size)
+            packed.append(at)
+            digest.add(at)
         read = (inputs["val"][0],)
         shards += _unusable("val", unlabelled, read)
         shards += [
-            Shard("val", w, len(m), TarMembers(val, tuple(m), snapshot), inputs=read, listing=fingerprint(m))
-            for w, m in by_class.items()
+            Shard("val", w, len(m), TarMembers(val, m, snapshot), inputs=read, listing=digest.digest())
+            for w, (m, digest) in by_class.items()
         ]
     if "test" in official:
         shards += _plan_test_tar(official["test"], (inputs["test"][0],))

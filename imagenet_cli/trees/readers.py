@@ -9,6 +9,7 @@ receives the whole listing, and no archive is ever unpacked to disk.
 
 from __future__ import annotations
 
+import array
 import dataclasses
 import json
 import os
@@ -56,6 +57,33 @@ class MemberAt(NamedTuple):
     name: str
     offset: int
     size: int
+
+
+class PackedMembers:
+    """Members of a flat tar, packed: names in one buffer, offsets and sizes in one array. Val's
+    50,000 members are listed before any is read, to be grouped by class; as a MemberAt each they
+    held 11 MiB (about 210 bytes a member), packed about 60."""
+
+    def __init__(self) -> None:
+        self.names = bytearray()  # each name, then NUL: no tar name holds one
+        self.places = array.array("q")  # offset, size, offset, size, …
+
+    def append(self, member: MemberAt) -> None:
+        self.names += member.name.encode("utf-8", "surrogateescape") + b"\0"
+        self.places.extend((member.offset, member.size))
+
+    def __len__(self) -> int:
+        return len(self.places) // 2
+
+    def __iter__(self) -> Iterator[MemberAt]:
+        names = self.names.split(b"\0")
+        for at, name in enumerate(names[:-1]):
+            yield MemberAt(name.decode("utf-8", "surrogateescape"), self.places[2 * at], self.places[2 * at + 1])
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PackedMembers) and (self.names, self.places) == (other.names, other.places)
+
+    __hash__ = None  # type: ignore[assignment]  # it grows: not a key
 
 
 class ZipMember(NamedTuple):
@@ -159,7 +187,7 @@ class TarMembers:
     of each member)."""
 
     path: Archive
-    members: tuple[MemberAt, ...]
+    members: tuple[MemberAt, ...] | PackedMembers
     snapshot: Snapshot | None = None
 
     def items(self) -> Iterator[Item]:
