@@ -117,7 +117,7 @@ def test_shards_sent_to_disk_as_they_are_written_hold_the_same_bytes(
         real(fd, start, length)
 
     monkeypatch.setattr(webdataset, "WRITEBACK_BYTES", 1)
-    monkeypatch.setattr(webdataset._Hashing, "BATCH_BYTES", 1)  # a write, then a writeback, per part
+    monkeypatch.setattr(webdataset._ShardFile, "BATCH_BYTES", 1)  # a write, then a writeback, per part
     monkeypatch.setattr(atomic, "start_writeback", counted)
     export(root, out=tmp_path / "as-written", shard_size=10, workers=1)  # written here, where it is counted
     shards = sorted((tmp_path / "once").glob("*.tar"))

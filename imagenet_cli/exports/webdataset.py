@@ -66,10 +66,10 @@ def names_of(job: Job, split: str, count: int) -> list[str]:
 
 def write_shard(job: Job, path: Path, group: list[Sample]) -> str:
     with atomic.atomic_writer(path) as file:
-        return _write_tar(_Hashing(file), job, group)
+        return _write_tar(_ShardFile(file), job, group)
 
 
-class _Hashing:
+class _ShardFile:
     """A shard's file, written with ``os.writev``: the parts of several samples in one call, never
     joined into one copy first, each hashed as it goes (the shard's xxh3 without reading it back),
     and sent on to the disk as they go (see :func:`atomic.start_writeback`)."""
@@ -89,6 +89,11 @@ class _Hashing:
                 self.pending += len(part)
         if self.pending >= self.BATCH_BYTES or len(self.parts) >= self.BATCH_PARTS:
             self.flush()
+
+    @property
+    def size(self) -> int:
+        """Bytes given so far, written or pending."""
+        return self.offset + self.pending
 
     def flush(self) -> None:
         write_all(self.fd, self.parts)
@@ -111,10 +116,9 @@ def write_all(fd: int, parts: Sequence[bytes]) -> None:
             views[first] = views[first][written:]
 
 
-def _write_tar(out: _Hashing, job: Job, samples: list[Sample]) -> str:
+def _write_tar(out: _ShardFile, job: Job, samples: list[Sample]) -> str:
     """A plain ustar archive, written directly (tarfile's per-member overhead, and then a write
     per header, were most of the time): three members per sample, several samples per write."""
-    written = 0
     for sample in samples:
         image = job.read(sample)
         key, extension = sample.key, sample.path.rsplit(".", 1)[1].lower()
@@ -129,15 +133,13 @@ def _write_tar(out: _Hashing, job: Job, samples: list[Sample]) -> str:
             "height": height,
         }
         label, described = str(sample.label).encode(), json.dumps(meta).encode()
-        parts = (
+        out.write(
             *_member(f"{key}.cls", label),
             *_member(f"{key}.{extension}", image),
             *_member(f"{key}.json", described),
         )
-        out.write(*parts)
-        written += sum(len(part) for part in parts)
     end = 2 * _BLOCK  # two zero blocks, then padding to a whole record, as tar writes it
-    out.write(bytes(end + (-(written + end)) % _RECORD))
+    out.write(bytes(end + (-(out.size + end)) % _RECORD))
     out.flush()
     return out.digest.hexdigest()
 
