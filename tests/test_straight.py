@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 from imagenet_cli import archives, catalogue
-from imagenet_cli.errors import EXIT_PROBLEMS, InvalidArgumentError
+from imagenet_cli.errors import EXIT_PROBLEMS, ArchiveError, InvalidArgumentError
 from imagenet_cli.exports import export
 from imagenet_cli.trees import prepare
+from imagenet_cli.trees.readers import Origin, OriginReader
 
 from .builders import read_member
 from .conftest import imagenet
@@ -324,3 +325,17 @@ def test_every_image_option_of_an_export_from_the_archives_is_taken_by_the_cli(
         assert any(m.name.endswith(".png") for m in tar), "the images are PNG"
     record = json.loads((out / "export.json").read_text())
     assert record["options"]["from"]["images"]["upscale"] is False
+
+
+def test_images_read_out_of_thousands_of_packs_hold_no_file_open(tmp_path: Path) -> None:
+    """ImageNet stages 2,000 packs: kept open, they passed a common limit of open files (1,024)."""
+    packs = [tmp_path / f"train-n{number:08d}.pack" for number in range(1500)]
+    for number, pack in enumerate(packs):
+        pack.write_bytes(b"before" + number.to_bytes(4, "big") + b"after")
+    open_before = len(os.listdir("/proc/self/fd"))
+    with OriginReader() as origins:
+        read = [origins.read(Origin("pack", str(pack), 6, 4)) for pack in packs]
+        assert len(os.listdir("/proc/self/fd")) == open_before
+        with pytest.raises(ArchiveError, match="ends before the 40 bytes at 6"):
+            origins.read(Origin("pack", str(packs[0]), 6, 40))
+    assert read == [number.to_bytes(4, "big") for number in range(len(packs))]
