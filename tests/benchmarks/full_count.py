@@ -1,6 +1,6 @@
 """Every step at ILSVRC-2012's real file count: how time and memory grow with the dataset.
 
-    python tests/benchmarks/full_count.py [--fractions 0.01,0.1,1] [--workdir DIR] [--keep]
+    python tests/benchmarks/full_count.py [--fractions 0.01,0.1,1] [--workdir DIR] [--keep] [--first N]
 
 For each fraction, a source with the real layout is generated (the built-in sample at ``scale``:
 all 1000 class tars, train per class shaped as the real counts, 50 val per class, the devkit; tiny
@@ -40,7 +40,8 @@ _MEASURED = (
     "try:\n    main()\nfinally:\n"
     "    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))\n"
     "    hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
-    "    print(me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime, hwm, kids.ru_maxrss, file=sys.stderr)"
+    "    system = me.ru_stime + kids.ru_stime\n"
+    "    print(me.ru_utime + kids.ru_utime + system, hwm, kids.ru_maxrss, system, file=sys.stderr)"
 )
 
 
@@ -50,6 +51,7 @@ class Measured:
     cpu: float
     main_kib: int
     worker_kib: int
+    system: float  # of cpu: in the kernel (file systems, page cache)
 
 
 def steps(root: Path) -> list[tuple[str, list[str]]]:
@@ -76,8 +78,12 @@ def measure(arguments: list[str], exit_codes: tuple[int, ...] = (0,)) -> Measure
     wall = time.perf_counter() - start
     if done.returncode not in exit_codes:
         raise RuntimeError(f"imagenet {' '.join(arguments)} exited {done.returncode}: {done.stderr[-800:]}")
-    cpu, main_kib, worker_kib = done.stderr.split("\n")[-2].split()
-    return Measured(wall, float(cpu), int(main_kib), int(worker_kib))
+    cpu, main_kib, worker_kib, system = done.stderr.split("\n")[-2].split()
+    return Measured(wall, float(cpu), int(main_kib), int(worker_kib), float(system))
+
+
+def user(measured: Measured) -> float:
+    return measured.cpu - measured.system
 
 
 def temporaries(root: Path) -> list[Path]:
@@ -89,7 +95,7 @@ def temporaries(root: Path) -> list[Path]:
     return left
 
 
-def run_fraction(fraction: float, workdir: Path) -> dict[str, Measured]:
+def run_fraction(fraction: float, workdir: Path, first: int | None = None) -> dict[str, Measured]:
     root = workdir / f"root-{fraction:g}"
     shutil.rmtree(root, ignore_errors=True)
     started = time.perf_counter()
@@ -97,12 +103,12 @@ def run_fraction(fraction: float, workdir: Path) -> dict[str, Measured]:
     size = sum(p.stat().st_size for p in (root / "downloads").iterdir())
     print(f"\nfraction {fraction:g}: source generated in {time.perf_counter() - started:.0f} s, {size / 1e9:.2f} GB")
     results = {}
-    for name, arguments in steps(root):
+    for name, arguments in steps(root)[:first]:
         # A tree of all 1000 classes is held to ILSVRC-2012's counts: below 1.0, verify names them (exit 3).
         partial = name == "verify tree" and fraction < 1
         results[name] = measured = measure(arguments, (0, 3) if partial else (0,))
         print(
-            f"  {name:40s} {measured.wall:8.1f} s wall {measured.cpu:8.1f} s CPU "
+            f"  {name:40s} {measured.wall:8.1f} s wall {measured.cpu:8.1f} s CPU ({measured.system:6.1f} system) "
             f"{measured.main_kib / 1024:7.0f} MiB main {measured.worker_kib / 1024:7.0f} MiB worker",
             flush=True,
         )
@@ -116,11 +122,12 @@ def main() -> None:
     parser.add_argument("--fractions", default="0.01,0.1,1", help="comma-separated fractions of the real counts")
     parser.add_argument("--workdir", type=Path, default=None, help="where the roots go [default: a temporary folder]")
     parser.add_argument("--keep", action="store_true", help="keep the roots")
+    parser.add_argument("--first", type=int, default=None, metavar="N", help="run only the first N steps")
     options = parser.parse_args()
     fractions = [float(f) for f in options.fractions.split(",")]
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="imagenet-full-count-"))
     try:
-        runs = {fraction: run_fraction(fraction, workdir) for fraction in fractions}
+        runs = {fraction: run_fraction(fraction, workdir, options.first) for fraction in fractions}
     finally:
         if not options.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -131,7 +138,8 @@ def main() -> None:
     for name in runs[large]:
         a, b = runs[small][name], runs[large][name]
         print(
-            f"  {name:40s} CPU {b.cpu / max(a.cpu, 0.01):6.2f} x   main RSS {b.main_kib / a.main_kib:5.2f} x   "
+            f"  {name:40s} CPU {b.cpu / max(a.cpu, 0.01):6.2f} x   user {user(b) / max(user(a), 0.01):6.2f} x   "
+            f"system {b.system / max(a.system, 0.01):6.2f} x   main RSS {b.main_kib / a.main_kib:5.2f} x   "
             f"worker RSS {b.worker_kib / max(a.worker_kib, 1):5.2f} x"
         )
 
