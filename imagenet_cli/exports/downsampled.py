@@ -70,8 +70,7 @@ def write_split(job: Job, split: str, samples: SplitSamples) -> None:
     if split == "val":
         finished = job.to.finished("val_data.npz")
         if finished is None:
-            rows = sorted(samples, key=lambda s: s.key)  # ILSVRC2012_val_00000001 first; 50,000 at most
-            _write_rows(job.out / "val_data.npz", job, "val", rows, len(rows))
+            _write_rows(job.out / "val_data.npz", job, "val", samples.by_name(), len(samples))
             finished = job.publish("val_data.npz")
             job.result.written += 1
         job.keep("val_data.npz", split, len(samples), finished)
