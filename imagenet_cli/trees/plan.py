@@ -235,7 +235,9 @@ def _plan_official(
             if (label := label_of(labels, name)) is None:
                 unlabelled.append(Item(image.name, None, None, NOT_A_VAL_NAME))
                 continue
-            packed, digest = by_class.setdefault(label, (PackedMembers(), Fingerprint()))
+            if label not in by_class:
+                by_class[label] = PackedMembers(), Fingerprint()
+            packed, digest = by_class[label]
             at = MemberAt(name, image.offset_data, image.size)
             packed.append(at)
             digest.add(at)
