@@ -450,7 +450,7 @@ def _read_once(path: Path, offset: int, size: int) -> bytes:
 
 def read_whole(path: Path, size_hint: int = 0) -> bytes:
     """A whole file, in one read when ``size_hint`` is its size (a manifest knows it): for
-    ImageNet's 110 KB images about half the time of ``Path.read_bytes``, which asks fstat first and
+    ImageNet's 110 KB images 0.4–0.7 of the time of ``Path.read_bytes``, which asks fstat first and
     goes through a buffered file object. A file of another size is still read whole."""
     fd = os.open(path, os.O_RDONLY)
     try:
