@@ -66,12 +66,17 @@ class Sample:
 
     @property
     def key(self) -> str:
-        return self.path.rsplit("/", 1)[1].split(".", 1)[0]
+        return key_of(self.path)
 
     @property
     def filename(self) -> str:
         """``wnid/name``: the path without its split."""
         return self.path.split("/", 1)[1]
+
+
+def key_of(path: str) -> str:
+    """A sample's key: its file name without the extension (``ILSVRC2012_val_00000001``)."""
+    return path.rsplit("/", 1)[1].split(".", 1)[0]
 
 
 @dataclass
@@ -565,7 +570,7 @@ class SplitSamples:
     def by_name(self) -> Iterator[Sample]:
         """In file-name order (val's ILSVRC2012_val_00000001 first): the rows are held as read, at
         most 50,000 (val), each made a Sample only as it is taken; as Samples they held twice as much."""
-        for row in sorted(self._rows(), key=lambda row: row.path.rsplit("/", 1)[1].split(".", 1)[0]):
+        for row in sorted(self._rows(), key=lambda row: key_of(row.path)):
             yield self._sample(row)
 
     def _sample(self, row: Row) -> Sample:
