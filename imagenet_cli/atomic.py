@@ -112,19 +112,36 @@ def remove_temporaries(folder: Path, recursive: bool = False) -> None:
     call it holding the lock of what the folder holds, so that nobody is writing them."""
     if not folder.is_dir():
         return
-    for leftover in folder.rglob("*") if recursive else folder.iterdir():
-        if is_temporary(leftover.name) and not leftover.is_dir():
-            leftover.unlink(missing_ok=True)
+    for leftover in list(folder.rglob("*") if recursive else folder.iterdir()):
+        if is_temporary(leftover.name):
+            _remove(leftover)
 
 
 def sweep_temporaries(path: Path) -> None:
     """Remove what killed writers of ``path`` left: temporary files, or the temporary folder a
     subset is built in (call it holding ``path``'s lock)."""
     for leftover in path.parent.glob(f".{path.name}.*{TEMPORARY_SUFFIX}"):
-        if leftover.is_dir() and not leftover.is_symlink():
-            shutil.rmtree(leftover, ignore_errors=True)
-        else:
-            leftover.unlink(missing_ok=True)
+        _remove(leftover)
+
+
+def _remove(leftover: Path) -> None:
+    if leftover.is_dir() and not leftover.is_symlink():
+        shutil.rmtree(leftover, ignore_errors=True)
+    else:
+        leftover.unlink(missing_ok=True)
+
+
+@contextmanager
+def scratch_folder(path: Path) -> Iterator[Path]:
+    """A folder for a step's scratch files, named as a temporary of ``path`` and removed when the
+    block ends. Kept beside the output it serves, not in the system's temporary folder: there a
+    killed run's scratch stays for good, here the next run's :func:`remove_temporaries` sweeps it."""
+    folder = temporary_name(path)
+    folder.mkdir(parents=True)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def write_bytes(path: Path, data: bytes, durable: bool = True) -> None:

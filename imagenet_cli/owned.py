@@ -54,4 +54,7 @@ def own(
 def _holds_a_file(folder: Path) -> bool:
     """Anything but empty folders and the temporaries of killed writes: a run stopped while it
     claimed the folder (its ``.shards/`` made, the claim half-written) left nothing to protect."""
-    return any(not path.is_dir() and not atomic.is_temporary(path.name) for path in folder.rglob("*"))
+    return any(
+        not path.is_dir() and not any(atomic.is_temporary(part) for part in path.relative_to(folder).parts)
+        for path in folder.rglob("*")
+    )

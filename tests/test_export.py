@@ -141,6 +141,21 @@ def test_the_train_shuffle_is_the_same_in_one_bucket_or_256(root: Path, monkeypa
     assert [sample.path for sample in SplitSamples(tree, "train", 7)] == one and len(one) == 39
 
 
+def test_the_shuffle_spools_beside_the_export_and_a_killed_runs_spool_is_swept(root: Path, tmp_path: Path) -> None:
+    from imagenet_cli.exports.destinations import Folder
+
+    out = tmp_path / "wds"
+    out.mkdir()
+    shuffled = iter(SplitSamples(root / "64", "train", 7, spool_in=out))
+    next(shuffled)  # the buckets are written, the first taken: a run killed here leaves them
+    (spool,) = out.iterdir()
+    assert atomic.is_temporary(spool.name) and spool.name.startswith(".shuffle.") and any(spool.iterdir())
+    with Folder(out).held(wait=False):  # the next run, holding the folder: a killed run's spool goes
+        assert not spool.exists()
+    shuffled.close()  # a run that ends removes its own
+    assert not any(out.iterdir())
+
+
 def test_the_cli_writes_under_the_root_and_says_where(root: Path) -> None:
     result = imagenet("export", "webdataset", "--root", str(root), "-q")
     assert result.exit_code == 0, result.output

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from .. import catalogue, locks, manifest
+from .. import atomic, catalogue, locks, manifest
 from ..errors import ArchiveError, DamagedTreeError, InvalidArgumentError, MissingInputError
 from ..hashing import hash_file
 from ..layout import DEFAULT_TREE, EXPORTS, Root
@@ -258,7 +258,7 @@ def _export_tree(
         cores = workers or os.cpu_count() or 1
         job = Job(tree, destination.work, options, result, progress, cores, destination=destination)
         for split in options["splits"]:
-            samples = SplitSamples(tree, split, options["seed"])
+            samples = SplitSamples(tree, split, options["seed"], spool_in=job.out)
             if len(samples):
                 writer.write_split(job, split, samples)
         writer.finish(job)
@@ -529,9 +529,13 @@ class SplitSamples:
 
     BUCKET_SAMPLES, MAX_BUCKET_BITS = 5000, 8
 
-    def __init__(self, tree: Path, split: str, seed: int, count: int | None = None) -> None:
-        """``count``: the samples, where the caller knows it (else they are counted)."""
-        self.tree, self.split, self.seed = tree, split, seed
+    def __init__(
+        self, tree: Path, split: str, seed: int, count: int | None = None, spool_in: Path | None = None
+    ) -> None:
+        """``count``: the samples, where the caller knows it (else they are counted). ``spool_in``:
+        the folder the shuffle's buckets are kept in while it runs, the export's own (a killed
+        run's are swept from there); without it, the system's temporary folder."""
+        self.tree, self.split, self.seed, self.spool_in = tree, split, seed, spool_in
         self.labels = labels_of(tree)
         self.count = sum(1 for _ in self._rows()) if count is None else count
 
@@ -551,10 +555,8 @@ class SplitSamples:
         bits = 0  # buckets: the fewest, as a power of two, that hold BUCKET_SAMPLES each
         while bits < self.MAX_BUCKET_BITS and self.count > self.BUCKET_SAMPLES << bits:
             bits += 1
-        with tempfile.TemporaryDirectory(prefix="imagenet-export-") as spool, contextlib.ExitStack() as stack:
-            buckets = [
-                stack.enter_context(open(Path(spool) / f"{i:03d}", "w+", encoding="utf-8")) for i in range(1 << bits)
-            ]
+        with self._spool() as spool, contextlib.ExitStack() as stack:
+            buckets = [stack.enter_context(open(spool / f"{i:03d}", "w+", encoding="utf-8")) for i in range(1 << bits)]
             for row in self._rows():
                 key = rank(self.seed, row.path)
                 buckets[key >> (64 - bits)].write(f"{key}\t{row.path}\t{row.bytes}\t{row.wnid}\t{row.origin}\n")
@@ -566,6 +568,15 @@ class SplitSamples:
                 )
                 for _, row in rows:  # by (hash, path): the same order on every machine
                     yield self._sample(row)
+
+    @contextlib.contextmanager
+    def _spool(self) -> Iterator[Path]:
+        if self.spool_in is None:
+            with tempfile.TemporaryDirectory(prefix="imagenet-export-") as spool:
+                yield Path(spool)
+        else:
+            with atomic.scratch_folder(self.spool_in / "shuffle") as spool:
+                yield spool
 
     def by_name(self) -> Iterator[Sample]:
         """In file-name order (val's ILSVRC2012_val_00000001 first): the rows are held as read, at
@@ -584,10 +595,10 @@ class StagedSamples(SplitSamples):
     that two shards hold (a class tar that comes twice, a val name in two stretches) is not used,
     as ``prepare`` leaves it out of a tree: it is among the ``failures``."""
 
-    def __init__(self, staged: Staged, split: str, seed: int) -> None:
+    def __init__(self, staged: Staged, split: str, seed: int, spool_in: Path | None = None) -> None:
         self.markers, self.packs = staged.markers.get(split, []), staged.folder / PACKS
         self.twice, usable = _held_twice(self.markers)  # counted in the same pass
-        super().__init__(staged.folder, split, seed, usable)
+        super().__init__(staged.folder, split, seed, usable, spool_in)
 
     @property
     def failures(self) -> list[Failure]:

@@ -140,7 +140,7 @@ def run(
     twice: list[Failure] = []  # images two shards hold: used by neither
     try:
         for split in options["splits"]:
-            samples = StagedSamples(staged, split, options["seed"])
+            samples = StagedSamples(staged, split, options["seed"], spool_in=job.out)
             twice += samples.failures
             if not len(samples):
                 continue
