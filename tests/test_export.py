@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from imagenet_cli import atomic, catalogue, manifest
 from imagenet_cli.errors import OverwriteRefusedError
-from imagenet_cli.exports import SplitSamples, export, webdataset
+from imagenet_cli.exports import Row, SplitSamples, export, key_of, sorted_on_disk, webdataset
 from imagenet_cli.subsets import subset
 
 wds = pytest.importorskip("webdataset")
@@ -141,6 +141,39 @@ def test_the_train_shuffle_is_the_same_in_one_bucket_or_256(root: Path, monkeypa
     assert [sample.path for sample in SplitSamples(tree, "train", 7)] == one and len(one) == 39
 
 
+rows = st.builds(
+    Row,
+    path=st.text("ab/_.", max_size=6).map(lambda name: f"val/n0/{name}"),
+    bytes=st.integers(0, 10**12),
+    wnid=st.sampled_from(["n01440764", "n15075141"]),
+    origin=st.sampled_from(["", '["pack", "p/0001.pack", 512, 100]']),
+)
+
+
+@given(st.lists(rows, max_size=40), st.integers(1, 7))
+@settings(max_examples=60, deadline=None)
+def test_a_sort_on_disk_is_a_stable_sort_whatever_the_runs(given_rows: list[Row], run_rows: int) -> None:
+    with tempfile.TemporaryDirectory() as spool:
+        on_disk = list(sorted_on_disk(given_rows, key_of_row, Path(spool), run_rows))
+        assert len(os.listdir(spool)) == -(-len(given_rows) // run_rows), "runs of run_rows each"
+    assert on_disk == sorted(given_rows, key=key_of_row)
+
+
+def key_of_row(row: Row) -> str:
+    return key_of(row.path)
+
+
+def test_val_by_name_is_the_same_in_one_run_or_many(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    val = SplitSamples(root / "64", "val", 7, spool_in=tmp_path)
+    one = [sample.path for sample in val.by_name()]
+    monkeypatch.setattr(SplitSamples, "RUN_ROWS", 3)
+    assert [sample.path for sample in val.by_name()] == one and len(one) == len(val) > 3 * 3
+    assert one == sorted(one, key=key_of) != sorted(one)
+    assert not any(tmp_path.iterdir()), "the spool is gone"
+
+
 def test_the_shuffle_spools_beside_the_export_and_a_killed_runs_spool_is_swept(root: Path, tmp_path: Path) -> None:
     from imagenet_cli.exports.destinations import Folder
 
@@ -152,7 +185,7 @@ def test_the_shuffle_spools_beside_the_export_and_a_killed_runs_spool_is_swept(r
     assert atomic.is_temporary(spool.name) and spool.name.startswith(".shuffle.") and any(spool.iterdir())
     with Folder(out).held(wait=False):  # the next run, holding the folder: a killed run's spool goes
         assert not spool.exists()
-    shuffled.close()  # a run that ends removes its own
+    assert len(list(shuffled)) == 38  # a run that ends removes its own
     assert not any(out.iterdir())
 
 

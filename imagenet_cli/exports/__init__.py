@@ -16,11 +16,13 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
+import heapq
+import itertools
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -521,20 +523,22 @@ class SplitSamples:
     """A split's samples in export order, from the manifest: train in a seeded shuffle (so that any
     shard holds a mix of classes), val in manifest order. Iterated as a stream, any number of times.
 
-    The shuffle is a sort by a keyed hash of each path. For train it is made on disk, in buckets by
-    the hash's top bits: memory holds one bucket (about 5,000 samples; the full train set takes
-    256), never the split. Buckets by top bits, each sorted, are the whole sort whatever their
-    number: a small export uses one file, not 256.
+    Every reordering is made on disk, so that memory holds a few thousand rows, never the split.
+    The shuffle is a sort by a keyed hash of each path, in buckets by the hash's top bits: each
+    bucket sorted, in order, is the whole sort whatever their number (about 5,000 rows each: one
+    file for a small export, 256 for the full train set). Other orders (val by file name) are
+    sorted runs of RUN_ROWS, merged.
     """
 
     BUCKET_SAMPLES, MAX_BUCKET_BITS = 5000, 8
+    RUN_ROWS = 5000
 
     def __init__(
         self, tree: Path, split: str, seed: int, count: int | None = None, spool_in: Path | None = None
     ) -> None:
         """``count``: the samples, where the caller knows it (else they are counted). ``spool_in``:
-        the folder the shuffle's buckets are kept in while it runs, the export's own (a killed
-        run's are swept from there); without it, the system's temporary folder."""
+        the folder sorts keep their rows in while they run, the export's own (a killed run's are
+        swept from there); without it, the system's temporary folder."""
         self.tree, self.split, self.seed, self.spool_in = tree, split, seed, spool_in
         self.labels = labels_of(tree)
         self.count = sum(1 for _ in self._rows()) if count is None else count
@@ -548,41 +552,42 @@ class SplitSamples:
             yield Row(entry.path, entry.bytes, entry.wnid, "")
 
     def __iter__(self) -> Iterator[Sample]:
-        if self.split != "train":
-            for row in self._rows():
-                yield self._sample(row)
-            return
+        rows = self._shuffled(self._rows()) if self.split == "train" else self._rows()
+        for row in rows:
+            yield self._sample(row)
+
+    def by_name(self) -> Iterator[Sample]:
+        """In file-name order (val's ILSVRC2012_val_00000001 first)."""
+        for row in self._sorted_on_disk(self._rows(), key=lambda row: key_of(row.path)):
+            yield self._sample(row)
+
+    def _shuffled(self, rows: Iterable[Row]) -> Iterator[Row]:
+        """By the seeded hash of each path, ties in the order given (path order): the same on every machine."""
         bits = 0  # buckets: the fewest, as a power of two, that hold BUCKET_SAMPLES each
         while bits < self.MAX_BUCKET_BITS and self.count > self.BUCKET_SAMPLES << bits:
             bits += 1
-        with self._spool() as spool, contextlib.ExitStack() as stack:
+        with self._spool("shuffle") as spool, contextlib.ExitStack() as stack:
             buckets = [stack.enter_context(open(spool / f"{i:03d}", "w+", encoding="utf-8")) for i in range(1 << bits)]
-            for row in self._rows():
+            for number, row in enumerate(rows):
                 key = rank(self.seed, row.path)
-                buckets[key >> (64 - bits)].write(f"{key}\t{row.path}\t{row.bytes}\t{row.wnid}\t{row.origin}\n")
+                buckets[key >> (64 - bits)].write(_spooled(f"{key:020d}", number, row))
             for bucket in buckets:
                 bucket.seek(0)
-                rows = sorted(
-                    (int(key), Row(path, int(size), wnid, origin))
-                    for key, path, size, wnid, origin in (line.rstrip("\n").split("\t") for line in bucket)
-                )
-                for _, row in rows:  # by (hash, path): the same order on every machine
-                    yield self._sample(row)
+                for _key, _number, row in sorted(map(_unspooled, bucket)):
+                    yield row
+
+    def _sorted_on_disk(self, rows: Iterable[Row], key: Callable[[Row], str]) -> Iterator[Row]:
+        with self._spool("sort") as spool:
+            yield from sorted_on_disk(rows, key, spool, self.RUN_ROWS)
 
     @contextlib.contextmanager
-    def _spool(self) -> Iterator[Path]:
+    def _spool(self, name: str) -> Iterator[Path]:
         if self.spool_in is None:
-            with tempfile.TemporaryDirectory(prefix="imagenet-export-") as spool:
+            with tempfile.TemporaryDirectory(prefix=f"imagenet-{name}-") as spool:
                 yield Path(spool)
         else:
-            with atomic.scratch_folder(self.spool_in / "shuffle") as spool:
+            with atomic.scratch_folder(self.spool_in / name) as spool:
                 yield spool
-
-    def by_name(self) -> Iterator[Sample]:
-        """In file-name order (val's ILSVRC2012_val_00000001 first): the rows are held as read, at
-        most 50,000 (val), each made a Sample only as it is taken; as Samples they held twice as much."""
-        for row in sorted(self._rows(), key=lambda row: key_of(row.path)):
-            yield self._sample(row)
 
     def _sample(self, row: Row) -> Sample:
         origin = Origin(*json.loads(row.origin)) if row.origin else None
@@ -608,8 +613,8 @@ class StagedSamples(SplitSamples):
     def _rows(self) -> Iterator[Row]:
         if self.split == "train":  # shuffled after: any order will do, one marker in memory at a time
             yield from self._rows_of_markers()
-        else:  # val's 50,000 at most, in path order across the shards that share classes
-            yield from sorted(self._rows_of_markers())
+        else:  # in path order across the stretches of val, which hold no class
+            yield from self._sorted_on_disk(self._rows_of_markers(), key=lambda row: row.path)
 
     def _rows_of_markers(self) -> Iterator[Row]:
         for path in self.markers:
@@ -623,6 +628,31 @@ class StagedSamples(SplitSamples):
                     pack = str(result.pack) if is_url(str(result.pack)) else str(self.packs / str(result.pack))
                     origin = list(Origin("pack", pack, result.offsets[entry.path], entry.bytes))
                 yield Row(entry.path, entry.bytes, entry.wnid, json.dumps(origin))
+
+
+def sorted_on_disk(rows: Iterable[Row], key: Callable[[Row], str], spool: Path, run_rows: int) -> Iterator[Row]:
+    """``rows`` in the order of ``key``, ties in the order given, with ``run_rows`` of them in
+    memory: sorted runs of that many are written to files in ``spool``, then merged."""
+    with contextlib.ExitStack() as stack:
+        runs: list[Iterator[tuple[str, int, Row]]] = []
+        numbered = enumerate(rows)
+        while batch := sorted((key(row), number, row) for number, row in itertools.islice(numbered, run_rows)):
+            run = stack.enter_context(open(spool / f"{len(runs):05d}", "w+", encoding="utf-8"))
+            run.writelines(_spooled(*item) for item in batch)
+            run.seek(0)
+            runs.append(map(_unspooled, run))
+        for _key, _number, row in heapq.merge(*runs):
+            yield row
+
+
+def _spooled(key: str, number: int, row: Row) -> str:
+    """A row as a line of a sort's spool, with its sort key and its place in the input."""
+    return f"{key}\t{number}\t{row.path}\t{row.bytes}\t{row.wnid}\t{row.origin}\n"
+
+
+def _unspooled(line: str) -> tuple[str, int, Row]:
+    key, number, path, size, wnid, origin = line.rstrip("\n").split("\t")
+    return key, int(number), Row(path, int(size), wnid, origin)
 
 
 def _held_twice(markers: list[Path]) -> tuple[set[str], int]:
