@@ -1,6 +1,7 @@
 """Every step at ILSVRC-2012's real file count: how time and memory grow with the dataset.
 
-    python tests/benchmarks/full_count.py [--fractions 0.01,0.1,1] [--workdir DIR] [--keep] [--first N]
+    python tests/benchmarks/full_count.py [--fractions 0.01,0.1,1] [--workdir DIR] [--keep]
+                                          [--first N | --only WORD[,WORD…]]
 
 For each fraction, a source with the real layout is generated (the built-in sample at ``scale``:
 all 1000 class tars, train per class shaped as the real counts, 50 val per class, the devkit; tiny
@@ -95,7 +96,18 @@ def temporaries(root: Path) -> list[Path]:
     return left
 
 
-def run_fraction(fraction: float, workdir: Path, first: int | None = None) -> dict[str, Measured]:
+def chosen(root: Path, first: int | None, only: str | None) -> list[tuple[str, list[str]]]:
+    """The first N steps, or those whose names hold one of the words (steps that need a tree
+    built by an earlier step are left to ``--first``)."""
+    if only is None:
+        return steps(root)[:first]
+    words = only.split(",")
+    return [(name, arguments) for name, arguments in steps(root) if any(word in name for word in words)]
+
+
+def run_fraction(
+    fraction: float, workdir: Path, first: int | None = None, only: str | None = None
+) -> dict[str, Measured]:
     root = workdir / f"root-{fraction:g}"
     shutil.rmtree(root, ignore_errors=True)
     started = time.perf_counter()
@@ -103,7 +115,7 @@ def run_fraction(fraction: float, workdir: Path, first: int | None = None) -> di
     size = sum(p.stat().st_size for p in (root / "downloads").iterdir())
     print(f"\nfraction {fraction:g}: source generated in {time.perf_counter() - started:.0f} s, {size / 1e9:.2f} GB")
     results = {}
-    for name, arguments in steps(root)[:first]:
+    for name, arguments in chosen(root, first, only):
         # A tree of all 1000 classes is held to ILSVRC-2012's counts: below 1.0, verify names them (exit 3).
         partial = name == "verify tree" and fraction < 1
         results[name] = measured = measure(arguments, (0, 3) if partial else (0,))
@@ -122,12 +134,16 @@ def main() -> None:
     parser.add_argument("--fractions", default="0.01,0.1,1", help="comma-separated fractions of the real counts")
     parser.add_argument("--workdir", type=Path, default=None, help="where the roots go [default: a temporary folder]")
     parser.add_argument("--keep", action="store_true", help="keep the roots")
-    parser.add_argument("--first", type=int, default=None, metavar="N", help="run only the first N steps")
+    steps_wanted = parser.add_mutually_exclusive_group()
+    steps_wanted.add_argument("--first", type=int, default=None, metavar="N", help="run only the first N steps")
+    steps_wanted.add_argument(
+        "--only", default=None, metavar="WORDS", help="run only the steps whose names hold one of these words"
+    )
     options = parser.parse_args()
     fractions = [float(f) for f in options.fractions.split(",")]
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="imagenet-full-count-"))
     try:
-        runs = {fraction: run_fraction(fraction, workdir, options.first) for fraction in fractions}
+        runs = {fraction: run_fraction(fraction, workdir, options.first, options.only) for fraction in fractions}
     finally:
         if not options.keep:
             shutil.rmtree(workdir, ignore_errors=True)
