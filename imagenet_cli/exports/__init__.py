@@ -562,7 +562,8 @@ class SplitSamples:
             yield self._sample(row)
 
     def _shuffled(self, rows: Iterable[Row]) -> Iterator[Row]:
-        """By the seeded hash of each path, ties in the order given (path order): the same on every machine."""
+        """By the seeded hash of each path (a tie, two paths of one 64-bit hash, in the order given):
+        the same on every machine."""
         bits = 0  # buckets: the fewest, as a power of two, that hold BUCKET_SAMPLES each
         while bits < self.MAX_BUCKET_BITS and self.count > self.BUCKET_SAMPLES << bits:
             bits += 1
@@ -602,8 +603,19 @@ class StagedSamples(SplitSamples):
 
     def __init__(self, staged: Staged, split: str, seed: int, spool_in: Path | None = None) -> None:
         self.markers, self.packs = staged.markers.get(split, []), staged.folder / PACKS
-        self.twice, usable = _held_twice(self.markers)  # counted in the same pass
-        super().__init__(staged.folder, split, seed, usable, spool_in)
+        super().__init__(staged.folder, split, seed, 0, spool_in)
+        self.twice, self.count = _held_twice(self._paths_in_order())  # counted in the same pass
+
+    def _paths_in_order(self) -> Iterator[str]:
+        """Every path the shards hold, sorted: a class's in memory (its shards are named alike and
+        come together), val's on disk (its stretches hold no class)."""
+        results = (read_marker(path) for path in self.markers)
+        if self.split == "train":
+            for _wnid, shards in itertools.groupby(results, lambda result: result.wnid):
+                yield from sorted(entry.path for result in shards for entry in result.entries)
+        else:
+            listed = (Row(entry.path, 0, "", "") for result in results for entry in result.entries)
+            yield from (row.path for row in self._sorted_on_disk(listed, key=lambda row: row.path))
 
     @property
     def failures(self) -> list[Failure]:
@@ -655,24 +667,15 @@ def _unspooled(line: str) -> tuple[str, int, Row]:
     return key, int(number), Row(path, int(size), wnid, origin)
 
 
-def _held_twice(markers: list[Path]) -> tuple[set[str], int]:
-    """The paths more than one shard holds, and how many entries are left without them. A class's
-    shards are named alike and so come together, and val's stretches hold no class: one class's
-    paths are in memory at a time, val's all."""
+def _held_twice(paths: Iterable[str]) -> tuple[set[str], int]:
+    """From ``paths`` in sorted order: those that come more than once, and how many are left without them."""
     extra: collections.Counter[str] = collections.Counter()  # copies of a path after its first
-    seen: set[str] = set()
-    group: str | None = ""
-    entries = 0
-    for path in markers:
-        result = read_marker(path)
-        if result.wnid != group:
-            seen.clear()
-            group = result.wnid
-        for entry in result.entries:
-            entries += 1
-            if entry.path in seen:
-                extra[entry.path] += 1
-            seen.add(entry.path)
+    entries, previous = 0, None
+    for path in paths:
+        entries += 1
+        if path == previous:
+            extra[path] += 1
+        previous = path
     return set(extra), entries - len(extra) - sum(extra.values())
 
 

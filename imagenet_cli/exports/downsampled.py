@@ -155,7 +155,8 @@ def _write_rows(path: Path, job: Job, what: str, rows: Iterable[Sample], count: 
     ``labels``, as ``numpy.savez`` would; returns the rows' per-pixel sum."""
     np = require_numpy()
     width = 3 * job.options["size"] ** 2
-    labels: list[int] = []
+    labels = np.zeros(count, dtype=np.int64)  # 8 bytes a row, where a list of ints held 36
+    written = 0
     pixel_sum = np.zeros(width, dtype=np.uint64)
     header = {
         "descr": np.lib.format.dtype_to_descr(np.dtype(np.uint8)),
@@ -168,13 +169,16 @@ def _write_rows(path: Path, job: Job, what: str, rows: Iterable[Sample], count: 
             np.lib.format.write_array_header_1_0(member, header)
             with job.progress.task(f"downsampling {what}", total=count, unit="img") as advance:
                 for chunk, block in _made_rows(job, rows, width):
+                    if written + len(chunk) > count:
+                        raise DamagedTreeError(f"{what}: more images than the {count:,} listed")
                     member.write(block.tobytes())
                     pixel_sum += block.sum(axis=0, dtype=np.uint64)
-                    labels += [catalogue.by_wnid(s.wnid).devkit_id for s in chunk]
+                    labels[written : written + len(chunk)] = [catalogue.by_wnid(s.wnid).devkit_id for s in chunk]
+                    written += len(chunk)
                     advance(len(chunk))
-        if len(labels) != count:
-            raise DamagedTreeError(f"{what}: {len(labels):,} images where {count:,} were listed")
-        _add_array(archive, "labels", np.array(labels, dtype=np.int64))
+        if written != count:
+            raise DamagedTreeError(f"{what}: {written:,} images where {count:,} were listed")
+        _add_array(archive, "labels", labels)
     return pixel_sum
 
 
