@@ -49,20 +49,26 @@ def atomic_path(path: Path, durable: bool = True, before_rename: Finish | None =
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = temporary_name(path)
     try:
-        yield temporary
-        if durable:
-            _sync(temporary, os.fsync)
-        if before_rename is not None:
-            before_rename(temporary, path)
-        os.replace(temporary, path)
-    except OSError as error:
-        if error.errno in _DISK_FULL:  # one message for a full disk, whichever write met it
-            raise InsufficientSpaceError(
-                f"the disk holding {path.parent} is full: {path.name} could not be written"
-            ) from error
-        raise
+        with _full_disk_named(path.parent, path.name):
+            yield temporary
+            if durable:
+                _sync(temporary, os.fsync)
+            if before_rename is not None:
+                before_rename(temporary, path)
+            os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def _full_disk_named(folder: Path, what: str) -> Iterator[None]:
+    """One message for a full disk, whichever write met it."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno in _DISK_FULL:
+            raise InsufficientSpaceError(f"the disk holding {folder} is full: {what} could not be written") from error
+        raise
 
 
 @contextmanager
@@ -137,9 +143,10 @@ def scratch_folder(path: Path) -> Iterator[Path]:
     block ends. Kept beside the output it serves, not in the system's temporary folder: there a
     killed run's scratch stays for good, here the next run's :func:`remove_temporaries` sweeps it."""
     folder = temporary_name(path)
-    folder.mkdir(parents=True)
     try:
-        yield folder
+        with _full_disk_named(path.parent, f"the scratch files of {path.name}"):
+            folder.mkdir(parents=True)
+            yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

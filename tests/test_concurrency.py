@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from imagenet_cli import archives, locks, manifest, sample
+from imagenet_cli import archives, atomic, locks, manifest, sample
 from imagenet_cli.download import download_official, download_sample
 from imagenet_cli.errors import InsufficientSpaceError, LockHeldError
 from imagenet_cli.records import DownloadRecord, read_record, record_path
@@ -280,6 +280,14 @@ def test_a_full_disk_leaves_nothing_under_a_final_name_and_the_rerun_finishes(
         assert (downloads / name).read_bytes() == (reference / "downloads" / name).read_bytes()
         assert DownloadRecord.read(downloads / name).matches(downloads / name)
     assert {f.status for f in result.files} <= {"written", "kept"}
+
+
+def test_scratch_files_on_a_full_disk_are_a_full_disk_and_are_removed(small_tmpfs: Path) -> None:
+    out = small_tmpfs / "export"
+    with pytest.raises(InsufficientSpaceError, match=f"the disk holding {out} is full: the scratch files of sort"):
+        with atomic.scratch_folder(out / "sort") as scratch:
+            (scratch / "00000").write_bytes(bytes(11 << 20))
+    assert not any(out.iterdir()), "nothing left"
 
 
 def test_export_downsampled_on_a_full_disk_says_so_every_time_and_the_rerun_leaves_no_staging(

@@ -189,6 +189,19 @@ def test_the_shuffle_spools_beside_the_export_and_a_killed_runs_spool_is_swept(r
     assert not any(out.iterdir())
 
 
+def test_closing_the_samples_ends_their_streams_and_removes_the_spools(root: Path, tmp_path: Path) -> None:
+    train, val = (SplitSamples(root / "64", split, 7, spool_in=tmp_path) for split in ("train", "val"))
+    streams = [iter(train), val.by_name()]
+    for stream in streams:
+        next(stream)  # stopped here, as an error would stop the export: the spools are still there
+    assert len(list(tmp_path.iterdir())) == 2
+    train.close()
+    val.close()
+    assert not any(tmp_path.iterdir())
+    with pytest.raises(StopIteration):
+        next(streams[0])
+
+
 def test_the_cli_writes_under_the_root_and_says_where(root: Path) -> None:
     result = imagenet("export", "webdataset", "--root", str(root), "-q")
     assert result.exit_code == 0, result.output

@@ -22,7 +22,8 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Callable, Iterable, Iterator
+import weakref
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -260,9 +261,9 @@ def _export_tree(
         cores = workers or os.cpu_count() or 1
         job = Job(tree, destination.work, options, result, progress, cores, destination=destination)
         for split in options["splits"]:
-            samples = SplitSamples(tree, split, options["seed"], spool_in=job.out)
-            if len(samples):
-                writer.write_split(job, split, samples)
+            with contextlib.closing(SplitSamples(tree, split, options["seed"], spool_in=job.out)) as samples:
+                if len(samples):
+                    writer.write_split(job, split, samples)
         writer.finish(job)
         record = ExportRecord(options, source_manifest, str(tree), tuple(job.result.shards))
         destination.write_text(RECORD, record.to_json())
@@ -540,6 +541,7 @@ class SplitSamples:
         the folder sorts keep their rows in while they run, the export's own (a killed run's are
         swept from there); without it, the system's temporary folder."""
         self.tree, self.split, self.seed, self.spool_in = tree, split, seed, spool_in
+        self._streams: weakref.WeakSet[Generator[Sample, None, None]] = weakref.WeakSet()
         self.labels = labels_of(tree)
         self.count = sum(1 for _ in self._rows()) if count is None else count
 
@@ -552,14 +554,22 @@ class SplitSamples:
             yield Row(entry.path, entry.bytes, entry.wnid, "")
 
     def __iter__(self) -> Iterator[Sample]:
-        rows = self._shuffled(self._rows()) if self.split == "train" else self._rows()
-        for row in rows:
-            yield self._sample(row)
+        return self._open(self._shuffled(self._rows()) if self.split == "train" else self._rows())
 
     def by_name(self) -> Iterator[Sample]:
         """In file-name order (val's ILSVRC2012_val_00000001 first)."""
-        for row in self._sorted_on_disk(self._rows(), key=lambda row: key_of(row.path)):
-            yield self._sample(row)
+        return self._open(self._sorted_on_disk(self._rows(), key=lambda row: key_of(row.path)))
+
+    def close(self) -> None:
+        """End the streams still running, as when an error stopped the export: their spools' files
+        are closed and removed now, not whenever the streams are collected."""
+        for stream in list(self._streams):
+            stream.close()
+
+    def _open(self, rows: Iterator[Row]) -> Iterator[Sample]:
+        stream = (self._sample(row) for row in rows)
+        self._streams.add(stream)
+        return stream
 
     def _shuffled(self, rows: Iterable[Row]) -> Iterator[Row]:
         """By the seeded hash of each path (a tie, two paths of one 64-bit hash, in the order given):

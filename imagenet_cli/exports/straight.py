@@ -140,16 +140,16 @@ def run(
     twice: list[Failure] = []  # images two shards hold: used by neither
     try:
         for split in options["splits"]:
-            samples = StagedSamples(staged, split, options["seed"], spool_in=job.out)
-            twice += samples.failures
-            if not len(samples):
-                continue
-            if sharded and straight.dask and isinstance(destination, BucketFolder):
-                _write_shards_beside(job, split, samples, straight, destination)
-            elif sharded:
-                _write_shards_on_workers(job, split, samples, straight, workers)
-            else:
-                writer.write_split(job, split, samples)
+            with contextlib.closing(StagedSamples(staged, split, options["seed"], spool_in=job.out)) as samples:
+                twice += samples.failures
+                if not len(samples):
+                    continue
+                if sharded and straight.dask and isinstance(destination, BucketFolder):
+                    _write_shards_beside(job, split, samples, straight, destination)
+                elif sharded:
+                    _write_shards_on_workers(job, split, samples, straight, workers)
+                else:
+                    writer.write_split(job, split, samples)
         writer.finish(job)
     finally:
         job.origins.close()
