@@ -9,7 +9,8 @@ JPEGs, so 1.0 is 1,281,167 train images in about 3 GB), and the real CLI runs ea
 process: verify of the archives, prepare --size 32, the same prepare again (nothing to do), verify
 of the tree, a subset, every export from the tree and straight from the archives (and one again),
 and info. Printed per step: wall seconds, CPU seconds of the step's processes, peak RSS of its main
-process and of its largest worker, and, between the last two fractions, how each grew.
+process and of its largest worker, the main process's own user time, and, between the last two
+fractions, how each grew.
 
 Targets (#25): CPU time grows at most 11x for 10x the images; peak RSS flat (within 10%); the
 no-op re-runs at 1.0 under 10 s; no temporary file left. Machines here are shared and noisy: read
@@ -42,7 +43,7 @@ _MEASURED = (
     "    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))\n"
     "    hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)\n"
     "    system = me.ru_stime + kids.ru_stime\n"
-    "    print(me.ru_utime + kids.ru_utime + system, hwm, kids.ru_maxrss, system, file=sys.stderr)"
+    "    print(me.ru_utime + kids.ru_utime + system, hwm, kids.ru_maxrss, system, me.ru_utime, file=sys.stderr)"
 )
 
 
@@ -53,6 +54,7 @@ class Measured:
     main_kib: int
     worker_kib: int
     system: float  # of cpu: in the kernel (file systems, page cache)
+    main_user: float  # of cpu: the main process's own, outside the kernel (listing, ordering, merging)
 
 
 def steps(root: Path) -> list[tuple[str, list[str]]]:
@@ -79,8 +81,8 @@ def measure(arguments: list[str], exit_codes: tuple[int, ...] = (0,)) -> Measure
     wall = time.perf_counter() - start
     if done.returncode not in exit_codes:
         raise RuntimeError(f"imagenet {' '.join(arguments)} exited {done.returncode}: {done.stderr[-800:]}")
-    cpu, main_kib, worker_kib, system = done.stderr.split("\n")[-2].split()
-    return Measured(wall, float(cpu), int(main_kib), int(worker_kib), float(system))
+    cpu, main_kib, worker_kib, system, main_user = done.stderr.split("\n")[-2].split()
+    return Measured(wall, float(cpu), int(main_kib), int(worker_kib), float(system), float(main_user))
 
 
 def user(measured: Measured) -> float:
@@ -120,7 +122,8 @@ def run_fraction(
         partial = name == "verify tree" and fraction < 1
         results[name] = measured = measure(arguments, (0, 3) if partial else (0,))
         print(
-            f"  {name:40s} {measured.wall:8.1f} s wall {measured.cpu:8.1f} s CPU ({measured.system:6.1f} system) "
+            f"  {name:40s} {measured.wall:8.1f} s wall {measured.cpu:8.1f} s CPU ({measured.system:6.1f} system, "
+            f"{measured.main_user:6.1f} main user) "
             f"{measured.main_kib / 1024:7.0f} MiB main {measured.worker_kib / 1024:7.0f} MiB worker",
             flush=True,
         )
@@ -155,7 +158,8 @@ def main() -> None:
         a, b = runs[small][name], runs[large][name]
         print(
             f"  {name:40s} CPU {b.cpu / max(a.cpu, 0.01):6.2f} x   user {user(b) / max(user(a), 0.01):6.2f} x   "
-            f"system {b.system / max(a.system, 0.01):6.2f} x   main RSS {b.main_kib / a.main_kib:5.2f} x   "
+            f"system {b.system / max(a.system, 0.01):6.2f} x   "
+            f"main user {b.main_user / max(a.main_user, 0.01):6.2f} x   main RSS {b.main_kib / a.main_kib:5.2f} x   "
             f"worker RSS {b.worker_kib / max(a.worker_kib, 1):5.2f} x"
         )
 
