@@ -65,10 +65,12 @@ def write_shard(job: Job, path: Path, group: list[Sample]) -> None:
         [("image", pa.struct([("bytes", pa.binary()), ("path", pa.string())])), ("label", pa.int64())],
         metadata=metadata,
     )
-    # JPEG does not compress: leaving compression off saves the time and changes nothing.
+    # JPEG does not compress: leaving compression off saves the time and changes nothing. Nor
+    # does a dictionary find two images alike, and looking for one hashes every image's bytes:
+    # without it the writer copies twice as fast.
     with (
         atomic.atomic_path(path) as temporary,
-        pq.ParquetWriter(str(temporary), schema, compression="none") as writer,
+        pq.ParquetWriter(str(temporary), schema, compression="none", use_dictionary=False) as writer,
     ):
         for rows in _row_groups(group):
             images = pa.StructArray.from_arrays(
