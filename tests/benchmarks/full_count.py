@@ -3,14 +3,15 @@
     python tests/benchmarks/full_count.py [--fractions 0.01,0.1,1] [--workdir DIR] [--keep]
                                           [--first N | --only WORD[,WORD…]]
 
-For each fraction, a source with the real layout is generated (the built-in sample at ``scale``:
-all 1000 class tars, train per class shaped as the real counts, 50 val per class, the devkit; tiny
+For each fraction, a source with the real layout is generated (the built-in sample at ``scale``: all
+1000 class tars, train per class shaped as the real counts, 50 val per class, the devkit; tiny
 JPEGs, so 1.0 is 1,281,167 train images in about 3 GB), and the real CLI runs each step in a fresh
-process: verify of the archives, prepare --size 32, the same prepare again (nothing to do), verify
-of the tree, a subset, every export from the tree and straight from the archives (and one again),
-and info. Printed per step: wall seconds, CPU seconds of the step's processes, peak RSS of its main
-process and of its largest worker, the main process's own user time, and, between the last two
-fractions, how each grew.
+process, at every fraction before the next step (a step's runs are minutes apart, so the shared
+machine's drifting load weighs alike on them): verify of the archives, prepare --size 32, the same
+prepare again (nothing to do), verify of the tree, a subset, every export from the tree and straight
+from the archives (and one again), and info. Printed per step: wall seconds, CPU seconds of the
+step's processes, peak RSS of its main process and of its largest worker, the main process's own
+user time, and, between the last two fractions, how each grew.
 
 Targets (#25): CPU time grows at most 11x for 10x the images; peak RSS flat (within 10%); the
 no-op re-runs at 1.0 under 10 s; no temporary file left. Machines here are shared and noisy: read
@@ -107,29 +108,43 @@ def chosen(root: Path, first: int | None, only: str | None) -> list[tuple[str, l
     return [(name, arguments) for name, arguments in steps(root) if any(word in name for word in words)]
 
 
-def run_fraction(
-    fraction: float, workdir: Path, first: int | None = None, only: str | None = None
-) -> dict[str, Measured]:
+def generate(fraction: float, workdir: Path) -> Path:
     root = workdir / f"root-{fraction:g}"
     shutil.rmtree(root, ignore_errors=True)
     started = time.perf_counter()
     download_sample(root, scale=fraction, test_images=0)
     size = sum(p.stat().st_size for p in (root / "downloads").iterdir())
-    print(f"\nfraction {fraction:g}: source generated in {time.perf_counter() - started:.0f} s, {size / 1e9:.2f} GB")
-    results = {}
-    for name, arguments in chosen(root, first, only):
-        # A tree of all 1000 classes is held to ILSVRC-2012's counts: below 1.0, verify names them (exit 3).
-        partial = name == "verify tree" and fraction < 1
-        results[name] = measured = measure(arguments, (0, 3) if partial else (0,))
+    print(f"fraction {fraction:g}: source generated in {time.perf_counter() - started:.0f} s, {size / 1e9:.2f} GB")
+    return root
+
+
+def run_interleaved(
+    fractions: list[float], workdir: Path, first: int | None = None, only: str | None = None
+) -> dict[float, dict[str, Measured]]:
+    """Each step at every fraction before the next step: a step's runs minutes apart, not the
+    length of a whole run, so that the machine's drifting load weighs alike on each."""
+    roots = {fraction: generate(fraction, workdir) for fraction in fractions}
+    runs: dict[float, dict[str, Measured]] = {fraction: {} for fraction in fractions}
+    for index, (name, _) in enumerate(chosen(roots[fractions[0]], first, only)):
+        print(f"\n{name}", flush=True)
+        for fraction in fractions:
+            arguments = chosen(roots[fraction], first, only)[index][1]
+            # A tree of all 1000 classes is held to ILSVRC-2012's counts: below 1.0, verify names them (exit 3).
+            partial = name == "verify tree" and fraction < 1
+            runs[fraction][name] = measured = measure(arguments, (0, 3) if partial else (0,))
+            print(
+                f"  {fraction:<5g} {measured.wall:8.1f} s wall {measured.cpu:8.1f} s CPU ({measured.system:6.1f} "
+                f"system, {measured.main_user:6.1f} main user) "
+                f"{measured.main_kib / 1024:7.0f} MiB main {measured.worker_kib / 1024:7.0f} MiB worker",
+                flush=True,
+            )
+    for fraction, root in roots.items():
+        left = temporaries(root)
         print(
-            f"  {name:40s} {measured.wall:8.1f} s wall {measured.cpu:8.1f} s CPU ({measured.system:6.1f} system, "
-            f"{measured.main_user:6.1f} main user) "
-            f"{measured.main_kib / 1024:7.0f} MiB main {measured.worker_kib / 1024:7.0f} MiB worker",
-            flush=True,
+            f"fraction {fraction:g}: temporaries left: {len(left)}"
+            + (f" ({', '.join(map(str, left[:3]))})" if left else "")
         )
-    left = temporaries(root)
-    print(f"  temporaries left: {len(left)}" + (f" ({', '.join(map(str, left[:3]))})" if left else ""))
-    return results
+    return runs
 
 
 def main() -> None:
@@ -146,7 +161,7 @@ def main() -> None:
     fractions = [float(f) for f in options.fractions.split(",")]
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="imagenet-full-count-"))
     try:
-        runs = {fraction: run_fraction(fraction, workdir, options.first, options.only) for fraction in fractions}
+        runs = run_interleaved(fractions, workdir, options.first, options.only)
     finally:
         if not options.keep:
             shutil.rmtree(workdir, ignore_errors=True)
