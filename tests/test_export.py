@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from imagenet_cli import atomic, catalogue, manifest
 from imagenet_cli.errors import OverwriteRefusedError
-from imagenet_cli.exports import Row, SplitSamples, export, key_of, sorted_on_disk, webdataset
+from imagenet_cli.exports import export, webdataset
+from imagenet_cli.exports.samples import Row, SplitSamples, key_of, sorted_on_disk
 from imagenet_cli.subsets import subset
 
 wds = pytest.importorskip("webdataset")

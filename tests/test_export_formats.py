@@ -19,7 +19,8 @@ import pytest
 
 from imagenet_cli import catalogue, manifest
 from imagenet_cli.errors import InvalidArgumentError, install_command
-from imagenet_cli.exports import SplitSamples, export
+from imagenet_cli.exports import export
+from imagenet_cli.exports.samples import SplitSamples
 from imagenet_cli.subsets import subset
 
 from .builders import read_member

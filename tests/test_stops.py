@@ -110,7 +110,7 @@ def test_workers_exit_within_seconds_when_the_parent_is_killed(sample_root: Path
 def test_sigterm_stops_export_downsampled_and_its_decoding_workers(tmp_path: Path) -> None:
     """Downsampled decoding runs on a process pool: a stop ends it at once, workers and all, and
     the batches staged before it are kept. A named pipe in place of one image holds the run there."""
-    from imagenet_cli.exports import SplitSamples
+    from imagenet_cli.exports.samples import SplitSamples
 
     # 700 train images: batches of 70 rows, so each batch is two chunks for the two workers.
     download_sample(tmp_path, classes=["imagenette"], train_per_class=70, val_per_class=1, test_images=0)

@@ -34,8 +34,9 @@ from .. import atomic, catalogue
 from ..errors import DamagedTreeError, MissingExtraError, UnsuitableTreeError
 from ..trees.resize import BoxRows, ImageError
 from ..workers import ordered_map
-from . import Job, Sample, SplitSamples, prepared_by
+from . import Job, prepared_by
 from .record import ShardRecord
+from .samples import Sample, SplitSamples
 
 SUFFIX = ".npz"
 SHARD_SIZES: dict[str, int] = {}  # the published files: 10 train batches and val_data, whatever the count

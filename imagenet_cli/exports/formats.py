@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, cast
 
 if TYPE_CHECKING:
-    from . import Job, Sample, SplitSamples, downsampled, parquet, webdataset
+    from . import Job, downsampled, parquet, webdataset
     from .record import ShardRecord
+    from .samples import Sample, SplitSamples
 
 
 class ExportFormat(StrEnum):

@@ -18,8 +18,9 @@ from typing import Any
 
 from .. import atomic
 from ..errors import MissingExtraError
-from . import SPLIT_NAMES, Job, Sample, SplitSamples, class_names, write_shards
+from . import SPLIT_NAMES, Job, class_names, write_shards
 from .record import ShardRecord
+from .samples import Sample, SplitSamples
 
 SUFFIX = ".parquet"
 SHARD_SIZES = {"train": 5000, "val": 5000}  # rows per file: about 500 MB of full-size JPEGs

@@ -54,10 +54,11 @@ from ..trees.readers import OriginReader
 from ..trees.resize import ImageError, Making
 from ..trees.shards import PACKS, PacksIn, Sink, read_marker
 from ..workers import local_pool, ordered_map, thread_pool
-from . import CLAIM, ExportResult, Job, Sample, StagedSamples, shard_count, shard_groups
+from . import CLAIM, ExportResult, Job, shard_count, shard_groups
 from .destinations import BucketFolder, Destination, Finished
 from .formats import SHARDED, ExportFormat, ShardWriter, Writer, shard_writer_for
 from .record import RECORD, ExportRecord
+from .samples import Sample, StagedSamples
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,9 @@ from typing import BinaryIO
 import xxhash
 
 from .. import atomic
-from . import SPLIT_NAMES, Job, Sample, SplitSamples, write_shards
+from . import SPLIT_NAMES, Job, write_shards
 from .record import ShardRecord
+from .samples import Sample, SplitSamples
 
 SUFFIX = ".tar"
 # Samples per shard by default: the full splits make exactly timm's 1,024 train and 64 validation

@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from imagenet_cli.download import download_sample  # noqa: E402
-from imagenet_cli.exports import ExportResult, Job, SplitSamples, export, webdataset  # noqa: E402
+from imagenet_cli.exports import ExportResult, Job, export, webdataset  # noqa: E402
+from imagenet_cli.exports.samples import SplitSamples  # noqa: E402
 from imagenet_cli.exports.straight import _write_made  # noqa: E402
 from imagenet_cli.progress import Progress  # noqa: E402
 from imagenet_cli.trees import prepare  # noqa: E402
