@@ -192,6 +192,23 @@ def test_an_over_long_image_name_fails_that_image_only(official_root: Path, tmp_
     assert wnid
 
 
+@pytest.mark.parametrize("odd", ["\t", "\n"])
+def test_an_image_name_with_a_tab_or_line_break_fails_that_image_only(
+    official_root: Path, tmp_path: Path, odd: str
+) -> None:
+    """The tree's manifest and an export's sort hold a path a line, its fields tab-separated."""
+    root = copy_root(official_root, tmp_path / "root")
+    train = root / "downloads" / archives.TRAIN_TAR
+    wnid = rewrite_class_tar(train, 1, lambda members: members + [(tarfile.TarInfo(f"x{odd}y.JPEG"), members[0][1])])
+    prepare_fails_naming(root, "a file name with a control character")
+    splits = manifest.TreeInfo.read(root / "64").splits
+    assert splits["train"]["images"] == 39, "every other image made"
+    assert len(list(manifest.read_manifest(root / "64"))) == sum(s["images"] for s in splits.values()), (
+        "read back whole"
+    )
+    assert wnid
+
+
 def test_a_member_claiming_8_gib_is_refused_unread(official_root: Path, tmp_path: Path) -> None:
     root = copy_root(official_root, tmp_path / "root")
     train = root / "downloads" / archives.TRAIN_TAR

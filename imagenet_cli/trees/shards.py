@@ -318,6 +318,7 @@ def _make_items(
 
 
 MAX_NAME_BYTES = 255  # what ext4, XFS, NTFS and most others take
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def unusable_name(name: str) -> str | None:
@@ -326,6 +327,8 @@ def unusable_name(name: str) -> str | None:
         return f"a file name of {len(name.encode())} bytes: filesystems take at most {MAX_NAME_BYTES}"
     if name.startswith(".") or "/" in name or "\\" in name:
         return "a hidden or path-like file name"
+    if _CONTROL.search(name):  # a manifest, a marker or a sort's spool holds one path a line, its fields tab-separated
+        return "a file name with a control character (a tab, a line break…)"
     return None
 
 
