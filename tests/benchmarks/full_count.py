@@ -124,11 +124,12 @@ def run_interleaved(
     """Each step at every fraction before the next step: a step's runs minutes apart, not the
     length of a whole run, so that the machine's drifting load weighs alike on each."""
     roots = {fraction: generate(fraction, workdir) for fraction in fractions}
+    plans = {fraction: dict(chosen(root, first, only)) for fraction, root in roots.items()}
     runs: dict[float, dict[str, Measured]] = {fraction: {} for fraction in fractions}
-    for index, (name, _) in enumerate(chosen(roots[fractions[0]], first, only)):
+    for name in plans[fractions[0]]:
         print(f"\n{name}", flush=True)
         for fraction in fractions:
-            arguments = chosen(roots[fraction], first, only)[index][1]
+            arguments = plans[fraction][name]
             # A tree of all 1000 classes is held to ILSVRC-2012's counts: below 1.0, verify names them (exit 3).
             partial = name == "verify tree" and fraction < 1
             runs[fraction][name] = measured = measure(arguments, (0, 3) if partial else (0,))
