@@ -175,10 +175,14 @@ def test_a_val_image_twice_is_named(official_root: Path, tmp_path: Path) -> None
     root = copy_root(official_root, tmp_path / "root")
     val = root / "downloads" / archives.VAL_TAR
     members = read_tar(val.read_bytes())
-    val.write_bytes(tar_bytes(members + [members[5]]))
+    misnamed = (tarfile.TarInfo("ILSVRC2012_val_1.JPEG"), members[0][1])
+    val.write_bytes(tar_bytes(members + [members[5], misnamed, misnamed]))
     prepare_fails_naming(root, f"{members[5][0].name}: appears twice in the input")
     report = verify(root, paths=[val])
-    assert any(p.kind == "duplicate" for p in report.checks[0].problems)
+    assert [p.where for p in report.checks[0].problems if p.kind == "duplicate"] == [
+        f"{archives.VAL_TAR}:{members[5][0].name}",
+        f"{archives.VAL_TAR}:ILSVRC2012_val_1.JPEG",
+    ]
 
 
 def test_an_over_long_image_name_fails_that_image_only(official_root: Path, tmp_path: Path) -> None:
@@ -333,6 +337,9 @@ def test_a_val_member_with_no_val_name_is_named_and_the_rest_prepared(
     out = prepare_fails_naming(root, f"{name}: not an ILSVRC2012_val_<8 digits>.JPEG name numbered 1–50,000")
     assert out.count("failed:") == 1
     assert manifest.TreeInfo.read(root / "64").splits["val"]["images"] == len(members), "every other image made"
+    assert [p.where for p in verify(root, paths=[val]).checks[0].problems if p.kind == "structure"] == [
+        f"{archives.VAL_TAR}:{name}"
+    ]
 
 
 def test_a_kaggle_train_folder_that_is_no_wnid_is_named_and_the_rest_prepared(

@@ -234,14 +234,22 @@ def _check_flat_tar(check: Check, path: Path, expected: Contents, deep: bool, pr
     for member in archives.tar_headers(path, refuse):
         name = member.name
         count += 1
-        base = name.rsplit("/", 1)[-1]
+        base, where = name.rsplit("/", 1)[-1], f"{path.name}:{name}"
+        numbered = pattern.fullmatch(base)
+        number = int(numbered[1]) if numbered else None
         if base in names:
-            check.add(ProblemKind.DUPLICATE, f"{path.name}:{name}", f"a second {base}, at byte {member.offset:,}")
+            check.add(ProblemKind.DUPLICATE, where, f"a second {base}, at byte {member.offset:,}")
         names.add(base)
-        if not pattern.fullmatch(base):
-            check.add(ProblemKind.STRUCTURE, f"{path.name}:{name}", f"not an ILSVRC2012 {split} file name")
+        if number is None:
+            check.add(ProblemKind.STRUCTURE, where, f"not an ILSVRC2012 {split} file name")
+        elif split == "val" and not 1 <= number <= catalogue.NUM_VAL_IMAGES:
+            check.add(
+                ProblemKind.STRUCTURE,
+                where,
+                f"numbered outside 1–{catalogue.NUM_VAL_IMAGES:,}: no ILSVRC2012 val image",
+            )
         elif split == "val" and catalogue.val_class(base).wnid not in expected.classes:
-            check.add(ProblemKind.EXTRA, f"{path.name}:{name}", "an image of a class this archive should not hold")
+            check.add(ProblemKind.EXTRA, where, "an image of a class this archive should not hold")
     check.counts["images"] = count
     if count != expected.images(split):
         check.add(ProblemKind.COUNT, path.name, f"{count:,} images; expected {expected.images(split):,}")
