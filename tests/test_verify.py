@@ -12,9 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imagenet_cli import archives, hashing, manifest, sample
 from imagenet_cli.checks import VerifyReport, verify
+from imagenet_cli.checks.archives import NumberedNames
 from imagenet_cli.checks.findings import ProblemKind
 from imagenet_cli.errors import EXIT_PROBLEMS, EXIT_USAGE
 from imagenet_cli.progress import Advance, Progress
@@ -22,6 +25,19 @@ from imagenet_cli.records import DownloadRecord, read_record
 
 from .builders import set_devkit_line, tree_from_official
 from .conftest import imagenet
+
+NUMBERS = st.one_of(st.integers(0, 40), st.integers(NumberedNames.BITS - 3, NumberedNames.BITS + 3), st.none())
+
+
+@given(st.lists(st.tuples(NUMBERS, st.sampled_from(["a", "b"]))))
+def test_names_met_twice_are_found_as_a_set_finds_them(names: list[tuple[int | None, str]]) -> None:
+    """A flat tar's numbered names are bits, any other kept whole: each met twice is found as a
+    set of the names finds it, for numbers past the bits' limit too."""
+    seen, reference = NumberedNames(), set()
+    for number, shape in names:
+        name = f"{shape}_{number}" if number is not None else shape
+        assert seen.met_before(name, number if shape == "a" else None) == (name in reference)
+        reference.add(name)
 
 
 @pytest.fixture
