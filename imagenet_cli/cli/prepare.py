@@ -60,7 +60,11 @@ def prepare_command(
     image_format: Annotated[ImageFormat, typer.Option("--format", help="Output format.")] = ImageFormat.jpeg,
     resampling: Annotated[
         Filter,
-        typer.Option("--filter", help="fast: reduced decode + bilinear; lanczos: full decode, reference quality."),
+        typer.Option(
+            "--filter",
+            help="fast: reduced decode + bilinear; lanczos: full decode, reference quality; area: reduced "
+            "decode + OpenCV's area resampling, the fastest (extra [opencv]).",
+        ),
     ] = Filter.fast,
     splits: Annotated[
         str | None,

@@ -305,6 +305,7 @@ def _straight(
     # Shards hold images made already: their bytes are kept unless a size is asked for.
     shards = source is not None and (is_webdataset(source) or is_parquet(source))
     recipe = Recipe((str(size or ("full" if shards else DEFAULT_TREE)),), **chosen)
+    recipe.require_extras()
     size_name = recipe.sizes[0]
     return Straight(recipe.applied_to(size_name), tree_name(size_name, recipe), source, dask, trust_input_labels)
 

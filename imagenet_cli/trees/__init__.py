@@ -140,6 +140,7 @@ def prepare(
     label file ``TREE/val_real.txt`` beside a prepared val (see :mod:`imagenet_cli.real`).
     """
     recipe = Recipe.of(recipe)
+    recipe.require_extras()
     started = time.monotonic()
     trees = {size: (into or root) / tree_name(size, recipe) for size in recipe.sizes}
     if dataset is not None and dataset != evalsets.DEFAULT and source is not None:

@@ -1,18 +1,23 @@
 """What ``prepare`` makes of one image: decode once, repair to RGB, resize and encode every size.
 
-Pure and parallel-safe: the hot path of ``prepare``, run in worker processes.
+Pure and parallel-safe: the hot path of ``prepare``, run in worker processes. Pillow does the work,
+except with the ``area`` filter: OpenCV then decodes clean JPEGs (at a reduced DCT scale, as
+Pillow's ``draft`` would), resizes with its area resampling and encodes; images that need a repair
+are decoded by Pillow and repaired as always, then resized and encoded by OpenCV.
 """
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable, Sequence
 from dataclasses import KW_ONLY, dataclass, replace
 from enum import StrEnum
-from typing import TYPE_CHECKING, TypeVar
+from types import ModuleType
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..decode_check import bomb_warnings_raised, describe_error
-from ..errors import InvalidArgumentError
+from ..errors import ImagenetError, InvalidArgumentError, MissingExtraError
 
 _T = TypeVar("_T")
 
@@ -38,6 +43,7 @@ class ImageFormat(StrEnum):
 class Filter(StrEnum):
     fast = "fast"  # a reduced-scale JPEG decode, then bilinear
     lanczos = "lanczos"  # a full decode, then Lanczos: reference quality
+    area = "area"  # a reduced-scale JPEG decode, then OpenCV's area resampling: extra [opencv]
 
 
 MODES, FILTERS = tuple(Mode), tuple(Filter)
@@ -97,6 +103,12 @@ class Recipe:
     def make(self, data: bytes) -> Processed:
         return process(data, self)
 
+    def require_extras(self) -> None:
+        """Raise :class:`MissingExtraError` unless what this recipe runs on is installed: checked
+        before any work, so that a missing extra is one line, not a failure per image."""
+        if self.filter == Filter.area and any(size != FULL for size in self.sizes):
+            opencv()
+
     def output_name(self, name: str) -> str:
         """``n01440764_10026.JPEG`` keeps its name as JPEG; other formats change the extension."""
         stem = name.rsplit(".", 1)[0] if "." in name else name
@@ -153,7 +165,7 @@ def _decoding(make: Callable[[bytes, _T], Processed], data: bytes, how: _T) -> P
             return make(data, how)
         except Image.DecompressionBombWarning as warning:
             raise ImageError(f"refused as a decompression bomb ({warning})") from None
-        except ImageError:
+        except (ImageError, ImagenetError):  # a missing extra stops the run, it is no image's fault
             raise
         except Exception as error:  # Pillow raises many kinds for broken files; each is a finding
             raise ImageError(describe_error(error)) from None
@@ -171,18 +183,25 @@ def _process(data: bytes, recipe: Recipe) -> Processed:
     repaired = _repair_reason(header)
     width, height = header.size
     keep_original = repaired is None and recipe.format == "jpeg"
-    decoded: dict[int, Picture] = {}  # DCT scale -> decoded image: sizes that share a scale share one decode
+    # (DCT scale, as an array) -> decoded image: sizes that share a scale share one decode
+    decoded: dict[tuple[int, bool], Any] = {}
 
-    def decode(scale: int) -> Picture:
-        if scale not in decoded:
-            decoded[scale] = _decode(data, scale, recipe)
-        return decoded[scale]
+    def decode(scale: int, as_array: bool = False) -> Any:
+        if (scale, as_array) not in decoded:
+            pillow_decode = functools.partial(_decode, data, scale, recipe)
+            made = _decode_bgr(data, scale, repaired, pillow_decode) if as_array else pillow_decode()
+            decoded[scale, as_array] = made
+        return decoded[scale, as_array]
 
     outputs: dict[str, bytes] = {}
     for size in recipe.sizes:
         if size == FULL:
             image = decode(1)  # decoded even when kept: a truncated original is a failure
             outputs[size] = data if keep_original else _encode(image, recipe, quality_floor=95)
+        elif recipe.filter == Filter.area:
+            scale = _dct_scale(header, width, height, int(size), recipe)
+            resized = _resized_bgr(decode(scale, as_array=True), width, height, int(size), recipe)
+            outputs[size] = _encode_bgr(resized, recipe)
         else:
             scale = _dct_scale(header, width, height, int(size), recipe)
             outputs[size] = _encode(_resized(decode(scale), width, height, int(size), recipe), recipe)
@@ -195,7 +214,7 @@ def _dct_scale(header: Picture, width: int, height: int, size: int, recipe: Reci
     Chosen per size, never from the other sizes of the run, so that several sizes made together
     equal the same sizes made one by one.
     """
-    if recipe.filter != "fast" or header.format != "JPEG":
+    if recipe.filter == Filter.lanczos or header.format != "JPEG":
         return 1
     target_width, target_height = _target_size(width, height, size, recipe)
     if recipe.mode in ("squash", "center-crop"):
@@ -214,9 +233,10 @@ def _decode(data: bytes, scale: int, recipe: Recipe) -> Picture:
     from PIL import Image
 
     image: Picture = Image.open(io.BytesIO(data))  # a fresh parser per decode: draft() applies once
-    if image.format == "JPEG" and recipe.filter == "fast":
-        # Straight to YCbCr when the output is JPEG: skips two colour conversions.
-        mode = "YCbCr" if image.mode == "RGB" and recipe.format == "jpeg" else image.mode
+    if image.format == "JPEG" and recipe.filter != Filter.lanczos:
+        # Straight to YCbCr when Pillow encodes a JPEG of it: skips two colour conversions.
+        ycbcr = image.mode == "RGB" and recipe.format == "jpeg" and recipe.filter == Filter.fast
+        mode = "YCbCr" if ycbcr else image.mode
         width, height = image.size
         image.draft(mode, (width // scale, height // scale))
     image.load()  # a truncated file fails here: LOAD_TRUNCATED_IMAGES stays off
@@ -276,3 +296,77 @@ def _encode(image: Picture, recipe: Recipe, quality_floor: int = 0) -> bytes:
         else:
             rgb.save(out, "WEBP", quality=recipe.quality)
     return out.getvalue()
+
+
+# --- the area filter, through OpenCV ----------------------------------------------------------------
+
+
+@functools.cache
+def opencv() -> ModuleType:
+    """OpenCV, on one thread: the workers are one process per core already."""
+    try:
+        import cv2
+    except ImportError:
+        raise MissingExtraError.of("the area filter", "OpenCV", "opencv") from None
+    cv2.setNumThreads(1)
+    return cv2
+
+
+_REDUCED = {1: "IMREAD_COLOR", 2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4", 8: "IMREAD_REDUCED_COLOR_8"}
+
+
+def _decode_bgr(data: bytes, scale: int, repaired: str | None, pillow_decode: Callable[[], Picture]) -> Any:
+    """The image as a BGR array (OpenCV's order), decoded at ``scale``: a clean JPEG by OpenCV,
+    leaving its EXIF orientation alone as Pillow does; anything else by Pillow, repaired to RGB.
+    What OpenCV cannot decode, Pillow tries: it decodes it, or names what is wrong as it would."""
+    import numpy
+
+    cv2 = opencv()
+    if repaired is None:
+        flags = getattr(cv2, _REDUCED[scale]) | cv2.IMREAD_IGNORE_ORIENTATION
+        decoded = cv2.imdecode(numpy.frombuffer(data, dtype=numpy.uint8), flags)
+        if decoded is not None:
+            return decoded
+    rgb = numpy.asarray(pillow_decode().convert("RGB"))
+    return numpy.ascontiguousarray(rgb[:, :, ::-1])
+
+
+def _resized_bgr(image: Any, width: int, height: int, size: int, recipe: Recipe) -> Any:
+    """As :func:`_resized`, on an array: area resampling to shrink, bilinear to enlarge."""
+    factor = image.shape[1] / width  # coordinates are in the original image, as in _resized
+    if recipe.mode == "center-crop":
+        side = min(width, height)
+        left, top, edge = round((width - side) / 2 * factor), round((height - side) / 2 * factor), round(side * factor)
+        image = image[top : top + edge, left : left + edge]
+        if side < size and not recipe.upscale:
+            return image
+        target = (size, size)
+    elif recipe.mode == "squash":
+        target = (size, size)
+    else:
+        target = _target_size(width, height, size, recipe)
+    return _area_resize(image, target)
+
+
+def _area_resize(image: Any, target: tuple[int, int]) -> Any:
+    cv2 = opencv()
+    height, width = image.shape[:2]
+    if target == (width, height):
+        return image
+    shrinking = target[0] <= width and target[1] <= height
+    return cv2.resize(image, target, interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+
+
+def _encode_bgr(image: Any, recipe: Recipe) -> bytes:
+    """JPEG by OpenCV at 4:2:0, as Pillow writes it; PNG and WebP by Pillow."""
+    from PIL import Image
+
+    cv2 = opencv()
+    if recipe.format != "jpeg":
+        return _encode(Image.fromarray(image[:, :, ::-1].copy()), recipe)
+    settings = [cv2.IMWRITE_JPEG_QUALITY, recipe.quality]
+    settings += [cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
+    done, encoded = cv2.imencode(".jpg", image, settings)
+    if not done:
+        raise ImageError("OpenCV could not encode it as JPEG")
+    return bytes(encoded)

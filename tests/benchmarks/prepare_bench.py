@@ -3,9 +3,10 @@
     python tests/benchmarks/prepare_bench.py [--images 200] [--rounds 3]
 
 1. Per image, one core, on an ImageNet-like corpus (photo-like content at ImageNet's size mix):
-   naive Pillow (open, convert RGB, LANCZOS, save q90), ours (default and --filter lanczos) and the
-   floor (decode at the best power-of-two DCT scale and encode, no resize), interleaved round by
-   round, best round kept. PSNR of the resampled image against a full-decode Lanczos reference.
+   naive Pillow (open, convert RGB, LANCZOS, save q90), ours (default, --filter lanczos and, with
+   OpenCV installed, --filter area) and the floor (decode at the best power-of-two DCT scale and
+   encode, no resize), interleaved round by round, best round kept. PSNR of the resampled image
+   against a full-decode Lanczos reference.
 2. Whole runs of `prepare` on a generated sample: 2 workers against 1, and reading the tar
    archives against reading the same images as loose files (`--from`).
 3. The same run on a Dask LocalCluster of 2 single-threaded workers (`--dask`) against the local
@@ -18,6 +19,7 @@ Machines here are shared and noisy: read the ratios, not the absolute times.
 from __future__ import annotations
 
 import argparse
+import functools
 import io
 import math
 import random
@@ -35,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from PIL import Image, ImageChops, ImageStat  # noqa: E402
 
 from imagenet_cli.download import download_sample  # noqa: E402
+from imagenet_cli.errors import MissingExtraError  # noqa: E402
 from imagenet_cli.sample import COMMON_SIZES  # noqa: E402
 from imagenet_cli.sample.images import ImageSpec, render  # noqa: E402
 from imagenet_cli.trees import prepare  # noqa: E402
@@ -93,22 +96,38 @@ def resample_psnr(data: list[bytes], size: int, recipe: images.Recipe) -> float:
         reference = reference_image.resize(target, Image.Resampling.LANCZOS)
         header = Image.open(io.BytesIO(item))
         scale = images._dct_scale(header, width, height, size, recipe)
-        resized = images._resized(images._decode(item, scale, recipe), width, height, size, recipe)
+        if recipe.filter == images.Filter.area:
+            pillow = functools.partial(images._decode, item, scale, recipe)
+            decoded = images._decode_bgr(item, scale, None, pillow)
+            bgr = images._resized_bgr(decoded, width, height, size, recipe)
+            resized = Image.fromarray(bgr[:, :, ::-1].copy())
+        else:
+            resized = images._resized(images._decode(item, scale, recipe), width, height, size, recipe)
         scores.append(psnr(reference, resized.convert("RGB")))
     return sum(scores) / len(scores)
 
 
+def has_opencv() -> bool:
+    try:
+        images.opencv()
+    except MissingExtraError:
+        return False
+    return True
+
+
 def per_image(data: list[bytes], rounds: int) -> None:
     cases = [(224, "shorter"), (64, "shorter"), (32, "squash")]
+    filters = [images.Filter.fast, images.Filter.lanczos] + ([images.Filter.area] if has_opencv() else [])
+    if not has_opencv():
+        print("   (--filter area left out: OpenCV is not installed: pip install '.[opencv]')")
     for size, mode in cases:
-        contenders = {
-            "naive": naive,
-            "ours": ours(images.Recipe((str(size),), mode=images.Mode(mode))),
-            "ours --filter lanczos": ours(
-                images.Recipe((str(size),), mode=images.Mode(mode), filter=images.Filter.lanczos)
-            ),
-            "floor": floor,
+        recipes = {
+            "ours" if f == images.Filter.fast else f"ours --filter {f}": images.Recipe(
+                (str(size),), mode=images.Mode(mode), filter=f
+            )
+            for f in filters
         }
+        contenders = {"naive": naive, **{name: ours(recipe) for name, recipe in recipes.items()}, "floor": floor}
         best = dict.fromkeys(contenders, math.inf)
         for _ in range(rounds):  # interleaved, so drift in machine load hits all alike
             for name, function in contenders.items():
@@ -117,16 +136,14 @@ def per_image(data: list[bytes], rounds: int) -> None:
                     function(item, size, mode)
                 best[name] = min(best[name], time.perf_counter() - start)
         rate = {name: len(data) / seconds for name, seconds in best.items()}
-        quality = {
-            "ours": resample_psnr(data[:50], size, images.Recipe((str(size),), mode=images.Mode(mode))),
-            "ours --filter lanczos": resample_psnr(
-                data[:50], size, images.Recipe((str(size),), mode=images.Mode(mode), filter=images.Filter.lanczos)
-            ),
-        }
+        quality = {name: resample_psnr(data[:50], size, recipe) for name, recipe in recipes.items()}
         print(f"\n   --size {size} --resize {mode}")
         for name in contenders:
             db = f"   PSNR {quality[name]:5.1f} dB" if name in quality else ""
-            print(f"   {name:22} {rate[name]:6.0f} img/s   = {rate[name] / rate['naive']:.2f} x naive{db}")
+            print(
+                f"   {name:22} {rate[name]:6.0f} img/s   = {rate[name] / rate['naive']:.2f} x naive"
+                f"   {rate[name] / rate['floor']:.2f} of the floor{db}"
+            )
 
 
 def whole_runs(work: Path) -> None:
