@@ -14,12 +14,14 @@ from PIL import Image, ImageChops, ImageStat
 
 from imagenet_cli.checks import verify
 from imagenet_cli.errors import install_command
+from imagenet_cli.exports import export
 from imagenet_cli.trees import prepare
-from imagenet_cli.trees.resize import Filter, ImageError, Mode, Recipe, process
+from imagenet_cli.trees.resize import Filter, ImageError, ImageFormat, Mode, Recipe, process
 
 from .builders import prepared_by
 from .conftest import copy_of
 from .test_sample import official_images
+from .test_straight import files_of
 
 
 def psnr(a: Image.Image, b: Image.Image) -> float:
@@ -62,6 +64,23 @@ def test_every_mode_gives_the_fast_filters_sizes(official_root: Path, mode: Mode
     fast, area = (Recipe((size,), mode=mode, upscale=upscale, filter=f) for f in (Filter.fast, Filter.area))
     for name, data in official_images(official_root).items():
         assert made(data, area).size == made(data, fast).size, name
+
+
+@pytest.mark.parametrize("image_format", [ImageFormat.png, ImageFormat.webp])
+def test_other_formats_are_encoded_by_pillow_in_rgb(official_root: Path, image_format: ImageFormat) -> None:
+    data = next(d for name, d in sorted(official_images(official_root).items()) if name.startswith("ILSVRC2012_val"))
+    fast, area = (made(data, Recipe(("64",), format=image_format, filter=f)) for f in (Filter.fast, Filter.area))
+    assert (area.format, area.mode, area.size) == (fast.format, "RGB", fast.size)
+    assert psnr(fast, area) > 28
+
+
+def test_an_export_from_the_archives_holds_the_area_trees_bytes(official_root: Path, tmp_path: Path) -> None:
+    root = copy_of(official_root, tmp_path / "root")
+    straight = export(root, "webdataset", size=64, filter=Filter.area, shard_size=20)
+    assert straight.path.name == "webdataset-64-area-archives" and not straight.failures
+    prepare(root, Recipe(("64",), filter=Filter.area), workers=2)
+    from_the_tree = export(root, "webdataset", source=root / "64-area", shard_size=20)
+    assert files_of(straight.path) == files_of(from_the_tree.path)
 
 
 def test_a_truncated_jpeg_fails_as_it_does_with_the_fast_filter(official_root: Path) -> None:
