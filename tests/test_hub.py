@@ -106,8 +106,10 @@ def test_verify_reads_the_hub_files_only_with_deep_and_then_names_each_bad_name(
         == len(sample.default_classes()) * SMALL["train_per_class"]
     )
     with_member_added(root / "downloads" / archives.HUB_VAL, "ILSVRC2012_val_00000001_n01443537.JPEG")
+    with_member_added(root / "downloads" / archives.HUB_VAL, "ILSVRC2012_val_00050001_n01443537.JPEG")
     with_member_added(root / "downloads" / archives.HUB_TRAIN[0], "n01440764_99.JPEG")
     problems = {(p.kind, p.where) for c in verify(root, deep=True).checks for p in c.problems}
     assert (ProblemKind.MISPLACED, f"{archives.HUB_VAL}:ILSVRC2012_val_00000001_n01443537.JPEG") in problems
+    assert (ProblemKind.STRUCTURE, f"{archives.HUB_VAL}:ILSVRC2012_val_00050001_n01443537.JPEG") in problems
     assert (ProblemKind.COUNT, archives.HUB_VAL) in problems
     assert (ProblemKind.STRUCTURE, f"{archives.HUB_TRAIN[0]}:n01440764_99.JPEG") in problems

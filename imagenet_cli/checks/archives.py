@@ -324,9 +324,12 @@ def _check_hub_name(check: Check, split: str, image: archives.HubImage, where: s
         elif image.wnid not in expected.classes:
             check.add(ProblemKind.EXTRA, where, "an image of a class this archive should not hold")
     elif split == "val":
-        if image.wnid is None or not archives.VAL_NAME.fullmatch(image.name):
-            check.add(ProblemKind.STRUCTURE, where, "not an ILSVRC2012_val_<8 digits>_<wnid>.JPEG name")
-        elif (wnid := catalogue.val_class(image.name).wnid) != image.wnid:
+        wnid = val_labels.label_of(catalogue.val_labels(), image.name)  # None unless numbered 1–50,000
+        if image.wnid is None or wnid is None:
+            check.add(
+                ProblemKind.STRUCTURE, where, "not an ILSVRC2012_val_<8 digits>_<wnid>.JPEG name numbered 1–50,000"
+            )
+        elif wnid != image.wnid:
             check.add(ProblemKind.MISPLACED, where, f"named {image.wnid}; ILSVRC-2012's label is {wnid}")
         elif wnid not in expected.classes:
             check.add(ProblemKind.EXTRA, where, "an image of a class this archive should not hold")
