@@ -83,6 +83,7 @@ class SplitSamples:
     """
 
     BUCKET_SAMPLES, MAX_BUCKET_BITS = 5000, 8
+    BUCKET_BUFFER = 2048  # bytes, for each bucket's file
     RUN_ROWS = 5000
 
     def __init__(
@@ -129,13 +130,19 @@ class SplitSamples:
         while bits < self.MAX_BUCKET_BITS and self.count > self.BUCKET_SAMPLES << bits:
             bits += 1
         with self._spool("shuffle") as spool, contextlib.ExitStack() as stack:
-            buckets = [stack.enter_context(open(spool / f"{i:03d}", "w+", encoding="utf-8")) for i in range(1 << bits)]
+            # Bytes through a small buffer each: as text files, the 256 buckets' buffers (8 KiB for
+            # the file, as much again for the text) added 2.3 MiB to the full count's peak memory.
+            buckets = [
+                stack.enter_context(open(spool / f"{i:03d}", "w+b", buffering=self.BUCKET_BUFFER))
+                for i in range(1 << bits)
+            ]
             for number, row in enumerate(rows):
                 key = rank(self.seed, row.path)
-                buckets[key >> (64 - bits)].write(_spooled(f"{key:020d}", number, row))
+                buckets[key >> (64 - bits)].write(_spooled(f"{key:020d}", number, row).encode())
             for bucket in buckets:
                 bucket.seek(0)
-                for _key, _number, row in sorted(map(_unspooled, bucket)):
+                lines = (line.decode() for line in bucket)
+                for _key, _number, row in sorted(map(_unspooled, lines)):
                     yield row
 
     def _sorted_on_disk(self, rows: Iterable[Row], key: Callable[[Row], str]) -> Iterator[Row]:
