@@ -324,7 +324,8 @@ def _check_hub_name(check: Check, split: str, image: archives.HubImage, where: s
         elif image.wnid not in expected.classes:
             check.add(ProblemKind.EXTRA, where, "an image of a class this archive should not hold")
     elif split == "val":
-        wnid = val_labels.label_of(catalogue.val_labels(), image.name)  # None unless numbered 1–50,000
+        named = archives.VAL_NAME.fullmatch(image.name)
+        wnid = val_labels.label_of(catalogue.val_labels(), image.name) if named else None  # None past 50,000
         if image.wnid is None or wnid is None:
             check.add(
                 ProblemKind.STRUCTURE, where, "not an ILSVRC2012_val_<8 digits>_<wnid>.JPEG name numbered 1–50,000"
