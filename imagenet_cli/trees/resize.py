@@ -312,17 +312,22 @@ def opencv() -> ModuleType:
     return cv2
 
 
+_END_OF_IMAGE = b"\xff\xd9"
 _REDUCED = {1: "IMREAD_COLOR", 2: "IMREAD_REDUCED_COLOR_2", 4: "IMREAD_REDUCED_COLOR_4", 8: "IMREAD_REDUCED_COLOR_8"}
 
 
 def _decode_bgr(data: bytes, scale: int, repaired: str | None, pillow_decode: Callable[[], Picture]) -> Any:
     """The image as a BGR array (OpenCV's order), decoded at ``scale``: a clean JPEG by OpenCV,
     leaving its EXIF orientation alone as Pillow does; anything else by Pillow, repaired to RGB.
-    What OpenCV cannot decode, Pillow tries: it decodes it, or names what is wrong as it would."""
+    What OpenCV cannot decode, Pillow tries: it decodes it, or names what is wrong as it would.
+
+    Only a JPEG that ends in its end-of-image marker goes to OpenCV: OpenCV 4 fills a truncated
+    one with grey and returns it (5 returns nothing), where a truncated file must fail. A marker
+    cannot appear by chance in the compressed data, where every 0xFF byte is escaped."""
     import numpy
 
     cv2 = opencv()
-    if repaired is None:
+    if repaired is None and data.endswith(_END_OF_IMAGE):
         flags = getattr(cv2, _REDUCED[scale]) | cv2.IMREAD_IGNORE_ORIENTATION
         decoded = cv2.imdecode(numpy.frombuffer(data, dtype=numpy.uint8), flags)
         if decoded is not None:
