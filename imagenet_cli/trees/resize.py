@@ -273,16 +273,23 @@ def _resized(image: Picture, width: int, height: int, size: int, recipe: Recipe)
         return image.resize((size, size), Image.Resampling.BOX)
     resample = Image.Resampling.LANCZOS if recipe.filter == "lanczos" else Image.Resampling.BILINEAR
     if recipe.mode == "center-crop":
-        side = min(width, height)
-        left, top = (width - side) / 2, (height - side) / 2
-        box = (left * factor, top * factor, (left + side) * factor, (top + side) * factor)
-        if side < size and not recipe.upscale:
-            return image.crop((round(box[0]), round(box[1]), round(box[2]), round(box[3])))
+        box = _centre_square(width, height, factor)
+        if min(width, height) < size and not recipe.upscale:
+            left, top, right, bottom = (round(edge) for edge in box)
+            return image.crop((left, top, right, bottom))
         return image.resize((size, size), resample, box=box)
     target = _target_size(width, height, size, recipe)
     if target == image.size:
         return image
     return image.resize(target, resample)
+
+
+def _centre_square(width: int, height: int, factor: float) -> tuple[float, float, float, float]:
+    """The centre square of a ``width`` x ``height`` image, as a box (left, top, right, bottom) in
+    the image as decoded, ``factor`` times its size."""
+    side = min(width, height)
+    left, top = (width - side) / 2, (height - side) / 2
+    return left * factor, top * factor, (left + side) * factor, (top + side) * factor
 
 
 def _encode(image: Picture, recipe: Recipe, quality_floor: int = 0) -> bytes:
@@ -338,19 +345,12 @@ def _decode_bgr(data: bytes, scale: int, repaired: str | None, pillow_decode: Ca
 
 def _resized_bgr(image: Any, width: int, height: int, size: int, recipe: Recipe) -> Any:
     """As :func:`_resized`, on an array: area resampling to shrink, bilinear to enlarge."""
-    factor = image.shape[1] / width  # coordinates are in the original image, as in _resized
-    if recipe.mode == "center-crop":
-        side = min(width, height)
-        left, top, edge = round((width - side) / 2 * factor), round((height - side) / 2 * factor), round(side * factor)
-        image = image[top : top + edge, left : left + edge]
-        if side < size and not recipe.upscale:
+    if recipe.mode == "center-crop":  # coordinates are in the original image, as in _resized
+        left, top, right, bottom = (round(edge) for edge in _centre_square(width, height, image.shape[1] / width))
+        image = image[top:bottom, left:right]
+        if min(width, height) < size and not recipe.upscale:
             return image
-        target = (size, size)
-    elif recipe.mode == "squash":
-        target = (size, size)
-    else:
-        target = _target_size(width, height, size, recipe)
-    return _area_resize(image, target)
+    return _area_resize(image, _target_size(width, height, size, recipe))
 
 
 def _area_resize(image: Any, target: tuple[int, int]) -> Any:
