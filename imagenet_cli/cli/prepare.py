@@ -20,6 +20,7 @@ Examples:
   imagenet prepare --size 64 --size 224              both from one decode of each image
   imagenet prepare --size full                       originals, repaired where needed
   imagenet prepare --size 32 --resize squash         32x32 JPEGs (ROOT/32-squash); Imagenet32: export downsampled
+  imagenet prepare --size 224 --filter area          ROOT/224-area: OpenCV's area resize, fastest (extra [opencv])
   imagenet prepare --size 224 --from /data/ILSVRC    an already extracted Kaggle tree
   imagenet prepare --size 224 --dask tcp://head:8786 on a Dask cluster (paths shared by all)
   imagenet prepare --size 224 --redo --splits val    make val again, keep train
