@@ -16,10 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from imagenet_cli import catalogue, manifest
 from imagenet_cli.errors import InvalidArgumentError, install_command
 from imagenet_cli.exports import export
+from imagenet_cli.exports.parquet import binary_column
 from imagenet_cli.exports.samples import SplitSamples
 from imagenet_cli.subsets import subset
 
@@ -73,6 +76,14 @@ def test_parquet_rows_hold_the_bytes_and_the_sorted_index(root: Path, tmp_path: 
             data, label = rows[f"{entry.wnid}/{entry.name}"]
             assert label == catalogue.by_wnid(entry.wnid).index
             assert data == (root / "64" / entry.path).read_bytes(), "copied, never re-encoded"
+
+
+@given(st.lists(st.binary(max_size=600), max_size=40))
+def test_a_binary_column_built_from_its_buffers_equals_pyarrows_own(values: list[bytes]) -> None:
+    pa = pytest.importorskip("pyarrow")
+    column = binary_column(pa, values)
+    column.validate(full=True)
+    assert column.equals(pa.array(values, pa.binary()))
 
 
 def test_datasets_loads_parquet_by_folder_and_by_data_dir_with_class_names(

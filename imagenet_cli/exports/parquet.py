@@ -10,6 +10,7 @@ YAML names the features, splits and files, so ``datasets.load_dataset("parquet",
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -76,7 +77,7 @@ def write_shard(job: Job, path: Path, group: list[Sample]) -> None:
         for rows in _row_groups(group):
             images = pa.StructArray.from_arrays(
                 [
-                    pa.array([job.read(sample) for sample in rows], pa.binary()),
+                    binary_column(pa, [job.read(sample) for sample in rows]),
                     pa.array([sample.filename for sample in rows], pa.string()),
                 ],
                 names=["bytes", "path"],
@@ -84,6 +85,19 @@ def write_shard(job: Job, path: Path, group: list[Sample]) -> None:
             labels = pa.array([sample.label for sample in rows], pa.int64())
             writer.write_table(pa.Table.from_arrays([images, labels], schema=schema), row_group_size=len(rows))
     return None  # read back for its xxh3: pyarrow writes the file itself
+
+
+def binary_column(pa: ModuleType, values: list[bytes]) -> Any:
+    """``pa.array(values, pa.binary())``, built from its two buffers: the bytes copied once into
+    one buffer of the right size, where pyarrow's builder grows its buffer by copies as it goes
+    (a 128 MB row group of images took 1.5-2.5x as long that way)."""
+    offsets = pa.array(itertools.accumulate(map(len, values), initial=0), pa.int32())
+    data = pa.allocate_buffer(offsets[-1].as_py())
+    view, start = memoryview(data).cast("B"), 0
+    for value in values:
+        view[start : start + len(value)] = value
+        start += len(value)
+    return pa.Array.from_buffers(pa.binary(), len(values), [None, offsets.buffers()[1], data])
 
 
 def _row_groups(samples: list[Sample]) -> list[list[Sample]]:
