@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xxhash
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from imagenet_cli import atomic, catalogue, manifest
 from imagenet_cli.errors import OverwriteRefusedError
-from imagenet_cli.exports import export, webdataset
+from imagenet_cli.exports import export, shard_file
 from imagenet_cli.exports.samples import Row, SplitSamples, key_of, sorted_on_disk
 from imagenet_cli.subsets import subset
 
@@ -101,9 +102,26 @@ def test_a_shard_file_gets_every_byte_when_it_takes_fewer_than_given(parts: list
         return real(fd, [given[:most]]) if given else 0
 
     with tempfile.TemporaryFile() as file, unittest.mock.patch.object(os, "writev", taking_at_most_most):
-        webdataset.write_all(file.fileno(), parts)
+        shard_file.write_all(file.fileno(), parts)
         file.seek(0)
         assert file.read() == b"".join(parts)
+
+
+class _SmallBatches(shard_file.ShardFile):
+    BATCH_BYTES, BATCH_PARTS = 7, 3  # a large part is written in slices, several small ones at once
+
+
+@given(calls=st.lists(st.lists(st.binary(max_size=40), max_size=5), max_size=20))
+def test_a_shard_file_writes_and_hashes_every_part_given_in_order(calls: list[list[bytes]]) -> None:
+    everything = b"".join(b"".join(parts) for parts in calls)
+    with tempfile.TemporaryFile() as file:
+        out = _SmallBatches(file)
+        for parts in calls:
+            assert out.write(*parts) == sum(map(len, parts))
+        assert out.tell() == len(everything)
+        assert out.xxh3_64() == xxhash.xxh3_64_hexdigest(everything)
+        file.seek(0)
+        assert file.read() == everything
 
 
 def test_shards_sent_to_disk_as_they_are_written_hold_the_same_bytes(
@@ -117,8 +135,8 @@ def test_shards_sent_to_disk_as_they_are_written_hold_the_same_bytes(
         started.append((fd, start, length))
         real(fd, start, length)
 
-    monkeypatch.setattr(webdataset, "WRITEBACK_BYTES", 1)
-    monkeypatch.setattr(webdataset._ShardFile, "BATCH_BYTES", 1)  # a write, then a writeback, per part
+    monkeypatch.setattr(shard_file, "WRITEBACK_BYTES", 1)
+    monkeypatch.setattr(shard_file.ShardFile, "BATCH_BYTES", 1)  # a write, then a writeback, per part
     monkeypatch.setattr(atomic, "start_writeback", counted)
     export(root, out=tmp_path / "as-written", shard_size=10, workers=1)  # written here, where it is counted
     shards = sorted((tmp_path / "once").glob("*.tar"))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import xxhash
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -66,6 +67,8 @@ def test_parquet_rows_hold_the_bytes_and_the_sorted_index(root: Path, tmp_path: 
         "data/validation-00000-of-00002.parquet",
         "data/validation-00001-of-00002.parquet",
     ]
+    for shard in result.shards:  # hashed as written, never read back: the digest is of the file's bytes
+        assert shard.xxh3_64 == xxhash.xxh3_64_hexdigest((tmp_path / "pq" / shard.file).read_bytes())
     for split, name in (("train", "train"), ("val", "validation")):
         table = pq.read_table(sorted((tmp_path / "pq" / "data").glob(f"{name}-*.parquet")))
         assert table.schema.field("label").type == "int64"

@@ -22,6 +22,7 @@ from ..errors import MissingExtraError
 from . import SPLIT_NAMES, Job, class_names, write_shards
 from .record import ShardRecord
 from .samples import Sample, SplitSamples
+from .shard_file import ShardFile
 
 SUFFIX = ".parquet"
 SHARD_SIZES = {"train": 5000, "val": 5000}  # rows per file: about 500 MB of full-size JPEGs
@@ -60,7 +61,7 @@ def names_of(job: Job, split: str, count: int) -> list[str]:
     return shard_names(split, count)
 
 
-def write_shard(job: Job, path: Path, group: list[Sample]) -> None:
+def write_shard(job: Job, path: Path, group: list[Sample]) -> str:
     pa, pq = require_pyarrow()
     metadata = {"huggingface": json.dumps({"info": {"features": features(class_names(job.tree))}})}
     schema = pa.schema(
@@ -70,21 +71,20 @@ def write_shard(job: Job, path: Path, group: list[Sample]) -> None:
     # JPEG does not compress: leaving compression off saves the time and changes nothing. Nor
     # does a dictionary find two images alike, and looking for one hashes every image's bytes:
     # without it the writer copies twice as fast.
-    with (
-        atomic.atomic_path(path) as temporary,
-        pq.ParquetWriter(str(temporary), schema, compression="none", use_dictionary=False) as writer,
-    ):
-        for rows in _row_groups(group):
-            images = pa.StructArray.from_arrays(
-                [
-                    binary_column(pa, [job.read(sample) for sample in rows]),
-                    pa.array([sample.filename for sample in rows], pa.string()),
-                ],
-                names=["bytes", "path"],
-            )
-            labels = pa.array([sample.label for sample in rows], pa.int64())
-            writer.write_table(pa.Table.from_arrays([images, labels], schema=schema), row_group_size=len(rows))
-    return None  # read back for its xxh3: pyarrow writes the file itself
+    with atomic.atomic_writer(path) as file:
+        out = ShardFile(file)
+        with pq.ParquetWriter(out, schema, compression="none", use_dictionary=False) as writer:
+            for rows in _row_groups(group):
+                images = pa.StructArray.from_arrays(
+                    [
+                        binary_column(pa, [job.read(sample) for sample in rows]),
+                        pa.array([sample.filename for sample in rows], pa.string()),
+                    ],
+                    names=["bytes", "path"],
+                )
+                labels = pa.array([sample.label for sample in rows], pa.int64())
+                writer.write_table(pa.Table.from_arrays([images, labels], schema=schema), row_group_size=len(rows))
+        return out.xxh3_64()
 
 
 def binary_column(pa: ModuleType, values: list[bytes]) -> Any:

@@ -11,18 +11,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO
-
-import xxhash
 
 from .. import atomic
 from . import SPLIT_NAMES, Job, write_shards
 from .record import ShardRecord
 from .samples import Sample, SplitSamples
+from .shard_file import ShardFile
 
 SUFFIX = ".tar"
 # Samples per shard by default: the full splits make exactly timm's 1,024 train and 64 validation
@@ -30,10 +27,6 @@ SUFFIX = ".tar"
 SHARD_SIZES = {"train": 1252, "val": 782}
 INFO = "_info.json"
 _BLOCK, _RECORD = 512, 20 * 512
-# A shard's bytes are sent to disk as they are written, this many at a time: the smaller, the
-# steadier the disk's queue and the less its fsync waits for (export_bench.py, 10,100 images: 0.85x
-# tar -cf at 8 MiB, 0.91-0.93x at 2 MiB and 1 MiB; 2 MiB is two of the 1 MiB writes below).
-WRITEBACK_BYTES = 2 << 20
 
 
 def check_source(tree: Path, root: Path) -> None:
@@ -70,57 +63,10 @@ def names_of(job: Job, split: str, count: int) -> list[str]:
 
 def write_shard(job: Job, path: Path, group: list[Sample]) -> str:
     with atomic.atomic_writer(path) as file:
-        return _write_tar(_ShardFile(file), job, group)
+        return _write_tar(ShardFile(file), job, group)
 
 
-class _ShardFile:
-    """A shard's file, written with ``os.writev``: the parts of several samples in one call, never
-    joined into one copy first, each hashed as it goes (the shard's xxh3 without reading it back),
-    and sent on to the disk as they go (see :func:`atomic.start_writeback`)."""
-
-    BATCH_BYTES, BATCH_PARTS = 1 << 20, 512  # far below IOV_MAX (1,024 on Linux and macOS)
-
-    def __init__(self, file: BinaryIO) -> None:
-        self.fd, self.digest = file.fileno(), xxhash.xxh3_64()
-        self.parts: list[bytes] = []
-        self.pending = self.offset = self.written_back = 0
-
-    def write(self, *parts: bytes) -> None:
-        for part in parts:
-            if part:
-                self.digest.update(part)
-                self.parts.append(part)
-                self.pending += len(part)
-        if self.pending >= self.BATCH_BYTES or len(self.parts) >= self.BATCH_PARTS:
-            self.flush()
-
-    @property
-    def size(self) -> int:
-        """Bytes given so far, written or pending."""
-        return self.offset + self.pending
-
-    def flush(self) -> None:
-        write_all(self.fd, self.parts)
-        self.offset += self.pending
-        self.parts, self.pending = [], 0
-        if self.offset - self.written_back >= WRITEBACK_BYTES:
-            atomic.start_writeback(self.fd, self.written_back, self.offset - self.written_back)
-            self.written_back = self.offset
-
-
-def write_all(fd: int, parts: Sequence[bytes]) -> None:
-    """``os.writev`` until every byte is written: a file may take fewer than it is given."""
-    views, first = [memoryview(part) for part in parts], 0
-    while first < len(views):
-        written = os.writev(fd, views[first:])
-        while first < len(views) and written >= len(views[first]):
-            written -= len(views[first])
-            first += 1
-        if written:
-            views[first] = views[first][written:]
-
-
-def _write_tar(out: _ShardFile, job: Job, samples: list[Sample]) -> str:
+def _write_tar(out: ShardFile, job: Job, samples: list[Sample]) -> str:
     """A plain ustar archive, written directly (tarfile's per-member overhead, and then a write
     per header, were most of the time): three members per sample, several samples per write."""
     for sample in samples:
@@ -144,8 +90,7 @@ def _write_tar(out: _ShardFile, job: Job, samples: list[Sample]) -> str:
         )
     end = 2 * _BLOCK  # two zero blocks, then padding to a whole record, as tar writes it
     out.write(bytes(end + (-(out.size + end)) % _RECORD))
-    out.flush()
-    return out.digest.hexdigest()
+    return out.xxh3_64()
 
 
 def _header_template() -> bytes:
