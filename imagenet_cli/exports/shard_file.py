@@ -35,17 +35,23 @@ class ShardFile:
         self.pending = self.offset = self.written_back = 0
 
     def write(self, *parts: bytes) -> int:
-        given = 0
+        """Take ``parts``, in order; how many bytes they hold."""
         for part in parts:
             self.digest.update(part)
-            given += len(part)
-            for start in range(0, len(part), self.BATCH_BYTES):
-                piece = part if len(part) <= self.BATCH_BYTES else memoryview(part)[start : start + self.BATCH_BYTES]
-                self.parts.append(piece)
-                self.pending += len(piece)
-                if self.pending >= self.BATCH_BYTES or len(self.parts) >= self.BATCH_PARTS:
-                    self.flush()
-        return given
+            if len(part) <= self.BATCH_BYTES:
+                self._take(part)
+                continue
+            view = memoryview(part)  # slices of it, not copies
+            for start in range(0, len(view), self.BATCH_BYTES):
+                self._take(view[start : start + self.BATCH_BYTES])
+        return sum(map(len, parts))
+
+    def _take(self, piece: bytes | memoryview) -> None:
+        if piece:
+            self.parts.append(piece)
+            self.pending += len(piece)
+        if self.pending >= self.BATCH_BYTES or len(self.parts) >= self.BATCH_PARTS:
+            self.flush()
 
     @property
     def size(self) -> int:
