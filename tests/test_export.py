@@ -22,6 +22,7 @@ from imagenet_cli.errors import OverwriteRefusedError
 from imagenet_cli.exports import export, shard_file
 from imagenet_cli.exports.samples import Row, SplitSamples, key_of, sorted_on_disk
 from imagenet_cli.subsets import subset
+from imagenet_cli.trees.readers import read_whole
 
 wds = pytest.importorskip("webdataset")
 from .conftest import imagenet, prepared_copy  # noqa: E402
@@ -105,6 +106,15 @@ def test_a_shard_file_gets_every_byte_when_it_takes_fewer_than_given(parts: list
         shard_file.write_all(file.fileno(), parts)
         file.seek(0)
         assert file.read() == b"".join(parts)
+
+
+@given(data=st.binary(max_size=3000), hint=st.integers(0, 4000))
+def test_a_file_is_read_whole_whatever_size_it_was_said_to_have(data: bytes, hint: int) -> None:
+    with tempfile.NamedTemporaryFile() as file:
+        file.write(data)
+        file.flush()
+        assert read_whole(file.name, hint) == data
+        assert read_whole(Path(file.name)) == data
 
 
 class _SmallBatches(shard_file.ShardFile):

@@ -455,16 +455,21 @@ def _read_once(path: Path, offset: int, size: int) -> bytes:
         os.close(fd)
 
 
-def read_whole(path: Path, size_hint: int = 0) -> bytes:
-    """A whole file, in one read when ``size_hint`` is its size (a manifest knows it): for
-    ImageNet's 110 KB images 0.4–0.7 of the time of ``Path.read_bytes``, which asks fstat first and
-    goes through a buffered file object. A file of another size is still read whole."""
+def read_whole(path: str | Path, size_hint: int = 0) -> bytes:
+    """A whole file, in one read when ``size_hint`` is its size (a manifest knows it; else the
+    file's own size is asked): for ImageNet's 110 KB images 0.4–0.7 of the time of
+    ``Path.read_bytes``, which goes through a buffered file object and reads again to find the
+    end. A file of another size is still read whole, to its end."""
     fd = os.open(path, os.O_RDONLY)
     try:
-        chunks: list[bytes] = []
-        while chunk := os.read(fd, size_hint + 1 if size_hint and not chunks else 1 << 20):
+        size = size_hint or os.fstat(fd).st_size
+        first = os.read(fd, size + 1)
+        if len(first) == size:  # all of it, and not a byte past it: this is the end
+            return first
+        chunks = [first]
+        while chunk := os.read(fd, 1 << 20):
             chunks.append(chunk)
-        return b"".join(chunks)  # one chunk: returned as it is, not copied
+        return b"".join(chunks)
     finally:
         os.close(fd)
 
