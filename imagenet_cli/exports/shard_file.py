@@ -53,13 +53,9 @@ class ShardFile:
         if self.pending >= self.BATCH_BYTES or len(self.parts) >= self.BATCH_PARTS:
             self.flush()
 
-    @property
-    def size(self) -> int:
+    def tell(self) -> int:
         """Bytes given so far, written or pending."""
         return self.offset + self.pending
-
-    def tell(self) -> int:
-        return self.size
 
     def flush(self) -> None:
         write_all(self.fd, self.parts)

@@ -89,7 +89,7 @@ def _write_tar(out: ShardFile, job: Job, samples: list[Sample]) -> str:
             *_member(f"{key}.json", described),
         )
     end = 2 * _BLOCK  # two zero blocks, then padding to a whole record, as tar writes it
-    out.write(bytes(end + (-(out.size + end)) % _RECORD))
+    out.write(bytes(end + (-(out.tell() + end)) % _RECORD))
     return out.xxh3_64()
 
 
