@@ -117,8 +117,9 @@ def has_opencv() -> bool:
 
 def per_image(data: list[bytes], rounds: int) -> None:
     cases = [(224, "shorter"), (64, "shorter"), (32, "squash")]
-    filters = [images.Filter.fast, images.Filter.lanczos] + ([images.Filter.area] if has_opencv() else [])
-    if not has_opencv():
+    with_area = has_opencv()
+    filters = [images.Filter.fast, images.Filter.lanczos] + ([images.Filter.area] if with_area else [])
+    if not with_area:
         print("   (--filter area left out: OpenCV is not installed: pip install '.[opencv]')")
     for size, mode in cases:
         recipes = {
